@@ -1,0 +1,194 @@
+// The shared command runner: strict flag parsing (unknown flags are usage
+// errors, unlike citty's runMain), settings resolution, the tool context,
+// and the mapping of errors to exit statuses. Only the bin calls process.exit.
+
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { Writable } from 'node:stream';
+import { CairnError, EXIT, toCairnError } from './errors.js';
+import { createLogger, isLogLevel, type Logger, type LogLevel } from './log.js';
+import { COMMON_SETTINGS, resolveSettings, type SettingDef, type Settings } from '../config/settings.js';
+import { CAIRN_VERSION } from '../version.js';
+
+export interface PositionalDef {
+  name: string;
+  description: string;
+  required: boolean;
+}
+
+export interface ToolContext {
+  tool: string;
+  settings: Settings;
+  positionals: string[];
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  stdout: Writable;
+  stderr: Writable;
+  log: Logger;
+  signal: AbortSignal;
+  now: () => Date;
+}
+
+export interface ToolDef {
+  /** e.g. "wal-push"; the executable is cairn-<name>. */
+  name: string;
+  description: string;
+  /** Tool-specific settings; COMMON_SETTINGS are added. */
+  settings: SettingDef[];
+  positionals: PositionalDef[];
+  /** Usage examples shown by --help. */
+  examples?: string[];
+  /** Does the work; returns the exit status. */
+  run: (ctx: ToolContext) => Promise<number>;
+  /** Maps an error to an exit status (wal-get: persistent errors → 126). */
+  exitFor?: (err: CairnError) => number;
+}
+
+export function defineTool(def: ToolDef): ToolDef {
+  return def;
+}
+
+export function allSettings(def: ToolDef): SettingDef[] {
+  const own = new Set(def.settings.map((s) => s.name));
+  return [...COMMON_SETTINGS.filter((s) => !own.has(s.name)), ...def.settings];
+}
+
+export function renderHelp(def: ToolDef): string {
+  const settings = allSettings(def);
+  const pos = def.positionals.map((p) => (p.required ? `<${p.name}>` : `[${p.name}]`)).join(' ');
+  const lines = [`cairn-${def.name} ${CAIRN_VERSION} — ${def.description}`, '', `usage: cairn-${def.name} [options] ${pos}`.trimEnd(), ''];
+  if (def.positionals.length > 0) {
+    lines.push('arguments:');
+    for (const p of def.positionals) lines.push(`  ${p.name.padEnd(28)} ${p.description}`);
+    lines.push('');
+  }
+  lines.push('options (flag > environment > config file > default):');
+  for (const s of settings) {
+    const flag = `--${s.name}${s.type === 'boolean' ? '' : ' ' + (s.valueHint ?? 'VALUE')}`;
+    const env = s.flagOnly ? '' : ` [${(s.env ?? ['CAIRN_' + s.name.toUpperCase().replace(/-/g, '_')]).join(', ')}]`;
+    const dflt = s.default !== undefined && s.default !== false ? ` (default: ${String(s.default)})` : '';
+    lines.push(`  ${flag.padEnd(28)} ${s.description}${dflt}${env}`);
+  }
+  lines.push(`  ${'--help'.padEnd(28)} show this help`);
+  lines.push(`  ${'--version'.padEnd(28)} print the version`);
+  if (def.examples && def.examples.length > 0) {
+    lines.push('', 'examples:', ...def.examples.map((e) => '  ' + e));
+  }
+  lines.push('', 'exit status: 0 ok, 1 not found / check failed, 2 usage, 3 configuration or connection,',
+    '  4 data (checksum, format, duplicate), 5 lock held, 70 internal bug' + (def.name === 'wal-get' ? ', 126 persistent error (stops recovery)' : ''));
+  return lines.join('\n') + '\n';
+}
+
+export interface RunIO {
+  argv: string[];
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  stdout: Writable;
+  stderr: Writable;
+  signal?: AbortSignal;
+  now?: () => Date;
+}
+
+/** Parses argv strictly; throws USAGE errors. */
+export function parseToolArgs(def: ToolDef, argv: string[]): { flags: Record<string, string | boolean | string[] | undefined>; positionals: string[]; help: boolean; version: boolean } {
+  const settings = allSettings(def);
+  const options: NonNullable<ParseArgsConfig['options']> = {
+    help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean', short: 'V' },
+  };
+  for (const s of settings) {
+    options[s.name] = { type: s.type === 'boolean' ? 'boolean' : 'string', multiple: s.type === 'list' };
+    if (s.alias) options[s.name]!.short = s.alias;
+    if (s.type === 'boolean') options['no-' + s.name] = { type: 'boolean' };
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    const msg = (err as Error).message.replace(/\. To specify a positional argument.*$/s, '').replace(/^Unknown option '/, "unknown option '");
+    throw new CairnError('USAGE', msg.charAt(0).toLowerCase() + msg.slice(1).replace(/\.$/, ''), { hint: `see cairn-${def.name} --help` });
+  }
+  const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
+  const flags: Record<string, string | boolean | string[] | undefined> = {};
+  for (const s of settings) {
+    if (values[s.name] !== undefined) flags[s.name] = values[s.name];
+    if (s.type === 'boolean' && values['no-' + s.name]) flags[s.name] = false;
+  }
+  const help = values['help'] === true;
+  const version = values['version'] === true;
+  if (!help && !version) {
+    const required = def.positionals.filter((p) => p.required).length;
+    if (parsed.positionals.length < required) {
+      const missing = def.positionals[parsed.positionals.length]!;
+      throw new CairnError('USAGE', `missing argument <${missing.name}>`, { hint: `usage: cairn-${def.name} ${def.positionals.map((p) => (p.required ? `<${p.name}>` : `[${p.name}]`)).join(' ')}` });
+    }
+    if (parsed.positionals.length > def.positionals.length) {
+      throw new CairnError('USAGE', `unexpected argument "${parsed.positionals[def.positionals.length]}"`, { hint: `see cairn-${def.name} --help` });
+    }
+  }
+  return { flags, positionals: parsed.positionals, help, version };
+}
+
+function writeError(stderr: Writable, tool: string, err: CairnError, level: LogLevel): void {
+  stderr.write(`cairn-${tool}: error: ${err.message}\n`);
+  if (err.hint) stderr.write(`cairn-${tool}: hint: ${err.hint}\n`);
+  if (level === 'debug' && err.cause !== undefined) stderr.write(`cairn-${tool}: debug: cause: ${String((err.cause as Error)?.stack ?? err.cause)}\n`);
+}
+
+/** Runs a tool the way its bin does; returns the exit status. */
+export async function runTool(def: ToolDef, io: RunIO): Promise<number> {
+  let level: LogLevel = 'warn';
+  try {
+    const { flags, positionals, help, version } = parseToolArgs(def, io.argv);
+    if (help) {
+      io.stdout.write(renderHelp(def));
+      return EXIT.OK;
+    }
+    if (version) {
+      io.stdout.write(`cairn-${def.name} ${CAIRN_VERSION}\n`);
+      return EXIT.OK;
+    }
+    const settings = resolveSettings({ defs: allSettings(def), flags, env: io.env });
+    const lvl = String(settings['log-level']);
+    if (!isLogLevel(lvl)) throw new CairnError('USAGE', `invalid log level "${lvl}"`, { hint: 'use error, warn, info or debug' });
+    level = lvl;
+    const log = createLogger({ tool: `cairn-${def.name}`, level, json: settings['json'] === true, write: (l) => io.stderr.write(l) });
+    const ctx: ToolContext = {
+      tool: def.name,
+      settings,
+      positionals,
+      env: io.env,
+      cwd: io.cwd,
+      stdout: io.stdout,
+      stderr: io.stderr,
+      log,
+      signal: io.signal ?? new AbortController().signal,
+      now: io.now ?? (() => new Date()),
+    };
+    return await def.run(ctx);
+  } catch (thrown) {
+    const err = toCairnError(thrown);
+    writeError(io.stderr, def.name, err, level);
+    return def.exitFor ? def.exitFor(err) : err.exitCode;
+  }
+}
+
+/** The bin's entry: runs the tool on the process and sets its exit status. */
+export async function runToolMain(def: ToolDef): Promise<void> {
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    // PostgreSQL sends SIGTERM at fast shutdown; stop work and exit non-zero.
+    ac.abort(new CairnError('INTERNAL', `interrupted by ${sig}`));
+    setTimeout(() => process.exit(sig === 'SIGTERM' ? 143 : 130), 2000).unref();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  const code = await runTool(def, {
+    argv: process.argv.slice(2),
+    env: process.env,
+    cwd: process.cwd(),
+    stdout: process.stdout,
+    stderr: process.stderr,
+    signal: ac.signal,
+  });
+  process.exitCode = code;
+}

