@@ -39,8 +39,11 @@ export interface ToolDef {
   examples?: string[];
   /** Does the work; returns the exit status. */
   run: (ctx: ToolContext) => Promise<number>;
-  /** Maps an error to an exit status (wal-get: persistent errors → 126). */
-  exitFor?: (err: CairnError) => number;
+  /**
+   * Maps an error to an exit status (wal-get: persistent errors → 126).
+   * `settings` is undefined when the error came before they were resolved.
+   */
+  exitFor?: (err: CairnError, settings: Settings | undefined) => number;
 }
 
 export function defineTool(def: ToolDef): ToolDef {
@@ -137,6 +140,7 @@ function writeError(stderr: Writable, tool: string, err: CairnError, level: LogL
 /** Runs a tool the way its bin does; returns the exit status. */
 export async function runTool(def: ToolDef, io: RunIO): Promise<number> {
   let level: LogLevel = 'warn';
+  let resolved: Settings | undefined;
   try {
     const { flags, positionals, help, version } = parseToolArgs(def, io.argv);
     if (help) {
@@ -148,6 +152,7 @@ export async function runTool(def: ToolDef, io: RunIO): Promise<number> {
       return EXIT.OK;
     }
     const settings = resolveSettings({ defs: allSettings(def), flags, env: io.env });
+    resolved = settings;
     const lvl = String(settings['log-level']);
     if (!isLogLevel(lvl)) throw new CairnError('USAGE', `invalid log level "${lvl}"`, { hint: 'use error, warn, info or debug' });
     level = lvl;
@@ -168,22 +173,24 @@ export async function runTool(def: ToolDef, io: RunIO): Promise<number> {
   } catch (thrown) {
     const err = toCairnError(thrown);
     writeError(io.stderr, def.name, err, level);
-    return def.exitFor ? def.exitFor(err) : err.exitCode;
+    return def.exitFor ? def.exitFor(err, resolved) : err.exitCode;
   }
 }
 
 /** The bin's entry: runs the tool on the process and sets its exit status. */
-export async function runToolMain(def: ToolDef): Promise<void> {
+export async function runToolMain(def: ToolDef, argv: string[] = process.argv.slice(2)): Promise<void> {
   const ac = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => {
-    // PostgreSQL sends SIGTERM at fast shutdown; stop work and exit non-zero.
-    ac.abort(new CairnError('INTERNAL', `interrupted by ${sig}`));
-    setTimeout(() => process.exit(sig === 'SIGTERM' ? 143 : 130), 2000).unref();
+    // PostgreSQL sends SIGTERM at fast shutdown; stop work and exit non-zero,
+    // with the tool's own status for errors (wal-push must stay below 126).
+    const err = new CairnError('INTERNAL', `interrupted by ${sig}`);
+    ac.abort(err);
+    setTimeout(() => process.exit(def.exitFor ? def.exitFor(err, undefined) : EXIT.INTERNAL), 2000).unref();
   };
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
   const code = await runTool(def, {
-    argv: process.argv.slice(2),
+    argv,
     env: process.env,
     cwd: process.cwd(),
     stdout: process.stdout,

@@ -135,3 +135,26 @@ export function resolveSettings(input: ResolveInput): Settings {
   }
   return out;
 }
+
+/** Settings of tools that write to the repository. */
+export const COMPRESS_SETTING: SettingDef = {
+  name: 'compress',
+  type: 'string',
+  description: 'zstd[:1-19], gzip[:1-9] or none',
+  default: 'zstd:3',
+  valueHint: 'ALG[:LEVEL]',
+};
+
+export const SPOOL_SETTING: SettingDef = {
+  name: 'spool-dir',
+  type: 'string',
+  description: 'private local directory for push-ahead records and prefetched WAL (default: $TMPDIR/cairn-spool-<uid>)',
+  valueHint: 'DIR',
+};
+
+export const SYSTEM_ID_SETTING: SettingDef = {
+  name: 'system-id',
+  type: 'string',
+  description: 'database system identifier, when it cannot be read from PGDATA/global/pg_control',
+  valueHint: 'ID',
+};

@@ -55,7 +55,8 @@ export interface StorageDriver {
 
   /**
    * Every object whose key starts with `prefix` (a plain string prefix, not a
-   * directory: 'a/b' matches 'a/b/c' and 'a/bc'), in ascending key order.
+   * directory: 'a/b' matches 'a/b/c' and 'a/bc'), in ascending key order
+   * (UTF-8 byte order, as S3 lists; see compareKeys).
    * In-progress writes (temp files, uncompleted uploads) are never listed.
    */
   list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo>;
@@ -97,4 +98,29 @@ export function assertValidKey(key: string): void {
   ) {
     throw new Error(`invalid storage key "${key}"`);
   }
+}
+
+/**
+ * Rejects list prefixes that could escape the repository root. '' (every
+ * key) and a trailing '/' are fine; the last segment is a partial name (so
+ * 'a/.' matches 'a/.hidden'); the segments before it follow the key rules.
+ */
+export function assertValidPrefix(prefix: string): void {
+  if (prefix === '') return;
+  const inner = prefix.split('/').slice(0, -1);
+  if (
+    prefix.startsWith('/') ||
+    prefix.includes('\\') ||
+    prefix.includes('\0') ||
+    inner.some((s) => s === '' || s === '.' || s === '..')
+  ) {
+    throw new Error(`invalid storage prefix "${prefix}"`);
+  }
+}
+
+/** The order `list` yields keys in: UTF-8 bytes, as S3 sorts them. */
+export function compareKeys(a: string, b: string): number {
+  // For the ASCII keys cairn writes this equals `a < b`; the byte order only
+  // differs from JS (UTF-16) order above the BMP.
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }

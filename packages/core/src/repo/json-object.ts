@@ -1,0 +1,36 @@
+// Small JSON documents in the repository (repo.json, systems/*.json): read,
+// and create once (never rewritten, DESIGN §4.11).
+
+import { buffer } from 'node:stream/consumers';
+import { CairnError } from '../cli/errors.js';
+import { ObjectNotFoundError, WriteConflictError, type StorageDriver } from '../storage/driver.js';
+
+export async function readJsonObject<T>(driver: StorageDriver, key: string, signal?: AbortSignal): Promise<T | undefined> {
+  let body: Buffer;
+  try {
+    body = await buffer(await driver.read(key, signal));
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) return undefined;
+    throw err;
+  }
+  try {
+    return JSON.parse(body.toString('utf8')) as T;
+  } catch {
+    throw new CairnError('FORMAT_INVALID', `"${key}" in repository "${driver.url}" is not valid JSON`, {
+      hint: 'the repository is damaged; restore the file from a copy or ask for help before changing anything',
+    });
+  }
+}
+
+/** Creates `key` unless it exists; returns what is stored afterwards (ours or the winner's). */
+export async function createJsonObject<T>(driver: StorageDriver, key: string, value: T, signal?: AbortSignal): Promise<T> {
+  try {
+    await driver.write(key, Buffer.from(JSON.stringify(value, null, 2) + '\n'), { ifAbsent: true, ...(signal ? { signal } : {}) });
+    return value;
+  } catch (err) {
+    if (!(err instanceof WriteConflictError)) throw err;
+    const stored = await readJsonObject<T>(driver, key, signal);
+    if (stored === undefined) throw err;
+    return stored;
+  }
+}

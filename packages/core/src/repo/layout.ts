@@ -1,0 +1,67 @@
+// The repository's key layout (DESIGN §3), in one place. Every key a tool
+// reads or writes is built here.
+//
+// WAL objects carry the SHA-256 of their plaintext in the key, as pgBackRest's
+// archive does (<segment>-<sha1>.gz): deciding "already archived with the same
+// content" is then a listing, not a download, for every codec and driver, and
+// a reader knows the checksum to verify before it reads a byte.
+
+import { CairnError } from '../cli/errors.js';
+
+const CLUSTER_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+export function assertClusterName(cluster: string): void {
+  if (!CLUSTER_RE.test(cluster)) {
+    throw new CairnError('CONFIG_INVALID', `invalid cluster name "${cluster}"`, {
+      hint: 'use letters, digits, "_", "-" and "." (up to 63 characters), e.g. --cluster main',
+    });
+  }
+}
+
+export function repoConfigKey(cluster: string): string {
+  return `${cluster}/repo.json`;
+}
+
+export function systemsPrefix(cluster: string): string {
+  return `${cluster}/systems/`;
+}
+
+export function systemKey(cluster: string, systemId: string): string {
+  return `${cluster}/systems/${systemId}.json`;
+}
+
+export function walSystemPrefix(cluster: string, systemId: string): string {
+  return `${cluster}/wal/${systemId}/`;
+}
+
+/**
+ * The prefix all stored copies of one WAL file share. Segments, partials and
+ * .backup files live in a directory per TLI+LOG (first 16 hex digits), like
+ * pgBackRest, so no directory grows past 256 entries per segment type with
+ * 16 MiB segments; history files sit at the system level.
+ */
+export function walFilePrefix(cluster: string, systemId: string, walName: string): string {
+  const dir = walName.endsWith('.history') ? '' : walName.slice(0, 16) + '/';
+  return `${walSystemPrefix(cluster, systemId)}${dir}${walName}-`;
+}
+
+export function walObjectKey(cluster: string, systemId: string, walName: string, sha256: string, ext: string): string {
+  return `${walFilePrefix(cluster, systemId, walName)}${sha256}${ext}`;
+}
+
+export interface WalObjectName {
+  walName: string;
+  sha256: string;
+  /** '', '.zst', '.gz', '.enc', '.zst.enc', … */
+  ext: string;
+}
+
+const WAL_OBJECT_RE = /^([0-9A-F]{24}(?:\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)-([0-9a-f]{64})((?:\.[a-z0-9]+)*)$/;
+
+/** Parses the last path segment of a WAL object key; undefined if it is not one. */
+export function parseWalObjectName(key: string): WalObjectName | undefined {
+  const base = key.slice(key.lastIndexOf('/') + 1);
+  const m = WAL_OBJECT_RE.exec(base);
+  if (!m) return undefined;
+  return { walName: m[1]!, sha256: m[2]!, ext: m[3]! };
+}

@@ -1,0 +1,77 @@
+// repo.json: the cluster's format version and cipher, and a key check (never
+// the key) so a wrong key is told apart from corrupted data. Written once by
+// the first tool that stores anything in the cluster.
+
+import { CairnError } from '../cli/errors.js';
+import { keyCheck, keyMatches, type EncryptionKey } from '../codec/index.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { CAIRN_VERSION } from '../version.js';
+import { createJsonObject, readJsonObject } from './json-object.js';
+import { repoConfigKey } from './layout.js';
+
+export const REPO_FORMAT = 1;
+export const CIPHER = 'aes-256-gcm-stream-v1';
+
+export interface RepoConfig {
+  format: number;
+  cipher: 'none' | typeof CIPHER;
+  /** HMAC of a constant under the key: lets a tool say "wrong key". */
+  keyCheck?: string;
+  created: string;
+  createdBy: string;
+}
+
+export async function readRepoConfig(driver: StorageDriver, cluster: string, signal?: AbortSignal): Promise<RepoConfig | undefined> {
+  const cfg = await readJsonObject<RepoConfig>(driver, repoConfigKey(cluster), signal);
+  if (cfg !== undefined && (typeof cfg.format !== 'number' || cfg.format > REPO_FORMAT)) {
+    throw new CairnError('FORMAT_INVALID', `repository "${driver.url}" cluster "${cluster}" has format ${String(cfg.format)}, newer than this cairn understands (${REPO_FORMAT})`, {
+      hint: 'upgrade cairn on this host',
+    });
+  }
+  return cfg;
+}
+
+/** Checks the configured key (or its absence) against repo.json. */
+export function checkKeyAgainst(cfg: RepoConfig, key: EncryptionKey | undefined, url: string, cluster: string): void {
+  if (cfg.cipher === 'none') {
+    if (key !== undefined) {
+      throw new CairnError('KEY_MISMATCH', `repository "${url}" cluster "${cluster}" is not encrypted, but an encryption key is configured`, {
+        hint: 'drop --encryption-key-file / CAIRN_ENCRYPTION_KEY_FILE for this repository, or use a new cluster name for encrypted backups',
+      });
+    }
+    return;
+  }
+  if (key === undefined) {
+    throw new CairnError('KEY_INVALID', `repository "${url}" cluster "${cluster}" is encrypted and no encryption key is configured`, {
+      hint: 'set --encryption-key-file or CAIRN_ENCRYPTION_KEY_FILE to the key file used when the repository was created',
+    });
+  }
+  if (cfg.keyCheck === undefined || !keyMatches(key, cfg.keyCheck)) {
+    throw new CairnError('KEY_MISMATCH', `the encryption key does not match repository "${url}" cluster "${cluster}"`, {
+      hint: 'use the key file the repository was created with',
+    });
+  }
+}
+
+/** Reads repo.json, creating it on first use; then checks the key. */
+export async function ensureRepoConfig(
+  driver: StorageDriver,
+  cluster: string,
+  key: EncryptionKey | undefined,
+  now: Date,
+  signal?: AbortSignal,
+): Promise<RepoConfig> {
+  let cfg = await readRepoConfig(driver, cluster, signal);
+  if (cfg === undefined) {
+    const fresh: RepoConfig = {
+      format: REPO_FORMAT,
+      cipher: key === undefined ? 'none' : CIPHER,
+      ...(key === undefined ? {} : { keyCheck: keyCheck(key) }),
+      created: now.toISOString(),
+      createdBy: `cairn ${CAIRN_VERSION}`,
+    };
+    cfg = await createJsonObject(driver, repoConfigKey(cluster), fresh, signal);
+  }
+  checkKeyAgainst(cfg, key, driver.url, cluster);
+  return cfg;
+}

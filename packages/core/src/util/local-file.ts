@@ -1,0 +1,51 @@
+// Local files written so a reader never sees a partial one: a temp name in the
+// same directory, fsync, rename, fsync the directory.
+
+import { randomBytes } from 'node:crypto';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+export function tempPathFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.cairn-tmp.${process.pid}.${randomBytes(4).toString('hex')}`);
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Writes a file atomically. `fill` writes the content to the open temp file;
+ * if it throws, the temp file is removed and `path` is left as it was.
+ */
+export async function writeFileAtomic(
+  path: string,
+  fill: (fh: FileHandle, tempPath: string) => Promise<void>,
+  opts: { mode?: number; durable?: boolean } = {},
+): Promise<void> {
+  const tmp = tempPathFor(path);
+  const fh = await open(tmp, 'wx', opts.mode ?? 0o600);
+  try {
+    try {
+      await fill(fh, tmp);
+      if (opts.durable !== false) await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  if (opts.durable !== false) await fsyncDir(dirname(path));
+}
+
+export async function writeBufferAtomic(path: string, data: Buffer | string, opts: { mode?: number; durable?: boolean } = {}): Promise<void> {
+  await writeFileAtomic(path, async (fh) => {
+    await fh.writeFile(data);
+  }, opts);
+}

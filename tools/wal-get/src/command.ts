@@ -1,0 +1,67 @@
+// The cairn-wal-get command: flags and settings in, walGet() called, and the
+// restore_command exit statuses: 0 written, 1 not in any repository, 126 any
+// error (usage and configuration errors included: PostgreSQL reads 1–125 as
+// "not found" and would end recovery early).
+
+import { realpathSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { defineTool } from '@cairn/core/cli/run';
+import { CairnError, EXIT } from '@cairn/core/cli/errors';
+import { SPOOL_SETTING, SYSTEM_ID_SETTING } from '@cairn/core/config/settings';
+import { repoSettingsFrom } from '@cairn/core/repo/repositories';
+import { defaultSpoolRoot, spoolFingerprint } from '@cairn/core/spool/spool-dir';
+import { walGet } from './wal-get.js';
+
+export const walGetTool = defineTool({
+  name: 'wal-get',
+  description: 'fetch a WAL file from the repositories (restore_command)',
+  positionals: [
+    { name: 'name', description: 'the WAL file name PostgreSQL asks for (%f)', required: true },
+    { name: 'path', description: 'where to write it (%p, relative to the data directory)', required: true },
+  ],
+  settings: [
+    SPOOL_SETTING,
+    SYSTEM_ID_SETTING,
+    { name: 'prefetch', type: 'integer', description: 'segments to fetch ahead in the background (0: off)', default: 8, valueHint: 'N' },
+    { name: 'prefetch-concurrency', type: 'integer', description: 'segments the prefetch worker fetches at once', default: 2, valueHint: 'N' },
+    { name: 'retries', type: 'integer', description: 'extra attempts after a transient repository error, with doubling backoff from 0.5 s', default: 4, valueHint: 'N' },
+    { name: 'errors-as-not-found', type: 'boolean', description: 'exit 1 instead of 126 on persistent errors (for standbys that should keep streaming)', default: false },
+  ],
+  examples: ["restore_command = 'cairn-wal-get %f %p'"],
+  exitFor(_err: CairnError, settings) {
+    return settings?.['errors-as-not-found'] === true ? EXIT.NOT_FOUND : EXIT.WAL_GET_PERSISTENT;
+  },
+  async run(ctx) {
+    const s = ctx.settings;
+    const [walName, path] = ctx.positionals as [string, string];
+    const repo = repoSettingsFrom(s);
+    const prefetch = s['prefetch'] as number;
+    const retries = s['retries'] as number;
+    if (prefetch < 0 || prefetch > 1024) throw new CairnError('USAGE', `invalid --prefetch ${prefetch}`, { hint: 'use 0 to 1024' });
+    if (retries < 0 || retries > 20) throw new CairnError('USAGE', `invalid --retries ${retries}`, { hint: 'use 0 to 20' });
+    let pgdata = ctx.cwd;
+    try {
+      pgdata = realpathSync(ctx.cwd);
+    } catch { /* keep cwd */ }
+    const spoolRoot = (s['spool-dir'] as string | undefined) ?? defaultSpoolRoot();
+    const result = await walGet({
+      walName,
+      destPath: isAbsolute(path) ? path : resolve(ctx.cwd, path),
+      repos: repo.repos,
+      cluster: repo.cluster,
+      keyFile: repo.keyFile,
+      pgdata: ctx.cwd,
+      systemId: s['system-id'] as string | undefined,
+      prefetch,
+      prefetchConcurrency: Math.max(1, s['prefetch-concurrency'] as number),
+      spoolDir: join(spoolRoot, 'get-' + spoolFingerprint([pgdata, repo.cluster, repo.repos, repo.keyFile])),
+      retry: { attempts: retries + 1, baseDelayMs: 500 },
+    }, ctx);
+    if (s['json'] === true) ctx.stdout.write(JSON.stringify(result) + '\n');
+    if (!result.found) {
+      ctx.log.info(`"${walName}" is not in any repository`);
+      return EXIT.NOT_FOUND;
+    }
+    return EXIT.OK;
+  },
+});

@@ -1,0 +1,107 @@
+// Fetching one WAL file from the repositories into a local path, verified,
+// with the retry rules of DESIGN §4.4: "not found" only when every repository
+// answered that it does not have the file; transient errors are retried with
+// backoff; anything else is a persistent error.
+
+import { createWriteStream } from 'node:fs';
+import { open, rename, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { CairnError, toCairnError } from '@cairn/core/cli/errors';
+import type { Logger } from '@cairn/core/cli/log';
+import type { EncryptionKey } from '@cairn/core/codec/index';
+import { checkKeyAgainst, readRepoConfig } from '@cairn/core/repo/repo-config';
+import { findWal, readWalInto, type StoredWal } from '@cairn/core/repo/wal-archive';
+import type { StorageDriver } from '@cairn/core/storage/driver';
+import { fsyncDir, tempPathFor } from '@cairn/core/util/local-file';
+import { sleep } from '@cairn/core/util/limit';
+
+export interface FetchTarget {
+  cluster: string;
+  systemId: string;
+  walName: string;
+  key: EncryptionKey | undefined;
+}
+
+export interface RetryPolicy {
+  /** Attempts over all repositories (1: no retry). */
+  attempts: number;
+  /** First backoff; doubles each time. */
+  baseDelayMs: number;
+}
+
+export type FetchResult = { found: true; sha256: string; repo: string; bytes: number } | { found: false };
+
+/** Writes `stored` to `dest` atomically (temp, fsync, rename); verifies first. */
+async function fetchCopy(driver: StorageDriver, stored: StoredWal, target: FetchTarget, dest: string, durable: boolean, signal: AbortSignal): Promise<number> {
+  const tmp = tempPathFor(dest);
+  try {
+    const sink = createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
+    const { bytes } = await readWalInto(driver, stored, target.key, sink, signal);
+    if (durable) {
+      const fh = await open(tmp, 'r+');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
+    await rename(tmp, dest);
+    if (durable) await fsyncDir(dirname(dest));
+    return bytes;
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+}
+
+/** Turns a decrypt failure into "wrong key" when repo.json says so. */
+async function explainDecryptFailure(driver: StorageDriver, target: FetchTarget, err: CairnError, signal: AbortSignal): Promise<CairnError> {
+  if (err.code !== 'DECRYPT_FAILED') return err;
+  try {
+    const cfg = await readRepoConfig(driver, target.cluster, signal);
+    if (cfg) checkKeyAgainst(cfg, target.key, driver.url, target.cluster);
+  } catch (e) {
+    return toCairnError(e);
+  }
+  return err;
+}
+
+export async function fetchWal(
+  drivers: StorageDriver[],
+  target: FetchTarget,
+  dest: string,
+  opts: { retry: RetryPolicy; durable: boolean; signal: AbortSignal; log: Logger },
+): Promise<FetchResult> {
+  let lastErr: CairnError | undefined;
+  for (let attempt = 1; ; attempt++) {
+    let allSaidAbsent = true;
+    let retryable = false;
+    lastErr = undefined;
+    for (const driver of drivers) {
+      try {
+        const copies = await findWal(driver, target.cluster, target.systemId, target.walName, opts.signal);
+        if (copies.length === 0) continue;
+        allSaidAbsent = false;
+        if (new Set(copies.map((c) => c.sha256)).size > 1) {
+          throw new CairnError('WAL_DUPLICATE', `repository "${driver.url}" holds ${copies.length} different copies of "${target.walName}"`, {
+            hint: 'run cairn-verify; do not remove either copy before comparing them',
+          });
+        }
+        const bytes = await fetchCopy(driver, copies[0]!, target, dest, opts.durable, opts.signal);
+        return { found: true, sha256: copies[0]!.sha256, repo: driver.url, bytes };
+      } catch (thrown) {
+        if (opts.signal.aborted) throw thrown;
+        const err = await explainDecryptFailure(driver, target, toCairnError(thrown), opts.signal);
+        allSaidAbsent = false;
+        retryable ||= err.transient;
+        lastErr = err;
+        opts.log.warn(`"${target.walName}" from repository "${driver.url}": ${err.message}`);
+        // Try the next repository: it may hold a good copy.
+      }
+    }
+    if (allSaidAbsent) return { found: false };
+    if (!retryable || attempt >= opts.retry.attempts) break;
+    await sleep(opts.retry.baseDelayMs * 2 ** (attempt - 1), opts.signal);
+  }
+  throw lastErr ?? new CairnError('INTERNAL', `no result fetching "${target.walName}"`);
+}

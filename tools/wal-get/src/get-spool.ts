@@ -1,0 +1,128 @@
+// The prefetch spool: segments fetched ahead, verified, waiting for
+// PostgreSQL to ask. Entries are named <walName>-<sha256>; serving one
+// re-hashes it while copying to %p, so a damaged spool file is never handed
+// to PostgreSQL (DESIGN §4.3).
+
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { open, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { fsyncDir, tempPathFor } from '@cairn/core/util/local-file';
+
+const ENTRY_RE = /^([0-9A-F]{24})-([0-9a-f]{64})$/;
+const LOCK = '.prefetch.lock';
+
+export class GetSpool {
+  constructor(readonly dir: string) {}
+
+  async entries(): Promise<{ walName: string; sha256: string; file: string }[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch {
+      return [];
+    }
+    return names.flatMap((n) => {
+      const m = ENTRY_RE.exec(n);
+      return m ? [{ walName: m[1]!, sha256: m[2]!, file: join(this.dir, n) }] : [];
+    });
+  }
+
+  entryPath(walName: string, sha256: string): string {
+    return join(this.dir, `${walName}-${sha256}`);
+  }
+
+  /**
+   * Moves the spooled copy of `walName` to `dest` if there is a good one.
+   * Returns false (and drops the entry) if it is missing or fails its hash.
+   */
+  async serve(walName: string, dest: string, durable: boolean): Promise<boolean> {
+    const entry = (await this.entries()).find((e) => e.walName === walName);
+    if (!entry) return false;
+    const tmp = tempPathFor(dest);
+    try {
+      const hash = createHash('sha256');
+      const tap = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          hash.update(chunk);
+          cb(null, chunk);
+        },
+      });
+      await pipeline(createReadStream(entry.file), tap, createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
+      if (hash.digest('hex') !== entry.sha256) throw new Error('spooled copy fails its checksum');
+      if (durable) {
+        const fh = await open(tmp, 'r+');
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+      }
+      await rename(tmp, dest);
+      if (durable) await fsyncDir(dirname(dest));
+      return true;
+    } catch {
+      await unlink(tmp).catch(() => {});
+      return false;
+    } finally {
+      await unlink(entry.file).catch(() => {});
+    }
+  }
+
+  /** Removes entries PostgreSQL has moved past, and any older than maxAgeMs. */
+  async prune(before: string, maxAgeMs: number): Promise<void> {
+    const now = Date.now();
+    for (const e of await this.entries()) {
+      let drop = e.walName.slice(8) < before.slice(8);
+      if (!drop) {
+        const st = await stat(e.file).catch(() => undefined);
+        drop = st === undefined || now - st.mtimeMs > maxAgeMs;
+      }
+      if (drop) await unlink(e.file).catch(() => {});
+    }
+    // Temp files of a worker that was killed.
+    for (const n of await readdir(this.dir).catch(() => [] as string[])) {
+      if (!n.includes('.cairn-tmp.') && !n.endsWith('.part')) continue;
+      const p = join(this.dir, n);
+      const st = await stat(p).catch(() => undefined);
+      if (st && now - st.mtimeMs > 600_000) await unlink(p).catch(() => {});
+    }
+  }
+
+  /** Takes the worker lock; a lock whose process is gone is taken over. */
+  async lock(): Promise<boolean> {
+    const path = join(this.dir, LOCK);
+    for (let i = 0; i < 2; i++) {
+      try {
+        await writeFile(path, String(process.pid), { flag: 'wx', mode: 0o600 });
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return false;
+        const pid = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
+        if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) return false;
+        await unlink(path).catch(() => {});
+      }
+    }
+    return false;
+  }
+
+  async isLocked(): Promise<boolean> {
+    const pid = Number.parseInt(await readFile(join(this.dir, LOCK), 'utf8').catch(() => ''), 10);
+    return Number.isInteger(pid) && pid > 0 && isAlive(pid);
+  }
+
+  async unlock(): Promise<void> {
+    await unlink(join(this.dir, LOCK)).catch(() => {});
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,11 @@
+// Entry of the detached prefetch worker (started by cairn-wal-get).
+import { PREFETCH_ENV, runPrefetch, type PrefetchJob } from './prefetch.js';
+
+const raw = process.env[PREFETCH_ENV];
+if (raw) {
+  try {
+    await runPrefetch(JSON.parse(raw) as PrefetchJob);
+  } catch {
+    // Nothing to report to: PostgreSQL's next call fetches what is missing.
+  }
+}

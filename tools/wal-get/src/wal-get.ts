@@ -1,0 +1,131 @@
+// cairn-wal-get as a function: restore_command. Takes the file from the first
+// repository that has it (or the prefetch spool), verifies its SHA-256 and
+// writes it atomically to %p. "Not found" is a result, not an error; the
+// command maps it to exit 1 and every error to 126 (DESIGN §4.4).
+
+import { open } from 'node:fs/promises';
+import { CairnError } from '@cairn/core/cli/errors';
+import type { Logger } from '@cairn/core/cli/log';
+import { readSystemIdFromPgData } from '@cairn/core/pg/control-file';
+import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
+import { listSystems } from '@cairn/core/repo/systems';
+import { ensurePrivateDir } from '@cairn/core/spool/spool-dir';
+import type { StorageDriver } from '@cairn/core/storage/driver';
+import { parseWalFileName, readWalPageHeader } from '@cairn/core/wal/index';
+import { fetchWal, type RetryPolicy } from './fetch.js';
+import { GetSpool } from './get-spool.js';
+import { startPrefetch } from './prefetch.js';
+
+export interface WalGetOptions {
+  walName: string;
+  /** Absolute destination (%p resolved against PGDATA). */
+  destPath: string;
+  repos: string[];
+  cluster: string;
+  keyFile: string | undefined;
+  /** PGDATA (restore_command runs there): pg_control names the system. */
+  pgdata: string;
+  systemId: string | undefined;
+  /** Segments to fetch ahead (0: off). */
+  prefetch: number;
+  prefetchConcurrency: number;
+  /** Spool directory for prefetched segments; undefined disables prefetch. */
+  spoolDir: string | undefined;
+  retry: RetryPolicy;
+}
+
+export type WalGetResult =
+  | { found: true; walName: string; source: 'spool' | 'repository'; repo?: string; bytes?: number }
+  | { found: false; walName: string };
+
+export interface WalGetContext {
+  log: Logger;
+  signal: AbortSignal;
+  env: NodeJS.ProcessEnv;
+}
+
+async function resolveSystemId(opts: WalGetOptions, drivers: StorageDriver[], signal: AbortSignal): Promise<string> {
+  if (opts.systemId) return opts.systemId;
+  const fromControl = await readSystemIdFromPgData(opts.pgdata);
+  if (fromControl) return fromControl;
+  for (const d of drivers) {
+    let ids: string[];
+    try {
+      ids = await listSystems(d, opts.cluster, signal);
+    } catch {
+      continue;
+    }
+    if (ids.length === 1) return ids[0]!;
+    if (ids.length > 1) {
+      throw new CairnError('CONFIG_INVALID', `repository "${d.url}" cluster "${opts.cluster}" holds several database systems (${ids.join(', ')}) and "${opts.pgdata}" has no global/pg_control`, {
+        hint: 'run from the data directory being recovered (as restore_command does) or pass --system-id',
+      });
+    }
+  }
+  throw new CairnError('CONFIG_INVALID', `cannot tell which database system to restore: no global/pg_control in "${opts.pgdata}" and no system registered in cluster "${opts.cluster}"`, {
+    hint: 'run from the data directory being recovered or pass --system-id; check --repo and --cluster',
+  });
+}
+
+async function segmentSizeOf(path: string): Promise<number | undefined> {
+  try {
+    const fh = await open(path, 'r');
+    try {
+      const buf = Buffer.alloc(64);
+      await fh.read(buf, 0, 64, 0);
+      return readWalPageHeader(buf, path).segmentSize;
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+export async function walGet(opts: WalGetOptions, ctx: WalGetContext): Promise<WalGetResult> {
+  const name = parseWalFileName(opts.walName);
+  const prefetching = name.kind === 'segment' && opts.prefetch > 0 && opts.spoolDir !== undefined;
+
+  const key = await loadKey(opts.keyFile);
+  const drivers = await openRepositories(opts.repos);
+  try {
+    const systemId = await resolveSystemId(opts, drivers, ctx.signal);
+    const spoolDir = prefetching ? `${opts.spoolDir}-${systemId}` : undefined;
+    const spool = spoolDir ? new GetSpool(spoolDir) : undefined;
+
+    let result: WalGetResult;
+    if (spool && (await spool.serve(name.name, opts.destPath, true))) {
+      result = { found: true, walName: name.name, source: 'spool' };
+    } else {
+      const r = await fetchWal(drivers, { cluster: opts.cluster, systemId, walName: name.name, key }, opts.destPath, {
+        retry: opts.retry,
+        durable: true,
+        signal: ctx.signal,
+        log: ctx.log,
+      });
+      if (!r.found) return { found: false, walName: name.name };
+      result = { found: true, walName: name.name, source: 'repository', repo: r.repo, bytes: r.bytes };
+    }
+
+    if (spool && spoolDir) {
+      const segmentSize = await segmentSizeOf(opts.destPath);
+      if (segmentSize) {
+        await ensurePrivateDir(spoolDir);
+        await startPrefetch({
+          repos: opts.repos,
+          cluster: opts.cluster,
+          keyFile: opts.keyFile,
+          systemId,
+          after: name.name,
+          segmentSize,
+          count: opts.prefetch,
+          concurrency: opts.prefetchConcurrency,
+          spoolDir,
+        }, ctx.env).catch((err: unknown) => ctx.log.debug(`prefetch not started: ${String(err)}`));
+      }
+    }
+    return result;
+  } finally {
+    await closeRepositories(drivers);
+  }
+}

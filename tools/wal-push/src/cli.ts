@@ -1,0 +1,9 @@
+// Bin entry of cairn-wal-push. Runs once per WAL segment: cache compiled code
+// across runs and load only what this tool needs.
+import { enableCompileCache } from 'node:module';
+import { tmpdir } from 'node:os';
+
+enableCompileCache?.(`${tmpdir()}/cairn-compile-cache-${process.getuid?.() ?? 0}`);
+const { runToolMain } = await import('@cairn/core/cli/run');
+const { walPushTool } = await import('./command.js');
+await runToolMain(walPushTool);

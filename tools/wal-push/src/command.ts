@@ -1,0 +1,67 @@
+// The cairn-wal-push command: flags and settings in, walPush() called.
+
+import { isAbsolute, resolve, join } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { defineTool } from '@cairn/core/cli/run';
+import { CairnError, EXIT } from '@cairn/core/cli/errors';
+import { COMPRESS_SETTING, SPOOL_SETTING, SYSTEM_ID_SETTING } from '@cairn/core/config/settings';
+import { parseCompress } from '@cairn/core/codec/index';
+import { repoSettingsFrom } from '@cairn/core/repo/repositories';
+import { defaultSpoolRoot, spoolFingerprint } from '@cairn/core/spool/spool-dir';
+import { walPush } from './wal-push.js';
+
+export const walPushTool = defineTool({
+  name: 'wal-push',
+  description: 'archive a WAL file into the repositories (archive_command)',
+  positionals: [
+    { name: 'path', description: 'the file to archive (%p, relative to the data directory)', required: true },
+    { name: 'name', description: 'its WAL file name (%f); defaults to the last part of path', required: false },
+  ],
+  settings: [
+    COMPRESS_SETTING,
+    SPOOL_SETTING,
+    SYSTEM_ID_SETTING,
+    { name: 'push-ahead', type: 'integer', description: 'other .ready files to archive in the same run (0: off)', default: 32, valueHint: 'N' },
+    { name: 'concurrency', type: 'integer', description: 'files archived at once', default: 4, valueHint: 'N' },
+    { name: 'register-system', type: 'boolean', description: 'register this server\'s system identifier although the cluster holds another (after initdb or pg_upgrade)', default: false },
+  ],
+  examples: [
+    "archive_command = 'cairn-wal-push %p %f'",
+    'CAIRN_REPO=s3://bucket/pg?region=eu-west-1 cairn-wal-push pg_wal/000000010000000000000003',
+  ],
+  async run(ctx) {
+    const s = ctx.settings;
+    const [path, givenName] = ctx.positionals as [string, string | undefined];
+    const walPath = isAbsolute(path) ? path : resolve(ctx.cwd, path);
+    const walName = givenName ?? walPath.slice(walPath.lastIndexOf('/') + 1);
+    const repo = repoSettingsFrom(s);
+    const compress = parseCompress(String(s['compress']));
+    const pushAhead = s['push-ahead'] as number;
+    const concurrency = s['concurrency'] as number;
+    if (pushAhead < 0) throw new CairnError('USAGE', `invalid --push-ahead ${pushAhead}`, { hint: 'use 0 or more' });
+    if (concurrency < 1 || concurrency > 64) throw new CairnError('USAGE', `invalid --concurrency ${concurrency}`, { hint: 'use 1 to 64' });
+    // One spool per data directory and repository setup.
+    let pgdata = ctx.cwd;
+    try {
+      pgdata = realpathSync(ctx.cwd);
+    } catch { /* keep cwd */ }
+    const spoolRoot = (s['spool-dir'] as string | undefined) ?? defaultSpoolRoot();
+    const spoolDir = join(spoolRoot, 'push-' + spoolFingerprint([pgdata, repo.cluster, repo.repos, compress, repo.keyFile]));
+    const result = await walPush({
+      walPath,
+      walName,
+      repos: repo.repos,
+      cluster: repo.cluster,
+      compress,
+      keyFile: repo.keyFile,
+      pgdata: ctx.cwd,
+      systemId: s['system-id'] as string | undefined,
+      registerSystem: s['register-system'] === true,
+      pushAhead,
+      concurrency,
+      spoolDir,
+    }, ctx);
+    if (s['json'] === true) ctx.stdout.write(JSON.stringify(result) + '\n');
+    return EXIT.OK;
+  },
+});

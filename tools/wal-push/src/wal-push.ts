@@ -1,0 +1,273 @@
+// cairn-wal-push as a function: archive_command. Reads the WAL file once,
+// checks which database system it belongs to, compresses and encrypts it, and
+// stores it in every configured repository; with push-ahead it also archives
+// other `.ready` files so PostgreSQL's later calls for them return after a
+// cheap check (the way pgBackRest's async archive-push keeps up).
+
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { PassThrough } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { CairnError, toCairnError } from '@cairn/core/cli/errors';
+import type { Logger } from '@cairn/core/cli/log';
+import {
+  createHashStage,
+  encodedExtension,
+  encodeBuffer,
+  encodeStages,
+  sha256Hex,
+  type CompressSpec,
+  type EncodeSpec,
+  type EncryptionKey,
+} from '@cairn/core/codec/index';
+import { readSystemIdFromPgData } from '@cairn/core/pg/control-file';
+import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
+import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
+import { ensureSystemRegistered, listSystems } from '@cairn/core/repo/systems';
+import { storeWal, type StoreOutcome } from '@cairn/core/repo/wal-archive';
+import type { StorageDriver } from '@cairn/core/storage/driver';
+import { checkSegmentHeader, parseWalFileName, readWalPageHeader, type WalFileName } from '@cairn/core/wal/index';
+import { createLimiter } from '@cairn/core/util/limit';
+import { PushSpool } from './push-spool.js';
+
+export interface WalPushOptions {
+  /** Absolute path of the file to archive (%p resolved against PGDATA). */
+  walPath: string;
+  /** Its WAL file name (%f). */
+  walName: string;
+  repos: string[];
+  cluster: string;
+  compress: CompressSpec;
+  keyFile: string | undefined;
+  /** PGDATA (archive_command runs there): pg_control names the system of history files. */
+  pgdata: string;
+  /** Given system identifier for files without one (history, backup) outside PGDATA. */
+  systemId: string | undefined;
+  /** Register this file's system although the cluster holds another one. */
+  registerSystem: boolean;
+  /** How many other .ready files to archive ahead (0: off). */
+  pushAhead: number;
+  /** Files archived at once. */
+  concurrency: number;
+  /** Spool directory for push-ahead records; undefined disables push-ahead. */
+  spoolDir: string | undefined;
+}
+
+export interface WalPushResult {
+  walName: string;
+  /** 'spooled': archived earlier by push-ahead, confirmed by the cheap check. */
+  outcome: StoreOutcome | 'spooled';
+  aheadArchived: string[];
+  aheadFailed: string[];
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export interface WalPushContext {
+  log: Logger;
+  signal: AbortSignal;
+  now: () => Date;
+}
+
+/** WAL files up to this size are read into memory once; bigger ones stream twice. */
+const IN_MEMORY_LIMIT = 64 * 1024 * 1024;
+
+interface Archiver {
+  archive(walPath: string, name: WalFileName): Promise<{ outcome: StoreOutcome; sha256: string; bytesIn: number; bytesOut: number }>;
+}
+
+/** One archiving session over the open repositories; caches per-repo checks. */
+function createArchiver(drivers: StorageDriver[], key: EncryptionKey | undefined, opts: WalPushOptions, ctx: WalPushContext): Archiver {
+  const spec: EncodeSpec = { compress: opts.compress, ...(key ? { key } : {}) };
+  const ext = encodedExtension(spec);
+  const repoReady = new Map<StorageDriver, Promise<unknown>>();
+  const systemReady = new Map<string, Promise<unknown>>();
+  let pgdataSystem: Promise<string | undefined> | undefined;
+
+  const ensureRepo = (d: StorageDriver) => {
+    let p = repoReady.get(d);
+    if (!p) {
+      p = ensureRepoConfig(d, opts.cluster, key, ctx.now(), ctx.signal);
+      repoReady.set(d, p);
+    }
+    return p;
+  };
+  const ensureSystem = (d: StorageDriver, systemId: string, segSize: number | undefined) => {
+    const k = `${drivers.indexOf(d)}:${systemId}`;
+    let p = systemReady.get(k);
+    if (!p) {
+      p = ensureSystemRegistered(d, opts.cluster, {
+        systemId,
+        firstSeen: ctx.now().toISOString(),
+        registeredBy: 'wal-push',
+        ...(segSize ? { walSegmentSize: segSize } : {}),
+      }, { force: opts.registerSystem, signal: ctx.signal });
+      systemReady.set(k, p);
+    }
+    return p;
+  };
+
+  /** The system a history or backup file belongs to: it carries no identifier. */
+  const systemOfTextFile = async (name: string): Promise<string> => {
+    if (opts.systemId) return opts.systemId;
+    pgdataSystem ??= readSystemIdFromPgData(opts.pgdata);
+    const fromControl = await pgdataSystem;
+    if (fromControl) return fromControl;
+    const known = await listSystems(drivers[0]!, opts.cluster, ctx.signal);
+    if (known.length === 1) return known[0]!;
+    throw new CairnError('CONFIG_INVALID', `cannot tell which database system "${name}" belongs to: no global/pg_control in "${opts.pgdata}"`, {
+      hint: 'run from the data directory (as archive_command does) or pass --system-id',
+    });
+  };
+
+  const storeEverywhere = async (name: WalFileName, systemId: string, segSize: number | undefined, sha256: string, body: () => Buffer | NodeJS.ReadableStream) => {
+    const results = await Promise.allSettled(
+      drivers.map(async (d) => {
+        await ensureRepo(d);
+        await ensureSystem(d, systemId, segSize);
+        return storeWal(d, { cluster: opts.cluster, systemId, walName: name.name, sha256, ext, body, signal: ctx.signal });
+      }),
+    );
+    // Finish every repository, then fail as a whole if any failed: PostgreSQL
+    // must keep the file until all of them have it (STYLE: Streams).
+    const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [{ url: drivers[i]!.url, err: toCairnError(r.reason) }] : []));
+    if (failed.length > 0) {
+      const first = failed[0]!.err;
+      if (drivers.length === 1) throw first;
+      throw new CairnError(first.code, `"${name.name}" not archived in ${failed.length} of ${drivers.length} repositories: ${failed.map((f) => `"${f.url}": ${f.err.message}`).join('; ')}`, {
+        ...(first.hint ? { hint: first.hint } : {}),
+        transient: failed.every((f) => f.err.transient),
+      });
+    }
+    const outcomes = results.map((r) => (r as PromiseFulfilledResult<StoreOutcome>).value);
+    return outcomes.every((o) => o === 'identical') ? 'identical' : 'stored';
+  };
+
+  return {
+    async archive(walPath, name) {
+      let st;
+      try {
+        st = await stat(walPath);
+      } catch (err) {
+        throw new CairnError('FILE_UNREADABLE', `cannot read WAL file "${walPath}": ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
+          hint: 'archive_command must be run by PostgreSQL with %p (relative to the data directory) or an absolute path',
+        });
+      }
+      const label = `"${name.name}"`;
+      const hasHeader = name.kind === 'segment' || name.kind === 'partial';
+
+      if (st.size <= IN_MEMORY_LIMIT) {
+        let data: Buffer;
+        try {
+          data = await readFile(walPath);
+        } catch (err) {
+          throw new CairnError('FILE_UNREADABLE', `cannot read WAL file "${walPath}": ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
+            hint: 'check that the file exists and the user running cairn-wal-push may read it',
+          });
+        }
+        let systemId: string;
+        let segSize: number | undefined;
+        if (hasHeader) {
+          const header = readWalPageHeader(data, label);
+          checkSegmentHeader(data, name.name, label);
+          if (name.kind === 'segment' && data.length !== header.segmentSize) {
+            throw new CairnError('FORMAT_INVALID', `WAL segment ${label} is ${data.length} bytes, its header says ${header.segmentSize}`, {
+              hint: 'the file is truncated or not a WAL segment; do not archive it',
+            });
+          }
+          systemId = header.systemId;
+          segSize = header.segmentSize;
+        } else {
+          systemId = await systemOfTextFile(name.name);
+        }
+        const sha256 = sha256Hex(data);
+        const encoded = await encodeBuffer(data, spec);
+        const outcome = await storeEverywhere(name, systemId, segSize, sha256, () => encoded);
+        return { outcome, sha256, bytesIn: data.length, bytesOut: encoded.length };
+      }
+
+      // Large segments (wal_segment_size up to 1 GiB): hash in one pass, then
+      // stream-encode in a second pass that re-checks the hash, so memory stays
+      // flat. The header comes from the first 64 KiB.
+      const head = Buffer.alloc(65536);
+      const fh = await (await import('node:fs/promises')).open(walPath, 'r');
+      try {
+        await fh.read(head, 0, head.length, 0);
+      } finally {
+        await fh.close();
+      }
+      const header = readWalPageHeader(head, label);
+      checkSegmentHeader(head, name.name, label);
+      const hash1 = createHashStage();
+      await pipeline(createReadStream(walPath), hash1.stage, new PassThrough().resume(), { signal: ctx.signal });
+      const sha256 = hash1.digest();
+      let bytesOut = 0;
+      let pass2: ReturnType<typeof createHashStage> | undefined;
+      const outcome = await storeEverywhere(name, header.systemId, header.segmentSize, sha256, () => {
+        pass2 = createHashStage();
+        const out = new PassThrough();
+        out.on('data', (c: Buffer) => (bytesOut += c.length));
+        pipeline([createReadStream(walPath), pass2.stage, ...encodeStages(spec), out], { signal: ctx.signal }).catch((err) => out.destroy(err));
+        return out;
+      });
+      if (pass2 && pass2.digest() !== sha256) {
+        throw new CairnError('FORMAT_INVALID', `WAL file ${label} changed while it was being archived`, { hint: 'PostgreSQL never changes a .ready file; check what else writes to pg_wal' });
+      }
+      return { outcome, sha256, bytesIn: st.size, bytesOut };
+    },
+  };
+}
+
+export async function walPush(opts: WalPushOptions, ctx: WalPushContext): Promise<WalPushResult> {
+  const name = parseWalFileName(opts.walName);
+  const spool = opts.spoolDir !== undefined ? new PushSpool(opts.spoolDir) : undefined;
+
+  // PostgreSQL calls us for files push-ahead already archived: confirm cheaply.
+  if (spool && (await spool.consume(name.name, opts.walPath))) {
+    ctx.log.debug(`"${name.name}" was archived ahead; confirmed`);
+    return { walName: name.name, outcome: 'spooled', aheadArchived: [], aheadFailed: [], bytesIn: 0, bytesOut: 0 };
+  }
+
+  const key = await loadKey(opts.keyFile);
+  const drivers = await openRepositories(opts.repos);
+  try {
+    const archiver = createArchiver(drivers, key, opts, ctx);
+    const limit = createLimiter(Math.max(1, opts.concurrency));
+    const started = Date.now();
+    const main = limit(() => archiver.archive(opts.walPath, name));
+
+    const aheadArchived: string[] = [];
+    const aheadFailed: string[] = [];
+    let ahead: Promise<unknown> = Promise.resolve();
+    if (spool && opts.pushAhead > 0) {
+      const candidates = await spool.readyFiles(opts.walPath, name.name, opts.pushAhead);
+      ahead = Promise.all(
+        candidates.map((c) =>
+          limit(async () => {
+            if (ctx.signal.aborted) return;
+            try {
+              const r = await archiver.archive(c.path, c.name);
+              await spool.record(c.name.name, c.path, r.sha256);
+              aheadArchived.push(c.name.name);
+            } catch (err) {
+              // Not fatal: PostgreSQL will ask for this file itself and get a
+              // real answer then.
+              aheadFailed.push(c.name.name);
+              ctx.log.debug(`push-ahead of "${c.name.name}" failed: ${toCairnError(err).message}`);
+            }
+          }),
+        ),
+      );
+    }
+    // Wait for push-ahead too: a process that exits with uploads in flight
+    // would leave them half done (harmless, but wasted work).
+    const [mainResult] = await Promise.allSettled([main, ahead]);
+    if (mainResult.status === 'rejected') throw mainResult.reason;
+    const r = mainResult.value;
+    const ms = Date.now() - started;
+    ctx.log.info(`archived "${name.name}" (${r.outcome}) ${r.bytesIn} → ${r.bytesOut} bytes in ${ms} ms; ahead: ${aheadArchived.length} archived, ${aheadFailed.length} failed`);
+    return { walName: name.name, outcome: r.outcome, aheadArchived, aheadFailed, bytesIn: r.bytesIn, bytesOut: r.bytesOut };
+  } finally {
+    await closeRepositories(drivers);
+  }
+}
