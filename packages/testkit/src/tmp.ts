@@ -15,6 +15,12 @@ export interface TempDirOptions {
    * 'me': this process's user. The two are the same user when not running as root.
    */
   owner?: 'pg' | 'me';
+  /**
+   * Default true: removal registered with onCleanup. false: the caller removes
+   * it (removeTempDir) in the right order, e.g. only after stopping a server
+   * that runs in it; the exit handler still removes it as a last resort.
+   */
+  register?: boolean;
 }
 
 let base: string | undefined;
@@ -66,7 +72,7 @@ export async function makeTempDir(prefix: string, opts: TempDirOptions = {}): Pr
   const dir = await mkdtemp(join(root, `${safe}-`));
   await chmod(dir, 0o700);
   if ((opts.owner ?? 'pg') === 'pg') await chownToPgUser(dir);
-  onCleanup(() => removeTempDir(dir));
+  if (opts.register !== false) onCleanup(() => removeTempDir(dir));
   return dir;
 }
 

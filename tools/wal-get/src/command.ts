@@ -62,6 +62,7 @@ export const walGetTool = defineTool({
       ctx.log.info(`"${walName}" is not in any repository`);
       return EXIT.NOT_FOUND;
     }
+    ctx.log.info(result.source === 'spool' ? `"${walName}" from the prefetch spool` : `"${walName}" from repository "${result.repo}" (${result.bytes} bytes)`);
     return EXIT.OK;
   },
 });

@@ -132,8 +132,9 @@ export function parseToolArgs(def: ToolDef, argv: string[]): { flags: Record<str
 }
 
 function writeError(stderr: Writable, tool: string, err: CairnError, level: LogLevel): void {
-  stderr.write(`cairn-${tool}: error: ${err.message}\n`);
-  if (err.hint) stderr.write(`cairn-${tool}: hint: ${err.hint}\n`);
+  // One line: what is wrong, then what to do (the operator reads it in the
+  // PostgreSQL log or a cron mail).
+  stderr.write(`cairn-${tool}: error: ${err.message}${err.hint ? `; ${err.hint}` : ''}\n`);
   if (level === 'debug' && err.cause !== undefined) stderr.write(`cairn-${tool}: debug: cause: ${String((err.cause as Error)?.stack ?? err.cause)}\n`);
 }
 

@@ -1,0 +1,73 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { defineTool, runTool } from './run.js';
+import { CairnError, EXIT } from './errors.js';
+
+function capture() {
+  const s = new PassThrough();
+  let text = '';
+  s.on('data', (c: Buffer) => (text += c.toString()));
+  return { stream: s, text: () => text };
+}
+
+const tool = defineTool({
+  name: 'demo',
+  description: 'a demo',
+  positionals: [{ name: 'a', description: 'first', required: true }, { name: 'b', description: 'second', required: false }],
+  settings: [{ name: 'count', type: 'integer', description: 'how many', default: 1 }],
+  async run(ctx) {
+    if (ctx.positionals[0] === 'fail') throw new CairnError('CHECKSUM_MISMATCH', 'object "x" fails its checksum', { hint: 'run cairn-verify' });
+    if (ctx.positionals[0] === 'bug') throw new TypeError('boom');
+    ctx.stdout.write(`count=${String(ctx.settings['count'])}\n`);
+    return EXIT.OK;
+  },
+});
+
+async function run(argv: string[]) {
+  const out = capture();
+  const err = capture();
+  const code = await runTool(tool, { argv, env: {}, cwd: '/', stdout: out.stream, stderr: err.stream });
+  return { code, out: out.text(), err: err.text() };
+}
+
+test('runs with flags and positionals', async () => {
+  const r = await run(['x', '--count', '3']);
+  assert.equal(r.code, 0);
+  assert.equal(r.out, 'count=3\n');
+  assert.equal(r.err, '');
+});
+
+test('unknown flag is a usage error on one line', async () => {
+  const r = await run(['x', '--cuont', '3']);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /^cairn-demo: error: unknown option '--cuont'; see cairn-demo --help\n$/);
+});
+
+test('missing and extra positionals are usage errors', async () => {
+  let r = await run([]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /missing argument <a>/);
+  r = await run(['1', '2', '3']);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /unexpected argument "3"/);
+});
+
+test('errors map to their exit status; bugs to 70', async () => {
+  let r = await run(['fail']);
+  assert.equal(r.code, 4);
+  assert.equal(r.err, 'cairn-demo: error: object "x" fails its checksum; run cairn-verify\n');
+  r = await run(['bug']);
+  assert.equal(r.code, 70);
+  assert.match(r.err, /internal error: boom/);
+});
+
+test('--help and --version go to stdout with status 0', async () => {
+  let r = await run(['--help']);
+  assert.equal(r.code, 0);
+  assert.match(r.out, /usage: cairn-demo \[options\] <a> \[b\]/);
+  assert.match(r.out, /--count N|--count VALUE/);
+  r = await run(['--version']);
+  assert.equal(r.code, 0);
+  assert.match(r.out, /^cairn-demo \d+\.\d+\.\d+\n$/);
+});

@@ -1,0 +1,138 @@
+// Compression stages: zstd (node:zlib, on the libuv threadpool) and gzip.
+// Output is a plain .zst / .gz stream that the stock `zstd -d` / `gzip -d`
+// decode, so an operator can get data back without cairn (DESIGN §3).
+
+import { Transform } from 'node:stream';
+import zlib from 'node:zlib';
+import { CairnError } from '../cli/errors.js';
+import { createZstdFrameCheck } from './zstd-frame.js';
+
+export type CompressAlg = 'zstd' | 'gzip' | 'none';
+
+export interface CompressSpec {
+  alg: CompressAlg;
+  /** zstd 1..19, gzip 1..9; 0 for none. */
+  level: number;
+}
+
+/**
+ * Level 3 is zstd's own default (ZSTD_CLEVEL_DEFAULT): measured on a TPC-B
+ * WAL segment ≈ 314 MB/s at 4.6× (GOTCHAS.md), fast enough for one segment
+ * per archive_command. 6 is gzip's default. zstd stops at 19: 20–22 are
+ * "ultra" levels that need --ultra and much more memory to decode.
+ */
+const LEVELS = {
+  zstd: { min: 1, max: 19, default: 3 },
+  gzip: { min: 1, max: 9, default: 6 },
+} as const;
+
+const SPEC_RE = /^(zstd|gzip|none)(?::(\d{1,2}))?$/;
+
+/** Parses `zstd`, `zstd:N`, `gzip`, `gzip:N` or `none` (--compress / CAIRN_COMPRESS). */
+export function parseCompress(s: string): CompressSpec {
+  const text = typeof s === 'string' ? s.trim().toLowerCase() : '';
+  const m = SPEC_RE.exec(text);
+  const bad = () =>
+    new CairnError('CONFIG_INVALID', `invalid compression ${JSON.stringify(String(s))}`, {
+      hint: 'use zstd[:1-19], gzip[:1-9] or none',
+    });
+  if (!m) throw bad();
+  const alg = m[1] as CompressAlg;
+  if (alg === 'none') {
+    if (m[2] !== undefined) throw bad();
+    return { alg, level: 0 };
+  }
+  const range = LEVELS[alg];
+  const level = m[2] === undefined ? range.default : Number(m[2]);
+  if (level < range.min || level > range.max) throw bad();
+  return { alg, level };
+}
+
+/** `zstd:3`, `gzip:6`, `none`: the inverse of parseCompress. */
+export function formatCompress(spec: CompressSpec): string {
+  return spec.alg === 'none' ? 'none' : `${spec.alg}:${spec.level}`;
+}
+
+/** The extension a compressed object carries: '.zst', '.gz' or ''. */
+export function compressExtension(alg: CompressAlg): string {
+  return alg === 'zstd' ? '.zst' : alg === 'gzip' ? '.gz' : '';
+}
+
+/** The compressing stage for `spec`, or undefined for 'none'. */
+export function createCompressStage(spec: CompressSpec): Transform | undefined {
+  switch (spec.alg) {
+    case 'none':
+      return undefined;
+    case 'zstd':
+      checkLevel(spec);
+      return zlib.createZstdCompress({
+        params: {
+          [zlib.constants.ZSTD_c_compressionLevel]: spec.level,
+          // XXH64 of the content in every frame (off by default in libzstd):
+          // `zstd -d` and our decoder then detect corruption on their own,
+          // even without the manifest's SHA-256 (`zstd -lv` shows "Check: XXH64").
+          [zlib.constants.ZSTD_c_checksumFlag]: 1,
+        },
+      });
+    case 'gzip':
+      checkLevel(spec);
+      return zlib.createGzip({ level: spec.level });
+    default:
+      throw new CairnError('INTERNAL', `unknown compression ${JSON.stringify(spec.alg)}`);
+  }
+}
+
+function checkLevel(spec: CompressSpec): void {
+  const range = LEVELS[spec.alg as 'zstd' | 'gzip'];
+  if (!Number.isInteger(spec.level) || spec.level < range.min || spec.level > range.max) {
+    throw new CairnError('INTERNAL', `compression level ${spec.level} out of range for ${spec.alg}`);
+  }
+}
+
+/**
+ * The stages that undo `alg`, with errors naming `label`. zstd gets a frame
+ * check in front of the decoder (see zstd-frame.ts). Errors of the zlib
+ * engine (bad data, checksum, truncation) become FORMAT_INVALID.
+ */
+export function createDecompressStages(alg: CompressAlg, label: string): Transform[] {
+  switch (alg) {
+    case 'none':
+      return [];
+    case 'zstd':
+      return [createZstdFrameCheck(label), withDataErrors(zlib.createZstdDecompress(), 'zstd', label)];
+    case 'gzip':
+      // Like `gzip -d`, concatenated members decode as one stream and
+      // trailing zero bytes are ignored; other trailing bytes are an error.
+      return [withDataErrors(zlib.createGunzip(), 'gzip', label)];
+    default:
+      throw new CairnError('INTERNAL', `unknown compression ${JSON.stringify(alg)}`);
+  }
+}
+
+/** True for errors the zlib/zstd engines raise on bad input (Z_DATA_ERROR, ZSTD_error_*, …). */
+function isEngineError(err: unknown): err is Error & { code: string } {
+  if (!(err instanceof Error) || err instanceof CairnError) return false;
+  const { code, errno } = err as NodeJS.ErrnoException;
+  return typeof code === 'string' && typeof errno === 'number' && (code.startsWith('Z_') || code.startsWith('ZSTD_error_'));
+}
+
+/**
+ * Maps the engine's own errors to FORMAT_INVALID at the one place every error
+ * of a stream passes: destroy(). The zlib stream destroys itself with the
+ * engine's error (zlibOnError), and a pipeline destroys it with other stages'
+ * errors, which must pass unchanged, hence the isEngineError test.
+ */
+function withDataErrors(stream: Transform, alg: string, label: string): Transform {
+  const destroy = stream.destroy.bind(stream);
+  stream.destroy = ((err?: Error) => {
+    if (isEngineError(err)) {
+      const why = err.message.charAt(0).toLowerCase() + err.message.slice(1);
+      err = new CairnError('FORMAT_INVALID', `corrupt ${alg} data in "${label}": ${why}`, {
+        hint: 'the stored object is damaged or truncated; restore it from another repository',
+        cause: err,
+      });
+    }
+    return destroy(err);
+  }) as typeof stream.destroy;
+  return stream;
+}

@@ -1,0 +1,341 @@
+// The file-system driver: a repository is a directory tree, a key a relative
+// path under it. Writes follow DESIGN §4.1: temp file in the same directory,
+// fsync, rename (link for ifAbsent), fsync the directory.
+
+import { randomBytes } from 'node:crypto';
+import type { Dirent } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, sep } from 'node:path';
+import { Readable, addAbortSignal } from 'node:stream';
+import { CairnError } from '../cli/errors.js';
+import {
+  ObjectNotFoundError,
+  WriteConflictError,
+  assertValidKey,
+  assertValidPrefix,
+  compareKeys,
+  type DriverFeatures,
+  type ObjectInfo,
+  type StorageDriver,
+  type WriteOptions,
+} from './driver.js';
+
+/**
+ * In-progress writes are named `.tmp.<name>.<pid>.<random>`; list skips them
+ * and keys whose last segment starts with it are rejected, so a temp file can
+ * never be mistaken for an object.
+ */
+const TEMP_PREFIX = '.tmp.';
+
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
+
+/** Errnos a retry may cure: descriptor exhaustion, NFS hiccups. */
+const TRANSIENT_ERRNOS = new Set(['EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY', 'EINTR', 'ETIMEDOUT', 'ESTALE']);
+
+export class FsDriver implements StorageDriver {
+  readonly url: string;
+  readonly features: DriverFeatures = { atomicIfAbsent: true };
+  /** Absolute path of the repository's root directory. */
+  readonly root: string;
+
+  /** `url` is what messages show (e.g. the file:// URL the user gave); default rootDir. */
+  constructor(rootDir: string, url: string = rootDir) {
+    if (!isAbsolute(rootDir)) throw new Error(`repository root "${rootDir}" is not an absolute path`);
+    this.root = rootDir;
+    this.url = url;
+  }
+
+  async stat(key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined> {
+    const path = this.pathOf(key);
+    signal?.throwIfAborted();
+    try {
+      const st = await fsp.stat(path);
+      // A directory is where keys live, not an object.
+      if (!st.isFile()) return undefined;
+      return { key, size: st.size, mtime: st.mtime };
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw this.fail(err, `stat "${key}"`);
+    }
+  }
+
+  async read(key: string, signal?: AbortSignal): Promise<Readable> {
+    const path = this.pathOf(key);
+    signal?.throwIfAborted();
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(path, 'r');
+    } catch (err) {
+      // ENOENT of the root itself lands here too: an empty repository.
+      if (isMissing(err)) throw new ObjectNotFoundError(key, this.url);
+      throw this.fail(err, `read "${key}"`);
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new ObjectNotFoundError(key, this.url);
+    } catch (err) {
+      await fh.close().catch(() => {});
+      if (err instanceof ObjectNotFoundError) throw err;
+      throw this.fail(err, `read "${key}"`);
+    }
+    const source = fh.createReadStream(); // closes fh on end, error or destroy
+    const out = Readable.from(this.mapReadErrors(source, key), { objectMode: false });
+    // Destroying `out` before its first read never starts the generator, so
+    // close the file from here too.
+    out.once('close', () => source.destroy());
+    return signal ? addAbortSignal(signal, out) : out;
+  }
+
+  async write(key: string, body: Readable | Buffer, opts: WriteOptions = {}): Promise<void> {
+    const path = this.pathOf(key);
+    const { signal } = opts;
+    signal?.throwIfAborted();
+    const dir = dirname(path);
+    const temp = join(dir, `${TEMP_PREFIX}${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}`);
+    const fh = await this.createTemp(dir, temp, key);
+    let fhOpen = true;
+    let tempExists = true;
+    try {
+      if (Buffer.isBuffer(body)) {
+        await this.writeAll(fh, body, key);
+      } else {
+        // Errors from the body (the caller's stream) pass through unchanged;
+        // only our own syscalls are mapped to storage errors.
+        const source = signal ? addAbortSignal(signal, body) : body;
+        for await (const chunk of source) {
+          await this.writeAll(fh, typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer), key);
+        }
+      }
+      signal?.throwIfAborted();
+      await this.io(() => fh.sync(), `write "${key}"`);
+      fhOpen = false;
+      await this.io(() => fh.close(), `write "${key}"`);
+      signal?.throwIfAborted();
+      if (opts.ifAbsent) {
+        // link() fails with EEXIST instead of replacing: of two racing writers
+        // exactly one wins, and the winner's object is whole when it appears.
+        try {
+          await fsp.link(temp, path);
+        } catch (err) {
+          if (errnoOf(err) === 'EEXIST') throw new WriteConflictError(key, this.url);
+          if (['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK'].includes(errnoOf(err) ?? '')) {
+            throw new CairnError(
+              'STORAGE_UNAVAILABLE',
+              `repository "${this.url}": cannot write "${key}": the file system refuses hard links (${errnoOf(err)})`,
+              { hint: 'put the repository on a file system with hard links (ext4, xfs, zfs, nfs)', cause: err },
+            );
+          }
+          throw this.fail(err, `write "${key}"`);
+        }
+        await fsp.unlink(temp).catch(() => {});
+        tempExists = false;
+      } else {
+        await this.io(() => fsp.rename(temp, path), `write "${key}"`);
+        tempExists = false;
+      }
+      await this.io(() => fsyncDir(dir), `write "${key}"`);
+    } finally {
+      if (fhOpen) await fh.close().catch(() => {});
+      if (tempExists) await fsp.unlink(temp).catch(() => {});
+    }
+  }
+
+  async *list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo> {
+    assertValidPrefix(prefix);
+    // Start in the deepest directory the prefix names; its last segment only
+    // filters entries there ('a/b' reads a/ and keeps names starting with 'b').
+    const slash = prefix.lastIndexOf('/');
+    yield* this.walk(prefix.slice(0, slash + 1), prefix.slice(slash + 1), signal);
+  }
+
+  async remove(key: string, signal?: AbortSignal): Promise<void> {
+    const path = this.pathOf(key);
+    signal?.throwIfAborted();
+    try {
+      await fsp.unlink(path);
+    } catch (err) {
+      if (isMissing(err) || errnoOf(err) === 'EISDIR') return;
+      throw this.fail(err, `remove "${key}"`);
+    }
+    const dir = dirname(path);
+    await this.io(() => fsyncDir(dir), `remove "${key}"`);
+    await this.pruneEmptyDirs(dir);
+  }
+
+  async close(): Promise<void> {}
+
+  private pathOf(key: string): string {
+    assertValidKey(key);
+    if (basename(key).startsWith(TEMP_PREFIX)) {
+      throw new Error(`invalid storage key "${key}": names starting with "${TEMP_PREFIX}" are in-progress writes`);
+    }
+    return join(this.root, ...key.split('/'));
+  }
+
+  /** mkdir -p (0700) plus the temp file; retried if expire prunes the directory meanwhile. */
+  private async createTemp(dir: string, temp: string, key: string): Promise<fsp.FileHandle> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.ensureDir(dir);
+        return await fsp.open(temp, 'wx', FILE_MODE);
+      } catch (err) {
+        if (errnoOf(err) === 'ENOENT' && attempt < 5) continue;
+        throw this.fail(err, `write "${key}"`);
+      }
+    }
+  }
+
+  private async ensureDir(dir: string): Promise<void> {
+    const first = await fsp.mkdir(dir, { recursive: true, mode: DIR_MODE });
+    if (first === undefined) return;
+    // A new directory is durable only once its parent's entry is: fsync the
+    // parent of every directory just created.
+    const created = [first];
+    for (const seg of relative(first, dir).split(sep).filter((s) => s !== '')) {
+      created.push(join(created[created.length - 1]!, seg));
+    }
+    for (const d of created) await fsyncDir(dirname(d));
+  }
+
+  private async writeAll(fh: fsp.FileHandle, buf: Buffer, key: string): Promise<void> {
+    let offset = 0;
+    while (offset < buf.length) {
+      const { bytesWritten } = await this.io(() => fh.write(buf, offset, buf.length - offset), `write "${key}"`);
+      offset += bytesWritten;
+    }
+  }
+
+  private async *walk(dirKey: string, namePrefix: string, signal?: AbortSignal): AsyncGenerator<ObjectInfo> {
+    signal?.throwIfAborted();
+    let entries: Dirent[];
+    try {
+      entries = await fsp.readdir(join(this.root, dirKey), { withFileTypes: true });
+    } catch (err) {
+      if (isMissing(err)) return;
+      throw this.fail(err, `list "${dirKey}${namePrefix}"`);
+    }
+    const items: { name: string; dir: boolean; sortKey: string }[] = [];
+    for (const e of entries) {
+      if (!e.name.startsWith(namePrefix)) continue;
+      let isDir = e.isDirectory();
+      let isFile = e.isFile();
+      if (e.isSymbolicLink()) {
+        const st = await fsp.stat(join(this.root, dirKey, e.name)).catch(() => undefined);
+        isDir = st?.isDirectory() ?? false;
+        isFile = st?.isFile() ?? false;
+      }
+      if (isFile && e.name.startsWith(TEMP_PREFIX)) continue;
+      // Every key below directory 'd' starts with 'd/', so sorting the
+      // directory as 'd/' among its siblings keeps the whole walk in key order.
+      if (isDir) items.push({ name: e.name, dir: true, sortKey: e.name + '/' });
+      else if (isFile) items.push({ name: e.name, dir: false, sortKey: e.name });
+    }
+    items.sort((a, b) => compareKeys(a.sortKey, b.sortKey));
+    for (const item of items) {
+      signal?.throwIfAborted();
+      const key = dirKey + item.name;
+      if (item.dir) {
+        yield* this.walk(key + '/', '', signal);
+        continue;
+      }
+      try {
+        const st = await fsp.stat(join(this.root, key));
+        if (st.isFile()) yield { key, size: st.size, mtime: st.mtime };
+      } catch (err) {
+        if (isMissing(err)) continue; // removed while we listed
+        throw this.fail(err, `list "${dirKey}${namePrefix}"`);
+      }
+    }
+  }
+
+  /** Removes directories left empty by a remove, up to (not including) the root. */
+  private async pruneEmptyDirs(dir: string): Promise<void> {
+    let d = dir;
+    let removed = false;
+    while (d !== this.root && d.startsWith(this.root + sep)) {
+      try {
+        await fsp.rmdir(d);
+      } catch {
+        break; // not empty (or gone): stop there
+      }
+      removed = true;
+      d = dirname(d);
+    }
+    if (removed) await fsyncDir(d).catch(() => {});
+  }
+
+  private async *mapReadErrors(source: AsyncIterable<Buffer>, key: string): AsyncGenerator<Buffer> {
+    try {
+      yield* source;
+    } catch (err) {
+      throw this.fail(err, `read "${key}"`);
+    }
+  }
+
+  private async io<T>(fn: () => Promise<T>, what: string): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.fail(err, what);
+    }
+  }
+
+  /** Maps an errno to a storage error; anything else (a bug, an abort) passes unchanged. */
+  private fail(err: unknown, what: string): unknown {
+    const code = errnoOf(err);
+    if (code === undefined || err instanceof CairnError) return err;
+    const where = `repository "${this.url}": cannot ${what}`;
+    switch (code) {
+      case 'EACCES':
+      case 'EPERM':
+        return new CairnError('STORAGE_DENIED', `${where}: permission denied (${code})`, {
+          hint: `make "${this.root}" owned by and writable for the user cairn runs as (directories 0700, files 0600)`,
+          cause: err,
+        });
+      case 'EROFS':
+        return new CairnError('STORAGE_DENIED', `${where}: read-only file system`, {
+          hint: `mount the file system holding "${this.root}" read-write`,
+          cause: err,
+        });
+      case 'ENOSPC':
+      case 'EDQUOT':
+        return new CairnError('STORAGE_UNAVAILABLE', `${where}: no space left on device (${code})`, {
+          hint: `free space on the file system holding "${this.root}" or expire old backups (cairn-expire)`,
+          cause: err,
+        });
+      default:
+        return new CairnError('STORAGE_UNAVAILABLE', `${where}: ${describeErrno(err)} (${code})`, {
+          transient: TRANSIENT_ERRNOS.has(code),
+          cause: err,
+        });
+    }
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+function errnoOf(err: unknown): string | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) ? code : undefined;
+}
+
+/** ENOENT, or ENOTDIR when a path component is a file: either way no object. */
+function isMissing(err: unknown): boolean {
+  const code = errnoOf(err);
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/** "EIO: i/o error, read" → "i/o error" (libuv's text, already lowercase). */
+function describeErrno(err: unknown): string {
+  const msg = (err as Error).message ?? '';
+  const m = /^E[A-Z0-9]+: ([^,]+)/.exec(msg);
+  return m?.[1] ?? msg;
+}

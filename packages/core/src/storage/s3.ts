@@ -1,0 +1,416 @@
+// The S3 driver (AWS S3 and compatible servers). Loaded only for s3:// URLs
+// (open.ts imports it lazily): the SDK costs ~100 ms of start-up, paid per WAL
+// segment otherwise. Objects appear whole: one PUT or a completed multipart upload.
+
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { Readable, addAbortSignal } from 'node:stream';
+import { CairnError } from '../cli/errors.js';
+import {
+  ObjectNotFoundError,
+  WriteConflictError,
+  assertValidKey,
+  assertValidPrefix,
+  compareKeys,
+  type DriverFeatures,
+  type ObjectInfo,
+  type StorageDriver,
+  type WriteOptions,
+} from './driver.js';
+
+export interface S3Options {
+  bucket: string;
+  /** Key prefix inside the bucket: '' or 'a/b' (no leading or trailing '/'). */
+  prefix: string;
+  /** http(s)://host:port of an S3-compatible server; AWS when absent. */
+  endpoint?: string;
+  region: string;
+  /** bucket in the path (http://host/bucket/key) instead of the host name. */
+  forcePathStyle: boolean;
+  /** Longest wait for a TCP connection. */
+  connectTimeoutMs: number;
+  /** Longest silence on an open connection (waiting for an answer or the next body bytes). */
+  requestTimeoutMs: number;
+  /** Attempts per request, retries of transient errors included (the SDK's maxAttempts). */
+  maxAttempts: number;
+  /** The server honours `If-None-Match: *` (AWS S3 since 2024; not s3rver), so ifAbsent is atomic. */
+  conditionalWrites: boolean;
+}
+
+export interface S3DriverInit {
+  /** What messages show; default s3://bucket/prefix. Must hold no credentials. */
+  url?: string;
+  /** A client to use instead of building one (tests that fake the server). */
+  client?: S3Client;
+}
+
+const DENIED_CODES = new Set([
+  'AccessDenied',
+  'AllAccessDisabled',
+  'InvalidAccessKeyId',
+  'SignatureDoesNotMatch',
+  'ExpiredToken',
+  'InvalidToken',
+  'TokenRefreshRequired',
+  'AccountProblem',
+]);
+
+const THROTTLE_CODES = new Set([
+  'SlowDown',
+  'Throttling',
+  'ThrottlingException',
+  'RequestLimitExceeded',
+  'TooManyRequestsException',
+  'ServiceUnavailable',
+  'InternalError',
+  'RequestTimeout',
+  'RequestTimeoutException',
+]);
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ERR_STREAM_PREMATURE_CLOSE',
+]);
+
+const CREDENTIALS_HINT =
+  'check the credentials cairn finds through the AWS default chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ' +
+  'AWS_PROFILE and ~/.aws, web identity/IRSA) and that they allow s3:GetObject, s3:PutObject, s3:DeleteObject ' +
+  'and s3:ListBucket on the bucket';
+
+interface SdkError {
+  name?: string;
+  code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+export class S3Driver implements StorageDriver {
+  readonly url: string;
+  readonly features: DriverFeatures;
+  private readonly client: S3Client;
+  private readonly bucket: string;
+  /** '' or 'prefix/': what every stored key starts with. */
+  private readonly base: string;
+  private readonly opts: S3Options;
+  private bucketChecked = false;
+  private closed = false;
+
+  constructor(opts: S3Options, init: S3DriverInit = {}) {
+    this.opts = opts;
+    this.bucket = opts.bucket;
+    this.base = opts.prefix === '' ? '' : opts.prefix + '/';
+    this.url = init.url ?? `s3://${opts.bucket}/${opts.prefix}`;
+    this.features = { atomicIfAbsent: opts.conditionalWrites };
+    this.client =
+      init.client ??
+      new S3Client({
+        region: opts.region,
+        ...(opts.endpoint === undefined ? {} : { endpoint: opts.endpoint }),
+        forcePathStyle: opts.forcePathStyle,
+        maxAttempts: opts.maxAttempts,
+        // A wrong region answers 301 on AWS; follow it instead of failing.
+        followRegionRedirects: true,
+        // Passed as options, the SDK builds its NodeHttpHandler from them.
+        // socketTimeout is the idle timeout that also covers a body stalling
+        // mid-stream; the handler's requestTimeout only logs a warning unless
+        // told to throw, and would cap a slow but moving upload.
+        requestHandler: {
+          connectionTimeout: opts.connectTimeoutMs,
+          socketTimeout: opts.requestTimeoutMs,
+        },
+      });
+  }
+
+  async stat(key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined> {
+    const Key = this.keyOf(key);
+    try {
+      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal });
+      return { key, size: r.ContentLength ?? 0, mtime: r.LastModified ?? new Date(0) };
+    } catch (err) {
+      if (!isNotFound(err)) throw this.fail(err, `stat "${key}"`);
+    }
+    // A HEAD has no body, so a missing bucket also answers a bare 404. Tell
+    // the two apart once: "not found" must never stand for "misconfigured"
+    // (wal-get's exit 1 ends recovery, DESIGN §4.4).
+    await this.checkBucket(signal);
+    return undefined;
+  }
+
+  async read(key: string, signal?: AbortSignal): Promise<Readable> {
+    const Key = this.keyOf(key);
+    let body: Readable;
+    let expected: number | undefined;
+    try {
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal });
+      body = r.Body as Readable;
+      expected = r.ContentLength;
+    } catch (err) {
+      if (isNotFound(err)) throw new ObjectNotFoundError(key, this.url);
+      throw this.fail(err, `read "${key}"`);
+    }
+    const out = Readable.from(this.guardBody(body, expected, key), { objectMode: false });
+    // Destroying `out` before its first read never starts the generator;
+    // release the connection from here too.
+    out.once('close', () => body.destroy());
+    return signal ? addAbortSignal(signal, out) : out;
+  }
+
+  async write(key: string, body: Readable | Buffer, opts: WriteOptions = {}): Promise<void> {
+    const Key = this.keyOf(key);
+    const { signal } = opts;
+    signal?.throwIfAborted();
+    if (opts.ifAbsent && (await this.stat(key, signal)) !== undefined) {
+      if (!Buffer.isBuffer(body)) body.destroy();
+      throw new WriteConflictError(key, this.url);
+    }
+    // Sent as well as the HEAD above: where the server honours it, it closes
+    // the race between HEAD and PUT (412); s3rver ignores it.
+    const conditional = opts.ifAbsent ? { IfNoneMatch: '*' } : {};
+    let bodyError: unknown;
+    const onBodyError = (err: unknown) => {
+      bodyError ??= err;
+    };
+    try {
+      if (Buffer.isBuffer(body)) {
+        await this.client.send(
+          new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length, ...conditional }),
+          { abortSignal: signal },
+        );
+        return;
+      }
+      // Never PutObject a stream: the SDK sends it aws-chunked, which some
+      // servers store verbatim (GOTCHAS, s3rver). Upload sends buffered parts:
+      // one PUT below 5 MiB, a multipart upload above, completed only at the end.
+      body.on('error', onBodyError);
+      const upload = new Upload({
+        client: this.client,
+        params: { Bucket: this.bucket, Key, Body: body, ...conditional },
+        // We abort the upload ourselves: Upload's own abort replaces the real
+        // error with Abort's when that fails (s3rver lacks AbortMultipartUpload).
+        leavePartsOnError: true,
+      });
+      const onAbort = () => void upload.abort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        await upload.done();
+      } catch (err) {
+        if (upload.uploadId !== undefined) await this.abortUpload(Key, upload.uploadId);
+        throw err;
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+      }
+    } catch (err) {
+      if (!Buffer.isBuffer(body)) body.destroy();
+      if (signal?.aborted) throw signal.reason;
+      // The caller's stream failed: its error, not a storage one.
+      if (bodyError !== undefined) throw bodyError;
+      if (isConditionFailed(err)) throw new WriteConflictError(key, this.url);
+      throw this.fail(err, `write "${key}"`);
+    } finally {
+      if (!Buffer.isBuffer(body)) body.off('error', onBodyError);
+    }
+  }
+
+  async *list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo> {
+    assertValidPrefix(prefix);
+    const full = this.base + prefix;
+    let token: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            ...(full === '' ? {} : { Prefix: full }),
+            ...(token === undefined ? {} : { ContinuationToken: token }),
+          }),
+          { abortSignal: signal },
+        );
+      } catch (err) {
+        throw this.fail(err, `list "${prefix}"`);
+      }
+      const items: ObjectInfo[] = [];
+      for (const o of page.Contents ?? []) {
+        if (o.Key === undefined || !o.Key.startsWith(full)) continue;
+        const key = o.Key.slice(this.base.length);
+        // Skip what cairn cannot have written, e.g. the console's "folder/" markers.
+        if (!isValidKey(key)) continue;
+        items.push({ key, size: o.Size ?? 0, mtime: o.LastModified ?? new Date(0) });
+      }
+      // S3 pages are sorted already; s3rver returns directory-walk order
+      // ('a/x' before 'a-x'), so sort within the page.
+      items.sort((a, b) => compareKeys(a.key, b.key));
+      yield* items;
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
+  async remove(key: string, signal?: AbortSignal): Promise<void> {
+    const Key = this.keyOf(key);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal });
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw this.fail(err, `remove "${key}"`);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.destroy();
+  }
+
+  private keyOf(key: string): string {
+    assertValidKey(key);
+    return this.base + key;
+  }
+
+  private async checkBucket(signal?: AbortSignal): Promise<void> {
+    if (this.bucketChecked) return;
+    try {
+      await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, MaxKeys: 1, ...(this.base === '' ? {} : { Prefix: this.base }) }),
+        { abortSignal: signal },
+      );
+    } catch (err) {
+      const e = err as SdkError;
+      // Without s3:ListBucket a HEAD of a missing key answers 403, not 404;
+      // so a 404 plus a denied listing still means "no such key".
+      if (e.name !== 'AccessDenied' && e.$metadata?.httpStatusCode !== 403) throw this.fail(err, 'list the bucket');
+    }
+    this.bucketChecked = true;
+  }
+
+  private async abortUpload(Key: string, UploadId: string): Promise<void> {
+    // Best effort: parts left behind are invisible and cost only storage; a
+    // lifecycle rule (AbortIncompleteMultipartUpload) reaps them.
+    await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId })).catch(() => {});
+  }
+
+  private async *guardBody(body: Readable, expected: number | undefined, key: string): AsyncGenerator<Buffer> {
+    let received = 0;
+    try {
+      for await (const chunk of body) {
+        received += (chunk as Buffer).length;
+        yield chunk as Buffer;
+      }
+    } catch (err) {
+      throw this.fail(err, `read "${key}"`);
+    }
+    // Node already errors on a connection closed before Content-Length; this
+    // makes "never ends early silently" hold whatever the HTTP layer does.
+    if (expected !== undefined && received !== expected) {
+      throw new CairnError(
+        'STORAGE_UNAVAILABLE',
+        `repository "${this.url}": cannot read "${key}": the body ended after ${received} of ${expected} bytes`,
+        { transient: true },
+      );
+    }
+  }
+
+  /** Maps SDK and network errors to storage errors; anything else (a bug, an abort) passes unchanged. */
+  private fail(err: unknown, what: string): unknown {
+    if (err instanceof CairnError || typeof err !== 'object' || err === null) return err;
+    const e = err as SdkError;
+    if (e.name === 'AbortError') return err;
+    const where = `repository "${this.url}": cannot ${what}`;
+    const status = e.$metadata?.httpStatusCode;
+    const name = e.name ?? 'Error';
+    if (name === 'NoSuchBucket') {
+      return new CairnError('CONFIG_INVALID', `${where}: bucket "${this.bucket}" does not exist`, {
+        hint: 'create the bucket, or correct the bucket name (and endpoint, region) in the repository URL',
+        cause: err,
+      });
+    }
+    if (name === 'CredentialsProviderError') {
+      return new CairnError('STORAGE_DENIED', `${where}: no S3 credentials found`, { hint: CREDENTIALS_HINT, cause: err });
+    }
+    if (name === 'RequestTimeTooSkewed') {
+      return new CairnError('STORAGE_DENIED', `${where}: this host's clock is too far from the server's (${name})`, {
+        hint: 'synchronise the clock of this host (NTP)',
+        cause: err,
+      });
+    }
+    if (DENIED_CODES.has(name) || status === 403) {
+      return new CairnError('STORAGE_DENIED', `${where}: access denied (${name})`, { hint: CREDENTIALS_HINT, cause: err });
+    }
+    const network = describeNetworkError(e, this.opts);
+    if (network !== undefined) {
+      return new CairnError('STORAGE_UNAVAILABLE', `${where}: ${network}`, {
+        transient: true,
+        hint: `check that ${this.opts.endpoint ?? 'S3'} is reachable from this host; transient errors are retried`,
+        cause: err,
+      });
+    }
+    if (THROTTLE_CODES.has(name) || status === 429 || (status !== undefined && status >= 500)) {
+      return new CairnError('STORAGE_UNAVAILABLE', `${where}: server answered ${status ?? 'an error'} (${name})`, {
+        transient: true,
+        hint: 'the storage service is failing or throttling; transient errors are retried',
+        cause: err,
+      });
+    }
+    if (status !== undefined) {
+      return new CairnError('STORAGE_UNAVAILABLE', `${where}: server answered ${status} (${name}: ${trimMessage(e.message)})`, {
+        cause: err,
+      });
+    }
+    return err;
+  }
+}
+
+function describeNetworkError(e: SdkError, opts: S3Options): string | undefined {
+  const message = e.message ?? '';
+  if (e.name === 'TimeoutError' || e.code === 'ETIMEDOUT') {
+    if (/establish a connection/.test(message)) return `no connection within ${opts.connectTimeoutMs} ms`;
+    return `no answer within ${opts.requestTimeoutMs} ms`;
+  }
+  if ((e.code !== undefined && NETWORK_CODES.has(e.code)) || /socket hang up|^aborted$|premature close/i.test(message)) {
+    return `network error (${e.code ?? trimMessage(message)}): ${trimMessage(message)}`;
+  }
+  return undefined;
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as SdkError;
+  if (e?.name === 'NoSuchBucket') return false;
+  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+}
+
+function isConditionFailed(err: unknown): boolean {
+  const e = err as SdkError;
+  const status = e?.$metadata?.httpStatusCode;
+  // 409 ConditionalRequestConflict: another conditional write to the key is in flight.
+  return status === 412 || e?.name === 'PreconditionFailed' || e?.name === 'ConditionalRequestConflict';
+}
+
+function isValidKey(key: string): boolean {
+  try {
+    assertValidKey(key);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function trimMessage(s: string | undefined): string {
+  return (s ?? '').trim().replace(/\.$/, '');
+}

@@ -1,0 +1,179 @@
+// An HTTP proxy on 127.0.0.1 that stands in front of the S3 server and fails
+// on command (5xx, stalls, dropped connections, refused connections), so tests
+// can prove storage errors are classified and bounded. The mode is read per
+// request, so it also applies to the SDK's kept-alive connections.
+
+import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { onCleanup } from './cleanup.js';
+
+export type FaultMode = 'pass' | 'error500' | 'error503' | 'stall' | 'drop' | 'refuse';
+
+export interface FaultProxy {
+  /** http://127.0.0.1:<port>: use it as the S3 endpoint. */
+  endpoint: string;
+  port: number;
+  /**
+   * pass: forward. error500/error503: answer every request with that status
+   * and an S3 XML error (InternalError/SlowDown), forwarding nothing. stall:
+   * accept and never answer. drop: forward, then cut the connection halfway
+   * through the response body (before any byte when there is no body).
+   * refuse: stop listening, so connections are refused; any other mode
+   * listens again on the same port (from the next tick on).
+   */
+  setMode(mode: FaultMode): void;
+  readonly mode: FaultMode;
+  /** Requests received so far (in every mode but refuse). */
+  readonly requests: number;
+  stop(): Promise<void>;
+}
+
+const ERRORS = {
+  error500: { status: 500, code: 'InternalError', message: 'We encountered an internal error. Please try again.' },
+  error503: { status: 503, code: 'SlowDown', message: 'Please reduce your request rate.' },
+} as const;
+
+export async function startFaultProxy(target: { host: string; port: number }): Promise<FaultProxy> {
+  let mode: FaultMode = 'pass';
+  let requests = 0;
+  let stopped = false;
+  const sockets = new Set<Socket>();
+  const server = createServer();
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  server.on('request', (req, res) => {
+    requests++;
+    switch (mode) {
+      case 'pass':
+        forward(req, res, false);
+        return;
+      case 'drop':
+        forward(req, res, true);
+        return;
+      case 'error500':
+      case 'error503':
+        answerError(req, res, ERRORS[mode]);
+        return;
+      case 'stall':
+        req.resume(); // take the body, never answer
+        return;
+      case 'refuse':
+        // Raced the close: behave as if the connection had been refused.
+        req.socket.destroy();
+        return;
+    }
+  });
+
+  function forward(req: IncomingMessage, res: ServerResponse, drop: boolean): void {
+    const headers = { ...req.headers };
+    // We already answered "100 Continue" to the client (Node does by default);
+    // the Host header stays as sent, since SigV4 signs it.
+    delete headers.expect;
+    const upstream = request(
+      { host: target.host, port: target.port, method: req.method, path: req.url, headers, agent: false },
+      (ures) => {
+        if (!drop) {
+          res.writeHead(ures.statusCode ?? 502, ures.statusMessage, ures.rawHeaders);
+          ures.pipe(res);
+          return;
+        }
+        const length = Number(ures.headers['content-length'] ?? 0);
+        const limit = req.method === 'HEAD' ? 0 : Math.floor(length / 2);
+        if (limit === 0) {
+          // Nothing to send half of: hang up before the status line.
+          ures.destroy();
+          res.socket?.destroy();
+          return;
+        }
+        res.writeHead(ures.statusCode ?? 502, ures.statusMessage, ures.rawHeaders);
+        let sent = 0;
+        ures.on('data', (chunk: Buffer) => {
+          if (sent >= limit) return;
+          const part = chunk.subarray(0, limit - sent);
+          sent += part.length;
+          const last = sent >= limit;
+          res.write(part, () => {
+            if (last) res.socket?.destroy();
+          });
+          if (last) ures.destroy();
+        });
+      },
+    );
+    upstream.on('error', () => res.socket?.destroy());
+    req.pipe(upstream);
+  }
+
+  function answerError(req: IncomingMessage, res: ServerResponse, e: (typeof ERRORS)[keyof typeof ERRORS]): void {
+    const body =
+      '<?xml version="1.0" encoding="UTF-8"?>\n' +
+      `<Error><Code>${e.code}</Code><Message>${e.message}</Message><RequestId>cairn-fault-proxy</RequestId></Error>`;
+    const reply = () => {
+      res.writeHead(e.status, {
+        'content-type': 'application/xml',
+        'content-length': Buffer.byteLength(body),
+        'x-amz-request-id': 'cairn-fault-proxy',
+      });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    };
+    // Read the whole request first, as S3 does, so the client is not cut off mid-upload.
+    req.on('end', reply);
+    req.resume();
+  }
+
+  const listen = () =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+
+  let port = 0;
+  await listen();
+  port = (server.address() as { port: number }).port;
+
+  const dropConnections = () => {
+    for (const s of sockets) s.destroy();
+  };
+
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    unregister();
+    dropConnections();
+    if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  const unregister = onCleanup(() => {
+    // Synchronous part first, so it also happens on 'exit'.
+    dropConnections();
+    if (server.listening) server.close();
+  });
+
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    port,
+    get mode() {
+      return mode;
+    },
+    get requests() {
+      return requests;
+    },
+    setMode(next: FaultMode) {
+      if (stopped) throw new Error('fault proxy is stopped');
+      const previous = mode;
+      mode = next;
+      if (next === 'refuse' && previous !== 'refuse') {
+        server.close();
+        dropConnections();
+      } else if (next !== 'refuse' && previous === 'refuse') {
+        listen().catch((err: unknown) => {
+          throw new Error(`fault proxy cannot listen on port ${port} again: ${(err as Error).message}`);
+        });
+      }
+    },
+    stop,
+  };
+}

@@ -1,0 +1,103 @@
+// S3 trouble: an unreachable or failing endpoint never loses a segment.
+// wal-push fails while S3 is down and PostgreSQL keeps the segment; once S3
+// is back everything is archived with no gap. wal-get never reads an outage
+// as "not found" (that would end recovery early): it retries transient
+// errors and exits 126 when they persist.
+
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { runCleanups } from '@cairn/testkit/cleanup';
+import { createCluster } from '@cairn/testkit/pg-cluster';
+import { startFaultProxy } from '@cairn/testkit/fault-proxy';
+import { makeRepo } from './repo-fixture.js';
+import { commandLine, runCairn } from './tools.js';
+import { makeWalMaterial } from './wal-material.js';
+
+after(runCleanups);
+
+function viaProxy(url: string, proxyEndpoint: string): string {
+  const u = new URL(url.replace(/^s3:/, 'http:'));
+  u.searchParams.set('endpoint', proxyEndpoint);
+  u.searchParams.set('connect-timeout-ms', '1000');
+  u.searchParams.set('request-timeout-ms', '4000');
+  u.searchParams.set('max-attempts', '1');
+  return u.toString().replace(/^http:/, 's3:');
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+test('S3 unreachable: wal-push fails, then archives everything once S3 is back', { timeout: 300_000 }, async () => {
+  const repo = await makeRepo('s3', false);
+  const target = new URL(repo.endpoint!);
+  const proxy = await startFaultProxy({ host: target.hostname, port: Number(target.port) });
+  const url = viaProxy(repo.url, proxy.endpoint);
+  const env = { ...repo.env, CAIRN_REPO: url };
+  const c = await createCluster({ name: 's3-down', archiveCommand: commandLine('wal-push', '%p %f'), env });
+  await c.start();
+  await c.psql('create table t(i int)');
+  let first = await c.psql('select pg_walfile_name(pg_switch_wal())');
+  await c.waitForArchived(first, 60_000);
+
+  proxy.setMode('refuse');
+  for (let i = 0; i < 3; i++) await c.psql('insert into t select generate_series(1,1000); select pg_switch_wal()');
+  await waitFor('archive failures', async () => Number(await c.psql('select failed_count from pg_stat_archiver')) > 0, 60_000);
+  const stuck = await c.psql('select last_archived_wal from pg_stat_archiver');
+  assert.equal(stuck, first, 'nothing archived while S3 is unreachable');
+  const ready = await c.psql("select count(*) from pg_ls_archive_statusdir() where name like '%.ready'");
+  assert.ok(Number(ready) >= 3, `PostgreSQL keeps the segments (${ready} .ready)`);
+
+  proxy.setMode('pass');
+  const last = await c.psql('insert into t values (1); select pg_walfile_name(pg_switch_wal())');
+  await c.waitForArchived(last, 120_000);
+
+  // No gap: every segment from 1 to the last is stored.
+  const stored = new Set((await repo.keys('main/wal/')).map((k) => k.slice(k.lastIndexOf('/') + 1, k.lastIndexOf('/') + 25)));
+  const lastNo = Number.parseInt(last.slice(16), 16);
+  for (let n = 1; n <= lastNo; n++) {
+    const name = `00000001${'0'.repeat(8)}${n.toString(16).toUpperCase().padStart(8, '0')}`;
+    assert.ok(stored.has(name), `segment ${name} archived`);
+  }
+  await c.destroy();
+  await proxy.stop();
+});
+
+test('wal-get: an outage is never "not found"; transient errors are retried', { timeout: 300_000 }, async () => {
+  const m = await makeWalMaterial('s3-get', 1);
+  const repo = await makeRepo('s3', false);
+  const seg = m.segments[0]!;
+  let r = await runCairn('wal-push', [`pg_wal/${seg}`, seg], { env: repo.env, cwd: m.pgdata });
+  assert.equal(r.code, 0, r.stderr);
+  const target = new URL(repo.endpoint!);
+  const proxy = await startFaultProxy({ host: target.hostname, port: Number(target.port) });
+  const env = { ...repo.env, CAIRN_REPO: viaProxy(repo.url, proxy.endpoint) };
+  const get = (dest: string, extra: string[] = []) => runCairn('wal-get', [seg, `pg_wal/${dest}`, '--prefetch', '0', ...extra], { env, cwd: m.pgdata });
+
+  for (const mode of ['refuse', 'error503', 'error500', 'stall', 'drop'] as const) {
+    proxy.setMode(mode);
+    r = await get(`X-${mode}`, ['--retries', '1']);
+    assert.equal(r.code, 126, `${mode}: ${r.stderr}`);
+    assert.equal(r.lines.length >= 1, true);
+    assert.match(r.lines[r.lines.length - 1]!, /error: /);
+    assert.ok(!existsSync(join(m.pgdata, 'pg_wal', `X-${mode}`)), `${mode}: nothing at %p`);
+  }
+  // An absent file through a failing endpoint is still an error, not "not found".
+  proxy.setMode('error503');
+  r = await runCairn('wal-get', ['0000000100000000000000FE', 'pg_wal/X', '--retries', '0'], { env, cwd: m.pgdata });
+  assert.equal(r.code, 126, r.stderr);
+
+  // A blip shorter than the retries: success.
+  proxy.setMode('error503');
+  setTimeout(() => proxy.setMode('pass'), 700);
+  r = await get('X-blip', ['--retries', '4']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(existsSync(join(m.pgdata, 'pg_wal', 'X-blip')));
+  await proxy.stop();
+});
