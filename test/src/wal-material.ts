@@ -22,13 +22,18 @@ export async function makeWalMaterial(name: string, switches = 3): Promise<WalMa
     await c.psql(`insert into t select generate_series(1, 1000); select pg_switch_wal()`);
   }
   const systemId = await c.psql('select system_identifier::text from pg_control_system()');
-  await c.stop();
+  // Only finished segments: later names in pg_wal/ are recycled files that
+  // still hold old WAL (their headers name another segment).
+  // (After a switch the current LSN names the previous segment: write first.)
+  const current = await c.psql('insert into t values (0); select pg_walfile_name(pg_current_wal_lsn())');
+  // Copy while the server runs: its shutdown checkpoint would recycle them.
   const dir = await makeTempDir(`${name}-pgdata`);
   await mkdir(join(dir, 'global'), { recursive: true });
   await mkdir(join(dir, 'pg_wal', 'archive_status'), { recursive: true });
-  await copyFile(join(c.pgdata, 'global', 'pg_control'), join(dir, 'global', 'pg_control'));
-  const segments = (await readdir(join(c.pgdata, 'pg_wal'))).filter((n) => /^[0-9A-F]{24}$/.test(n)).sort();
+  const segments = (await readdir(join(c.pgdata, 'pg_wal'))).filter((n) => /^[0-9A-F]{24}$/.test(n) && n < current).sort();
   for (const s of segments) await copyFile(join(c.pgdata, 'pg_wal', s), join(dir, 'pg_wal', s));
+  await c.stop();
+  await copyFile(join(c.pgdata, 'global', 'pg_control'), join(dir, 'global', 'pg_control'));
   await chownToPgUser(dir, { recursive: true });
   await c.destroy();
   return { pgdata: dir, segments, systemId };

@@ -33,7 +33,7 @@ export async function dispatch(io: RunIO): Promise<number | { tool: ToolDef; arg
   }
   const tool = TOOLS[first];
   if (!tool) {
-    io.stderr.write(`cairn: error: unknown tool "${first}"\ncairn: hint: one of ${Object.keys(TOOLS).join(', ')}; see cairn --help\n`);
+    io.stderr.write(`cairn: error: unknown tool "${first}"; use one of ${Object.keys(TOOLS).join(', ')} (see cairn --help)\n`);
     return EXIT.USAGE;
   }
   return { tool: await tool.load(), argv: rest };

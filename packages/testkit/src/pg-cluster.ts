@@ -357,6 +357,7 @@ class PgCluster implements Cluster {
       user: this.superuser,
       database: opts.db ?? 'postgres',
       connectionTimeoutMillis: 10_000,
+      ssl: false, // whatever PGSSLMODE the runner has: the test server speaks plain TCP
     });
     await client.connect();
     const unregister = onCleanup(() => client.end().catch(() => {}));

@@ -95,7 +95,10 @@ export async function fetchWal(
         allSaidAbsent = false;
         retryable ||= err.transient;
         lastErr = err;
-        opts.log.warn(`"${target.walName}" from repository "${driver.url}": ${err.message}`);
+        // With several repositories, say which one failed; the final error
+        // (or another repository's copy) follows.
+        if (drivers.length > 1) opts.log.warn(`"${target.walName}" from repository "${driver.url}": ${err.message}`);
+        else opts.log.debug(`attempt ${attempt}: ${err.message}`);
         // Try the next repository: it may hold a good copy.
       }
     }

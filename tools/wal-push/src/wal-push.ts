@@ -153,7 +153,7 @@ function createArchiver(drivers: StorageDriver[], key: EncryptionKey | undefined
           hint: 'archive_command must be run by PostgreSQL with %p (relative to the data directory) or an absolute path',
         });
       }
-      const label = `"${name.name}"`;
+      const label = name.name;
       const hasHeader = name.kind === 'segment' || name.kind === 'partial';
 
       if (st.size <= IN_MEMORY_LIMIT) {
@@ -171,7 +171,7 @@ function createArchiver(drivers: StorageDriver[], key: EncryptionKey | undefined
           const header = readWalPageHeader(data, label);
           checkSegmentHeader(data, name.name, label);
           if (name.kind === 'segment' && data.length !== header.segmentSize) {
-            throw new CairnError('FORMAT_INVALID', `WAL segment ${label} is ${data.length} bytes, its header says ${header.segmentSize}`, {
+            throw new CairnError('FORMAT_INVALID', `WAL segment "${label}" is ${data.length} bytes, its header says ${header.segmentSize}`, {
               hint: 'the file is truncated or not a WAL segment; do not archive it',
             });
           }
@@ -211,7 +211,7 @@ function createArchiver(drivers: StorageDriver[], key: EncryptionKey | undefined
         return out;
       });
       if (pass2 && pass2.digest() !== sha256) {
-        throw new CairnError('FORMAT_INVALID', `WAL file ${label} changed while it was being archived`, { hint: 'PostgreSQL never changes a .ready file; check what else writes to pg_wal' });
+        throw new CairnError('FORMAT_INVALID', `WAL file "${label}" changed while it was being archived`, { hint: 'PostgreSQL never changes a .ready file; check what else writes to pg_wal' });
       }
       return { outcome, sha256, bytesIn: st.size, bytesOut };
     },
@@ -235,6 +235,9 @@ export async function walPush(opts: WalPushOptions, ctx: WalPushContext): Promis
     const limit = createLimiter(Math.max(1, opts.concurrency));
     const started = Date.now();
     const main = limit(() => archiver.archive(opts.walPath, name));
+    // Settled below, after push-ahead is scheduled; don't let its rejection
+    // count as unhandled in the meantime.
+    main.catch(() => {});
 
     const aheadArchived: string[] = [];
     const aheadFailed: string[] = [];

@@ -318,7 +318,7 @@ export function createDecryptStage(key: EncryptionKey, label: string): Transform
     subkey = objectKey(master, h.subarray(MAGIC.length + 1));
   };
 
-  const open = (stream: Transform, sealed: Buffer, final: boolean) => {
+  const openChunk = (stream: Transform, sealed: Buffer, final: boolean) => {
     if (sealed.length < TAG_SIZE) throw failed();
     const decipher = createDecipheriv('aes-256-gcm', subkey!, nonceOf(index), { authTagLength: TAG_SIZE });
     decipher.setAAD(aadOf(header!, index, final));
@@ -344,7 +344,7 @@ export function createDecryptStage(key: EncryptionKey, label: string): Transform
         }
         // Hold back the last (up to) one sealed chunk: only end of input
         // tells whether it is the final one.
-        while (queue.length > SEALED_CHUNK_SIZE) open(this, queue.take(SEALED_CHUNK_SIZE), false);
+        while (queue.length > SEALED_CHUNK_SIZE) openChunk(this, queue.take(SEALED_CHUNK_SIZE), false);
         cb();
       } catch (err) {
         cb(err as Error);
@@ -362,7 +362,7 @@ export function createDecryptStage(key: EncryptionKey, label: string): Transform
         }
         // Missing final chunk (truncated at a boundary): sealed as non-final,
         // it fails here; less than a tag left: truncated inside a chunk.
-        open(this, queue.take(queue.length), true);
+        openChunk(this, queue.take(queue.length), true);
         subkey!.fill(0);
         cb();
       } catch (err) {

@@ -150,7 +150,7 @@ export class S3Driver implements StorageDriver {
     // A HEAD has no body, so a missing bucket also answers a bare 404. Tell
     // the two apart once: "not found" must never stand for "misconfigured"
     // (wal-get's exit 1 ends recovery, DESIGN §4.4).
-    await this.checkBucket(signal);
+    await this.checkBucket(`stat "${key}"`, signal);
     return undefined;
   }
 
@@ -284,7 +284,7 @@ export class S3Driver implements StorageDriver {
     return this.base + key;
   }
 
-  private async checkBucket(signal?: AbortSignal): Promise<void> {
+  private async checkBucket(what: string, signal?: AbortSignal): Promise<void> {
     if (this.bucketChecked) return;
     try {
       await this.client.send(
@@ -295,7 +295,7 @@ export class S3Driver implements StorageDriver {
       const e = err as SdkError;
       // Without s3:ListBucket a HEAD of a missing key answers 403, not 404;
       // so a 404 plus a denied listing still means "no such key".
-      if (e.name !== 'AccessDenied' && e.$metadata?.httpStatusCode !== 403) throw this.fail(err, 'list the bucket');
+      if (e.name !== 'AccessDenied' && e.$metadata?.httpStatusCode !== 403) throw this.fail(err, what);
     }
     this.bucketChecked = true;
   }
@@ -334,7 +334,10 @@ export class S3Driver implements StorageDriver {
     if (e.name === 'AbortError') return err;
     const where = `repository "${this.url}": cannot ${what}`;
     const status = e.$metadata?.httpStatusCode;
-    const name = e.name ?? 'Error';
+    // A HEAD answer has no body to name the error: the SDK says "Unknown".
+    const named = e.name !== undefined && !/^Unknown(Error)?$/.test(e.name);
+    const name = named ? e.name! : `HTTP ${status ?? '?'}`;
+    const answer = status === undefined ? name : named ? `${status} (${name})` : `${status}`;
     if (name === 'NoSuchBucket') {
       return new CairnError('CONFIG_INVALID', `${where}: bucket "${this.bucket}" does not exist`, {
         hint: 'create the bucket, or correct the bucket name (and endpoint, region) in the repository URL',
@@ -362,14 +365,14 @@ export class S3Driver implements StorageDriver {
       });
     }
     if (THROTTLE_CODES.has(name) || status === 429 || (status !== undefined && status >= 500)) {
-      return new CairnError('STORAGE_UNAVAILABLE', `${where}: server answered ${status ?? 'an error'} (${name})`, {
+      return new CairnError('STORAGE_UNAVAILABLE', `${where}: server answered ${answer}`, {
         transient: true,
         hint: 'the storage service is failing or throttling; transient errors are retried',
         cause: err,
       });
     }
     if (status !== undefined) {
-      return new CairnError('STORAGE_UNAVAILABLE', `${where}: server answered ${status} (${name}: ${trimMessage(e.message)})`, {
+      return new CairnError('STORAGE_UNAVAILABLE', `${where}: server answered ${answer}${named && e.message ? `: ${trimMessage(e.message)}` : ''}`, {
         cause: err,
       });
     }
@@ -378,14 +381,16 @@ export class S3Driver implements StorageDriver {
 }
 
 function describeNetworkError(e: SdkError, opts: S3Options): string | undefined {
-  const message = e.message ?? '';
-  if (e.name === 'TimeoutError' || e.code === 'ETIMEDOUT') {
-    if (/establish a connection/.test(message)) return `no connection within ${opts.connectTimeoutMs} ms`;
-    return `no answer within ${opts.requestTimeoutMs} ms`;
+  const message = trimMessage(e.message);
+  if (e.name === 'TimeoutError' && /establish a connection/.test(message)) {
+    return `no connection within ${opts.connectTimeoutMs} ms`;
   }
-  if ((e.code !== undefined && NETWORK_CODES.has(e.code)) || /socket hang up|^aborted$|premature close/i.test(message)) {
-    return `network error (${e.code ?? trimMessage(message)}): ${trimMessage(message)}`;
+  // The SDK renames ECONNRESET and EPIPE to TimeoutError too: the code tells.
+  if (e.code !== undefined && e.code !== 'ETIMEDOUT' && NETWORK_CODES.has(e.code)) {
+    return `network error (${e.code}): ${message}`;
   }
+  if (e.name === 'TimeoutError' || e.code === 'ETIMEDOUT') return `no answer within ${opts.requestTimeoutMs} ms`;
+  if (/socket hang up|^aborted$|premature close/i.test(message)) return `network error: ${message}`;
   return undefined;
 }
 

@@ -106,8 +106,8 @@ export function nextSegmentName(name: string, segSize: number, n: number | bigin
   const step = typeof n === 'bigint' ? n : BigInt(n);
   const next = segmentNumber(name, segSize) + step;
   if (next < 0n || next > maxSegmentNumber(segSize)) {
-    throw new CairnError('USAGE', `no WAL segment ${String(step)} after ${quote(name)}`, {
-      hint: 'the segment number would leave the range of WAL file names',
+    throw new CairnError('USAGE', `cannot move ${String(step)} segments from ${quote(name)}: out of the range of WAL file names`, {
+      hint: 'segment numbers run from 0 to the last one whose log part fits in 8 hex digits',
     });
   }
   return segmentName(p.timeline, next, segSize);

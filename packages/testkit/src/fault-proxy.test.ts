@@ -1,0 +1,222 @@
+// The S3 driver behind a fault-injecting proxy: 5xx, throttling, refused and
+// stalled connections and bodies cut short must come out as transient
+// STORAGE_UNAVAILABLE errors, within the configured time, never as "not found"
+// or a short read.
+
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { isCairnError, type CairnError } from '@cairn/core/cli/errors';
+import { WriteConflictError, type StorageDriver } from '@cairn/core/storage/driver';
+import { openStorage } from '@cairn/core/storage/open';
+import { S3Driver, type S3DriverInit } from '@cairn/core/storage/s3';
+import { runCleanups } from './cleanup.js';
+import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
+import { DEFAULT_TEST_BUCKET, s3TestEnv, startS3Server, type S3Server } from './s3-server.js';
+import { collect, readAll } from './storage-conformance.js';
+
+Object.assign(process.env, s3TestEnv());
+after(() => runCleanups());
+
+const REQUEST_TIMEOUT_MS = 700;
+
+function assertTransient(what: string, pattern: RegExp) {
+  return (err: unknown): true => {
+    assert.ok(isCairnError(err, 'STORAGE_UNAVAILABLE'), `${what}: expected STORAGE_UNAVAILABLE, got ${String(err)}`);
+    assert.equal((err as CairnError).transient, true, what);
+    assert.match((err as CairnError).message, pattern, what);
+    return true;
+  };
+}
+
+describe('s3 driver through a fault-injecting proxy', () => {
+  let server: S3Server;
+  let proxy: FaultProxy;
+  let driver: StorageDriver;
+  let url: string;
+
+  before(async () => {
+    server = await startS3Server();
+    proxy = await startFaultProxy({ host: '127.0.0.1', port: server.port });
+    url =
+      `s3://${DEFAULT_TEST_BUCKET}/faults?endpoint=${proxy.endpoint}&force-path-style=true` +
+      `&max-attempts=1&request-timeout-ms=${REQUEST_TIMEOUT_MS}&connect-timeout-ms=500`;
+    driver = await openStorage(url);
+    await driver.write('small', Buffer.from('hello'));
+    await driver.write('big', randomBytes(1024 * 1024));
+  });
+  afterEach(() => proxy.setMode('pass'));
+  after(async () => {
+    await driver?.close();
+    await proxy?.stop();
+    await server?.stop();
+  });
+
+  it('passes requests through', async () => {
+    const before = proxy.requests;
+    assert.equal((await readAll(await driver.read('small'))).toString(), 'hello');
+    assert.equal((await driver.stat('big'))?.size, 1024 * 1024);
+    assert.ok(proxy.requests >= before + 2);
+  });
+
+  for (const [mode, code, status] of [
+    ['error500', 'InternalError', 500],
+    ['error503', 'SlowDown', 503],
+  ] as const) {
+    it(`maps ${status} ${code} to a transient STORAGE_UNAVAILABLE`, async () => {
+      proxy.setMode(mode);
+      const re = (what: string) =>
+        new RegExp(`^repository "${escape(url)}": cannot ${escape(what)}: server answered ${status}( \\(${code}\\))?$`);
+      await assert.rejects(driver.stat('small'), assertTransient('stat', re('stat "small"')));
+      await assert.rejects(driver.read('small'), assertTransient('read', re('read "small"')));
+      await assert.rejects(driver.write('new', Buffer.from('x')), assertTransient('write', re('write "new"')));
+      await assert.rejects(collect(driver.list('')), assertTransient('list', re('list ""')));
+      await assert.rejects(driver.remove('small'), assertTransient('remove', re('remove "small"')));
+      // Named when the answer has a body to name it.
+      await assert.rejects(driver.read('small'), (err: unknown) => {
+        assert.match((err as Error).message, new RegExp(`\\(${code}\\)$`));
+        return true;
+      });
+    });
+  }
+
+  it('retries a transient error when attempts remain', async () => {
+    const retrying = await openStorage(url.replace('max-attempts=1', 'max-attempts=3'));
+    try {
+      proxy.setMode('error503');
+      const start = proxy.requests;
+      const result = retrying.stat('small');
+      while (proxy.requests === start) await new Promise((r) => setTimeout(r, 5));
+      proxy.setMode('pass');
+      assert.equal((await result)?.size, 5);
+    } finally {
+      await retrying.close();
+    }
+  });
+
+  it('maps a refused connection to a transient STORAGE_UNAVAILABLE, and recovers', async () => {
+    proxy.setMode('refuse');
+    // Let the client see its kept-alive sockets close (else: ECONNRESET on reuse).
+    await new Promise((r) => setTimeout(r, 20));
+    await assert.rejects(driver.stat('small'), assertTransient('stat', /: network error \(ECONNREFUSED\): connect ECONNREFUSED 127\.0\.0\.1:\d+$/));
+    await assert.rejects(driver.write('new', Buffer.from('x')), assertTransient('write', /ECONNREFUSED/));
+    proxy.setMode('pass');
+    await new Promise((r) => setImmediate(r));
+    assert.equal((await driver.stat('small'))?.size, 5);
+  });
+
+  it('errors a read whose connection drops mid-body, never ends it quietly', async () => {
+    proxy.setMode('drop');
+    await assert.rejects(
+      async () => readAll(await driver.read('big')),
+      assertTransient('read', /cannot read "big": (network error|the body ended)/),
+    );
+    // Without a body to cut, the connection is dropped before the answer.
+    await assert.rejects(driver.stat('small'), assertTransient('stat', /network error/));
+  });
+
+  it(`gives up on a stalled server after request-timeout-ms (${REQUEST_TIMEOUT_MS} ms)`, async () => {
+    proxy.setMode('stall');
+    for (const [what, op] of [
+      ['stat', () => driver.stat('small')],
+      ['write', () => driver.write('stalled', Buffer.from('x'))],
+      ['list', () => collect(driver.list(''))],
+    ] as const) {
+      const started = Date.now();
+      await assert.rejects(op(), assertTransient(what, new RegExp(`no answer within ${REQUEST_TIMEOUT_MS} ms$`)));
+      const elapsed = Date.now() - started;
+      assert.ok(elapsed >= REQUEST_TIMEOUT_MS - 50 && elapsed < REQUEST_TIMEOUT_MS + 1500, `${what} took ${elapsed} ms`);
+    }
+  });
+
+  it('gives up on a body that stalls midway', async () => {
+    // The proxy passes the answer's start, then we stall: reading must fail, not hang.
+    const stream = await driver.read('big');
+    proxy.setMode('stall');
+    const started = Date.now();
+    // The socket goes silent only once the proxy has nothing left in flight;
+    // a 1 MiB body may have arrived whole before that, which is fine too.
+    try {
+      await readAll(stream);
+    } catch (err) {
+      assertTransient('read', /cannot read "big"/)(err);
+    }
+    assert.ok(Date.now() - started < REQUEST_TIMEOUT_MS + 1500);
+  });
+});
+
+describe('s3 driver conditional writes (fake server)', () => {
+  // s3rver ignores If-None-Match (GOTCHAS), so the 412 path runs against a fake client.
+  function fakeClient(answers: { head: 'missing' | 'present'; put: 'ok' | 412 | 409 }) {
+    const sent: { name: string; input: Record<string, unknown> }[] = [];
+    const client = {
+      send: async (cmd: { constructor: { name: string }; input: Record<string, unknown> }) => {
+        sent.push({ name: cmd.constructor.name, input: cmd.input });
+        if (cmd.constructor.name === 'HeadObjectCommand') {
+          if (answers.head === 'present') return { ContentLength: 1, LastModified: new Date() };
+          throw Object.assign(new Error('UnknownError'), { name: 'NotFound', $metadata: { httpStatusCode: 404 } });
+        }
+        if (cmd.constructor.name === 'ListObjectsV2Command') return { Contents: [] };
+        if (cmd.constructor.name === 'PutObjectCommand') {
+          if (answers.put === 412) {
+            throw Object.assign(new Error('At least one of the pre-conditions you specified did not hold'), {
+              name: 'PreconditionFailed',
+              $metadata: { httpStatusCode: 412 },
+            });
+          }
+          if (answers.put === 409) {
+            throw Object.assign(new Error('A conflicting conditional operation is in progress'), {
+              name: 'ConditionalRequestConflict',
+              $metadata: { httpStatusCode: 409 },
+            });
+          }
+          return {};
+        }
+        throw new Error(`unexpected ${cmd.constructor.name}`);
+      },
+      destroy: () => {},
+    };
+    return { client: client as unknown as NonNullable<S3DriverInit['client']>, sent };
+  }
+  const options = {
+    bucket: 'b',
+    prefix: 'p',
+    region: 'us-east-1',
+    forcePathStyle: true,
+    connectTimeoutMs: 1000,
+    requestTimeoutMs: 1000,
+    maxAttempts: 1,
+    conditionalWrites: true,
+  };
+
+  it('sends If-None-Match: * and maps 412 and 409 to WriteConflictError', async () => {
+    for (const put of [412, 409] as const) {
+      const { client, sent } = fakeClient({ head: 'missing', put });
+      const d = new S3Driver(options, { client });
+      assert.equal(d.features.atomicIfAbsent, true);
+      await assert.rejects(d.write('k', Buffer.from('x'), { ifAbsent: true }), WriteConflictError);
+      const putCmd = sent.find((s) => s.name === 'PutObjectCommand');
+      assert.equal(putCmd?.input.IfNoneMatch, '*');
+      assert.equal(putCmd?.input.Key, 'p/k');
+    }
+  });
+
+  it('checks with HEAD first and sends nothing when the key exists', async () => {
+    const { client, sent } = fakeClient({ head: 'present', put: 'ok' });
+    const d = new S3Driver({ ...options, conditionalWrites: false }, { client });
+    assert.equal(d.features.atomicIfAbsent, false);
+    await assert.rejects(d.write('k', Buffer.from('x'), { ifAbsent: true }), WriteConflictError);
+    assert.deepEqual(sent.map((s) => s.name), ['HeadObjectCommand']);
+  });
+
+  it('sends no condition on a plain write', async () => {
+    const { client, sent } = fakeClient({ head: 'missing', put: 'ok' });
+    await new S3Driver(options, { client }).write('k', Buffer.from('x'));
+    assert.deepEqual(sent.map((s) => s.name), ['PutObjectCommand']);
+    assert.equal(sent[0]?.input.IfNoneMatch, undefined);
+  });
+});
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
