@@ -7,7 +7,7 @@ import { createServer, request, type IncomingMessage, type ServerResponse } from
 import type { Socket } from 'node:net';
 import { onCleanup } from './cleanup.js';
 
-export type FaultMode = 'pass' | 'error500' | 'error503' | 'stall' | 'drop' | 'refuse';
+export type FaultMode = 'pass' | 'error500' | 'error503' | 'stall' | 'drop' | 'stall-body' | 'refuse';
 
 export interface FaultProxy {
   /** http://127.0.0.1:<port>: use it as the S3 endpoint. */
@@ -18,6 +18,8 @@ export interface FaultProxy {
    * and an S3 XML error (InternalError/SlowDown), forwarding nothing. stall:
    * accept and never answer. drop: forward, then cut the connection halfway
    * through the response body (before any byte when there is no body).
+   * stall-body: forward, then go silent halfway through the response body,
+   * keeping the connection open.
    * refuse: stop listening, so connections are refused; any other mode
    * listens again on the same port (from the next tick on).
    */
@@ -47,10 +49,11 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     requests++;
     switch (mode) {
       case 'pass':
-        forward(req, res, false);
+        forward(req, res, 'pass');
         return;
       case 'drop':
-        forward(req, res, true);
+      case 'stall-body':
+        forward(req, res, mode);
         return;
       case 'error500':
       case 'error503':
@@ -66,7 +69,7 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     }
   });
 
-  function forward(req: IncomingMessage, res: ServerResponse, drop: boolean): void {
+  function forward(req: IncomingMessage, res: ServerResponse, how: 'pass' | 'drop' | 'stall-body'): void {
     const headers = { ...req.headers };
     // We already answered "100 Continue" to the client (Node does by default);
     // the Host header stays as sent, since SigV4 signs it.
@@ -74,7 +77,7 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     const upstream = request(
       { host: target.host, port: target.port, method: req.method, path: req.url, headers, agent: false },
       (ures) => {
-        if (!drop) {
+        if (how === 'pass') {
           res.writeHead(ures.statusCode ?? 502, ures.statusMessage, ures.rawHeaders);
           ures.pipe(res);
           return;
@@ -82,9 +85,9 @@ export async function startFaultProxy(target: { host: string; port: number }): P
         const length = Number(ures.headers['content-length'] ?? 0);
         const limit = req.method === 'HEAD' ? 0 : Math.floor(length / 2);
         if (limit === 0) {
-          // Nothing to send half of: hang up before the status line.
           ures.destroy();
-          res.socket?.destroy();
+          // Nothing to send half of: hang up (or fall silent) before the status line.
+          if (how === 'drop') res.socket?.destroy();
           return;
         }
         res.writeHead(ures.statusCode ?? 502, ures.statusMessage, ures.rawHeaders);
@@ -95,7 +98,7 @@ export async function startFaultProxy(target: { host: string; port: number }): P
           sent += part.length;
           const last = sent >= limit;
           res.write(part, () => {
-            if (last) res.socket?.destroy();
+            if (last && how === 'drop') res.socket?.destroy();
           });
           if (last) ures.destroy();
         });
