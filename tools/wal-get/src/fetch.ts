@@ -3,16 +3,13 @@
 // answered that it does not have the file; transient errors are retried with
 // backoff; anything else is a persistent error.
 
-import { createWriteStream } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { CairnError, toCairnError } from '@cairn/core/cli/errors';
 import type { Logger } from '@cairn/core/cli/log';
 import type { EncryptionKey } from '@cairn/core/codec/index';
 import { checkKeyAgainst, readRepoConfig } from '@cairn/core/repo/repo-config';
 import { findWal, readWalInto, type StoredWal } from '@cairn/core/repo/wal-archive';
 import type { StorageDriver } from '@cairn/core/storage/driver';
-import { fsyncDir, tempPathFor } from '@cairn/core/util/local-file';
+import { writeStreamAtomic } from '@cairn/core/util/local-file';
 import { sleep } from '@cairn/core/util/limit';
 
 export interface FetchTarget {
@@ -33,25 +30,7 @@ export type FetchResult = { found: true; sha256: string; repo: string; bytes: nu
 
 /** Writes `stored` to `dest` atomically (temp, fsync, rename); verifies first. */
 async function fetchCopy(driver: StorageDriver, stored: StoredWal, target: FetchTarget, dest: string, durable: boolean, signal: AbortSignal): Promise<number> {
-  const tmp = tempPathFor(dest);
-  try {
-    const sink = createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
-    const { bytes } = await readWalInto(driver, stored, target.key, sink, signal);
-    if (durable) {
-      const fh = await open(tmp, 'r+');
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-    }
-    await rename(tmp, dest);
-    if (durable) await fsyncDir(dirname(dest));
-    return bytes;
-  } catch (err) {
-    await unlink(tmp).catch(() => {});
-    throw err;
-  }
+  return writeStreamAtomic(dest, async (sink) => (await readWalInto(driver, stored, target.key, sink, signal)).bytes, { durable });
 }
 
 /** Turns a decrypt failure into "wrong key" when repo.json says so. */

@@ -3,13 +3,12 @@
 // re-hashes it while copying to %p, so a damaged spool file is never handed
 // to PostgreSQL (DESIGN §4.3).
 
-import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { open, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { Transform } from 'node:stream';
+import { createReadStream } from 'node:fs';
+import { readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { fsyncDir, tempPathFor } from '@cairn/core/util/local-file';
+import { createHashStage } from '@cairn/core/codec/index';
+import { writeStreamAtomic } from '@cairn/core/util/local-file';
 
 const ENTRY_RE = /^([0-9A-F]{24})-([0-9a-f]{64})$/;
 const LOCK = '.prefetch.lock';
@@ -41,30 +40,14 @@ export class GetSpool {
   async serve(walName: string, dest: string, durable: boolean): Promise<boolean> {
     const entry = (await this.entries()).find((e) => e.walName === walName);
     if (!entry) return false;
-    const tmp = tempPathFor(dest);
     try {
-      const hash = createHash('sha256');
-      const tap = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          hash.update(chunk);
-          cb(null, chunk);
-        },
-      });
-      await pipeline(createReadStream(entry.file), tap, createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
-      if (hash.digest('hex') !== entry.sha256) throw new Error('spooled copy fails its checksum');
-      if (durable) {
-        const fh = await open(tmp, 'r+');
-        try {
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-      }
-      await rename(tmp, dest);
-      if (durable) await fsyncDir(dirname(dest));
+      await writeStreamAtomic(dest, async (sink) => {
+        const hash = createHashStage();
+        await pipeline(createReadStream(entry.file), hash.stage, sink);
+        if (hash.digest() !== entry.sha256) throw new Error('spooled copy fails its checksum');
+      }, { durable });
       return true;
     } catch {
-      await unlink(tmp).catch(() => {});
       return false;
     } finally {
       await unlink(entry.file).catch(() => {});

@@ -2,6 +2,8 @@
 // same directory, fsync, rename, fsync the directory.
 
 import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import type { Writable } from 'node:stream';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
@@ -48,4 +50,35 @@ export async function writeBufferAtomic(path: string, data: Buffer | string, opt
   await writeFileAtomic(path, async (fh) => {
     await fh.writeFile(data);
   }, opts);
+}
+
+/**
+ * Streams into a temp file next to `path` and moves it into place only if
+ * `fill` resolves (then fsync and rename, and fsync the directory when
+ * durable); otherwise the temp file is removed and `path` is untouched.
+ */
+export async function writeStreamAtomic<T>(
+  path: string,
+  fill: (sink: Writable) => Promise<T>,
+  opts: { mode?: number; durable?: boolean } = {},
+): Promise<T> {
+  const durable = opts.durable !== false;
+  const tmp = tempPathFor(path);
+  try {
+    const result = await fill(createWriteStream(tmp, { flags: 'wx', mode: opts.mode ?? 0o600 }));
+    if (durable) {
+      const fh = await open(tmp, 'r+');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
+    await rename(tmp, path);
+    if (durable) await fsyncDir(dirname(path));
+    return result;
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
 }

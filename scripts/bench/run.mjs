@@ -1,0 +1,869 @@
+#!/usr/bin/env node
+// `npm run bench`: the figures of issue 2 — wal-push latency, draining a
+// backlog of .ready segments, recovery replaying archived WAL, and peak RSS —
+// for cairn beside cp and pgBackRest, on real pgbench WAL. Every contender
+// gets the same WAL: one pgbench run is archived by nobody (archive_command =
+// /bin/false) until BENCH_SEGMENTS segments wait as .ready, then the stopped
+// data dir is the snapshot each drain contender starts from. See README.md.
+
+import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, writeFileSync, statSync, cpSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Server } from './lib/cluster.mjs';
+import {
+  chownPg,
+  cleanupSync,
+  installCleanupHooks,
+  killStragglersSync,
+  makeDir,
+  onExit,
+  PG_BIN,
+  pgUser,
+  removeDir,
+  run,
+  shellQuote,
+  sleep,
+  start,
+  tempBase,
+  timeSync,
+} from './lib/proc.mjs';
+import { mb, median, round, summarize, table } from './lib/stats.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const WAL_PUSH = join(ROOT, 'node_modules', '.bin', 'cairn-wal-push');
+const WAL_GET = join(ROOT, 'node_modules', '.bin', 'cairn-wal-get');
+const NODE = existsSync(join(ROOT, '.node', 'bin', 'node')) ? join(ROOT, '.node', 'bin', 'node') : process.execPath;
+const S3_HARNESS = join(ROOT, 'packages', 'testkit', 'dist', 's3-server.js');
+const PGBACKREST = '/usr/bin/pgbackrest';
+const TIME = '/usr/bin/time';
+const SEG_SIZE = 16 * 1024 * 1024;
+const STANZA = 'bench';
+
+// ---- options ---------------------------------------------------------------
+
+const env = process.env;
+const int = (name, dflt) => {
+  const v = env[name];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name}=${v}: not a number`);
+  return n;
+};
+const flag = (name) => ['1', 'true', 'yes', 'y', 'on'].includes(String(env[name] ?? '').toLowerCase());
+
+const ALL_PHASES = ['latency', 'drain', 'recovery', 'rss'];
+const opt = {
+  segments: int('BENCH_SEGMENTS', 200),
+  scale: int('BENCH_SCALE', 20),
+  runs: Math.max(1, int('BENCH_RUNS', 10)),
+  level: int('BENCH_COMPRESS_LEVEL', 1),
+  extraLevel: env.BENCH_EXTRA_LEVEL === undefined ? 3 : int('BENCH_EXTRA_LEVEL', 0),
+  skipPgbr: flag('BENCH_SKIP_PGBACKREST'),
+  skipS3: flag('BENCH_SKIP_S3'),
+  phases: new Set((env.BENCH_PHASES || ALL_PHASES.join(',')).split(',').map((s) => s.trim()).filter(Boolean)),
+  timeoutS: int('BENCH_TIMEOUT_S', 300),
+  checkpointS: int('BENCH_CHECKPOINT_S', 4),
+  clients: Math.max(1, int('BENCH_CLIENTS', 4)),
+  pgbrProcessMax: Math.max(1, int('BENCH_PGBR_PROCESS_MAX', 2)),
+  pgbrGetQueueMax: env.BENCH_PGBR_GET_QUEUE_MAX || '128MiB',
+  outDir: env.BENCH_OUT || join(ROOT, 'bench-results'),
+};
+for (const p of opt.phases) if (!ALL_PHASES.includes(p)) throw new Error(`BENCH_PHASES: unknown phase "${p}" (use ${ALL_PHASES.join(',')})`);
+const Z = `zstd:${opt.level}`;
+
+// ---- progress --------------------------------------------------------------
+
+const T0 = performance.now();
+const say = (msg) => process.stderr.write(`[${((performance.now() - T0) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
+const problems = [];
+const problem = (msg) => {
+  problems.push(msg);
+  say(`PROBLEM: ${msg.split('\n')[0]}`);
+};
+
+// ---- prerequisites ---------------------------------------------------------
+
+async function aptInstall(pkg) {
+  if (process.getuid?.() !== 0) throw new Error(`${pkg} is missing and we are not root to apt-get install it`);
+  const aptEnv = { DEBIAN_FRONTEND: 'noninteractive' };
+  say(`installing ${pkg} (apt-get)`);
+  const first = await run('apt-get', ['install', '-y', '-qq', pkg], { env: aptEnv, allowFail: true, timeoutMs: 600_000 });
+  if (first.code === 0) return;
+  await run('apt-get', ['update', '-qq'], { env: aptEnv, timeoutMs: 600_000 });
+  await run('apt-get', ['install', '-y', '-qq', pkg], { env: aptEnv, timeoutMs: 600_000 });
+}
+
+async function prerequisites() {
+  for (const f of [WAL_PUSH, WAL_GET, join(ROOT, 'tools', 'wal-push', 'dist', 'cli.js'), join(ROOT, 'tools', 'wal-get', 'dist', 'cli.js')]) {
+    if (!existsSync(f)) throw new Error(`"${f}" is missing\nhint: build first: npx turbo run build (npm run bench does it)`);
+  }
+  if (!existsSync(join(PG_BIN, 'initdb'))) throw new Error(`no PostgreSQL server binaries in ${PG_BIN}\nhint: set BENCH_PG_BIN`);
+  if (opt.phases.has('rss') && !existsSync(TIME)) await aptInstall('time');
+  if (!opt.skipPgbr && (opt.phases.has('drain') || opt.phases.has('recovery')) && !existsSync(PGBACKREST)) {
+    try {
+      await aptInstall('pgbackrest');
+    } catch (err) {
+      problem(`pgBackRest could not be installed, its contenders are skipped: ${err.message}`);
+      opt.skipPgbr = true;
+    }
+  }
+  if (!opt.skipS3 && !existsSync(S3_HARNESS)) {
+    problem(`${S3_HARNESS} is missing (build the testkit): the S3 contenders are skipped`);
+    opt.skipS3 = true;
+  }
+}
+
+async function versions() {
+  const v = { node: (await run(NODE, ['--version'])).stdout.trim(), cpus: cpus().length, memGB: round(totalmem() / 2 ** 30, 1) };
+  v.postgres = (await run(join(PG_BIN, 'postgres'), ['--version'])).stdout.trim();
+  v.cairn = (await run(WAL_PUSH, ['--version'])).stdout.trim();
+  if (!opt.skipPgbr) v.pgbackrest = (await run(PGBACKREST, ['version'], { allowFail: true })).stdout.trim();
+  try {
+    v.commit = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    if (dirty) v.commit += ' (uncommitted changes)';
+  } catch {
+    // not a git checkout
+  }
+  return v;
+}
+
+// ---- helpers ---------------------------------------------------------------
+
+const isSegment = (n) => /^[0-9A-F]{24}$/.test(n);
+/** Segment number of a WAL file name (16 MiB segments: 256 per log id). */
+const segNo = (name) => parseInt(name.slice(8, 16), 16) * 256 + parseInt(name.slice(16, 24), 16);
+const lsnSegNo = (lsn) => {
+  const [hi, lo] = lsn.split('/').map((x) => parseInt(x, 16));
+  return hi * 256 + Math.floor(lo / SEG_SIZE);
+};
+
+function readyFiles(pgdata) {
+  const dir = join(pgdata, 'pg_wal', 'archive_status');
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.ready'))
+    .map((f) => f.slice(0, -6))
+    .filter(isSegment)
+    .sort();
+}
+
+function duBytes(path) {
+  try {
+    return Number(execFileSync('du', ['-sb', path], { encoding: 'utf8' }).split('\t')[0]);
+  } catch {
+    return undefined;
+  }
+}
+
+function countFiles(dir, re) {
+  let n = 0;
+  const walk = (d) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(join(d, e.name));
+      else if (re.test(e.name)) n++;
+    }
+  };
+  try {
+    walk(dir);
+  } catch {
+    return undefined;
+  }
+  return n;
+}
+
+function syncDisks() {
+  execFileSync('sync');
+}
+
+/** Log lines worth reporting: failures of archive/restore commands and anything the tools printed. */
+function logProblems(log) {
+  return log
+    .split('\n')
+    .filter((l) => /archive command failed|restore_command|could not|error|FATAL|PANIC|WARNING|cairn|pgbackrest|P00/i.test(l))
+    .filter((l) => !/^\s*$/.test(l))
+    // PostgreSQL's normal end-of-archive chatter during recovery:
+    .filter((l) => !/restored log file|LOG: {2}(redo|archive recovery|selected new timeline|database system|starting|listening|consistent recovery|last completed|checkpoint|redo starts|redo done|shutting down|received)/.test(l))
+    .filter((l) => !/WARNING: {2}archive_mode enabled, yet archiving is not configured/.test(l));
+}
+
+// ---- pgBackRest ------------------------------------------------------------
+
+function writePgbrConf(dir, { repo, pgdata, server, extra = {} }) {
+  mkdirSync(join(dir, 'log'), { recursive: true });
+  mkdirSync(join(dir, 'spool'), { recursive: true });
+  mkdirSync(join(dir, 'lock'), { recursive: true });
+  const global = {
+    'repo1-path': repo,
+    'compress-type': 'zst',
+    'compress-level': String(opt.level),
+    'log-path': join(dir, 'log'),
+    'lock-path': join(dir, 'lock'),
+    'spool-path': join(dir, 'spool'),
+    'log-level-console': 'warn',
+    'log-level-stderr': 'warn',
+    'log-level-file': 'off',
+    ...extra,
+  };
+  const stanza = { 'pg1-path': pgdata };
+  if (server) Object.assign(stanza, { 'pg1-port': String(server.port), 'pg1-socket-path': server.socketDir, 'pg1-user': pgUser.name });
+  const text =
+    '[global]\n' + Object.entries(global).map(([k, v]) => `${k}=${v}`).join('\n') +
+    `\n\n[${STANZA}]\n` + Object.entries(stanza).map(([k, v]) => `${k}=${v}`).join('\n') + '\n';
+  const file = join(dir, 'pgbackrest.conf');
+  writeFileSync(file, text);
+  for (const p of [dir, join(dir, 'log'), join(dir, 'spool'), join(dir, 'lock'), file]) chownPg(p);
+  return file;
+}
+
+const pgbrCmd = (conf, verb, args) => `${PGBACKREST} --config=${conf} --stanza=${STANZA} ${verb} ${args}`;
+
+// ---- phase 0: the WAL everyone works on --------------------------------------
+
+/**
+ * One cluster: pgbench -i archived by cp + cairn + pgBackRest (sync), a base
+ * backup, then archive_command = /bin/false and pgbench until enough
+ * segments wait as .ready; stopped, its data dir is the drain snapshot.
+ */
+async function prepareWal(ctx) {
+  const cpArchive = makeDir('archive-cp');
+  const cairnRepo = makeDir('repo-cairn');
+  const cairnSpool = makeDir('spool-primary');
+  const pgbrRepo = opt.skipPgbr ? undefined : makeDir('repo-pgbackrest');
+  const srv = new Server('primary', { env: { CAIRN_REPO: cairnRepo, CAIRN_COMPRESS: Z, CAIRN_SPOOL_DIR: cairnSpool } });
+  ctx.primary = srv;
+  say(`initdb; pgbench -i -s ${opt.scale} archived by cp, cairn-wal-push${opt.skipPgbr ? '' : ' and pgBackRest'}`);
+  await srv.initdb();
+  let pgbrConf;
+  const parts = [`(test -f ${cpArchive}/%f || cp %p ${cpArchive}/%f)`, `${WAL_PUSH} %p %f`];
+  await srv.configure();
+  if (!opt.skipPgbr) {
+    pgbrConf = writePgbrConf(makeDir('pgbr-primary'), { repo: pgbrRepo, pgdata: srv.pgdata, server: srv });
+    parts.push(pgbrCmd(pgbrConf, 'archive-push', '%p'));
+  }
+  srv.setConf({
+    archive_mode: 'on',
+    archive_command: parts.join(' && '),
+    wal_level: 'replica',
+    fsync: 'on',
+    shared_buffers: '128MB',
+    max_wal_size: '8GB',
+    min_wal_size: '256MB',
+    checkpoint_timeout: '30min',
+    max_connections: '40',
+    log_min_messages: 'warning',
+    log_checkpoints: 'off',
+  });
+  await srv.start();
+  if (!opt.skipPgbr) await run(PGBACKREST, ['--config=' + pgbrConf, '--stanza=' + STANZA, 'stanza-create'], { asPg: true });
+  await run(join(PG_BIN, 'pgbench'), ['-i', '-s', String(opt.scale), '-q'], { asPg: true, env: srv.clientEnv() });
+
+  say('base backup (pg_basebackup -X none, waits until its WAL is archived)');
+  const bbParent = makeDir('basebackup');
+  const bb = join(bbParent, 'data');
+  await run(join(PG_BIN, 'pg_basebackup'), ['-D', bb, '-X', 'none', '-c', 'fast', '--no-sync'], { asPg: true, env: srv.clientEnv() });
+  // The base backup carries the primary's settings; recovery contenders override them.
+
+  srv.setConf({ archive_command: '/bin/false' });
+  await srv.reload();
+  await sleep(500);
+
+  say(`pgbench (tpcb-like + bulk updates, ${opt.clients} clients, CHECKPOINT every ${opt.checkpointS} s) until ${opt.segments} segments are .ready`);
+  const script = join(srv.dir, 'bulk.sql');
+  // A tenth of the transactions touch 1000 rows: real pgbench WAL (heap updates,
+  // full-page images after each checkpoint), written fast enough that the
+  // backlog builds in about a minute on 2 cores.
+  writeFileSync(
+    script,
+    '\\set aid random(1, 100000 * :scale - 1000)\n\\set delta random(-5000, 5000)\n' +
+      'UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid BETWEEN :aid AND :aid + 999;\n',
+  );
+  chownPg(script);
+  const ready0 = readyFiles(srv.pgdata).length;
+  const t0 = performance.now();
+  const bench = start(
+    join(PG_BIN, 'pgbench'),
+    ['-n', '-M', 'prepared', '-c', String(opt.clients), '-j', '2', '-T', '1800', '-b', 'tpcb-like@3', '-f', `${script}@1`],
+    { asPg: true, env: { ...srv.clientEnv(), PGOPTIONS: '-c synchronous_commit=off' } },
+  );
+  let benchErr = '';
+  bench.stderr.on('data', (b) => (benchErr = (benchErr + b).slice(-4000)));
+  bench.stdout.resume();
+  const benchExit = new Promise((r) => bench.once('exit', (code, sig) => r(sig ?? code)));
+  const ckptClient = await srv.connect();
+  let lastCkpt = performance.now();
+  let lastSay = performance.now();
+  let ready = ready0;
+  let exited;
+  benchExit.then((c) => (exited = c));
+  try {
+    while ((ready = readyFiles(srv.pgdata).length) < opt.segments + ready0 * 0) {
+      if (exited !== undefined) throw new Error(`pgbench exited (${exited}) before ${opt.segments} segments were ready:\n${benchErr}`);
+      if (performance.now() - t0 > 900_000) throw new Error('the load did not produce enough WAL in 15 minutes');
+      if (performance.now() - lastCkpt > opt.checkpointS * 1000) {
+        await ckptClient.query('CHECKPOINT');
+        lastCkpt = performance.now();
+      }
+      if (performance.now() - lastSay > 10_000) {
+        say(`  ${ready} .ready`);
+        lastSay = performance.now();
+      }
+      await sleep(200);
+    }
+  } finally {
+    await ckptClient.end().catch(() => {});
+    if (exited === undefined) bench.kill('SIGTERM');
+    await benchExit;
+  }
+  const loadS = (performance.now() - t0) / 1000;
+  await srv.stop('fast');
+  const ready1 = readyFiles(srv.pgdata);
+  say(`  ${ready1.length} segments .ready after ${loadS.toFixed(0)} s of pgbench; snapshot = the stopped data dir`);
+  const ctrl = (await run(join(PG_BIN, 'pg_controldata'), ['-D', srv.pgdata], { asPg: true })).stdout;
+  const redoFile = /Latest checkpoint's REDO WAL file:\s+(\S+)/.exec(ctrl)?.[1];
+  say('sync (flushing the load before measuring)');
+  syncDisks();
+  Object.assign(ctx, {
+    snapshot: srv.pgdata,
+    ready: ready1,
+    lastReady: ready1.at(-1),
+    redoFile,
+    basebackup: bb,
+    cpArchive,
+    cairnRepo,
+    pgbrRepo,
+    loadSeconds: round(loadS, 1),
+  });
+  if (ready1.length === 0) throw new Error('no .ready segments: nothing to measure');
+}
+
+/**
+ * A drain contender's data dir: a copy of the snapshot in which the .ready
+ * segments are hard links (PostgreSQL never writes a finished segment again,
+ * and nothing checkpoints or recycles during a drain: checkpoint_timeout is
+ * 1h and the server is stopped with -m immediate), so each restore costs
+ * seconds, not 3 GB of writes whose writeback would skew the next contender.
+ */
+async function restoreSnapshot(ctx, dest) {
+  const snap = ctx.snapshot;
+  mkdirSync(dest, { mode: 0o700 });
+  chownPg(dest);
+  const top = readdirSync(snap).filter((e) => e !== 'pg_wal' && e !== 'postmaster.pid');
+  await run('cp', ['-a', ...top.map((e) => join(snap, e)), dest + '/']);
+  mkdirSync(join(dest, 'pg_wal'), { mode: 0o700 });
+  chownPg(join(dest, 'pg_wal'));
+  await run('cp', ['-a', join(snap, 'pg_wal', 'archive_status'), join(dest, 'pg_wal') + '/']);
+  const ready = new Set(ctx.ready);
+  const current = ctx.redoFile ? [ctx.redoFile, nextSegment(ctx.redoFile)] : [];
+  for (const f of readdirSync(join(snap, 'pg_wal'))) {
+    const src = join(snap, 'pg_wal', f);
+    if (ready.has(f)) linkSync(src, join(dest, 'pg_wal', f));
+    else if (current.includes(f) || !isSegment(f)) {
+      if (statSync(src).isFile()) await run('cp', ['-a', src, join(dest, 'pg_wal', f)]);
+    }
+    // other segments: already archived (.done) or recycled for reuse; not needed
+  }
+}
+
+function nextSegment(name) {
+  const n = segNo(name) + 1;
+  return name.slice(0, 8) + Math.floor(n / 256).toString(16).toUpperCase().padStart(8, '0') + (n % 256).toString(16).toUpperCase().padStart(8, '0');
+}
+
+// ---- S3 --------------------------------------------------------------------
+
+async function startS3(ctx) {
+  const { startS3Server, s3TestEnv } = await import(pathToFileURL(S3_HARNESS).href);
+  const server = await startS3Server({ buckets: ['cairn-bench'] });
+  ctx.s3 = server;
+  ctx.s3Env = s3TestEnv();
+  onExit(() => {
+    // The harness kills its child on exit itself; this covers an early exit.
+    server.stop().catch(() => {});
+  });
+  ctx.s3Url = (prefix) => `s3://cairn-bench/${prefix}?endpoint=${server.endpoint}&region=us-east-1&force-path-style=true`;
+  say(`s3rver at ${server.endpoint}`);
+}
+
+// ---- 1. wal-push latency ------------------------------------------------------
+
+async function benchLatency(ctx) {
+  say(`1. wal-push latency: ${opt.runs} runs each (interleaved) on one 16 MiB segment`);
+  const dir = makeDir('latency', 'me');
+  const walDir = join(dir, 'pg_wal');
+  mkdirSync(walDir);
+  const seg = ctx.ready[0];
+  const other = ctx.ready[1] ?? ctx.ready[0];
+  copyFileSync(join(ctx.snapshot, 'pg_wal', seg), join(walDir, seg));
+  if (other !== seg) copyFileSync(join(ctx.snapshot, 'pg_wal', other), join(walDir, other));
+  const segPath = join(walDir, seg);
+  const spool = join(dir, 'spool');
+  mkdirSync(spool);
+  let k = 0;
+  const fresh = (name) => {
+    const d = join(dir, `${name}-${k++}`);
+    mkdirSync(d);
+    return d;
+  };
+
+  const pushEnv = (repo, level) => ({ CAIRN_REPO: repo, CAIRN_COMPRESS: `zstd:${level}`, CAIRN_SPOOL_DIR: spool, ...(repo.startsWith('s3:') ? ctx.s3Env : {}) });
+  /** A fresh repository holding another segment (system registered), then the timed push. */
+  const cairnRun = (level, s3) => (rec) => {
+    const repo = s3 ? ctx.s3Url(`latency-${k++}`) : fresh('repo');
+    const first = timeSync(WAL_PUSH, [join(walDir, other), other, '--push-ahead', '0'], { env: pushEnv(repo, level), cwd: dir });
+    rec.first.push(first.ms);
+    return timeSync(WAL_PUSH, [segPath, seg, '--push-ahead', '0'], { env: pushEnv(repo, level), cwd: dir }).ms;
+  };
+  const contenders = [
+    {
+      key: 'cp_fsync',
+      label: 'cp + fsync (cp seg dest && sync dest)',
+      fn: () => {
+        const d = fresh('cp');
+        return timeSync('/bin/sh', ['-c', 'cp "$1" "$2" && sync "$2"', 'sh', segPath, join(d, seg)]).ms;
+      },
+    },
+    {
+      key: 'dd_fsync',
+      label: 'dd conv=fsync',
+      fn: () => {
+        const d = fresh('dd');
+        return timeSync('dd', [`if=${segPath}`, `of=${join(d, seg)}`, 'bs=1M', 'conv=fsync', 'status=none']).ms;
+      },
+    },
+    { key: `cairn_file_z${opt.level}`, label: `cairn-wal-push file repo ${Z}`, fn: cairnRun(opt.level, false), first: [] },
+  ];
+  if (opt.extraLevel && opt.extraLevel !== opt.level) {
+    contenders.push({ key: `cairn_file_z${opt.extraLevel}`, label: `cairn-wal-push file repo zstd:${opt.extraLevel}`, fn: cairnRun(opt.extraLevel, false), first: [] });
+  }
+  if (!opt.skipS3) contenders.push({ key: `cairn_s3_z${opt.level}`, label: `cairn-wal-push S3 (s3rver) ${Z}`, fn: cairnRun(opt.level, true), first: [] });
+  contenders.push({ key: 'cairn_version', label: 'cairn-wal-push --version (startup floor)', fn: () => timeSync(WAL_PUSH, ['--version']).ms });
+  contenders.push({ key: 'node_e0', label: `node -e 0 (${NODE === process.execPath ? 'this node' : 'repo Node'})`, fn: () => timeSync(NODE, ['-e', '0']).ms });
+
+  // One untimed round warms the compile cache and the page cache.
+  for (const c of contenders) {
+    const rec = { first: [] };
+    (c.first ? c.fn(rec) : c.fn());
+  }
+  for (const c of contenders) c.ms = [];
+  for (let i = 0; i < opt.runs; i++) {
+    for (const c of contenders) c.ms.push(c.first ? c.fn(c) : c.fn());
+  }
+  const out = {};
+  for (const c of contenders) {
+    out[c.key] = { label: c.label, ...summarize(c.ms) };
+    if (c.first) out[c.key].firstPushIntoEmptyRepo = summarize(c.first);
+  }
+  const cairnZ = out[`cairn_file_z${opt.level}`];
+  say(`   cp+fsync median ${out.cp_fsync.median} ms; cairn ${Z} median ${cairnZ.median} ms; --version ${out.cairn_version.median} ms`);
+  removeDir(dir);
+  return out;
+}
+
+// ---- 2. draining the backlog ------------------------------------------------
+
+function drainContenders(ctx) {
+  const list = [];
+  const need = (key) => opt.phases.has('drain') || ['cp', 'cairn_file', 'pgbr_async'].includes(key);
+  if (need('cp')) {
+    list.push({
+      key: 'cp',
+      label: 'cp (test ! -f && cp, no fsync)',
+      prepare: () => ({ command: `test ! -f ${ctx.cpArchive}/%f && cp %p ${ctx.cpArchive}/%f`, repo: ctx.cpArchive, count: /^[0-9A-F]{24}$/ }),
+    });
+  }
+  if (need('cairn_file')) {
+    list.push({
+      key: 'cairn_file',
+      label: `cairn-wal-push file repo ${Z}`,
+      prepare: (srvName) => ({
+        command: `${WAL_PUSH} %p %f`,
+        env: { CAIRN_REPO: ctx.cairnRepo, CAIRN_COMPRESS: Z, CAIRN_SPOOL_DIR: makeDir(`spool-${srvName}`) },
+        repo: ctx.cairnRepo,
+        count: /^[0-9A-F]{24}\.zst$/,
+      }),
+    });
+  }
+  if (opt.phases.has('drain') && opt.extraLevel && opt.extraLevel !== opt.level) {
+    list.push({
+      key: `cairn_file_z${opt.extraLevel}`,
+      label: `cairn-wal-push file repo zstd:${opt.extraLevel}`,
+      prepare: (srvName) => {
+        const repo = makeDir(`repo-cairn-z${opt.extraLevel}`);
+        return {
+          command: `${WAL_PUSH} %p %f`,
+          env: { CAIRN_REPO: repo, CAIRN_COMPRESS: `zstd:${opt.extraLevel}`, CAIRN_SPOOL_DIR: makeDir(`spool-${srvName}`) },
+          repo,
+          count: /^[0-9A-F]{24}\.zst$/,
+          dispose: () => removeDir(repo),
+        };
+      },
+    });
+  }
+  if (opt.phases.has('drain') && !opt.skipS3) {
+    list.push({
+      key: 'cairn_s3',
+      label: `cairn-wal-push S3 (s3rver) ${Z}`,
+      prepare: (srvName) => ({
+        command: `${WAL_PUSH} %p %f`,
+        env: { CAIRN_REPO: ctx.s3Url('drain'), CAIRN_COMPRESS: Z, CAIRN_SPOOL_DIR: makeDir(`spool-${srvName}`), ...ctx.s3Env },
+        repo: ctx.s3.dir,
+        count: /^[0-9A-F]{24}\.zst$/,
+      }),
+    });
+  }
+  if (!opt.skipPgbr && opt.phases.has('drain')) {
+    list.push({
+      key: 'pgbr_sync',
+      label: `pgBackRest archive-push sync zst:${opt.level}`,
+      prepare: (srvName, pgdata) => {
+        const repo = join(tempBase(), 'repo-pgbackrest-sync');
+        cpSync(ctx.pgbrRepo, repo, { recursive: true, preserveTimestamps: true });
+        execFileSync('chown', ['-R', `${pgUser.uid}:${pgUser.gid}`, repo]);
+        const conf = writePgbrConf(makeDir(`pgbr-${srvName}`), { repo, pgdata });
+        return { command: pgbrCmd(conf, 'archive-push', '%p'), repo, count: /^[0-9A-F]{24}-[0-9a-f]{40}\.zst$/, dispose: () => removeDir(repo) };
+      },
+    });
+  }
+  if (!opt.skipPgbr && need('pgbr_async')) {
+    list.push({
+      key: 'pgbr_async',
+      label: `pgBackRest archive-push async zst:${opt.level}, process-max=${opt.pgbrProcessMax}`,
+      prepare: (srvName, pgdata) => {
+        const conf = writePgbrConf(makeDir(`pgbr-${srvName}`), {
+          repo: ctx.pgbrRepo,
+          pgdata,
+          extra: { 'archive-async': 'y', 'process-max': String(opt.pgbrProcessMax) },
+        });
+        return { command: pgbrCmd(conf, 'archive-push', '%p'), repo: ctx.pgbrRepo, count: /^[0-9A-F]{24}-[0-9a-f]{40}\.zst$/ };
+      },
+    });
+  }
+  return list;
+}
+
+async function drainOne(ctx, c) {
+  const name = `drain-${c.key}`;
+  const srvDir = makeDir(`srv-${name}`);
+  const pgdata = join(srvDir, 'data');
+  const p = c.prepare(name, pgdata);
+  const before = p.repo ? countFiles(p.repo, p.count) : undefined;
+  const bytesBefore = p.repo ? duBytes(p.repo) : undefined;
+  const srv = new Server(name, { pgdata, env: p.env ?? {} });
+  await restoreSnapshot(ctx, pgdata);
+  await srv.configure({ archive_mode: 'on', archive_command: p.command, checkpoint_timeout: '1h', log_min_messages: 'warning' });
+  syncDisks();
+  const total = ctx.ready.length;
+  const result = { label: c.label, segments: total, archiveCommand: p.command };
+  const t0 = performance.now();
+  try {
+    await srv.start({ wait: false });
+    const ms = await srv.pollUntil(
+      'select last_archived_wal, archived_count::int, failed_count::int from pg_stat_archiver',
+      (r) => r && isSegment(r.last_archived_wal ?? '') && r.last_archived_wal >= ctx.lastReady,
+      { t0, timeoutMs: opt.timeoutS * 1000 },
+    );
+    result.seconds = round(ms / 1000, 2);
+    result.segPerSec = round(total / (ms / 1000), 1);
+    const [row] = (await (async () => {
+      const cl = await srv.connect();
+      try {
+        return (await cl.query('select archived_count::int, failed_count::int from pg_stat_archiver')).rows;
+      } finally {
+        await cl.end();
+      }
+    })());
+    result.failedCount = row.failed_count;
+  } catch (err) {
+    const done = readdirSync(join(pgdata, 'pg_wal', 'archive_status')).filter((f) => f.endsWith('.done') && ctx.ready.includes(f.slice(0, -5))).length;
+    result.error = err.message.split('\n')[0];
+    result.progress = `${done}/${total}`;
+    problem(`drain ${c.label}: ${err.message}\n(${done} of ${total} segments archived)`);
+  } finally {
+    await srv.stop('immediate');
+    killStragglersSync();
+  }
+  const lines = logProblems(srv.log());
+  if (lines.length > 0) {
+    result.logLines = lines.length;
+    problem(`drain ${c.label}: ${lines.length} log line(s) worth a look, e.g.:\n${lines.slice(0, 8).join('\n')}`);
+  }
+  if (result.failedCount > 0) problem(`drain ${c.label}: pg_stat_archiver.failed_count = ${result.failedCount}`);
+  if (p.repo) {
+    const after = countFiles(p.repo, p.count);
+    result.stored = after - before;
+    result.storedMB = mb(duBytes(p.repo) - bytesBefore);
+    if (!result.error && result.stored < total) {
+      problem(`drain ${c.label}: ${total} segments archived per PostgreSQL but ${result.stored} new objects in the repository`);
+    }
+  }
+  removeDir(srvDir);
+  p.dispose?.();
+  syncDisks();
+  say(`   ${c.label}: ${result.seconds !== undefined ? `${result.seconds} s, ${result.segPerSec} seg/s` : `FAILED (${result.progress})`}${result.storedMB !== undefined ? `, ${result.storedMB} MB stored` : ''}`);
+  return result;
+}
+
+async function benchDrain(ctx) {
+  const list = drainContenders(ctx);
+  say(`2. draining ${ctx.ready.length} .ready segments: ${list.map((c) => c.key).join(', ')}`);
+  const out = {};
+  for (const c of list) out[c.key] = await drainOne(ctx, c);
+  return out;
+}
+
+// ---- 3. recovery --------------------------------------------------------------
+
+async function recoverOne(ctx, c) {
+  const name = `recover-${c.key}`;
+  const srvDir = makeDir(`srv-${name}`);
+  const pgdata = join(srvDir, 'data');
+  await run('cp', ['-a', ctx.basebackup, pgdata]);
+  const p = c.prepare(name, pgdata);
+  const srv = new Server(name, { pgdata, env: p.env ?? {} });
+  await srv.configure({ archive_mode: 'off', restore_command: p.command, log_min_messages: 'warning' });
+  srv.writeFile('recovery.signal', '');
+  syncDisks();
+  const result = { label: c.label, restoreCommand: p.command };
+  const t0 = performance.now();
+  try {
+    await srv.start({ wait: false });
+    const ms = await srv.pollUntil('select pg_is_in_recovery() as r', (r) => r && r.r === false, { t0, timeoutMs: opt.timeoutS * 1000 });
+    result.seconds = round(ms / 1000, 2);
+    const log = srv.log();
+    result.restoredFiles = (log.match(/restored log file "[0-9A-F]{24}"/g) ?? []).length;
+    result.segPerSec = round(result.restoredFiles / (ms / 1000), 1);
+    const redo = /redo done at ([0-9A-F]+\/[0-9A-F]+)/.exec(log)?.[1];
+    result.redoDoneAt = redo;
+    if (!redo || lsnSegNo(redo) < segNo(ctx.lastReady)) {
+      problem(`recovery ${c.label}: redo ended at ${redo ?? '?'}, before the last archived segment ${ctx.lastReady} (WAL missing or recovery ended early)`);
+    }
+    result.check = await srv.psql('select (select count(*) from pgbench_history) || \'/\' || (select sum(abalance) from pgbench_accounts)');
+  } catch (err) {
+    result.error = err.message.split('\n')[0];
+    problem(`recovery ${c.label}: ${err.message}`);
+  } finally {
+    await srv.stop('immediate');
+    killStragglersSync();
+  }
+  const lines = logProblems(srv.log());
+  if (lines.length > 0) {
+    result.logLines = lines.length;
+    problem(`recovery ${c.label}: ${lines.length} log line(s) worth a look, e.g.:\n${lines.slice(0, 8).join('\n')}`);
+  }
+  removeDir(srvDir);
+  syncDisks();
+  say(`   ${c.label}: ${result.seconds !== undefined ? `${result.seconds} s (${result.restoredFiles} files restored), data ${result.check}` : 'FAILED'}`);
+  return result;
+}
+
+async function benchRecovery(ctx) {
+  const list = [
+    { key: 'cp', label: 'cp', prepare: () => ({ command: `cp ${ctx.cpArchive}/%f %p` }) },
+    {
+      key: 'cairn',
+      label: 'cairn-wal-get (file repo, default prefetch)',
+      prepare: (n) => ({ command: `${WAL_GET} %f %p`, env: { CAIRN_REPO: ctx.cairnRepo, CAIRN_SPOOL_DIR: makeDir(`spool-${n}`) } }),
+    },
+  ];
+  if (!opt.skipPgbr) {
+    list.push({
+      key: 'pgbr_async',
+      label: `pgBackRest archive-get async, process-max=${opt.pgbrProcessMax}, queue ${opt.pgbrGetQueueMax}`,
+      prepare: (n, pgdata) => {
+        const conf = writePgbrConf(makeDir(`pgbr-${n}`), {
+          repo: ctx.pgbrRepo,
+          pgdata,
+          extra: { 'archive-async': 'y', 'process-max': String(opt.pgbrProcessMax), 'archive-get-queue-max': opt.pgbrGetQueueMax },
+        });
+        return { command: pgbrCmd(conf, 'archive-get', '%f "%p"') };
+      },
+    });
+  }
+  say(`3. recovery from a base backup through ${ctx.ready.length}+ archived segments: ${list.map((c) => c.key).join(', ')}`);
+  const out = {};
+  for (const c of list) out[c.key] = await recoverOne(ctx, c);
+  const checks = new Set(Object.values(out).filter((r) => r.check).map((r) => r.check));
+  if (checks.size > 1) problem(`recovery: contenders recovered different data (history rows/sum of balances): ${[...checks].join(' vs ')}`);
+  return out;
+}
+
+// ---- 4. peak RSS ------------------------------------------------------------------
+
+async function timeV(cmd, args, { env: e = {}, cwd = '/' } = {}) {
+  const r = await run(TIME, ['-v', cmd, ...args], { env: e, cwd, allowFail: true });
+  const kb = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr)?.[1]);
+  const wall = /Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)/.exec(r.stderr)?.[1];
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.code}):\n${r.stderr.split('\n').filter((l) => !/^\t/.test(l)).join('\n').trim()}`);
+  return { rssMB: round(kb / 1024, 1), wall, stdout: r.stdout };
+}
+
+async function benchRss(ctx) {
+  say('4. peak RSS (/usr/bin/time -v)');
+  const dir = makeDir('rss', 'me');
+  const out = {};
+  const measure = async (key, label, fn) => {
+    try {
+      out[key] = { label, ...(await fn()) };
+      say(`   ${label}: ${out[key].rssMB} MB`);
+    } catch (err) {
+      out[key] = { label, error: err.message.split('\n')[0] };
+      problem(`rss ${label}: ${err.message}`);
+    }
+  };
+  const seg = ctx.ready[0];
+  const other = ctx.ready[1] ?? seg;
+  const spool = join(dir, 'spool');
+  mkdirSync(spool);
+
+  await measure('push_one', `wal-push one segment, --push-ahead 0, ${Z}`, async () => {
+    const repo = join(dir, 'repo-one');
+    mkdirSync(repo);
+    const e = { CAIRN_REPO: repo, CAIRN_COMPRESS: Z, CAIRN_SPOOL_DIR: spool };
+    await run(WAL_PUSH, [`pg_wal/${other}`, other, '--push-ahead', '0'], { env: e, cwd: ctx.snapshot });
+    return timeV(WAL_PUSH, [`pg_wal/${seg}`, seg, '--push-ahead', '0'], { env: e, cwd: ctx.snapshot });
+  });
+  const aheadRepo = join(dir, 'repo-ahead');
+  mkdirSync(aheadRepo);
+  await measure('push_ahead', `wal-push with push-ahead (default 32, concurrency 4), ${ctx.ready.length} .ready, ${Z}`, async () => {
+    const r = await timeV(WAL_PUSH, [`pg_wal/${seg}`, seg, '--json'], {
+      env: { CAIRN_REPO: aheadRepo, CAIRN_COMPRESS: Z, CAIRN_SPOOL_DIR: spool },
+      cwd: ctx.snapshot,
+    });
+    let ahead;
+    try {
+      ahead = JSON.parse(r.stdout.trim().split('\n').at(-1)).aheadArchived?.length;
+    } catch {
+      // no JSON: report without the count
+    }
+    return { rssMB: r.rssMB, wall: r.wall, aheadArchived: ahead };
+  });
+  const dest = join(dir, 'out');
+  mkdirSync(dest);
+  await measure('get_one', 'wal-get one segment (prefetch on: main process)', async () => {
+    const r = await timeV(WAL_GET, [seg, join(dest, 'RECOVERYXLOG')], { env: { CAIRN_REPO: aheadRepo, CAIRN_SPOOL_DIR: spool }, cwd: ctx.snapshot });
+    await sleep(3000); // let the detached prefetch worker finish before it is cleaned up
+    return r;
+  });
+  killStragglersSync();
+  await measure('get_noprefetch', 'wal-get one segment, --prefetch 0', () =>
+    timeV(WAL_GET, [seg, join(dest, 'RECOVERYXLOG2'), '--prefetch', '0'], { env: { CAIRN_REPO: aheadRepo, CAIRN_SPOOL_DIR: spool }, cwd: ctx.snapshot }),
+  );
+  const worker = join(ROOT, 'tools', 'wal-get', 'dist', 'prefetch-main.js');
+  const systems = join(aheadRepo, 'main', 'systems');
+  if (existsSync(worker) && existsSync(systems)) {
+    // The worker cairn-wal-get detaches; run in the foreground with the job it would get.
+    await measure('get_prefetch_worker', 'wal-get prefetch worker (8 segments, concurrency 2)', async () => {
+      const systemId = readdirSync(systems)[0].replace(/\.json$/, '');
+      const workerSpool = join(dir, 'prefetch-spool');
+      mkdirSync(workerSpool);
+      const job = { repos: [aheadRepo], cluster: 'main', systemId, after: seg, segmentSize: SEG_SIZE, count: 8, concurrency: 2, spoolDir: workerSpool };
+      const r = await timeV(NODE, [worker], { env: { CAIRN_PREFETCH_JOB: JSON.stringify(job) } });
+      const fetched = readdirSync(workerSpool).filter((f) => /^[0-9A-F]{24}/.test(f) && !f.endsWith('.part')).length;
+      if (fetched === 0) throw new Error('the worker fetched nothing (its job format may have changed)');
+      return { ...r, fetched };
+    });
+  }
+  removeDir(dir);
+  return out;
+}
+
+// ---- report ---------------------------------------------------------------------
+
+function report(res) {
+  const L = [];
+  const v = res.env;
+  L.push('');
+  L.push(`cairn bench ${res.date} — ${v.cairn}${v.commit ? ` @ ${v.commit}` : ''}; Node ${v.node}; ${v.postgres}${v.pgbackrest ? `; ${v.pgbackrest}` : ''}; ${v.cpus} CPUs, ${v.memGB} GB`);
+  if (res.wal) L.push(`WAL: ${res.wal.segments} segments of pgbench WAL (scale ${opt.scale}, ${res.wal.loadSeconds} s of load), compression ${Z}`);
+  if (res.latency) {
+    const l = res.latency;
+    L.push('');
+    L.push(`1. wal-push latency, one 16 MiB segment (${opt.runs} runs each)`);
+    const rows = [['', 'median', 'p90', 'min']];
+    for (const r of Object.values(l)) rows.push([r.label, `${r.median} ms`, `${r.p90} ms`, `${r.min} ms`]);
+    for (const r of Object.values(l)) if (r.firstPushIntoEmptyRepo) rows.push([`  first push into an empty repo (${r.label.replace('cairn-wal-push ', '')})`, `${r.firstPushIntoEmptyRepo.median} ms`, `${r.firstPushIntoEmptyRepo.p90} ms`, `${r.firstPushIntoEmptyRepo.min} ms`]);
+    L.push(table(rows));
+  }
+  if (res.drain) {
+    L.push('');
+    L.push(`2. draining ${res.wal.segments} .ready segments (time from pg_ctl start until pg_stat_archiver reaches the last one)`);
+    const rows = [['', 'time', 'seg/s', 'stored', 'failures']];
+    for (const r of Object.values(res.drain)) {
+      rows.push([r.label, r.seconds !== undefined ? `${r.seconds} s` : `FAILED ${r.progress ?? ''}`, r.segPerSec ?? '—', r.storedMB !== undefined ? `${r.storedMB} MB` : '—', r.failedCount ?? '—']);
+    }
+    L.push(table(rows));
+    const cairn = res.drain.cairn_file?.segPerSec;
+    const pgbr = res.drain.pgbr_async?.segPerSec;
+    if (cairn !== undefined && pgbr !== undefined) L.push(`  target: cairn (file) faster than pgBackRest async: ${cairn} vs ${pgbr} seg/s → ${cairn > pgbr ? 'MET' : 'NOT MET'}`);
+  }
+  if (res.recovery) {
+    L.push('');
+    L.push('3. recovery from a base backup taken before the load (time from pg_ctl start until pg_is_in_recovery() is false)');
+    const rows = [['', 'time', 'files', 'seg/s', 'redo done at', 'data check']];
+    for (const r of Object.values(res.recovery)) {
+      rows.push([r.label, r.seconds !== undefined ? `${r.seconds} s` : 'FAILED', r.restoredFiles ?? '—', r.segPerSec ?? '—', r.redoDoneAt ?? '—', r.check ?? '—']);
+    }
+    L.push(table(rows));
+    const cairn = res.recovery.cairn?.seconds;
+    const pgbr = res.recovery.pgbr_async?.seconds;
+    if (cairn !== undefined && pgbr !== undefined) L.push(`  target: cairn faster than pgBackRest async: ${cairn} vs ${pgbr} s → ${cairn < pgbr ? 'MET' : 'NOT MET'}`);
+  }
+  if (res.rss) {
+    L.push('');
+    L.push('4. peak RSS (Maximum resident set size, /usr/bin/time -v)');
+    const rows = [['', 'RSS', 'wall']];
+    for (const r of Object.values(res.rss)) rows.push([r.label, r.rssMB !== undefined ? `${r.rssMB} MB` : 'FAILED', r.wall ?? '—']);
+    L.push(table(rows));
+    const max = Math.max(...Object.values(res.rss).filter((r) => r.rssMB !== undefined).map((r) => r.rssMB));
+    if (Number.isFinite(max)) L.push(`  target ≤ 150 MB: max ${max} MB → ${max <= 150 ? 'MET' : 'NOT MET'}`);
+  }
+  if (res.problems.length > 0) {
+    L.push('');
+    L.push(`problems (${res.problems.length}):`);
+    for (const p of res.problems) L.push('  - ' + p.replaceAll('\n', '\n    '));
+  }
+  L.push('');
+  L.push(`total ${res.totalSeconds} s`);
+  return L.join('\n');
+}
+
+// ---- main -----------------------------------------------------------------------
+
+async function main() {
+  installCleanupHooks();
+  const date = new Date();
+  const res = { date: date.toISOString(), options: { ...opt, phases: [...opt.phases] }, problems };
+  await prerequisites();
+  res.env = await versions();
+  say(`temp dir ${tempBase()}; options: segments=${opt.segments} scale=${opt.scale} runs=${opt.runs} ${Z} phases=${[...opt.phases]}${opt.skipPgbr ? ' no-pgbackrest' : ''}${opt.skipS3 ? ' no-s3' : ''}`);
+  const ctx = {};
+  try {
+    if (!opt.skipS3 && (opt.phases.has('latency') || opt.phases.has('drain'))) await startS3(ctx);
+    await prepareWal(ctx);
+    res.wal = { segments: ctx.ready.length, first: ctx.ready[0], last: ctx.lastReady, loadSeconds: ctx.loadSeconds };
+    if (opt.phases.has('latency')) res.latency = await benchLatency(ctx);
+    if (opt.phases.has('drain') || opt.phases.has('recovery')) res.drain = await benchDrain(ctx);
+    if (opt.phases.has('recovery')) res.recovery = await benchRecovery(ctx);
+    if (opt.phases.has('rss')) res.rss = await benchRss(ctx);
+  } finally {
+    await ctx.s3?.stop().catch(() => {});
+    say('cleaning up');
+    cleanupSync();
+  }
+  res.totalSeconds = round((performance.now() - T0) / 1000, 0);
+  process.stdout.write(report(res) + '\n');
+  const json = JSON.stringify(res);
+  process.stdout.write(json + '\n');
+  mkdirSync(opt.outDir, { recursive: true });
+  const file = join(opt.outDir, `${date.toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
+  writeFileSync(file, json + '\n');
+  say(`results written to ${file}`);
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench failed: ${err?.stack ?? err}\n`);
+  process.exitCode = 1;
+});
