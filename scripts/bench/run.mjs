@@ -6,9 +6,9 @@
 // /bin/false) until BENCH_SEGMENTS segments wait as .ready, then the stopped
 // data dir is the snapshot each drain contender starts from. See README.md.
 
-import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, writeFileSync, statSync, cpSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, linkSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -17,6 +17,7 @@ import {
   chownPg,
   cleanupSync,
   installCleanupHooks,
+  findStragglers,
   killStragglersSync,
   makeDir,
   onExit,
@@ -117,7 +118,9 @@ async function prerequisites() {
 }
 
 async function versions() {
-  const v = { node: (await run(NODE, ['--version'])).stdout.trim(), cpus: cpus().length, memGB: round(totalmem() / 2 ** 30, 1) };
+  const v = { node: (await run(NODE, ['--version'])).stdout.trim(), cpus: cpus().length, memGB: round(totalmem() / 2 ** 30, 1), loadAvgAtStart: loadavg()[0] };
+  // On a 2-core machine anything else running skews every figure.
+  if (v.loadAvgAtStart > 0.5) problem(`the machine was busy when the bench started (load average ${v.loadAvgAtStart.toFixed(2)}): figures may be skewed`);
   v.postgres = (await run(join(PG_BIN, 'postgres'), ['--version'])).stdout.trim();
   v.cairn = (await run(WAL_PUSH, ['--version'])).stdout.trim();
   if (!opt.skipPgbr) v.pgbackrest = (await run(PGBACKREST, ['version'], { allowFail: true })).stdout.trim();
@@ -186,7 +189,9 @@ function logProblems(log) {
     .filter((l) => !/^\s*$/.test(l))
     // PostgreSQL's normal end-of-archive chatter during recovery:
     .filter((l) => !/restored log file|LOG: {2}(redo|archive recovery|selected new timeline|database system|starting|listening|consistent recovery|last completed|checkpoint|redo starts|redo done|shutting down|received)/.test(l))
-    .filter((l) => !/WARNING: {2}archive_mode enabled, yet archiving is not configured/.test(l));
+    // our own polling while the server starts, and cp's normal misses at the end of the archive:
+    .filter((l) => !/the database system is (starting up|not yet accepting connections|shutting down)/.test(l))
+    .filter((l) => !/^cp: cannot stat '.*': No such file or directory$/.test(l));
 }
 
 // ---- pgBackRest ------------------------------------------------------------
@@ -203,7 +208,7 @@ function writePgbrConf(dir, { repo, pgdata, server, extra = {} }) {
     'lock-path': join(dir, 'lock'),
     'spool-path': join(dir, 'spool'),
     'log-level-console': 'warn',
-    'log-level-stderr': 'warn',
+    'log-level-stderr': 'off',
     'log-level-file': 'off',
     ...extra,
   };
@@ -281,7 +286,6 @@ async function prepareWal(ctx) {
       'UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid BETWEEN :aid AND :aid + 999;\n',
   );
   chownPg(script);
-  const ready0 = readyFiles(srv.pgdata).length;
   const t0 = performance.now();
   const bench = start(
     join(PG_BIN, 'pgbench'),
@@ -295,11 +299,11 @@ async function prepareWal(ctx) {
   const ckptClient = await srv.connect();
   let lastCkpt = performance.now();
   let lastSay = performance.now();
-  let ready = ready0;
+  let ready = 0;
   let exited;
   benchExit.then((c) => (exited = c));
   try {
-    while ((ready = readyFiles(srv.pgdata).length) < opt.segments + ready0 * 0) {
+    while ((ready = readyFiles(srv.pgdata).length) < opt.segments) {
       if (exited !== undefined) throw new Error(`pgbench exited (${exited}) before ${opt.segments} segments were ready:\n${benchErr}`);
       if (performance.now() - t0 > 900_000) throw new Error('the load did not produce enough WAL in 15 minutes');
       if (performance.now() - lastCkpt > opt.checkpointS * 1000) {
@@ -379,12 +383,12 @@ async function startS3(ctx) {
   const server = await startS3Server({ buckets: ['cairn-bench'] });
   ctx.s3 = server;
   ctx.s3Env = s3TestEnv();
-  onExit(() => {
-    // The harness kills its child on exit itself; this covers an early exit.
-    server.stop().catch(() => {});
-  });
+  // On an early exit the harness's own exit hook kills its child; its data
+  // dir goes here too (server.stop() would unregister that hook, and its
+  // async tail never runs during 'exit').
+  onExit(() => rmSync(server.dir, { recursive: true, force: true }));
   ctx.s3Url = (prefix) => `s3://cairn-bench/${prefix}?endpoint=${server.endpoint}&region=us-east-1&force-path-style=true`;
-  say(`s3rver at ${server.endpoint}`);
+  say(`s3rver at ${server.endpoint} (data in ${server.dir})`);
 }
 
 // ---- 1. wal-push latency ------------------------------------------------------
@@ -399,6 +403,8 @@ async function benchLatency(ctx) {
   copyFileSync(join(ctx.snapshot, 'pg_wal', seg), join(walDir, seg));
   if (other !== seg) copyFileSync(join(ctx.snapshot, 'pg_wal', other), join(walDir, other));
   const segPath = join(walDir, seg);
+  mkdirSync(join(walDir, 'archive_status'));
+  writeFileSync(join(walDir, 'archive_status', `${other}.ready`), '');
   const spool = join(dir, 'spool');
   mkdirSync(spool);
   let k = 0;
@@ -439,6 +445,17 @@ async function benchLatency(ctx) {
     contenders.push({ key: `cairn_file_z${opt.extraLevel}`, label: `cairn-wal-push file repo zstd:${opt.extraLevel}`, fn: cairnRun(opt.extraLevel, false), first: [] });
   }
   if (!opt.skipS3) contenders.push({ key: `cairn_s3_z${opt.level}`, label: `cairn-wal-push S3 (s3rver) ${Z}`, fn: cairnRun(opt.level, true), first: [] });
+  contenders.push({
+    key: 'cairn_spooled',
+    label: `cairn-wal-push of a segment pushed ahead before (spool check)`,
+    fn: () => {
+      // PostgreSQL's call for a segment an earlier call archived ahead: the
+      // per-segment cost while a backlog drains.
+      const e = pushEnv(fresh('repo'), opt.level);
+      timeSync(WAL_PUSH, [segPath, seg, '--push-ahead', '1'], { env: e, cwd: dir });
+      return timeSync(WAL_PUSH, [join(walDir, other), other], { env: e, cwd: dir }).ms;
+    },
+  });
   contenders.push({ key: 'cairn_version', label: 'cairn-wal-push --version (startup floor)', fn: () => timeSync(WAL_PUSH, ['--version']).ms });
   contenders.push({ key: 'node_e0', label: `node -e 0 (${NODE === process.execPath ? 'this node' : 'repo Node'})`, fn: () => timeSync(NODE, ['-e', '0']).ms });
 
@@ -458,6 +475,56 @@ async function benchLatency(ctx) {
   }
   const cairnZ = out[`cairn_file_z${opt.level}`];
   say(`   cp+fsync median ${out.cp_fsync.median} ms; cairn ${Z} median ${cairnZ.median} ms; --version ${out.cairn_version.median} ms`);
+  removeDir(dir);
+  return out;
+}
+
+/**
+ * restore_command latency on one segment: cp, cairn-wal-get straight from the
+ * repository, and cairn-wal-get served from the spool its prefetch filled.
+ */
+async function benchGetLatency(ctx) {
+  say(`1b. wal-get latency: ${opt.runs} runs each`);
+  const dir = makeDir('latency-get', 'me');
+  const repo = join(dir, 'repo');
+  mkdirSync(repo);
+  const [seg0, seg1] = ctx.ready;
+  if (!seg1) return undefined;
+  const pushEnv = { CAIRN_REPO: repo, CAIRN_COMPRESS: Z, CAIRN_SPOOL_DIR: join(dir, 'push-spool') };
+  // seg0 and the next 8 .ready segments (push-ahead takes the oldest first).
+  await run(WAL_PUSH, [`pg_wal/${seg0}`, seg0, '--push-ahead', '8'], { env: pushEnv, cwd: ctx.snapshot });
+  const dest = join(dir, 'RECOVERYXLOG');
+  let k = 0;
+  const waitForWorker = async () => {
+    for (let i = 0; i < 200 && findStragglers().length > 0; i++) await sleep(50);
+  };
+  const contenders = [
+    { key: 'cp', label: 'cp archive/seg %p', fn: () => timeSync('cp', [join(ctx.snapshot, 'pg_wal', seg1), dest]).ms },
+    {
+      key: 'cairn_repo',
+      label: 'cairn-wal-get from the file repo (--prefetch 0)',
+      fn: () => timeSync(WAL_GET, [seg1, dest, '--prefetch', '0'], { env: { CAIRN_REPO: repo, CAIRN_SPOOL_DIR: join(dir, 'spool-np') }, cwd: ctx.snapshot }).ms,
+    },
+    {
+      key: 'cairn_spool',
+      label: 'cairn-wal-get served from its prefetch spool',
+      fn: async () => {
+        const e = { CAIRN_REPO: repo, CAIRN_SPOOL_DIR: join(dir, `spool-${k++}`) };
+        timeSync(WAL_GET, [seg0, dest], { env: e, cwd: ctx.snapshot }); // starts the prefetch worker
+        await waitForWorker();
+        const ms = timeSync(WAL_GET, [seg1, dest], { env: e, cwd: ctx.snapshot }).ms;
+        await waitForWorker(); // it may start another worker: keep the next run quiet
+        return ms;
+      },
+    },
+  ];
+  for (const c of contenders) await c.fn(); // warm-up
+  for (const c of contenders) c.ms = [];
+  for (let i = 0; i < opt.runs; i++) for (const c of contenders) c.ms.push(await c.fn());
+  killStragglersSync();
+  const out = {};
+  for (const c of contenders) out[c.key] = { label: c.label, ...summarize(c.ms) };
+  say(`   cp median ${out.cp.median} ms; wal-get from repo ${out.cairn_repo.median} ms; from spool ${out.cairn_spool.median} ms`);
   removeDir(dir);
   return out;
 }
@@ -482,7 +549,7 @@ function drainContenders(ctx) {
         command: `${WAL_PUSH} %p %f`,
         env: { CAIRN_REPO: ctx.cairnRepo, CAIRN_COMPRESS: Z, CAIRN_SPOOL_DIR: makeDir(`spool-${srvName}`) },
         repo: ctx.cairnRepo,
-        count: /^[0-9A-F]{24}\.zst$/,
+        count: /^[0-9A-F]{24}-[0-9a-f]{64}\.zst$/,
       }),
     });
   }
@@ -496,7 +563,7 @@ function drainContenders(ctx) {
           command: `${WAL_PUSH} %p %f`,
           env: { CAIRN_REPO: repo, CAIRN_COMPRESS: `zstd:${opt.extraLevel}`, CAIRN_SPOOL_DIR: makeDir(`spool-${srvName}`) },
           repo,
-          count: /^[0-9A-F]{24}\.zst$/,
+          count: /^[0-9A-F]{24}-[0-9a-f]{64}\.zst$/,
           dispose: () => removeDir(repo),
         };
       },
@@ -510,7 +577,7 @@ function drainContenders(ctx) {
         command: `${WAL_PUSH} %p %f`,
         env: { CAIRN_REPO: ctx.s3Url('drain'), CAIRN_COMPRESS: Z, CAIRN_SPOOL_DIR: makeDir(`spool-${srvName}`), ...ctx.s3Env },
         repo: ctx.s3.dir,
-        count: /^[0-9A-F]{24}\.zst$/,
+        count: /^[0-9A-F]{24}-[0-9a-f]{64}\.zst\._S3rver_object$/,
       }),
     });
   }
@@ -546,12 +613,12 @@ function drainContenders(ctx) {
 
 async function drainOne(ctx, c) {
   const name = `drain-${c.key}`;
-  const srvDir = makeDir(`srv-${name}`);
-  const pgdata = join(srvDir, 'data');
+  const srv = new Server(name);
+  const pgdata = srv.pgdata;
   const p = c.prepare(name, pgdata);
+  srv.env = p.env ?? {};
   const before = p.repo ? countFiles(p.repo, p.count) : undefined;
   const bytesBefore = p.repo ? duBytes(p.repo) : undefined;
-  const srv = new Server(name, { pgdata, env: p.env ?? {} });
   await restoreSnapshot(ctx, pgdata);
   await srv.configure({ archive_mode: 'on', archive_command: p.command, checkpoint_timeout: '1h', log_min_messages: 'warning' });
   syncDisks();
@@ -560,22 +627,15 @@ async function drainOne(ctx, c) {
   const t0 = performance.now();
   try {
     await srv.start({ wait: false });
+    let last;
     const ms = await srv.pollUntil(
-      'select last_archived_wal, archived_count::int, failed_count::int from pg_stat_archiver',
-      (r) => r && isSegment(r.last_archived_wal ?? '') && r.last_archived_wal >= ctx.lastReady,
+      'select last_archived_wal, failed_count::int from pg_stat_archiver',
+      (r) => (last = r) && isSegment(r.last_archived_wal ?? '') && r.last_archived_wal >= ctx.lastReady,
       { t0, timeoutMs: opt.timeoutS * 1000 },
     );
     result.seconds = round(ms / 1000, 2);
     result.segPerSec = round(total / (ms / 1000), 1);
-    const [row] = (await (async () => {
-      const cl = await srv.connect();
-      try {
-        return (await cl.query('select archived_count::int, failed_count::int from pg_stat_archiver')).rows;
-      } finally {
-        await cl.end();
-      }
-    })());
-    result.failedCount = row.failed_count;
+    result.failedCountTotal = last.failed_count; // includes the load's /bin/false failures
   } catch (err) {
     const done = readdirSync(join(pgdata, 'pg_wal', 'archive_status')).filter((f) => f.endsWith('.done') && ctx.ready.includes(f.slice(0, -5))).length;
     result.error = err.message.split('\n')[0];
@@ -585,12 +645,14 @@ async function drainOne(ctx, c) {
     await srv.stop('immediate');
     killStragglersSync();
   }
-  const lines = logProblems(srv.log());
+  const drainLog = srv.log();
+  result.failedCount = (drainLog.match(/archive command failed/g) ?? []).length;
+  const lines = logProblems(drainLog);
   if (lines.length > 0) {
     result.logLines = lines.length;
     problem(`drain ${c.label}: ${lines.length} log line(s) worth a look, e.g.:\n${lines.slice(0, 8).join('\n')}`);
   }
-  if (result.failedCount > 0) problem(`drain ${c.label}: pg_stat_archiver.failed_count = ${result.failedCount}`);
+  if (result.failedCount > 0) problem(`drain ${c.label}: archive_command failed ${result.failedCount} time(s)`);
   if (p.repo) {
     const after = countFiles(p.repo, p.count);
     result.stored = after - before;
@@ -599,7 +661,7 @@ async function drainOne(ctx, c) {
       problem(`drain ${c.label}: ${total} segments archived per PostgreSQL but ${result.stored} new objects in the repository`);
     }
   }
-  removeDir(srvDir);
+  removeDir(srv.dir);
   p.dispose?.();
   syncDisks();
   say(`   ${c.label}: ${result.seconds !== undefined ? `${result.seconds} s, ${result.segPerSec} seg/s` : `FAILED (${result.progress})`}${result.storedMB !== undefined ? `, ${result.storedMB} MB stored` : ''}`);
@@ -618,11 +680,11 @@ async function benchDrain(ctx) {
 
 async function recoverOne(ctx, c) {
   const name = `recover-${c.key}`;
-  const srvDir = makeDir(`srv-${name}`);
-  const pgdata = join(srvDir, 'data');
+  const srv = new Server(name);
+  const pgdata = srv.pgdata;
   await run('cp', ['-a', ctx.basebackup, pgdata]);
   const p = c.prepare(name, pgdata);
-  const srv = new Server(name, { pgdata, env: p.env ?? {} });
+  srv.env = p.env ?? {};
   await srv.configure({ archive_mode: 'off', restore_command: p.command, log_min_messages: 'warning' });
   srv.writeFile('recovery.signal', '');
   syncDisks();
@@ -653,7 +715,7 @@ async function recoverOne(ctx, c) {
     result.logLines = lines.length;
     problem(`recovery ${c.label}: ${lines.length} log line(s) worth a look, e.g.:\n${lines.slice(0, 8).join('\n')}`);
   }
-  removeDir(srvDir);
+  removeDir(srv.dir);
   syncDisks();
   say(`   ${c.label}: ${result.seconds !== undefined ? `${result.seconds} s (${result.restoredFiles} files restored), data ${result.check}` : 'FAILED'}`);
   return result;
@@ -706,7 +768,8 @@ async function benchRss(ctx) {
   const out = {};
   const measure = async (key, label, fn) => {
     try {
-      out[key] = { label, ...(await fn()) };
+      const { stdout: _stdout, ...figures } = await fn();
+      out[key] = { label, ...figures };
       say(`   ${label}: ${out[key].rssMB} MB`);
     } catch (err) {
       out[key] = { label, error: err.message.split('\n')[0] };
@@ -787,6 +850,13 @@ function report(res) {
     for (const r of Object.values(l)) if (r.firstPushIntoEmptyRepo) rows.push([`  first push into an empty repo (${r.label.replace('cairn-wal-push ', '')})`, `${r.firstPushIntoEmptyRepo.median} ms`, `${r.firstPushIntoEmptyRepo.p90} ms`, `${r.firstPushIntoEmptyRepo.min} ms`]);
     L.push(table(rows));
   }
+  if (res.latencyGet) {
+    L.push('');
+    L.push(`1b. wal-get (restore_command) latency, one 16 MiB segment (${opt.runs} runs each)`);
+    const rows = [['', 'median', 'p90', 'min']];
+    for (const r of Object.values(res.latencyGet)) rows.push([r.label, `${r.median} ms`, `${r.p90} ms`, `${r.min} ms`]);
+    L.push(table(rows));
+  }
   if (res.drain) {
     L.push('');
     L.push(`2. draining ${res.wal.segments} .ready segments (time from pg_ctl start until pg_stat_archiver reaches the last one)`);
@@ -844,7 +914,10 @@ async function main() {
     if (!opt.skipS3 && (opt.phases.has('latency') || opt.phases.has('drain'))) await startS3(ctx);
     await prepareWal(ctx);
     res.wal = { segments: ctx.ready.length, first: ctx.ready[0], last: ctx.lastReady, loadSeconds: ctx.loadSeconds };
-    if (opt.phases.has('latency')) res.latency = await benchLatency(ctx);
+    if (opt.phases.has('latency')) {
+      res.latency = await benchLatency(ctx);
+      res.latencyGet = await benchGetLatency(ctx);
+    }
     if (opt.phases.has('drain') || opt.phases.has('recovery')) res.drain = await benchDrain(ctx);
     if (opt.phases.has('recovery')) res.recovery = await benchRecovery(ctx);
     if (opt.phases.has('rss')) res.rss = await benchRss(ctx);

@@ -129,6 +129,19 @@ describe('s3 driver through a fault-injecting proxy', () => {
     }
   });
 
+  it('stalls writes only in stall-writes mode', async () => {
+    proxy.setMode('stall-writes');
+    assert.equal((await readAll(await driver.read('small'))).toString(), 'hello');
+    const before = proxy.stalledWrites;
+    await assert.rejects(
+      driver.write('stalled-w', Buffer.from('x')),
+      assertTransient('write', new RegExp(`no answer within ${REQUEST_TIMEOUT_MS} ms$`)),
+    );
+    assert.equal(proxy.stalledWrites, before + 1);
+    proxy.setMode('pass');
+    assert.equal(await driver.stat('stalled-w'), undefined);
+  });
+
   it('gives up on a body that stalls midway', async () => {
     proxy.setMode('stall-body');
     const started = Date.now();

@@ -7,7 +7,7 @@ import { createServer, request, type IncomingMessage, type ServerResponse } from
 import type { Socket } from 'node:net';
 import { onCleanup } from './cleanup.js';
 
-export type FaultMode = 'pass' | 'error500' | 'error503' | 'stall' | 'drop' | 'stall-body' | 'refuse';
+export type FaultMode = 'pass' | 'error500' | 'error503' | 'stall' | 'stall-writes' | 'drop' | 'stall-body' | 'refuse';
 
 export interface FaultProxy {
   /** http://127.0.0.1:<port>: use it as the S3 endpoint. */
@@ -16,7 +16,9 @@ export interface FaultProxy {
   /**
    * pass: forward. error500/error503: answer every request with that status
    * and an S3 XML error (InternalError/SlowDown), forwarding nothing. stall:
-   * accept and never answer. drop: forward, then cut the connection halfway
+   * accept and never answer. stall-writes: reads (GET, HEAD) pass, writes
+   * (PUT, POST, DELETE) are taken in and never answered, as an upload hung
+   * midway. drop: forward, then cut the connection halfway
    * through the response body (before any byte when there is no body).
    * stall-body: forward, then go silent halfway through the response body,
    * keeping the connection open.
@@ -27,6 +29,8 @@ export interface FaultProxy {
   readonly mode: FaultMode;
   /** Requests received so far (in every mode but refuse). */
   readonly requests: number;
+  /** Write requests held unanswered by 'stall-writes' so far. */
+  readonly stalledWrites: number;
   stop(): Promise<void>;
 }
 
@@ -38,6 +42,7 @@ const ERRORS = {
 export async function startFaultProxy(target: { host: string; port: number }): Promise<FaultProxy> {
   let mode: FaultMode = 'pass';
   let requests = 0;
+  let stalledWrites = 0;
   let stopped = false;
   const sockets = new Set<Socket>();
   const server = createServer();
@@ -61,6 +66,14 @@ export async function startFaultProxy(target: { host: string; port: number }): P
         return;
       case 'stall':
         req.resume(); // take the body, never answer
+        return;
+      case 'stall-writes':
+        if (req.method === 'GET' || req.method === 'HEAD') {
+          forward(req, res, 'pass');
+        } else {
+          stalledWrites++;
+          req.resume();
+        }
         return;
       case 'refuse':
         // Raced the close: behave as if the connection had been refused.
@@ -142,10 +155,14 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     for (const s of sockets) s.destroy();
   };
 
+  // A re-listen after 'refuse' that stop must wait for, or it would outlive stop.
+  let relisten: Promise<void> = Promise.resolve();
+
   const stop = async () => {
     if (stopped) return;
     stopped = true;
     unregister();
+    await relisten;
     dropConnections();
     if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
   };
@@ -164,6 +181,9 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     get requests() {
       return requests;
     },
+    get stalledWrites() {
+      return stalledWrites;
+    },
     setMode(next: FaultMode) {
       if (stopped) throw new Error('fault proxy is stopped');
       const previous = mode;
@@ -172,7 +192,8 @@ export async function startFaultProxy(target: { host: string; port: number }): P
         server.close();
         dropConnections();
       } else if (next !== 'refuse' && previous === 'refuse') {
-        listen().catch((err: unknown) => {
+        relisten = listen().catch((err: unknown) => {
+          if (stopped) return;
           throw new Error(`fault proxy cannot listen on port ${port} again: ${(err as Error).message}`);
         });
       }

@@ -39,7 +39,8 @@ export function s3TestEnv(): Record<string, string> {
 
 // Runs in the child (CommonJS, via -e). Port 0: the kernel picks a free port
 // and the child reports it, so two suites never race for one. The child
-// exits when its stdin closes, i.e. when the test process dies however it dies.
+// exits, removing its directory, when its stdin closes: when the test process
+// dies, however it dies.
 const CHILD_SCRIPT = `
 const cfg = JSON.parse(process.env.CAIRN_S3RVER_CONFIG);
 const S3rver = require(cfg.module);
@@ -54,8 +55,13 @@ server.run().then(
   (addr) => process.stdout.write(JSON.stringify({ port: addr.port }) + '\\n'),
   (err) => { process.stderr.write(String((err && err.stack) || err) + '\\n'); process.exit(1); },
 );
-process.stdin.on('end', () => process.exit(0));
-process.stdin.on('error', () => process.exit(0));
+const orphaned = () => {
+  // The test process is gone (even SIGKILLed): take the data with us.
+  try { require('node:fs').rmSync(cfg.dir, { recursive: true, force: true }); } catch {}
+  process.exit(0);
+};
+process.stdin.on('end', orphaned);
+process.stdin.on('error', orphaned);
 process.stdin.resume();
 `;
 

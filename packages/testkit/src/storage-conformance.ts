@@ -4,7 +4,8 @@
 
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
 import {
   ObjectNotFoundError,
@@ -175,6 +176,20 @@ export function describeStorageConformance(name: string, setup: () => Promise<Co
       await assert.rejects(driver.write('cond/k', Readable.from([Buffer.from('third')]), { ifAbsent: true }), WriteConflictError);
       assert.equal((await readAll(await driver.read('cond/k'))).toString(), 'first');
       assert.deepEqual((await collect(driver.list('cond/'))).map((o) => o.key), ['cond/k']);
+    });
+
+    it('does not leave the producer of a refused stream body blocked', async () => {
+      await driver.write('teardown/k', Buffer.from('present'));
+      const pass = new PassThrough();
+      const producing = pipeline(randomStream(8 * MiB).stream, pass);
+      await assert.rejects(driver.write('teardown/k', pass, { ifAbsent: true }), WriteConflictError);
+      // The body was read to the end or destroyed: either way the pipeline settles.
+      const settled = await Promise.race([
+        producing.then(() => 'ended', () => 'destroyed'),
+        new Promise((r) => setTimeout(() => r('blocked'), 2000)),
+      ]);
+      assert.notEqual(settled, 'blocked');
+      assert.equal((await readAll(await driver.read('teardown/k'))).toString(), 'present');
     });
 
     it('lets exactly one of racing ifAbsent writers win (when atomicIfAbsent)', async (t) => {

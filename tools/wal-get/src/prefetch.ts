@@ -3,6 +3,7 @@
 // wait on the repository. PostgreSQL never waits for the worker.
 
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { silentLogger } from '@cairn/core/cli/log';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
@@ -27,13 +28,26 @@ export interface PrefetchJob {
 
 export const PREFETCH_ENV = 'CAIRN_PREFETCH_JOB';
 
+/**
+ * The worker's entry file sits beside the tool's entry: dist/prefetch-main.js
+ * next to this module when unbundled, bundle/prefetch-main.js one level above
+ * the chunk this code lands in when bundled.
+ */
+function workerPath(): string {
+  for (const rel of ['./prefetch-main.js', '../prefetch-main.js']) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  throw new Error('prefetch-main.js not found beside the wal-get build');
+}
+
 /** Starts a worker unless one is running or the spool is already well ahead. */
 export async function startPrefetch(job: PrefetchJob, env: NodeJS.ProcessEnv): Promise<void> {
   const spool = new GetSpool(job.spoolDir);
   if (await spool.isLocked()) return;
   const ahead = (await spool.entries()).filter((e) => e.walName.slice(8) > job.after.slice(8) && e.walName.slice(0, 8) === job.after.slice(0, 8)).length;
   if (ahead > job.count / 2) return;
-  const worker = fileURLToPath(new URL('./prefetch-main.js', import.meta.url));
+  const worker = workerPath();
   const child = spawn(process.execPath, [worker], {
     detached: true,
     stdio: 'ignore',

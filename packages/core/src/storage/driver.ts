@@ -50,6 +50,10 @@ export interface StorageDriver {
    * dir. On S3: one PUT or a completed multipart upload. With `ifAbsent`,
    * rejects with WriteConflictError if the key exists, leaving it untouched.
    * A failed or aborted write leaves nothing visible under `key`.
+   * A stream `body` belongs to the driver from the call on: it is read to the
+   * end, or destroyed when the write fails (so a producer piping into it is
+   * torn down instead of blocking). An error of the body itself (or an abort)
+   * rejects the write unchanged, not as a storage error.
    */
   write(key: string, body: Readable | Buffer, opts?: WriteOptions): Promise<void>;
 

@@ -89,8 +89,20 @@ export class FsDriver implements StorageDriver {
 
   async write(key: string, body: Readable | Buffer, opts: WriteOptions = {}): Promise<void> {
     const path = this.pathOf(key);
+    try {
+      await this.writeFile(path, key, body, opts);
+    } catch (err) {
+      // Tear down whoever is producing the body rather than leave it blocked.
+      if (!Buffer.isBuffer(body)) body.destroy();
+      throw err;
+    }
+  }
+
+  private async writeFile(path: string, key: string, body: Readable | Buffer, opts: WriteOptions): Promise<void> {
     const { signal } = opts;
     signal?.throwIfAborted();
+    // Fail fast before spending the body; link() below is what makes it atomic.
+    if (opts.ifAbsent && (await this.stat(key)) !== undefined) throw new WriteConflictError(key, this.url);
     const dir = dirname(path);
     const temp = join(dir, `${TEMP_PREFIX}${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}`);
     const fh = await this.createTemp(dir, temp, key);

@@ -71,7 +71,10 @@ export class MemoryDriver implements StorageDriver {
     assertValidKey(key);
     const { signal } = opts;
     signal?.throwIfAborted();
-    if (opts.ifAbsent && this.objects.has(key)) throw new WriteConflictError(key, this.url);
+    if (opts.ifAbsent && this.objects.has(key)) {
+      if (!Buffer.isBuffer(body)) body.destroy();
+      throw new WriteConflictError(key, this.url);
+    }
     let data: Buffer;
     if (Buffer.isBuffer(body)) {
       data = Buffer.from(body);

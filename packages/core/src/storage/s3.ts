@@ -175,57 +175,64 @@ export class S3Driver implements StorageDriver {
 
   async write(key: string, body: Readable | Buffer, opts: WriteOptions = {}): Promise<void> {
     const Key = this.keyOf(key);
+    try {
+      await this.writeObject(Key, key, body, opts);
+    } catch (err) {
+      // Tear down whoever is producing the body rather than leave it blocked.
+      if (!Buffer.isBuffer(body)) body.destroy();
+      throw err;
+    }
+  }
+
+  private async writeObject(Key: string, key: string, body: Readable | Buffer, opts: WriteOptions): Promise<void> {
     const { signal } = opts;
     signal?.throwIfAborted();
-    if (opts.ifAbsent && (await this.stat(key, signal)) !== undefined) {
-      if (!Buffer.isBuffer(body)) body.destroy();
-      throw new WriteConflictError(key, this.url);
-    }
+    if (opts.ifAbsent && (await this.stat(key, signal)) !== undefined) throw new WriteConflictError(key, this.url);
     // Sent as well as the HEAD above: where the server honours it, it closes
     // the race between HEAD and PUT (412); s3rver ignores it.
     const conditional = opts.ifAbsent ? { IfNoneMatch: '*' } : {};
-    let bodyError: unknown;
-    const onBodyError = (err: unknown) => {
-      bodyError ??= err;
-    };
-    try {
-      if (Buffer.isBuffer(body)) {
+    if (Buffer.isBuffer(body)) {
+      try {
         await this.client.send(
           new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length, ...conditional }),
           { abortSignal: signal },
         );
-        return;
-      }
-      // Never PutObject a stream: the SDK sends it aws-chunked, which some
-      // servers store verbatim (GOTCHAS, s3rver). Upload sends buffered parts:
-      // one PUT below 5 MiB, a multipart upload above, completed only at the end.
-      body.on('error', onBodyError);
-      const upload = new Upload({
-        client: this.client,
-        params: { Bucket: this.bucket, Key, Body: body, ...conditional },
-        // We abort the upload ourselves: Upload's own abort replaces the real
-        // error with Abort's when that fails (s3rver lacks AbortMultipartUpload).
-        leavePartsOnError: true,
-      });
-      const onAbort = () => void upload.abort();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      try {
-        await upload.done();
       } catch (err) {
-        if (upload.uploadId !== undefined) await this.abortUpload(Key, upload.uploadId);
-        throw err;
-      } finally {
-        signal?.removeEventListener('abort', onAbort);
+        if (signal?.aborted) throw signal.reason;
+        if (isConditionFailed(err)) throw new WriteConflictError(key, this.url);
+        throw this.fail(err, `write "${key}"`);
       }
+      return;
+    }
+    // Never PutObject a stream: the SDK sends it aws-chunked, which some
+    // servers store verbatim (GOTCHAS, s3rver). Upload sends buffered parts:
+    // one PUT below 5 MiB, a multipart upload above, completed only at the end.
+    let bodyError: unknown;
+    const onBodyError = (err: unknown) => {
+      bodyError ??= err;
+    };
+    body.on('error', onBodyError);
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key, Body: body, ...conditional },
+      // We abort the upload ourselves: Upload's own abort replaces the real
+      // error with Abort's when that fails (s3rver lacks AbortMultipartUpload).
+      leavePartsOnError: true,
+    });
+    const onAbort = () => void upload.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await upload.done();
     } catch (err) {
-      if (!Buffer.isBuffer(body)) body.destroy();
+      if (upload.uploadId !== undefined) this.abortUpload(Key, upload.uploadId);
       if (signal?.aborted) throw signal.reason;
       // The caller's stream failed: its error, not a storage one.
       if (bodyError !== undefined) throw bodyError;
       if (isConditionFailed(err)) throw new WriteConflictError(key, this.url);
       throw this.fail(err, `write "${key}"`);
     } finally {
-      if (!Buffer.isBuffer(body)) body.off('error', onBodyError);
+      signal?.removeEventListener('abort', onAbort);
+      body.off('error', onBodyError);
     }
   }
 
@@ -300,10 +307,13 @@ export class S3Driver implements StorageDriver {
     this.bucketChecked = true;
   }
 
-  private async abortUpload(Key: string, UploadId: string): Promise<void> {
-    // Best effort: parts left behind are invisible and cost only storage; a
-    // lifecycle rule (AbortIncompleteMultipartUpload) reaps them.
-    await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId })).catch(() => {});
+  /**
+   * Best effort, not awaited: a server that just failed may stall this too,
+   * and parts left behind are invisible and cost only storage (a lifecycle
+   * rule with AbortIncompleteMultipartUpload reaps them).
+   */
+  private abortUpload(Key: string, UploadId: string): void {
+    this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId })).catch(() => {});
   }
 
   private async *guardBody(body: Readable, expected: number | undefined, key: string): AsyncGenerator<Buffer> {
