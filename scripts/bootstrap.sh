@@ -44,8 +44,10 @@ fi
 stamp=node_modules/.cairn-install-stamp
 if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt "$stamp" ]; then
   say "installing npm dependencies"
-  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error >&2
-  else npm install --no-audit --no-fund --loglevel=error >&2; fi
+  # npm install, not npm ci: npm 11 drops other platforms' optional packages
+  # (turbo's) from the lock file and then refuses `npm ci`; install still
+  # takes the locked versions.
+  npm install --no-audit --no-fund --loglevel=error >&2
   touch "$stamp"
 fi
 
