@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { historyFileName, isWalFileName, parseWalFileName, type WalFileName } from './index.js';
-import { throwsWith } from './test-helpers.js';
+import { throwsWith } from '../testing/errors.js';
 
 const HINT = 'expected a segment (24 hex digits), TTTTTTTT.history, <segment>.partial or <segment>.XXXXXXXX.backup';
 

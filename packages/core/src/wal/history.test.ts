@@ -9,7 +9,7 @@ import {
   timelinesForSegment,
   type TimelineSpan,
 } from './index.js';
-import { throwsWith } from './test-helpers.js';
+import { throwsWith } from '../testing/errors.js';
 
 const SIXTEEN = 16 * 1024 * 1024;
 

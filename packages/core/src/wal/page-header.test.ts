@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { checkSegmentHeader, readWalPageHeader, LONG_PAGE_HEADER_SIZE } from './index.js';
-import { throwsWith } from './test-helpers.js';
+import { throwsWith } from '../testing/errors.js';
 
 interface Fields {
   magic?: number;

@@ -19,7 +19,7 @@ import {
   segmentStartLsn,
   segmentsPerLogId,
 } from './index.js';
-import { throwsWith } from './test-helpers.js';
+import { throwsWith } from '../testing/errors.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
