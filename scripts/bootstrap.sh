@@ -52,4 +52,8 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt
 fi
 
 # 4. Build (turbo caches: a no-op when nothing changed).
-TURBO_TELEMETRY_DISABLED=1 npx turbo run build --output-logs=errors-only >&2
+log=$(mktemp)
+if ! TURBO_TELEMETRY_DISABLED=1 npx turbo run build --output-logs=errors-only >"$log" 2>&1; then
+  cat "$log" >&2; rm -f "$log"; say "build failed"; exit 1
+fi
+rm -f "$log"
