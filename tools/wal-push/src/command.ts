@@ -22,7 +22,7 @@ export const walPushTool = defineTool({
     SPOOL_SETTING,
     SYSTEM_ID_SETTING,
     { name: 'push-ahead', type: 'integer', description: 'other .ready files to archive in the same run (0: off)', default: 32, valueHint: 'N' },
-    { name: 'concurrency', type: 'integer', description: 'files archived at once', default: 4, valueHint: 'N' },
+    { name: 'concurrency', type: 'integer', description: 'files archived at once', default: 2, valueHint: 'N' },
     { name: 'register-system', type: 'boolean', description: 'register this server\'s system identifier although the cluster holds another (after initdb or pg_upgrade)', default: false },
   ],
   examples: [
