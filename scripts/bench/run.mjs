@@ -25,13 +25,12 @@ import {
   pgUser,
   removeDir,
   run,
-  shellQuote,
   sleep,
   start,
   tempBase,
   timeSync,
 } from './lib/proc.mjs';
-import { mb, median, round, summarize, table } from './lib/stats.mjs';
+import { mb, round, summarize, table } from './lib/stats.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const WAL_PUSH = join(ROOT, 'node_modules', '.bin', 'cairn-wal-push');
@@ -98,8 +97,9 @@ async function aptInstall(pkg) {
 }
 
 async function prerequisites() {
-  for (const f of [WAL_PUSH, WAL_GET, join(ROOT, 'tools', 'wal-push', 'dist', 'cli.js'), join(ROOT, 'tools', 'wal-get', 'dist', 'cli.js')]) {
-    if (!existsSync(f)) throw new Error(`"${f}" is missing\nhint: build first: npx turbo run build (npm run bench does it)`);
+  for (const bin of [WAL_PUSH, WAL_GET]) {
+    const r = await run(bin, ['--version'], { allowFail: true }).catch((err) => ({ code: -1, stderr: err.message }));
+    if (r.code !== 0) throw new Error(`"${bin} --version" fails: ${r.stderr.trim()}\nhint: build first: npx turbo run build (npm run bench does it)`);
   }
   if (!existsSync(join(PG_BIN, 'initdb'))) throw new Error(`no PostgreSQL server binaries in ${PG_BIN}\nhint: set BENCH_PG_BIN`);
   if (opt.phases.has('rss') && !existsSync(TIME)) await aptInstall('time');
@@ -123,6 +123,17 @@ async function versions() {
   if (v.loadAvgAtStart > 0.5) problem(`the machine was busy when the bench started (load average ${v.loadAvgAtStart.toFixed(2)}): figures may be skewed`);
   v.postgres = (await run(join(PG_BIN, 'postgres'), ['--version'])).stdout.trim();
   v.cairn = (await run(WAL_PUSH, ['--version'])).stdout.trim();
+  // The defaults the drain runs with (they are the product's, not the bench's).
+  const help = (await run(WAL_PUSH, ['--help'], { allowFail: true })).stdout;
+  v.walPushDefaults = {
+    pushAhead: Number(/--push-ahead N.*\(default: (\d+)\)/.exec(help)?.[1]) || undefined,
+    concurrency: Number(/--concurrency N.*\(default: (\d+)\)/.exec(help)?.[1]) || undefined,
+  };
+  const getHelp = (await run(WAL_GET, ['--help'], { allowFail: true })).stdout;
+  v.walGetDefaults = {
+    prefetch: Number(/--prefetch N.*\(default: (\d+)\)/.exec(getHelp)?.[1]) || undefined,
+    prefetchConcurrency: Number(/--prefetch-concurrency N.*\(default: (\d+)\)/.exec(getHelp)?.[1]) || undefined,
+  };
   if (!opt.skipPgbr) v.pgbackrest = (await run(PGBACKREST, ['version'], { allowFail: true })).stdout.trim();
   try {
     v.commit = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
@@ -790,7 +801,8 @@ async function benchRss(ctx) {
   });
   const aheadRepo = join(dir, 'repo-ahead');
   mkdirSync(aheadRepo);
-  await measure('push_ahead', `wal-push with push-ahead (default 32, concurrency 4), ${ctx.ready.length} .ready, ${Z}`, async () => {
+  const d = ctx.env.walPushDefaults;
+  await measure('push_ahead', `wal-push with push-ahead ${d.pushAhead ?? '(default)'}, concurrency ${d.concurrency ?? '(default)'}, ${ctx.ready.length} .ready, ${Z}`, async () => {
     const r = await timeV(WAL_PUSH, [`pg_wal/${seg}`, seg, '--json'], {
       env: { CAIRN_REPO: aheadRepo, CAIRN_COMPRESS: Z, CAIRN_SPOOL_DIR: spool },
       cwd: ctx.snapshot,
@@ -814,15 +826,17 @@ async function benchRss(ctx) {
   await measure('get_noprefetch', 'wal-get one segment, --prefetch 0', () =>
     timeV(WAL_GET, [seg, join(dest, 'RECOVERYXLOG2'), '--prefetch', '0'], { env: { CAIRN_REPO: aheadRepo, CAIRN_SPOOL_DIR: spool }, cwd: ctx.snapshot }),
   );
-  const worker = join(ROOT, 'tools', 'wal-get', 'dist', 'prefetch-main.js');
+  // The worker cairn-wal-get starts: the bundled one if the tool is bundled.
+  const worker = [join(ROOT, 'tools', 'wal-get', 'bundle', 'prefetch-main.js'), join(ROOT, 'tools', 'wal-get', 'dist', 'prefetch-main.js')].find((f) => existsSync(f));
   const systems = join(aheadRepo, 'main', 'systems');
-  if (existsSync(worker) && existsSync(systems)) {
+  const g = ctx.env.walGetDefaults;
+  if (worker && existsSync(systems)) {
     // The worker cairn-wal-get detaches; run in the foreground with the job it would get.
-    await measure('get_prefetch_worker', 'wal-get prefetch worker (8 segments, concurrency 2)', async () => {
+    await measure('get_prefetch_worker', `wal-get prefetch worker (${g.prefetch ?? 8} segments, concurrency ${g.prefetchConcurrency ?? 2})`, async () => {
       const systemId = readdirSync(systems)[0].replace(/\.json$/, '');
       const workerSpool = join(dir, 'prefetch-spool');
       mkdirSync(workerSpool);
-      const job = { repos: [aheadRepo], cluster: 'main', systemId, after: seg, segmentSize: SEG_SIZE, count: 8, concurrency: 2, spoolDir: workerSpool };
+      const job = { repos: [aheadRepo], cluster: 'main', systemId, after: seg, segmentSize: SEG_SIZE, count: g.prefetch ?? 8, concurrency: g.prefetchConcurrency ?? 2, spoolDir: workerSpool };
       const r = await timeV(NODE, [worker], { env: { CAIRN_PREFETCH_JOB: JSON.stringify(job) } });
       const fetched = readdirSync(workerSpool).filter((f) => /^[0-9A-F]{24}/.test(f) && !f.endsWith('.part')).length;
       if (fetched === 0) throw new Error('the worker fetched nothing (its job format may have changed)');
@@ -909,7 +923,7 @@ async function main() {
   await prerequisites();
   res.env = await versions();
   say(`temp dir ${tempBase()}; options: segments=${opt.segments} scale=${opt.scale} runs=${opt.runs} ${Z} phases=${[...opt.phases]}${opt.skipPgbr ? ' no-pgbackrest' : ''}${opt.skipS3 ? ' no-s3' : ''}`);
-  const ctx = {};
+  const ctx = { env: res.env };
   try {
     if (!opt.skipS3 && (opt.phases.has('latency') || opt.phases.has('drain'))) await startS3(ctx);
     await prepareWal(ctx);
