@@ -4,13 +4,23 @@
 // "not found" and would end recovery early).
 
 import { realpathSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { defineTool } from '@cairn/core/cli/run';
 import { CairnError, EXIT } from '@cairn/core/cli/errors';
 import { SPOOL_SETTING, SYSTEM_ID_SETTING } from '@cairn/core/config/settings';
 import { repoSettingsFrom } from '@cairn/core/repo/repositories';
-import { defaultSpoolRoot, spoolFingerprint } from '@cairn/core/spool/spool-dir';
+import { pgdataSpoolDir, spoolRoot } from '@cairn/core/spool/spool-dir';
 import { walGet } from './wal-get.js';
+
+/**
+ * The bin wrapper sets CAIRN_WRAPPED: then "not found" is 99, which it turns
+ * into 1, and any other failure (Node itself failing to start exits 1 too)
+ * into 126, so a broken install can never read as "not in the archive".
+ */
+function notFoundStatus(env: NodeJS.ProcessEnv): number {
+  return env['CAIRN_WRAPPED'] === '1' ? WRAPPED_NOT_FOUND : EXIT.NOT_FOUND;
+}
+const WRAPPED_NOT_FOUND = 99;
 
 export const walGetTool = defineTool({
   name: 'wal-get',
@@ -29,7 +39,7 @@ export const walGetTool = defineTool({
   ],
   examples: ["restore_command = 'cairn-wal-get %f %p'"],
   exitFor(_err: CairnError, settings) {
-    return settings?.['errors-as-not-found'] === true ? EXIT.NOT_FOUND : EXIT.WAL_GET_PERSISTENT;
+    return settings?.['errors-as-not-found'] === true ? notFoundStatus(process.env) : EXIT.WAL_GET_PERSISTENT;
   },
   async run(ctx) {
     const s = ctx.settings;
@@ -43,7 +53,7 @@ export const walGetTool = defineTool({
     try {
       pgdata = realpathSync(ctx.cwd);
     } catch { /* keep cwd */ }
-    const spoolRoot = (s['spool-dir'] as string | undefined) ?? defaultSpoolRoot();
+    const root = spoolRoot(s['spool-dir'] as string | undefined, ctx.env);
     const result = await walGet({
       walName,
       destPath: isAbsolute(path) ? path : resolve(ctx.cwd, path),
@@ -54,13 +64,14 @@ export const walGetTool = defineTool({
       systemId: s['system-id'] as string | undefined,
       prefetch,
       prefetchConcurrency: Math.max(1, s['prefetch-concurrency'] as number),
-      spoolDir: join(spoolRoot, 'get-' + spoolFingerprint([pgdata, repo.cluster, repo.repos, repo.keyFile])),
+      spoolDir: `${pgdataSpoolDir(root, pgdata)}/get`,
+      spoolRoot: root,
       retry: { attempts: retries + 1, baseDelayMs: 500 },
     }, ctx);
     if (s['json'] === true) ctx.stdout.write(JSON.stringify(result) + '\n');
     if (!result.found) {
       ctx.log.info(`"${walName}" is not in any repository`);
-      return EXIT.NOT_FOUND;
+      return notFoundStatus(ctx.env);
     }
     ctx.log.info(result.source === 'spool' ? `"${walName}" from the prefetch spool` : `"${walName}" from repository "${result.repo}" (${result.bytes} bytes)`);
     return EXIT.OK;

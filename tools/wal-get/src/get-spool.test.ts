@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,36 +8,35 @@ import { GetSpool } from './get-spool.js';
 
 const SEG = '000000010000000000000007';
 
-test('serve: a good entry moves to the destination; a damaged one is dropped, never served', async () => {
+test('take moves a ready entry into place once; want and system are remembered', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'get-spool-'));
   try {
     const spool = new GetSpool(dir);
-    const data = Buffer.from('wal bytes '.repeat(1000));
-    const sha = createHash('sha256').update(data).digest('hex');
-    await writeFile(spool.entryPath(SEG, sha), data);
-    assert.equal(await spool.serve(SEG, join(dir, 'out1'), false), true);
-    assert.ok((await readFile(join(dir, 'out1'))).equals(data));
-    assert.equal((await spool.entries()).length, 0, 'entry used up');
+    await writeFile(spool.entryPath(SEG), 'wal bytes');
+    assert.deepEqual(await spool.entries(), [SEG]);
+    assert.equal(await spool.take(SEG, join(dir, 'out1')), true);
+    assert.equal(await readFile(join(dir, 'out1'), 'utf8'), 'wal bytes');
+    assert.equal(await spool.take(SEG, join(dir, 'out2')), false, 'used up');
+    assert.equal(existsSync(join(dir, 'out2')), false);
 
-    const bad = Buffer.from(data);
-    bad[5] = 0;
-    await writeFile(spool.entryPath(SEG, sha), bad);
-    assert.equal(await spool.serve(SEG, join(dir, 'out2'), false), false);
-    assert.equal(existsSync(join(dir, 'out2')), false, 'nothing written');
-    assert.equal((await spool.entries()).length, 0, 'damaged entry removed');
-    assert.equal(await spool.serve('000000010000000000000008', join(dir, 'out3'), false), false);
+    await spool.setWant(SEG);
+    assert.equal(await spool.want(), SEG);
+    await spool.claimFor('123');
+    await writeFile(spool.entryPath('000000010000000000000008'), 'x');
+    await spool.claimFor('123');
+    assert.deepEqual(await spool.entries(), ['000000010000000000000008'], 'same system keeps its entries');
+    await spool.claimFor('456');
+    assert.deepEqual(await spool.entries(), [], 'another system drops them');
+    assert.equal(await spool.system(), '456');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 });
 
-test('prune drops entries PostgreSQL has moved past; the lock excludes a second worker', async () => {
+test('the worker lock excludes a second worker and is taken over from a dead one', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'get-spool-'));
   try {
     const spool = new GetSpool(dir);
-    for (const n of ['000000010000000000000005', '000000010000000000000009']) await writeFile(spool.entryPath(n, 'a'.repeat(64)), 'x');
-    await spool.prune(SEG, 3600_000);
-    assert.deepEqual((await spool.entries()).map((e) => e.walName), ['000000010000000000000009']);
     assert.equal(await spool.lock(), true);
     assert.equal(await spool.isLocked(), true);
     assert.equal(await spool.lock(), false, 'held by a live process');

@@ -1,77 +1,89 @@
-// The prefetch spool: segments fetched ahead, verified, waiting for
-// PostgreSQL to ask. Entries are named <walName>-<sha256>; serving one
-// re-hashes it while copying to %p, so a damaged spool file is never handed
-// to PostgreSQL (DESIGN §4.3).
+// The prefetch spool of one data directory: segments fetched ahead by the
+// worker, each verified against its SHA-256 before it is renamed into place
+// here under its plain WAL file name, so serving it is a rename (the bin
+// wrapper's bash fast path does exactly `mv "$spool/$f" "$p"`).
+//
+// Files: <walName> (ready segments), want (the last segment PostgreSQL asked
+// cairn for), system (the database system the entries belong to),
+// .prefetch.lock (the worker's pid), .tmp.* (fetches in progress).
 
-import { createReadStream } from 'node:fs';
-import { readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { copyFile, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { createHashStage } from '@cairn/core/codec/index';
-import { writeStreamAtomic } from '@cairn/core/util/local-file';
+import { writeBufferAtomic } from '@cairn/core/util/local-file';
 
-const ENTRY_RE = /^([0-9A-F]{24})-([0-9a-f]{64})$/;
+const SEGMENT_RE = /^[0-9A-F]{24}$/;
 const LOCK = '.prefetch.lock';
 
 export class GetSpool {
   constructor(readonly dir: string) {}
 
-  async entries(): Promise<{ walName: string; sha256: string; file: string }[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch {
-      return [];
-    }
-    return names.flatMap((n) => {
-      const m = ENTRY_RE.exec(n);
-      return m ? [{ walName: m[1]!, sha256: m[2]!, file: join(this.dir, n) }] : [];
-    });
+  entryPath(walName: string): string {
+    return join(this.dir, walName);
   }
 
-  entryPath(walName: string, sha256: string): string {
-    return join(this.dir, `${walName}-${sha256}`);
+  /** Segment names ready in the spool. */
+  async entries(): Promise<string[]> {
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    return names.filter((n) => SEGMENT_RE.test(n)).sort();
+  }
+
+  /** Moves a ready segment to `dest`; false when the spool does not have it. */
+  async take(walName: string, dest: string): Promise<boolean> {
+    const src = this.entryPath(walName);
+    try {
+      await rename(src, dest);
+      return true;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return false;
+      if (code !== 'EXDEV') throw err;
+    }
+    // Spool and pg_wal on different file systems: copy, then drop the entry.
+    const tmp = `${dest}.cairn-tmp.${process.pid}`;
+    try {
+      await copyFile(src, tmp);
+      await rename(tmp, dest);
+    } catch (err) {
+      await unlink(tmp).catch(() => {});
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+    await unlink(src).catch(() => {});
+    return true;
+  }
+
+  async setWant(walName: string): Promise<void> {
+    await writeBufferAtomic(join(this.dir, 'want'), walName, { durable: false });
+  }
+
+  async want(): Promise<string | undefined> {
+    const w = (await readFile(join(this.dir, 'want'), 'utf8').catch(() => '')).trim();
+    return SEGMENT_RE.test(w) ? w : undefined;
+  }
+
+  async system(): Promise<string | undefined> {
+    const s = (await readFile(join(this.dir, 'system'), 'utf8').catch(() => '')).trim();
+    return s === '' ? undefined : s;
   }
 
   /**
-   * Moves the spooled copy of `walName` to `dest` if there is a good one.
-   * Returns false (and drops the entry) if it is missing or fails its hash.
+   * Entries belong to one database system: if the data directory now holds
+   * another (restored again from a different cluster), drop them all.
    */
-  async serve(walName: string, dest: string, durable: boolean): Promise<boolean> {
-    const entry = (await this.entries()).find((e) => e.walName === walName);
-    if (!entry) return false;
-    try {
-      await writeStreamAtomic(dest, async (sink) => {
-        const hash = createHashStage();
-        await pipeline(createReadStream(entry.file), hash.stage, sink);
-        if (hash.digest() !== entry.sha256) throw new Error('spooled copy fails its checksum');
-      }, { durable });
-      return true;
-    } catch {
-      return false;
-    } finally {
-      await unlink(entry.file).catch(() => {});
-    }
+  async claimFor(systemId: string): Promise<void> {
+    if ((await this.system()) === systemId) return;
+    await this.clear();
+    await writeBufferAtomic(join(this.dir, 'system'), systemId, { durable: false });
   }
 
-  /** Removes entries PostgreSQL has moved past, and any older than maxAgeMs. */
-  async prune(before: string, maxAgeMs: number): Promise<void> {
-    const now = Date.now();
-    for (const e of await this.entries()) {
-      let drop = e.walName.slice(8) < before.slice(8);
-      if (!drop) {
-        const st = await stat(e.file).catch(() => undefined);
-        drop = st === undefined || now - st.mtimeMs > maxAgeMs;
-      }
-      if (drop) await unlink(e.file).catch(() => {});
-    }
-    // Temp files of a worker that was killed.
-    for (const n of await readdir(this.dir).catch(() => [] as string[])) {
-      if (!n.includes('.cairn-tmp.') && !n.endsWith('.part')) continue;
-      const p = join(this.dir, n);
-      const st = await stat(p).catch(() => undefined);
-      if (st && now - st.mtimeMs > 600_000) await unlink(p).catch(() => {});
-    }
+  async remove(walName: string): Promise<void> {
+    await unlink(this.entryPath(walName)).catch(() => {});
+  }
+
+  /** Removes every entry and leftover temp file (not the lock). */
+  async clear(): Promise<void> {
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    await Promise.all(names.filter((n) => SEGMENT_RE.test(n) || n.startsWith('.tmp.')).map((n) => unlink(join(this.dir, n)).catch(() => {})));
   }
 
   /** Takes the worker lock; a lock whose process is gone is taken over. */
@@ -83,8 +95,7 @@ export class GetSpool {
         return true;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return false;
-        const pid = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
-        if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) return false;
+        if (await this.isLocked()) return false;
         await unlink(path).catch(() => {});
       }
     }
@@ -99,9 +110,13 @@ export class GetSpool {
   async unlock(): Promise<void> {
     await unlink(join(this.dir, LOCK)).catch(() => {});
   }
+
+  async mtimeMs(walName: string): Promise<number | undefined> {
+    return (await stat(this.entryPath(walName)).catch(() => undefined))?.mtimeMs;
+  }
 }
 
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

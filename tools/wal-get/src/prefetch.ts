@@ -1,14 +1,20 @@
-// Prefetch: after PostgreSQL asks for segment N, a detached worker fetches
-// N+1 … N+K of the same timeline into the spool, verified, so replay does not
-// wait on the repository. PostgreSQL never waits for the worker.
+// Prefetch: a detached worker keeps the next K segments after PostgreSQL's
+// position in the spool, verified, so restore_command is served by a rename
+// (in the bin wrapper, without starting Node) instead of a fetch.
+//
+// PostgreSQL's position is the later of `want` (written by every wal-get that
+// ran in Node) and the newest segment this worker delivered that has since
+// left the spool (taken by the wrapper's fast path). The worker follows that
+// position's timeline only; history files and other timelines are fetched by
+// wal-get itself. It exits, emptying the spool, once the position has not
+// moved for IDLE_MS (recovery over, or a standby waiting for new WAL).
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { silentLogger } from '@cairn/core/cli/log';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
-import { ensurePrivateDir } from '@cairn/core/spool/spool-dir';
-import { createLimiter } from '@cairn/core/util/limit';
+import { sleep } from '@cairn/core/util/limit';
 import { nextSegmentName } from '@cairn/core/wal/index';
 import { fetchWal } from './fetch.js';
 import { GetSpool } from './get-spool.js';
@@ -18,20 +24,23 @@ export interface PrefetchJob {
   cluster: string;
   keyFile: string | undefined;
   systemId: string;
-  /** The segment PostgreSQL just received. */
-  after: string;
   segmentSize: number;
+  /** Segments kept ahead. */
   count: number;
   concurrency: number;
   spoolDir: string;
 }
 
 export const PREFETCH_ENV = 'CAIRN_PREFETCH_JOB';
+const IDLE_MS = 15_000;
+const POLL_MS = 20;
+/** After "not in the archive", ask again only after this long (a standby's next segment). */
+const MISS_RETRY_MS = 1_000;
 
 /**
- * The worker's entry file sits beside the tool's entry: dist/prefetch-main.js
- * next to this module when unbundled, bundle/prefetch-main.js one level above
- * the chunk this code lands in when bundled.
+ * The worker's entry sits beside the tool's entry: dist/prefetch-main.js next
+ * to this module when unbundled, bundle/prefetch-main.js one level above the
+ * chunk this code lands in when bundled.
  */
 function workerPath(): string {
   for (const rel of ['./prefetch-main.js', '../prefetch-main.js']) {
@@ -41,14 +50,10 @@ function workerPath(): string {
   throw new Error('prefetch-main.js not found beside the wal-get build');
 }
 
-/** Starts a worker unless one is running or the spool is already well ahead. */
+/** Starts a worker unless one is running. */
 export async function startPrefetch(job: PrefetchJob, env: NodeJS.ProcessEnv): Promise<void> {
-  const spool = new GetSpool(job.spoolDir);
-  if (await spool.isLocked()) return;
-  const ahead = (await spool.entries()).filter((e) => e.walName.slice(8) > job.after.slice(8) && e.walName.slice(0, 8) === job.after.slice(0, 8)).length;
-  if (ahead > job.count / 2) return;
-  const worker = workerPath();
-  const child = spawn(process.execPath, [worker], {
+  if (await new GetSpool(job.spoolDir).isLocked()) return;
+  const child = spawn(process.execPath, [workerPath()], {
     detached: true,
     stdio: 'ignore',
     env: { ...env, [PREFETCH_ENV]: JSON.stringify(job) },
@@ -56,47 +61,79 @@ export async function startPrefetch(job: PrefetchJob, env: NodeJS.ProcessEnv): P
   child.unref();
 }
 
+const sameTimeline = (a: string, b: string) => a.slice(0, 8) === b.slice(0, 8);
+
 /** The worker's body. Errors are swallowed: PostgreSQL's own call decides. */
 export async function runPrefetch(job: PrefetchJob): Promise<void> {
-  await ensurePrivateDir(job.spoolDir);
   const spool = new GetSpool(job.spoolDir);
   if (!(await spool.lock())) return;
   const drivers = await openRepositories(job.repos).catch(() => undefined);
-  if (!drivers) return spool.unlock();
   try {
-    await spool.prune(job.after, 3600_000);
-    const have = new Set((await spool.entries()).map((e) => e.walName));
+    if (!drivers) return;
     const key = await loadKey(job.keyFile);
-    const limit = createLimiter(Math.max(1, job.concurrency));
     const signal = new AbortController().signal;
-    let endReached = false;
-    const names = Array.from({ length: job.count }, (_, i) => nextSegmentName(job.after, job.segmentSize, i + 1));
-    await Promise.all(
-      names.map((walName) =>
-        limit(async () => {
-          if (endReached || have.has(walName)) return;
-          try {
-            const dest = spool.entryPath(walName, '0'.repeat(64));
-            const r = await fetchWal(drivers, { cluster: job.cluster, systemId: job.systemId, walName, key }, dest + '.part', {
-              retry: { attempts: 1, baseDelayMs: 0 },
-              durable: false,
-              signal,
-              log: silentLogger,
-            });
-            if (!r.found) {
-              endReached = true; // the end of the archive on this timeline
-              return;
-            }
-            const { rename } = await import('node:fs/promises');
-            await rename(dest + '.part', spool.entryPath(walName, r.sha256));
-          } catch {
-            endReached = true;
-          }
-        }),
-      ),
-    );
+    const delivered = new Set<string>();
+    const inflight = new Set<string>();
+    const missUntil = new Map<string, number>();
+    let position: string | undefined;
+    let movedAt = Date.now();
+
+    const fetchOne = async (walName: string) => {
+      inflight.add(walName);
+      try {
+        const r = await fetchWal(drivers, { cluster: job.cluster, systemId: job.systemId, walName, key }, spool.entryPath(walName), {
+          retry: { attempts: 1, baseDelayMs: 0 },
+          durable: false,
+          signal,
+          log: silentLogger,
+        });
+        if (r.found) delivered.add(walName);
+        else missUntil.set(walName, Date.now() + MISS_RETRY_MS);
+      } catch {
+        missUntil.set(walName, Date.now() + MISS_RETRY_MS);
+      } finally {
+        inflight.delete(walName);
+      }
+    };
+
+    while (Date.now() - movedAt < IDLE_MS) {
+      // Where is PostgreSQL?
+      const present = new Set(await spool.entries());
+      let pos = await spool.want();
+      for (const d of delivered) {
+        if (present.has(d) || inflight.has(d)) continue;
+        delivered.delete(d); // taken by PostgreSQL
+        if (pos === undefined || (sameTimeline(d, pos) && d > pos)) pos = d;
+      }
+      if (pos !== undefined && pos !== position && (position === undefined || !sameTimeline(pos, position) || pos > position)) {
+        position = pos;
+        movedAt = Date.now();
+      }
+      if (position === undefined) {
+        await sleep(POLL_MS);
+        continue;
+      }
+      const window = Array.from({ length: job.count }, (_, i) => nextSegmentName(position!, job.segmentSize, i + 1));
+      const wanted = new Set(window);
+      // Drop what PostgreSQL has moved past or another timeline's segments.
+      for (const n of present) {
+        if (!wanted.has(n) && !inflight.has(n)) {
+          await spool.remove(n);
+          delivered.delete(n);
+        }
+      }
+      const now = Date.now();
+      for (const n of window) {
+        if (inflight.size >= job.concurrency) break;
+        if (present.has(n) || inflight.has(n) || (missUntil.get(n) ?? 0) > now) continue;
+        void fetchOne(n);
+      }
+      await sleep(POLL_MS);
+    }
+    while (inflight.size > 0) await sleep(POLL_MS);
   } finally {
-    await closeRepositories(drivers);
+    await spool.clear();
+    if (drivers) await closeRepositories(drivers);
     await spool.unlock();
   }
 }

@@ -9,7 +9,7 @@ import type { Logger } from '@cairn/core/cli/log';
 import { readSystemIdFromPgData } from '@cairn/core/pg/control-file';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { listSystems } from '@cairn/core/repo/systems';
-import { ensurePrivateDir } from '@cairn/core/spool/spool-dir';
+import { ensureSpoolDir } from '@cairn/core/spool/spool-dir';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { parseWalFileName, readWalPageHeader } from '@cairn/core/wal/index';
 import { fetchWal, type RetryPolicy } from './fetch.js';
@@ -29,8 +29,10 @@ export interface WalGetOptions {
   /** Segments to fetch ahead (0: off). */
   prefetch: number;
   prefetchConcurrency: number;
-  /** Spool directory for prefetched segments; undefined disables prefetch. */
+  /** This data directory's prefetch spool; undefined disables prefetch. */
   spoolDir: string | undefined;
+  /** The spool root it lies under (created private on first use). */
+  spoolRoot: string | undefined;
   retry: RetryPolicy;
 }
 
@@ -85,46 +87,51 @@ async function segmentSizeOf(path: string): Promise<number | undefined> {
 export async function walGet(opts: WalGetOptions, ctx: WalGetContext): Promise<WalGetResult> {
   const name = parseWalFileName(opts.walName);
   const prefetching = name.kind === 'segment' && opts.prefetch > 0 && opts.spoolDir !== undefined;
+  const spool = prefetching ? new GetSpool(opts.spoolDir!) : undefined;
+
+  // What the bin wrapper's fast path does, for callers that run Node directly.
+  if (spool && (await spool.take(name.name, opts.destPath))) {
+    await spool.setWant(name.name).catch(() => {});
+    return { found: true, walName: name.name, source: 'spool' };
+  }
 
   const key = await loadKey(opts.keyFile);
   const drivers = await openRepositories(opts.repos);
   try {
     const systemId = await resolveSystemId(opts, drivers, ctx.signal);
-    const spoolDir = prefetching ? `${opts.spoolDir}-${systemId}` : undefined;
-    const spool = spoolDir ? new GetSpool(spoolDir) : undefined;
+    // PostgreSQL only needs %p fully written when we exit 0, not durable: after
+    // a crash it asks again (pgBackRest's archive-get does not sync either).
+    const r = await fetchWal(drivers, { cluster: opts.cluster, systemId, walName: name.name, key }, opts.destPath, {
+      retry: opts.retry,
+      durable: false,
+      signal: ctx.signal,
+      log: ctx.log,
+    });
+    if (!r.found) return { found: false, walName: name.name };
 
-    let result: WalGetResult;
-    if (spool && (await spool.serve(name.name, opts.destPath, true))) {
-      result = { found: true, walName: name.name, source: 'spool' };
-    } else {
-      const r = await fetchWal(drivers, { cluster: opts.cluster, systemId, walName: name.name, key }, opts.destPath, {
-        retry: opts.retry,
-        durable: true,
-        signal: ctx.signal,
-        log: ctx.log,
-      });
-      if (!r.found) return { found: false, walName: name.name };
-      result = { found: true, walName: name.name, source: 'repository', repo: r.repo, bytes: r.bytes };
-    }
-
-    if (spool && spoolDir) {
+    if (spool && opts.spoolRoot) {
       const segmentSize = await segmentSizeOf(opts.destPath);
       if (segmentSize) {
-        await ensurePrivateDir(spoolDir);
-        await startPrefetch({
-          repos: opts.repos,
-          cluster: opts.cluster,
-          keyFile: opts.keyFile,
-          systemId,
-          after: name.name,
-          segmentSize,
-          count: opts.prefetch,
-          concurrency: opts.prefetchConcurrency,
-          spoolDir,
-        }, ctx.env).catch((err: unknown) => ctx.log.debug(`prefetch not started: ${String(err)}`));
+        try {
+          await ensureSpoolDir(opts.spoolRoot, spool.dir);
+          await spool.claimFor(systemId);
+          await spool.setWant(name.name);
+          await startPrefetch({
+            repos: opts.repos,
+            cluster: opts.cluster,
+            keyFile: opts.keyFile,
+            systemId,
+            segmentSize,
+            count: opts.prefetch,
+            concurrency: opts.prefetchConcurrency,
+            spoolDir: spool.dir,
+          }, ctx.env);
+        } catch (err) {
+          ctx.log.debug(`prefetch not started: ${String(err)}`);
+        }
       }
     }
-    return result;
+    return { found: true, walName: name.name, source: 'repository', repo: r.repo, bytes: r.bytes };
   } finally {
     await closeRepositories(drivers);
   }

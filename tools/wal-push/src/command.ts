@@ -1,13 +1,13 @@
 // The cairn-wal-push command: flags and settings in, walPush() called.
 
-import { isAbsolute, resolve, join } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { realpathSync } from 'node:fs';
 import { defineTool } from '@cairn/core/cli/run';
 import { CairnError, EXIT } from '@cairn/core/cli/errors';
 import { COMPRESS_SETTING, SPOOL_SETTING, SYSTEM_ID_SETTING } from '@cairn/core/config/settings';
 import { parseCompress } from '@cairn/core/codec/index';
 import { repoSettingsFrom } from '@cairn/core/repo/repositories';
-import { defaultSpoolRoot, spoolFingerprint } from '@cairn/core/spool/spool-dir';
+import { pgdataSpoolDir, spoolRoot } from '@cairn/core/spool/spool-dir';
 import { walPush } from './wal-push.js';
 
 export const walPushTool = defineTool({
@@ -21,8 +21,8 @@ export const walPushTool = defineTool({
     COMPRESS_SETTING,
     SPOOL_SETTING,
     SYSTEM_ID_SETTING,
-    { name: 'push-ahead', type: 'integer', description: 'other .ready files to archive in the same run (0: off)', default: 32, valueHint: 'N' },
-    { name: 'concurrency', type: 'integer', description: 'files archived at once', default: 2, valueHint: 'N' },
+    { name: 'push-ahead', type: 'integer', description: 'files the background push-ahead worker takes per scan of archive_status/ (0: no worker)', default: 32, valueHint: 'N' },
+    { name: 'concurrency', type: 'integer', description: 'files the push-ahead worker archives at once (compression never runs wider than the cores)', default: 4, valueHint: 'N' },
     { name: 'register-system', type: 'boolean', description: 'register this server\'s system identifier although the cluster holds another (after initdb or pg_upgrade)', default: false },
   ],
   examples: [
@@ -40,13 +40,12 @@ export const walPushTool = defineTool({
     const concurrency = s['concurrency'] as number;
     if (pushAhead < 0) throw new CairnError('USAGE', `invalid --push-ahead ${pushAhead}`, { hint: 'use 0 or more' });
     if (concurrency < 1 || concurrency > 64) throw new CairnError('USAGE', `invalid --concurrency ${concurrency}`, { hint: 'use 1 to 64' });
-    // One spool per data directory and repository setup.
+    // One spool per data directory (the bin wrapper finds it from its cwd).
     let pgdata = ctx.cwd;
     try {
       pgdata = realpathSync(ctx.cwd);
     } catch { /* keep cwd */ }
-    const spoolRoot = (s['spool-dir'] as string | undefined) ?? defaultSpoolRoot();
-    const spoolDir = join(spoolRoot, 'push-' + spoolFingerprint([pgdata, repo.cluster, repo.repos, compress, repo.keyFile]));
+    const root = spoolRoot(s['spool-dir'] as string | undefined, ctx.env);
     const result = await walPush({
       walPath,
       walName,
@@ -59,7 +58,8 @@ export const walPushTool = defineTool({
       registerSystem: s['register-system'] === true,
       pushAhead,
       concurrency,
-      spoolDir,
+      spoolDir: `${pgdataSpoolDir(root, pgdata)}/push`,
+      spoolRoot: root,
     }, ctx);
     if (s['json'] === true) ctx.stdout.write(JSON.stringify(result) + '\n');
     return EXIT.OK;

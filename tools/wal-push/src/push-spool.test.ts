@@ -1,11 +1,24 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PushSpool } from './push-spool.js';
+import { fileIdentity, PushSpool } from './push-spool.js';
 
-test('records confirm only the unchanged file, once; .ready files are listed in archive order', async () => {
+test('a record holds the identity exactly as `stat -c` prints it (the bin wrapper compares them)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'push-spool-'));
+  try {
+    const p = join(dir, 'f');
+    await writeFile(p, 'x'.repeat(1000));
+    const fromStat = execFileSync('stat', ['-c', '%d %i %s %.9Y %.9Z', '--', p], { encoding: 'utf8' }).trim();
+    assert.equal(await fileIdentity(p), fromStat);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('records confirm only the unchanged file, once; claims and .ready order', async () => {
   const root = await mkdtemp(join(tmpdir(), 'push-spool-'));
   try {
     const walDir = join(root, 'pg_wal');
@@ -16,21 +29,31 @@ test('records confirm only the unchanged file, once; .ready files are listed in 
       await writeFile(join(walDir, 'archive_status', `${n}.ready`), '');
     }
     await writeFile(join(walDir, 'archive_status', '000000010000000000000001.done'), '');
+    await mkdir(join(root, 'spool'));
     const spool = new PushSpool(join(root, 'spool'));
-    const ready = await spool.readyFiles(join(walDir, '000000010000000000000004'), '000000010000000000000004', 10);
-    assert.deepEqual(ready.map((r) => r.name.name), ['00000002.history', '000000010000000000000002', '000000010000000000000003']);
+    const order = (await spool.readyFiles(walDir, 10)).map((r) => r.name.name);
+    assert.deepEqual(order, ['00000002.history', '000000010000000000000002', '000000010000000000000003', '000000010000000000000004']);
 
     const p2 = join(walDir, '000000010000000000000002');
-    await spool.record('000000010000000000000002', p2, 'f'.repeat(64));
-    const again = await spool.readyFiles(join(walDir, 'x'), 'none', 10);
-    assert.ok(!again.some((r) => r.name.name === '000000010000000000000002'), 'recorded files are not pushed again');
+    await spool.record('000000010000000000000002', p2);
+    await spool.claim('000000010000000000000003');
+    assert.equal(await spool.claimant('000000010000000000000003'), process.pid);
+    const left = (await spool.readyFiles(walDir, 10)).map((r) => r.name.name);
+    assert.deepEqual(left, ['00000002.history', '000000010000000000000004'], 'recorded and claimed files are skipped');
+    await spool.unclaim('000000010000000000000003');
+    assert.equal(await spool.claimant('000000010000000000000003'), undefined);
+
     assert.equal(await spool.consume('000000010000000000000002', p2), true);
     assert.equal(await spool.consume('000000010000000000000002', p2), false, 'a record is used once');
 
     const p3 = join(walDir, '000000010000000000000003');
-    await spool.record('000000010000000000000003', p3, 'e'.repeat(64));
+    await spool.record('000000010000000000000003', p3);
     await utimes(p3, new Date(), new Date(Date.now() + 5000));
     assert.equal(await spool.consume('000000010000000000000003', p3), false, 'a changed file is not confirmed');
+
+    assert.equal(await spool.lockWorker(), true);
+    assert.equal(await spool.lockWorker(), false);
+    await spool.unlockWorker();
   } finally {
     await rm(root, { recursive: true, force: true });
   }

@@ -1,77 +1,112 @@
 // Push-ahead records: "this file, as it is on disk now, is in every
-// repository". A record names the file's identity (device, inode, size,
-// mtime, ctime); PostgreSQL's later call for the same unchanged file is
-// answered from it without reading or uploading again. Records live in a
-// private spool outside pg_wal/; .ready files are never touched (PostgreSQL
+// repository". A record (<walName>.ok) holds the file's identity as
+// `stat -c '%d %i %s %.9Y %.9Z'` prints it (device, inode, size, mtime,
+// ctime), so the bin wrapper can confirm PostgreSQL's later call for the
+// unchanged file in bash, without starting Node. Claims (<walName>.claim,
+// holding a pid) keep two processes from archiving the same file at once.
+// The spool lies outside pg_wal/; .ready files are never touched (PostgreSQL
 // owns archive_status/).
 
-import { readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { ensurePrivateDir } from '@cairn/core/spool/spool-dir';
 import { writeBufferAtomic } from '@cairn/core/util/local-file';
 import { isWalFileName, parseWalFileName, type WalFileName } from '@cairn/core/wal/index';
 
-interface Record {
-  dev: number;
-  ino: number;
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-  sha256: string;
+const WORKER_LOCK = '.push-ahead.lock';
+
+const seconds9 = (ns: bigint) => `${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`;
+
+/** The identity line of a file, as `stat -c '%d %i %s %.9Y %.9Z'` prints it. */
+export async function fileIdentity(path: string): Promise<string | undefined> {
+  try {
+    const st = await stat(path, { bigint: true });
+    return `${st.dev} ${st.ino} ${st.size} ${seconds9(st.mtimeNs)} ${seconds9(st.ctimeNs)}`;
+  } catch {
+    return undefined;
+  }
 }
 
-/** Records older than this whose file is no longer waiting are removed. */
-const STALE_MS = 24 * 3600 * 1000;
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 export class PushSpool {
-  constructor(private readonly dir: string) {}
+  constructor(readonly dir: string) {}
 
-  private recordPath(walName: string): string {
-    return join(this.dir, `${walName}.ok`);
+  private path(name: string): string {
+    return join(this.dir, name);
   }
 
-  private async identity(path: string): Promise<Omit<Record, 'sha256'> | undefined> {
-    try {
-      const st = await stat(path);
-      return { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
-    } catch {
-      return undefined;
-    }
-  }
-
-  private async matches(walName: string, path: string): Promise<boolean | undefined> {
-    let rec: Record;
-    try {
-      rec = JSON.parse(await readFile(this.recordPath(walName), 'utf8')) as Record;
-    } catch {
-      return undefined;
-    }
-    const now = await this.identity(path);
-    return now !== undefined && now.dev === rec.dev && now.ino === rec.ino && now.size === rec.size && now.mtimeMs === rec.mtimeMs && now.ctimeMs === rec.ctimeMs;
+  /** Does a record confirm `path` as it is now? */
+  async isRecorded(walName: string, path: string): Promise<boolean> {
+    const rec = (await readFile(this.path(`${walName}.ok`), 'utf8').catch(() => '')).split('\n')[0]!.trim();
+    return rec !== '' && rec === (await fileIdentity(path));
   }
 
   /** True when `path` was archived ahead unchanged; the record is used up either way. */
   async consume(walName: string, path: string): Promise<boolean> {
-    const m = await this.matches(walName, path);
-    if (m === undefined) return false;
-    await unlink(this.recordPath(walName)).catch(() => {});
-    return m;
+    const ok = await this.isRecorded(walName, path);
+    await unlink(this.path(`${walName}.ok`)).catch(() => {});
+    return ok;
   }
 
-  async record(walName: string, path: string, sha256: string): Promise<void> {
-    const id = await this.identity(path);
+  async record(walName: string, path: string): Promise<void> {
+    const id = await fileIdentity(path);
     if (!id) return;
-    await ensurePrivateDir(this.dir);
     // Not fsynced: a record lost in a crash only costs one more upload.
-    await writeBufferAtomic(this.recordPath(walName), JSON.stringify({ ...id, sha256 }), { durable: false });
+    await writeBufferAtomic(this.path(`${walName}.ok`), id + '\n', { durable: false });
+  }
+
+  /** The live process archiving `walName`, if any. */
+  async claimant(walName: string): Promise<number | undefined> {
+    const pid = Number.parseInt(await readFile(this.path(`${walName}.claim`), 'utf8').catch(() => ''), 10);
+    return Number.isInteger(pid) && pid > 0 && isAlive(pid) ? pid : undefined;
+  }
+
+  async claim(walName: string): Promise<void> {
+    await writeFile(this.path(`${walName}.claim`), String(process.pid), { mode: 0o600 });
+  }
+
+  async unclaim(walName: string): Promise<void> {
+    await unlink(this.path(`${walName}.claim`)).catch(() => {});
+  }
+
+  /** Takes the push-ahead worker's lock; a dead holder's lock is taken over. */
+  async lockWorker(): Promise<boolean> {
+    const path = this.path(WORKER_LOCK);
+    for (let i = 0; i < 2; i++) {
+      try {
+        await writeFile(path, String(process.pid), { flag: 'wx', mode: 0o600 });
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return false;
+        if (await this.workerRunning()) return false;
+        await unlink(path).catch(() => {});
+      }
+    }
+    return false;
+  }
+
+  async workerRunning(): Promise<boolean> {
+    const pid = Number.parseInt(await readFile(this.path(WORKER_LOCK), 'utf8').catch(() => ''), 10);
+    return Number.isInteger(pid) && pid > 0 && isAlive(pid);
+  }
+
+  async unlockWorker(): Promise<void> {
+    await unlink(this.path(WORKER_LOCK)).catch(() => {});
   }
 
   /**
-   * Other files waiting in archive_status/, in the order PostgreSQL archives
-   * them (history files first, then oldest first), without a valid record.
+   * Files waiting in archive_status/ beside `walDir`, in the order PostgreSQL
+   * archives them (history files first, then oldest first), that are neither
+   * recorded nor claimed by a live process.
    */
-  async readyFiles(walPath: string, exclude: string, max: number): Promise<{ name: WalFileName; path: string }[]> {
-    const walDir = dirname(walPath);
+  async readyFiles(walDir: string, max: number): Promise<{ name: WalFileName; path: string }[]> {
     let entries: string[];
     try {
       entries = await readdir(join(walDir, 'archive_status'));
@@ -81,7 +116,7 @@ export class PushSpool {
     const ready = entries
       .filter((e) => e.endsWith('.ready'))
       .map((e) => e.slice(0, -'.ready'.length))
-      .filter((n) => n !== exclude && isWalFileName(n))
+      .filter((n) => isWalFileName(n))
       .sort((a, b) => {
         const ha = a.endsWith('.history') ? 0 : 1;
         const hb = b.endsWith('.history') ? 0 : 1;
@@ -92,25 +127,27 @@ export class PushSpool {
     for (const n of ready) {
       if (out.length >= max) break;
       const path = join(walDir, n);
-      if (await this.matches(n, path)) continue;
+      if ((await this.isRecorded(n, path)) || (await this.claimant(n)) !== undefined) continue;
       out.push({ name: parseWalFileName(n), path });
     }
     return out;
   }
 
+  /**
+   * Drops records of files that no longer wait (PostgreSQL will not call for
+   * them again; after a crash it would, and then archives them anew) and
+   * claims of dead processes.
+   */
   private async prune(waiting: Set<string>): Promise<void> {
-    let entries: string[];
-    try {
-      entries = await readdir(this.dir);
-    } catch {
-      return;
-    }
-    const now = Date.now();
-    for (const e of entries) {
-      if (!e.endsWith('.ok') || waiting.has(e.slice(0, -3))) continue;
-      const p = join(this.dir, e);
-      const st = await stat(p).catch(() => undefined);
-      if (st && now - st.mtimeMs > STALE_MS) await unlink(p).catch(() => {});
+    for (const e of await readdir(this.dir).catch(() => [] as string[])) {
+      const m = /^(.*)\.(ok|claim)$/.exec(e);
+      if (!m || waiting.has(m[1]!)) continue;
+      if (m[2] === 'claim' && (await this.claimant(m[1]!)) !== undefined) continue;
+      await unlink(this.path(e)).catch(() => {});
     }
   }
+}
+
+export function walDirOf(walPath: string): string {
+  return dirname(walPath);
 }

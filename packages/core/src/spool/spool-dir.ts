@@ -33,3 +33,29 @@ export async function ensurePrivateDir(dir: string): Promise<string> {
   }
   return dir;
 }
+
+/**
+ * The spool root: the configured directory, else $TMPDIR/cairn-spool-<euid>.
+ * The bin wrappers compute the same path in bash for their fast paths
+ * (`${CAIRN_SPOOL_DIR:-${TMPDIR:-/tmp}/cairn-spool-$EUID}`): keep them in step.
+ */
+export function spoolRoot(configured: string | undefined, env: NodeJS.ProcessEnv): string {
+  if (configured) return configured;
+  const uid = typeof process.geteuid === 'function' ? process.geteuid() : 0;
+  return `${env['TMPDIR'] || '/tmp'}/cairn-spool-${uid}`;
+}
+
+/**
+ * One data directory's spool: `<root>/pgdata<physical cwd>` (bash:
+ * "$root/pgdata$(pwd -P)"). PostgreSQL runs archive and restore commands in
+ * the data directory, so the path needs no hashing and a wrapper finds it.
+ */
+export function pgdataSpoolDir(root: string, physicalCwd: string): string {
+  return `${root.replace(/\/+$/, '')}/pgdata${physicalCwd}`;
+}
+
+/** Creates the spool root privately (checked), then `dir` below it. */
+export async function ensureSpoolDir(root: string, dir: string): Promise<void> {
+  await ensurePrivateDir(root.replace(/\/+$/, '') || '/');
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+}

@@ -1,0 +1,11 @@
+// Entry of the detached push-ahead worker (started by cairn-wal-push).
+import { PUSH_WORKER_ENV, runPushWorker, type PushWorkerJob } from './push-worker.js';
+
+const raw = process.env[PUSH_WORKER_ENV];
+if (raw) {
+  try {
+    await runPushWorker(JSON.parse(raw) as PushWorkerJob);
+  } catch {
+    // Nothing to report to: PostgreSQL's next call archives what is missing.
+  }
+}

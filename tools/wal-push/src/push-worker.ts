@@ -1,0 +1,94 @@
+// The push-ahead worker: a detached process that archives the files waiting
+// in archive_status/ while PostgreSQL goes on calling archive_command for them
+// one by one; each call then finds a record and returns at once (in the bin
+// wrapper, without starting Node). The model is pgBackRest's asynchronous
+// archive-push. The worker exits when nothing is left to do.
+
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { silentLogger } from '@cairn/core/cli/log';
+import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
+import { createLimiter, sleep } from '@cairn/core/util/limit';
+import { collectGarbage, createArchiver, type ArchiverOptions } from './archiver.js';
+import { PushSpool } from './push-spool.js';
+
+export interface PushWorkerJob extends ArchiverOptions {
+  repos: string[];
+  keyFile: string | undefined;
+  /** pg_wal/ of the server. */
+  walDir: string;
+  spoolDir: string;
+  /** Files taken per scan of archive_status/. */
+  batch: number;
+}
+
+export const PUSH_WORKER_ENV = 'CAIRN_PUSH_AHEAD_JOB';
+/** Scans without work before the worker exits (new .ready files keep coming during a burst). */
+const IDLE_SCANS = 5;
+const IDLE_SCAN_MS = 200;
+/** A worker never runs longer than this; the next archive_command starts another. */
+const MAX_RUN_MS = 10 * 60_000;
+
+function workerPath(): string {
+  for (const rel of ['./push-worker-main.js', '../push-worker-main.js']) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  throw new Error('push-worker-main.js not found beside the wal-push build');
+}
+
+export async function startPushWorker(job: PushWorkerJob, env: NodeJS.ProcessEnv): Promise<void> {
+  if (await new PushSpool(job.spoolDir).workerRunning()) return;
+  const child = spawn(process.execPath, ['--expose-gc', workerPath()], {
+    detached: true,
+    stdio: 'ignore',
+    env: { ...env, [PUSH_WORKER_ENV]: JSON.stringify(job) },
+  });
+  child.unref();
+}
+
+/** The worker's body. Failures are left for PostgreSQL's own call to report. */
+export async function runPushWorker(job: PushWorkerJob): Promise<void> {
+  const spool = new PushSpool(job.spoolDir);
+  if (!(await spool.lockWorker())) return;
+  const drivers = await openRepositories(job.repos).catch(() => undefined);
+  try {
+    if (!drivers) return;
+    const key = await loadKey(job.keyFile);
+    const signal = new AbortController().signal;
+    const archiver = createArchiver(drivers, key, job, { log: silentLogger, signal, now: () => new Date() });
+    const limit = createLimiter(Math.max(1, job.concurrency));
+    const started = Date.now();
+    let idle = 0;
+    while (idle < IDLE_SCANS && Date.now() - started < MAX_RUN_MS) {
+      const files = await spool.readyFiles(job.walDir, job.batch);
+      if (files.length === 0) {
+        idle++;
+        await sleep(IDLE_SCAN_MS);
+        continue;
+      }
+      idle = 0;
+      await Promise.all(
+        files.map((f) =>
+          limit(async () => {
+            if ((await spool.claimant(f.name.name)) !== undefined) return;
+            await spool.claim(f.name.name);
+            try {
+              await archiver.archive(f.path, f.name);
+              await spool.record(f.name.name, f.path);
+              collectGarbage();
+            } catch {
+              // PostgreSQL's own call archives it and reports what is wrong.
+            } finally {
+              await spool.unclaim(f.name.name);
+            }
+          }),
+        ),
+      );
+    }
+  } finally {
+    if (drivers) await closeRepositories(drivers);
+    await spool.unlockWorker();
+  }
+}
