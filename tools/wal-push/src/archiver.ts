@@ -49,8 +49,8 @@ export interface ArchiverContext {
   now: () => Date;
 }
 
-/** Push-ahead collects garbage when RSS passes this (target: ≤ 150 MB peak). */
-const GC_ABOVE_RSS = 110 * 1024 * 1024;
+/** Push-ahead collects garbage when buffer memory passes this (target: ≤ 150 MB peak RSS). */
+const GC_ABOVE_BUFFERS = 48 * 1024 * 1024;
 
 /** WAL files up to this size are read into memory once; bigger ones stream twice. */
 const IN_MEMORY_LIMIT = 64 * 1024 * 1024;
@@ -218,12 +218,14 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
  * A full collection between push-ahead files. Each file leaves ~8 MB of
  * compressed-output garbage outside the JS heap, which V8 frees only at its
  * next major GC; over a 32-file run that lifted peak RSS to ~150–170 MB, and
- * collecting when RSS passes 110 MB keeps the peak near there. The
+ * collecting when buffers pass 96 MB keeps the peak well below 150 MB. The
  * bin runs node with --expose-gc; without it this does nothing.
  */
 export function collectGarbage(): void {
   const gc = (globalThis as { gc?: (opts?: { type: 'major' }) => void }).gc;
-  // A major GC costs ~20 ms here: only when memory has grown.
-  if (gc && process.memoryUsage.rss() > GC_ABOVE_RSS) gc({ type: 'major' });
+  // A major GC costs ~10–20 ms: only when buffers (live: the read pool and
+  // the outputs in flight, ~50 MB) have piled up. Not RSS: it does not shrink
+  // after a collection, so it would trigger one for every file.
+  if (gc && process.memoryUsage().arrayBuffers > GC_ABOVE_BUFFERS) gc({ type: 'major' });
 }
 

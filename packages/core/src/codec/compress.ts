@@ -58,6 +58,9 @@ export function compressExtension(alg: CompressAlg): string {
   return alg === 'zstd' ? '.zst' : alg === 'gzip' ? '.gz' : '';
 }
 
+/** Output piece size of the zlib engines (see createCompressStage). */
+const CHUNK_SIZE = 1024 * 1024;
+
 /** The compressing stage for `spec`, or undefined for 'none'. */
 export function createCompressStage(spec: CompressSpec): Transform | undefined {
   switch (spec.alg) {
@@ -66,6 +69,10 @@ export function createCompressStage(spec: CompressSpec): Transform | undefined {
     case 'zstd':
       checkLevel(spec);
       return zlib.createZstdCompress({
+        // zlib hands over output in chunkSize pieces, each a JS callback and a
+        // new Buffer: 16 KiB pieces of a 16 MiB segment cost ~10 ms of the
+        // main thread per segment; 1 MiB pieces cost next to nothing.
+        chunkSize: CHUNK_SIZE,
         params: {
           [zlib.constants.ZSTD_c_compressionLevel]: spec.level,
           // XXH64 of the content in every frame (off by default in libzstd):
@@ -76,7 +83,7 @@ export function createCompressStage(spec: CompressSpec): Transform | undefined {
       });
     case 'gzip':
       checkLevel(spec);
-      return zlib.createGzip({ level: spec.level });
+      return zlib.createGzip({ level: spec.level, chunkSize: CHUNK_SIZE });
     default:
       throw new CairnError('INTERNAL', `unknown compression ${JSON.stringify(spec.alg)}`);
   }
@@ -99,11 +106,11 @@ export function createDecompressStages(alg: CompressAlg, label: string): Transfo
     case 'none':
       return [];
     case 'zstd':
-      return [createZstdFrameCheck(label), withDataErrors(zlib.createZstdDecompress(), 'zstd', label)];
+      return [createZstdFrameCheck(label), withDataErrors(zlib.createZstdDecompress({ chunkSize: CHUNK_SIZE }), 'zstd', label)];
     case 'gzip':
       // Like `gzip -d`, concatenated members decode as one stream and
       // trailing zero bytes are ignored; other trailing bytes are an error.
-      return [withDataErrors(zlib.createGunzip(), 'gzip', label)];
+      return [withDataErrors(zlib.createGunzip({ chunkSize: CHUNK_SIZE }), 'gzip', label)];
     default:
       throw new CairnError('INTERNAL', `unknown compression ${JSON.stringify(alg)}`);
   }
