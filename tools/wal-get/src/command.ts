@@ -33,7 +33,7 @@ export const walGetTool = defineTool({
     SPOOL_SETTING,
     SYSTEM_ID_SETTING,
     { name: 'prefetch', type: 'integer', description: 'segments to fetch ahead in the background (0: off)', default: 8, valueHint: 'N' },
-    { name: 'prefetch-concurrency', type: 'integer', description: 'segments the prefetch worker fetches at once', default: 2, valueHint: 'N' },
+    { name: 'prefetch-concurrency', type: 'integer', description: 'segments the prefetch worker fetches at once', default: 4, valueHint: 'N' },
     { name: 'retries', type: 'integer', description: 'extra attempts after a transient repository error, with doubling backoff from 0.5 s', default: 4, valueHint: 'N' },
     { name: 'errors-as-not-found', type: 'boolean', description: 'exit 1 instead of 126 on persistent errors (for standbys that should keep streaming)', default: false },
   ],
