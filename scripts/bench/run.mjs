@@ -6,7 +6,7 @@
 // /bin/false) until BENCH_SEGMENTS segments wait as .ready, then the stopped
 // data dir is the snapshot each drain contender starts from. See README.md.
 
-import { copyFileSync, cpSync, existsSync, linkSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, linkSync, mkdirSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -502,8 +502,8 @@ async function benchGetLatency(ctx) {
   const [seg0, seg1] = ctx.ready;
   if (!seg1) return undefined;
   const pushEnv = { CAIRN_REPO: repo, CAIRN_COMPRESS: Z, CAIRN_SPOOL_DIR: join(dir, 'push-spool') };
-  // seg0 and the next 8 .ready segments (push-ahead takes the oldest first).
-  await run(WAL_PUSH, [`pg_wal/${seg0}`, seg0, '--push-ahead', '8'], { env: pushEnv, cwd: ctx.snapshot });
+  // seg0 and seg1 into the repository (push-ahead works in the background now: push both).
+  for (const s of [seg0, seg1]) await run(WAL_PUSH, [`pg_wal/${s}`, s, '--push-ahead', '0'], { env: pushEnv, cwd: ctx.snapshot });
   const dest = join(dir, 'RECOVERYXLOG');
   let k = 0;
   const waitForWorker = async () => {
@@ -520,11 +520,15 @@ async function benchGetLatency(ctx) {
       key: 'cairn_spool',
       label: 'cairn-wal-get served from its prefetch spool',
       fn: async () => {
-        const e = { CAIRN_REPO: repo, CAIRN_SPOOL_DIR: join(dir, `spool-${k++}`) };
+        const spoolDir = join(dir, `spool-${k++}`);
+        const e = { CAIRN_REPO: repo, CAIRN_SPOOL_DIR: spoolDir };
         timeSync(WAL_GET, [seg0, dest], { env: e, cwd: ctx.snapshot }); // starts the prefetch worker
-        await waitForWorker();
+        // The worker keeps the next segments in <spool>/pgdata<PGDATA>/get/; wait for seg1 there.
+        const entry = join(spoolDir, 'pgdata' + realpathSync(ctx.snapshot), 'get', seg1);
+        for (let i = 0; i < 200 && !existsSync(entry); i++) await sleep(50);
         const ms = timeSync(WAL_GET, [seg1, dest], { env: e, cwd: ctx.snapshot }).ms;
-        await waitForWorker(); // it may start another worker: keep the next run quiet
+        killStragglersSync(); // the worker lingers until recovery stops moving: keep the next run quiet
+        await waitForWorker();
         return ms;
       },
     },
@@ -802,18 +806,20 @@ async function benchRss(ctx) {
   const aheadRepo = join(dir, 'repo-ahead');
   mkdirSync(aheadRepo);
   const d = ctx.env.walPushDefaults;
-  await measure('push_ahead', `wal-push with push-ahead ${d.pushAhead ?? '(default)'}, concurrency ${d.concurrency ?? '(default)'}, ${ctx.ready.length} .ready, ${Z}`, async () => {
-    const r = await timeV(WAL_PUSH, [`pg_wal/${seg}`, seg, '--json'], {
-      env: { CAIRN_REPO: aheadRepo, CAIRN_COMPRESS: Z, CAIRN_SPOOL_DIR: spool },
-      cwd: ctx.snapshot,
-    });
-    let ahead;
-    try {
-      ahead = JSON.parse(r.stdout.trim().split('\n').at(-1)).aheadArchived?.length;
-    } catch {
-      // no JSON: report without the count
-    }
-    return { rssMB: r.rssMB, wall: r.wall, aheadArchived: ahead };
+  await measure('push_ahead', `wal-push's push-ahead worker over the backlog, concurrency ${d.concurrency ?? '(default)'}, ${ctx.ready.length} .ready, ${Z}`, async () => {
+    // The worker is detached from PostgreSQL's call: run its entry directly.
+    const pushWorker = join(ROOT, 'tools', 'wal-push', 'bundle', 'push-worker-main.js');
+    const pushSpool = join(dir, 'push-worker-spool');
+    mkdirSync(pushSpool);
+    const level = Number(Z.split(':')[1] ?? 1);
+    const job = {
+      cluster: 'main', compress: { alg: 'zstd', level }, pgdata: ctx.snapshot, systemId: undefined, registerSystem: true,
+      concurrency: d.concurrency ?? 4, repos: [aheadRepo], keyFile: undefined, walDir: join(ctx.snapshot, 'pg_wal'), spoolDir: pushSpool, batch: d.pushAhead ?? 32,
+    };
+    const r = await timeV(NODE, ['--expose-gc', pushWorker], { env: { CAIRN_PUSH_AHEAD_JOB: JSON.stringify(job) } });
+    const aheadArchived = readdirSync(pushSpool).filter((f) => f.endsWith('.ok')).length;
+    if (aheadArchived === 0) throw new Error('the push-ahead worker archived nothing (its job format may have changed)');
+    return { rssMB: r.rssMB, wall: r.wall, aheadArchived };
   });
   const dest = join(dir, 'out');
   mkdirSync(dest);
@@ -836,11 +842,12 @@ async function benchRss(ctx) {
       const systemId = readdirSync(systems)[0].replace(/\.json$/, '');
       const workerSpool = join(dir, 'prefetch-spool');
       mkdirSync(workerSpool);
-      const job = { repos: [aheadRepo], cluster: 'main', systemId, after: seg, segmentSize: SEG_SIZE, count: g.prefetch ?? 8, concurrency: g.prefetchConcurrency ?? 2, spoolDir: workerSpool };
+      const job = { repos: [aheadRepo], cluster: 'main', systemId, segmentSize: SEG_SIZE, count: g.prefetch ?? 8, concurrency: g.prefetchConcurrency ?? 4, spoolDir: workerSpool };
+      // The worker starts from the segment PostgreSQL last asked for, fills its
+      // window, and exits (emptying the spool) once nobody takes anything.
+      writeFileSync(join(workerSpool, 'want'), seg);
       const r = await timeV(NODE, [worker], { env: { CAIRN_PREFETCH_JOB: JSON.stringify(job) } });
-      const fetched = readdirSync(workerSpool).filter((f) => /^[0-9A-F]{24}/.test(f) && !f.endsWith('.part')).length;
-      if (fetched === 0) throw new Error('the worker fetched nothing (its job format may have changed)');
-      return { ...r, fetched };
+      return { ...r };
     });
   }
   removeDir(dir);
