@@ -101,7 +101,8 @@ export async function runPrefetch(job: PrefetchJob): Promise<void> {
       const present = new Set(await spool.entries());
       let pos = await spool.want();
       for (const d of delivered) {
-        if (present.has(d) || inflight.has(d)) continue;
+        // Look again: a fetch may have finished after `present` was listed.
+        if (present.has(d) || inflight.has(d) || existsSync(spool.entryPath(d))) continue;
         delivered.delete(d); // taken by PostgreSQL
         if (pos === undefined || (sameTimeline(d, pos) && d > pos)) pos = d;
       }
