@@ -7,8 +7,9 @@
 // cairn for), system (the database system the entries belong to),
 // .prefetch.lock (the worker's pid), .tmp.* (fetches in progress).
 
-import { copyFile, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { copyFile, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pidFileHolder, releasePidFile, takePidFile } from '@cairn/core/spool/pid-lock';
 import { writeBufferAtomic } from '@cairn/core/util/local-file';
 
 const SEGMENT_RE = /^[0-9A-F]{24}$/;
@@ -87,40 +88,19 @@ export class GetSpool {
   }
 
   /** Takes the worker lock; a lock whose process is gone is taken over. */
-  async lock(): Promise<boolean> {
-    const path = join(this.dir, LOCK);
-    for (let i = 0; i < 2; i++) {
-      try {
-        await writeFile(path, String(process.pid), { flag: 'wx', mode: 0o600 });
-        return true;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return false;
-        if (await this.isLocked()) return false;
-        await unlink(path).catch(() => {});
-      }
-    }
-    return false;
+  lock(): Promise<boolean> {
+    return takePidFile(join(this.dir, LOCK));
   }
 
   async isLocked(): Promise<boolean> {
-    const pid = Number.parseInt(await readFile(join(this.dir, LOCK), 'utf8').catch(() => ''), 10);
-    return Number.isInteger(pid) && pid > 0 && isAlive(pid);
+    return (await pidFileHolder(join(this.dir, LOCK))) !== undefined;
   }
 
-  async unlock(): Promise<void> {
-    await unlink(join(this.dir, LOCK)).catch(() => {});
+  unlock(): Promise<void> {
+    return releasePidFile(join(this.dir, LOCK));
   }
 
   async mtimeMs(walName: string): Promise<number | undefined> {
     return (await stat(this.entryPath(walName)).catch(() => undefined))?.mtimeMs;
-  }
-}
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -9,10 +9,9 @@
 // wal-get itself. It exits, emptying the spool, once the position has not
 // moved for IDLE_MS (recovery over, or a standby waiting for new WAL).
 
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { silentLogger } from '@cairn/core/cli/log';
+import { spawnWorker } from '@cairn/core/spool/worker';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { sleep } from '@cairn/core/util/limit';
 import { nextSegmentName } from '@cairn/core/wal/index';
@@ -37,28 +36,10 @@ const POLL_MS = 20;
 /** After "not in the archive", ask again only after this long (a standby's next segment). */
 const MISS_RETRY_MS = 1_000;
 
-/**
- * The worker's entry sits beside the tool's entry: dist/prefetch-main.js next
- * to this module when unbundled, bundle/prefetch-main.js one level above the
- * chunk this code lands in when bundled.
- */
-function workerPath(): string {
-  for (const rel of ['./prefetch-main.js', '../prefetch-main.js']) {
-    const p = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(p)) return p;
-  }
-  throw new Error('prefetch-main.js not found beside the wal-get build');
-}
-
 /** Starts a worker unless one is running. */
 export async function startPrefetch(job: PrefetchJob, env: NodeJS.ProcessEnv): Promise<void> {
   if (await new GetSpool(job.spoolDir).isLocked()) return;
-  const child = spawn(process.execPath, [workerPath()], {
-    detached: true,
-    stdio: 'ignore',
-    env: { ...env, [PREFETCH_ENV]: JSON.stringify(job) },
-  });
-  child.unref();
+  spawnWorker('prefetch-main.js', import.meta.url, { envName: PREFETCH_ENV, value: job }, env);
 }
 
 const sameTimeline = (a: string, b: string) => a.slice(0, 8) === b.slice(0, 8);

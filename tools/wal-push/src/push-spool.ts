@@ -9,6 +9,7 @@
 
 import { readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { pidFileHolder, releasePidFile, takePidFile } from '@cairn/core/spool/pid-lock';
 import { writeBufferAtomic } from '@cairn/core/util/local-file';
 import { isWalFileName, parseWalFileName, type WalFileName } from '@cairn/core/wal/index';
 
@@ -23,15 +24,6 @@ export async function fileIdentity(path: string): Promise<string | undefined> {
     return `${st.dev} ${st.ino} ${st.size} ${seconds9(st.mtimeNs)} ${seconds9(st.ctimeNs)}`;
   } catch {
     return undefined;
-  }
-}
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -63,9 +55,8 @@ export class PushSpool {
   }
 
   /** The live process archiving `walName`, if any. */
-  async claimant(walName: string): Promise<number | undefined> {
-    const pid = Number.parseInt(await readFile(this.path(`${walName}.claim`), 'utf8').catch(() => ''), 10);
-    return Number.isInteger(pid) && pid > 0 && isAlive(pid) ? pid : undefined;
+  claimant(walName: string): Promise<number | undefined> {
+    return pidFileHolder(this.path(`${walName}.claim`));
   }
 
   async claim(walName: string): Promise<void> {
@@ -77,28 +68,16 @@ export class PushSpool {
   }
 
   /** Takes the push-ahead worker's lock; a dead holder's lock is taken over. */
-  async lockWorker(): Promise<boolean> {
-    const path = this.path(WORKER_LOCK);
-    for (let i = 0; i < 2; i++) {
-      try {
-        await writeFile(path, String(process.pid), { flag: 'wx', mode: 0o600 });
-        return true;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return false;
-        if (await this.workerRunning()) return false;
-        await unlink(path).catch(() => {});
-      }
-    }
-    return false;
+  lockWorker(): Promise<boolean> {
+    return takePidFile(this.path(WORKER_LOCK));
   }
 
   async workerRunning(): Promise<boolean> {
-    const pid = Number.parseInt(await readFile(this.path(WORKER_LOCK), 'utf8').catch(() => ''), 10);
-    return Number.isInteger(pid) && pid > 0 && isAlive(pid);
+    return (await pidFileHolder(this.path(WORKER_LOCK))) !== undefined;
   }
 
-  async unlockWorker(): Promise<void> {
-    await unlink(this.path(WORKER_LOCK)).catch(() => {});
+  unlockWorker(): Promise<void> {
+    return releasePidFile(this.path(WORKER_LOCK));
   }
 
   /**

@@ -4,10 +4,8 @@
 // wrapper, without starting Node). The model is pgBackRest's asynchronous
 // archive-push. The worker exits when nothing is left to do.
 
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { silentLogger } from '@cairn/core/cli/log';
+import { spawnWorker } from '@cairn/core/spool/worker';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { createLimiter, sleep } from '@cairn/core/util/limit';
 import { collectGarbage, createArchiver, type ArchiverOptions } from './archiver.js';
@@ -30,22 +28,9 @@ const IDLE_SCAN_MS = 200;
 /** A worker never runs longer than this; the next archive_command starts another. */
 const MAX_RUN_MS = 10 * 60_000;
 
-function workerPath(): string {
-  for (const rel of ['./push-worker-main.js', '../push-worker-main.js']) {
-    const p = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(p)) return p;
-  }
-  throw new Error('push-worker-main.js not found beside the wal-push build');
-}
-
 export async function startPushWorker(job: PushWorkerJob, env: NodeJS.ProcessEnv): Promise<void> {
   if (await new PushSpool(job.spoolDir).workerRunning()) return;
-  const child = spawn(process.execPath, ['--expose-gc', workerPath()], {
-    detached: true,
-    stdio: 'ignore',
-    env: { ...env, [PUSH_WORKER_ENV]: JSON.stringify(job) },
-  });
-  child.unref();
+  spawnWorker('push-worker-main.js', import.meta.url, { envName: PUSH_WORKER_ENV, value: job }, env, ['--expose-gc']);
 }
 
 /** The worker's body. Failures are left for PostgreSQL's own call to report. */

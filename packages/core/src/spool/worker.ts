@@ -1,0 +1,23 @@
+// Starting a tool's detached background worker (push-ahead, prefetch): a
+// Node process that outlives the call PostgreSQL waits for, with its job in
+// the environment.
+
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Spawns `entry` (e.g. 'prefetch-main.js'), found beside the calling module
+ * (`fromUrl`: its import.meta.url): next to it in an unbundled dist/, one
+ * level up when the caller sits in a bundle's chunks/ directory.
+ */
+export function spawnWorker(entry: string, fromUrl: string, job: { envName: string; value: unknown }, env: NodeJS.ProcessEnv, nodeArgs: string[] = []): void {
+  const path = ['./', '../'].map((rel) => fileURLToPath(new URL(rel + entry, fromUrl))).find((p) => existsSync(p));
+  if (!path) throw new Error(`${entry} not found beside the build`);
+  const child = spawn(process.execPath, [...nodeArgs, path], {
+    detached: true,
+    stdio: 'ignore',
+    env: { ...env, [job.envName]: JSON.stringify(job.value) },
+  });
+  child.unref();
+}
