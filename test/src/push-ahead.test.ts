@@ -34,7 +34,7 @@ test('a backlog of .ready segments drains through push-ahead with no gap', { tim
   const archivedByCall = (log.match(/cairn-wal-push: archived "/g) ?? []).length;
   const archived = Number(await c.psql('select archived_count from pg_stat_archiver'));
   assert.ok(archived >= ready, `${archived} archived`);
-  assert.ok(archivedByCall < archived / 2, `${archivedByCall} of ${archived} files were archived by PostgreSQL's own call`);
+  assert.ok(archivedByCall <= archived - 3, `${archivedByCall} of ${archived} files were archived by PostgreSQL's own call; the rest should come from push-ahead records`);
   // Every segment is stored once, no gap.
   const names = (await repo.keys('main/wal/')).map((k) => k.slice(k.lastIndexOf('/') + 1, k.lastIndexOf('/') + 25)).filter((n) => /^[0-9A-F]{24}$/.test(n));
   assert.equal(new Set(names).size, names.length, 'one copy of each');
