@@ -7,7 +7,7 @@
 // cairn for), system (the database system the entries belong to),
 // .prefetch.lock (the worker's pid), .tmp.* (fetches in progress).
 
-import { copyFile, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { copyFile, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pidFileHolder, releasePidFile, takePidFile } from '@cairn/core/spool/pid-lock';
 import { writeBufferAtomic } from '@cairn/core/util/local-file';
@@ -100,7 +100,4 @@ export class GetSpool {
     return releasePidFile(join(this.dir, LOCK));
   }
 
-  async mtimeMs(walName: string): Promise<number | undefined> {
-    return (await stat(this.entryPath(walName)).catch(() => undefined))?.mtimeMs;
-  }
 }

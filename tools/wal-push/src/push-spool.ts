@@ -8,7 +8,7 @@
 // owns archive_status/).
 
 import { readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { pidFileHolder, releasePidFile, takePidFile } from '@cairn/core/spool/pid-lock';
 import { writeBufferAtomic } from '@cairn/core/util/local-file';
 import { isWalFileName, parseWalFileName, type WalFileName } from '@cairn/core/wal/index';
@@ -125,8 +125,4 @@ export class PushSpool {
       await unlink(this.path(e)).catch(() => {});
     }
   }
-}
-
-export function walDirOf(walPath: string): string {
-  return dirname(walPath);
 }

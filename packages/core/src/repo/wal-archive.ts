@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CairnError } from '../cli/errors.js';
 import { createHashStage, decodeStagesFor, type EncryptionKey } from '../codec/index.js';
-import { WriteConflictError, type ObjectInfo, type StorageDriver } from '../storage/driver.js';
+import { WriteConflictError, type StorageDriver } from '../storage/driver.js';
 import { parseWalObjectName, walFilePrefix, walObjectKey, type WalObjectName } from './layout.js';
 
 export interface StoredWal extends WalObjectName {
@@ -103,8 +103,4 @@ export async function readWalInto(
     });
   }
   return { bytes: hash.bytes() };
-}
-
-export function describeObject(obj: ObjectInfo): string {
-  return `${obj.key} (${obj.size} bytes)`;
 }

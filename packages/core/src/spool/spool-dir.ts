@@ -1,22 +1,9 @@
-// Local spool directories (push-ahead markers, prefetched WAL): private to the
-// user, outside pg_wal/, one per data directory and repository setup so two
-// clusters on one host never share entries.
+// Local spool directories (push-ahead records, prefetched WAL): private to the
+// user, outside pg_wal/, one per data directory so two clusters on one host
+// never share entries.
 
-import { createHash } from 'node:crypto';
 import { lstat, mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { CairnError } from '../cli/errors.js';
-
-export function spoolFingerprint(parts: unknown[]): string {
-  return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 16);
-}
-
-/** The default spool root: $TMPDIR/cairn-spool-<uid>. */
-export function defaultSpoolRoot(): string {
-  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
-  return join(tmpdir(), `cairn-spool-${uid}`);
-}
 
 /**
  * Creates `dir` (0700) and refuses it unless it is a real directory owned by
