@@ -38,8 +38,8 @@ export const walGetTool = defineTool({
     { name: 'errors-as-not-found', type: 'boolean', description: 'exit 1 instead of 126 on persistent errors (for standbys that should keep streaming)', default: false },
   ],
   examples: ["restore_command = 'cairn-wal-get %f %p'"],
-  exitFor(_err: CairnError, settings) {
-    return settings?.['errors-as-not-found'] === true ? notFoundStatus(process.env) : EXIT.WAL_GET_PERSISTENT;
+  exitFor(_err: CairnError, settings, env) {
+    return settings?.['errors-as-not-found'] === true ? notFoundStatus(env) : EXIT.WAL_GET_PERSISTENT;
   },
   async run(ctx) {
     const s = ctx.settings;

@@ -3,7 +3,6 @@
 // writes it atomically to %p. "Not found" is a result, not an error; the
 // command maps it to exit 1 and every error to 126 (DESIGN §4.4).
 
-import { open } from 'node:fs/promises';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { Logger } from '@cairn/core/cli/log';
 import { readSystemIdFromPgData } from '@cairn/core/pg/control-file';
@@ -11,7 +10,7 @@ import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/r
 import { listSystems } from '@cairn/core/repo/systems';
 import { ensureSpoolDir } from '@cairn/core/spool/spool-dir';
 import type { StorageDriver } from '@cairn/core/storage/driver';
-import { parseWalFileName, readWalPageHeader } from '@cairn/core/wal/index';
+import { isValidSegmentSize, parseWalFileName } from '@cairn/core/wal/index';
 import { fetchWal, type RetryPolicy } from './fetch.js';
 import { GetSpool } from './get-spool.js';
 import { startPrefetch } from './prefetch.js';
@@ -69,21 +68,6 @@ async function resolveSystemId(opts: WalGetOptions, drivers: StorageDriver[], si
   });
 }
 
-async function segmentSizeOf(path: string): Promise<number | undefined> {
-  try {
-    const fh = await open(path, 'r');
-    try {
-      const buf = Buffer.alloc(64);
-      await fh.read(buf, 0, 64, 0);
-      return readWalPageHeader(buf, path).segmentSize;
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    return undefined;
-  }
-}
-
 export async function walGet(opts: WalGetOptions, ctx: WalGetContext): Promise<WalGetResult> {
   const name = parseWalFileName(opts.walName);
   const prefetching = name.kind === 'segment' && opts.prefetch > 0 && opts.spoolDir !== undefined;
@@ -110,8 +94,10 @@ export async function walGet(opts: WalGetOptions, ctx: WalGetContext): Promise<W
     if (!r.found) return { found: false, walName: name.name };
 
     if (spool && opts.spoolRoot) {
-      const segmentSize = await segmentSizeOf(opts.destPath);
-      if (segmentSize) {
+      // A segment file is exactly one segment long (wal-push checked it against
+      // its header), so the bytes written are the cluster's segment size.
+      const segmentSize = r.bytes;
+      if (isValidSegmentSize(segmentSize)) {
         try {
           await ensureSpoolDir(opts.spoolRoot, spool.dir);
           await spool.claimFor(systemId);

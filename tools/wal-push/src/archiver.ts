@@ -3,7 +3,7 @@
 // PostgreSQL's own call and the push-ahead worker.
 
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -21,11 +21,10 @@ import {
 } from '@cairn/core/codec/index';
 import { readSystemIdFromPgData } from '@cairn/core/pg/control-file';
 import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
-import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { ensureSystemRegistered, listSystems } from '@cairn/core/repo/systems';
 import { storeWal, type StoreOutcome } from '@cairn/core/repo/wal-archive';
 import type { StorageDriver } from '@cairn/core/storage/driver';
-import { checkSegmentHeader, parseWalFileName, readWalPageHeader, type WalFileName } from '@cairn/core/wal/index';
+import { checkSegmentHeader, readWalPageHeader, type WalFileName } from '@cairn/core/wal/index';
 import { createLimiter } from '@cairn/core/util/limit';
 import { ReadPool, type PooledRead } from './read-pool.js';
 
@@ -186,7 +185,7 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
       // stream-encode in a second pass that re-checks the hash, so memory stays
       // flat. The header comes from the first 64 KiB.
       const head = Buffer.alloc(65536);
-      const fh = await (await import('node:fs/promises')).open(walPath, 'r');
+      const fh = await open(walPath, 'r');
       try {
         await fh.read(head, 0, head.length, 0);
       } finally {

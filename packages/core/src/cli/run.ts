@@ -43,7 +43,7 @@ export interface ToolDef {
    * Maps an error to an exit status (wal-get: persistent errors → 126).
    * `settings` is undefined when the error came before they were resolved.
    */
-  exitFor?: (err: CairnError, settings: Settings | undefined) => number;
+  exitFor?: (err: CairnError, settings: Settings | undefined, env: NodeJS.ProcessEnv) => number;
 }
 
 export function defineTool(def: ToolDef): ToolDef {
@@ -174,7 +174,7 @@ export async function runTool(def: ToolDef, io: RunIO): Promise<number> {
   } catch (thrown) {
     const err = toCairnError(thrown);
     writeError(io.stderr, def.name, err, level);
-    return def.exitFor ? def.exitFor(err, resolved) : err.exitCode;
+    return def.exitFor ? def.exitFor(err, resolved, io.env) : err.exitCode;
   }
 }
 
@@ -186,7 +186,7 @@ export async function runToolMain(def: ToolDef, argv: string[] = process.argv.sl
     // with the tool's own status for errors (wal-push must stay below 126).
     const err = new CairnError('INTERNAL', `interrupted by ${sig}`);
     ac.abort(err);
-    setTimeout(() => process.exit(def.exitFor ? def.exitFor(err, undefined) : EXIT.INTERNAL), 2000).unref();
+    setTimeout(() => process.exit(def.exitFor ? def.exitFor(err, undefined, process.env) : EXIT.INTERNAL), 2000).unref();
   };
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);

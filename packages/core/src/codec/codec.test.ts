@@ -175,7 +175,7 @@ describe('20 MiB streaming through the full write and read chains', () => {
         recheck.stage,
         new Writable({
           highWaterMark: 64 * 1024,
-          write(c: Buffer, _e, cb) {
+          write(_c: Buffer, _e, cb) {
             peakHeld = Math.max(peakHeld, recheck.stage.readableLength);
             setImmediate(cb); // a slow consumer, so backpressure is exercised
           },

@@ -128,3 +128,16 @@ export function compareKeys(a: string, b: string): number {
   // differs from JS (UTF-16) order above the BMP.
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
+
+/**
+ * Runs a driver's write and, if it fails, destroys a stream body so whoever
+ * produces it is torn down rather than left blocked on backpressure.
+ */
+export async function consumeBody<T>(body: Readable | Buffer, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    if (!Buffer.isBuffer(body)) body.destroy();
+    throw err;
+  }
+}

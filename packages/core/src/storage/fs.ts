@@ -18,6 +18,7 @@ import {
   type ObjectInfo,
   type StorageDriver,
   type WriteOptions,
+  consumeBody,
 } from './driver.js';
 
 /**
@@ -91,13 +92,7 @@ export class FsDriver implements StorageDriver {
 
   async write(key: string, body: Readable | Buffer, opts: WriteOptions = {}): Promise<void> {
     const path = this.pathOf(key);
-    try {
-      await this.writeFile(path, key, body, opts);
-    } catch (err) {
-      // Tear down whoever is producing the body rather than leave it blocked.
-      if (!Buffer.isBuffer(body)) body.destroy();
-      throw err;
-    }
+    await consumeBody(body, () => this.writeFile(path, key, body, opts));
   }
 
   private async writeFile(path: string, key: string, body: Readable | Buffer, opts: WriteOptions): Promise<void> {

@@ -24,6 +24,7 @@ import {
   type ObjectInfo,
   type StorageDriver,
   type WriteOptions,
+  consumeBody,
 } from './driver.js';
 
 export interface S3Options {
@@ -175,13 +176,7 @@ export class S3Driver implements StorageDriver {
 
   async write(key: string, body: Readable | Buffer, opts: WriteOptions = {}): Promise<void> {
     const Key = this.keyOf(key);
-    try {
-      await this.writeObject(Key, key, body, opts);
-    } catch (err) {
-      // Tear down whoever is producing the body rather than leave it blocked.
-      if (!Buffer.isBuffer(body)) body.destroy();
-      throw err;
-    }
+    await consumeBody(body, () => this.writeObject(Key, key, body, opts));
   }
 
   private async writeObject(Key: string, key: string, body: Readable | Buffer, opts: WriteOptions): Promise<void> {
