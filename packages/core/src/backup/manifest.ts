@@ -1,0 +1,240 @@
+// Physical backups in the repository (DESIGN §3): ids, object keys, and the
+// manifest that is written last and makes a backup exist. The manifest holds
+// everything restore and verify need without PostgreSQL running.
+//
+// Layout:
+//   <cluster>/backups/<id>/data/<pgdata-relative path><ext>   one object per file
+//   <cluster>/backups/<id>/manifest.json                      written last
+// A file unchanged since the parent backup is not stored again: its entry
+// names the backup whose object holds it (`ref`) and that object's key.
+
+import { CairnError } from '../cli/errors.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { readJsonObject } from '../repo/json-object.js';
+import { quote } from '../wal/quote.js';
+
+export const MANIFEST_FORMAT = 'cairn.backup/1';
+
+export type BackupType = 'full' | 'diff' | 'incr';
+
+const TYPE_LETTER: Record<BackupType, string> = { full: 'F', diff: 'D', incr: 'I' };
+const LETTER_TYPE: Record<string, BackupType> = { F: 'full', D: 'diff', I: 'incr' };
+
+/** `20261121-020000F`: UTC start time to the second, then the type letter. Sorts by time. */
+const BACKUP_ID_RE = /^(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})([FDI])$/;
+
+export function backupId(start: Date, type: BackupType): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return (
+    `${start.getUTCFullYear()}${p(start.getUTCMonth() + 1)}${p(start.getUTCDate())}-` +
+    `${p(start.getUTCHours())}${p(start.getUTCMinutes())}${p(start.getUTCSeconds())}${TYPE_LETTER[type]}`
+  );
+}
+
+export function isBackupId(id: string): boolean {
+  return BACKUP_ID_RE.test(id);
+}
+
+export function parseBackupId(id: string): { time: Date; type: BackupType } {
+  const m = BACKUP_ID_RE.exec(id);
+  if (!m) {
+    throw new CairnError('USAGE', `invalid backup id ${quote(id)}`, {
+      hint: 'backup ids look like 20261121-020000F (F full, D differential, I incremental); cairn-info lists them',
+    });
+  }
+  const [, y, mo, d, h, mi, s, t] = m;
+  return { time: new Date(Date.UTC(+y!, +mo! - 1, +d!, +h!, +mi!, +s!)), type: LETTER_TYPE[t!]! };
+}
+
+export function backupsPrefix(cluster: string): string {
+  return `${cluster}/backups/`;
+}
+
+export function backupPrefix(cluster: string, id: string): string {
+  return `${cluster}/backups/${id}/`;
+}
+
+export function manifestKey(cluster: string, id: string): string {
+  return `${backupPrefix(cluster, id)}manifest.json`;
+}
+
+/** Key of the object holding a file of backup `id` (path relative to PGDATA, '/'-separated). */
+export function backupFileKey(cluster: string, id: string, path: string, ext: string): string {
+  return `${backupPrefix(cluster, id)}data/${path}${ext}`;
+}
+
+export interface ManifestFile {
+  /** Relative to PGDATA, '/'-separated; tablespace files as pg_tblspc/<oid>/<PG_…>/… */
+  path: string;
+  /** Plaintext size in bytes. */
+  size: number;
+  /** Permission bits (e.g. 0o600). */
+  mode: number;
+  /** Modification time, seconds since the epoch (fractional where the source has it). */
+  mtime: number;
+  /** SHA-256 of the plaintext, hex. */
+  sha256: string;
+  /** The backup whose object holds the bytes: this backup's id, or an ancestor's. */
+  ref: string;
+  /** The object's key, relative to the repository root. */
+  key: string;
+  /** Bytes the object takes in the repository. */
+  storedSize: number;
+  /** Block numbers whose page checksum failed (absent when none or not checked). */
+  badPages?: number[];
+}
+
+export interface ManifestDir {
+  path: string;
+  mode: number;
+}
+
+export interface ManifestTablespace {
+  /** The OID, i.e. the name of the link in pg_tblspc/. */
+  oid: string;
+  /** Where the link pointed on the backed-up server. */
+  location: string;
+}
+
+export interface WalPosition {
+  /** ISO 8601, UTC. */
+  time: string;
+  /** X/Y */
+  lsn: string;
+  /** The WAL segment holding `lsn` on `timeline`. */
+  wal: string;
+}
+
+export interface BackupManifest {
+  format: typeof MANIFEST_FORMAT;
+  tool: { name: string; version: string };
+  id: string;
+  type: BackupType;
+  /** The backup this one is relative to (null for full). */
+  parent: string | null;
+  /** Every backup whose objects this one references, oldest first (its chain without itself). */
+  references: string[];
+  /** local: read PGDATA with pg_backup_start/stop; stream: split a pg_basebackup tar. */
+  source: 'local' | 'stream';
+  cluster: string;
+  systemId: string;
+  /** server_version_num, e.g. 150004. */
+  pgVersionNum: number;
+  /** PG_VERSION, e.g. "15". */
+  pgMajor: string;
+  walSegmentSize: number;
+  timeline: number;
+  start: WalPosition;
+  stop: WalPosition;
+  /** The checkpoint redo starts from (backup_label's CHECKPOINT LOCATION). */
+  checkpointLsn: string;
+  /** zstd:3, gzip:6, none: how the objects this backup stored were encoded. */
+  compress: string;
+  encrypted: boolean;
+  dataChecksums: boolean;
+  /** The server's backup_label, byte for byte. */
+  backupLabel: string;
+  /** The server's tablespace_map; null when the cluster has no tablespaces. */
+  tablespaceMap: string | null;
+  tablespaces: ManifestTablespace[];
+  dirs: ManifestDir[];
+  files: ManifestFile[];
+  totals: {
+    /** Sum of file sizes (the restored size). */
+    size: number;
+    /** Bytes stored by this backup (not counting references). */
+    storedSize: number;
+    filesStored: number;
+    filesReferenced: number;
+    /** Pages whose checksum failed. */
+    badPages: number;
+  };
+  /** Wall time of the whole backup, seconds. */
+  durationSeconds: number;
+}
+
+/** A manifest's summary for catalogs and plans (no file list). */
+export type BackupSummary = Omit<BackupManifest, 'files' | 'dirs' | 'backupLabel' | 'tablespaceMap'>;
+
+export function summarize(m: BackupManifest): BackupSummary {
+  const { files: _f, dirs: _d, backupLabel: _b, tablespaceMap: _t, ...rest } = m;
+  return rest;
+}
+
+function invalid(what: string, where: string): CairnError {
+  return new CairnError('FORMAT_INVALID', `backup manifest ${where} is invalid: ${what}`, {
+    hint: 'the repository is damaged or written by a newer cairn; run cairn-verify and use another backup',
+  });
+}
+
+/** Checks the shape that restore relies on; throws FORMAT_INVALID naming the problem. */
+export function checkManifest(m: unknown, where: string): BackupManifest {
+  if (typeof m !== 'object' || m === null) throw invalid('not an object', where);
+  const o = m as Partial<BackupManifest>;
+  if (o.format !== MANIFEST_FORMAT) throw invalid(`format ${quote(String(o.format))}, expected ${MANIFEST_FORMAT}`, where);
+  if (typeof o.id !== 'string' || !isBackupId(o.id)) throw invalid('bad id', where);
+  if (o.type !== 'full' && o.type !== 'diff' && o.type !== 'incr') throw invalid('bad type', where);
+  if (o.type !== 'full' && (typeof o.parent !== 'string' || !isBackupId(o.parent))) throw invalid('a diff/incr backup without parent', where);
+  if (!Array.isArray(o.files) || !Array.isArray(o.dirs) || !Array.isArray(o.references)) throw invalid('missing file list', where);
+  if (typeof o.systemId !== 'string' || typeof o.timeline !== 'number' || !o.start || !o.stop) throw invalid('missing WAL positions', where);
+  for (const f of o.files) {
+    if (typeof f.path !== 'string' || typeof f.key !== 'string' || typeof f.sha256 !== 'string' || typeof f.size !== 'number') {
+      throw invalid(`bad file entry ${quote(String(f?.path))}`, where);
+    }
+  }
+  return o as BackupManifest;
+}
+
+export async function readManifest(driver: StorageDriver, cluster: string, id: string, signal?: AbortSignal): Promise<BackupManifest | undefined> {
+  const key = manifestKey(cluster, id);
+  const m = await readJsonObject<unknown>(driver, key, signal);
+  return m === undefined ? undefined : checkManifest(m, `"${key}" in repository "${driver.url}"`);
+}
+
+/**
+ * The ids of every backup that exists (has a manifest), oldest first. Objects
+ * of a backup without a manifest are debris of an interrupted run.
+ */
+export async function listBackupIds(driver: StorageDriver, cluster: string, signal?: AbortSignal): Promise<string[]> {
+  const prefix = backupsPrefix(cluster);
+  const ids: string[] = [];
+  for await (const obj of driver.list(prefix, signal)) {
+    const rest = obj.key.slice(prefix.length);
+    const slash = rest.indexOf('/');
+    if (slash < 0) continue;
+    const id = rest.slice(0, slash);
+    if (rest.slice(slash + 1) === 'manifest.json' && isBackupId(id)) ids.push(id);
+  }
+  return ids.sort();
+}
+
+/** Every backup's manifest, oldest first. */
+export async function readCatalog(driver: StorageDriver, cluster: string, signal?: AbortSignal): Promise<BackupManifest[]> {
+  const out: BackupManifest[] = [];
+  for (const id of await listBackupIds(driver, cluster, signal)) {
+    const m = await readManifest(driver, cluster, id, signal);
+    if (m) out.push(m);
+  }
+  return out;
+}
+
+/**
+ * The chain a backup restores from: full first, `id` last. Throws
+ * FORMAT_INVALID when an ancestor is missing from `byId`.
+ */
+export function backupChain(byId: ReadonlyMap<string, Pick<BackupManifest, 'id' | 'parent'>>, id: string): string[] {
+  const chain: string[] = [];
+  let cur: string | null = id;
+  while (cur !== null) {
+    const m = byId.get(cur);
+    if (!m) {
+      throw new CairnError('FORMAT_INVALID', `backup ${quote(cur)} needed by ${quote(id)} is missing from the repository`, {
+        hint: 'restore from another backup (cairn-info lists them) and take a new full backup',
+      });
+    }
+    if (chain.includes(cur)) throw new CairnError('FORMAT_INVALID', `backup chain of ${quote(id)} loops at ${quote(cur)}`);
+    chain.unshift(cur);
+    cur = m.parent;
+  }
+  return chain;
+}
