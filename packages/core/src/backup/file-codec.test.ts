@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { Readable, Writable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+import { test } from 'node:test';
+import { encryptionKeyFromBytes, parseCompress, sha256Hex, type EncodeSpec } from '../codec/index.js';
+import { createSlots, decodeFileInto, decodeFileStages, encodeFile, rechunk, PIECE_SIZE } from './file-codec.js';
+
+async function* chunks(buf: Buffer, size: number): AsyncGenerator<Buffer> {
+  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
+}
+
+async function encode(data: Buffer, spec: EncodeSpec): Promise<{ stored: Buffer; sha256: string; size: number; storedSize: number }> {
+  let stored = Buffer.alloc(0);
+  const r = await encodeFile(rechunk(chunks(data, 100_000)), spec, createSlots(4), async (body) => {
+    stored = await buffer(body);
+  });
+  return { stored, ...r };
+}
+
+async function decode(stored: Buffer, ext: string, key: EncodeSpec['key'], sha256: string, size: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  const sink = new Writable({ write(c: Buffer, _e, cb) { parts.push(c); cb(); } });
+  await decodeFileInto(Readable.from([stored]), decodeFileStages(`x${ext}`, key, 'x'), sink, { sha256, size, label: '"x"' });
+  return Buffer.concat(parts);
+}
+
+const compressible = Buffer.alloc(PIECE_SIZE * 2 + 12345, 'pgbench filler ');
+randomBytes(5000).copy(compressible, 1_000_000);
+
+for (const [name, ext] of [['zstd:1', '.zst'], ['gzip:1', '.gz'], ['none', '']] as const) {
+  test(`a file of several pieces round-trips (${name})`, async () => {
+    const spec = { compress: parseCompress(name) };
+    const r = await encode(compressible, spec);
+    assert.equal(r.size, compressible.length);
+    assert.equal(r.sha256, sha256Hex(compressible));
+    assert.equal(r.storedSize, r.stored.length);
+    assert.ok((await decode(r.stored, ext, undefined, r.sha256, r.size)).equals(compressible));
+    if (name !== 'none') {
+      const tool = name.startsWith('zstd') ? ['zstd', '-d', '-c', '-q'] : ['gzip', '-d', '-c'];
+      const z = spawnSync(tool[0]!, tool.slice(1), { input: r.stored, maxBuffer: 64 << 20 });
+      assert.equal(z.status, 0, z.stderr.toString());
+      assert.ok(z.stdout.equals(compressible), `${tool[0]} -d gives the file back`);
+    }
+  });
+}
+
+test('an empty file is one decodable frame', async () => {
+  const r = await encode(Buffer.alloc(0), { compress: parseCompress('zstd') });
+  assert.ok(r.stored.length > 0);
+  assert.equal((await decode(r.stored, '.zst', undefined, r.sha256, 0)).length, 0);
+  const z = spawnSync('zstd', ['-d', '-c', '-q'], { input: r.stored });
+  assert.equal(z.status, 0);
+});
+
+test('encrypted pieces round-trip; tampering is caught', async () => {
+  const key = encryptionKeyFromBytes(randomBytes(32));
+  const spec = { compress: parseCompress('zstd:1'), key };
+  const r = await encode(compressible, spec);
+  assert.ok((await decode(r.stored, '.zst.enc', key, r.sha256, r.size)).equals(compressible));
+  const bad = Buffer.from(r.stored);
+  bad[bad.length >> 1]! ^= 1;
+  await assert.rejects(decode(bad, '.zst.enc', key, r.sha256, r.size), { code: 'DECRYPT_FAILED' });
+});
+
+test('a corrupted or truncated zstd object fails, never returns data', async () => {
+  const r = await encode(compressible, { compress: parseCompress('zstd:1') });
+  const bad = Buffer.from(r.stored);
+  bad[bad.length - 10]! ^= 0xff;
+  await assert.rejects(decode(bad, '.zst', undefined, r.sha256, r.size), (e: Error & { code?: string }) => e.code === 'FORMAT_INVALID' || e.code === 'CHECKSUM_MISMATCH');
+  await assert.rejects(decode(r.stored.subarray(0, r.stored.length - 7), '.zst', undefined, r.sha256, r.size), { code: 'FORMAT_INVALID' });
+  await assert.rejects(decode(r.stored, '.zst', undefined, '0'.repeat(64), r.size), { code: 'CHECKSUM_MISMATCH' });
+});
+
+test('a failing source fails the encode and frees its slots', async () => {
+  const slots = createSlots(2);
+  async function* broken(): AsyncGenerator<Buffer> {
+    yield Buffer.alloc(10, 1);
+    throw new Error('disk went away');
+  }
+  await assert.rejects(encodeFile(broken(), { compress: parseCompress('zstd') }, slots, async (b) => { await buffer(b); }), /disk went away/);
+  await slots.acquire();
+  await slots.acquire();
+});
