@@ -23,7 +23,7 @@ await build({
   format: 'esm',
   platform: 'node',
   target: 'node24',
-  external: ['@aws-sdk/*', '@smithy/*'],
+  external: ['@aws-sdk/*', '@smithy/*', 'pg', 'pg-native'],
   sourcemap: 'linked',
   logLevel: 'warning',
   chunkNames: 'chunks/[name]-[hash]',

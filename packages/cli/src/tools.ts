@@ -5,4 +5,7 @@ import type { ToolDef } from '@cairn/core/cli/run';
 export const TOOLS: Record<string, { summary: string; load: () => Promise<ToolDef> }> = {
   'wal-push': { summary: 'archive a WAL file (archive_command)', load: async () => (await import('@cairn/wal-push/command')).walPushTool },
   'wal-get': { summary: 'fetch a WAL file (restore_command)', load: async () => (await import('@cairn/wal-get/command')).walGetTool },
+  basebackup: { summary: 'take a physical backup (full, diff, incr) from PGDATA or a pg_basebackup stream', load: async () => (await import('@cairn/basebackup/command')).basebackupTool },
+  'restore-plan': { summary: 'plan a point-in-time restore: the backup chain, the WAL it needs, the recovery settings', load: async () => (await import('@cairn/restore-plan/command')).restorePlanTool },
+  restore: { summary: 'restore a backup into a data directory, ready to recover to a target', load: async () => (await import('@cairn/restore/command')).restoreTool },
 };

@@ -1,0 +1,396 @@
+// cairn-basebackup: a physical backup into the repository, from PGDATA on
+// this host (pg_backup_start/stop on one session) or from a pg_basebackup tar
+// stream. Files are stored one object each, the manifest last (a backup
+// exists iff its manifest does), then the id goes to stdout.
+
+import { spawn } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { open, realpath } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { CairnError } from '@cairn/core/cli/errors';
+import type { ToolContext } from '@cairn/core/cli/run';
+import { parseCompress, type EncodeSpec, type EncryptionKey } from '@cairn/core/codec/index';
+import { createSlots, PIECE_SIZE } from '@cairn/core/backup/file-codec';
+import {
+  backupId,
+  backupPrefix,
+  manifestKey,
+  MANIFEST_FORMAT,
+  readCatalog,
+  type BackupManifest,
+  type BackupType,
+  type ManifestFile,
+} from '@cairn/core/backup/manifest';
+import { readTarEntries } from '@cairn/core/backup/tar-reader';
+import { createJsonObject } from '@cairn/core/repo/json-object';
+import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
+import { ensureSystemRegistered, listSystems } from '@cairn/core/repo/systems';
+import { findWal } from '@cairn/core/repo/wal-archive';
+import type { StorageDriver } from '@cairn/core/storage/driver';
+import { createLimiter, sleep } from '@cairn/core/util/limit';
+import { formatLsn, parseLsn } from '@cairn/core/wal/lsn';
+import { lsnToSegmentName } from '@cairn/core/wal/segment';
+import { CAIRN_VERSION } from '@cairn/core/version';
+import { parseBackupLabel, segmentSizeFrom } from './label.js';
+import { walkPgData } from './pgdata-walk.js';
+import { createProgress } from './progress.js';
+import { createBackupStore, referencesOf, type BackupStore, type FileInfo } from './store.js';
+
+export interface BasebackupOptions {
+  driver: StorageDriver;
+  cluster: string;
+  key: EncryptionKey | undefined;
+  compress: string;
+  type: BackupType;
+  checksumDelta: boolean;
+  jobs: number;
+  archiveTimeoutMs: number;
+  source: { kind: 'local'; pgdata: string; fastCheckpoint: boolean } | { kind: 'stream'; input: AsyncIterable<Buffer>; child?: ReturnType<typeof spawn> };
+  label: string;
+}
+
+export interface BasebackupResult {
+  manifest: BackupManifest;
+}
+
+/** Reads a file in the pieces the codec wants; stops at EOF (a file may shrink while we read). */
+async function* readPieces(path: string): AsyncGenerator<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    for (;;) {
+      const buf = Buffer.allocUnsafe(PIECE_SIZE);
+      const { bytesRead } = await fh.read(buf, 0, PIECE_SIZE, null);
+      if (bytesRead === 0) break;
+      yield bytesRead === PIECE_SIZE ? buf : buf.subarray(0, bytesRead);
+      if (bytesRead < PIECE_SIZE) break;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The parent of a diff (newest full) or incr (newest of any type) of the same system. */
+function pickParent(catalog: BackupManifest[], type: BackupType, systemId: string | undefined): BackupManifest | undefined {
+  const mine = catalog.filter((b) => systemId === undefined || b.systemId === systemId);
+  if (type === 'diff') return mine.filter((b) => b.type === 'full').at(-1);
+  if (type === 'incr') return mine.at(-1);
+  return undefined;
+}
+
+async function freeId(driver: StorageDriver, cluster: string, start: Date, type: BackupType, signal: AbortSignal): Promise<string> {
+  // Two backups in one second, or debris of an interrupted one: take the next second.
+  for (let i = 0; ; i++) {
+    const id = backupId(new Date(start.getTime() + i * 1000), type);
+    let used = false;
+    for await (const _ of driver.list(backupPrefix(cluster, id), signal)) {
+      used = true;
+      break;
+    }
+    if (!used) return id;
+  }
+}
+
+async function waitForWal(driver: StorageDriver, cluster: string, systemId: string, wal: string, timeoutMs: number, ctx: ToolContext): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if ((await findWal(driver, cluster, systemId, wal, ctx.signal)).length > 0) return;
+    if (Date.now() > deadline) {
+      throw new CairnError('NOT_FOUND', `WAL segment "${wal}" that ends the backup did not reach repository "${driver.url}" within ${Math.round(timeoutMs / 1000)} s`, {
+        hint: "check that archive_command is 'cairn-wal-push %p' with this repository and that pg_stat_archiver shows no failures; raise --archive-timeout if archiving lags",
+      });
+    }
+    await sleep(250, ctx.signal);
+  }
+}
+
+export async function basebackup(o: BasebackupOptions, ctx: ToolContext): Promise<BasebackupResult> {
+  const t0 = Date.now();
+  const spec: EncodeSpec = { compress: parseCompress(o.compress), ...(o.key ? { key: o.key } : {}) };
+  await ensureRepoConfig(o.driver, o.cluster, o.key, ctx.now(), ctx.signal);
+  const catalog = await readCatalog(o.driver, o.cluster, ctx.signal);
+  const slots = createSlots(Math.max(2, o.jobs * 2));
+  const progress = createProgress(ctx, 'backup');
+
+  let type = o.type;
+  const startedAt = ctx.now();
+
+  if (o.source.kind === 'local') {
+    return await backupLocal(o, o.source, ctx, { spec, catalog, slots, progress, t0, startedAt, type });
+  }
+  // Stream: the system id arrives with global/pg_control at the end of the
+  // tar, so pick the parent by cluster and check the system at the end.
+  let parent = pickParent(catalog, type, undefined);
+  if (type !== 'full' && !parent) {
+    ctx.log.warn(`no backup to base a ${type} backup on: taking a full backup`);
+    type = 'full';
+  }
+  const id = await freeId(o.driver, o.cluster, startedAt, type, ctx.signal);
+  const store = createBackupStore({
+    driver: o.driver, cluster: o.cluster, id, spec, slots, parent, checksumDelta: o.checksumDelta,
+    pageCheckLsn: undefined, log: ctx.log, signal: ctx.signal, onBytes: progress.add,
+  });
+  let label: string | undefined;
+  let spcmap: string | null = null;
+  let pgManifest: { 'WAL-Ranges'?: { Timeline: number; 'Start-LSN': string; 'End-LSN': string }[] } | undefined;
+  let systemId: string | undefined;
+  let pgMajor = '';
+  const limit = createLimiter(Math.max(2, o.jobs * 2));
+  const pending: Promise<ManifestFile>[] = [];
+  const smallText = async (body: AsyncIterable<Buffer>) => {
+    const parts: Buffer[] = [];
+    for await (const c of body) parts.push(Buffer.from(c));
+    return Buffer.concat(parts);
+  };
+  for await (const entry of readTarEntries(o.source.input, 'the pg_basebackup tar stream')) {
+    const h = entry.header;
+    if (h.type === 'dir') {
+      store.addDir({ path: h.path, mode: h.mode & 0o7777 });
+      continue;
+    }
+    if (h.type !== 'file') continue;
+    if (h.path === 'backup_label') {
+      label = (await smallText(entry.body())).toString('utf8');
+      continue;
+    }
+    if (h.path === 'tablespace_map') {
+      spcmap = (await smallText(entry.body())).toString('utf8');
+      continue;
+    }
+    if (h.path === 'backup_manifest') {
+      pgManifest = JSON.parse((await smallText(entry.body())).toString('utf8')) as typeof pgManifest;
+      continue;
+    }
+    const info: FileInfo = { path: h.path, size: h.size, mode: h.mode & 0o7777, mtime: h.mtime };
+    if (h.path === 'global/pg_control' || h.path === 'PG_VERSION') {
+      // Small: read it here, learn from it, and store it from memory.
+      const bytes = await smallText(entry.body());
+      if (h.path === 'PG_VERSION') pgMajor = bytes.toString('utf8').trim();
+      else if (bytes.length >= 8) systemId = bytes.readBigUInt64LE(0).toString();
+      pending.push(limit(() => store.addFile(info, async function* () { yield bytes; }, { once: true })));
+      continue;
+    }
+    // The tar yields each body once, in order: hand it over and wait until it
+    // is consumed (not stored) before asking for the next entry.
+    let consumed!: () => void;
+    const read = new Promise<void>((r) => (consumed = r));
+    const body = entry.body();
+    const once = async function* () {
+      try {
+        yield* body;
+      } finally {
+        consumed();
+      }
+    };
+    const p = limit(() => store.addFile(info, once, { once: true }));
+    p.catch(() => consumed());
+    pending.push(p);
+    await Promise.race([read, p]);
+  }
+  await Promise.all(pending);
+  if (o.source.child) {
+    const child = o.source.child;
+    const code = child.exitCode ?? (await new Promise<number | null>((r) => child.once('exit', (c) => r(c))));
+    if (code !== 0) {
+      throw new CairnError('PG_CONNECT', `pg_basebackup failed (exit ${code}); the backup was not recorded`, {
+        hint: 'see its message above; check the connection settings (PGHOST, PGPORT, PGUSER) and that the role has REPLICATION',
+      });
+    }
+  }
+  if (label === undefined) throw new CairnError('FORMAT_INVALID', 'the tar stream has no backup_label', { hint: 'pipe `pg_basebackup -D - -Ft -X none` into cairn-basebackup --from-tar -' });
+  const ranges = pgManifest?.['WAL-Ranges'];
+  if (!ranges || ranges.length === 0) {
+    throw new CairnError('FORMAT_INVALID', 'the tar stream has no backup_manifest with WAL ranges', { hint: 'run pg_basebackup without --no-manifest (PostgreSQL 13 or later)' });
+  }
+  if (systemId === undefined) throw new CairnError('FORMAT_INVALID', 'the tar stream has no global/pg_control', { hint: 'the stream is not a complete pg_basebackup base.tar' });
+  if (parent && parent.systemId !== systemId) {
+    throw new CairnError('SYSTEM_MISMATCH', `backup ${parent.id} is of system ${parent.systemId}, this server is ${systemId}`, { hint: 'take a full backup after initdb or pg_upgrade' });
+  }
+  const bl = parseBackupLabel(label);
+  const stopLsn = parseLsn(ranges[ranges.length - 1]!['End-LSN']);
+  const segSize = segmentSizeFrom(bl.startLsn, bl.startWal, 16 * 1024 * 1024);
+  return await finish(o, ctx, {
+    id, type, parent, store, spec, t0, progress, systemId, pgMajor, pgVersionNum: Number(pgMajor) * 10000,
+    segSize, label, spcmap, tablespaces: [], startLsn: bl.startLsn, startTime: bl.startTime, stopLsn, timeline: bl.timeline,
+    checkpointLsn: bl.checkpointLsn, dataChecksums: false, source: 'stream',
+  });
+}
+
+interface Shared {
+  spec: EncodeSpec;
+  catalog: BackupManifest[];
+  slots: ReturnType<typeof createSlots>;
+  progress: ReturnType<typeof createProgress>;
+  t0: number;
+  startedAt: Date;
+  type: BackupType;
+}
+
+async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastCheckpoint: boolean }, ctx: ToolContext, sh: Shared): Promise<BasebackupResult> {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ application_name: 'cairn-basebackup' });
+  try {
+    await client.connect();
+  } catch (err) {
+    throw new CairnError('PG_CONNECT', `cannot connect to PostgreSQL: ${(err as Error).message}`, {
+      hint: 'set PGHOST, PGPORT, PGUSER (a superuser or a role with pg_backup_start rights) as for psql',
+      cause: err,
+    });
+  }
+  let started = false;
+  try {
+    const q = async <T>(sql: string, params: unknown[] = []) => (await client.query(sql, params)).rows as T[];
+    const [info] = await q<{ v: string; dir: string; sys: string; seg: string; ck: string; rec: boolean }>(
+      `select current_setting('server_version_num') v, current_setting('data_directory') dir,
+              (select system_identifier::text from pg_control_system()) sys,
+              (select setting from pg_settings where name = 'wal_segment_size') seg, current_setting('data_checksums') ck, pg_is_in_recovery() rec`,
+    );
+    const pgVersionNum = Number(info!.v);
+    if (pgVersionNum < 150000) {
+      throw new CairnError('CONFIG_INVALID', `PostgreSQL ${Math.floor(pgVersionNum / 10000)} is not supported for local backups`, { hint: 'use --remote (pg_basebackup) for servers before 15' });
+    }
+    const pgdata = await realpath(src.pgdata);
+    const serverDir = await realpath(info!.dir).catch(() => info!.dir);
+    if (pgdata !== serverDir) {
+      throw new CairnError('CONFIG_INVALID', `--pgdata "${src.pgdata}" is not the data directory of the server cairn connected to ("${info!.dir}")`, {
+        hint: 'point PGHOST/PGPORT at the server whose data directory you back up, or use --remote',
+      });
+    }
+    const systemId = info!.sys;
+    const segSize = Number(info!.seg);
+    const dataChecksums = info!.ck === 'on';
+    const others = await listSystems(o.driver, o.cluster, ctx.signal);
+    if (others.length > 0 && !others.includes(systemId)) ctx.log.warn(`registering system ${systemId} in cluster "${o.cluster}" beside ${others.join(', ')}`);
+    await ensureSystemRegistered(o.driver, o.cluster, { systemId, firstSeen: ctx.now().toISOString(), registeredBy: `cairn-basebackup ${CAIRN_VERSION}`, walSegmentSize: segSize, pgVersion: String(pgVersionNum) }, { force: true, signal: ctx.signal });
+
+    let type = sh.type;
+    const parent = pickParent(sh.catalog, type, systemId);
+    if (type !== 'full' && !parent) {
+      ctx.log.warn(`no backup of system ${systemId} to base a ${type} backup on: taking a full backup`);
+      type = 'full';
+    }
+    const id = await freeId(o.driver, o.cluster, sh.startedAt, type, ctx.signal);
+    const [start] = await q<{ lsn: string }>('select pg_backup_start($1, $2)::text lsn', [o.label || `cairn ${id}`, src.fastCheckpoint]);
+    started = true;
+    const startLsn = parseLsn(start!.lsn);
+    const walk = await walkPgData(pgdata);
+    sh.progress.total(walk.totalSize);
+    const store = createBackupStore({
+      driver: o.driver, cluster: o.cluster, id, spec: sh.spec, slots: sh.slots, parent, checksumDelta: o.checksumDelta,
+      pageCheckLsn: dataChecksums ? startLsn : undefined, log: ctx.log, signal: ctx.signal, onBytes: sh.progress.add,
+    });
+    for (const d of walk.dirs) store.addDir(d);
+    const limit = createLimiter(Math.max(2, o.jobs * 2));
+    const one = (f: FileInfo) => limit(async () => {
+      try {
+        return await store.addFile(f, () => readPieces(walk.source.get(f.path)!));
+      } catch (err) {
+        // Dropped while we copied (DROP TABLE, a finished temp file): replay restores the truth.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw err;
+      }
+    });
+    // pg_control last, as pg_basebackup sends it: the newest copy.
+    const control = walk.files.find((f) => f.path === 'global/pg_control');
+    await Promise.all(walk.files.filter((f) => f !== control).map(one));
+    if (control) await one(control);
+
+    const [stop] = await q<{ lsn: string; labelfile: string; spcmapfile: string }>('select lsn::text, labelfile, spcmapfile from pg_backup_stop(true)');
+    started = false;
+    const bl = parseBackupLabel(stop!.labelfile);
+    return await finish(o, ctx, {
+      id, type, parent, store, spec: sh.spec, t0: sh.t0, progress: sh.progress, systemId, pgMajor: String(Math.floor(pgVersionNum / 10000)), pgVersionNum,
+      segSize, label: stop!.labelfile, spcmap: stop!.spcmapfile === '' ? null : stop!.spcmapfile, tablespaces: walk.tablespaces,
+      startLsn, startTime: bl.startTime, stopLsn: parseLsn(stop!.lsn), timeline: bl.timeline, checkpointLsn: bl.checkpointLsn, dataChecksums, source: 'local',
+    });
+  } finally {
+    // Ending the session aborts a backup still in progress (pg_backup_start's session rule).
+    if (started) ctx.log.warn('backup aborted; PostgreSQL ends the backup mode with this session');
+    await client.end().catch(() => {});
+  }
+}
+
+interface Finish {
+  id: string;
+  type: BackupType;
+  parent: BackupManifest | undefined;
+  store: BackupStore;
+  spec: EncodeSpec;
+  t0: number;
+  progress: ReturnType<typeof createProgress>;
+  systemId: string;
+  pgMajor: string;
+  pgVersionNum: number;
+  segSize: number;
+  label: string;
+  spcmap: string | null;
+  tablespaces: BackupManifest['tablespaces'];
+  startLsn: bigint;
+  startTime: Date;
+  stopLsn: bigint;
+  timeline: number;
+  checkpointLsn: bigint;
+  dataChecksums: boolean;
+  source: 'local' | 'stream';
+}
+
+async function finish(o: BasebackupOptions, ctx: ToolContext, f: Finish): Promise<BasebackupResult> {
+  const stopTime = ctx.now();
+  const stopWal = lsnToSegmentName(f.timeline, f.stopLsn, f.segSize, { end: true });
+  await waitForWal(o.driver, o.cluster, f.systemId, stopWal, o.archiveTimeoutMs, ctx);
+  const files = f.store.files().slice().sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const storedFiles = files.filter((x) => x.ref === f.id);
+  const manifest: BackupManifest = {
+    format: MANIFEST_FORMAT,
+    tool: { name: 'cairn-basebackup', version: CAIRN_VERSION },
+    id: f.id,
+    type: f.type,
+    parent: f.parent?.id ?? null,
+    references: referencesOf(f.parent),
+    source: f.source,
+    cluster: o.cluster,
+    systemId: f.systemId,
+    pgVersionNum: f.pgVersionNum,
+    pgMajor: f.pgMajor,
+    walSegmentSize: f.segSize,
+    timeline: f.timeline,
+    start: { time: f.startTime.toISOString(), lsn: formatLsn(f.startLsn), wal: lsnToSegmentName(f.timeline, f.startLsn, f.segSize) },
+    stop: { time: stopTime.toISOString(), lsn: formatLsn(f.stopLsn), wal: stopWal },
+    checkpointLsn: formatLsn(f.checkpointLsn),
+    compress: o.compress,
+    encrypted: o.key !== undefined,
+    dataChecksums: f.dataChecksums,
+    backupLabel: f.label,
+    tablespaceMap: f.spcmap,
+    tablespaces: f.tablespaces,
+    dirs: f.store.dirs().slice().sort((a, b) => (a.path < b.path ? -1 : 1)),
+    files,
+    totals: {
+      size: files.reduce((s, x) => s + x.size, 0),
+      storedSize: storedFiles.reduce((s, x) => s + x.storedSize, 0),
+      filesStored: storedFiles.length,
+      filesReferenced: files.length - storedFiles.length,
+      badPages: files.reduce((s, x) => s + (x.ref === f.id ? (x.badPages?.length ?? 0) : 0), 0),
+    },
+    durationSeconds: (Date.now() - f.t0) / 1000,
+  };
+  await createJsonObject(o.driver, manifestKey(o.cluster, f.id), manifest, ctx.signal);
+  f.progress.done();
+  return { manifest };
+}
+
+export function defaultJobs(): number {
+  return availableParallelism();
+}
+
+/** The input of stream mode: stdin, a file, or pg_basebackup run by us. */
+export function streamInput(from: string | undefined, remote: boolean, pgBin: string | undefined, fast: boolean, ctx: ToolContext): { input: AsyncIterable<Buffer>; child?: ReturnType<typeof spawn> } {
+  if (remote) {
+    const bin = pgBin ? join(pgBin, 'pg_basebackup') : 'pg_basebackup';
+    const child = spawn(bin, ['-D', '-', '-F', 't', '-X', 'none', '-c', fast ? 'fast' : 'spread'], { env: ctx.env, stdio: ['ignore', 'pipe', 'inherit'] });
+    child.on('error', () => {});
+    return { input: child.stdout as AsyncIterable<Buffer>, child };
+  }
+  if (from === '-' || from === undefined) return { input: process.stdin as AsyncIterable<Buffer> };
+  return { input: createReadStream(from, { highWaterMark: 1024 * 1024 }) };
+}

@@ -1,0 +1,92 @@
+// The cairn-basebackup command: flags and settings in, basebackup() called,
+// the id on stdout and a one-line summary on stderr.
+
+import { CairnError, EXIT } from '@cairn/core/cli/errors';
+import { defineTool } from '@cairn/core/cli/run';
+import { COMPRESS_SETTING } from '@cairn/core/config/settings';
+import { parseCompress } from '@cairn/core/codec/index';
+import { summarize, type BackupType } from '@cairn/core/backup/manifest';
+import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
+import { basebackup, defaultJobs, streamInput } from './basebackup.js';
+import { formatBytes } from './progress.js';
+
+export const basebackupTool = defineTool({
+  name: 'basebackup',
+  description:
+    'take a physical backup into the repository: from PGDATA on this host (--pgdata, pg_backup_start/stop), ' +
+    'or from a `pg_basebackup -D - -Ft -X none` stream (--from-tar FILE|-, or --remote to run pg_basebackup). ' +
+    'Prints the backup id. Exit: 0 done, 2 usage, 3 configuration/connection, 4 data error, 1 the backup\'s WAL never reached the repository.',
+  positionals: [],
+  settings: [
+    COMPRESS_SETTING,
+    { name: 'pgdata', type: 'string', description: 'the data directory (local mode); the server is reached through PGHOST/PGPORT/PGUSER', env: ['CAIRN_PGDATA', 'PGDATA'], valueHint: 'DIR' },
+    { name: 'type', type: 'string', description: 'full, diff (against the newest full) or incr (against the newest backup)', default: 'full', valueHint: 'TYPE' },
+    { name: 'from-tar', type: 'string', description: 'read a pg_basebackup -Ft tar stream from FILE or - (stdin)', valueHint: 'FILE|-' },
+    { name: 'remote', type: 'boolean', description: 'run pg_basebackup -D - -Ft -X none against the server in PGHOST/PGPORT and store its stream', default: false },
+    { name: 'pg-bin', type: 'string', description: 'directory of pg_basebackup (default: PATH)', valueHint: 'DIR' },
+    { name: 'checksum-delta', type: 'boolean', description: 'diff/incr: compare file contents with the parent (SHA-256), not only size and mtime', default: false },
+    { name: 'jobs', type: 'integer', description: 'files and pieces processed at once (default: the number of cores)', valueHint: 'N' },
+    { name: 'checkpoint', type: 'string', description: 'fast (start at once) or spread (wait for the next checkpoint)', default: 'fast', valueHint: 'MODE' },
+    { name: 'archive-timeout', type: 'integer', description: 'seconds to wait for the backup\'s last WAL segment to reach the repository', default: 120, valueHint: 'SECONDS' },
+    { name: 'label', type: 'string', description: 'backup label passed to PostgreSQL', valueHint: 'TEXT' },
+  ],
+  examples: [
+    'cairn-basebackup --pgdata /var/lib/postgresql/15/main --repo /backup --type full',
+    'pg_basebackup -D - -Ft -X none | cairn-basebackup --from-tar - --repo s3://bucket/pg?region=eu-west-1',
+    'cairn-basebackup --remote --type incr',
+  ],
+  async run(ctx) {
+    const s = ctx.settings;
+    const repo = repoSettingsFrom(s);
+    const type = String(s['type']);
+    if (!['full', 'diff', 'incr'].includes(type)) throw new CairnError('USAGE', `invalid --type "${type}"`, { hint: 'use full, diff or incr' });
+    const checkpoint = String(s['checkpoint']);
+    if (checkpoint !== 'fast' && checkpoint !== 'spread') throw new CairnError('USAGE', `invalid --checkpoint "${checkpoint}"`, { hint: 'use fast or spread' });
+    const compress = String(s['compress']);
+    parseCompress(compress);
+    const jobs = (s['jobs'] as number | undefined) ?? defaultJobs();
+    if (jobs < 1 || jobs > 256) throw new CairnError('USAGE', `invalid --jobs ${jobs}`, { hint: 'use 1 to 256' });
+    const fromTar = s['from-tar'] as string | undefined;
+    const remote = s['remote'] === true;
+    const pgdata = s['pgdata'] as string | undefined;
+    const modes = [fromTar !== undefined, remote].filter(Boolean).length;
+    if (modes > 1) throw new CairnError('USAGE', '--from-tar and --remote exclude each other', { hint: 'choose one source' });
+    if (modes === 0 && !pgdata) {
+      throw new CairnError('USAGE', 'no source: give --pgdata DIR (on the database host), --from-tar FILE|- or --remote', {
+        hint: 'e.g. cairn-basebackup --pgdata "$PGDATA", or pg_basebackup -D - -Ft -X none | cairn-basebackup --from-tar -',
+      });
+    }
+    if (fromTar === '-' && process.stdin.isTTY) {
+      throw new CairnError('USAGE', '--from-tar - reads a tar stream from stdin, which is a terminal', { hint: 'pipe pg_basebackup -D - -Ft -X none into it' });
+    }
+    const key = await loadKey(repo.keyFile);
+    if (repo.repos.length > 1) ctx.log.warn(`backing up to the first repository "${repo.repos[0]}" only; run once per repository to keep copies in several`);
+    const [driver] = await openRepositories(repo.repos.slice(0, 1));
+    try {
+      const source =
+        modes === 0
+          ? { kind: 'local' as const, pgdata: pgdata!, fastCheckpoint: checkpoint === 'fast' }
+          : { kind: 'stream' as const, ...streamInput(fromTar, remote, s['pg-bin'] as string | undefined, checkpoint === 'fast', ctx) };
+      const { manifest: m } = await basebackup({
+        driver: driver!, cluster: repo.cluster, key, compress, type: type as BackupType, checksumDelta: s['checksum-delta'] === true,
+        jobs, archiveTimeoutMs: (s['archive-timeout'] as number) * 1000, source, label: (s['label'] as string | undefined) ?? '',
+      }, ctx);
+      const secs = m.durationSeconds;
+      const t = m.totals;
+      ctx.stderr.write(
+        `cairn-basebackup: ${m.id} (${m.type}${m.parent ? ` of ${m.parent}` : ''}): ${formatBytes(t.size)} in ${secs.toFixed(1)} s ` +
+          `(${formatBytes(t.size / Math.max(secs, 0.001))}/s), stored ${formatBytes(t.storedSize)}` +
+          `${t.storedSize > 0 ? ` (${((t.size - referencedSize(m)) / t.storedSize).toFixed(1)}x)` : ''}, ` +
+          `${t.filesStored} files stored, ${t.filesReferenced} referenced${t.badPages > 0 ? `, ${t.badPages} bad pages` : ''}\n`,
+      );
+      ctx.stdout.write(s['json'] === true ? JSON.stringify(summarize(m)) + '\n' : m.id + '\n');
+      return EXIT.OK;
+    } finally {
+      await closeRepositories([driver!]);
+    }
+  },
+});
+
+function referencedSize(m: { id: string; files: { ref: string; size: number }[] }): number {
+  return m.files.filter((f) => f.ref !== m.id).reduce((s, f) => s + f.size, 0);
+}

@@ -1,0 +1,115 @@
+// Listing what a base backup copies from PGDATA: every file and directory
+// except what PostgreSQL's docs ("Making a Base Backup Using the Low Level
+// API") and basebackup.c leave out, with tablespaces followed through
+// pg_tblspc/ and recorded under pg_tblspc/<oid>/.
+
+import { lstat, readdir, readlink, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ManifestTablespace } from '@cairn/core/backup/manifest';
+import type { FileInfo } from './store.js';
+
+/** Top-level directories whose contents are not copied (the directory itself is). */
+const EMPTY_DIRS = new Set(['pg_wal', 'pg_replslot', 'pg_dynshmem', 'pg_notify', 'pg_serial', 'pg_snapshots', 'pg_stat_tmp', 'pg_subtrans']);
+
+/**
+ * Top-level files never copied. backup_label and tablespace_map come from
+ * pg_backup_stop instead; recovery.signal/standby.signal would turn the
+ * restored cluster into something the operator did not ask for (restore
+ * writes its own).
+ */
+const SKIP_FILES = new Set([
+  'postmaster.pid',
+  'postmaster.opts',
+  'postgresql.auto.conf.tmp',
+  'current_logfiles.tmp',
+  'backup_label',
+  'backup_label.old',
+  'tablespace_map',
+  'tablespace_map.old',
+  'backup_manifest',
+  'recovery.signal',
+  'standby.signal',
+]);
+
+/** Temporary relations (t<backendId>_<relfilenode>[_fork][.seg]) vanish with their session. */
+const TEMP_REL_RE = /^t\d+_\d+(_[a-z]+)?(\.\d+)?$/;
+
+export interface WalkResult {
+  files: FileInfo[];
+  dirs: { path: string; mode: number }[];
+  tablespaces: ManifestTablespace[];
+  /** Absolute path of each file, by manifest path. */
+  source: Map<string, string>;
+  totalSize: number;
+}
+
+export function skipFile(rel: string, name: string, topLevel: boolean): boolean {
+  if (topLevel && SKIP_FILES.has(name)) return true;
+  if (name.startsWith('pg_internal.init')) return true;
+  if (name.startsWith('pgsql_tmp')) return true;
+  if (rel.startsWith('base/') || rel.startsWith('pg_tblspc/')) {
+    if (TEMP_REL_RE.test(name)) return true;
+  }
+  return false;
+}
+
+export async function walkPgData(pgdata: string): Promise<WalkResult> {
+  const out: WalkResult = { files: [], dirs: [], tablespaces: [], source: new Map(), totalSize: 0 };
+
+  const visit = async (abs: string, rel: string): Promise<void> => {
+    let names: string[];
+    try {
+      names = await readdir(abs);
+    } catch (err) {
+      // A directory dropped while we walk (DROP DATABASE): WAL replay recreates what matters.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    names.sort();
+    for (const name of names) {
+      const childAbs = join(abs, name);
+      const childRel = rel === '' ? name : `${rel}/${name}`;
+      let st;
+      try {
+        st = await lstat(childAbs);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw err;
+      }
+      if (st.isSymbolicLink()) {
+        if (rel === 'pg_tblspc') {
+          const location = await readlink(childAbs);
+          out.tablespaces.push({ oid: name, location });
+          out.dirs.push({ path: childRel, mode: (await stat(childAbs)).mode & 0o7777 });
+          await visit(childAbs, childRel);
+          continue;
+        }
+        // pg_wal (or another dir) moved elsewhere with a link: copy it as a directory.
+        const target = await stat(childAbs).catch(() => undefined);
+        if (target?.isDirectory()) {
+          out.dirs.push({ path: childRel, mode: target.mode & 0o7777 });
+          if (!(rel === '' && EMPTY_DIRS.has(name))) await visit(childAbs, childRel);
+          else if (name === 'pg_wal') out.dirs.push({ path: 'pg_wal/archive_status', mode: 0o700 });
+        }
+        continue;
+      }
+      if (st.isDirectory()) {
+        if (name.startsWith('pgsql_tmp')) continue;
+        out.dirs.push({ path: childRel, mode: st.mode & 0o7777 });
+        if (rel === '' && EMPTY_DIRS.has(name)) {
+          if (name === 'pg_wal') out.dirs.push({ path: 'pg_wal/archive_status', mode: 0o700 });
+          continue;
+        }
+        await visit(childAbs, childRel);
+        continue;
+      }
+      if (!st.isFile()) continue; // sockets, fifos: nothing PostgreSQL needs back
+      if (skipFile(childRel, name, rel === '')) continue;
+      out.files.push({ path: childRel, size: st.size, mode: st.mode & 0o7777, mtime: Math.floor(st.mtimeMs) / 1000 });
+      out.source.set(childRel, childAbs);
+      out.totalSize += st.size;
+    }
+  };
+  await visit(pgdata, '');
+  return out;
+}

@@ -1,0 +1,157 @@
+// Storing the files of one backup, from either source (PGDATA or a tar
+// stream): decide per file whether the parent already holds it, encode and
+// store it, and collect the manifest entries. One code path for both sources
+// keeps restore a single code path too.
+
+import type { Readable } from 'node:stream';
+import { CairnError } from '@cairn/core/cli/errors';
+import type { Logger } from '@cairn/core/cli/log';
+import type { EncodeSpec } from '@cairn/core/codec/index';
+import { encodedExtension } from '@cairn/core/codec/index';
+import { backupFileKey, type BackupManifest, type ManifestDir, type ManifestFile } from '@cairn/core/backup/manifest';
+import { encodeFile, rechunk, type Slots } from '@cairn/core/backup/file-codec';
+import { findBadPages, firstBlockOf, isChecksummedRelationFile } from '@cairn/core/pg/page-checksum';
+import type { StorageDriver } from '@cairn/core/storage/driver';
+
+export interface FileInfo {
+  /** Relative to PGDATA, '/'-separated. */
+  path: string;
+  size: number;
+  mode: number;
+  /** Seconds since the epoch. */
+  mtime: number;
+}
+
+export interface StoreOptions {
+  driver: StorageDriver;
+  cluster: string;
+  id: string;
+  spec: EncodeSpec;
+  slots: Slots;
+  parent: BackupManifest | undefined;
+  /** Compare content (SHA-256) with the parent's, not just size and mtime. */
+  checksumDelta: boolean;
+  /** Verify data-page checksums with this start LSN (undefined: don't). */
+  pageCheckLsn: bigint | undefined;
+  log: Logger;
+  signal: AbortSignal;
+  onBytes?: (n: number) => void;
+}
+
+/** The bytes of a file, in order; may be called twice (checksum delta reads before storing). */
+export type OpenFile = () => AsyncIterable<Buffer>;
+
+export interface BackupStore {
+  /** Decides reference or store for one file, and stores it. */
+  addFile(info: FileInfo, open: OpenFile, opts?: { once?: boolean }): Promise<ManifestFile>;
+  addDir(dir: ManifestDir): void;
+  files(): ManifestFile[];
+  dirs(): ManifestDir[];
+  /** Stored bytes so far. */
+  storedSize(): number;
+}
+
+export function createBackupStore(o: StoreOptions): BackupStore {
+  const ext = encodedExtension(o.spec);
+  const parentFiles = new Map((o.parent?.files ?? []).map((f) => [f.path, f]));
+  // A file whose mtime is not clearly before the parent began may have
+  // changed in the same second after the parent copied it: always copy it.
+  const parentStart = o.parent ? Date.parse(o.parent.start.time) / 1000 : 0;
+  const files: ManifestFile[] = [];
+  const dirs: ManifestDir[] = [];
+  let stored = 0;
+
+  const reference = (info: FileInfo, p: ManifestFile): ManifestFile => {
+    const f: ManifestFile = { path: info.path, size: info.size, mode: info.mode, mtime: info.mtime, sha256: p.sha256, ref: p.ref, key: p.key, storedSize: p.storedSize };
+    if (p.badPages) f.badPages = p.badPages;
+    files.push(f);
+    return f;
+  };
+
+  const store = async (info: FileInfo, open: OpenFile): Promise<ManifestFile> => {
+    const key = backupFileKey(o.cluster, o.id, info.path, ext);
+    const bad: number[] = [];
+    const checkLsn = o.pageCheckLsn;
+    const inspect =
+      checkLsn !== undefined && isChecksummedRelationFile(info.path)
+        ? (() => {
+            const first = firstBlockOf(info.path);
+            return (piece: Buffer, offset: number) => {
+              const whole = piece.length - (piece.length % 8192);
+              if (whole > 0) bad.push(...findBadPages(piece.subarray(0, whole), offset, first, checkLsn));
+            };
+          })()
+        : undefined;
+    const counted = async function* (src: AsyncIterable<Buffer>) {
+      for await (const c of src) {
+        o.onBytes?.(c.length);
+        yield c;
+      }
+    };
+    const r = await encodeFile(rechunk(counted(open())), o.spec, o.slots, (body: Readable) => o.driver.write(key, body, { signal: o.signal }), {
+      signal: o.signal,
+      ...(inspect ? { inspect } : {}),
+    });
+    if (bad.length > 0) {
+      o.log.warn(`page checksum failures in "${info.path}": block${bad.length > 1 ? 's' : ''} ${bad.slice(0, 10).join(', ')}${bad.length > 10 ? ', …' : ''}`);
+    }
+    stored += r.storedSize;
+    const f: ManifestFile = { path: info.path, size: r.size, mode: info.mode, mtime: info.mtime, sha256: r.sha256, ref: o.id, key, storedSize: r.storedSize };
+    if (bad.length > 0) f.badPages = bad;
+    return f;
+  };
+
+  return {
+    async addFile(info, open, opts = {}) {
+      const p = parentFiles.get(info.path);
+      const unchanged = p !== undefined && p.size === info.size && Math.floor(p.mtime) === Math.floor(info.mtime) && info.mtime < parentStart - 1;
+      if (p && unchanged && !o.checksumDelta) {
+        o.onBytes?.(info.size);
+        return reference(info, p);
+      }
+      if (p && o.checksumDelta && p.size === info.size) {
+        if (opts.once) {
+          // A stream can be read only once: store it, and drop the copy when
+          // the content turns out to be the parent's.
+          const f = await store(info, open);
+          if (f.sha256 === p.sha256) {
+            await o.driver.remove(f.key, o.signal);
+            stored -= f.storedSize;
+            return reference(info, p);
+          }
+          files.push(f);
+          return f;
+        }
+        const { createHash } = await import('node:crypto');
+        const h = createHash('sha256');
+        let n = 0;
+        for await (const c of open()) {
+          h.update(c);
+          n += c.length;
+        }
+        if (n === p.size && h.digest('hex') === p.sha256) {
+          o.onBytes?.(info.size);
+          return reference({ ...info, size: n }, p);
+        }
+      }
+      const f = await store(info, open);
+      files.push(f);
+      return f;
+    },
+    addDir(dir) {
+      dirs.push(dir);
+    },
+    files: () => files,
+    dirs: () => dirs,
+    storedSize: () => stored,
+  };
+}
+
+/** The chain of backups a new one references: the parent's references plus the parent. */
+export function referencesOf(parent: BackupManifest | undefined): string[] {
+  return parent ? [...parent.references, parent.id] : [];
+}
+
+export function noParentError(type: string): CairnError {
+  return new CairnError('NOT_FOUND', `no backup to base a ${type} backup on`, { hint: 'take a full backup first' });
+}

@@ -1,0 +1,265 @@
+// cairn-restore: turns a plan into a data directory ready to start. Fetches
+// the chain's files in parallel, checks every SHA-256, writes files with their
+// modes, maps tablespaces, writes backup_label, tablespace_map,
+// recovery.signal and the recovery settings. global/pg_control is written
+// last: a restore that stops half-way leaves a directory PostgreSQL refuses
+// to start ("could not open file global/pg_control").
+
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { appendFile, chmod, chown, lstat, mkdir, readdir, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { CairnError } from '@cairn/core/cli/errors';
+import type { ToolContext } from '@cairn/core/cli/run';
+import type { EncryptionKey } from '@cairn/core/codec/index';
+import { decodeFileInto, decodeFileStages } from '@cairn/core/backup/file-codec';
+import { readManifest, type ManifestFile } from '@cairn/core/backup/manifest';
+import type { RestorePlan } from '@cairn/core/restore/plan-format';
+import type { StorageDriver } from '@cairn/core/storage/driver';
+import { createLimiter } from '@cairn/core/util/limit';
+import { fsyncDir } from '@cairn/core/util/local-file';
+
+export interface RestoreOptions {
+  plan: RestorePlan;
+  driver: StorageDriver;
+  key: EncryptionKey | undefined;
+  pgdata: string;
+  delta: boolean;
+  force: boolean;
+  /** OID or old location → new location. */
+  tablespaceMap: Map<string, string>;
+  jobs: number;
+  /** The restore_command to write. */
+  restoreCommand: string;
+}
+
+export interface RestoreResult {
+  backup: string;
+  pgdata: string;
+  files: number;
+  filesFetched: number;
+  filesKept: number;
+  bytesWritten: number;
+  bytesKept: number;
+  removed: number;
+  seconds: number;
+}
+
+const CONTROL = 'global/pg_control';
+
+async function postmasterRunning(pgdata: string): Promise<number | undefined> {
+  try {
+    const { readFile } = await import('node:fs/promises');
+    const pid = Number((await readFile(join(pgdata, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    process.kill(pid, 0);
+    return pid;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM' ? -1 : undefined;
+  }
+}
+
+async function sha256OfFile(path: string): Promise<{ sha256: string; size: number }> {
+  const h = createHash('sha256');
+  let size = 0;
+  for await (const c of createReadStream(path, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) {
+    h.update(c);
+    size += c.length;
+  }
+  return { sha256: h.digest('hex'), size };
+}
+
+/** A postgresql.conf string literal. */
+export function confString(v: string): string {
+  return `'${v.replaceAll("'", "''")}'`;
+}
+
+/** A word for /bin/sh (restore_command runs through the shell). */
+export function shellWord(v: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(v) ? v : `'${v.replaceAll("'", "'\\''")}'`;
+}
+
+export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<RestoreResult> {
+  const t0 = Date.now();
+  const plan = o.plan;
+  const manifest = await readManifest(o.driver, plan.cluster, plan.backup.id, ctx.signal);
+  if (!manifest) {
+    throw new CairnError('NOT_FOUND', `backup "${plan.backup.id}" is not in repository "${o.driver.url}" cluster "${plan.cluster}"`, {
+      hint: 'make a new plan with cairn-restore-plan; cairn-info lists the backups',
+    });
+  }
+  for (const ref of manifest.references) {
+    if (!(await readManifest(o.driver, plan.cluster, ref, ctx.signal))) {
+      throw new CairnError('NOT_FOUND', `backup "${ref}" that "${manifest.id}" builds on is missing from repository "${o.driver.url}"`, {
+        hint: 'restore another backup (cairn-info lists them)',
+      });
+    }
+  }
+  const pgdata = resolve(o.pgdata);
+
+  // The target directory: absent or empty, unless --delta or --force.
+  let existing: string[] = [];
+  try {
+    existing = await readdir(pgdata);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await mkdir(pgdata, { recursive: true, mode: 0o700 });
+  }
+  if (existing.length > 0) {
+    const pid = await postmasterRunning(pgdata);
+    if (pid !== undefined) {
+      throw new CairnError('CONFIG_INVALID', `PostgreSQL is running in "${pgdata}"${pid > 0 ? ` (pid ${pid})` : ''}`, { hint: 'stop it first (pg_ctl stop); cairn-restore never writes under a running server' });
+    }
+    if (!o.delta && !o.force) {
+      throw new CairnError('CONFIG_INVALID', `"${pgdata}" is not empty`, {
+        hint: 'restore into an empty directory, or give --delta (keep matching files, fetch the rest) or --force (remove what is there)',
+      });
+    }
+  }
+  const owner = process.getuid?.() === 0 ? await stat(pgdata) : undefined;
+  // Before anything changes: no pg_control, so a half-restored directory cannot start.
+  await rm(join(pgdata, CONTROL), { force: true });
+  await fsyncDir(join(pgdata, 'global')).catch(() => {});
+  if (o.force && !o.delta) {
+    for (const name of existing) await rm(join(pgdata, name), { recursive: true, force: true });
+  }
+
+  // Where each top-level path goes: tablespaces to their (mapped) locations.
+  const tsLocation = new Map<string, string>();
+  for (const ts of manifest.tablespaces) {
+    const mapped = o.tablespaceMap.get(ts.oid) ?? o.tablespaceMap.get(ts.location) ?? ts.location;
+    tsLocation.set(ts.oid, mapped);
+  }
+  const target = (path: string): string => {
+    const m = /^pg_tblspc\/(\d+)(\/.*)?$/.exec(path);
+    if (m && tsLocation.has(m[1]!)) return join(tsLocation.get(m[1]!)!, m[2] ?? '');
+    return join(pgdata, path);
+  };
+  const give = async (p: string) => {
+    if (owner) await chown(p, owner.uid, owner.gid).catch(() => {});
+  };
+
+  for (const d of manifest.dirs) {
+    const tm = /^pg_tblspc\/(\d+)$/.exec(d.path);
+    if (tm && tsLocation.has(tm[1]!)) {
+      const loc = tsLocation.get(tm[1]!)!;
+      await mkdir(loc, { recursive: true, mode: 0o700 });
+      await give(loc);
+      const link = join(pgdata, d.path);
+      const cur = await readlink(link).catch(() => undefined);
+      if (cur !== loc) {
+        await rm(link, { recursive: true, force: true });
+        await mkdir(dirname(link), { recursive: true, mode: 0o700 });
+        await symlink(loc, link);
+      }
+      continue;
+    }
+    const p = target(d.path);
+    await mkdir(p, { recursive: true, mode: d.mode });
+    await chmod(p, d.mode);
+    await give(p);
+  }
+
+  const result: RestoreResult = { backup: manifest.id, pgdata, files: manifest.files.length, filesFetched: 0, filesKept: 0, bytesWritten: 0, bytesKept: 0, removed: 0, seconds: 0 };
+
+  // --delta: remove what the backup does not have (pg_wal's old segments included).
+  if (o.delta && existing.length > 0) {
+    const wantFiles = new Set(manifest.files.map((f) => f.path));
+    const wantDirs = new Set(manifest.dirs.map((d) => d.path));
+    const sweep = async (abs: string, rel: string): Promise<void> => {
+      for (const name of await readdir(abs)) {
+        const childRel = rel === '' ? name : `${rel}/${name}`;
+        const childAbs = join(abs, name);
+        const st = await lstat(childAbs);
+        if (st.isSymbolicLink() && /^pg_tblspc\/\d+$/.test(childRel) && wantDirs.has(childRel)) {
+          await sweep(childAbs, childRel);
+          continue;
+        }
+        if (st.isDirectory() && wantDirs.has(childRel)) {
+          await sweep(childAbs, childRel);
+          continue;
+        }
+        if (st.isFile() && wantFiles.has(childRel)) continue;
+        await rm(childAbs, { recursive: true, force: true });
+        result.removed++;
+      }
+    };
+    await sweep(pgdata, '');
+  }
+
+  const writeOne = async (f: ManifestFile): Promise<void> => {
+    const path = target(f.path);
+    if (o.delta) {
+      const st = await stat(path).catch(() => undefined);
+      if (st?.isFile() && st.size === f.size) {
+        const local = await sha256OfFile(path);
+        if (local.sha256 === f.sha256) {
+          await chmod(path, f.mode);
+          await utimes(path, f.mtime, f.mtime);
+          result.filesKept++;
+          result.bytesKept += f.size;
+          return;
+        }
+      }
+    }
+    const label = `"${f.path}" of backup ${f.ref} (${f.key})`;
+    const source = await o.driver.read(f.key, ctx.signal);
+    const sink = createWriteStream(path, { flags: 'w', mode: f.mode, flush: true, highWaterMark: 1024 * 1024 });
+    try {
+      await decodeFileInto(source, decodeFileStages(f.key, o.key, label), sink, { sha256: f.sha256, size: f.size, label }, ctx.signal);
+    } catch (err) {
+      // Never leave bytes that failed their check where PostgreSQL could read them.
+      await unlink(path).catch(() => {});
+      throw err;
+    }
+    await chmod(path, f.mode);
+    await utimes(path, f.mtime, f.mtime);
+    await give(path);
+    result.filesFetched++;
+    result.bytesWritten += f.size;
+  };
+
+  const limit = createLimiter(Math.max(2, o.jobs * 2));
+  const control = manifest.files.find((f) => f.path === CONTROL);
+  const abort = new AbortController();
+  const rest = manifest.files.filter((f) => f !== control);
+  // Big files first: they set the length of the restore.
+  rest.sort((a, b) => b.size - a.size);
+  await Promise.all(rest.map((f) => limit(() => (abort.signal.aborted ? Promise.resolve() : writeOne(f).catch((err) => {
+    abort.abort();
+    throw err;
+  })))));
+
+  // Recovery configuration.
+  const tsMap = manifest.tablespaceMap === null ? null : manifest.tablespaces.map((t) => `${t.oid} ${tsLocation.get(t.oid)!}`).join('\n') + '\n';
+  await writeFile(join(pgdata, 'backup_label'), manifest.backupLabel, { mode: 0o600 });
+  await give(join(pgdata, 'backup_label'));
+  if (tsMap !== null) {
+    await writeFile(join(pgdata, 'tablespace_map'), tsMap, { mode: 0o600 });
+    await give(join(pgdata, 'tablespace_map'));
+  }
+  await writeFile(join(pgdata, 'recovery.signal'), '', { mode: 0o600 });
+  await give(join(pgdata, 'recovery.signal'));
+  const auto = join(pgdata, 'postgresql.auto.conf');
+  const lines = [`# recovery settings added by cairn-restore at ${ctx.now().toISOString()} (backup ${manifest.id})`, `restore_command = ${confString(o.restoreCommand)}`];
+  for (const [k, v] of Object.entries(plan.recoverySettings)) lines.push(`${k} = ${confString(v)}`);
+  await appendFile(auto, (existsSync(auto) ? '\n' : '') + lines.join('\n') + '\n', { mode: 0o600 });
+  await give(auto);
+  await syncTree(pgdata);
+
+  // Last: pg_control makes the directory startable.
+  if (control) {
+    await writeOne({ ...control });
+    await fsyncDir(join(pgdata, 'global'));
+  }
+  result.seconds = (Date.now() - t0) / 1000;
+  return result;
+}
+
+/** fsync every directory (files were flushed as they closed), so renames and creations are durable. */
+async function syncTree(dir: string): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  for (const e of entries) if (e.isDirectory()) await syncTree(join(dir, e.name));
+  await fsyncDir(dir).catch(() => {});
+}
+
