@@ -273,6 +273,7 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
     const [start] = await q<{ lsn: string }>('select pg_backup_start($1, $2)::text lsn', [o.label || `cairn ${id}`, src.fastCheckpoint]);
     started = true;
     const startLsn = parseLsn(start!.lsn);
+    ctx.log.debug(`backup started at ${start!.lsn} after ${Date.now() - sh.t0} ms`);
     const walk = await walkPgData(pgdata);
     sh.progress.total(walk.totalSize);
     const store = createBackupStore({
@@ -294,9 +295,11 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
     const control = walk.files.find((f) => f.path === 'global/pg_control');
     await Promise.all(walk.files.filter((f) => f !== control).map(one));
     if (control) await one(control);
+    ctx.log.debug(`files copied after ${Date.now() - sh.t0} ms`);
 
     const [stop] = await q<{ lsn: string; labelfile: string; spcmapfile: string }>('select lsn::text, labelfile, spcmapfile from pg_backup_stop(true)');
     started = false;
+    ctx.log.debug(`backup stopped at ${stop!.lsn} after ${Date.now() - sh.t0} ms`);
     const bl = parseBackupLabel(stop!.labelfile);
     return await finish(o, ctx, {
       id, type, parent, store, spec: sh.spec, t0: sh.t0, progress: sh.progress, systemId, pgMajor: String(Math.floor(pgVersionNum / 10000)), pgVersionNum,
@@ -338,6 +341,7 @@ async function finish(o: BasebackupOptions, ctx: ToolContext, f: Finish): Promis
   const stopTime = ctx.now();
   const stopWal = lsnToSegmentName(f.timeline, f.stopLsn, f.segSize, { end: true });
   await waitForWal(o.driver, o.cluster, f.systemId, stopWal, o.archiveTimeoutMs, ctx);
+  ctx.log.debug(`${stopWal} is in the repository after ${Date.now() - f.t0} ms`);
   const files = f.store.files().slice().sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const storedFiles = files.filter((x) => x.ref === f.id);
   const manifest: BackupManifest = {

@@ -62,6 +62,8 @@ export const restoreTool = defineTool({
       tsMap.set(m.slice(0, eq), m.slice(eq + 1));
     }
     const planArg = s['plan'] as string | undefined;
+    // Flag mistakes exit 2 before any repository is opened.
+    const parsed = planArg === undefined ? parseTarget(s) : undefined;
     const key = await loadKey(repo.keyFile);
     const drivers = await openRepositories(repo.repos);
     try {
@@ -70,9 +72,9 @@ export const restoreTool = defineTool({
         const text = planArg === '-' ? (await buffer(process.stdin)).toString('utf8') : await readFile(planArg, 'utf8').catch((err: NodeJS.ErrnoException) => {
           throw new CairnError('FILE_UNREADABLE', `cannot read plan "${planArg}": ${err.code ?? err.message}`, { hint: 'give the file cairn-restore-plan wrote, or - to read it from stdin' });
         });
-        plan = parsePlan(text, planArg === '-' ? 'stdin' : planArg);
+        plan = parsePlan(text, planArg);
       } else {
-        const { target, set } = parseTarget(s);
+        const { target, set } = parsed!;
         plan = await makePlanFromRepositories({ drivers, cluster: repo.cluster, key, target, ...(set ? { set } : {}), now: ctx.now(), signal: ctx.signal });
       }
       if (plan.cluster !== repo.cluster) {

@@ -8,7 +8,10 @@ export type TargetKind = 'time' | 'xid' | 'lsn' | 'name' | 'immediate' | 'latest
 
 export interface RecoveryTarget {
   kind: TargetKind;
-  /** The value as given (time normalised to ISO 8601 with offset); absent for immediate/latest. */
+  /**
+   * The value as given, normalised: a time as "YYYY-MM-DD HH:MM:SS.ffffff+00" (UTC, what
+   * PostgreSQL reads), an LSN as X/Y in uppercase hex; absent for immediate/latest.
+   */
   value?: string;
   /** latest | current | a timeline number (as text). */
   timeline: string;
