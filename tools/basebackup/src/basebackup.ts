@@ -55,15 +55,20 @@ export interface BasebackupResult {
 }
 
 /** Reads a file in the pieces the codec wants; stops at EOF (a file may shrink while we read). */
-async function* readPieces(path: string): AsyncGenerator<Buffer> {
+async function* readPieces(path: string, size: number): AsyncGenerator<Buffer> {
   const fh = await open(path, 'r');
   try {
+    let left = size;
     for (;;) {
-      const buf = Buffer.allocUnsafe(PIECE_SIZE);
-      const { bytesRead } = await fh.read(buf, 0, PIECE_SIZE, null);
+      // Size the buffer to what stat said is left (small files are most
+      // files); a file that grew since is read on in whole pieces.
+      const want = left > 0 ? Math.min(PIECE_SIZE, left) : PIECE_SIZE;
+      const buf = Buffer.allocUnsafe(want);
+      const { bytesRead } = await fh.read(buf, 0, want, null);
       if (bytesRead === 0) break;
-      yield bytesRead === PIECE_SIZE ? buf : buf.subarray(0, bytesRead);
-      if (bytesRead < PIECE_SIZE) break;
+      left -= bytesRead;
+      yield bytesRead === want ? buf : buf.subarray(0, bytesRead);
+      if (bytesRead < want) break;
     }
   } finally {
     await fh.close();
@@ -135,7 +140,7 @@ export async function basebackup(o: BasebackupOptions, ctx: ToolContext): Promis
   let pgManifest: { 'WAL-Ranges'?: { Timeline: number; 'Start-LSN': string; 'End-LSN': string }[] } | undefined;
   let systemId: string | undefined;
   let pgMajor = '';
-  const limit = createLimiter(Math.max(2, o.jobs * 2));
+  const limit = createLimiter(Math.max(8, o.jobs * 4));
   const pending: Promise<ManifestFile>[] = [];
   const smallText = async (body: AsyncIterable<Buffer>) => {
     const parts: Buffer[] = [];
@@ -281,10 +286,12 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
       pageCheckLsn: dataChecksums ? startLsn : undefined, log: ctx.log, signal: ctx.signal, onBytes: sh.progress.add,
     });
     for (const d of walk.dirs) store.addDir(d);
-    const limit = createLimiter(Math.max(2, o.jobs * 2));
+    // Many files at once: most are small and wait on I/O, not CPU; the
+    // pieces in flight (slots) bound memory and CPU.
+    const limit = createLimiter(Math.max(8, o.jobs * 4));
     const one = (f: FileInfo) => limit(async () => {
       try {
-        return await store.addFile(f, () => readPieces(walk.source.get(f.path)!));
+        return await store.addFile(f, () => readPieces(walk.source.get(f.path)!, f.size));
       } catch (err) {
         // Dropped while we copied (DROP TABLE, a finished temp file): replay restores the truth.
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -342,6 +349,9 @@ async function finish(o: BasebackupOptions, ctx: ToolContext, f: Finish): Promis
   const stopWal = lsnToSegmentName(f.timeline, f.stopLsn, f.segSize, { end: true });
   await waitForWal(o.driver, o.cluster, f.systemId, stopWal, o.archiveTimeoutMs, ctx);
   ctx.log.debug(`${stopWal} is in the repository after ${Date.now() - f.t0} ms`);
+  // Files were written atomically but not yet durably: make them durable in
+  // one batch before the manifest that makes the backup exist.
+  await o.driver.syncKeys?.(f.store.files().filter((x) => x.ref === f.id).map((x) => x.key), ctx.signal);
   const files = f.store.files().slice().sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const storedFiles = files.filter((x) => x.ref === f.id);
   const manifest: BackupManifest = {

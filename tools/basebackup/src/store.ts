@@ -9,7 +9,7 @@ import type { Logger } from '@cairn/core/cli/log';
 import type { EncodeSpec } from '@cairn/core/codec/index';
 import { encodedExtension } from '@cairn/core/codec/index';
 import { backupFileKey, type BackupManifest, type ManifestDir, type ManifestFile } from '@cairn/core/backup/manifest';
-import { encodeFile, rechunk, type Slots } from '@cairn/core/backup/file-codec';
+import { encodeFile, encodeWhole, PIECE_SIZE, rechunk, type Slots } from '@cairn/core/backup/file-codec';
 import { findBadPages, firstBlockOf, isChecksummedRelationFile } from '@cairn/core/pg/page-checksum';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 
@@ -68,6 +68,26 @@ export function createBackupStore(o: StoreOptions): BackupStore {
     return f;
   };
 
+  async function* prepend(first: Buffer[], rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    yield* first;
+    yield* rest;
+  }
+  /**
+   * The small-file path: the whole file in memory, one buffer write. When the
+   * file turns out to have grown past one piece, the pieces read so far come
+   * back for the streaming path.
+   */
+  const storeSmall = async (key: string, pieces: AsyncGenerator<Buffer>, inspect: ((p: Buffer, off: number) => void) | undefined) => {
+    const first = await pieces.next();
+    const buf = first.done ? Buffer.alloc(0) : first.value;
+    const second = first.done ? first : await pieces.next();
+    if (!second.done) return { leftover: [buf, second.value] };
+    inspect?.(buf, 0);
+    const e = await encodeWhole(buf, o.spec);
+    await o.driver.write(key, e.stored, { signal: o.signal, durable: false });
+    return { result: { size: e.size, sha256: e.sha256, storedSize: e.stored.length } };
+  };
+
   const store = async (info: FileInfo, open: OpenFile): Promise<ManifestFile> => {
     const key = backupFileKey(o.cluster, o.id, info.path, ext);
     const bad: number[] = [];
@@ -88,7 +108,9 @@ export function createBackupStore(o: StoreOptions): BackupStore {
         yield c;
       }
     };
-    const r = await encodeFile(rechunk(counted(open())), o.spec, o.slots, (body: Readable) => o.driver.write(key, body, { signal: o.signal }), {
+    const pieces = rechunk(counted(open()), undefined, info.size);
+    const small = info.size <= PIECE_SIZE ? await storeSmall(key, pieces, inspect) : { leftover: [] };
+    const r = small.result ?? await encodeFile(prepend(small.leftover ?? [], pieces), o.spec, o.slots, (body: Readable) => o.driver.write(key, body, { signal: o.signal, durable: false }), {
       signal: o.signal,
       ...(inspect ? { inspect } : {}),
     });

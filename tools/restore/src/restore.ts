@@ -7,7 +7,7 @@
 
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { appendFile, chmod, chown, lstat, mkdir, readdir, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, open, chown, lstat, mkdir, readdir, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
@@ -204,7 +204,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     }
     const label = `"${f.path}" of backup ${f.ref} (${f.key})`;
     const source = await o.driver.read(f.key, ctx.signal);
-    const sink = createWriteStream(path, { flags: 'w', mode: f.mode, flush: true, highWaterMark: 1024 * 1024 });
+    const sink = createWriteStream(path, { flags: 'w', mode: f.mode, highWaterMark: 1024 * 1024 });
     try {
       await decodeFileInto(source, decodeFileStages(f.key, o.key, label), sink, { sha256: f.sha256, size: f.size, label }, ctx.signal);
     } catch (err) {
@@ -217,7 +217,9 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     await give(path);
     result.filesFetched++;
     result.bytesWritten += f.size;
+    written.push(path);
   };
+  const written: string[] = [];
 
   const limit = createLimiter(Math.max(2, o.jobs * 2));
   const control = manifest.files.find((f) => f.path === CONTROL);
@@ -245,15 +247,35 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   for (const [k, v] of Object.entries(plan.recoverySettings)) lines.push(`${k} = ${confString(v)}`);
   await appendFile(auto, (existsSync(auto) ? '\n' : '') + lines.join('\n') + '\n', { mode: 0o600 });
   await give(auto);
+  // Durable before pg_control: fsync in parallel batches (concurrent fsyncs
+  // share journal commits) rather than one in line per file.
+  await syncFiles(written.splice(0), limit);
   await syncTree(pgdata);
+  for (const loc of tsLocation.values()) await syncTree(loc).catch(() => {});
 
   // Last: pg_control makes the directory startable.
   if (control) {
     await writeOne({ ...control });
+    await syncFiles(written.splice(0), limit);
     await fsyncDir(join(pgdata, 'global'));
   }
   result.seconds = (Date.now() - t0) / 1000;
   return result;
+}
+
+async function syncFiles(paths: string[], limit: <T>(job: () => Promise<T>) => Promise<T>): Promise<void> {
+  await Promise.all(
+    paths.map((p) =>
+      limit(async () => {
+        const fh = await open(p, 'r');
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+      }),
+    ),
+  );
 }
 
 /** fsync every directory (files were flushed as they closed), so renames and creations are durable. */

@@ -26,6 +26,13 @@ export interface WriteOptions {
   /** Reject with WriteConflictError when the key already exists. */
   ifAbsent?: boolean;
   signal?: AbortSignal;
+  /**
+   * false: the object is still atomic (whole or absent) but may not survive a
+   * crash until syncKeys() has covered it. For many objects committed by one
+   * later object (a backup's files, then its manifest): one batch of syncs
+   * instead of two fsyncs in line per object. Default true.
+   */
+  durable?: boolean;
 }
 
 export interface StorageDriver {
@@ -64,6 +71,13 @@ export interface StorageDriver {
    * In-progress writes (temp files, uncompleted uploads) are never listed.
    */
   list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo>;
+
+  /**
+   * Makes objects written with `durable: false` durable (fs: fsync of each
+   * file and of their directories). Drivers whose writes are always durable
+   * (S3) need not implement it.
+   */
+  syncKeys?(keys: string[], signal?: AbortSignal): Promise<void>;
 
   /** Deletes `key`; succeeds if it does not exist. */
   remove(key: string, signal?: AbortSignal): Promise<void>;
