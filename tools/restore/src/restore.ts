@@ -12,7 +12,8 @@ import { dirname, join, resolve } from 'node:path';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
 import type { EncryptionKey } from '@cairn/core/codec/index';
-import { decodeFileInto, decodeFileStages } from '@cairn/core/backup/file-codec';
+import { decodeFileInto, decodeFileStages, decodeWhole, PIECE_SIZE } from '@cairn/core/backup/file-codec';
+import { buffer } from 'node:stream/consumers';
 import { readManifest, type ManifestFile } from '@cairn/core/backup/manifest';
 import type { RestorePlan } from '@cairn/core/restore/plan-format';
 import type { StorageDriver } from '@cairn/core/storage/driver';
@@ -204,9 +205,21 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     }
     const label = `"${f.path}" of backup ${f.ref} (${f.key})`;
     const source = await o.driver.read(f.key, ctx.signal);
+    if (f.size <= PIECE_SIZE) {
+      // Small files (most of them): decode in memory, one write.
+      const data = await decodeWhole(await buffer(source), f.key, o.key, { sha256: f.sha256, size: f.size, label });
+      await writeFile(path, data, { mode: f.mode });
+      await chmod(path, f.mode);
+      await utimes(path, f.mtime, f.mtime);
+      await give(path);
+      result.filesFetched++;
+      result.bytesWritten += f.size;
+      written.push(path);
+      return;
+    }
     const sink = createWriteStream(path, { flags: 'w', mode: f.mode, highWaterMark: 1024 * 1024 });
     try {
-      await decodeFileInto(source, decodeFileStages(f.key, o.key, label), sink, { sha256: f.sha256, size: f.size, label }, ctx.signal);
+      await decodeFileInto(source, decodeFileStages(f.key, o.key, label, 3), sink, { sha256: f.sha256, size: f.size, label }, ctx.signal);
     } catch (err) {
       // Never leave bytes that failed their check where PostgreSQL could read them.
       await unlink(path).catch(() => {});
@@ -221,7 +234,8 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   };
   const written: string[] = [];
 
-  const limit = createLimiter(Math.max(2, o.jobs * 2));
+  // Many small files wait on I/O; big ones are bounded by their decode window.
+  const limit = createLimiter(Math.max(8, o.jobs * 4));
   const control = manifest.files.find((f) => f.path === CONTROL);
   const abort = new AbortController();
   const rest = manifest.files.filter((f) => f !== control);
