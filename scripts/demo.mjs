@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The embedded default, end to end: a throwaway PostgreSQL cluster archives
-// its WAL through cairn-wal-push into a local repository, is backed up, makes
-// a mistake (DROP TABLE), and is restored to the second before the mistake by
-// replaying the archive through cairn-wal-get. Everything it makes is removed
+// its WAL through cairn-wal-push into a local repository, is backed up with
+// cairn-basebackup, makes a mistake (DROP TABLE), and is restored to the
+// second before the mistake: cairn-restore-plan checks the WAL is there,
+// cairn-restore lays the backup down, PostgreSQL replays through cairn-wal-get. Everything it makes is removed
 // at the end (pass --keep to look around first).
 
 import { createCluster } from '../packages/testkit/dist/pg-cluster.js';
@@ -27,9 +28,14 @@ async function main() {
   await src.psql("create table important(id int primary key, note text); insert into important select g, 'row ' || g from generate_series(1, 1000) g");
   await src.pgbench(['-i', '-s', '1', '-q']);
 
-  step('base backup (pg_basebackup -X none: the WAL comes from the cairn repository)');
-  const dst = await createCluster({ name: 'demo-restore', initdb: false, env });
-  await src.basebackup(dst.pgdata);
+  step('cairn-basebackup --pgdata … (full)');
+  const cairn = async (tool, args) => {
+    const r = await runAsPg(binPath(tool), args, { env: { ...src.env, ...env }, allowFail: true, timeoutMs: 300_000 });
+    for (const line of r.stderr.trim().split('\n').filter(Boolean)) console.log(`         ${line}`);
+    if (r.code !== 0) throw new Error(`cairn-${tool} exited ${r.code}`);
+    return r.stdout;
+  };
+  const backup = (await cairn('basebackup', ['--pgdata', src.pgdata])).trim();
 
   step('traffic: pgbench for 4 s');
   await src.pgbench(['-c', '2', '-T', '4', '-n']);
@@ -44,19 +50,19 @@ async function main() {
   await src.waitForArchived(last, 60_000);
   const [a] = await src.query('select archived_count::int, failed_count::int from pg_stat_archiver');
   step(`archived ${a.archived_count} WAL files, ${a.failed_count} failures; the repository holds:`);
-  const files = await runAsPg('find', [repo, '-type', 'f', '-name', '*.zst']);
-  const du = await runAsPg('du', ['-sh', repo]);
-  console.log(`         ${files.stdout.trim().split('\n').length} compressed WAL objects, ${du.stdout.split('\t')[0]} on disk`);
+  const files = await runAsPg('find', [`${repo}/main/wal`, '-type', 'f', '-name', '*.zst']);
+  const du = await runAsPg('du', ['-sh', `${repo}/main/wal`, `${repo}/main/backups`]);
+  const sizes = du.stdout.trim().split('\n').map((l) => l.split('\t')[0]);
+  console.log(`         ${files.stdout.trim().split('\n').length} compressed WAL objects (${sizes[0]}), the base backup (${sizes[1]})`);
   await src.stop();
 
-  step(`restoring to ${target} (restore_command = 'cairn-wal-get %f %p')`);
-  await dst.setConf({
-    restore_command: `${binPath('wal-get')} %f %p`,
-    recovery_target_time: target,
-    recovery_target_action: 'promote',
-    archive_mode: 'off',
-  });
-  await dst.writeFile('recovery.signal', '');
+  step(`cairn-restore-plan --target-time '${target}'`);
+  const plan = JSON.parse(await cairn('restore-plan', ['--target-time', target, '--target-action', 'promote']));
+  console.log(`         plan: backup ${plan.backup.id}${plan.backup.id === backup ? ' (the one just taken)' : ''}, WAL ${plan.wal.map((w) => `${w.from}…${w.to}`).join(', ')} present`);
+  step('cairn-restore --target-time … into an empty data directory');
+  const dst = await createCluster({ name: 'demo-restore', initdb: false, env, conf: { archive_mode: 'off' } });
+  await cairn('restore', ['--pgdata', dst.pgdata, '--target-time', target, '--target-action', 'promote']);
+  step('starting PostgreSQL: it replays the archive through cairn-wal-get up to the target');
   const r0 = Date.now();
   await dst.start({ timeoutSec: 300 });
   await dst.waitForRecoveryEnd(300_000);
