@@ -213,7 +213,9 @@ export class FsDriver implements StorageDriver {
   private async createTemp(dir: string, temp: string, key: string): Promise<fsp.FileHandle> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.ensureDir(dir);
+        // The directory usually exists already (a backup writes hundreds of
+        // files per directory): try first, make it on ENOENT.
+        if (attempt > 1) await this.ensureDir(dir);
         return await fsp.open(temp, 'wx', FILE_MODE);
       } catch (err) {
         if (errnoOf(err) === 'ENOENT' && attempt < 5) continue;
