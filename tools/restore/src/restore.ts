@@ -7,7 +7,7 @@
 
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { appendFile, chmod, open, chown, lstat, mkdir, readdir, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, open, readFile, chown, lstat, mkdir, readdir, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
@@ -48,9 +48,11 @@ export interface RestoreResult {
 
 const CONTROL = 'global/pg_control';
 
+/** postgresql.auto.conf lines that would steer this recovery: replaced, not added to. */
+const RECOVERY_SETTING_RE = /^\s*(restore_command|recovery_target\w*|recovery_end_command|archive_cleanup_command)\s*=/i;
+
 async function postmasterRunning(pgdata: string): Promise<number | undefined> {
   try {
-    const { readFile } = await import('node:fs/promises');
     const pid = Number((await readFile(join(pgdata, 'postmaster.pid'), 'utf8')).split('\n')[0]);
     if (!Number.isInteger(pid) || pid <= 0) return undefined;
     process.kill(pid, 0);
@@ -259,7 +261,15 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   const auto = join(pgdata, 'postgresql.auto.conf');
   const lines = [`# recovery settings added by cairn-restore at ${ctx.now().toISOString()} (backup ${manifest.id})`, `restore_command = ${confString(o.restoreCommand)}`];
   for (const [k, v] of Object.entries(plan.recoverySettings)) lines.push(`${k} = ${confString(v)}`);
-  await appendFile(auto, (existsSync(auto) ? '\n' : '') + lines.join('\n') + '\n', { mode: 0o600 });
+  // Recovery settings left in the backup (a cluster restored earlier keeps
+  // them after promotion) would add a second target, which PostgreSQL
+  // refuses ("multiple recovery targets specified"): comment them out.
+  const old = existsSync(auto) ? await readFile(auto, 'utf8') : '';
+  const kept = old
+    .split('\n')
+    .map((l) => (RECOVERY_SETTING_RE.test(l) ? `# ${l}  # disabled by cairn-restore` : l))
+    .join('\n');
+  await writeFile(auto, (kept === '' || kept.endsWith('\n') ? kept : kept + '\n') + lines.join('\n') + '\n', { mode: 0o600 });
   await give(auto);
   // Durable before pg_control: fsync in parallel batches (concurrent fsyncs
   // share journal commits) rather than one in line per file.
