@@ -15,6 +15,10 @@ import { CairnError } from '../cli/errors.js';
 import { createCountStage, createDecryptStage, createEncryptStage, storedEncoding, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
 import { createZstdFrameSplitter } from './zstd-frames.js';
 
+function lowerFirst(s: string): string {
+  return s.charAt(0).toLowerCase() + s.slice(1);
+}
+
 /** Input bytes per frame. */
 export const PIECE_SIZE = 4 * 1024 * 1024;
 
@@ -262,7 +266,7 @@ export async function* rechunk(source: AsyncIterable<Buffer>, size = PIECE_SIZE,
 function createParallelZstdDecode(label: string, window: number): Transform {
   const pending: Promise<Buffer>[] = [];
   const fail = (err: unknown) =>
-    new CairnError('FORMAT_INVALID', `corrupt zstd data in "${label}": ${(err as Error).message}`, {
+    new CairnError('FORMAT_INVALID', `corrupt zstd data in ${label}: ${lowerFirst((err as Error).message)}`, {
       hint: 'the stored object is damaged or truncated; restore it from another repository',
       cause: err,
     });
@@ -303,7 +307,8 @@ export function decodeFileStages(storedKey: string, key: EncryptionKey | undefin
         hint: 'give the repository key with --encryption-key-file / CAIRN_ENCRYPTION_KEY_FILE',
       });
     }
-    stages.push(createDecryptStage(key, label));
+    // The decrypt stage quotes its label itself; ours already carries quotes.
+    stages.push(createDecryptStage(key, label.replaceAll('"', '')));
   }
   if (enc.alg === 'zstd') stages.push(createZstdFrameSplitter(label), createParallelZstdDecode(label, window));
   // Like `gzip -d`, Node's gunzip decodes concatenated members as one stream.
@@ -330,7 +335,7 @@ export async function decodeWhole(stored: Buffer, storedKey: string, key: Encryp
     else if (enc.alg === 'gzip') data = zlib.gunzipSync(data, { maxOutputLength: Math.max(expect.size, 1) + 1 });
   } catch (err) {
     if (err instanceof CairnError) throw err;
-    throw new CairnError('FORMAT_INVALID', `corrupt data in ${expect.label}: ${(err as Error).message}`, {
+    throw new CairnError('FORMAT_INVALID', `corrupt data in ${expect.label}: ${lowerFirst((err as Error).message)}`, {
       hint: 'the stored object is damaged or truncated; restore it from another repository',
       cause: err,
     });

@@ -29,7 +29,7 @@ export function createZstdFrameSplitter(label: string): Transform {
   let frameLen = 0;
 
   const corrupt = (why: string) =>
-    new CairnError('FORMAT_INVALID', `corrupt zstd data in "${label}": ${why}`, {
+    new CairnError('FORMAT_INVALID', `corrupt zstd data in ${label}: ${why}`, {
       hint: 'the stored object is damaged or truncated; restore it from another repository',
     });
 

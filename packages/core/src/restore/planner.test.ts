@@ -130,24 +130,24 @@ describe('planRestore: one timeline', () => {
       settingsOut: { recovery_target: 'immediate', recovery_target_timeline: '1', recovery_target_action: 'pause' },
     },
     {
-      name: 'time between the backups: the older one, to the first segment archived after the target',
+      name: 'time between the backups: the older one, to the segment after the first one archived after the target (archive lag)',
       settings: { 'target-time': '2026-11-21 04:00:00+00' },
       backup: A.id,
-      wal: [range(1, 2, 4)],
+      wal: [range(1, 2, 5)],
       settingsOut: { recovery_target_time: '2026-11-21 04:00:00.000000+00', recovery_target_timeline: '1', recovery_target_action: 'pause' },
     },
     {
       name: 'time exactly at a backup\'s end, inclusive: that backup',
       settings: { 'target-time': '2026-11-21T05:10:00Z', 'target-action': 'promote' },
       backup: B.id,
-      wal: [range(1, 5, 6)], // segment 6, archived 06:30, reaches past 05:10
+      wal: [range(1, 5, 7)], // segment 6, archived 06:30, reaches past 05:10; 7 in case 6 was archived late
       settingsOut: { recovery_target_time: '2026-11-21 05:10:00.000000+00', recovery_target_timeline: '1', recovery_target_action: 'promote' },
     },
     {
       name: 'time exactly at a backup\'s end, exclusive: the one before',
       settings: { 'target-time': '2026-11-21T05:10:00Z', 'target-exclusive': true },
       backup: A.id,
-      wal: [range(1, 2, 5)],
+      wal: [range(1, 2, 6)],
       settingsOut: { recovery_target_time: '2026-11-21 05:10:00.000000+00', recovery_target_timeline: '1', recovery_target_action: 'pause', recovery_target_inclusive: 'off' },
     },
     {
@@ -198,7 +198,7 @@ describe('planRestore: one timeline', () => {
       name: '--set with a time target after it',
       settings: { set: A.id, 'target-time': '2026-11-21 06:00:00+00' },
       backup: A.id,
-      wal: [range(1, 2, 6)],
+      wal: [range(1, 2, 7)],
       settingsOut: { recovery_target_time: '2026-11-21 06:00:00.000000+00', recovery_target_timeline: '1', recovery_target_action: 'pause' },
     },
     { name: 'timeline current', settings: { 'target-timeline': 'current' }, backup: B.id, wal: [range(1, 5, 9)], settingsOut: { recovery_target_timeline: '1' } },
@@ -243,8 +243,8 @@ describe('planRestore: one timeline', () => {
       target: { kind: 'time', value: '2026-11-21 04:00:00.000000+00', timeline: 'latest', action: 'pause', inclusive: true },
       targetTimeline: 1,
       timelines: [1],
-      wal: [{ timeline: 1, from: '000000010000000000000002', to: '000000010000000000000004', segments: 3 }],
-      walEnd: '000000010000000000000004',
+      wal: [{ timeline: 1, from: '000000010000000000000002', to: '000000010000000000000005', segments: 4 }],
+      walEnd: '000000010000000000000005',
       recoverySettings: { recovery_target_time: '2026-11-21 04:00:00.000000+00', recovery_target_timeline: '1', recovery_target_action: 'pause' },
       warnings: [],
     });
@@ -409,7 +409,7 @@ describe('planRestore: timelines', () => {
       backup: B.id,
       tli: 2,
       timelines: [1, 2],
-      wal: [range(1, 5, 6), range(2, 7, 8)],
+      wal: [range(1, 5, 6), range(2, 7, 9)],
     },
     {
       name: 'backups on 1 after the branch are passed over for latest',
@@ -554,7 +554,7 @@ describe('planRestore: chains and systems', () => {
     const p = plan(SYSTEMS, { 'target-time': '2026-11-21 07:00:00+00' });
     assert.equal(p.systemId, SYS);
     assert.equal(p.backup.id, B.id);
-    assert.deepEqual(p.wal, [range(1, 5, 7)]);
+    assert.deepEqual(p.wal, [range(1, 5, 8)]);
   });
 });
 

@@ -347,10 +347,13 @@ function checkWal(input: PlanInput, r: Route, targetMicros: bigint | undefined, 
       }
       // The archive time of a segment is after all the WAL it holds was
       // written; the first one archived after the target therefore holds
-      // WAL past it. (Archive lag can make this segment an early one; then
-      // PostgreSQL asks for more and fails loudly rather than stop short.)
+      // WAL past it. Archive lag can make it the segment before the one
+      // being written at the target time (completed just before it, archived
+      // just after), so one more segment is checked when the archive has it
+      // or anything newer. (Beyond that, PostgreSQL asks for more and fails
+      // loudly rather than stop short.)
       if (segno >= stopSeg && BigInt(entry.mtime.getTime()) * 1000n > targetUs) {
-        found = segno;
+        found = newest !== undefined && newest > segno ? segno + 1n : segno;
         break;
       }
     }
