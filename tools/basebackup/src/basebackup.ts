@@ -147,50 +147,57 @@ export async function basebackup(o: BasebackupOptions, ctx: ToolContext): Promis
     for await (const c of body) parts.push(Buffer.from(c));
     return Buffer.concat(parts);
   };
-  for await (const entry of readTarEntries(o.source.input, 'the pg_basebackup tar stream')) {
-    const h = entry.header;
-    if (h.type === 'dir') {
-      store.addDir({ path: h.path, mode: h.mode & 0o7777 });
-      continue;
-    }
-    if (h.type !== 'file') continue;
-    if (h.path === 'backup_label') {
-      label = (await smallText(entry.body())).toString('utf8');
-      continue;
-    }
-    if (h.path === 'tablespace_map') {
-      spcmap = (await smallText(entry.body())).toString('utf8');
-      continue;
-    }
-    if (h.path === 'backup_manifest') {
-      pgManifest = JSON.parse((await smallText(entry.body())).toString('utf8')) as typeof pgManifest;
-      continue;
-    }
-    const info: FileInfo = { path: h.path, size: h.size, mode: h.mode & 0o7777, mtime: h.mtime };
-    if (h.path === 'global/pg_control' || h.path === 'PG_VERSION') {
-      // Small: read it here, learn from it, and store it from memory.
-      const bytes = await smallText(entry.body());
-      if (h.path === 'PG_VERSION') pgMajor = bytes.toString('utf8').trim();
-      else if (bytes.length >= 8) systemId = bytes.readBigUInt64LE(0).toString();
-      pending.push(limit(() => store.addFile(info, async function* () { yield bytes; }, { once: true })));
-      continue;
-    }
-    // The tar yields each body once, in order: hand it over and wait until it
-    // is consumed (not stored) before asking for the next entry.
-    let consumed!: () => void;
-    const read = new Promise<void>((r) => (consumed = r));
-    const body = entry.body();
-    const once = async function* () {
-      try {
-        yield* body;
-      } finally {
-        consumed();
+  try {
+    for await (const entry of readTarEntries(o.source.input, 'the pg_basebackup tar stream')) {
+      const h = entry.header;
+      if (h.type === 'dir') {
+        store.addDir({ path: h.path, mode: h.mode & 0o7777 });
+        continue;
       }
-    };
-    const p = limit(() => store.addFile(info, once, { once: true }));
-    p.catch(() => consumed());
-    pending.push(p);
-    await Promise.race([read, p]);
+      if (h.type !== 'file') continue;
+      if (h.path === 'backup_label') {
+        label = (await smallText(entry.body())).toString('utf8');
+        continue;
+      }
+      if (h.path === 'tablespace_map') {
+        spcmap = (await smallText(entry.body())).toString('utf8');
+        continue;
+      }
+      if (h.path === 'backup_manifest') {
+        pgManifest = JSON.parse((await smallText(entry.body())).toString('utf8')) as typeof pgManifest;
+        continue;
+      }
+      const info: FileInfo = { path: h.path, size: h.size, mode: h.mode & 0o7777, mtime: h.mtime };
+      if (h.path === 'global/pg_control' || h.path === 'PG_VERSION') {
+        // Small: read it here, learn from it, and store it from memory.
+        const bytes = await smallText(entry.body());
+        if (h.path === 'PG_VERSION') pgMajor = bytes.toString('utf8').trim();
+        else if (bytes.length >= 8) systemId = bytes.readBigUInt64LE(0).toString();
+        pending.push(limit(() => store.addFile(info, async function* () { yield bytes; }, { once: true })));
+        continue;
+      }
+      // The tar yields each body once, in order: hand it over and wait until it
+      // is consumed (not stored) before asking for the next entry.
+      let consumed!: () => void;
+      const read = new Promise<void>((r) => (consumed = r));
+      const body = entry.body();
+      const once = async function* () {
+        try {
+          yield* body;
+        } finally {
+          consumed();
+        }
+      };
+      const p = limit(() => store.addFile(info, once, { once: true }));
+      p.catch(() => consumed());
+      pending.push(p);
+      await Promise.race([read, p]);
+    }
+  } catch (err) {
+    // A broken stream: let the files in flight finish or fail before reporting.
+    o.source.child?.kill();
+    await Promise.allSettled(pending);
+    throw err;
   }
   await Promise.all(pending);
   if (o.source.child) {
