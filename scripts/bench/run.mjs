@@ -7,7 +7,7 @@
 // data dir is the snapshot each drain contender starts from. See README.md.
 
 import { copyFileSync, cpSync, existsSync, linkSync, mkdirSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -957,7 +957,13 @@ async function main() {
   say(`results written to ${file}`);
 }
 
-main().catch((err) => {
+// BENCH_ONLY=wal|backup runs one part alone (default: both, this WAL part
+// first); the backup/restore part is backup.mjs, in its own process.
+const only = env.BENCH_ONLY || 'all';
+if (!['all', 'wal', 'backup'].includes(only)) throw new Error(`BENCH_ONLY=${only}: use wal or backup (or leave it unset for both)`);
+(only === 'backup' ? Promise.resolve() : main()).catch((err) => {
   process.stderr.write(`bench failed: ${err?.stack ?? err}\n`);
   process.exitCode = 1;
+}).then(() => {
+  if (only !== 'wal' && spawnSync(NODE, [join(dirname(fileURLToPath(import.meta.url)), 'backup.mjs')], { stdio: 'inherit' }).status !== 0) process.exitCode = 1;
 });

@@ -23,8 +23,13 @@ test('a damaged data page is reported and the backup completes; a tablespace res
   await src.psql(`create tablespace far location '${tsDir}'`);
   await src.psql("create table near(id int, pad text); insert into near select g, repeat('n', 200) from generate_series(1, 5000) g");
   await src.psql("create table away(id int, pad text) tablespace far; insert into away select g, repeat('a', 200) from generate_series(1, 3000) g");
+  // Two tables past 32 MiB: backed up and restored by worker threads.
+  await src.psql("create table big(id int, pad text); insert into big select g, md5(g::text) || repeat('b', 120) from generate_series(1, 260000) g");
+  await src.psql("create table big2(id int, pad text); insert into big2 select g, md5(g::text) || repeat('c', 120) from generate_series(1, 260000) g");
   await src.psql('checkpoint');
   const nearPath = await src.psql("select pg_relation_filepath('near')");
+  const bigPath = await src.psql("select pg_relation_filepath('big')");
+  const big2Sum = await src.psql("select count(*) || ':' || md5(string_agg(pad, ',' order by id)) from big2");
   const oid = await src.psql("select oid from pg_tablespace where spcname = 'far'");
 
   // Damage page 2 of "near" on disk behind PostgreSQL's back (the server is
@@ -33,6 +38,10 @@ test('a damaged data page is reported and the backup completes; a tablespace res
   const fh = await open(join(src.pgdata, nearPath), 'r+');
   await fh.write(Buffer.from('cairn was here'), 0, 14, 2 * 8192 + 4000);
   await fh.close();
+  const fh2 = await open(join(src.pgdata, bigPath), 'r+');
+  assert.ok((await fh2.stat()).size > 32 * 1024 * 1024, 'big is past the worker threshold');
+  await fh2.write(Buffer.from('and here'), 0, 8, 1000 * 8192 + 5000);
+  await fh2.close();
   await src.start();
 
   const env = { ...src.env, ...repo.env };
@@ -45,15 +54,17 @@ test('a damaged data page is reported and the backup completes; a tablespace res
     files: { path: string; badPages?: number[] }[];
     tablespaces: { oid: string; location: string }[];
   };
-  assert.equal(manifest.totals.badPages, 1);
+  assert.equal(manifest.totals.badPages, 2);
   assert.deepEqual(manifest.files.find((f) => f.path === nearPath)?.badPages, [2]);
+  assert.deepEqual(manifest.files.find((f) => f.path === bigPath)?.badPages, [1000]);
+  assert.ok(r.lines.some((l) => l.includes(`page checksum failures in "${bigPath}"`) && l.includes('block 1000')), r.stderr);
   assert.deepEqual(manifest.tablespaces, [{ oid, location: tsDir }]);
   assert.ok(manifest.files.some((f) => f.path.startsWith(`pg_tblspc/${oid}/PG_15_`)), 'tablespace files are in the backup');
 
   // Stream mode through --remote, same cluster. pg_basebackup -D - takes no
   // tablespaces, and the server verifies page checksums itself (a damaged
   // page fails pg_basebackup): drop both first.
-  await src.psql("drop table away; drop tablespace far; drop table near; create table near as select g id, repeat('m', 100) pad from generate_series(1, 4000) g");
+  await src.psql("drop table away; drop tablespace far; drop table near; drop table big; create table near as select g id, repeat('m', 100) pad from generate_series(1, 4000) g");
   const stream = await runCairn('basebackup', ['--remote', '--pg-bin', src.bindir], { env });
   assert.equal(stream.code, 0, stream.stderr);
   assert.match(stream.stdout.trim(), /^\d{8}-\d{6}F$/);
@@ -71,6 +82,7 @@ test('a damaged data page is reported and the backup completes; a tablespace res
   await dst.waitForRecoveryEnd(120_000);
   assert.equal(await dst.psql('select count(*) from away'), '3000');
   assert.equal(await dst.psql("select count(*) from away where pad = repeat('a', 200)"), '3000');
+  assert.equal(await dst.psql("select count(*) || ':' || md5(string_agg(pad, ',' order by id)) from big2"), big2Sum, 'a file restored by a worker thread');
   await dst.destroy();
 
   // And the stream backup restores to the same rows.

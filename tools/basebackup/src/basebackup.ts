@@ -4,7 +4,7 @@
 // exists iff its manifest does), then the id goes to stdout.
 
 import { spawn } from 'node:child_process';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { open, realpath } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -35,7 +35,8 @@ import { CAIRN_VERSION } from '@cairn/core/version';
 import { parseBackupLabel, segmentSizeFrom } from './label.js';
 import { walkPgData } from './pgdata-walk.js';
 import { createProgress } from './progress.js';
-import { createBackupStore, referencesOf, type BackupStore, type FileInfo } from './store.js';
+import { BIG_FILE, createBackupStore, referencesOf, type BackupStore, type FileInfo } from './store.js';
+import { createFileWorkers, findWorkerEntry, type FileWorkers } from '@cairn/core/backup/file-worker';
 
 export interface BasebackupOptions {
   driver: StorageDriver;
@@ -46,6 +47,8 @@ export interface BasebackupOptions {
   checksumDelta: boolean;
   jobs: number;
   archiveTimeoutMs: number;
+  /** For the worker threads, which open the key themselves. */
+  keyFile: string | undefined;
   source: { kind: 'local'; pgdata: string; fastCheckpoint: boolean } | { kind: 'stream'; input: AsyncIterable<Buffer>; child?: ReturnType<typeof spawn> };
   label: string;
 }
@@ -54,8 +57,16 @@ export interface BasebackupResult {
   manifest: BackupManifest;
 }
 
+const SMALL_FILE = 1024 * 1024;
+
 /** Reads a file in the pieces the codec wants; stops at EOF (a file may shrink while we read). */
 async function* readPieces(path: string, size: number): AsyncGenerator<Buffer> {
+  if (size <= SMALL_FILE) {
+    // One synchronous read: for the thousand small files of a cluster, the
+    // promise API's trips through the threadpool cost more than the reads.
+    yield readFileSync(path);
+    return;
+  }
   const fh = await open(path, 'r');
   try {
     let left = size;
@@ -250,6 +261,7 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
     });
   }
   let started = false;
+  let workers: FileWorkers | undefined;
   try {
     const q = async <T>(sql: string, params: unknown[] = []) => (await client.query(sql, params)).rows as T[];
     const [info] = await q<{ v: string; dir: string; sys: string; seg: string; ck: string; rec: boolean }>(
@@ -288,9 +300,12 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
     ctx.log.debug(`backup started at ${start!.lsn} after ${Date.now() - sh.t0} ms`);
     const walk = await walkPgData(pgdata);
     sh.progress.total(walk.totalSize);
+    const entry = walk.files.some((f) => f.size >= BIG_FILE) ? findWorkerEntry(import.meta.url) : undefined;
+    workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, keyFile: o.keyFile, compress: o.compress }) : undefined;
     const store = createBackupStore({
       driver: o.driver, cluster: o.cluster, id, spec: sh.spec, slots: sh.slots, parent, checksumDelta: o.checksumDelta,
       pageCheckLsn: dataChecksums ? startLsn : undefined, log: ctx.log, signal: ctx.signal, onBytes: sh.progress.add,
+      ...(workers ? { workers } : {}),
     });
     for (const d of walk.dirs) store.addDir(d);
     // Many files at once: most are small and wait on I/O, not CPU; the
@@ -298,7 +313,7 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
     const limit = createLimiter(Math.max(8, o.jobs * 4));
     const one = (f: FileInfo) => limit(async () => {
       try {
-        return await store.addFile(f, () => readPieces(walk.source.get(f.path)!, f.size));
+        return await store.addFile(f, () => readPieces(walk.source.get(f.path)!, f.size), { source: walk.source.get(f.path)! });
       } catch (err) {
         // Dropped while we copied (DROP TABLE, a finished temp file): replay restores the truth.
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -327,6 +342,7 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
     // Ending the session aborts a backup still in progress (pg_backup_start's session rule).
     if (started) ctx.log.warn('backup aborted; PostgreSQL ends the backup mode with this session');
     await client.end().catch(() => {});
+    await workers?.close();
   }
 }
 

@@ -68,7 +68,7 @@ export const basebackupTool = defineTool({
           ? { kind: 'local' as const, pgdata: pgdata!, fastCheckpoint: checkpoint === 'fast' }
           : { kind: 'stream' as const, ...streamInput(fromTar, remote, s['pg-bin'] as string | undefined, checkpoint === 'fast', ctx) };
       const { manifest: m } = await basebackup({
-        driver: driver!, cluster: repo.cluster, key, compress, type: type as BackupType, checksumDelta: s['checksum-delta'] === true,
+        driver: driver!, cluster: repo.cluster, key, keyFile: repo.keyFile, compress, type: type as BackupType, checksumDelta: s['checksum-delta'] === true,
         jobs, archiveTimeoutMs: (s['archive-timeout'] as number) * 1000, source, label: (s['label'] as string | undefined) ?? '',
       }, ctx);
       const secs = m.durationSeconds;

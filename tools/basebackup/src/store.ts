@@ -12,6 +12,7 @@ import { backupFileKey, type BackupManifest, type ManifestDir, type ManifestFile
 import { encodeFile, encodeWhole, PIECE_SIZE, rechunk, type Slots } from '@cairn/core/backup/file-codec';
 import { findBadPages, firstBlockOf, isChecksummedRelationFile } from '@cairn/core/pg/page-checksum';
 import type { StorageDriver } from '@cairn/core/storage/driver';
+import type { FileWorkers } from '@cairn/core/backup/file-worker';
 
 export interface FileInfo {
   /** Relative to PGDATA, '/'-separated. */
@@ -36,14 +37,19 @@ export interface StoreOptions {
   log: Logger;
   signal: AbortSignal;
   onBytes?: (n: number) => void;
+  /** Worker threads for big files read from PGDATA (local mode). */
+  workers?: FileWorkers;
 }
+
+/** Files from this size on go to a worker thread when there are workers. */
+export const BIG_FILE = 32 * 1024 * 1024;
 
 /** The bytes of a file, in order; may be called twice (checksum delta reads before storing). */
 export type OpenFile = () => AsyncIterable<Buffer>;
 
 export interface BackupStore {
   /** Decides reference or store for one file, and stores it. */
-  addFile(info: FileInfo, open: OpenFile, opts?: { once?: boolean }): Promise<ManifestFile>;
+  addFile(info: FileInfo, open: OpenFile, opts?: { once?: boolean; source?: string }): Promise<ManifestFile>;
   addDir(dir: ManifestDir): void;
   files(): ManifestFile[];
   dirs(): ManifestDir[];
@@ -88,8 +94,20 @@ export function createBackupStore(o: StoreOptions): BackupStore {
     return { result: { size: e.size, sha256: e.sha256, storedSize: e.stored.length } };
   };
 
-  const store = async (info: FileInfo, open: OpenFile): Promise<ManifestFile> => {
+  const store = async (info: FileInfo, open: OpenFile, source?: string): Promise<ManifestFile> => {
     const key = backupFileKey(o.cluster, o.id, info.path, ext);
+    if (o.workers && source !== undefined && info.size >= BIG_FILE) {
+      const pageCheck = o.pageCheckLsn !== undefined && isChecksummedRelationFile(info.path) ? { firstBlock: firstBlockOf(info.path), startLsn: o.pageCheckLsn.toString() } : undefined;
+      const r = await o.workers.encode({ kind: 'encode', path: source, key, size: info.size, ...(pageCheck ? { pageCheck } : {}) });
+      o.onBytes?.(r.size);
+      if (r.badPages.length > 0) {
+        o.log.warn(`page checksum failures in "${info.path}": block${r.badPages.length > 1 ? 's' : ''} ${r.badPages.slice(0, 10).join(', ')}${r.badPages.length > 10 ? ', …' : ''}`);
+      }
+      stored += r.storedSize;
+      const f: ManifestFile = { path: info.path, size: r.size, mode: info.mode, mtime: info.mtime, sha256: r.sha256, ref: o.id, key, storedSize: r.storedSize };
+      if (r.badPages.length > 0) f.badPages = r.badPages;
+      return f;
+    }
     const bad: number[] = [];
     const checkLsn = o.pageCheckLsn;
     const inspect =
@@ -156,7 +174,7 @@ export function createBackupStore(o: StoreOptions): BackupStore {
           return reference({ ...info, size: n }, p);
         }
       }
-      const f = await store(info, open);
+      const f = await store(info, open, opts.source);
       files.push(f);
       return f;
     },

@@ -90,7 +90,7 @@ export const restoreTool = defineTool({
       if (cfg) args.push('--config', resolve(ctx.cwd, cfg));
       const restoreCommand = (s['restore-command'] as string | undefined) ?? [shellWord(walGetPath()), ...args.map((a) => (a.startsWith('%') ? a : shellWord(a)))].join(' ');
       for (const w of plan.warnings) ctx.log.warn(w);
-      const r = await restore({ plan, driver, key, pgdata, delta: s['delta'] === true, force: s['force'] === true, tablespaceMap: tsMap, jobs, restoreCommand }, ctx);
+      const r = await restore({ plan, driver, key, pgdata, delta: s['delta'] === true, force: s['force'] === true, tablespaceMap: tsMap, jobs, restoreCommand, keyFile: repo.keyFile }, ctx);
       const mb = (r.bytesWritten / 1e6).toFixed(1);
       ctx.stderr.write(
         `cairn-restore: backup ${r.backup} restored to "${r.pgdata}" in ${r.seconds.toFixed(1)} s: ${r.filesFetched} files fetched (${mb} MB, ${(r.bytesWritten / 1e6 / Math.max(r.seconds, 0.001)).toFixed(0)} MB/s)` +

@@ -73,6 +73,14 @@ export interface StorageDriver {
   list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo>;
 
   /**
+   * The whole of a small object (a few kB to a few MB) as one Buffer; same
+   * errors as read(). Optional: callers fall back to read(). The fs driver
+   * reads it in one synchronous call, which for thousands of small files
+   * costs far less than a stream and trips through the threadpool.
+   */
+  readSmall?(key: string, signal?: AbortSignal): Promise<Buffer>;
+
+  /**
    * Makes objects written with `durable: false` durable (fs: fsync of each
    * file and of their directories). Drivers whose writes are always durable
    * (S3) need not implement it.

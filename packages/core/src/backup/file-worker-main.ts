@@ -1,0 +1,85 @@
+// The body of a file worker thread (see file-worker.ts): takes one job at a
+// time from the main thread and does the whole file.
+
+import { createWriteStream } from 'node:fs';
+import { chmod, chown, open, unlink, utimes } from 'node:fs/promises';
+import { parentPort, workerData } from 'node:worker_threads';
+import { CairnError } from '../cli/errors.js';
+import { loadEncryptionKey, parseCompress, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
+import { findBadPages } from '../pg/page-checksum.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { openStorage } from '../storage/open.js';
+import { createSlots, decodeFileInto, decodeFileStages, encodeFile, PIECE_SIZE } from './file-codec.js';
+import type { DecodeJob, EncodeJob, EncodeResult, WorkerSetup } from './file-worker.js';
+
+async function* readPieces(path: string): AsyncGenerator<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    for (;;) {
+      const buf = Buffer.allocUnsafe(PIECE_SIZE);
+      const { bytesRead } = await fh.read(buf, 0, PIECE_SIZE, null);
+      if (bytesRead === 0) break;
+      yield bytesRead === PIECE_SIZE ? buf : buf.subarray(0, bytesRead);
+      if (bytesRead < PIECE_SIZE) break;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+export function runFileWorker(): void {
+  const setup = workerData as WorkerSetup;
+  let driverP: Promise<StorageDriver> | undefined;
+  let keyP: Promise<EncryptionKey | undefined> | undefined;
+  const driver = () => (driverP ??= openStorage(setup.repoUrl));
+  const key = () => (keyP ??= setup.keyFile === undefined ? Promise.resolve(undefined) : loadEncryptionKey(setup.keyFile));
+  // Pieces in flight for this worker's one file: enough to keep the
+  // threadpool busy compressing while this thread hashes.
+  const slots = createSlots(4);
+
+  const encode = async (job: EncodeJob): Promise<EncodeResult> => {
+    const d = await driver();
+    const k = await key();
+    const spec: EncodeSpec = { compress: parseCompress(setup.compress), ...(k ? { key: k } : {}) };
+    const bad: number[] = [];
+    const check = job.pageCheck;
+    const inspect = check
+      ? (piece: Buffer, offset: number) => {
+          const whole = piece.length - (piece.length % 8192);
+          if (whole > 0) bad.push(...findBadPages(piece.subarray(0, whole), offset, check.firstBlock, BigInt(check.startLsn)));
+        }
+      : undefined;
+    const r = await encodeFile(readPieces(job.path), spec, slots, (body) => d.write(job.key, body, { durable: false }), inspect ? { inspect } : {});
+    return { ...r, badPages: bad };
+  };
+
+  const decode = async (job: DecodeJob): Promise<void> => {
+    const d = await driver();
+    const k = await key();
+    const source = await d.read(job.key);
+    const sink = createWriteStream(job.path, { flags: 'w', mode: job.mode, highWaterMark: 4 * 1024 * 1024 });
+    try {
+      await decodeFileInto(source, decodeFileStages(job.key, k, job.label, 4), sink, { sha256: job.sha256, size: job.size, label: job.label });
+    } catch (err) {
+      await unlink(job.path).catch(() => {});
+      throw err;
+    }
+    await chmod(job.path, job.mode);
+    await utimes(job.path, job.mtime, job.mtime);
+    if (job.owner) await chown(job.path, job.owner.uid, job.owner.gid).catch(() => {});
+  };
+
+  parentPort!.on('message', (m: { id: number; job: EncodeJob | DecodeJob }) => {
+    const work = m.job.kind === 'encode' ? encode(m.job) : decode(m.job);
+    work.then(
+      (result) => parentPort!.postMessage({ id: m.id, result }),
+      (err: unknown) => {
+        const e = err as Error & { code?: string; hint?: string };
+        parentPort!.postMessage({
+          id: m.id,
+          error: err instanceof CairnError ? { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } : { message: e.message, ...(typeof e.code === 'string' ? { errno: e.code } : {}) },
+        });
+      },
+    );
+  });
+}
