@@ -141,11 +141,13 @@ describe('readWalPageHeader on a segment made by initdb', { skip: haveInitdb ? f
   let controlData = '';
   let first: Buffer;
 
+  const pgId = (flag: string) => execFileSync('id', [flag, 'postgres']).toString().trim();
   // PostgreSQL refuses to run as root; as root run the tools as "postgres".
   const asPg = (cmd: string, args: string[]) => {
     const env = { ...process.env, LC_ALL: 'C', LANG: 'C', TZ: 'UTC' };
     return process.getuid?.() === 0
-      ? execFileSync('runuser', ['-u', 'postgres', '--', join(PG_BIN, cmd), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }).toString()
+      ? // setpriv lives in /usr/bin (runuser in /usr/sbin, often not on a CI PATH).
+        execFileSync('setpriv', [`--reuid=${pgId('-u')}`, `--regid=${pgId('-g')}`, '--init-groups', '--', join(PG_BIN, cmd), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }).toString()
       : execFileSync(join(PG_BIN, cmd), args, { env, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
   };
 
