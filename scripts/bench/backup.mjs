@@ -8,36 +8,22 @@
 
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { cpus, loadavg, totalmem } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { Server } from './lib/cluster.mjs';
-import { chownPg, cleanupSync, installCleanupHooks, makeDir, PG_BIN, pgUser, removeDir, run, shellQuote, sleep, tempBase } from './lib/proc.mjs';
-import { median, mb, round, table } from './lib/stats.mjs';
+import { aptInstall, checkBuiltAndPostgres, flag, gitCommit, hostVersions, int, problem, problems, ROOT, say, T0, TIME, toolBin } from './lib/common.mjs';
+import { ensurePgbackrest, PGBACKREST, STANZA, writePgbrConf } from './lib/pgbackrest.mjs';
+import { cleanupSync, duBytes, installCleanupHooks, makeDir, PG_BIN, removeDir, run, shellQuote, sleep, syncDisks, tempBase } from './lib/proc.mjs';
+import { median, mb, reportTail, round, table } from './lib/stats.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = (t) => join(ROOT, 'node_modules', '.bin', t);
-const BASEBACKUP = BIN('cairn-basebackup');
-const RESTORE = BIN('cairn-restore');
-const WAL_PUSH = BIN('cairn-wal-push');
-const NODE = existsSync(join(ROOT, '.node', 'bin', 'node')) ? join(ROOT, '.node', 'bin', 'node') : process.execPath;
-const PGBACKREST = '/usr/bin/pgbackrest';
-const TIME = '/usr/bin/time';
-const STANZA = 'bench';
+const BASEBACKUP = toolBin('cairn-basebackup');
+const RESTORE = toolBin('cairn-restore');
+const WAL_PUSH = toolBin('cairn-wal-push');
 
 // ---- options ---------------------------------------------------------------
 
 const env = process.env;
-const int = (name, dflt) => {
-  const v = env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name}=${v}: not a number`);
-  return n;
-};
-const flag = (name) => ['1', 'true', 'yes', 'y', 'on'].includes(String(env[name] ?? '').toLowerCase());
-
 const opt = {
   scale: Math.max(1, int('BENCH_SCALE', 100)),
   rssScale: int('BENCH_RSS_SCALE', 10),
@@ -55,75 +41,25 @@ const opt = {
 };
 const Z = `zstd:${opt.level}`;
 
-// ---- progress --------------------------------------------------------------
-
-const T0 = performance.now();
-const say = (msg) => process.stderr.write(`[${((performance.now() - T0) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
-const problems = [];
-const problem = (msg) => {
-  problems.push(msg);
-  say(`PROBLEM: ${msg.split('\n')[0]}`);
-};
-
 // ---- prerequisites ---------------------------------------------------------
 
-async function aptInstall(pkg) {
-  if (process.getuid?.() !== 0) throw new Error(`${pkg} is missing and we are not root to apt-get install it`);
-  const aptEnv = { DEBIAN_FRONTEND: 'noninteractive' };
-  say(`installing ${pkg} (apt-get)`);
-  const first = await run('apt-get', ['install', '-y', '-qq', pkg], { env: aptEnv, allowFail: true, timeoutMs: 600_000 });
-  if (first.code === 0) return;
-  await run('apt-get', ['update', '-qq'], { env: aptEnv, timeoutMs: 600_000 });
-  await run('apt-get', ['install', '-y', '-qq', pkg], { env: aptEnv, timeoutMs: 600_000 });
-}
-
 async function prerequisites() {
-  for (const bin of [BASEBACKUP, RESTORE, WAL_PUSH]) {
-    const r = await run(bin, ['--version'], { allowFail: true }).catch((err) => ({ code: -1, stderr: err.message }));
-    if (r.code !== 0) throw new Error(`"${bin} --version" fails: ${r.stderr.trim()}\nhint: build first: npx turbo run build (npm run bench does it)`);
-  }
-  if (!existsSync(join(PG_BIN, 'initdb'))) throw new Error(`no PostgreSQL server binaries in ${PG_BIN}\nhint: set BENCH_PG_BIN`);
+  await checkBuiltAndPostgres([BASEBACKUP, RESTORE, WAL_PUSH]);
   if (!existsSync(TIME)) await aptInstall('time');
   if (!existsSync('/usr/bin/zstd')) await aptInstall('zstd');
-  if (!opt.skipPgbr && !existsSync(PGBACKREST)) {
-    try {
-      await aptInstall('pgbackrest');
-    } catch (err) {
-      problem(`pgBackRest could not be installed, its contenders are skipped: ${err.message}`);
-      opt.skipPgbr = true;
-    }
-  }
+  if (!opt.skipPgbr && !(await ensurePgbackrest())) opt.skipPgbr = true;
 }
 
 async function versions() {
-  const v = { node: (await run(NODE, ['--version'])).stdout.trim(), cpus: cpus().length, memGB: round(totalmem() / 2 ** 30, 1), loadAvgAtStart: loadavg()[0] };
-  if (v.loadAvgAtStart > 0.5) problem(`the machine was busy when the bench started (load average ${v.loadAvgAtStart.toFixed(2)}): figures may be skewed`);
-  v.postgres = (await run(join(PG_BIN, 'postgres'), ['--version'])).stdout.trim();
+  const v = await hostVersions();
   v.cairn = (await run(BASEBACKUP, ['--version'])).stdout.trim();
   if (!opt.skipPgbr) v.pgbackrest = (await run(PGBACKREST, ['version'], { allowFail: true })).stdout.trim();
   v.zstd = (await run('zstd', ['--version'], { allowFail: true })).stdout.trim().split('\n')[0];
-  try {
-    v.commit = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    if (dirty) v.commit += ' (uncommitted changes)';
-  } catch {
-    // not a git checkout
-  }
+  v.commit = gitCommit();
   return v;
 }
 
 // ---- helpers ---------------------------------------------------------------
-
-function duBytes(path, exclude) {
-  try {
-    const args = ['-sb', ...(exclude ? [`--exclude=${exclude}`] : []), path];
-    return Number(execFileSync('du', args, { encoding: 'utf8' }).split('\t')[0]);
-  } catch {
-    return undefined;
-  }
-}
-
-const syncDisks = () => execFileSync('sync');
 
 /**
  * Ends the processes whose command line or environment names `path` (a
@@ -186,31 +122,19 @@ function failure(what, r) {
 // ---- the cluster and the contenders ----------------------------------------
 
 /** pgBackRest's config: its own repo, zstd at our level, process-max = jobs, start-fast. */
-function writePgbrConf(dir, { repo, server }) {
-  for (const d of ['log', 'lock', 'spool']) mkdirSync(join(dir, d), { recursive: true });
-  const global = {
-    'repo1-path': repo,
-    'repo1-retention-full': '9999',
-    'compress-type': 'zst',
-    'compress-level': String(opt.level),
-    'process-max': String(opt.jobs),
-    'start-fast': 'y',
-    'log-path': join(dir, 'log'),
-    'lock-path': join(dir, 'lock'),
-    'spool-path': join(dir, 'spool'),
-    // info on the console, with timestamps: the phases of a backup.
-    'log-level-console': 'info',
-    'log-level-stderr': 'off',
-    'log-level-file': 'off',
-  };
-  const stanza = { 'pg1-path': server.pgdata, 'pg1-port': String(server.port), 'pg1-socket-path': server.socketDir, 'pg1-user': pgUser.name };
-  const text =
-    '[global]\n' + Object.entries(global).map(([k, v]) => `${k}=${v}`).join('\n') +
-    `\n\n[${STANZA}]\n` + Object.entries(stanza).map(([k, v]) => `${k}=${v}`).join('\n') + '\n';
-  const file = join(dir, 'pgbackrest.conf');
-  writeFileSync(file, text);
-  for (const p of [dir, join(dir, 'log'), join(dir, 'lock'), join(dir, 'spool'), file]) chownPg(p);
-  return file;
+function writeBackupPgbrConf(dir, { repo, server }) {
+  return writePgbrConf(dir, {
+    repo,
+    level: opt.level,
+    server,
+    extra: {
+      'repo1-retention-full': '9999',
+      'process-max': String(opt.jobs),
+      'start-fast': 'y',
+      // info on the console, with timestamps: the phases of a backup.
+      'log-level-console': 'info',
+    },
+  });
 }
 
 class Bench {
@@ -221,7 +145,7 @@ class Bench {
     this.srv = srv;
     await srv.initdb();
     await srv.configure();
-    if (!opt.skipPgbr) this.pgbrConf = writePgbrConf(makeDir('pgbr'), { repo: this.pgbrRepo, server: srv });
+    if (!opt.skipPgbr) this.pgbrConf = writeBackupPgbrConf(makeDir('pgbr'), { repo: this.pgbrRepo, server: srv });
     srv.setConf({
       archive_mode: 'on',
       archive_command: this.archiveCommand('cairn'),
@@ -603,13 +527,7 @@ function report(res) {
     const max = Math.max(...all);
     L.push(`  target ≤ 300 MB and flat across scales: max ${round(max, 0)} MB → ${max <= 300 ? 'MET' : 'NOT MET'}`);
   }
-  if (res.problems.length > 0) {
-    L.push('');
-    L.push(`problems (${res.problems.length}):`);
-    for (const p of res.problems) L.push('  - ' + p.replaceAll('\n', '\n    '));
-  }
-  L.push('');
-  L.push(`total ${res.totalSeconds} s`);
+  L.push(...reportTail(res));
   return L.join('\n');
 }
 

@@ -8,14 +8,16 @@
 
 import { copyFileSync, cpSync, existsSync, linkSync, mkdirSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpus, loadavg, totalmem } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Server } from './lib/cluster.mjs';
+import { aptInstall, checkBuiltAndPostgres, flag, gitCommit, hostVersions, int, NODE, problem, problems, ROOT, say, T0, TIME, toolBin } from './lib/common.mjs';
+import { ensurePgbackrest, PGBACKREST, STANZA, writePgbrConf } from './lib/pgbackrest.mjs';
 import {
   chownPg,
   cleanupSync,
+  duBytes,
   installCleanupHooks,
   findStragglers,
   killStragglersSync,
@@ -27,32 +29,20 @@ import {
   run,
   sleep,
   start,
+  syncDisks,
   tempBase,
   timeSync,
 } from './lib/proc.mjs';
-import { mb, round, summarize, table } from './lib/stats.mjs';
+import { mb, reportTail, round, summarize, table } from './lib/stats.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const WAL_PUSH = join(ROOT, 'node_modules', '.bin', 'cairn-wal-push');
-const WAL_GET = join(ROOT, 'node_modules', '.bin', 'cairn-wal-get');
-const NODE = existsSync(join(ROOT, '.node', 'bin', 'node')) ? join(ROOT, '.node', 'bin', 'node') : process.execPath;
+const WAL_PUSH = toolBin('cairn-wal-push');
+const WAL_GET = toolBin('cairn-wal-get');
 const S3_HARNESS = join(ROOT, 'packages', 'testkit', 'dist', 's3-server.js');
-const PGBACKREST = '/usr/bin/pgbackrest';
-const TIME = '/usr/bin/time';
 const SEG_SIZE = 16 * 1024 * 1024;
-const STANZA = 'bench';
 
 // ---- options ---------------------------------------------------------------
 
 const env = process.env;
-const int = (name, dflt) => {
-  const v = env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name}=${v}: not a number`);
-  return n;
-};
-const flag = (name) => ['1', 'true', 'yes', 'y', 'on'].includes(String(env[name] ?? '').toLowerCase());
 
 const ALL_PHASES = ['latency', 'drain', 'recovery', 'rss'];
 const opt = {
@@ -74,43 +64,12 @@ const opt = {
 for (const p of opt.phases) if (!ALL_PHASES.includes(p)) throw new Error(`BENCH_PHASES: unknown phase "${p}" (use ${ALL_PHASES.join(',')})`);
 const Z = `zstd:${opt.level}`;
 
-// ---- progress --------------------------------------------------------------
-
-const T0 = performance.now();
-const say = (msg) => process.stderr.write(`[${((performance.now() - T0) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
-const problems = [];
-const problem = (msg) => {
-  problems.push(msg);
-  say(`PROBLEM: ${msg.split('\n')[0]}`);
-};
-
 // ---- prerequisites ---------------------------------------------------------
 
-async function aptInstall(pkg) {
-  if (process.getuid?.() !== 0) throw new Error(`${pkg} is missing and we are not root to apt-get install it`);
-  const aptEnv = { DEBIAN_FRONTEND: 'noninteractive' };
-  say(`installing ${pkg} (apt-get)`);
-  const first = await run('apt-get', ['install', '-y', '-qq', pkg], { env: aptEnv, allowFail: true, timeoutMs: 600_000 });
-  if (first.code === 0) return;
-  await run('apt-get', ['update', '-qq'], { env: aptEnv, timeoutMs: 600_000 });
-  await run('apt-get', ['install', '-y', '-qq', pkg], { env: aptEnv, timeoutMs: 600_000 });
-}
-
 async function prerequisites() {
-  for (const bin of [WAL_PUSH, WAL_GET]) {
-    const r = await run(bin, ['--version'], { allowFail: true }).catch((err) => ({ code: -1, stderr: err.message }));
-    if (r.code !== 0) throw new Error(`"${bin} --version" fails: ${r.stderr.trim()}\nhint: build first: npx turbo run build (npm run bench does it)`);
-  }
-  if (!existsSync(join(PG_BIN, 'initdb'))) throw new Error(`no PostgreSQL server binaries in ${PG_BIN}\nhint: set BENCH_PG_BIN`);
+  await checkBuiltAndPostgres([WAL_PUSH, WAL_GET]);
   if (opt.phases.has('rss') && !existsSync(TIME)) await aptInstall('time');
-  if (!opt.skipPgbr && (opt.phases.has('drain') || opt.phases.has('recovery')) && !existsSync(PGBACKREST)) {
-    try {
-      await aptInstall('pgbackrest');
-    } catch (err) {
-      problem(`pgBackRest could not be installed, its contenders are skipped: ${err.message}`);
-      opt.skipPgbr = true;
-    }
-  }
+  if (!opt.skipPgbr && (opt.phases.has('drain') || opt.phases.has('recovery')) && !(await ensurePgbackrest())) opt.skipPgbr = true;
   if (!opt.skipS3 && !existsSync(S3_HARNESS)) {
     problem(`${S3_HARNESS} is missing (build the testkit): the S3 contenders are skipped`);
     opt.skipS3 = true;
@@ -118,10 +77,7 @@ async function prerequisites() {
 }
 
 async function versions() {
-  const v = { node: (await run(NODE, ['--version'])).stdout.trim(), cpus: cpus().length, memGB: round(totalmem() / 2 ** 30, 1), loadAvgAtStart: loadavg()[0] };
-  // On a 2-core machine anything else running skews every figure.
-  if (v.loadAvgAtStart > 0.5) problem(`the machine was busy when the bench started (load average ${v.loadAvgAtStart.toFixed(2)}): figures may be skewed`);
-  v.postgres = (await run(join(PG_BIN, 'postgres'), ['--version'])).stdout.trim();
+  const v = await hostVersions();
   v.cairn = (await run(WAL_PUSH, ['--version'])).stdout.trim();
   // The defaults the drain runs with (they are the product's, not the bench's).
   const help = (await run(WAL_PUSH, ['--help'], { allowFail: true })).stdout;
@@ -135,13 +91,7 @@ async function versions() {
     prefetchConcurrency: Number(/--prefetch-concurrency N.*\(default: (\d+)\)/.exec(getHelp)?.[1]) || undefined,
   };
   if (!opt.skipPgbr) v.pgbackrest = (await run(PGBACKREST, ['version'], { allowFail: true })).stdout.trim();
-  try {
-    v.commit = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    if (dirty) v.commit += ' (uncommitted changes)';
-  } catch {
-    // not a git checkout
-  }
+  v.commit = gitCommit();
   return v;
 }
 
@@ -164,14 +114,6 @@ function readyFiles(pgdata) {
     .sort();
 }
 
-function duBytes(path) {
-  try {
-    return Number(execFileSync('du', ['-sb', path], { encoding: 'utf8' }).split('\t')[0]);
-  } catch {
-    return undefined;
-  }
-}
-
 function countFiles(dir, re) {
   let n = 0;
   const walk = (d) => {
@@ -188,10 +130,6 @@ function countFiles(dir, re) {
   return n;
 }
 
-function syncDisks() {
-  execFileSync('sync');
-}
-
 /** Log lines worth reporting: failures of archive/restore commands and anything the tools printed. */
 function logProblems(log) {
   return log
@@ -206,33 +144,6 @@ function logProblems(log) {
 }
 
 // ---- pgBackRest ------------------------------------------------------------
-
-function writePgbrConf(dir, { repo, pgdata, server, extra = {} }) {
-  mkdirSync(join(dir, 'log'), { recursive: true });
-  mkdirSync(join(dir, 'spool'), { recursive: true });
-  mkdirSync(join(dir, 'lock'), { recursive: true });
-  const global = {
-    'repo1-path': repo,
-    'compress-type': 'zst',
-    'compress-level': String(opt.level),
-    'log-path': join(dir, 'log'),
-    'lock-path': join(dir, 'lock'),
-    'spool-path': join(dir, 'spool'),
-    'log-level-console': 'warn',
-    'log-level-stderr': 'off',
-    'log-level-file': 'off',
-    ...extra,
-  };
-  const stanza = { 'pg1-path': pgdata };
-  if (server) Object.assign(stanza, { 'pg1-port': String(server.port), 'pg1-socket-path': server.socketDir, 'pg1-user': pgUser.name });
-  const text =
-    '[global]\n' + Object.entries(global).map(([k, v]) => `${k}=${v}`).join('\n') +
-    `\n\n[${STANZA}]\n` + Object.entries(stanza).map(([k, v]) => `${k}=${v}`).join('\n') + '\n';
-  const file = join(dir, 'pgbackrest.conf');
-  writeFileSync(file, text);
-  for (const p of [dir, join(dir, 'log'), join(dir, 'spool'), join(dir, 'lock'), file]) chownPg(p);
-  return file;
-}
 
 const pgbrCmd = (conf, verb, args) => `${PGBACKREST} --config=${conf} --stanza=${STANZA} ${verb} ${args}`;
 
@@ -256,7 +167,7 @@ async function prepareWal(ctx) {
   const parts = [`(test -f ${cpArchive}/%f || cp %p ${cpArchive}/%f)`, `${WAL_PUSH} %p %f`];
   await srv.configure();
   if (!opt.skipPgbr) {
-    pgbrConf = writePgbrConf(makeDir('pgbr-primary'), { repo: pgbrRepo, pgdata: srv.pgdata, server: srv });
+    pgbrConf = writePgbrConf(makeDir('pgbr-primary'), { repo: pgbrRepo, level: opt.level, pgdata: srv.pgdata, server: srv });
     parts.push(pgbrCmd(pgbrConf, 'archive-push', '%p'));
   }
   srv.setConf({
@@ -604,7 +515,7 @@ function drainContenders(ctx) {
         const repo = join(tempBase(), 'repo-pgbackrest-sync');
         cpSync(ctx.pgbrRepo, repo, { recursive: true, preserveTimestamps: true });
         execFileSync('chown', ['-R', `${pgUser.uid}:${pgUser.gid}`, repo]);
-        const conf = writePgbrConf(makeDir(`pgbr-${srvName}`), { repo, pgdata });
+        const conf = writePgbrConf(makeDir(`pgbr-${srvName}`), { repo, level: opt.level, pgdata });
         return { command: pgbrCmd(conf, 'archive-push', '%p'), repo, count: /^[0-9A-F]{24}-[0-9a-f]{40}\.zst$/, dispose: () => removeDir(repo) };
       },
     });
@@ -616,6 +527,7 @@ function drainContenders(ctx) {
       prepare: (srvName, pgdata) => {
         const conf = writePgbrConf(makeDir(`pgbr-${srvName}`), {
           repo: ctx.pgbrRepo,
+          level: opt.level,
           pgdata,
           extra: { 'archive-async': 'y', 'process-max': String(opt.pgbrProcessMax) },
         });
@@ -752,6 +664,7 @@ async function benchRecovery(ctx) {
       prepare: (n, pgdata) => {
         const conf = writePgbrConf(makeDir(`pgbr-${n}`), {
           repo: ctx.pgbrRepo,
+          level: opt.level,
           pgdata,
           extra: { 'archive-async': 'y', 'process-max': String(opt.pgbrProcessMax), 'archive-get-queue-max': opt.pgbrGetQueueMax },
         });
@@ -911,13 +824,7 @@ function report(res) {
     const max = Math.max(...Object.values(res.rss).filter((r) => r.rssMB !== undefined).map((r) => r.rssMB));
     if (Number.isFinite(max)) L.push(`  target ≤ 150 MB: max ${max} MB → ${max <= 150 ? 'MET' : 'NOT MET'}`);
   }
-  if (res.problems.length > 0) {
-    L.push('');
-    L.push(`problems (${res.problems.length}):`);
-    for (const p of res.problems) L.push('  - ' + p.replaceAll('\n', '\n    '));
-  }
-  L.push('');
-  L.push(`total ${res.totalSeconds} s`);
+  L.push(...reportTail(res));
   return L.join('\n');
 }
 

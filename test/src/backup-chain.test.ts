@@ -92,7 +92,8 @@ describe('backup chains (fs repository)', { timeout: 600_000 }, () => {
     for (const b of [diff, incr]) {
       assert.ok(b.totals.filesStored < full.totals.filesStored, `${b.type} stored ${b.totals.filesStored} files, full ${full.totals.filesStored}`);
       assert.ok(b.totals.filesReferenced > 0, `${b.type} references its parents' files`);
-      assert.ok(b.totals.storedSize < full.totals.storedSize, `${b.type} stored ${b.totals.storedSize} bytes, full ${full.totals.storedSize}`);
+      // Not bytes: pgbench's updates touch every page of its tables, and a
+      // changed file is stored whole and may compress worse than before.
     }
     // The manifests agree with the summaries, file by file.
     for (const b of [full, diff, incr, full2]) {

@@ -156,6 +156,21 @@ export function timeSync(cmd, args, opts = {}) {
   return { ms, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
+/** Disk usage of `path` in bytes (du -sb, leaving out entries named `exclude`); undefined if du fails. */
+export function duBytes(path, exclude) {
+  try {
+    const args = ['-sb', ...(exclude ? [`--exclude=${exclude}`] : []), path];
+    return Number(execFileSync('du', args, { encoding: 'utf8' }).split('\t')[0]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** sync(1): writeback of one contender is not paid by the next. */
+export function syncDisks() {
+  execFileSync('sync');
+}
+
 /** A TCP port that was free on 127.0.0.1 a moment ago. */
 const handedOut = new Set();
 export async function freePort() {

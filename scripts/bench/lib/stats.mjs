@@ -53,3 +53,16 @@ export function table(rows, indent = '  ') {
     )
     .join('\n');
 }
+
+/** The last lines of a report: the problems (if any, one entry each, continuation lines indented) and the total time. */
+export function reportTail({ problems, totalSeconds }) {
+  const L = [];
+  if (problems.length > 0) {
+    L.push('');
+    L.push(`problems (${problems.length}):`);
+    for (const p of problems) L.push('  - ' + p.replaceAll('\n', '\n    '));
+  }
+  L.push('');
+  L.push(`total ${totalSeconds} s`);
+  return L;
+}

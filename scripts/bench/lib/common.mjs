@@ -1,0 +1,87 @@
+// What both bench scripts (run.mjs, backup.mjs) share: the repo's paths,
+// options read from the environment, progress lines and the problems list,
+// prerequisites (apt-get when root) and the versions a result records.
+
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { PG_BIN, run } from './proc.mjs';
+import { round } from './stats.mjs';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+/** A cairn tool as the build installs it (node_modules/.bin/<name>). */
+export const toolBin = (name) => join(ROOT, 'node_modules', '.bin', name);
+export const NODE = existsSync(join(ROOT, '.node', 'bin', 'node')) ? join(ROOT, '.node', 'bin', 'node') : process.execPath;
+export const TIME = '/usr/bin/time';
+
+// ---- options ---------------------------------------------------------------
+
+/** A whole number ≥ 0 from the environment variable `name`, or dflt when unset or empty. */
+export const int = (name, dflt) => {
+  const v = process.env[name];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name}=${v}: not a number`);
+  return n;
+};
+/** Is the environment variable `name` set to 1/true/yes/y/on? */
+export const flag = (name) => ['1', 'true', 'yes', 'y', 'on'].includes(String(process.env[name] ?? '').toLowerCase());
+
+// ---- progress --------------------------------------------------------------
+
+export const T0 = performance.now();
+export const say = (msg) => process.stderr.write(`[${((performance.now() - T0) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
+/** Everything worth a look in the report; the first line of each is said at once. */
+export const problems = [];
+export const problem = (msg) => {
+  problems.push(msg);
+  say(`PROBLEM: ${msg.split('\n')[0]}`);
+};
+
+// ---- prerequisites ---------------------------------------------------------
+
+export async function aptInstall(pkg) {
+  if (process.getuid?.() !== 0) throw new Error(`${pkg} is missing and we are not root to apt-get install it`);
+  const aptEnv = { DEBIAN_FRONTEND: 'noninteractive' };
+  say(`installing ${pkg} (apt-get)`);
+  const first = await run('apt-get', ['install', '-y', '-qq', pkg], { env: aptEnv, allowFail: true, timeoutMs: 600_000 });
+  if (first.code === 0) return;
+  await run('apt-get', ['update', '-qq'], { env: aptEnv, timeoutMs: 600_000 });
+  await run('apt-get', ['install', '-y', '-qq', pkg], { env: aptEnv, timeoutMs: 600_000 });
+}
+
+/** Throws unless each of the built tools `bins` answers --version and PostgreSQL's server binaries are in PG_BIN. */
+export async function checkBuiltAndPostgres(bins) {
+  for (const bin of bins) {
+    const r = await run(bin, ['--version'], { allowFail: true }).catch((err) => ({ code: -1, stderr: err.message }));
+    if (r.code !== 0) throw new Error(`"${bin} --version" fails: ${r.stderr.trim()}\nhint: build first: npx turbo run build (npm run bench does it)`);
+  }
+  if (!existsSync(join(PG_BIN, 'initdb'))) throw new Error(`no PostgreSQL server binaries in ${PG_BIN}\nhint: set BENCH_PG_BIN`);
+}
+
+// ---- versions --------------------------------------------------------------
+
+/** Node, CPUs, memory, the load average at the start (a problem when busy) and PostgreSQL's version. */
+export async function hostVersions() {
+  const v = { node: (await run(NODE, ['--version'])).stdout.trim(), cpus: cpus().length, memGB: round(totalmem() / 2 ** 30, 1), loadAvgAtStart: loadavg()[0] };
+  // On a 2-core machine anything else running skews every figure.
+  if (v.loadAvgAtStart > 0.5) problem(`the machine was busy when the bench started (load average ${v.loadAvgAtStart.toFixed(2)}): figures may be skewed`);
+  v.postgres = (await run(join(PG_BIN, 'postgres'), ['--version'])).stdout.trim();
+  return v;
+}
+
+/** The checked-out commit (" (uncommitted changes)" appended when tracked files differ); undefined outside a git checkout. */
+export function gitCommit() {
+  let commit;
+  try {
+    commit = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    if (dirty) commit += ' (uncommitted changes)';
+  } catch {
+    // not a git checkout
+  }
+  return commit;
+}
