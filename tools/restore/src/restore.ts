@@ -248,7 +248,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     const source = await o.driver.read(f.key, ctx.signal);
     const sink = createWriteStream(path, { flags: 'w', mode: f.mode, highWaterMark: 1024 * 1024 });
     try {
-      await decodeFileInto(source, decodeFileStages(f.key, o.key, label, 3), sink, { sha256: f.sha256, size: f.size, label }, ctx.signal);
+      await decodeFileInto(source, decodeFileStages(f.key, o.key, label, 2), sink, { sha256: f.sha256, size: f.size, label }, ctx.signal);
     } catch (err) {
       // Never leave bytes that failed their check where PostgreSQL could read them.
       await unlink(path).catch(() => {});
@@ -263,8 +263,9 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   };
   const written: string[] = [];
 
-  // Many small files wait on I/O; big ones are bounded by their decode window.
-  const limit = createLimiter(Math.max(8, o.jobs * 4));
+  // Many small files wait on I/O; bigger ones hold up to two decoded 4 MiB
+  // pieces each (and big ones are in the workers): 8 at once keeps memory flat.
+  const limit = createLimiter(8);
   // Big files each in a worker thread: their SHA-256 runs there, beside the
   // small files on this thread (see @cairn/core/backup/file-worker).
   const entry = manifest.files.some((f) => f.size >= BIG_FILE) ? findWorkerEntry(import.meta.url) : undefined;

@@ -35,7 +35,7 @@ export function runFileWorker(): void {
   const key = () => (keyP ??= setup.keyFile === undefined ? Promise.resolve(undefined) : loadEncryptionKey(setup.keyFile));
   // Pieces in flight for this worker's one file: enough to keep the
   // threadpool busy compressing while this thread hashes.
-  const slots = createSlots(4);
+  const slots = createSlots(3);
 
   const encode = async (job: EncodeJob): Promise<EncodeResult> => {
     const d = await driver();
@@ -57,9 +57,9 @@ export function runFileWorker(): void {
     const d = await driver();
     const k = await key();
     const source = await d.read(job.key);
-    const sink = createWriteStream(job.path, { flags: 'w', mode: job.mode, highWaterMark: 4 * 1024 * 1024 });
+    const sink = createWriteStream(job.path, { flags: 'w', mode: job.mode, highWaterMark: 1024 * 1024 });
     try {
-      await decodeFileInto(source, decodeFileStages(job.key, k, job.label, 4), sink, { sha256: job.sha256, size: job.size, label: job.label });
+      await decodeFileInto(source, decodeFileStages(job.key, k, job.label, 3), sink, { sha256: job.sha256, size: job.size, label: job.label });
     } catch (err) {
       await unlink(job.path).catch(() => {});
       throw err;
