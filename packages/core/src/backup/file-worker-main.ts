@@ -9,14 +9,14 @@ import { loadEncryptionKey, parseCompress, type EncodeSpec, type EncryptionKey }
 import { findBadPages } from '../pg/page-checksum.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { openStorage } from '../storage/open.js';
-import { createSlots, decodeFileInto, decodeFileStages, encodeFile, PIECE_SIZE } from './file-codec.js';
+import { createPiecePool, createSlots, decodeFileInto, decodeFileStages, encodeFile, PIECE_SIZE, type PiecePool } from './file-codec.js';
 import type { DecodeJob, EncodeJob, EncodeResult, WorkerSetup } from './file-worker.js';
 
-async function* readPieces(path: string): AsyncGenerator<Buffer> {
+async function* readPieces(path: string, pool: PiecePool): AsyncGenerator<Buffer> {
   const fh = await open(path, 'r');
   try {
     for (;;) {
-      const buf = Buffer.allocUnsafe(PIECE_SIZE);
+      const buf = pool.take();
       const { bytesRead } = await fh.read(buf, 0, PIECE_SIZE, null);
       if (bytesRead === 0) break;
       yield bytesRead === PIECE_SIZE ? buf : buf.subarray(0, bytesRead);
@@ -36,6 +36,7 @@ export function runFileWorker(): void {
   // Pieces in flight for this worker's one file: enough to keep the
   // threadpool busy compressing while this thread hashes.
   const slots = createSlots(3);
+  const pool = createPiecePool(6);
 
   const encode = async (job: EncodeJob): Promise<EncodeResult> => {
     const d = await driver();
@@ -49,7 +50,7 @@ export function runFileWorker(): void {
           if (whole > 0) bad.push(...findBadPages(piece.subarray(0, whole), offset, check.firstBlock, BigInt(check.startLsn)));
         }
       : undefined;
-    const r = await encodeFile(readPieces(job.path), spec, slots, (body) => d.write(job.key, body, { durable: false }), inspect ? { inspect } : {});
+    const r = await encodeFile(readPieces(job.path, pool), spec, slots, (body) => d.write(job.key, body, { durable: false }), { pool, ...(inspect ? { inspect } : {}) });
     return { ...r, badPages: bad };
   };
 
