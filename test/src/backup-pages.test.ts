@@ -12,6 +12,7 @@ import { createCluster } from '@cairn/testkit/pg-cluster';
 import { makeTempDir } from '@cairn/testkit/tmp';
 import { commandLine, runCairn } from './tools.js';
 import { makeRepo } from './repo-fixture.js';
+import { assertAmcheck } from './pitr-harness.js';
 
 after(runCleanups);
 
@@ -92,4 +93,6 @@ test('a damaged data page is reported and the backup completes; a tablespace res
   await dst2.start({ timeoutSec: 120 });
   await dst2.waitForRecoveryEnd(120_000);
   assert.equal(await dst2.psql('select count(*) from near'), count);
+  // (Not on the first restore: its damaged pages are the backup's, faithfully kept.)
+  await assertAmcheck(dst2);
 });
