@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { runCleanups } from '@cairn/testkit/cleanup';
@@ -50,4 +50,27 @@ test('incremental with --checksum-delta references unchanged content; restore --
   await dst.start({ timeoutSec: 120 });
   await dst.waitForRecoveryEnd(120_000);
   await assertRestoredEquals(dst, snapshot, 'incr by checksum delta, restored with --force');
+
+  // The restored cluster keeps `recovery_target = 'immediate'` in its
+  // postgresql.auto.conf after promotion. Back it up (into a repository of
+  // its own) and restore that to latest: the old target must not come along
+  // (PostgreSQL refuses two targets, and would stop at the wrong place).
+  const repo2 = await makeRepo('fs', false);
+  await dst.setConf({ archive_mode: 'on', archive_command: `CAIRN_REPO=${repo2.url} ${commandLine('wal-push', '%p %f')}` });
+  await dst.restart();
+  await dst.psql("insert into marker values ('on the restored cluster')");
+  const env2 = { ...dst.env, ...repo2.env };
+  const b2 = await runCairn('basebackup', ['--pgdata', dst.pgdata], { env: env2 });
+  assert.equal(b2.code, 0, b2.stderr);
+  const after2 = await dst.psql(SNAPSHOT_SQL);
+  await dst.psql('select pg_switch_wal()');
+  await dst.stop();
+  const dst2 = await createCluster({ name: 'opts-dst2', initdb: false, env: repo2.env, conf: { archive_mode: 'off' } });
+  const r2 = await runCairn('restore', ['--pgdata', dst2.pgdata, '--target', 'latest'], { env: env2 });
+  assert.equal(r2.code, 0, r2.stderr);
+  const auto = await readFile(join(dst2.pgdata, 'postgresql.auto.conf'), 'utf8');
+  assert.match(auto, /^# recovery_target = 'immediate'.*disabled by cairn-restore$/m);
+  await dst2.start({ timeoutSec: 120 });
+  await dst2.waitForRecoveryEnd(120_000);
+  await assertRestoredEquals(dst2, after2, 'a backup of a restored cluster, restored to latest');
 });

@@ -438,7 +438,9 @@ describe('planRestore: timelines', () => {
       assert.deepEqual(p.timelines, c.timelines);
       assert.deepEqual(p.wal, c.wal);
       assert.equal(p.walEnd, c.wal.at(-1)!.to);
-      assert.equal(p.recoverySettings['recovery_target_timeline'], String(c.tli));
+      // The backup's own timeline above 1 is 'current': no history file needed.
+      const tliOfBackup = p.backup.timeline;
+      assert.equal(p.recoverySettings['recovery_target_timeline'], c.tli === tliOfBackup && c.tli !== 1 ? 'current' : String(c.tli));
       assert.deepEqual(p.warnings, []);
     });
   }

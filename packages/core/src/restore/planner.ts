@@ -109,7 +109,12 @@ export function planRestore(input: PlanInput): RestorePlan {
     timelines: route.path,
     wal: walCheck.ranges,
     walEnd: walCheck.end,
-    recoverySettings: recoverySettingsFor(target, route.timeline),
+    // A numeric recovery_target_timeline above 1 makes PostgreSQL require that
+    // timeline's history file (validateRecoveryParameters: "recovery target
+    // timeline N does not exist"), which a cluster promoted without archiving
+    // never stored. Staying on the backup's own timeline needs no history:
+    // say 'current' for it.
+    recoverySettings: recoverySettingsFor(target, route.timeline === b.timeline && b.timeline !== 1 ? 'current' : route.timeline),
     warnings: [...route.warnings, ...walCheck.warnings],
   };
 }
