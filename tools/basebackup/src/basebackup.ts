@@ -12,6 +12,7 @@ import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
 import { parseCompress, type EncodeSpec, type EncryptionKey } from '@cairn/core/codec/index';
 import { createSlots, PIECE_SIZE } from '@cairn/core/backup/file-codec';
+import { createFileWorkers, findWorkerEntry, type FileWorkers } from '@cairn/core/backup/file-worker';
 import {
   backupId,
   backupPrefix,
@@ -36,7 +37,6 @@ import { parseBackupLabel, segmentSizeFrom } from './label.js';
 import { walkPgData } from './pgdata-walk.js';
 import { createProgress } from './progress.js';
 import { BIG_FILE, createBackupStore, referencesOf, type BackupStore, type FileInfo } from './store.js';
-import { createFileWorkers, findWorkerEntry, type FileWorkers } from '@cairn/core/backup/file-worker';
 
 export interface BasebackupOptions {
   driver: StorageDriver;

@@ -3,16 +3,16 @@
 // store it, and collect the manifest entries. One code path for both sources
 // keeps restore a single code path too.
 
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { Logger } from '@cairn/core/cli/log';
-import type { EncodeSpec } from '@cairn/core/codec/index';
-import { encodedExtension } from '@cairn/core/codec/index';
-import { backupFileKey, type BackupManifest, type ManifestDir, type ManifestFile } from '@cairn/core/backup/manifest';
+import { encodedExtension, type EncodeSpec } from '@cairn/core/codec/index';
 import { encodeFile, encodeWhole, PIECE_SIZE, rechunk, type Slots } from '@cairn/core/backup/file-codec';
+import type { FileWorkers } from '@cairn/core/backup/file-worker';
+import { backupFileKey, type BackupManifest, type ManifestDir, type ManifestFile } from '@cairn/core/backup/manifest';
 import { findBadPages, firstBlockOf, isChecksummedRelationFile } from '@cairn/core/pg/page-checksum';
 import type { StorageDriver } from '@cairn/core/storage/driver';
-import type { FileWorkers } from '@cairn/core/backup/file-worker';
 
 export interface FileInfo {
   /** Relative to PGDATA, '/'-separated. */
@@ -162,7 +162,6 @@ export function createBackupStore(o: StoreOptions): BackupStore {
           files.push(f);
           return f;
         }
-        const { createHash } = await import('node:crypto');
         const h = createHash('sha256');
         let n = 0;
         for await (const c of open()) {

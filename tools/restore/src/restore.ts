@@ -7,15 +7,15 @@
 
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, createWriteStream, existsSync, fchmodSync, fchownSync, futimesSync, openSync, writeSync } from 'node:fs';
-import { chmod, open, readFile, chown, lstat, mkdir, readdir, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, open, readdir, readFile, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { buffer } from 'node:stream/consumers';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
 import type { EncryptionKey } from '@cairn/core/codec/index';
 import { decodeFileInto, decodeFileStages, decodeWhole } from '@cairn/core/backup/file-codec';
 import { createFileWorkers, findWorkerEntry } from '@cairn/core/backup/file-worker';
-import { availableParallelism } from 'node:os';
-import { buffer } from 'node:stream/consumers';
 import { readManifest, type ManifestFile } from '@cairn/core/backup/manifest';
 import type { RestorePlan } from '@cairn/core/restore/plan-format';
 import type { StorageDriver } from '@cairn/core/storage/driver';
