@@ -4,14 +4,14 @@
 // exists iff its manifest does), then the id goes to stdout.
 
 import { spawn } from 'node:child_process';
-import { createReadStream, readFileSync } from 'node:fs';
-import { open, realpath } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { realpath } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
 import { parseCompress, type EncodeSpec, type EncryptionKey } from '@cairn/core/codec/index';
-import { createSlots, PIECE_SIZE } from '@cairn/core/backup/file-codec';
+import { createSlots, readFilePieces } from '@cairn/core/backup/file-codec';
 import { createFileWorkers, findWorkerEntry, type FileWorkers } from '@cairn/core/backup/file-worker';
 import {
   backupId,
@@ -55,35 +55,6 @@ export interface BasebackupOptions {
 
 export interface BasebackupResult {
   manifest: BackupManifest;
-}
-
-const SMALL_FILE = 1024 * 1024;
-
-/** Reads a file in the pieces the codec wants; stops at EOF (a file may shrink while we read). */
-async function* readPieces(path: string, size: number): AsyncGenerator<Buffer> {
-  if (size <= SMALL_FILE) {
-    // One synchronous read: for the thousand small files of a cluster, the
-    // promise API's trips through the threadpool cost more than the reads.
-    yield readFileSync(path);
-    return;
-  }
-  const fh = await open(path, 'r');
-  try {
-    let left = size;
-    for (;;) {
-      // Size the buffer to what stat said is left (small files are most
-      // files); a file that grew since is read on in whole pieces.
-      const want = left > 0 ? Math.min(PIECE_SIZE, left) : PIECE_SIZE;
-      const buf = Buffer.allocUnsafe(want);
-      const { bytesRead } = await fh.read(buf, 0, want, null);
-      if (bytesRead === 0) break;
-      left -= bytesRead;
-      yield bytesRead === want ? buf : buf.subarray(0, bytesRead);
-      if (bytesRead < want) break;
-    }
-  } finally {
-    await fh.close();
-  }
 }
 
 /** The parent of a diff (newest full) or incr (newest of any type) of the same system. */
@@ -313,7 +284,7 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
     const limit = createLimiter(Math.max(8, o.jobs * 4));
     const one = (f: FileInfo) => limit(async () => {
       try {
-        return await store.addFile(f, () => readPieces(walk.source.get(f.path)!, f.size), { source: walk.source.get(f.path)! });
+        return await store.addFile(f, () => readFilePieces(walk.source.get(f.path)!, f.size), { source: walk.source.get(f.path)! });
       } catch (err) {
         // Dropped while we copied (DROP TABLE, a finished temp file): replay restores the truth.
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;

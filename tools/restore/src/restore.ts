@@ -14,7 +14,7 @@ import { buffer } from 'node:stream/consumers';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
 import type { EncryptionKey } from '@cairn/core/codec/index';
-import { decodeFileInto, decodeFileStages, decodeWhole } from '@cairn/core/backup/file-codec';
+import { decodeFileInto, decodeFileStages, decodeWhole, SMALL_FILE } from '@cairn/core/backup/file-codec';
 import { createFileWorkers, findWorkerEntry } from '@cairn/core/backup/file-worker';
 import { readManifest, type ManifestFile } from '@cairn/core/backup/manifest';
 import type { RestorePlan } from '@cairn/core/restore/plan-format';
@@ -54,8 +54,6 @@ export interface RestoreResult {
 }
 
 const CONTROL = 'global/pg_control';
-/** Files up to this size are restored in memory (see writeOne). */
-const SMALL_FILE = 1024 * 1024;
 
 /** postgresql.auto.conf lines that would steer this recovery: replaced, not added to. */
 const RECOVERY_SETTING_RE = /^\s*(restore_command|recovery_target\w*|recovery_end_command|archive_cleanup_command)\s*=/i;

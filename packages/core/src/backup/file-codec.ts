@@ -7,6 +7,8 @@
 // encrypt → count → sink, and the reverse on read with the hash re-checked.
 
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { Readable, Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -137,6 +139,38 @@ export function createPiecePool(max = 8): PiecePool {
       free.push(Buffer.from(piece.buffer, 0, PIECE_SIZE));
     },
   };
+}
+
+/** Files up to this size are read in one synchronous call (see readFilePieces). */
+export const SMALL_FILE = 1024 * 1024;
+
+/**
+ * A file's bytes in pieces of at most PIECE_SIZE, to EOF (a file may grow or
+ * shrink while a backup reads it). `size` is what stat said: a small file is
+ * one synchronous read (for the thousand small files of a cluster, the
+ * promise API's trips through the threadpool cost more than the reads), and
+ * buffers are sized to what is left. Whole pieces come from `pool` if given.
+ */
+export async function* readFilePieces(path: string, size: number, pool?: PiecePool): AsyncGenerator<Buffer> {
+  if (size <= SMALL_FILE) {
+    yield readFileSync(path);
+    return;
+  }
+  const fh = await open(path, 'r');
+  try {
+    let left = size;
+    for (;;) {
+      const want = left > 0 ? Math.min(PIECE_SIZE, left) : PIECE_SIZE;
+      const buf = want === PIECE_SIZE && pool ? pool.take() : Buffer.allocUnsafe(want);
+      const { bytesRead } = await fh.read(buf, 0, want, null);
+      if (bytesRead === 0) break;
+      left -= bytesRead;
+      yield bytesRead === want ? buf : buf.subarray(0, bytesRead);
+      if (bytesRead < want) break;
+    }
+  } finally {
+    await fh.close();
+  }
 }
 
 export interface EncodedFile {

@@ -2,30 +2,15 @@
 // time from the main thread and does the whole file.
 
 import { createWriteStream } from 'node:fs';
-import { chmod, chown, open, unlink, utimes } from 'node:fs/promises';
+import { chmod, chown, unlink, utimes } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { CairnError } from '../cli/errors.js';
 import { loadEncryptionKey, parseCompress, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
 import { findBadPages } from '../pg/page-checksum.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { openStorage } from '../storage/open.js';
-import { createPiecePool, createSlots, decodeFileInto, decodeFileStages, encodeFile, PIECE_SIZE, type PiecePool } from './file-codec.js';
+import { createPiecePool, createSlots, decodeFileInto, decodeFileStages, encodeFile, readFilePieces } from './file-codec.js';
 import type { DecodeJob, EncodeJob, EncodeResult, WorkerSetup } from './file-worker.js';
-
-async function* readPieces(path: string, pool: PiecePool): AsyncGenerator<Buffer> {
-  const fh = await open(path, 'r');
-  try {
-    for (;;) {
-      const buf = pool.take();
-      const { bytesRead } = await fh.read(buf, 0, PIECE_SIZE, null);
-      if (bytesRead === 0) break;
-      yield bytesRead === PIECE_SIZE ? buf : buf.subarray(0, bytesRead);
-      if (bytesRead < PIECE_SIZE) break;
-    }
-  } finally {
-    await fh.close();
-  }
-}
 
 export function runFileWorker(): void {
   const setup = workerData as WorkerSetup;
@@ -50,7 +35,7 @@ export function runFileWorker(): void {
           if (whole > 0) bad.push(...findBadPages(piece.subarray(0, whole), offset, check.firstBlock, BigInt(check.startLsn)));
         }
       : undefined;
-    const r = await encodeFile(readPieces(job.path, pool), spec, slots, (body) => d.write(job.key, body, { durable: false }), { pool, ...(inspect ? { inspect } : {}) });
+    const r = await encodeFile(readFilePieces(job.path, job.size, pool), spec, slots, (body) => d.write(job.key, body, { durable: false }), { pool, ...(inspect ? { inspect } : {}) });
     return { ...r, badPages: bad };
   };
 
