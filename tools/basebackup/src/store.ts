@@ -11,7 +11,7 @@ import { encodedExtension, type EncodeSpec } from '@cairn/core/codec/index';
 import { encodeFile, encodeWhole, PIECE_SIZE, rechunk, type Slots } from '@cairn/core/backup/file-codec';
 import type { FileWorkers } from '@cairn/core/backup/file-worker';
 import { backupFileKey, type BackupManifest, type ManifestDir, type ManifestFile } from '@cairn/core/backup/manifest';
-import { findBadPages, firstBlockOf, isChecksummedRelationFile } from '@cairn/core/pg/page-checksum';
+import { createPageCheck, firstBlockOf, isChecksummedRelationFile } from '@cairn/core/pg/page-checksum';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 
 export interface FileInfo {
@@ -94,44 +94,8 @@ export function createBackupStore(o: StoreOptions): BackupStore {
     return { result: { size: e.size, sha256: e.sha256, storedSize: e.stored.length } };
   };
 
-  const store = async (info: FileInfo, open: OpenFile, source?: string): Promise<ManifestFile> => {
-    const key = backupFileKey(o.cluster, o.id, info.path, ext);
-    if (o.workers && source !== undefined && info.size >= BIG_FILE) {
-      const pageCheck = o.pageCheckLsn !== undefined && isChecksummedRelationFile(info.path) ? { firstBlock: firstBlockOf(info.path), startLsn: o.pageCheckLsn.toString() } : undefined;
-      const r = await o.workers.encode({ kind: 'encode', path: source, key, size: info.size, ...(pageCheck ? { pageCheck } : {}) });
-      o.onBytes?.(r.size);
-      if (r.badPages.length > 0) {
-        o.log.warn(`page checksum failures in "${info.path}": block${r.badPages.length > 1 ? 's' : ''} ${r.badPages.slice(0, 10).join(', ')}${r.badPages.length > 10 ? ', …' : ''}`);
-      }
-      stored += r.storedSize;
-      const f: ManifestFile = { path: info.path, size: r.size, mode: info.mode, mtime: info.mtime, sha256: r.sha256, ref: o.id, key, storedSize: r.storedSize };
-      if (r.badPages.length > 0) f.badPages = r.badPages;
-      return f;
-    }
-    const bad: number[] = [];
-    const checkLsn = o.pageCheckLsn;
-    const inspect =
-      checkLsn !== undefined && isChecksummedRelationFile(info.path)
-        ? (() => {
-            const first = firstBlockOf(info.path);
-            return (piece: Buffer, offset: number) => {
-              const whole = piece.length - (piece.length % 8192);
-              if (whole > 0) bad.push(...findBadPages(piece.subarray(0, whole), offset, first, checkLsn));
-            };
-          })()
-        : undefined;
-    const counted = async function* (src: AsyncIterable<Buffer>) {
-      for await (const c of src) {
-        o.onBytes?.(c.length);
-        yield c;
-      }
-    };
-    const pieces = rechunk(counted(open()), undefined, info.size);
-    const small = info.size <= PIECE_SIZE ? await storeSmall(key, pieces, inspect) : { leftover: [] };
-    const r = small.result ?? await encodeFile(prepend(small.leftover ?? [], pieces), o.spec, o.slots, (body: Readable) => o.driver.write(key, body, { signal: o.signal, durable: false }), {
-      signal: o.signal,
-      ...(inspect ? { inspect } : {}),
-    });
+  /** The manifest entry of a file this backup stored; bad pages are reported here. */
+  const storedEntry = (info: FileInfo, key: string, r: { size: number; sha256: string; storedSize: number }, bad: number[]): ManifestFile => {
     if (bad.length > 0) {
       o.log.warn(`page checksum failures in "${info.path}": block${bad.length > 1 ? 's' : ''} ${bad.slice(0, 10).join(', ')}${bad.length > 10 ? ', …' : ''}`);
     }
@@ -139,6 +103,31 @@ export function createBackupStore(o: StoreOptions): BackupStore {
     const f: ManifestFile = { path: info.path, size: r.size, mode: info.mode, mtime: info.mtime, sha256: r.sha256, ref: o.id, key, storedSize: r.storedSize };
     if (bad.length > 0) f.badPages = bad;
     return f;
+  };
+
+  const store = async (info: FileInfo, open: OpenFile, source?: string): Promise<ManifestFile> => {
+    const key = backupFileKey(o.cluster, o.id, info.path, ext);
+    const checkLsn = isChecksummedRelationFile(info.path) ? o.pageCheckLsn : undefined;
+    if (o.workers && source !== undefined && info.size >= BIG_FILE) {
+      const pageCheck = checkLsn !== undefined ? { firstBlock: firstBlockOf(info.path), startLsn: checkLsn.toString() } : undefined;
+      const r = await o.workers.encode({ kind: 'encode', path: source, key, size: info.size, ...(pageCheck ? { pageCheck } : {}) });
+      o.onBytes?.(r.size);
+      return storedEntry(info, key, r, r.badPages);
+    }
+    const check = checkLsn !== undefined ? createPageCheck(firstBlockOf(info.path), checkLsn) : undefined;
+    const counted = async function* (src: AsyncIterable<Buffer>) {
+      for await (const c of src) {
+        o.onBytes?.(c.length);
+        yield c;
+      }
+    };
+    const pieces = rechunk(counted(open()), undefined, info.size);
+    const small = info.size <= PIECE_SIZE ? await storeSmall(key, pieces, check?.inspect) : { leftover: [] };
+    const r = small.result ?? await encodeFile(prepend(small.leftover ?? [], pieces), o.spec, o.slots, (body: Readable) => o.driver.write(key, body, { signal: o.signal, durable: false }), {
+      signal: o.signal,
+      ...(check ? { inspect: check.inspect } : {}),
+    });
+    return storedEntry(info, key, r, check?.bad ?? []);
   };
 
   return {

@@ -6,15 +6,16 @@
 // to start ("could not open file global/pg_control").
 
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, createWriteStream, existsSync, fchmodSync, fchownSync, futimesSync, openSync, writeSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, open, readdir, readFile, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { closeSync, createReadStream, existsSync, fchmodSync, fchownSync, futimesSync, openSync, writeSync } from 'node:fs';
+import { chmod, chown, lstat, mkdir, open, readdir, readFile, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
 import type { EncryptionKey } from '@cairn/core/codec/index';
-import { decodeFileInto, decodeFileStages, decodeWhole, SMALL_FILE } from '@cairn/core/backup/file-codec';
+import { decodeWhole, SMALL_FILE } from '@cairn/core/backup/file-codec';
+import { restoreFile } from '@cairn/core/backup/restore-file';
 import { createFileWorkers, findWorkerEntry } from '@cairn/core/backup/file-worker';
 import { readManifest, type ManifestFile } from '@cairn/core/backup/manifest';
 import type { RestorePlan } from '@cairn/core/restore/plan-format';
@@ -214,6 +215,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       }
     }
     const label = `"${f.path}" of backup ${f.ref} (${f.key})`;
+    const job = { key: f.key, path, sha256: f.sha256, size: f.size, mode: f.mode, mtime: f.mtime, label, ...(owner ? { owner: { uid: owner.uid, gid: owner.gid } } : {}) };
     if (f.size <= SMALL_FILE) {
       // Small files (most of them): decode in memory and write with
       // synchronous calls. Each promise-based call is a trip through the
@@ -231,30 +233,11 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       } finally {
         closeSync(fd);
       }
-      result.filesFetched++;
-      result.bytesWritten += f.size;
-      written.push(path);
-      return;
+    } else if (workers && f.size >= BIG_FILE) {
+      await workers.decode({ kind: 'decode', ...job });
+    } else {
+      await restoreFile(o.driver, o.key, job, 2, ctx.signal);
     }
-    if (workers && f.size >= BIG_FILE) {
-      await workers.decode({ kind: 'decode', key: f.key, path, sha256: f.sha256, size: f.size, mode: f.mode, mtime: f.mtime, label, ...(owner ? { owner: { uid: owner.uid, gid: owner.gid } } : {}) });
-      result.filesFetched++;
-      result.bytesWritten += f.size;
-      written.push(path);
-      return;
-    }
-    const source = await o.driver.read(f.key, ctx.signal);
-    const sink = createWriteStream(path, { flags: 'w', mode: f.mode, highWaterMark: 1024 * 1024 });
-    try {
-      await decodeFileInto(source, decodeFileStages(f.key, o.key, label, 2), sink, { sha256: f.sha256, size: f.size, label }, ctx.signal);
-    } catch (err) {
-      // Never leave bytes that failed their check where PostgreSQL could read them.
-      await unlink(path).catch(() => {});
-      throw err;
-    }
-    await chmod(path, f.mode);
-    await utimes(path, f.mtime, f.mtime);
-    await give(path);
     result.filesFetched++;
     result.bytesWritten += f.size;
     written.push(path);

@@ -1,15 +1,14 @@
 // The body of a file worker thread (see file-worker.ts): takes one job at a
 // time from the main thread and does the whole file.
 
-import { createWriteStream } from 'node:fs';
-import { chmod, chown, unlink, utimes } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { CairnError } from '../cli/errors.js';
 import { loadEncryptionKey, parseCompress, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
-import { findBadPages } from '../pg/page-checksum.js';
+import { createPageCheck } from '../pg/page-checksum.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { openStorage } from '../storage/open.js';
-import { createPiecePool, createSlots, decodeFileInto, decodeFileStages, encodeFile, readFilePieces } from './file-codec.js';
+import { createPiecePool, createSlots, encodeFile, readFilePieces } from './file-codec.js';
+import { restoreFile } from './restore-file.js';
 import type { DecodeJob, EncodeJob, EncodeResult, WorkerSetup } from './file-worker.js';
 
 export function runFileWorker(): void {
@@ -27,33 +26,12 @@ export function runFileWorker(): void {
     const d = await driver();
     const k = await key();
     const spec: EncodeSpec = { compress: parseCompress(setup.compress), ...(k ? { key: k } : {}) };
-    const bad: number[] = [];
-    const check = job.pageCheck;
-    const inspect = check
-      ? (piece: Buffer, offset: number) => {
-          const whole = piece.length - (piece.length % 8192);
-          if (whole > 0) bad.push(...findBadPages(piece.subarray(0, whole), offset, check.firstBlock, BigInt(check.startLsn)));
-        }
-      : undefined;
-    const r = await encodeFile(readFilePieces(job.path, job.size, pool), spec, slots, (body) => d.write(job.key, body, { durable: false }), { pool, ...(inspect ? { inspect } : {}) });
-    return { ...r, badPages: bad };
+    const check = job.pageCheck ? createPageCheck(job.pageCheck.firstBlock, BigInt(job.pageCheck.startLsn)) : undefined;
+    const r = await encodeFile(readFilePieces(job.path, job.size, pool), spec, slots, (body) => d.write(job.key, body, { durable: false }), { pool, ...(check ? { inspect: check.inspect } : {}) });
+    return { ...r, badPages: check?.bad ?? [] };
   };
 
-  const decode = async (job: DecodeJob): Promise<void> => {
-    const d = await driver();
-    const k = await key();
-    const source = await d.read(job.key);
-    const sink = createWriteStream(job.path, { flags: 'w', mode: job.mode, highWaterMark: 1024 * 1024 });
-    try {
-      await decodeFileInto(source, decodeFileStages(job.key, k, job.label, 3), sink, { sha256: job.sha256, size: job.size, label: job.label });
-    } catch (err) {
-      await unlink(job.path).catch(() => {});
-      throw err;
-    }
-    await chmod(job.path, job.mode);
-    await utimes(job.path, job.mtime, job.mtime);
-    if (job.owner) await chown(job.path, job.owner.uid, job.owner.gid).catch(() => {});
-  };
+  const decode = async (job: DecodeJob): Promise<void> => restoreFile(await driver(), await key(), job, 3);
 
   parentPort!.on('message', (m: { id: number; job: EncodeJob | DecodeJob }) => {
     const work = m.job.kind === 'encode' ? encode(m.job) : decode(m.job);

@@ -7,6 +7,7 @@
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { CairnError, type ErrorCode } from '../cli/errors.js';
+import type { FileToRestore } from './restore-file.js';
 
 export interface EncodeJob {
   kind: 'encode';
@@ -26,17 +27,8 @@ export interface EncodeResult {
   badPages: number[];
 }
 
-export interface DecodeJob {
+export interface DecodeJob extends FileToRestore {
   kind: 'decode';
-  key: string;
-  /** Absolute path to write. */
-  path: string;
-  sha256: string;
-  size: number;
-  mode: number;
-  mtime: number;
-  label: string;
-  owner?: { uid: number; gid: number };
 }
 
 export interface WorkerSetup {

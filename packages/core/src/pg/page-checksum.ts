@@ -242,3 +242,22 @@ function checkPages(
     if (finishChecksum(checksumBlock(words, o >>> 2), block) !== stored) bad.push(block);
   }
 }
+
+export interface PageCheck {
+  /** Feed every piece of the file in order (its offset in the file); a trailing partial page is skipped. */
+  inspect(piece: Uint8Array, fileOffset: number): void;
+  /** Bad block numbers found so far. */
+  readonly bad: number[];
+}
+
+/** Page checks for one relation file read in pieces (see findBadPages). */
+export function createPageCheck(firstBlock: number, startLsn: bigint): PageCheck {
+  const bad: number[] = [];
+  return {
+    bad,
+    inspect(piece, fileOffset) {
+      const whole = piece.length - (piece.length % BLCKSZ);
+      if (whole > 0) bad.push(...findBadPages(piece.subarray(0, whole), fileOffset, firstBlock, startLsn));
+    },
+  };
+}
