@@ -1,0 +1,146 @@
+// What one repository holds for a cluster, read once: backup and dump
+// summaries, and the WAL archive listed per system. restore-plan, verify,
+// expire and info all start from this; the pure halves of those tools take
+// its parts as input.
+
+import { Writable } from 'node:stream';
+import { CairnError } from '../cli/errors.js';
+import type { EncryptionKey } from '../codec/index.js';
+import { listBackupIds, readManifest, summarize, type BackupSummary } from '../backup/manifest.js';
+import { listDumps, readDumpManifest, summarizeDump, type DumpSummary } from '../dump/manifest.js';
+import type { ObjectInfo, StorageDriver } from '../storage/driver.js';
+import { parseTimelineHistory, type TimelineHistoryEntry } from '../wal/history.js';
+import { quote } from '../wal/quote.js';
+import { parseWalObjectName } from './layout.js';
+import { listSystems } from './systems.js';
+import { readWalInto, type StoredWal } from './wal-archive.js';
+
+const SEGMENT_RE = /^[0-9A-F]{24}$/;
+
+/** The WAL archive of one system. */
+export interface WalListing {
+  systemId: string;
+  /** Segment name → its stored copy (the first listed when there are several: they differ only in encoding). */
+  segments: Map<string, StoredWal>;
+  /** Timeline → its stored history file. */
+  histories: Map<number, StoredWal>;
+  /** .partial and .backup files. */
+  others: StoredWal[];
+  /** Keys under the system's WAL prefix that are no WAL object cairn writes (debris, foreign files). */
+  foreign: ObjectInfo[];
+}
+
+export function walPrefix(cluster: string): string {
+  return `${cluster}/wal/`;
+}
+
+/**
+ * Lists the WAL of every system in the cluster (one listing of
+ * `<cluster>/wal/`), by system id.
+ */
+export async function listWalArchive(driver: StorageDriver, cluster: string, signal?: AbortSignal): Promise<Map<string, WalListing>> {
+  const prefix = walPrefix(cluster);
+  const out = new Map<string, WalListing>();
+  for await (const obj of driver.list(prefix, signal)) {
+    const rest = obj.key.slice(prefix.length);
+    const slash = rest.indexOf('/');
+    if (slash <= 0) continue;
+    const systemId = rest.slice(0, slash);
+    let listing = out.get(systemId);
+    if (!listing) out.set(systemId, (listing = { systemId, segments: new Map(), histories: new Map(), others: [], foreign: [] }));
+    const parsed = parseWalObjectName(obj.key);
+    if (!parsed) {
+      listing.foreign.push(obj);
+      continue;
+    }
+    const stored: StoredWal = { ...parsed, key: obj.key, size: obj.size, mtime: obj.mtime };
+    if (SEGMENT_RE.test(parsed.walName)) {
+      if (!listing.segments.has(parsed.walName)) listing.segments.set(parsed.walName, stored);
+    } else if (parsed.walName.endsWith('.history')) {
+      const tli = parseInt(parsed.walName.slice(0, 8), 16);
+      if (!listing.histories.has(tli)) listing.histories.set(tli, stored);
+    } else {
+      listing.others.push(stored);
+    }
+  }
+  return out;
+}
+
+/** History files hold a line per timeline; anything this large is not one. */
+const MAX_HISTORY_BYTES = 16 * 1024 * 1024;
+
+/** Decodes and verifies (SHA-256) a stored history file into text. */
+export async function readHistoryText(driver: StorageDriver, stored: StoredWal, key: EncryptionKey | undefined, signal?: AbortSignal): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      total += chunk.length;
+      if (total > MAX_HISTORY_BYTES) {
+        cb(new CairnError('FORMAT_INVALID', `timeline history ${quote(stored.walName)} in repository ${quote(driver.url)} is larger than ${MAX_HISTORY_BYTES} bytes`, {
+          hint: 'this is not a history file PostgreSQL wrote; run cairn-verify',
+        }));
+        return;
+      }
+      chunks.push(chunk);
+      cb();
+    },
+  });
+  await readWalInto(driver, stored, key, sink, signal);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Reads and parses every history file of a listing, by timeline. */
+export async function readHistories(
+  driver: StorageDriver,
+  listing: WalListing,
+  key: EncryptionKey | undefined,
+  signal?: AbortSignal,
+): Promise<Map<number, TimelineHistoryEntry[]>> {
+  const byTimeline = new Map<number, TimelineHistoryEntry[]>();
+  for (const [tli, stored] of listing.histories) {
+    const text = await readHistoryText(driver, stored, key, signal);
+    byTimeline.set(tli, parseTimelineHistory(text, `${stored.walName} in repository "${driver.url}"`));
+  }
+  return byTimeline;
+}
+
+export interface RepoCatalog {
+  cluster: string;
+  /** The repository's URL (no credentials). */
+  repo: string;
+  /** Every backup with a manifest, oldest first. */
+  backups: BackupSummary[];
+  /** Every dump with a manifest, oldest first. */
+  dumps: DumpSummary[];
+  /** Registered systems (systems/<id>.json). */
+  systems: string[];
+  /** The WAL archive by system id (every system with WAL stored). */
+  wal: Map<string, WalListing>;
+}
+
+/**
+ * Reads the catalog of one cluster: manifests one at a time, kept as
+ * summaries (file lists can be large), and one listing of the WAL archive.
+ * History files are not decoded here (readHistories does, with the key).
+ */
+export async function readRepoCatalog(driver: StorageDriver, cluster: string, signal?: AbortSignal): Promise<RepoCatalog> {
+  const backups: BackupSummary[] = [];
+  for (const id of await listBackupIds(driver, cluster, signal)) {
+    const m = await readManifest(driver, cluster, id, signal);
+    if (m) backups.push(summarize(m));
+  }
+  const dumps: DumpSummary[] = [];
+  for (const ref of await listDumps(driver, cluster, signal)) {
+    const m = await readDumpManifest(driver, cluster, ref.dir, ref.id, signal);
+    if (m) dumps.push(summarizeDump(m));
+  }
+  return {
+    cluster,
+    repo: driver.url,
+    backups,
+    dumps,
+    systems: await listSystems(driver, cluster, signal),
+    wal: await listWalArchive(driver, cluster, signal),
+  };
+}
