@@ -6,6 +6,7 @@ import { defineTool } from '@cairn/core/cli/run';
 import { COMPRESS_SETTING } from '@cairn/core/config/settings';
 import { parseCompress } from '@cairn/core/codec/index';
 import { summarize, type BackupType } from '@cairn/core/backup/manifest';
+import { describeHolder, LOCK_WAIT_SETTING, withLeases, type LeaseRecord } from '@cairn/core/repo/lease';
 import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
 import { basebackup, defaultJobs, streamInput } from './basebackup.js';
 import { formatBytes } from './progress.js';
@@ -15,7 +16,7 @@ export const basebackupTool = defineTool({
   description:
     'take a physical backup into the repository: from PGDATA on this host (--pgdata, pg_backup_start/stop), ' +
     'or from a `pg_basebackup -D - -Ft -X none` stream (--from-tar FILE|-, or --remote to run pg_basebackup). ' +
-    'Prints the backup id. Exit: 0 done, 2 usage, 3 configuration/connection, 4 data error, 1 the backup\'s WAL never reached the repository.',
+    'Prints the backup id. Exit: 0 done, 2 usage, 3 configuration/connection, 4 data error, 5 another backup or expire of the cluster holds the lease, 1 the backup\'s WAL never reached the repository.',
   positionals: [],
   settings: [
     COMPRESS_SETTING,
@@ -28,6 +29,7 @@ export const basebackupTool = defineTool({
     { name: 'jobs', type: 'integer', description: 'files and pieces processed at once (default: the number of cores)', valueHint: 'N' },
     { name: 'checkpoint', type: 'string', description: 'fast (start at once) or spread (wait for the next checkpoint)', default: 'fast', valueHint: 'MODE' },
     { name: 'archive-timeout', type: 'integer', description: 'seconds to wait for the backup\'s last WAL segment to reach the repository', default: 120, valueHint: 'SECONDS' },
+    LOCK_WAIT_SETTING,
     { name: 'label', type: 'string', description: 'backup label passed to PostgreSQL', valueHint: 'TEXT' },
   ],
   examples: [
@@ -67,10 +69,12 @@ export const basebackupTool = defineTool({
         modes === 0
           ? { kind: 'local' as const, pgdata: pgdata!, fastCheckpoint: checkpoint === 'fast' }
           : { kind: 'stream' as const, ...streamInput(fromTar, remote, s['pg-bin'] as string | undefined, checkpoint === 'fast', ctx) };
-      const { manifest: m } = await basebackup({
+      // The backup lease keeps a second backup (same parent, same id) and expire out.
+      const leaseOpts = { tool: 'basebackup' as const, waitMs: (s['lock-wait'] as number) * 1000, signal: ctx.signal, onTakeover: (r: LeaseRecord) => ctx.log.warn(`took over the stale lease of ${describeHolder(r)}`) };
+      const { manifest: m } = await withLeases(driver!, repo.cluster, leaseOpts, (signal) => basebackup({
         driver: driver!, cluster: repo.cluster, key, keyFile: repo.keyFile, compress, type: type as BackupType, checksumDelta: s['checksum-delta'] === true,
         jobs, archiveTimeoutMs: (s['archive-timeout'] as number) * 1000, source, label: (s['label'] as string | undefined) ?? '',
-      }, ctx);
+      }, { ...ctx, signal }));
       const secs = m.durationSeconds;
       const t = m.totals;
       ctx.stderr.write(
