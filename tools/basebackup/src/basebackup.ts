@@ -35,7 +35,8 @@ import { lsnToSegmentName } from '@cairn/core/wal/segment';
 import { CAIRN_VERSION } from '@cairn/core/version';
 import { parseBackupLabel, segmentSizeFrom } from './label.js';
 import { walkPgData } from './pgdata-walk.js';
-import { createProgress } from './progress.js';
+import { createProgress } from '@cairn/core/cli/progress';
+import { connectPg } from '@cairn/core/pg/connect';
 import { BIG_FILE, createBackupStore, referencesOf, type BackupStore, type FileInfo } from './store.js';
 
 export interface BasebackupOptions {
@@ -221,16 +222,7 @@ interface Shared {
 }
 
 async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastCheckpoint: boolean }, ctx: ToolContext, sh: Shared): Promise<BasebackupResult> {
-  const { default: pg } = await import('pg');
-  const client = new pg.Client({ application_name: 'cairn-basebackup' });
-  try {
-    await client.connect();
-  } catch (err) {
-    throw new CairnError('PG_CONNECT', `cannot connect to PostgreSQL: ${(err as Error).message}`, {
-      hint: 'set PGHOST, PGPORT, PGUSER (a superuser or a role with pg_backup_start rights) as for psql',
-      cause: err,
-    });
-  }
+  const client = await connectPg({ application: 'cairn-basebackup', needs: 'a superuser or a role with pg_backup_start rights' });
   let started = false;
   let workers: FileWorkers | undefined;
   try {

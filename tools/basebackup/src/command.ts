@@ -9,7 +9,7 @@ import { summarize, type BackupType } from '@cairn/core/backup/manifest';
 import { describeHolder, LOCK_WAIT_SETTING, withLeases, type LeaseRecord } from '@cairn/core/repo/lease';
 import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
 import { basebackup, defaultJobs, streamInput } from './basebackup.js';
-import { formatBytes } from './progress.js';
+import { formatBytes } from '@cairn/core/cli/format';
 
 export const basebackupTool = defineTool({
   name: 'basebackup',

@@ -6,8 +6,8 @@
 import { Writable } from 'node:stream';
 import { CairnError } from '../cli/errors.js';
 import type { EncryptionKey } from '../codec/index.js';
-import { listBackupIds, readManifest, summarize, type BackupSummary } from '../backup/manifest.js';
-import { listDumps, readDumpManifest, summarizeDump, type DumpSummary } from '../dump/manifest.js';
+import { listBackupIds, manifestKey, readManifest, summarize, type BackupSummary } from '../backup/manifest.js';
+import { dumpManifestKey, listDumps, readDumpManifest, summarizeDump, type DumpSummary } from '../dump/manifest.js';
 import type { ObjectInfo, StorageDriver } from '../storage/driver.js';
 import { parseTimelineHistory, type TimelineHistoryEntry } from '../wal/history.js';
 import { quote } from '../wal/quote.js';
@@ -119,20 +119,50 @@ export interface RepoCatalog {
   wal: Map<string, WalListing>;
 }
 
+/** A manifest that exists but cannot be used (not JSON, wrong format, missing fields). */
+export interface InvalidManifest {
+  kind: 'backup' | 'dump';
+  /** Backup id, or `DIR/ID` of a dump. */
+  id: string;
+  key: string;
+  error: CairnError;
+}
+
+export interface ReadCatalogOptions {
+  signal?: AbortSignal;
+  /**
+   * Called for each damaged manifest, which is then left out of the catalog.
+   * Without it the first damaged manifest throws (FORMAT_INVALID): a tool
+   * that restores must not plan around a hole it does not report.
+   */
+  onInvalid?: (bad: InvalidManifest) => void;
+}
+
 /**
  * Reads the catalog of one cluster: manifests one at a time, kept as
  * summaries (file lists can be large), and one listing of the WAL archive.
  * History files are not decoded here (readHistories does, with the key).
  */
-export async function readRepoCatalog(driver: StorageDriver, cluster: string, signal?: AbortSignal): Promise<RepoCatalog> {
+export async function readRepoCatalog(driver: StorageDriver, cluster: string, opts: ReadCatalogOptions | AbortSignal = {}): Promise<RepoCatalog> {
+  const o: ReadCatalogOptions = opts instanceof AbortSignal ? { signal: opts } : opts;
+  const { signal } = o;
+  const tolerate = async <T>(kind: 'backup' | 'dump', id: string, key: string, read: () => Promise<T | undefined>): Promise<T | undefined> => {
+    try {
+      return await read();
+    } catch (err) {
+      if (!o.onInvalid || !(err instanceof CairnError) || err.code !== 'FORMAT_INVALID') throw err;
+      o.onInvalid({ kind, id, key, error: err });
+      return undefined;
+    }
+  };
   const backups: BackupSummary[] = [];
   for (const id of await listBackupIds(driver, cluster, signal)) {
-    const m = await readManifest(driver, cluster, id, signal);
+    const m = await tolerate('backup', id, manifestKey(cluster, id), () => readManifest(driver, cluster, id, signal));
     if (m) backups.push(summarize(m));
   }
   const dumps: DumpSummary[] = [];
   for (const ref of await listDumps(driver, cluster, signal)) {
-    const m = await readDumpManifest(driver, cluster, ref.dir, ref.id, signal);
+    const m = await tolerate('dump', `${ref.dir}/${ref.id}`, dumpManifestKey(cluster, ref.dir, ref.id), () => readDumpManifest(driver, cluster, ref.dir, ref.id, signal));
     if (m) dumps.push(summarizeDump(m));
   }
   return {

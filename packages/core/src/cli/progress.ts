@@ -1,23 +1,13 @@
 // Progress on stderr when it is a terminal (bytes, rate, ETA), redrawn at
 // most four times a second; nothing otherwise (DESIGN §4.10).
 
-import type { ToolContext } from '@cairn/core/cli/run';
+import type { ToolContext } from './run.js';
+import { formatBytes } from './format.js';
 
 export interface Progress {
   add: (n: number) => void;
   total: (n: number) => void;
   done: () => void;
-}
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${v.toFixed(v >= 100 || i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
 export function createProgress(ctx: ToolContext, what: string): Progress {

@@ -1,0 +1,563 @@
+// What cairn-info reports about one repository, computed without I/O from the
+// catalog and a few extras: backups, dumps, the WAL archive per system and
+// timeline, the repository's size, the last verify and drill, and the
+// recoverability window (the earliest and latest point a restore reaches, as
+// the restore planner decides it). The JSON form is `cairn.info/1`,
+// documented in the README as stable: fields are only ever added.
+
+import { CairnError, isCairnError } from '../cli/errors.js';
+import type { BackupSummary } from '../backup/manifest.js';
+import type { DumpSummary } from '../dump/manifest.js';
+import type { RepoCatalog, WalListing } from '../repo/catalog.js';
+import type { SystemRecord } from '../repo/systems.js';
+import type { RecoveryTarget, RestorePlan } from '../restore/plan-format.js';
+import { planRestore, type PlanInput } from '../restore/planner.js';
+import type { VerifyResult } from '../verify/result-format.js';
+import { historyTimelines, timelineForSegment, type TimelineHistoryEntry } from '../wal/history.js';
+import { formatLsn, parseLsn } from '../wal/lsn.js';
+import { DEFAULT_SEGMENT_SIZE, isValidSegmentSize, segmentEndLsn, segmentName, segmentNumber } from '../wal/segment.js';
+
+export const INFO_FORMAT = 'cairn.info/1';
+
+/** How many gaps of a timeline the report lists (all are counted). */
+export const MAX_LISTED_GAPS = 10;
+
+// ---- the report ------------------------------------------------------------
+
+export interface InfoBackup {
+  id: string;
+  type: 'full' | 'diff' | 'incr';
+  parent: string | null;
+  systemId: string;
+  pgMajor: string;
+  timeline: number;
+  start: { time: string; lsn: string; wal: string };
+  stop: { time: string; lsn: string; wal: string };
+  /** Restored size (sum of file sizes). */
+  size: number;
+  /** Bytes this backup stored itself (not counting what it references). */
+  storedSize: number;
+  durationSeconds: number;
+  compress: string;
+  encrypted: boolean;
+  /** Its chain is complete and its WAL from start to stop is archived. */
+  restorable: boolean;
+  /** Why it is not restorable; null when it is. */
+  problem: string | null;
+}
+
+export interface InfoDump {
+  id: string;
+  /** null for the globals dump (roles, tablespaces). */
+  database: string | null;
+  dumpFormat: string;
+  systemId: string;
+  pgMajor: string;
+  startTime: string;
+  stopTime: string;
+  size: number;
+  storedSize: number;
+  durationSeconds: number;
+  compress: string;
+  encrypted: boolean;
+}
+
+export interface InfoWalGap {
+  /** First and last missing segment (inclusive). */
+  from: string;
+  to: string;
+  segments: number;
+}
+
+export interface InfoWalTimeline {
+  timeline: number;
+  first: string;
+  last: string;
+  segments: number;
+  /** Stored bytes. */
+  bytes: number;
+  /** Segments missing between first and last. */
+  missingSegments: number;
+  gapCount: number;
+  /** The first MAX_LISTED_GAPS gaps, oldest first. */
+  gaps: InfoWalGap[];
+  /** When the newest segment of the timeline was stored (ISO 8601). */
+  newestArchived: string;
+}
+
+export interface InfoWalSystem {
+  systemId: string;
+  /** Has systems/<id>.json. */
+  registered: boolean;
+  /** From its backups or its registration; 16 MiB when neither says. */
+  walSegmentSize: number;
+  timelines: InfoWalTimeline[];
+  /** Timelines whose history file is stored. */
+  historyFiles: number[];
+  /** .partial and .backup files. */
+  otherFiles: number;
+  /** Objects under the system's WAL prefix that cairn does not write. */
+  foreignObjects: number;
+}
+
+export interface AreaUsage {
+  objects: number;
+  bytes: number;
+}
+
+/** Stored objects and bytes under `<cluster>/`, by top-level area. */
+export interface RepoUsage extends AreaUsage {
+  areas: { backups: AreaUsage; dumps: AreaUsage; wal: AreaUsage; other: AreaUsage };
+}
+
+export interface InfoRepository extends RepoUsage {
+  url: string;
+  cluster: string;
+  /** From repo.json; null when the cluster has none yet. */
+  encrypted: boolean | null;
+}
+
+export interface InfoVerify {
+  id: string;
+  time: string;
+  ok: boolean;
+  scope: string;
+  problems: number;
+  durationSeconds: number;
+}
+
+export interface InfoDrill {
+  id: string;
+  /** Fields the drill result did not have (or not as expected) are null. */
+  time: string | null;
+  ok: boolean | null;
+  rtoSeconds: number | null;
+  dataAgeSeconds: number | null;
+}
+
+/** A point a restore can reach. */
+export interface InfoPoint {
+  systemId: string;
+  /** The backup restored to get there. */
+  backup: string;
+  timeline: number;
+  lsn: string;
+  /** The WAL segment holding `lsn` (the last one replayed). */
+  wal: string;
+  time: string;
+  /**
+   * true: `time` is when the last segment was archived, which is after the
+   * last change it holds (an upper bound); false: the backup's own stop time.
+   */
+  timeIsUpperBound: boolean;
+}
+
+export interface InfoRecoverabilitySystem {
+  systemId: string;
+  earliest: InfoPoint | null;
+  latest: InfoPoint | null;
+  /** Stretches between earliest and latest that no restore reaches (a WAL gap between backups). */
+  unreachable: { from: InfoPoint; to: InfoPoint }[];
+  restorableBackups: number;
+  /** What limits the window, one line each (a gap, nothing restorable). */
+  notes: string[];
+}
+
+export interface InfoRecoverability {
+  /** Over all systems; null when nothing can be restored. */
+  earliest: InfoPoint | null;
+  latest: InfoPoint | null;
+  /** Seconds from latest.time to the report's time: at least this much recent change a restore cannot bring back. */
+  latestAgeSeconds: number | null;
+  systems: InfoRecoverabilitySystem[];
+}
+
+export interface InfoReport {
+  format: typeof INFO_FORMAT;
+  createdAt: string;
+  cluster: string;
+  repo: string;
+  /** Oldest first. */
+  backups: InfoBackup[];
+  /** Oldest first. */
+  dumps: InfoDump[];
+  wal: InfoWalSystem[];
+  repository: InfoRepository;
+  lastVerify: InfoVerify | null;
+  lastDrill: InfoDrill | null;
+  recoverability: InfoRecoverability;
+}
+
+/** What cairn-info --json prints: one report per repository, and the repositories that could not be read. */
+export interface InfoDocument {
+  format: typeof INFO_FORMAT;
+  createdAt: string;
+  repositories: InfoReport[];
+  errors: { repo: string; code: string; message: string; hint: string | null }[];
+}
+
+// ---- inputs besides the catalog ---------------------------------------------
+
+export interface InfoExtras {
+  usage: RepoUsage;
+  /** repo.json says encrypted; undefined when there is no repo.json. */
+  encrypted: boolean | undefined;
+  /** Registration records of the systems (segment size when no backup says). */
+  systems: readonly SystemRecord[];
+  /** Decoded history files per system id, by timeline. */
+  histories: ReadonlyMap<string, ReadonlyMap<number, readonly TimelineHistoryEntry[]>>;
+  lastVerify: VerifyResult | undefined;
+  /** The newest drill result as stored (its id from the key, its JSON unchecked). */
+  lastDrill: { id: string; body: unknown } | undefined;
+}
+
+export function emptyUsage(): RepoUsage {
+  const z = () => ({ objects: 0, bytes: 0 });
+  return { objects: 0, bytes: 0, areas: { backups: z(), dumps: z(), wal: z(), other: z() } };
+}
+
+/** Counts one object of a listing of `<cluster>/` into `usage`. */
+export function tallyObject(usage: RepoUsage, cluster: string, key: string, size: number): void {
+  const area = key.slice(cluster.length + 1).split('/', 1)[0];
+  const a = area === 'backups' || area === 'dumps' || area === 'wal' ? usage.areas[area] : usage.areas.other;
+  a.objects++;
+  a.bytes += size;
+  usage.objects++;
+  usage.bytes += size;
+}
+
+// ---- the pure half -----------------------------------------------------------
+
+export function describeRepository(catalog: RepoCatalog, extras: InfoExtras, now: Date): InfoReport {
+  const segSizes = segmentSizes(catalog, extras);
+  const recoverability = describeRecoverability(catalog, extras, now);
+  const problems = new Map<string, string>();
+  for (const [id, p] of recoverability.problems) problems.set(id, p);
+  return {
+    format: INFO_FORMAT,
+    createdAt: now.toISOString(),
+    cluster: catalog.cluster,
+    repo: catalog.repo,
+    backups: catalog.backups.map((b) => describeBackup(b, problems.get(b.id))),
+    dumps: catalog.dumps.map(describeDump),
+    wal: describeWal(catalog, segSizes),
+    repository: {
+      url: catalog.repo,
+      cluster: catalog.cluster,
+      encrypted: extras.encrypted ?? null,
+      ...extras.usage,
+    },
+    lastVerify: extras.lastVerify ? describeVerify(extras.lastVerify) : null,
+    lastDrill: extras.lastDrill ? describeDrill(extras.lastDrill) : null,
+    recoverability: recoverability.report,
+  };
+}
+
+function describeBackup(b: BackupSummary, problem: string | undefined): InfoBackup {
+  return {
+    id: b.id,
+    type: b.type,
+    parent: b.parent,
+    systemId: b.systemId,
+    pgMajor: b.pgMajor,
+    timeline: b.timeline,
+    start: { time: b.start.time, lsn: b.start.lsn, wal: b.start.wal },
+    stop: { time: b.stop.time, lsn: b.stop.lsn, wal: b.stop.wal },
+    size: b.totals.size,
+    storedSize: b.totals.storedSize,
+    durationSeconds: b.durationSeconds,
+    compress: b.compress,
+    encrypted: b.encrypted,
+    restorable: problem === undefined,
+    problem: problem ?? null,
+  };
+}
+
+function describeDump(d: DumpSummary): InfoDump {
+  return {
+    id: d.id,
+    database: d.database,
+    dumpFormat: d.dumpFormat,
+    systemId: d.systemId,
+    pgMajor: d.pgMajor,
+    startTime: d.start.time,
+    stopTime: d.stop.time,
+    size: d.totals.size,
+    storedSize: d.totals.storedSize,
+    durationSeconds: d.durationSeconds,
+    compress: d.compress,
+    encrypted: d.encrypted,
+  };
+}
+
+function describeVerify(v: VerifyResult): InfoVerify {
+  return { id: v.id, time: v.stop.time, ok: v.ok, scope: v.scope, problems: v.problems.length, durationSeconds: v.durationSeconds };
+}
+
+/**
+ * Drill results are written by cairn-drill (a later tool); their format is
+ * read defensively here: a field that is missing or of another type is null.
+ */
+function describeDrill(d: { id: string; body: unknown }): InfoDrill {
+  const o = typeof d.body === 'object' && d.body !== null ? (d.body as Record<string, unknown>) : {};
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+  const stop = typeof o['stop'] === 'object' && o['stop'] !== null ? (o['stop'] as Record<string, unknown>) : {};
+  const time = typeof stop['time'] === 'string' ? stop['time'] : typeof o['time'] === 'string' ? o['time'] : null;
+  return {
+    id: d.id,
+    time,
+    ok: typeof o['ok'] === 'boolean' ? o['ok'] : null,
+    rtoSeconds: num(o['rtoSeconds']),
+    dataAgeSeconds: num(o['dataAgeSeconds']),
+  };
+}
+
+/** WAL segment size per system: its backups say, else its registration, else PostgreSQL's default. */
+function segmentSizes(catalog: RepoCatalog, extras: InfoExtras): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const r of extras.systems) {
+    if (r.walSegmentSize !== undefined && isValidSegmentSize(r.walSegmentSize)) out.set(r.systemId, r.walSegmentSize);
+  }
+  for (const b of catalog.backups) if (isValidSegmentSize(b.walSegmentSize)) out.set(b.systemId, b.walSegmentSize);
+  return out;
+}
+
+function describeWal(catalog: RepoCatalog, segSizes: ReadonlyMap<string, number>): InfoWalSystem[] {
+  const ids = [...new Set([...catalog.systems, ...catalog.wal.keys()])].sort();
+  return ids.map((systemId) => {
+    const segSize = segSizes.get(systemId) ?? DEFAULT_SEGMENT_SIZE;
+    const listing = catalog.wal.get(systemId);
+    return {
+      systemId,
+      registered: catalog.systems.includes(systemId),
+      walSegmentSize: segSize,
+      timelines: listing ? describeTimelines(listing, segSize) : [],
+      historyFiles: listing ? [...listing.histories.keys()].sort((a, b) => a - b) : [],
+      otherFiles: listing?.others.length ?? 0,
+      foreignObjects: listing?.foreign.length ?? 0,
+    };
+  });
+}
+
+function describeTimelines(listing: WalListing, segSize: number): InfoWalTimeline[] {
+  const byTli = new Map<number, { segno: bigint; name: string; size: number; mtime: Date }[]>();
+  for (const [name, s] of listing.segments) {
+    let segno: bigint;
+    try {
+      segno = segmentNumber(name, segSize);
+    } catch {
+      continue; // not a segment name of this size: nothing PostgreSQL would ask for
+    }
+    const tli = parseInt(name.slice(0, 8), 16);
+    let list = byTli.get(tli);
+    if (!list) byTli.set(tli, (list = []));
+    list.push({ segno, name, size: s.size, mtime: s.mtime });
+  }
+  const out: InfoWalTimeline[] = [];
+  for (const [tli, list] of [...byTli].sort((a, b) => a[0] - b[0])) {
+    list.sort((a, b) => (a.segno < b.segno ? -1 : a.segno > b.segno ? 1 : 0));
+    const gaps: InfoWalGap[] = [];
+    let gapCount = 0;
+    let missing = 0n;
+    let bytes = 0;
+    let newest = list[0]!.mtime;
+    for (let i = 0; i < list.length; i++) {
+      const s = list[i]!;
+      bytes += s.size;
+      if (s.mtime > newest) newest = s.mtime;
+      const prev = list[i - 1];
+      if (prev !== undefined && s.segno > prev.segno + 1n) {
+        gapCount++;
+        missing += s.segno - prev.segno - 1n;
+        if (gaps.length < MAX_LISTED_GAPS) {
+          gaps.push({
+            from: segmentName(tli, prev.segno + 1n, segSize),
+            to: segmentName(tli, s.segno - 1n, segSize),
+            segments: Number(s.segno - prev.segno - 1n),
+          });
+        }
+      }
+    }
+    out.push({
+      timeline: tli,
+      first: list[0]!.name,
+      last: list.at(-1)!.name,
+      segments: list.length,
+      bytes,
+      missingSegments: Number(missing),
+      gapCount,
+      gaps,
+      newestArchived: newest.toISOString(),
+    });
+  }
+  return out;
+}
+
+// ---- recoverability --------------------------------------------------------
+
+const IMMEDIATE = (timeline: string): RecoveryTarget => ({ kind: 'immediate', timeline, action: 'promote', inclusive: true });
+const LATEST = (timeline: string): RecoveryTarget => ({ kind: 'latest', timeline, action: 'promote', inclusive: true });
+
+/** How far a restore of one backup gets: its stop, and the end of the WAL it can replay. */
+interface Reach {
+  backup: BackupSummary;
+  stop: InfoPoint;
+  end: InfoPoint;
+  /** The segment missing right after `end`, when a gap (not the archive's end) stops it. */
+  gapAt: string | undefined;
+}
+
+function describeRecoverability(
+  catalog: RepoCatalog,
+  extras: InfoExtras,
+  now: Date,
+): { report: InfoRecoverability; problems: Map<string, string> } {
+  const wal = new Map<string, ReadonlyMap<string, { mtime: Date }>>();
+  for (const [id, listing] of catalog.wal) wal.set(id, listing.segments);
+  const base: Omit<PlanInput, 'target'> = {
+    cluster: catalog.cluster,
+    repo: catalog.repo,
+    backups: catalog.backups,
+    wal,
+    histories: extras.histories,
+    now,
+  };
+  const problems = new Map<string, string>();
+  const systems: InfoRecoverabilitySystem[] = [];
+  const systemIds = [...new Set(catalog.backups.map((b) => b.systemId))].sort();
+  for (const systemId of systemIds) {
+    // Oldest first by stop time: the first restorable one is the earliest point.
+    const backups = catalog.backups
+      .filter((b) => b.systemId === systemId)
+      .sort((a, b) => compareTimes(a.stop.time, b.stop.time) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const restorable: { b: BackupSummary; own: RestorePlan }[] = [];
+    for (const b of backups) {
+      const own = tryPlan({ ...base, target: IMMEDIATE('current'), set: b.id });
+      if (own instanceof CairnError) problems.set(b.id, own.message);
+      else restorable.push({ b, own });
+    }
+    const reaches: Reach[] = [];
+    let covered: InfoPoint | undefined;
+    restorable.forEach(({ b, own }, i) => {
+      // A backup that stops inside WAL an older restore already replays
+      // through reaches the same end (same segments, same gaps): skipping its
+      // walk keeps a long archive from being walked once per backup. The
+      // newest is always walked: the latest point names the backup to restore.
+      const stop = stopPoint(b);
+      if (covered !== undefined && i < restorable.length - 1 && stop.timeline === covered.timeline && comparePoints(stop, covered) <= 0) return;
+      const r = reachOf(base, b, own);
+      reaches.push(r);
+      if (covered === undefined || comparePoints(r.end, covered) > 0) covered = r.end;
+    });
+    systems.push(describeSystemWindow(systemId, backups.length, restorable.length, reaches));
+  }
+  const pick = (which: 'earliest' | 'latest') => {
+    let best: InfoPoint | null = null;
+    for (const s of systems) {
+      const p = s[which];
+      if (p === null) continue;
+      const c = best === null ? 0 : compareTimes(p.time, best.time);
+      if (best === null || (which === 'earliest' ? c < 0 : c > 0)) best = p;
+    }
+    return best;
+  };
+  const latest = pick('latest');
+  return {
+    report: {
+      earliest: pick('earliest'),
+      latest,
+      latestAgeSeconds: latest === null ? null : Math.max(0, Math.round((now.getTime() - Date.parse(latest.time)) / 1000)),
+      systems,
+    },
+    problems,
+  };
+}
+
+function describeSystemWindow(systemId: string, backupCount: number, restorableCount: number, reaches: Reach[]): InfoRecoverabilitySystem {
+  const notes: string[] = [];
+  if (reaches.length === 0) {
+    notes.push(backupCount === 0 ? 'no backups' : `none of its ${backupCount} backup${backupCount === 1 ? '' : 's'} can be restored (see each backup's problem)`);
+    return { systemId, earliest: null, latest: null, unreachable: [], restorableBackups: 0, notes };
+  }
+  // The farthest any restore gets (normally the newest backup's; an older
+  // one on another timeline may go farther).
+  let farthest = reaches[reaches.length - 1]!;
+  for (const r of reaches) if (comparePoints(r.end, farthest.end) > 0) farthest = r;
+  if (farthest.gapAt !== undefined) {
+    notes.push(`WAL segment ${farthest.gapAt} is missing: recovery from backup ${farthest.backup.id} cannot replay past ${farthest.end.wal}, though newer WAL is archived`);
+  }
+  // Walking the backups by stop: a backup whose stop lies beyond what the
+  // restores so far reach starts a new stretch; the points between are lost.
+  const unreachable: { from: InfoPoint; to: InfoPoint }[] = [];
+  let covered = reaches[0]!.end;
+  for (const r of reaches.slice(1)) {
+    if (comparePoints(r.stop, covered) > 0) unreachable.push({ from: covered, to: r.stop });
+    if (comparePoints(r.end, covered) > 0) covered = r.end;
+  }
+  return { systemId, earliest: reaches[0]!.stop, latest: farthest.end, unreachable, restorableBackups: restorableCount, notes };
+}
+
+/** By LSN on one timeline; across timelines by time (LSNs of branches are not comparable). */
+function comparePoints(a: InfoPoint, b: InfoPoint): number {
+  if (a.timeline !== b.timeline) return compareTimes(a.time, b.time);
+  const x = parseLsn(a.lsn);
+  const y = parseLsn(b.lsn);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+function compareTimes(a: string, b: string): number {
+  return Date.parse(a) - Date.parse(b);
+}
+
+/** A backup's end: where a restore of it becomes consistent. */
+function stopPoint(b: BackupSummary): InfoPoint {
+  return { systemId: b.systemId, backup: b.id, timeline: b.timeline, lsn: b.stop.lsn, wal: b.stop.wal, time: b.stop.time, timeIsUpperBound: false };
+}
+
+function tryPlan(input: PlanInput): RestorePlan | CairnError {
+  try {
+    return planRestore(input);
+  } catch (err) {
+    // Not found (a missing segment, timeline trouble) and a damaged manifest
+    // both mean "not restorable this way"; anything else is a bug.
+    if (isCairnError(err, 'NOT_FOUND') || isCairnError(err, 'FORMAT_INVALID')) return err;
+    throw err;
+  }
+}
+
+/**
+ * Where a restore of restorable backup `b` gets (`own`: its plan with
+ * target immediate on its own timeline, which checked its chain and its WAL
+ * from start to stop): from its stop to the end of the WAL it can replay. That end is what planRestore with target latest reaches, following
+ * the newest timeline when `b` lies in its history, else `b`'s own. When
+ * planRestore refuses latest because a segment is missing, recovery still
+ * replays up to the gap before it ends: the walk below finds that end the
+ * way the planner reads segments (timelineForSegment).
+ */
+function reachOf(base: Omit<PlanInput, 'target'>, b: BackupSummary, own: RestorePlan): Reach {
+  const stored = base.wal.get(b.systemId) ?? new Map<string, { mtime: Date }>();
+  const stop = stopPoint(b);
+  const endAt = (name: string): InfoPoint => ({
+    systemId: b.systemId,
+    backup: b.id,
+    timeline: parseInt(name.slice(0, 8), 16),
+    lsn: formatLsn(segmentEndLsn(name, b.walSegmentSize)),
+    wal: name,
+    time: stored.get(name)!.mtime.toISOString(),
+    timeIsUpperBound: true,
+  });
+  for (const timeline of ['latest', 'current']) {
+    const latest = tryPlan({ ...base, target: LATEST(timeline), set: b.id });
+    if (!(latest instanceof CairnError)) return { backup: b, stop, end: endAt(latest.walEnd), gapAt: undefined };
+    const first = timeline === 'current' ? own : tryPlan({ ...base, target: IMMEDIATE(timeline), set: b.id });
+    if (first instanceof CairnError) continue; // b is not in the newest timeline's history: try its own
+    const tli = first.targetTimeline;
+    const spans = historyTimelines(base.histories.get(b.systemId)?.get(tli) ?? [], tli);
+    const nameAt = (segno: bigint) => segmentName(timelineForSegment(spans, segno, b.walSegmentSize), segno, b.walSegmentSize);
+    let segno = segmentNumber(first.walEnd, b.walSegmentSize);
+    while (stored.has(nameAt(segno + 1n))) segno++;
+    return { backup: b, stop, end: endAt(nameAt(segno)), gapAt: nameAt(segno + 1n) };
+  }
+  // Unreachable: the 'current' immediate plan succeeded, so the walk above ran.
+  throw new CairnError('INTERNAL', `no reach computed for backup ${b.id}`);
+}

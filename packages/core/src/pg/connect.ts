@@ -1,0 +1,63 @@
+// Connecting to PostgreSQL through libpq's environment (PGHOST, PGPORT,
+// PGUSER, PGPASSWORD or PGPASSFILE, PGSSLMODE, PGDATABASE), as psql does.
+// `pg` is loaded on demand: tools that never connect do not pay for it.
+
+import type { Client } from 'pg';
+import { CairnError } from '../cli/errors.js';
+
+export type PgClient = Client;
+
+export interface ConnectOptions {
+  /** application_name, shown in pg_stat_activity (e.g. cairn-dump). */
+  application: string;
+  /** Database to connect to; default PGDATABASE, else the user's name (libpq's rule). */
+  database?: string;
+  /** What the role needs, for the error's hint (e.g. "a role that may read every table"). */
+  needs?: string;
+}
+
+/** A connected client; PG_CONNECT (exit 3) with a hint when the server cannot be reached. */
+export async function connectPg(o: ConnectOptions): Promise<PgClient> {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ application_name: o.application, ...(o.database !== undefined ? { database: o.database } : {}) });
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => {});
+    throw new CairnError('PG_CONNECT', `cannot connect to PostgreSQL${o.database !== undefined ? ` database ${JSON.stringify(o.database)}` : ''}: ${(err as Error).message}`, {
+      hint: `set PGHOST, PGPORT, PGUSER${o.needs ? ` (${o.needs})` : ''} and PGPASSWORD or PGPASSFILE as for psql`,
+      cause: err,
+    });
+  }
+  // A server that goes away mid-work emits 'error' on the client; without a
+  // listener that would crash the process instead of failing the query.
+  client.on('error', () => {});
+  return client;
+}
+
+export interface ServerInfo {
+  /** server_version_num, e.g. 150014. */
+  versionNum: number;
+  /** "15" (the major, as pg_dump and the bin dirs name it). */
+  major: string;
+  /** The database system identifier (pg_control_system()). */
+  systemId: string;
+}
+
+export async function readServerInfo(client: PgClient): Promise<ServerInfo> {
+  const r = await client.query<{ v: string; sys: string }>(
+    `select current_setting('server_version_num') v, (select system_identifier::text from pg_control_system()) sys`,
+  );
+  const versionNum = Number(r.rows[0]!.v);
+  return { versionNum, major: String(Math.floor(versionNum / 10000)), systemId: r.rows[0]!.sys };
+}
+
+/** A libpq connection string naming only a database: `-d` with a name holding '=' would be read as one anyway. */
+export function dbnameConninfo(database: string): string {
+  return `dbname='${database.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+/** A quoted SQL identifier. */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}

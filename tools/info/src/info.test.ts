@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { encryptionKeyFromBytes } from '@cairn/core/codec/encrypt';
+import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
+import { MemoryDriver } from '@cairn/core/storage/memory';
+import { rejectsWith } from '@cairn/core/testing/errors';
+import { VERIFY_RESULT_FORMAT, verifyResultKey, type VerifyResult } from '@cairn/core/verify/result-format';
+import { formatReport, infoExitStatus, readInfoReport } from './info.js';
+
+const NOW = new Date('2026-11-22T00:00:00Z');
+
+function verifyResult(id: string, ok: boolean): VerifyResult {
+  return {
+    format: VERIFY_RESULT_FORMAT, id, cluster: 'main', repo: 'memory://x', scope: 'all',
+    start: { time: '2026-11-21T23:00:00.000Z' }, stop: { time: '2026-11-21T23:01:00.000Z' }, durationSeconds: 60, ok,
+    checked: { backups: 0, dumps: 0, objects: 0, bytes: 0, storedBytes: 0, walSegments: 0, historyFiles: 0 },
+    problems: ok ? [] : [{ kind: 'wal-gap', subject: '000000010000000000000004', message: 'missing', hint: 'check archiving' }],
+  };
+}
+
+const json = (v: unknown) => Buffer.from(JSON.stringify(v));
+
+describe('readInfoReport', () => {
+  test('an empty repository: an empty report', async () => {
+    const r = await readInfoReport(new MemoryDriver(), 'main', undefined, NOW);
+    assert.deepEqual([r.backups, r.dumps, r.wal, r.lastVerify, r.lastDrill, r.repository.objects], [[], [], [], null, null, 0]);
+    assert.match(formatReport(r), /nothing can be restored: no backups/);
+    r.dumps.push(
+      { id: '20261121-030000000', database: 'app', dumpFormat: 'custom', systemId: '1', pgMajor: '15', startTime: '2026-11-21T03:00:00.000Z', stopTime: '2026-11-21T03:00:05.000Z', size: 5_000_000, storedSize: 1_000_000, durationSeconds: 5, compress: 'zstd:3', encrypted: false },
+      { id: '20261121-030000001', database: null, dumpFormat: 'globals', systemId: '1', pgMajor: '15', startTime: '2026-11-21T03:00:00.000Z', stopTime: '2026-11-21T03:00:06.000Z', size: 2000, storedSize: 500, durationSeconds: 1, compress: 'zstd:3', encrypted: false },
+    );
+    const dumps = [
+      'dumps',
+      '  DATABASE   ID                  FORMAT   STOP                  SIZE    STORED',
+      '  app        20261121-030000000  custom   2026-11-21 03:00:05Z  5.0 MB  1.0 MB',
+      '  (globals)  20261121-030000001  globals  2026-11-21 03:00:06Z  2.0 kB  500 B',
+      '',
+    ].join('\n');
+    assert.ok(formatReport(r).includes(dumps), formatReport(r));
+  });
+
+  test('sizes from one listing, the newest verify and drill results', async () => {
+    const d = new MemoryDriver();
+    await ensureRepoConfig(d, 'main', undefined, NOW);
+    await d.write(verifyResultKey('main', '20261121-220000'), json(verifyResult('20261121-220000', true)));
+    await d.write(verifyResultKey('main', '20261121-230000'), json(verifyResult('20261121-230000', false)));
+    await d.write('main/drills/20261121-200000.json', json({ ok: true, rtoSeconds: 30 }));
+    await d.write('main/drills/20261121-210000.json', Buffer.from('{not json'));
+    await d.write('other/backups/x', Buffer.alloc(100)); // another cluster: not counted
+    const r = await readInfoReport(d, 'main', undefined, NOW);
+    assert.equal(r.repository.encrypted, false);
+    assert.equal(r.repository.objects, 5);
+    assert.equal(r.repository.areas.other.objects, 5);
+    assert.deepEqual(r.lastVerify, { id: '20261121-230000', time: '2026-11-21T23:01:00.000Z', ok: false, scope: 'all', problems: 1, durationSeconds: 60 });
+    // The newest drill result is damaged: shown, with what could not be read as unknown.
+    assert.deepEqual(r.lastDrill, { id: '20261121-210000', time: null, ok: null, rtoSeconds: null, dataAgeSeconds: null });
+    const text = formatReport(r);
+    assert.match(text, /last verify {2}20261121-230000 FAILED \(1 problem\), all, finished 2026-11-21 23:01:00Z/);
+    assert.match(text, /last drill {3}20261121-210000 result unknown/);
+  });
+
+  test('an encrypted repository without the key is refused before anything is decoded', async () => {
+    const d = new MemoryDriver();
+    await ensureRepoConfig(d, 'main', encryptionKeyFromBytes(Buffer.alloc(32, 7)), NOW);
+    await rejectsWith(readInfoReport(d, 'main', undefined, NOW), 'KEY_INVALID', /is encrypted and no encryption key is configured/);
+  });
+});
+
+test('infoExitStatus: 0 when every repository was read, else the first failure\'s status', () => {
+  const doc = { format: 'cairn.info/1' as const, createdAt: NOW.toISOString(), repositories: [] };
+  assert.equal(infoExitStatus({ ...doc, errors: [] }), 0);
+  assert.equal(infoExitStatus({ ...doc, errors: [{ repo: 'a', code: 'STORAGE_UNAVAILABLE', message: 'down', hint: null }, { repo: 'b', code: 'FORMAT_INVALID', message: 'bad', hint: null }] }), 3);
+  assert.equal(infoExitStatus({ ...doc, errors: [{ repo: 'b', code: 'FORMAT_INVALID', message: 'bad', hint: null }] }), 4);
+});
