@@ -1,0 +1,627 @@
+// Planning retention, without I/O: which backups, dumps, WAL files and debris
+// a policy lets go, and why each backup stays. The rule it keeps (DESIGN
+// §4.6): a backup goes only with everything that depends on it, and WAL only
+// below the oldest kept backup that can read it. applyExpire deletes exactly
+// the keys listed here and decides nothing.
+
+import { isBackupId, type BackupSummary } from '../backup/manifest.js';
+import { GLOBALS_DIR, isDumpId, type DumpSummary } from '../dump/manifest.js';
+import type { StoredWal } from '../repo/wal-archive.js';
+import type { ObjectInfo } from '../storage/driver.js';
+import type { Duration } from '../util/duration.js';
+import { historyTimelines, type TimelineHistoryEntry } from '../wal/history.js';
+import { isLsn, parseLsn } from '../wal/lsn.js';
+import { compareSegments, isValidSegmentSize, lsnToSegmentNumber, segmentName, segmentNumber } from '../wal/segment.js';
+
+export const EXPIRE_PLAN_FORMAT = 'cairn.expire-plan/1';
+
+/** Counts are ≥ 1 when set; an unset field is no policy. */
+export interface ExpirePolicy {
+  keepFull?: number;
+  keepDiff?: number;
+  keepWithin?: Duration;
+  keepDaily?: number;
+  keepWeekly?: number;
+  keepMonthly?: number;
+  keepYearly?: number;
+  keepDumps?: number;
+  keepDumpsWithin?: Duration;
+  keepDumpsDaily?: number;
+  keepDumpsWeekly?: number;
+  keepDumpsMonthly?: number;
+  keepDumpsYearly?: number;
+  /** Objects of a backup or dump without a manifest go once their newest is older than this. */
+  debrisGrace: Duration;
+}
+
+/** The WAL archive of one system as expire needs it. */
+export interface ExpireWal {
+  /** Every stored WAL object (every copy), history files included. */
+  files: readonly StoredWal[];
+  /** Decoded history files by timeline. */
+  histories: ReadonlyMap<number, readonly TimelineHistoryEntry[]>;
+}
+
+export interface ExpireCatalog {
+  cluster: string;
+  /** The repository's URL (no credentials). */
+  repo: string;
+  backups: readonly BackupSummary[];
+  dumps: readonly DumpSummary[];
+  /** By system id. */
+  wal: ReadonlyMap<string, ExpireWal>;
+  /** Every object under <cluster>/backups/ and <cluster>/dumps/, manifests included. */
+  objects: readonly ObjectInfo[];
+}
+
+export type ExpireAction = 'keep' | 'remove';
+
+export interface ExpirePlanBackup {
+  id: string;
+  type: BackupSummary['type'];
+  parent: string | null;
+  systemId: string;
+  timeline: number;
+  stopTime: string;
+  action: ExpireAction;
+  /** Why it stays (each policy that keeps it), or why it goes. */
+  reasons: string[];
+  objects: number;
+  bytes: number;
+}
+
+export interface ExpirePlanDump {
+  /** null for the globals dump. */
+  database: string | null;
+  dir: string;
+  id: string;
+  stopTime: string;
+  action: ExpireAction;
+  reasons: string[];
+  objects: number;
+  bytes: number;
+}
+
+export interface ExpirePlanWal {
+  systemId: string;
+  timeline: number;
+  /** The first segment number kept on this timeline, as a name; null when all of it goes or all stays. */
+  keepFrom: string | null;
+  /** What goes: segment-like names from…to (inclusive); null when nothing goes. */
+  removed: { from: string; to: string; segments: number; files: number; bytes: number } | null;
+  /** Files (segments, .partial, .backup) that stay on this timeline. */
+  keptFiles: number;
+  reason: string;
+}
+
+export interface ExpirePlanDebris {
+  /** backups/<id>/ or dumps/<dir>/<id>/ under the cluster. */
+  prefix: string;
+  objects: number;
+  bytes: number;
+  /** The newest object's mtime. */
+  newest: string;
+}
+
+export interface ExpirePlan {
+  format: typeof EXPIRE_PLAN_FORMAT;
+  createdAt: string;
+  cluster: string;
+  repo: string;
+  policy: Record<string, number | string | null>;
+  /** Every backup, oldest first. */
+  backups: ExpirePlanBackup[];
+  /** Every dump, by database dir then oldest first. */
+  dumps: ExpirePlanDump[];
+  wal: ExpirePlanWal[];
+  debris: ExpirePlanDebris[];
+  totals: {
+    backupsRemoved: number;
+    backupsKept: number;
+    dumpsRemoved: number;
+    dumpsKept: number;
+    walSegmentsRemoved: number;
+    walFilesRemoved: number;
+    debrisObjectsRemoved: number;
+    /** Stored bytes freed by all of the above. */
+    bytes: number;
+  };
+}
+
+/** One group of deletions, in apply order; `keys` in order too (a manifest first). */
+export interface ExpireStep {
+  kind: 'backup' | 'dump' | 'wal' | 'debris';
+  /** The backup id, dump dir/id, system/timeline or debris prefix. */
+  name: string;
+  keys: string[];
+  bytes: number;
+}
+
+export interface ExpireResult {
+  plan: ExpirePlan;
+  steps: ExpireStep[];
+}
+
+export function hasBackupPolicy(p: ExpirePolicy): boolean {
+  return [p.keepFull, p.keepDiff, p.keepWithin, p.keepDaily, p.keepWeekly, p.keepMonthly, p.keepYearly].some((v) => v !== undefined);
+}
+
+export function hasDumpPolicy(p: ExpirePolicy): boolean {
+  return [p.keepDumps, p.keepDumpsWithin, p.keepDumpsDaily, p.keepDumpsWeekly, p.keepDumpsMonthly, p.keepDumpsYearly].some((v) => v !== undefined);
+}
+
+/** The policy as the plan shows it: the flag names, null when not given. */
+function describePolicy(p: ExpirePolicy): Record<string, number | string | null> {
+  return {
+    keepFull: p.keepFull ?? null,
+    keepDiff: p.keepDiff ?? null,
+    keepWithin: p.keepWithin?.text ?? null,
+    keepDaily: p.keepDaily ?? null,
+    keepWeekly: p.keepWeekly ?? null,
+    keepMonthly: p.keepMonthly ?? null,
+    keepYearly: p.keepYearly ?? null,
+    keepDumps: p.keepDumps ?? null,
+    keepDumpsWithin: p.keepDumpsWithin?.text ?? null,
+    keepDumpsDaily: p.keepDumpsDaily ?? null,
+    keepDumpsWeekly: p.keepDumpsWeekly ?? null,
+    keepDumpsMonthly: p.keepDumpsMonthly ?? null,
+    keepDumpsYearly: p.keepDumpsYearly ?? null,
+    debrisGrace: p.debrisGrace.text,
+  };
+}
+
+/**
+ * Plans expiry over one repository's catalog at `now`. Policies combine as a
+ * union: whatever any of them keeps stays, with everything it needs.
+ */
+export function planExpire(catalog: ExpireCatalog, policy: ExpirePolicy, now: Date): ExpireResult {
+  const groups = groupObjects(catalog);
+  const backups = planBackups(catalog, policy, now, groups);
+  const dumps = planDumps(catalog, policy, now, groups);
+  const keptIds = new Set(backups.filter((b) => b.action === 'keep').map((b) => b.id));
+  const kept = catalog.backups.filter((b) => keptIds.has(b.id));
+  // With no backup policy the operator asked about dumps only: WAL stays.
+  const wal = hasBackupPolicy(policy) ? planWal(catalog, kept) : { entries: [], steps: [] };
+  const debris = planDebris(groups, policy, now);
+
+  const steps: ExpireStep[] = [];
+  // Children before parents (deeper in a chain first), so that at every
+  // moment each backup that still has a manifest has its whole chain.
+  const byId = new Map(catalog.backups.map((b) => [b.id, b]));
+  const depth = (id: string): number => {
+    let d = 0;
+    const seen = new Set<string>();
+    for (let b = byId.get(id); b?.parent && !seen.has(b.id); b = byId.get(b.parent)) {
+      seen.add(b.id);
+      d++;
+    }
+    return d;
+  };
+  const goingBackups = backups.filter((b) => b.action === 'remove').sort((a, b) => depth(b.id) - depth(a.id) || (a.id < b.id ? 1 : -1));
+  for (const b of goingBackups) {
+    const g = groups.get(`backups/${b.id}/`);
+    steps.push({ kind: 'backup', name: b.id, keys: g ? manifestFirst(g) : [], bytes: b.bytes });
+  }
+  for (const d of dumps.filter((x) => x.action === 'remove')) {
+    const g = groups.get(`dumps/${d.dir}/${d.id}/`);
+    steps.push({ kind: 'dump', name: `${d.dir}/${d.id}`, keys: g ? manifestFirst(g) : [], bytes: d.bytes });
+  }
+  for (const w of wal.steps) steps.push(w);
+  for (const d of debris) {
+    const g = groups.get(d.prefix)!;
+    steps.push({ kind: 'debris', name: d.prefix, keys: g.objects.map((o) => o.key), bytes: d.bytes });
+  }
+
+  const removed = (xs: { action: ExpireAction }[]) => xs.filter((x) => x.action === 'remove').length;
+  const plan: ExpirePlan = {
+    format: EXPIRE_PLAN_FORMAT,
+    createdAt: now.toISOString(),
+    cluster: catalog.cluster,
+    repo: catalog.repo,
+    policy: describePolicy(policy),
+    backups,
+    dumps,
+    wal: wal.entries,
+    debris,
+    totals: {
+      backupsRemoved: removed(backups),
+      backupsKept: backups.length - removed(backups),
+      dumpsRemoved: removed(dumps),
+      dumpsKept: dumps.length - removed(dumps),
+      walSegmentsRemoved: wal.entries.reduce((n, e) => n + (e.removed?.segments ?? 0), 0),
+      walFilesRemoved: wal.entries.reduce((n, e) => n + (e.removed?.files ?? 0), 0),
+      debrisObjectsRemoved: debris.reduce((n, d) => n + d.objects, 0),
+      bytes: steps.reduce((n, s) => n + s.bytes, 0),
+    },
+  };
+  return { plan, steps };
+}
+
+// ---- objects of backups and dumps -----------------------------------------
+
+interface ObjectGroup {
+  /** backups/<id>/ or dumps/<dir>/<id>/, relative to the cluster. */
+  prefix: string;
+  objects: ObjectInfo[];
+  /** Its manifest.json, when it has one. */
+  manifestKey: string | undefined;
+}
+
+/** The objects under backups/ and dumps/ by the backup or dump they belong to. */
+function groupObjects(catalog: ExpireCatalog): Map<string, ObjectGroup> {
+  const root = `${catalog.cluster}/`;
+  const groups = new Map<string, ObjectGroup>();
+  for (const o of catalog.objects) {
+    if (!o.key.startsWith(root)) continue;
+    const parts = o.key.slice(root.length).split('/');
+    let prefix: string;
+    let rest: string[];
+    // Only names cairn writes: anything else under backups/ or dumps/ is
+    // not ours to judge.
+    if (parts[0] === 'backups' && parts.length >= 3 && isBackupId(parts[1]!)) {
+      prefix = `backups/${parts[1]}/`;
+      rest = parts.slice(2);
+    } else if (parts[0] === 'dumps' && parts.length >= 4 && isDumpId(parts[2]!)) {
+      prefix = `dumps/${parts[1]}/${parts[2]}/`;
+      rest = parts.slice(3);
+    } else {
+      continue;
+    }
+    let g = groups.get(prefix);
+    if (!g) groups.set(prefix, (g = { prefix, objects: [], manifestKey: undefined }));
+    g.objects.push(o);
+    if (rest.length === 1 && rest[0] === 'manifest.json') g.manifestKey = o.key;
+  }
+  return groups;
+}
+
+/** The manifest first: deleting it first makes the backup or dump stop existing at once. */
+function manifestFirst(g: ObjectGroup): string[] {
+  const rest = g.objects.filter((o) => o.key !== g.manifestKey).map((o) => o.key);
+  return g.manifestKey === undefined ? rest : [g.manifestKey, ...rest];
+}
+
+function sizeOf(g: ObjectGroup | undefined): { objects: number; bytes: number } {
+  return { objects: g?.objects.length ?? 0, bytes: g?.objects.reduce((n, o) => n + o.size, 0) ?? 0 };
+}
+
+function planDebris(groups: Map<string, ObjectGroup>, policy: ExpirePolicy, now: Date): ExpirePlanDebris[] {
+  const before = policy.debrisGrace.before(now).getTime();
+  const out: ExpirePlanDebris[] = [];
+  for (const g of groups.values()) {
+    if (g.manifestKey !== undefined) continue;
+    const newest = Math.max(...g.objects.map((o) => o.mtime.getTime()));
+    // A backup or dump still being written has young objects: the grace
+    // period keeps expire from pulling them from under it.
+    if (newest > before) continue;
+    out.push({ prefix: g.prefix, ...sizeOf(g), newest: new Date(newest).toISOString() });
+  }
+  return out.sort((a, b) => (a.prefix < b.prefix ? -1 : 1));
+}
+
+// ---- retention by count, window and calendar ------------------------------
+
+interface Dated {
+  id: string;
+  /** When it became restorable: the stop time, in ms. */
+  time: number;
+}
+
+type Period = 'daily' | 'weekly' | 'monthly' | 'yearly';
+
+/** The UTC day, ISO week, month or year `ms` falls in. */
+export function periodOf(period: Period, ms: number): string {
+  const iso = new Date(ms).toISOString();
+  switch (period) {
+    case 'daily':
+      return iso.slice(0, 10);
+    case 'monthly':
+      return iso.slice(0, 7);
+    case 'yearly':
+      return iso.slice(0, 4);
+    case 'weekly': {
+      // ISO 8601: weeks start on Monday; week 1 holds the year's first Thursday.
+      const d = new Date(Date.UTC(+iso.slice(0, 4), +iso.slice(5, 7) - 1, +iso.slice(8, 10)));
+      const dow = d.getUTCDay() || 7;
+      d.setUTCDate(d.getUTCDate() + 4 - dow);
+      const year = d.getUTCFullYear();
+      const week = Math.ceil(((d.getTime() - Date.UTC(year, 0, 1)) / 86_400_000 + 1) / 7);
+      return `${year}-W${String(week).padStart(2, '0')}`;
+    }
+  }
+}
+
+const newestFirst = (a: Dated, b: Dated) => b.time - a.time || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+
+/**
+ * GFS as restic's `forget --keep-daily` does it: for the newest `n` periods
+ * that have an item, the newest item of each. Returns id → period.
+ */
+function keepPerPeriod(items: readonly Dated[], period: Period, n: number): Map<string, string> {
+  const out = new Map<string, string>();
+  const seen = new Set<string>();
+  for (const it of [...items].sort(newestFirst)) {
+    if (seen.size >= n) break;
+    const p = periodOf(period, it.time);
+    if (seen.has(p)) continue;
+    seen.add(p);
+    out.set(it.id, p);
+  }
+  return out;
+}
+
+const PERIODS: { period: Period; backup: keyof ExpirePolicy; dump: keyof ExpirePolicy }[] = [
+  { period: 'daily', backup: 'keepDaily', dump: 'keepDumpsDaily' },
+  { period: 'weekly', backup: 'keepWeekly', dump: 'keepDumpsWeekly' },
+  { period: 'monthly', backup: 'keepMonthly', dump: 'keepDumpsMonthly' },
+  { period: 'yearly', backup: 'keepYearly', dump: 'keepDumpsYearly' },
+];
+
+function timeMs(text: string): number {
+  const ms = Date.parse(text);
+  // An unreadable stop time sorts as the newest: never expired for being old.
+  return Number.isNaN(ms) ? Number.MAX_SAFE_INTEGER : ms;
+}
+
+class Reasons {
+  readonly keep = new Map<string, string[]>();
+  add(id: string, reason: string): void {
+    const r = this.keep.get(id);
+    if (r === undefined) this.keep.set(id, [reason]);
+    else if (!r.includes(reason)) r.push(reason);
+  }
+  has(id: string): boolean {
+    return this.keep.has(id);
+  }
+}
+
+/** Whether recovery along timeline `tli` can start from backup `b` (as planRestore's route check). */
+function reaches(b: BackupSummary, tli: number, hist: ReadonlyMap<number, readonly TimelineHistoryEntry[]>): boolean {
+  if (b.timeline === tli) return true;
+  if (!isLsn(b.start.lsn) || !isLsn(b.stop.lsn)) return false;
+  let spans;
+  try {
+    spans = historyTimelines(hist.get(tli) ?? [], tli);
+  } catch {
+    return false; // a damaged history leads nowhere; planRestore refuses it too
+  }
+  const span = spans.find((s) => s.timeline === b.timeline);
+  if (span === undefined) return false;
+  const start = parseLsn(b.start.lsn);
+  const stop = parseLsn(b.stop.lsn);
+  return start >= span.begin && (span.end === undefined || (start < span.end && stop <= span.end));
+}
+
+function planBackups(catalog: ExpireCatalog, policy: ExpirePolicy, now: Date, groups: Map<string, ObjectGroup>): ExpirePlanBackup[] {
+  const all = [...catalog.backups].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const byId = new Map(all.map((b) => [b.id, b]));
+  const children = new Map<string, string[]>();
+  for (const b of all) if (b.parent !== null) children.set(b.parent, [...(children.get(b.parent) ?? []), b.id]); // few backups: copying is fine
+  const descendants = (id: string): string[] => {
+    const out: string[] = [];
+    // A damaged catalog may loop; each backup is visited once.
+    for (let todo = [...(children.get(id) ?? [])]; todo.length > 0; ) {
+      const c = todo.pop()!;
+      if (c === id || out.includes(c)) continue;
+      out.push(c);
+      todo.push(...(children.get(c) ?? []));
+    }
+    return out;
+  };
+  const chainOf = (id: string): string[] => {
+    const out: string[] = [];
+    for (let cur = byId.get(id)?.parent ?? null; cur !== null && !out.includes(cur); cur = byId.get(cur)?.parent ?? null) out.push(cur);
+    return out;
+  };
+  const dated = (b: BackupSummary): Dated => ({ id: b.id, time: timeMs(b.stop.time) });
+
+  const keep = new Reasons();
+  /** Policies that decide about each backup; one that none decides about stays. */
+  const governed = new Map<string, string[]>();
+  const govern = (id: string, label: string) => governed.set(id, [...(governed.get(id) ?? []), label]);
+
+  if (!hasBackupPolicy(policy)) {
+    for (const b of all) keep.add(b.id, 'no backup policy given');
+  }
+  if (policy.keepFull !== undefined) {
+    const label = `keep-full ${policy.keepFull}`;
+    for (const b of all) govern(b.id, label);
+    const fulls = all.filter((b) => b.type === 'full').map(dated).sort(newestFirst).slice(0, policy.keepFull);
+    for (const f of fulls) {
+      keep.add(f.id, label);
+      for (const d of descendants(f.id)) keep.add(d, `${label} (depends on ${f.id})`);
+    }
+  }
+  if (policy.keepDiff !== undefined) {
+    // Differential retention decides about differential backups and what
+    // depends on them; full backups are --keep-full's business.
+    const label = `keep-diff ${policy.keepDiff}`;
+    for (const b of all) if (b.type === 'diff') for (const id of [b.id, ...descendants(b.id)]) govern(id, label);
+    const diffs = all.filter((b) => b.type === 'diff').map(dated).sort(newestFirst).slice(0, policy.keepDiff);
+    for (const d of diffs) {
+      keep.add(d.id, label);
+      for (const x of descendants(d.id)) keep.add(x, `${label} (depends on ${d.id})`);
+    }
+  }
+  if (policy.keepWithin !== undefined) {
+    const label = `keep-within ${policy.keepWithin.text}`;
+    const cutoff = policy.keepWithin.before(now).getTime();
+    for (const b of all) {
+      govern(b.id, label);
+      if (dated(b).time > cutoff) keep.add(b.id, label);
+    }
+    // The start of the window is reached from the newest backup that ended
+    // before it; on every timeline a restore may follow, since a backup on
+    // one branch cannot start recovery along another.
+    for (const systemId of new Set(all.map((b) => b.systemId))) {
+      const mine = all.filter((b) => b.systemId === systemId);
+      const hist = catalog.wal.get(systemId)?.histories ?? new Map<number, readonly TimelineHistoryEntry[]>();
+      const timelines = new Set([...mine.map((b) => b.timeline), ...hist.keys()]);
+      for (const tli of timelines) {
+        const anchor = mine
+          .filter((b) => dated(b).time <= cutoff && reaches(b, tli, hist))
+          .map(dated)
+          .sort(newestFirst)[0];
+        if (anchor) keep.add(anchor.id, `${label} (restores the start of the window on timeline ${tli})`);
+      }
+    }
+  }
+  for (const { period, backup } of PERIODS) {
+    const n = policy[backup] as number | undefined;
+    if (n === undefined) continue;
+    const label = `keep-${period} ${n}`;
+    for (const b of all) govern(b.id, label);
+    for (const [id, p] of keepPerPeriod(all.map(dated), period, n)) keep.add(id, `${label} (${p})`);
+  }
+  // A repository is never emptied by expire.
+  const newest = all.map(dated).sort(newestFirst)[0];
+  if (newest) keep.add(newest.id, 'newest backup');
+  if (hasBackupPolicy(policy)) for (const b of all) if (!governed.has(b.id)) keep.add(b.id, `no policy given decides about ${b.type} backups`);
+
+  // Everything a kept backup restores through stays with it.
+  for (const b of all) {
+    if (!keep.has(b.id) || b.parent === null) continue;
+    for (const anc of chainOf(b.id)) keep.add(anc, `needed by ${b.id}`);
+  }
+
+  return all.map((b) => {
+    const size = sizeOf(groups.get(`backups/${b.id}/`));
+    const reasons = keep.keep.get(b.id);
+    return {
+      id: b.id,
+      type: b.type,
+      parent: b.parent,
+      systemId: b.systemId,
+      timeline: b.timeline,
+      stopTime: b.stop.time,
+      action: reasons ? 'keep' : 'remove',
+      reasons: reasons ?? [`kept by none of: ${governed.get(b.id)!.join(', ')}`],
+      ...size,
+    };
+  });
+}
+
+function planDumps(catalog: ExpireCatalog, policy: ExpirePolicy, now: Date, groups: Map<string, ObjectGroup>): ExpirePlanDump[] {
+  const keep = new Reasons();
+  const governing: string[] = [];
+  const byDir = new Map<string, DumpSummary[]>();
+  for (const d of catalog.dumps) byDir.set(d.dir, [...(byDir.get(d.dir) ?? []), d]);
+  const out: ExpirePlanDump[] = [];
+  const ref = (d: DumpSummary) => `${d.dir}/${d.id}`;
+  const dated = (d: DumpSummary): Dated => ({ id: ref(d), time: timeMs(d.stop.time) });
+
+  for (const dumps of byDir.values()) {
+    const items = dumps.map(dated);
+    if (!hasDumpPolicy(policy)) for (const d of items) keep.add(d.id, 'no dump policy given');
+    if (policy.keepDumps !== undefined) {
+      const label = `keep-dumps ${policy.keepDumps}`;
+      governing.push(label);
+      for (const d of [...items].sort(newestFirst).slice(0, policy.keepDumps)) keep.add(d.id, label);
+    }
+    if (policy.keepDumpsWithin !== undefined) {
+      const label = `keep-dumps-within ${policy.keepDumpsWithin.text}`;
+      governing.push(label);
+      const cutoff = policy.keepDumpsWithin.before(now).getTime();
+      for (const d of items) if (d.time > cutoff) keep.add(d.id, label);
+      const anchor = items.filter((d) => d.time <= cutoff).sort(newestFirst)[0];
+      if (anchor) keep.add(anchor.id, `${label} (the state at the start of the window)`);
+    }
+    for (const { period, dump } of PERIODS) {
+      const n = policy[dump] as number | undefined;
+      if (n === undefined) continue;
+      const label = `keep-dumps-${period} ${n}`;
+      governing.push(label);
+      for (const [id, p] of keepPerPeriod(items, period, n)) keep.add(id, `${label} (${p})`);
+    }
+    const newest = [...items].sort(newestFirst)[0];
+    if (newest) keep.add(newest.id, 'newest dump of its database');
+  }
+  const because = [...new Set(governing)].join(', ');
+  const sorted = [...catalog.dumps].sort((a, b) => (a.dir < b.dir ? -1 : a.dir > b.dir ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  for (const d of sorted) {
+    const reasons = keep.keep.get(ref(d));
+    out.push({
+      database: d.dir === GLOBALS_DIR ? null : d.database,
+      dir: d.dir,
+      id: d.id,
+      stopTime: d.stop.time,
+      action: reasons ? 'keep' : 'remove',
+      reasons: reasons ?? [`kept by none of: ${because}`],
+      ...sizeOf(groups.get(`dumps/${d.dir}/${d.id}/`)),
+    });
+  }
+  return out;
+}
+
+// ---- WAL -------------------------------------------------------------------
+
+/**
+ * Per system and timeline T: the files on T below the oldest start segment
+ * of the kept backups that recovery along T can start from (those on T or
+ * an ancestor of T), i.e. WAL no kept backup will ever read. History files
+ * stay (a restore along a timeline needs them, and they are tiny).
+ */
+function planWal(catalog: ExpireCatalog, kept: readonly BackupSummary[]): { entries: ExpirePlanWal[]; steps: ExpireStep[] } {
+  const entries: ExpirePlanWal[] = [];
+  const steps: ExpireStep[] = [];
+  for (const [systemId, archive] of [...catalog.wal].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const mine = kept.filter((b) => b.systemId === systemId);
+    const byTli = new Map<number, StoredWal[]>();
+    for (const f of archive.files) {
+      if (f.walName.endsWith('.history')) continue;
+      const tli = parseInt(f.walName.slice(0, 8), 16);
+      const list = byTli.get(tli);
+      if (list) list.push(f);
+      else byTli.set(tli, [f]);
+    }
+    const segSize = mine[0]?.walSegmentSize;
+    for (const [tli, files] of [...byTli].sort(([a], [b]) => a - b)) {
+      const entry: ExpirePlanWal = { systemId, timeline: tli, keepFrom: null, removed: null, keptFiles: files.length, reason: '' };
+      entries.push(entry);
+      if (segSize === undefined || !isValidSegmentSize(segSize)) {
+        // A new system whose first backup is still running, or one whose
+        // backups the operator removed by hand: its WAL is not ours to judge.
+        entry.reason = 'no kept backup of this system';
+        continue;
+      }
+      const lineage = new Set([tli, ...(archive.histories.get(tli) ?? []).map((e) => e.timeline)]);
+      let threshold: bigint | undefined;
+      let from: string | undefined;
+      for (const b of mine) {
+        if (!lineage.has(b.timeline) || !isLsn(b.start.lsn)) continue;
+        const s = lsnToSegmentNumber(parseLsn(b.start.lsn), segSize);
+        if (threshold === undefined || s < threshold) {
+          threshold = s;
+          from = b.id;
+        }
+      }
+      entry.reason = threshold === undefined
+        ? 'no kept backup can restore along this timeline'
+        : `below the start of backup ${from}, the oldest kept one that restores along this timeline`;
+      if (threshold !== undefined) entry.keepFrom = segmentName(tli, threshold, segSize);
+      const going = files
+        .filter((f) => {
+          let n: bigint;
+          try {
+            n = segmentNumber(f.walName, segSize);
+          } catch {
+            return false; // not a name of this segment size: not ours to judge
+          }
+          return threshold === undefined || n < threshold;
+        })
+        .sort((a, b) => compareSegments(a.walName, b.walName) || (a.key < b.key ? -1 : 1));
+      if (going.length === 0) continue;
+      const bytes = going.reduce((n, f) => n + f.size, 0);
+      entry.keptFiles = files.length - going.length;
+      entry.removed = {
+        from: going[0]!.walName,
+        to: going.at(-1)!.walName,
+        segments: new Set(going.filter((f) => /^[0-9A-F]{24}$/.test(f.walName)).map((f) => f.walName)).size,
+        files: going.length,
+        bytes,
+      };
+      steps.push({ kind: 'wal', name: `${systemId}/timeline ${tli}`, keys: going.map((f) => f.key), bytes });
+    }
+  }
+  return { entries, steps };
+}
