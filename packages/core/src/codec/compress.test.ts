@@ -180,3 +180,41 @@ test('createCompressStage is undefined for none and new for each call', () => {
   a.destroy();
   b.destroy();
 });
+
+describe('zstd frames', () => {
+  const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+  const frameStarts = (buf: Buffer) => {
+    let n = 0;
+    for (let p = buf.indexOf(ZSTD_MAGIC); p >= 0; p = buf.indexOf(ZSTD_MAGIC, p + 1)) n++;
+    return n;
+  };
+  const compressWriteEnd = async (a: Buffer, b: Buffer) => {
+    const z = createCompressStage({ alg: 'zstd', level: 1 })!;
+    const out: Buffer[] = [];
+    z.on('data', (d: Buffer) => out.push(d));
+    const ended = new Promise((r) => z.on('end', r));
+    z.write(a);
+    z.end(b);
+    await ended;
+    return Buffer.concat(out);
+  };
+
+  test('write(a); end(b) makes exactly one frame (Node ends it twice without the stage around it)', async () => {
+    for (let i = 0; i < 5; i++) {
+      const a = testData(100_000, `a${i}`);
+      const b = testData(100_000, `b${i}`);
+      const z = await compressWriteEnd(a, b);
+      assert.equal(frameStarts(z), 1);
+      assert.deepEqual(await decodeToBuffer(z, 'x.zst', undefined, 'obj'), Buffer.concat([a, b]));
+    }
+  });
+
+  test('a trailing empty frame (as older objects may have) decodes; a trailing frame with data does not', async () => {
+    const a = testData(50_000, 'c');
+    const one = await encodeBuffer(a, { compress: { alg: 'zstd', level: 1 } });
+    const empty = await encodeBuffer(Buffer.alloc(0), { compress: { alg: 'zstd', level: 1 } });
+    assert.deepEqual(await decodeToBuffer(Buffer.concat([one, empty]), 'x.zst', undefined, 'obj'), a);
+    await rejectsWith(decodeToBuffer(Buffer.concat([one, one]), 'x.zst', undefined, 'obj'), 'FORMAT_INVALID', /unexpected data after the end of the zstd frame/);
+    await rejectsWith(decodeToBuffer(Buffer.concat([one, empty, Buffer.from('x')]), 'x.zst', undefined, 'obj'), 'FORMAT_INVALID', /unexpected data after the end of the zstd frame/);
+  });
+});

@@ -68,7 +68,7 @@ export function createCompressStage(spec: CompressSpec): Transform | undefined {
       return undefined;
     case 'zstd':
       checkLevel(spec);
-      return zlib.createZstdCompress({
+      return createZstdStage({
         // zlib hands over output in chunkSize pieces, each a JS callback and a
         // new Buffer: 16 KiB pieces of a 16 MiB segment cost ~10 ms of the
         // main thread per segment; 1 MiB pieces cost next to nothing.
@@ -87,6 +87,35 @@ export function createCompressStage(spec: CompressSpec): Transform | undefined {
     default:
       throw new CairnError('INTERNAL', `unknown compression ${JSON.stringify(spec.alg)}`);
   }
+}
+
+/**
+ * Node's zstd compressor, fed so that it writes exactly one frame. Node's
+ * zlib streams end the frame on the last chunk when end() has already been
+ * called by the time that chunk is compressed, and then again in their flush:
+ * for zstd that second end is a second, empty frame (write(a); end(b) does it
+ * every time, a pipeline whenever its source ends while the last chunk
+ * waits). Here each chunk is handed over only after the previous one was
+ * compressed, and end() only after the last: the frame ends once.
+ */
+function createZstdStage(opts: zlib.ZstdOptions): Transform {
+  const inner = zlib.createZstdCompress(opts);
+  const stage = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      inner.write(chunk, (err) => cb(err ?? null));
+    },
+    flush(cb) {
+      inner.once('end', () => cb());
+      inner.end();
+    },
+    destroy(err, cb) {
+      inner.destroy();
+      cb(err);
+    },
+  });
+  inner.on('data', (d: Buffer) => stage.push(d));
+  inner.once('error', (err) => stage.destroy(err));
+  return stage;
 }
 
 function checkLevel(spec: CompressSpec): void {

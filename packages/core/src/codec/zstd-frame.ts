@@ -33,6 +33,12 @@ export function createZstdFrameCheck(label: string): Transform {
   let need = 4; // bytes still wanted for the current field or body
   let hasChecksum = false;
   let lastBlock = false;
+  // Node's zstd stream (Node 24) ends the frame twice when end() comes while
+  // the last chunk is still queued: a second, empty frame follows. Objects
+  // written so are whole (the empty frame decodes to nothing however it is
+  // chunked), so frames after the first are accepted as long as they are
+  // empty; cairn's compress stage no longer writes them (compress.ts).
+  let extraFrame = false;
 
   const corrupt = (why: string) =>
     new CairnError('FORMAT_INVALID', `corrupt zstd data in "${label}": ${why}`, {
@@ -41,7 +47,11 @@ export function createZstdFrameCheck(label: string): Transform {
 
   /** Consumes the state's bytes from chunk[pos..]; returns the new position. */
   const step = (chunk: Buffer, pos: number): number => {
-    if (state === 'done') throw corrupt('unexpected data after the end of the zstd frame');
+    if (state === 'done') {
+      extraFrame = true;
+      want('magic', 4);
+      return pos;
+    }
     if (state === 'block-body') {
       const take = Math.min(need, chunk.length - pos);
       need -= take;
@@ -72,6 +82,7 @@ export function createZstdFrameCheck(label: string): Transform {
     switch (state) {
       case 'magic': {
         const magic = field.readUInt32LE(0);
+        if (extraFrame && magic !== ZSTD_MAGIC) throw corrupt('unexpected data after the end of the zstd frame');
         if ((magic & SKIPPABLE_MASK) >>> 0 === SKIPPABLE_MAGIC) throw corrupt('skippable frames are not supported');
         if (magic !== ZSTD_MAGIC) throw corrupt('not a zstd frame (bad magic number)');
         want('descriptor', 1);
@@ -101,6 +112,7 @@ export function createZstdFrameCheck(label: string): Transform {
         if (type === 3) throw corrupt('reserved block type');
         // Block_Maximum_Size is 128 KiB (RFC 8878 §3.1.1.2.4).
         if (size > 128 * 1024) throw corrupt('block larger than 128 KiB');
+        if (extraFrame && (size > 0 || type !== 0)) throw corrupt('unexpected data after the end of the zstd frame');
         // An RLE block stores one byte however many it stands for.
         const body = type === 1 ? 1 : size;
         if (body > 0) {
@@ -129,6 +141,10 @@ export function createZstdFrameCheck(label: string): Transform {
       cb(null, chunk);
     },
     flush(cb: TransformCallback) {
+      if (state !== 'done' && extraFrame) {
+        cb(corrupt('unexpected data after the end of the zstd frame'));
+        return;
+      }
       if (state !== 'done') {
         cb(corrupt(state === 'magic' && fieldLen === 0 ? 'no zstd frame (empty object)' : 'unexpected end of data (truncated)'));
         return;
