@@ -1,20 +1,54 @@
 // The cairn-restore command: a plan (--plan FILE|-, or made here from the
-// target flags) in, a data directory ready to start out.
+// target flags) in, a data directory ready to start out; or, with --dump, a
+// logical dump restored into a database (restore-dump.ts).
 
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buffer } from 'node:stream/consumers';
-import { CairnError, EXIT } from '@cairn/core/cli/errors';
-import { defineTool } from '@cairn/core/cli/run';
+import { CairnError, EXIT, isCairnError } from '@cairn/core/cli/errors';
+import { defineTool, type ToolContext } from '@cairn/core/cli/run';
+import { formatBytes } from '@cairn/core/cli/format';
+import type { SettingDef } from '@cairn/core/config/settings';
+import { PG_BIN_SETTING } from '@cairn/core/pg/binaries';
 import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
 import { TARGET_SETTINGS, parseTarget } from '@cairn/core/restore/target';
 import { parsePlan } from '@cairn/core/restore/planner';
 import { makePlanFromRepositories } from '@cairn/core/restore/load-plan';
 import type { RestorePlan } from '@cairn/core/restore/plan-format';
 import { restore, shellWord } from './restore.js';
+import { restoreDump, type DumpRestoreResult } from './restore-dump.js';
+
+/** Settings of a logical restore (--dump); the rest are a physical restore's. */
+const DUMP_SETTINGS: SettingDef[] = [
+  { name: 'dump', type: 'string', description: 'restore this logical dump (ID or DATABASE/ID from cairn-dump) through pg_restore instead of a backup', valueHint: 'ID', flagOnly: true },
+  { name: 'dbname', type: 'string', description: '--dump: the database to restore into (the server comes from PGHOST/PGPORT/PGUSER)', valueHint: 'NAME' },
+  { name: 'create', type: 'boolean', description: '--dump: create the database first (from template0); it is dropped again if the restore fails', default: false, flagOnly: true },
+  { name: 'table', type: 'list', description: '--dump: restore only this table (pg_restore --table, repeatable)', valueHint: 'NAME', flagOnly: true },
+  { name: 'list', type: 'boolean', description: '--dump: print the table of contents (pg_restore --list) instead of restoring', default: false, flagOnly: true },
+  { name: 'globals', type: 'boolean', description: '--dump: restore the roles and tablespaces of that id\'s cairn-dump --all run through psql', default: false, flagOnly: true },
+  { name: 'no-owner', type: 'boolean', description: '--dump: leave out ownership and privileges (pg_restore --no-owner --no-privileges)', default: false, flagOnly: true },
+  { name: 'tmp-dir', type: 'string', description: '--dump with --jobs, --table or a directory-format dump: where the dump is fetched and checked before pg_restore reads it (default: $TMPDIR or /tmp)', valueHint: 'DIR' },
+  PG_BIN_SETTING,
+];
+// These are flags only (never from the environment or the config file, where
+// settings meant for other tools live); dbname, pg-bin and tmp-dir are left
+// out: a config file set up for cairn-dump may well hold them, and a
+// physical restore ignores them.
+const DUMP_ONLY = ['create', 'table', 'list', 'globals', 'no-owner'];
+const PHYSICAL_ONLY = ['plan', 'delta', 'force', 'tablespace-map', 'restore-command', ...TARGET_SETTINGS.map((d) => d.name)];
+
+/** Settings of `names` that differ from their defaults. */
+function givenSettings(ctx: ToolContext, names: string[], defs: SettingDef[]): string[] {
+  return names.filter((n) => {
+    const v = ctx.settings[n];
+    const def = defs.find((d) => d.name === n)?.default;
+    if (v === undefined || (Array.isArray(v) && v.length === 0)) return false;
+    return JSON.stringify(v) !== JSON.stringify(def);
+  });
+}
 
 /** The installed cairn-wal-get beside this tool (node_modules/.bin), else the one on PATH. */
 function walGetPath(): string {
@@ -31,7 +65,8 @@ export const restoreTool = defineTool({
   description:
     'restore a backup into a data directory, configured to recover to the target through cairn-wal-get. ' +
     'Takes a plan from cairn-restore-plan (--plan FILE|-) or the same target flags. ' +
-    'Exit: 0 ready to start, 1 no backup/WAL reaches the target, 2 usage, 3 configuration (e.g. a non-empty --pgdata), 4 a stored file fails its checksum.',
+    'With --dump ID --dbname NAME it restores a logical dump from cairn-dump through pg_restore instead (checksum checked before anything commits). ' +
+    'Exit: 0 ready to start (or dump restored), 1 no backup/WAL reaches the target or no such dump, 2 usage, 3 configuration (e.g. a non-empty --pgdata; pg_restore failed), 4 a stored file fails its checksum.',
   positionals: [],
   settings: [
     ...TARGET_SETTINGS,
@@ -42,13 +77,19 @@ export const restoreTool = defineTool({
     { name: 'tablespace-map', type: 'list', description: 'put tablespace OLD (its OID or old location) at NEW (repeatable)', valueHint: 'OLD=NEW' },
     { name: 'jobs', type: 'integer', description: 'files fetched at once (default: the number of cores)', valueHint: 'N' },
     { name: 'restore-command', type: 'string', description: 'restore_command to write (default: this installation\'s cairn-wal-get with the same repository settings)', valueHint: 'CMD' },
+    ...DUMP_SETTINGS,
   ],
   examples: [
     'cairn-restore --pgdata /var/lib/postgresql/15/main --target-time "2026-11-21 14:03:00+00" --target-action promote',
     'cairn-restore-plan --target-name before_migration > plan.json && cairn-restore --pgdata /srv/pg --plan plan.json',
+    'cairn-restore --dump app/20261121-020000L --dbname app_copy --create',
+    'cairn-restore --dump 20261121-020000L --globals && cairn-restore --dump app/20261121-020000L --dbname app --create',
   ],
   async run(ctx) {
     const s = ctx.settings;
+    if (s['dump'] !== undefined) return runDumpRestore(ctx);
+    const stray = givenSettings(ctx, DUMP_ONLY, DUMP_SETTINGS);
+    if (stray.length > 0) throw new CairnError('USAGE', `--${stray[0]} applies to a logical restore only`, { hint: 'give --dump ID, or leave it out for a physical restore' });
     const repo = repoSettingsFrom(s);
     const pgdataSetting = s['pgdata'] as string | undefined;
     if (!pgdataSetting) throw new CairnError('USAGE', 'no data directory: give --pgdata DIR', { hint: 'e.g. cairn-restore --pgdata /var/lib/postgresql/15/main' });
@@ -104,3 +145,53 @@ export const restoreTool = defineTool({
     }
   },
 });
+
+/** cairn-restore --dump: flags checked, restoreDump() run, a summary on stderr. */
+async function runDumpRestore(ctx: ToolContext): Promise<number> {
+  const s = ctx.settings;
+  const allDefs = [...TARGET_SETTINGS, ...restoreTool.settings];
+  // --pgdata is not among them: PGDATA and the config file's pgdata are
+  // there for the other tools, and a logical restore has no use for it.
+  const physical = givenSettings(ctx, PHYSICAL_ONLY, allDefs);
+  if (physical.length > 0) throw new CairnError('USAGE', `--${physical[0]} applies to a physical restore, not to --dump`, { hint: 'a dump restores into a database: give --dump ID --dbname NAME' });
+  const repo = repoSettingsFrom(s);
+  const list = s['list'] === true;
+  const globals = s['globals'] === true;
+  const dbname = s['dbname'] as string | undefined;
+  const tables = (s['table'] as string[] | undefined) ?? [];
+  const create = s['create'] === true;
+  if (!list && !globals && !dbname) throw new CairnError('USAGE', '--dump needs --dbname NAME (the database to restore into)', { hint: 'e.g. cairn-restore --dump app/20261121-020000L --dbname app --create; --list prints its contents' });
+  if (globals && (create || tables.length > 0)) throw new CairnError('USAGE', '--globals restores roles and tablespaces: --create and --table do not apply', { hint: 'restore the globals, then each database with --dump DATABASE/ID --dbname NAME' });
+  if (list && (create || tables.length > 0)) throw new CairnError('USAGE', '--list prints the table of contents: --create and --table do not apply', { hint: 'leave out --list to restore' });
+  const jobs = (s['jobs'] as number | undefined) ?? 1;
+  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw new CairnError('USAGE', `invalid --jobs ${jobs}`, { hint: 'use 1 to 256' });
+  const tmpDir = resolve(ctx.cwd, (s['tmp-dir'] as string | undefined) ?? ctx.env['TMPDIR'] ?? tmpdir());
+  const key = await loadKey(repo.keyFile);
+  const drivers = await openRepositories(repo.repos);
+  try {
+    // The first repository that has the dump.
+    let r: DumpRestoreResult | undefined;
+    for (const [i, driver] of drivers.entries()) {
+      try {
+        r = await restoreDump({
+          driver, cluster: repo.cluster, key, ref: String(s['dump']), globals, list, dbname, create, jobs, tables,
+          noOwner: s['no-owner'] === true, pgBin: s['pg-bin'] as string | undefined, tmpDir,
+        }, ctx);
+        break;
+      } catch (err) {
+        if (!isCairnError(err, 'NOT_FOUND') || i === drivers.length - 1) throw err;
+      }
+    }
+    if (!r) throw new CairnError('INTERNAL', 'no repository tried');
+    if (r.mode !== 'list') {
+      ctx.stderr.write(
+        `cairn-restore: dump ${r.dump} ${r.mode === 'globals' ? `run through psql on database "${r.database}"${r.sqlErrors ? ` (${r.sqlErrors} statements failed)` : ''}` : `restored into database "${r.database}"`}: ` +
+          `${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)} s, checksum verified\n`,
+      );
+      if (s['json'] === true) ctx.stdout.write(JSON.stringify(r) + '\n');
+    }
+    return EXIT.OK;
+  } finally {
+    await closeRepositories(drivers);
+  }
+}

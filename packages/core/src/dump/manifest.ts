@@ -90,6 +90,19 @@ export function dumpManifestKey(cluster: string, dir: string, id: string): strin
   return `${dumpPrefix(cluster, dir, id)}manifest.json`;
 }
 
+/** The stored name of a dump's object (before its codec extension): dump.pgdump, data/<file> or globals.sql. */
+export function dumpObjectName(format: DumpFormat, file?: string): string {
+  if (format === 'custom') return 'dump.pgdump';
+  if (format === 'globals') return 'globals.sql';
+  if (file === undefined || !/^[A-Za-z0-9_.-]+$/.test(file) || file.startsWith('.')) throw new CairnError('INTERNAL', `unexpected file ${quote(String(file))} in a pg_dump directory`);
+  return file;
+}
+
+/** Key of an object: `name` from dumpObjectName, `ext` from encodedExtension. */
+export function dumpObjectKey(cluster: string, dir: string, id: string, format: DumpFormat, name: string, ext: string): string {
+  return `${dumpPrefix(cluster, dir, id)}${format === 'directory' ? 'data/' : ''}${name}${ext}`;
+}
+
 export interface DumpObject {
   /** custom: 'dump.pgdump'; directory: the file's name in pg_dump's directory (toc.dat, 3456.dat); globals: 'globals.sql'. */
   name: string;

@@ -1,0 +1,94 @@
+// The cairn-dump command: flags in, dump() called under the cluster's dump
+// lease, one `DATABASE/ID` line per dump on stdout (or --json summaries) and
+// a one-line summary per dump on stderr.
+
+import { tmpdir } from 'node:os';
+import { resolve } from 'node:path';
+import { CairnError, EXIT } from '@cairn/core/cli/errors';
+import { formatBytes } from '@cairn/core/cli/format';
+import { defineTool } from '@cairn/core/cli/run';
+import { COMPRESS_SETTING } from '@cairn/core/config/settings';
+import { parseCompress } from '@cairn/core/codec/index';
+import { summarizeDump, type DumpManifest } from '@cairn/core/dump/manifest';
+import { PG_BIN_SETTING } from '@cairn/core/pg/binaries';
+import { describeHolder, LOCK_WAIT_SETTING, withLeases, type LeaseRecord } from '@cairn/core/repo/lease';
+import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
+import { dump } from './dump.js';
+
+/** `DATABASE/ID`, or `@globals/ID`: what stdout prints and cairn-restore --dump accepts. */
+function dumpName(m: DumpManifest): string {
+  return `${m.database ?? m.dir}/${m.id}`;
+}
+
+export const dumpTool = defineTool({
+  name: 'dump',
+  description:
+    'take logical dumps (pg_dump custom format, compressed and checksummed by cairn) of --dbname NAME… or --all ' +
+    '(every connectable database plus roles and tablespaces) into the repository. Prints one DATABASE/ID line per dump. ' +
+    'Exit: 0 done, 2 usage, 3 configuration/connection or pg_dump failed, 4 data error, 5 another dump or expire of the cluster holds the lease.',
+  positionals: [],
+  settings: [
+    COMPRESS_SETTING,
+    { name: 'dbname', type: 'list', description: 'database to dump (repeatable); the server comes from PGHOST/PGPORT/PGUSER', valueHint: 'NAME' },
+    { name: 'all', type: 'boolean', description: 'dump every connectable non-template database and the globals (pg_dumpall --globals-only)', default: false },
+    { name: 'schema', type: 'list', description: 'dump only this schema (pg_dump --schema, repeatable)', valueHint: 'PATTERN' },
+    { name: 'table', type: 'list', description: 'dump only this table (pg_dump --table, repeatable)', valueHint: 'PATTERN' },
+    { name: 'exclude-table', type: 'list', description: 'leave out this table (pg_dump --exclude-table, repeatable)', valueHint: 'PATTERN' },
+    { name: 'jobs', type: 'integer', description: 'above 1: pg_dump -Fd -j N through a local directory (needs free space about the database\'s size in --tmp-dir)', default: 1, valueHint: 'N' },
+    { name: 'tmp-dir', type: 'string', description: 'where --jobs writes pg_dump\'s directory before it is stored (default: $TMPDIR or /tmp)', valueHint: 'DIR' },
+    PG_BIN_SETTING,
+    LOCK_WAIT_SETTING,
+  ],
+  examples: [
+    'cairn-dump --dbname app --repo /backup',
+    'cairn-dump --all --repo s3://bucket/pg?region=eu-west-1',
+    'cairn-dump --dbname big --jobs 4 --tmp-dir /srv/scratch',
+    'cairn-restore --dump app/20261121-020000L --dbname app_copy --create',
+  ],
+  async run(ctx) {
+    const s = ctx.settings;
+    const repo = repoSettingsFrom(s);
+    const names = (s['dbname'] as string[] | undefined) ?? [];
+    const all = s['all'] === true;
+    if (all && names.length > 0) throw new CairnError('USAGE', '--all and --dbname exclude each other', { hint: 'give --dbname NAME (repeatable) or --all' });
+    if (!all && names.length === 0) throw new CairnError('USAGE', 'nothing to dump: give --dbname NAME (repeatable) or --all', { hint: 'e.g. cairn-dump --dbname app' });
+    const filters = {
+      schemas: (s['schema'] as string[] | undefined) ?? [],
+      tables: (s['table'] as string[] | undefined) ?? [],
+      excludeTables: (s['exclude-table'] as string[] | undefined) ?? [],
+    };
+    if (all && filters.schemas.length + filters.tables.length + filters.excludeTables.length > 0) {
+      throw new CairnError('USAGE', '--schema, --table and --exclude-table apply to --dbname dumps, not --all', { hint: 'dump the database with --dbname NAME and the filters' });
+    }
+    const jobs = s['jobs'] as number;
+    if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw new CairnError('USAGE', `invalid --jobs ${jobs}`, { hint: 'use 1 to 256' });
+    const compress = String(s['compress']);
+    parseCompress(compress);
+    const tmpDir = resolve(ctx.cwd, (s['tmp-dir'] as string | undefined) ?? ctx.env['TMPDIR'] ?? tmpdir());
+    const key = await loadKey(repo.keyFile);
+    if (repo.repos.length > 1) ctx.log.warn(`dumping to the first repository "${repo.repos[0]}" only; run once per repository to keep copies in several`);
+    const [driver] = await openRepositories(repo.repos.slice(0, 1));
+    const json = s['json'] === true;
+    try {
+      // The dump lease keeps a second run (same ids) and expire (which would
+      // take our manifest-less objects for debris) out.
+      const leaseOpts = { tool: 'dump' as const, waitMs: (s['lock-wait'] as number) * 1000, signal: ctx.signal, onTakeover: (r: LeaseRecord) => ctx.log.warn(`took over the stale lease of ${describeHolder(r)}`) };
+      const { manifests } = await withLeases(driver!, repo.cluster, leaseOpts, (signal) => dump({
+        driver: driver!, cluster: repo.cluster, key, compress, databases: all ? 'all' : names, jobs, filters,
+        pgBin: s['pg-bin'] as string | undefined, tmpDir,
+        onDump: (m) => {
+          ctx.stderr.write(
+            `cairn-dump: ${dumpName(m)}: ${formatBytes(m.totals.size)} in ${m.durationSeconds.toFixed(1)} s, stored ${formatBytes(m.totals.storedSize)}` +
+              `${m.totals.storedSize > 0 ? ` (${(m.totals.size / m.totals.storedSize).toFixed(1)}x)` : ''}, ${m.objects.length} object(s)\n`,
+          );
+          // Each id as soon as its dump exists: a later database failing leaves these valid.
+          if (!json) ctx.stdout.write(dumpName(m) + '\n');
+        },
+      }, { ...ctx, signal }));
+      if (json) ctx.stdout.write(JSON.stringify(manifests.map(summarizeDump)) + '\n');
+      return EXIT.OK;
+    } finally {
+      await closeRepositories([driver!]);
+    }
+  },
+});
