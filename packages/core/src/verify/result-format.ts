@@ -17,6 +17,8 @@ export type VerifyProblemKind =
   | 'wal-corrupt'
   | 'history-missing'
   | 'history-mismatch'
+  /** A history file says a timeline branched off where its parent has no WAL (no segment or .partial at the switch point). */
+  | 'timeline-break'
   | 'dump-toc-invalid'
   | 'parent-missing';
 
@@ -57,6 +59,8 @@ export interface VerifyResult {
     historyFiles: number;
   };
   problems: VerifyProblem[];
+  /** Things worth knowing that are no problem (foreign files under wal/). */
+  notes?: string[];
 }
 
 export function verifyResultsPrefix(cluster: string): string {

@@ -1,0 +1,617 @@
+// cairn-verify as a function: read every object a restore would read — backup
+// files, dump objects, WAL — decode it and compare its SHA-256 (and size) with
+// what was recorded, without writing anything to disk; check the WAL archive
+// as a whole (core verify/wal-continuity); parse each dump's TOC with
+// pg_restore --list. Problems are results, not exceptions: only a repository
+// that cannot be read at all (or a wrong key) throws.
+
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { CairnError, isCairnError } from '@cairn/core/cli/errors';
+import { formatBytes } from '@cairn/core/cli/format';
+import { createCountStage, type EncryptionKey } from '@cairn/core/codec/index';
+import { decodeFileInto, decodeFileStages, decodeWhole, PIECE_SIZE } from '@cairn/core/backup/file-codec';
+import { backupsPrefix, listBackupIds, manifestKey, readManifest, summarize, type BackupManifest, type BackupSummary, type ManifestFile } from '@cairn/core/backup/manifest';
+import { GLOBALS_DIR, databaseFromDir, dumpManifestKey, listDumps, readDumpManifest, resolveDumpRef, type DumpManifest, type DumpObject, type DumpRef } from '@cairn/core/dump/manifest';
+import { dumpReadStages } from '@cairn/core/dump/objects';
+import { findPgProgram } from '@cairn/core/pg/binaries';
+import { listWalArchive, readHistoryText, type WalListing } from '@cairn/core/repo/catalog';
+import { checkKeyAgainst, readRepoConfig } from '@cairn/core/repo/repo-config';
+import { readSystem } from '@cairn/core/repo/systems';
+import { readWalInto, type StoredWal } from '@cairn/core/repo/wal-archive';
+import { ObjectNotFoundError, WriteConflictError, type StorageDriver } from '@cairn/core/storage/driver';
+import { parseTimelineHistory, type TimelineHistoryEntry } from '@cairn/core/wal/history';
+import { quote } from '@cairn/core/wal/quote';
+import { DEFAULT_SEGMENT_SIZE, isValidSegmentSize, segmentName } from '@cairn/core/wal/segment';
+import { backupWalRange, checkWalContinuity } from '@cairn/core/verify/wal-continuity';
+import { VERIFY_RESULT_FORMAT, verifyResultKey, type VerifyProblem, type VerifyResult } from '@cairn/core/verify/result-format';
+
+export type VerifyScope = { kind: 'all' } | { kind: 'set'; id: string } | { kind: 'dump'; ref: string };
+
+export interface VerifyOptions {
+  driver: StorageDriver;
+  cluster: string;
+  key: EncryptionKey | undefined;
+  scope: VerifyScope;
+  /** Objects read and decoded at once. */
+  jobs: number;
+  /** Directory of pg_restore; else /usr/lib/postgresql/<dump's major>/bin, else PATH. */
+  pgBin: string | undefined;
+}
+
+export interface VerifyContext {
+  now: () => Date;
+  signal: AbortSignal;
+  env: NodeJS.ProcessEnv;
+  log: { info(msg: string): void; warn(msg: string): void; debug(msg: string): void };
+  /** Called once with the live counters and problem list (for a progress line). */
+  watch?: (counters: Readonly<Counters>, problems: readonly VerifyProblem[]) => void;
+}
+
+export interface Counters {
+  objects: number;
+  bytes: number;
+  storedBytes: number;
+  walSegments: number;
+  historyFiles: number;
+}
+
+/** `20261121-020000`: the run's id and the name of its stored result (UTC start). */
+export function verifyRunId(start: Date): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${start.getUTCFullYear()}${p(start.getUTCMonth() + 1)}${p(start.getUTCDate())}-${p(start.getUTCHours())}${p(start.getUTCMinutes())}${p(start.getUTCSeconds())}`;
+}
+
+/** Frames decoded at once per large object; jobs × this × 4 MiB bounds memory. */
+const FRAME_WINDOW = 2;
+
+/** What a failed read of a stored object means; undefined: not a finding (storage down, bug) — rethrow. */
+function findingOf(err: unknown): 'missing' | 'corrupt' | undefined {
+  if (err instanceof ObjectNotFoundError) return 'missing';
+  if (isCairnError(err, 'CHECKSUM_MISMATCH') || isCairnError(err, 'FORMAT_INVALID') || isCairnError(err, 'DECRYPT_FAILED')) return 'corrupt';
+  return undefined;
+}
+
+function discard(): Writable {
+  return new Writable({ write(_c, _e, cb) { cb(); } });
+}
+
+/** Runs `fn` over `items` with at most `n` at once; the first error stops the rest and is thrown. */
+async function forEachLimit<T>(items: Iterable<T>, n: number, fn: (item: T) => Promise<void>, signal: AbortSignal): Promise<void> {
+  const it = items[Symbol.iterator]();
+  let failed: { err: unknown } | undefined;
+  const worker = async () => {
+    while (failed === undefined) {
+      signal.throwIfAborted();
+      const next = it.next();
+      if (next.done) return;
+      try {
+        await fn(next.value);
+      } catch (err) {
+        failed ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, n) }, worker));
+  if (failed !== undefined) throw failed.err;
+}
+
+/**
+ * Directories under `prefix` (one level: a backup id) holding objects but no
+ * manifest: what an interrupted run leaves. Not a problem — cairn-expire
+ * removes them — but worth a note.
+ */
+async function describeDebris(driver: StorageDriver, prefix: string, withManifest: ReadonlySet<string>, what: string, signal: AbortSignal): Promise<string[]> {
+  const counts = new Map<string, number>();
+  for await (const o of driver.list(prefix, signal)) {
+    const rest = o.key.slice(prefix.length);
+    const id = rest.slice(0, rest.indexOf('/'));
+    if (id !== '' && !withManifest.has(id)) counts.set(id, (counts.get(id) ?? 0) + 1);
+  }
+  return [...counts].map(([id, count]) => `${what} ${quote(id)} has ${count} object${count === 1 ? '' : 's'} and no manifest (an interrupted run; cairn-expire removes them)`);
+}
+
+async function hasAnyObject(driver: StorageDriver, prefix: string, signal: AbortSignal): Promise<boolean> {
+  for await (const _ of driver.list(prefix, signal)) return true;
+  return false;
+}
+
+function dumpName(d: { dir: string; id: string }): string {
+  return `${d.dir === GLOBALS_DIR ? GLOBALS_DIR : (databaseFromDir(d.dir) ?? d.dir)}/${d.id}`;
+}
+
+/** Verifies one repository's cluster; the result is not stored (storeVerifyResult does that). */
+export async function verifyRepository(opts: VerifyOptions, ctx: VerifyContext): Promise<VerifyResult> {
+  const { driver, cluster, key, scope } = opts;
+  const { signal } = ctx;
+  const started = ctx.now();
+  const problems: VerifyProblem[] = [];
+  const notes: string[] = [];
+  const n: Counters = { objects: 0, bytes: 0, storedBytes: 0, walSegments: 0, historyFiles: 0 };
+  const where = `repository ${quote(driver.url)}`;
+  ctx.watch?.(n, problems);
+
+  const cfg = await readRepoConfig(driver, cluster, signal);
+  // A wrong or missing key is a configuration error, not a thousand corrupt objects.
+  if (cfg !== undefined) checkKeyAgainst(cfg, key, driver.url, cluster);
+  else if (!(await hasAnyObject(driver, `${cluster}/`, signal))) {
+    // Nothing to verify is not "no problems": a wrong --cluster or --repo would pass silently.
+    throw new CairnError('CONFIG_INVALID', `cluster ${quote(cluster)} is not in ${where}`, {
+      hint: 'check --repo and --cluster (cairn-info lists what a repository holds)',
+    });
+  }
+
+  let backups = 0;
+  let dumps = 0;
+  /** Summaries of readable backup manifests, for the WAL check. */
+  const summaries: BackupSummary[] = [];
+  let walScope: { systemId: string; backup: BackupSummary } | undefined;
+
+  if (scope.kind !== 'dump') {
+    const ids = await listBackupIds(driver, cluster, signal);
+    if (scope.kind === 'set' && !ids.includes(scope.id)) {
+      throw new CairnError('NOT_FOUND', `backup ${quote(scope.id)} is not in cluster ${quote(cluster)} of ${where}`, {
+        hint: 'cairn-info lists the backups; leave out --set to verify the whole repository',
+      });
+    }
+    const manifests = new Map<string, BackupSummary>();
+    const readOne = async (id: string): Promise<BackupManifest | undefined> => {
+      try {
+        return await readManifest(driver, cluster, id, signal);
+      } catch (err) {
+        if (!isCairnError(err, 'FORMAT_INVALID')) throw err;
+        problems.push({ kind: 'manifest-invalid', subject: id, key: manifestKey(cluster, id), message: err.message, hint: 'this backup cannot be restored: take a new full backup, and restore from another one meanwhile' });
+        return undefined;
+      }
+    };
+
+    // Each stored object is read once however many backups reference it.
+    const seen = new Map<string, string>();
+    const verifyBackupFiles = async (m: BackupManifest) => {
+      const todo: ManifestFile[] = [];
+      for (const f of m.files) {
+        const prev = seen.get(f.key);
+        if (prev === undefined) {
+          seen.set(f.key, f.sha256);
+          todo.push(f);
+        } else if (prev !== f.sha256) {
+          problems.push({ kind: 'manifest-invalid', subject: m.id, key: f.key, message: `backup ${quote(m.id)} records "${f.path}" in object ${quote(f.key)} with another sha256 than an older manifest does`, hint: 'the manifests disagree: restore this backup only after checking it, and take a new full backup' });
+        }
+      }
+      backups++;
+      ctx.log.info(`backup ${m.id}: verifying ${todo.length} objects`);
+      await forEachLimit(todo, opts.jobs, async (f) => {
+        const label = `"${f.path}" (${quote(f.key)})`;
+        try {
+          const r = await verifyBackupObject(driver, f, key, label, signal);
+          n.objects++;
+          n.bytes += r.bytes;
+          n.storedBytes += r.storedBytes;
+        } catch (err) {
+          const finding = findingOf(err);
+          if (finding === undefined) throw err;
+          problems.push(backupObjectProblem(finding, m.id, f, err as Error));
+        }
+      }, signal);
+    };
+
+    if (scope.kind === 'all') {
+      for (const id of ids) {
+        const m = await readOne(id);
+        if (m === undefined) continue;
+        const s = summarize(m);
+        manifests.set(id, s);
+        summaries.push(s);
+        await verifyBackupFiles(m);
+      }
+      for (const b of summaries) checkChain(b, manifests, ids, problems);
+      notes.push(...(await describeDebris(driver, backupsPrefix(cluster), new Set(ids), 'backup', signal)));
+    } else {
+      const m = await readOne(scope.id);
+      if (m !== undefined) {
+        const s = summarize(m);
+        summaries.push(s);
+        walScope = { systemId: m.systemId, backup: s };
+        // The chain's manifests: each must exist and read.
+        manifests.set(m.id, s);
+        for (let p = m.parent; p !== null;) {
+          if (!ids.includes(p) || manifests.has(p)) break;
+          const pm = await readOne(p);
+          if (pm === undefined) break;
+          manifests.set(p, summarize(pm));
+          p = pm.parent;
+        }
+        checkChain(s, manifests, ids, problems);
+        await verifyBackupFiles(m);
+      }
+    }
+  }
+
+  if (scope.kind !== 'set') {
+    let refs: DumpRef[] = await listDumps(driver, cluster, signal);
+    if (scope.kind === 'dump') refs = [resolveDumpRef(refs, scope.ref)];
+    for (const ref of refs) {
+      let m: DumpManifest | undefined;
+      try {
+        m = await readDumpManifest(driver, cluster, ref.dir, ref.id, signal);
+      } catch (err) {
+        if (!isCairnError(err, 'FORMAT_INVALID')) throw err;
+        problems.push({ kind: 'manifest-invalid', subject: dumpName(ref), key: dumpManifestKey(cluster, ref.dir, ref.id), message: err.message, hint: 'this dump cannot be restored: take a new one with cairn-dump' });
+        continue;
+      }
+      if (m === undefined) continue;
+      dumps++;
+      await verifyDump(driver, m, key, opts, ctx, n, problems);
+    }
+  }
+
+  // --set of an unreadable manifest: no WAL range to check.
+  if (scope.kind === 'all' || (scope.kind === 'set' && walScope !== undefined)) {
+    await verifyWal(driver, cluster, key, summaries, walScope, opts, ctx, n, problems, notes);
+  }
+
+  const stopped = ctx.now();
+  return {
+    format: VERIFY_RESULT_FORMAT,
+    id: verifyRunId(started),
+    cluster,
+    repo: driver.url,
+    scope: scope.kind === 'all' ? 'all' : scope.kind === 'set' ? `set:${scope.id}` : `dump:${scope.ref}`,
+    start: { time: started.toISOString() },
+    stop: { time: stopped.toISOString() },
+    durationSeconds: (stopped.getTime() - started.getTime()) / 1000,
+    ok: problems.length === 0,
+    checked: { backups, dumps, ...n },
+    problems,
+    notes,
+  };
+}
+
+/** Reports a backup whose chain (parents) is not whole. */
+function checkChain(b: BackupSummary, manifests: ReadonlyMap<string, BackupSummary>, ids: readonly string[], problems: VerifyProblem[]): void {
+  const visited = new Set([b.id]);
+  for (let p = b.parent, child = b.id; p !== null;) {
+    if (visited.has(p)) {
+      problems.push({ kind: 'parent-missing', subject: b.id, message: `the chain of backup ${quote(b.id)} loops at ${quote(p)}`, hint: 'the manifests are damaged: take a new full backup' });
+      return;
+    }
+    visited.add(p);
+    const pm = manifests.get(p);
+    if (pm === undefined) {
+      problems.push({
+        kind: 'parent-missing',
+        subject: b.id,
+        message: ids.includes(p)
+          ? `backup ${quote(b.id)} builds on backup ${quote(p)}${child === b.id ? '' : ` (through ${quote(child)})`}, whose manifest cannot be read`
+          : `backup ${quote(b.id)} builds on backup ${quote(p)}${child === b.id ? '' : ` (through ${quote(child)})`}, which is not in the repository`,
+        hint: 'this backup cannot be restored: take a new full backup',
+      });
+      return;
+    }
+    child = p;
+    p = pm.parent;
+  }
+}
+
+/** Decodes one backup object and checks its plaintext size and SHA-256; throws on a finding. */
+async function verifyBackupObject(driver: StorageDriver, f: ManifestFile, key: EncryptionKey | undefined, label: string, signal: AbortSignal): Promise<{ bytes: number; storedBytes: number }> {
+  const expect = { sha256: f.sha256, size: f.size, label };
+  // Most files of a cluster are a few kB: one read and one decode in memory.
+  if (f.size <= PIECE_SIZE && f.storedSize <= PIECE_SIZE && driver.readSmall) {
+    const buf = await driver.readSmall(f.key, signal);
+    await decodeWhole(buf, f.key, key, expect);
+    return { bytes: f.size, storedBytes: buf.length };
+  }
+  const count = createCountStage();
+  const source = await driver.read(f.key, signal);
+  await decodeFileInto(source, [count.stage, ...decodeFileStages(f.key, key, label, FRAME_WINDOW)], discard(), expect, signal);
+  return { bytes: f.size, storedBytes: count.bytes() };
+}
+
+function backupObjectProblem(finding: 'missing' | 'corrupt', id: string, f: ManifestFile, err: Error): VerifyProblem {
+  const shared = f.ref === id ? '' : ` (stored by backup ${quote(f.ref)}, so every backup referencing it is affected)`;
+  return finding === 'missing'
+    ? { kind: 'object-missing', subject: id, key: f.key, message: `backup ${quote(id)}: object ${quote(f.key)} of "${f.path}" is missing${shared}`, hint: 'this backup cannot be restored: take a new full backup, and restore another one meanwhile (cairn-restore --set)' }
+    : { kind: 'object-corrupt', subject: id, key: f.key, message: `backup ${quote(id)}: ${err.message}${shared}`, hint: 'this backup cannot be restored from this repository: take a new full backup; restore another backup or from another repository meanwhile' };
+}
+
+// ---- dumps ------------------------------------------------------------------
+
+
+interface TocCheck {
+  /** Feed the dump's plaintext here (custom format); ignores what pg_restore no longer reads. */
+  sink: Writable;
+  done: Promise<{ ok: boolean; message: string }>;
+}
+
+/**
+ * Runs `pg_restore --list` on `dir` (directory format) or on stdin (custom
+ * format, fed through `sink`). pg_restore reads only the header and TOC and
+ * exits: what is left is drained so the object's hash still completes.
+ */
+function runTocCheck(bin: string, dir: string | undefined, env: NodeJS.ProcessEnv): TocCheck {
+  const child = spawn(bin, ['--list', ...(dir === undefined ? [] : [dir])], { stdio: [dir === undefined ? 'pipe' : 'ignore', 'ignore', 'pipe'], env });
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => {
+    if (stderr.length < 4096) stderr += c.toString('utf8');
+  });
+  let open = dir === undefined;
+  const stdin = child.stdin;
+  stdin?.on('error', () => (open = false)); // EPIPE: it has read what it needs
+  stdin?.on('close', () => (open = false));
+  const done = new Promise<{ ok: boolean; message: string }>((resolve, reject) => {
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      open = false;
+      reject(err.code === 'ENOENT'
+        ? new CairnError('CONFIG_INVALID', `cannot run ${quote(bin)}: not found`, { hint: 'give the directory of pg_restore with --pg-bin / CAIRN_PG_BIN (it checks each dump\'s table of contents)' })
+        : err);
+    });
+    child.on('close', (code, sig) => {
+      open = false;
+      const first = stderr.split('\n').find((l) => l.trim() !== '')?.replace(/^pg_restore: (error: )?/, '') ?? '';
+      resolve({ ok: code === 0, message: code === 0 ? '' : first || `pg_restore exited ${code ?? sig}` });
+    });
+  });
+  const sink = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      if (!open || !stdin) return cb();
+      if (stdin.write(chunk)) return cb();
+      const go = () => {
+        stdin.off('drain', go);
+        stdin.off('close', go);
+        cb();
+      };
+      stdin.once('drain', go);
+      stdin.once('close', go);
+    },
+    final(cb) {
+      if (open && stdin) stdin.end();
+      cb();
+    },
+    // A failed read must not leave pg_restore waiting on stdin.
+    destroy(err, cb) {
+      if (stdin && !stdin.destroyed) stdin.destroy();
+      cb(err);
+    },
+  });
+  return { sink, done };
+}
+
+/** Streams a dump object through its decoders and checks (core dump/objects) into `sink`; throws on a finding. */
+async function checkDumpObject(driver: StorageDriver, o: DumpObject, key: EncryptionKey | undefined, sink: Writable, signal: AbortSignal): Promise<number> {
+  const label = `dump object "${o.key}" in repository "${driver.url}"`;
+  const count = createCountStage();
+  // Nothing is held back: the consumer (pg_restore --list) commits nothing.
+  await pipeline([await driver.read(o.key, signal), count.stage, ...dumpReadStages(o, key, label, 0), sink], { signal });
+  return count.bytes();
+}
+
+async function verifyDump(driver: StorageDriver, m: DumpManifest, key: EncryptionKey | undefined, opts: VerifyOptions, ctx: VerifyContext, n: Counters, problems: VerifyProblem[]): Promise<void> {
+  const name = dumpName(m);
+  // The globals dump is SQL text: no table of contents to read.
+  const bin = m.dumpFormat === 'globals' ? '' : await pgRestoreFor(m.pgMajor, opts, ctx);
+  let tocDir: string | undefined;
+  let tocFailed = false;
+  try {
+    await forEachLimit(m.objects, opts.jobs, async (o) => {
+      // Custom format: the one object goes through pg_restore as it is hashed.
+      const toc = m.dumpFormat === 'custom' ? runTocCheck(bin, undefined, ctx.env) : undefined;
+      // Directory format: toc.dat (small) is kept for pg_restore --list DIR.
+      const parts: Buffer[] = [];
+      const keep = m.dumpFormat === 'directory' && o.name === 'toc.dat';
+      const sink = toc?.sink ?? (keep ? new Writable({ write(c: Buffer, _e, cb) { parts.push(c); cb(); } }) : discard());
+      try {
+        const stored = await checkDumpObject(driver, o, key, sink, ctx.signal);
+        n.objects++;
+        n.bytes += o.size;
+        n.storedBytes += stored;
+      } catch (err) {
+        const finding = findingOf(err);
+        if (finding === undefined) {
+          await toc?.done.catch(() => {});
+          throw err;
+        }
+        tocFailed = true;
+        await toc?.done.catch(() => {});
+        problems.push(finding === 'missing'
+          ? { kind: 'object-missing', subject: name, key: o.key, message: `dump ${quote(name)}: object ${quote(o.key)} ("${o.name}") is missing`, hint: 'this dump cannot be restored: take a new one with cairn-dump' }
+          : { kind: 'object-corrupt', subject: name, key: o.key, message: `dump ${quote(name)}: ${(err as Error).message}`, hint: 'this dump cannot be restored from this repository: take a new one with cairn-dump' });
+        return;
+      }
+      if (toc) {
+        const r = await toc.done;
+        if (!r.ok) problems.push(tocProblem(name, o.key, r.message));
+      }
+      if (keep) {
+        tocDir = await mkdtemp(join(tmpdir(), 'cairn-verify-'));
+        await writeFile(join(tocDir, 'toc.dat'), Buffer.concat(parts), { mode: 0o600 });
+      }
+    }, ctx.signal);
+    if (m.dumpFormat === 'directory' && !tocFailed) {
+      if (tocDir === undefined) {
+        problems.push(tocProblem(name, undefined, 'the manifest lists no toc.dat'));
+      } else {
+        const r = await runTocCheck(bin, tocDir, ctx.env).done;
+        if (!r.ok) problems.push(tocProblem(name, m.objects.find((o) => o.name === 'toc.dat')?.key, r.message));
+      }
+    }
+  } finally {
+    if (tocDir !== undefined) await rm(tocDir, { recursive: true, force: true });
+  }
+}
+
+/** pg_restore for dumps of PostgreSQL `pgMajor`, looked up once per major and run. */
+const pgRestoreCache = new WeakMap<VerifyOptions, Map<string, Promise<string>>>();
+function pgRestoreFor(pgMajor: string, opts: VerifyOptions, ctx: VerifyContext): Promise<string> {
+  let byMajor = pgRestoreCache.get(opts);
+  if (!byMajor) pgRestoreCache.set(opts, (byMajor = new Map()));
+  let found = byMajor.get(pgMajor);
+  if (!found) {
+    found = findPgProgram('pg_restore', Number.parseInt(pgMajor, 10), { pgBin: opts.pgBin, env: ctx.env }).then((b) => b.path);
+    byMajor.set(pgMajor, found);
+  }
+  return found;
+}
+
+function tocProblem(name: string, key: string | undefined, why: string): VerifyProblem {
+  return {
+    kind: 'dump-toc-invalid',
+    subject: name,
+    ...(key === undefined ? {} : { key }),
+    message: `dump ${quote(name)}: pg_restore --list cannot read its table of contents: ${why}`,
+    hint: 'this dump cannot be restored: take a new one with cairn-dump (and check the pg_dump version against --pg-bin)',
+  };
+}
+
+// ---- WAL --------------------------------------------------------------------
+
+async function verifyWal(
+  driver: StorageDriver,
+  cluster: string,
+  key: EncryptionKey | undefined,
+  backups: readonly BackupSummary[],
+  only: { systemId: string; backup: BackupSummary } | undefined,
+  opts: VerifyOptions,
+  ctx: VerifyContext,
+  n: Counters,
+  problems: VerifyProblem[],
+  notes: string[],
+): Promise<void> {
+  const archive = await listWalArchive(driver, cluster, ctx.signal);
+  const systems = only ? [only.systemId] : [...new Set([...archive.keys(), ...backups.map((b) => b.systemId)])].sort();
+  for (const systemId of systems) {
+    const listing: WalListing = archive.get(systemId) ?? { systemId, segments: new Map(), histories: new Map(), others: [], foreign: [] };
+    const ofSystem = backups.filter((b) => b.systemId === systemId);
+    // The segment size names segments: from a backup, else the system's registration.
+    let segSize = ofSystem.find((b) => isValidSegmentSize(b.walSegmentSize))?.walSegmentSize;
+    if (segSize === undefined) {
+      const registered = (await readSystem(driver, cluster, systemId, ctx.signal).catch(() => undefined))?.walSegmentSize;
+      segSize = registered !== undefined && isValidSegmentSize(registered) ? registered : DEFAULT_SEGMENT_SIZE;
+    }
+    for (const f of listing.foreign) notes.push(`${quote(f.key)} is not a WAL object cairn writes (left alone)`);
+
+    // The WAL objects to read: the whole archive, or the backup's own range.
+    let toRead: StoredWal[];
+    if (only) {
+      const b = only.backup;
+      toRead = [];
+      const range = backupWalRange(b, segSize);
+      if (range !== undefined) {
+        for (let s = range.startSeg; s <= range.stopSeg; s++) {
+          const stored = listing.segments.get(segmentName(b.timeline, s, segSize));
+          if (stored) toRead.push(stored);
+        }
+      }
+    } else {
+      toRead = [...listing.segments.values(), ...listing.others];
+    }
+
+    // History files first (they are few and the continuity check needs them).
+    const histories = new Map<number, TimelineHistoryEntry[]>();
+    const unreadable = new Set<number>();
+    if (!only) {
+      for (const [tli, stored] of listing.histories) {
+        try {
+          const text = await readHistoryText(driver, stored, key, ctx.signal);
+          n.historyFiles++;
+          n.bytes += Buffer.byteLength(text);
+          n.storedBytes += stored.size;
+          histories.set(tli, parseTimelineHistory(text, `${stored.walName} in repository "${driver.url}"`));
+        } catch (err) {
+          const finding = findingOf(err);
+          if (finding === undefined) throw err;
+          unreadable.add(tli);
+          problems.push(walObjectProblem(finding, stored, err as Error, true));
+        }
+      }
+    }
+
+    ctx.log.info(`system ${systemId}: verifying ${toRead.length} WAL objects`);
+    await forEachLimit(toRead, opts.jobs, async (stored) => {
+      try {
+        const { bytes } = await readWalInto(driver, stored, key, discard(), ctx.signal);
+        n.walSegments++;
+        n.bytes += bytes;
+        n.storedBytes += stored.size;
+      } catch (err) {
+        const finding = findingOf(err);
+        if (finding === undefined) throw err;
+        problems.push(walObjectProblem(finding, stored, err as Error, false));
+      }
+    }, ctx.signal);
+
+    const { problems: found } = checkWalContinuity({
+      systemId,
+      segSize,
+      segments: listing.segments.keys(),
+      partials: listing.others.map((o) => o.walName),
+      histories,
+      unreadableHistories: unreadable,
+      backups: ofSystem,
+      ...(only ? { checkBackups: new Set([only.backup.id]) } : {}),
+      archive: !only,
+    });
+    problems.push(...found);
+  }
+}
+
+function walObjectProblem(finding: 'missing' | 'corrupt', stored: StoredWal, err: Error, history: boolean): VerifyProblem {
+  const what = history ? 'timeline history' : 'WAL file';
+  if (finding === 'missing') {
+    return { kind: 'object-missing', subject: stored.walName, key: stored.key, message: `${what} ${quote(stored.walName)} vanished while verifying (${quote(stored.key)})`, hint: 'was cairn-expire running? run cairn-verify again' };
+  }
+  // A parse failure of a history whose checksum matched: it never was a valid history.
+  const kind = history && isCairnError(err, 'FORMAT_INVALID') && /invalid timeline history/.test(err.message) ? 'history-mismatch' : 'wal-corrupt';
+  return {
+    kind,
+    subject: stored.walName,
+    key: stored.key,
+    message: err.message,
+    hint: history
+      ? 'restores cannot follow this timeline: copy the history file from the server\'s pg_wal (or another repository) and archive it with cairn-wal-push after removing the damaged object'
+      : 'point-in-time recovery cannot pass this segment: archive a good copy from the server\'s pg_wal or another repository after removing the damaged object, and take a new full backup',
+  };
+}
+
+// ---- the stored result ------------------------------------------------------
+
+/**
+ * Stores the result as a new object (never rewritten). Returns a warning
+ * instead of throwing: a read-only repository still gets verified.
+ */
+export async function storeVerifyResult(driver: StorageDriver, result: VerifyResult, signal?: AbortSignal): Promise<string | undefined> {
+  const key = verifyResultKey(result.cluster, result.id);
+  try {
+    await driver.write(key, Buffer.from(JSON.stringify(result, null, 2) + '\n'), { ifAbsent: true, ...(signal ? { signal } : {}) });
+    return undefined;
+  } catch (err) {
+    if (err instanceof WriteConflictError) return `a verify result ${quote(key)} of the same second exists in repository ${quote(driver.url)}; this run's result was not stored`;
+    return `could not store the result in repository ${quote(driver.url)} (${(err as Error).message}); cairn-prom-export will not see this run`;
+  }
+}
+
+// ---- output -----------------------------------------------------------------
+
+/** The progress line shown on a terminal while verify runs. */
+export function formatProgress(c: Readonly<Counters>, problems: number, seconds: number): string {
+  return `verify: ${c.objects} objects, ${c.walSegments} WAL files, ${formatBytes(c.bytes)} (${formatBytes(c.bytes / Math.max(seconds, 0.001))}/s), ${problems} problem${problems === 1 ? '' : 's'}`;
+}
+
+/** The human report: one problem and its hint per two lines, the notes, then a summary line. */
+export function formatReport(r: VerifyResult): string {
+  const lines: string[] = [];
+  for (const p of r.problems) lines.push(`problem: ${p.message}`, `  hint: ${p.hint}`);
+  for (const note of r.notes ?? []) lines.push(`note: ${note}`);
+  const c = r.checked;
+  const secs = Math.max(r.durationSeconds, 0.001);
+  lines.push(
+    `verify ${r.scope} of cluster "${r.cluster}" in repository "${r.repo}": ${c.backups} backup${c.backups === 1 ? '' : 's'}, ${c.dumps} dump${c.dumps === 1 ? '' : 's'}, ` +
+    `${c.objects} objects and ${c.walSegments} WAL files (${c.historyFiles} history) read: ${formatBytes(c.bytes)} (${formatBytes(c.storedBytes)} stored) in ${r.durationSeconds.toFixed(1)} s, ` +
+    `${formatBytes(c.bytes / secs)}/s; ${r.problems.length === 0 ? 'no problems' : `${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}`}`,
+  );
+  return lines.join('\n') + '\n';
+}
