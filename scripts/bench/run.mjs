@@ -864,13 +864,18 @@ async function main() {
   say(`results written to ${file}`);
 }
 
-// BENCH_ONLY=wal|backup runs one part alone (default: both, this WAL part
-// first); the backup/restore part is backup.mjs, in its own process.
+// BENCH_ONLY=wal|backup|dump|verify runs one part alone (default: all, this
+// WAL part first); the others are backup.mjs, dump.mjs and verify.mjs, each in
+// its own process.
 const only = env.BENCH_ONLY || 'all';
-if (!['all', 'wal', 'backup'].includes(only)) throw new Error(`BENCH_ONLY=${only}: use wal or backup (or leave it unset for both)`);
-(only === 'backup' ? Promise.resolve() : main()).catch((err) => {
+const PARTS = ['wal', 'backup', 'dump', 'verify'];
+if (only !== 'all' && !PARTS.includes(only)) throw new Error(`BENCH_ONLY=${only}: use ${PARTS.join(', ')} (or leave it unset for all)`);
+(only === 'all' || only === 'wal' ? main() : Promise.resolve()).catch((err) => {
   process.stderr.write(`bench failed: ${err?.stack ?? err}\n`);
   process.exitCode = 1;
 }).then(() => {
-  if (only !== 'wal' && spawnSync(NODE, [join(dirname(fileURLToPath(import.meta.url)), 'backup.mjs')], { stdio: 'inherit' }).status !== 0) process.exitCode = 1;
+  for (const part of PARTS.slice(1)) {
+    if (only !== 'all' && only !== part) continue;
+    if (spawnSync(NODE, [join(dirname(fileURLToPath(import.meta.url)), `${part}.mjs`)], { stdio: 'inherit' }).status !== 0) process.exitCode = 1;
+  }
 });

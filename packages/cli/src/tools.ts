@@ -8,4 +8,8 @@ export const TOOLS: Record<string, { summary: string; load: () => Promise<ToolDe
   basebackup: { summary: 'take a physical backup (full, diff, incr) from PGDATA or a pg_basebackup stream', load: async () => (await import('@cairn/basebackup/command')).basebackupTool },
   'restore-plan': { summary: 'plan a point-in-time restore: the backup chain, the WAL it needs, the recovery settings', load: async () => (await import('@cairn/restore-plan/command')).restorePlanTool },
   restore: { summary: 'restore a backup into a data directory, ready to recover to a target', load: async () => (await import('@cairn/restore/command')).restoreTool },
+  dump: { summary: 'take logical dumps (pg_dump) of databases, or --all with roles and tablespaces', load: async () => (await import('@cairn/dump/command')).dumpTool },
+  verify: { summary: 'check that every backup, dump and WAL segment in the repository is whole and restorable', load: async () => (await import('@cairn/verify/command')).verifyTool },
+  expire: { summary: 'delete backups, dumps and WAL a retention policy no longer keeps', load: async () => (await import('@cairn/expire/command')).expireTool },
+  info: { summary: 'show backups, dumps, WAL ranges and the recoverability window', load: async () => (await import('@cairn/info/command')).infoTool },
 };

@@ -3,7 +3,7 @@
 // prerequisites (apt-get when root) and the versions a result records.
 
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -84,4 +84,18 @@ export function gitCommit() {
     // not a git checkout
   }
   return commit;
+}
+
+/**
+ * The end every bench part shares: total time, the report on stdout, the
+ * results as JSON in `outDir/<name>-<time>.json`, exit 1 if it aborted.
+ */
+export function finishBench(name, res, date, outDir, report) {
+  res.totalSeconds = Math.round((performance.now() - T0) / 1000);
+  process.stdout.write(report(res) + '\n');
+  mkdirSync(outDir, { recursive: true });
+  const file = join(outDir, `${name}-${date.toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
+  writeFileSync(file, JSON.stringify(res) + '\n');
+  say(`results written to ${file}`);
+  if (problems.some((p) => p.startsWith('bench aborted'))) process.exitCode = 1;
 }
