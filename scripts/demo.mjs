@@ -3,7 +3,8 @@
 // its WAL through cairn-wal-push into a local repository, is backed up with
 // cairn-basebackup, makes a mistake (DROP TABLE), and is restored to the
 // second before the mistake: cairn-restore-plan checks the WAL is there,
-// cairn-restore lays the backup down, PostgreSQL replays through cairn-wal-get. Everything it makes is removed
+// cairn-restore lays the backup down, PostgreSQL replays through cairn-wal-get;
+// then cairn-verify checks the repository and cairn-info shows it. Everything it makes is removed
 // at the end (pass --keep to look around first).
 
 import { createCluster } from '../packages/testkit/dist/pg-cluster.js';
@@ -36,6 +37,8 @@ async function main() {
     return r.stdout;
   };
   const backup = (await cairn('basebackup', ['--pgdata', src.pgdata])).trim();
+  step('cairn-dump --dbname postgres (a logical dump in the same repository)');
+  await cairn('dump', ['--dbname', 'postgres']);
 
   step('traffic: pgbench for 4 s');
   await src.pgbench(['-c', '2', '-T', '4', '-n']);
@@ -71,6 +74,10 @@ async function main() {
   if (after !== before) throw new Error(`expected ${before} rows, got ${after}`);
   const invariant = await dst.psql('select (select sum(abalance) from pgbench_accounts) = (select sum(delta) from pgbench_history)');
   step(`pgbench invariant (sum of balances = sum of history) holds: ${invariant === 't' ? 'yes' : 'NO'}`);
+  step('cairn-verify: every backup and dump object and every WAL segment read back and checked');
+  await cairn('verify', []);
+  step('cairn-info');
+  for (const line of (await cairn('info', [])).trimEnd().split('\n')) console.log(`         ${line}`);
   if (keep) {
     console.log(`\nkept: repository ${repo}, restored cluster ${dst.pgdata} on port ${dst.port}. Ctrl-C to remove.`);
     await new Promise((r) => process.once('SIGINT', r));
