@@ -132,6 +132,30 @@ describe('verifyRepository (memory driver, encrypted)', () => {
     assert.match(r.problems[1]!.message, /builds on backup "20261121-010000F", which is not in the repository/);
   });
 
+  test('a backup expired while verify reads it is no problem: verify runs again on what is left', async () => {
+    const { driver, files } = await makeRepository();
+    const old = JSON.parse((await buffer(await driver.read(manifestKey('main', ID)))).toString()) as BackupManifest;
+    const NEW = '20261121-040000F';
+    await driver.write(manifestKey('main', NEW), Buffer.from(JSON.stringify({ ...old, id: NEW })));
+    // Expire's order: the manifest first, then the objects, as the first object is read.
+    const read = driver.read.bind(driver);
+    let expired = false;
+    driver.read = async (k: string, signal?: AbortSignal) => {
+      if (!expired && k === files[1]!.key) {
+        expired = true;
+        await driver.remove(manifestKey('main', ID));
+        for (const f of files) await driver.remove(f.key);
+      }
+      return read(k, signal);
+    };
+    const r = await run(driver);
+    assert.ok(expired);
+    // The newer backup's manifest still names the removed objects: a real
+    // problem, found on the second run, with the note saying why it ran twice.
+    assert.deepEqual([...new Set(r.problems.map((p) => `${p.kind} ${p.subject}`))], [`object-missing ${NEW}`]);
+    assert.match(r.notes!.at(-1)!, new RegExp(`^${ID} went while verify ran \\(cairn-expire\\?\\); verified what is left again$`));
+  });
+
   test('a wrong key is a configuration error, not a thousand corrupt objects', async () => {
     const { driver } = await makeRepository();
     await assert.rejects(run(driver, { kind: 'all' }, { key: encryptionKeyFromBytes(randomBytes(32)) }), (err: Error & { code?: string }) => err.code === 'KEY_MISMATCH');
