@@ -123,3 +123,32 @@ describe('leases', { timeout: 600_000 }, () => {
     await restored.cluster.destroy();
   });
 });
+
+describe('leases on S3 without conditional writes (s3rver)', { timeout: 300_000 }, () => {
+  let s3: RepoFixture;
+  const plant = async (over: Record<string, unknown>) => {
+    const t = Date.now();
+    const rec = { format: 'cairn.lease/1', name: 'backup', tool: 'cairn-basebackup', holder: 'planted', host: 'db-2', pid: 1234, acquiredAt: new Date(t).toISOString(), renewedAt: new Date(t).toISOString(), expiresAt: new Date(t + 60_000).toISOString(), ...over };
+    await s3.tamper('main/locks/backup', Buffer.from(JSON.stringify(rec)));
+  };
+
+  it('expire exits 5 while a backup elsewhere holds the lease, takes an expired one over; racing expires exit 0 or 5, and with --lock-wait all finish', async () => {
+    s3 = await makeRepo('s3', false);
+    await plant({});
+    const held = await runCairn('expire', ['--keep-full', '1'], { env: s3.env });
+    assert.equal(held.code, 5, held.stderr);
+    assert.match(held.lines[0]!, /^cairn-expire: error: lease "backup" of cluster "main" in repository "s3:\/\/.*" is held by cairn-basebackup \(pid 1234 on host "db-2"/);
+    await plant({ expiresAt: new Date(Date.now() - 1000).toISOString() });
+    const took = await runCairn('expire', ['--keep-full', '1'], { env: s3.env });
+    assert.equal(took.code, 0, took.stderr);
+    assert.match(took.stderr, /took over the stale lease of cairn-basebackup \(pid 1234 on host "db-2"/);
+    // Creating a lease here is check-then-write; the read-back after a
+    // second decides. Racing without --lock-wait: never two at once.
+    const race = await Promise.all([0, 1, 2].map(() => runCairn('expire', ['--keep-full', '1'], { env: s3.env })));
+    const codes = race.map((r) => r.code).sort();
+    assert.ok(codes.every((c) => c === 0 || c === 5) && codes.includes(0), `${codes}: ${race.map((r) => r.stderr).join('\n')}`);
+    const waited = await Promise.all([0, 1].map(() => runCairn('expire', ['--keep-full', '1', '--lock-wait', '60'], { env: s3.env })));
+    assert.deepEqual(waited.map((r) => r.code), [0, 0], waited.map((r) => r.stderr).join('\n'));
+    assert.deepEqual(await s3.keys('main/locks/'), [], 'every lease was released');
+  });
+});
