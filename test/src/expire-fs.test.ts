@@ -2,7 +2,8 @@
 // through cairn-wal-push; full → incr → full → incr; --keep-full 1 is
 // planned (--dry-run), applied, and the newest chain still restores to the
 // source's last rows. After a promotion (timeline 2, its history archived),
-// a second expire keeps the history file and what timeline 2 restores from.
+// a second expire keeps the history file and what timeline 2 restores from;
+// --keep-dumps 1 removes the older of two dumps and nothing else.
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
@@ -36,6 +37,8 @@ interface PlanJson {
 interface State {
   repo: RepoFixture;
   ids: { full1: string; incr1: string; full2: string; incr2: string };
+  /** `postgres/ID` of the dumps taken after full1 and after full2. */
+  dumps: string[];
   snapshot: string;
   restored?: Cluster;
 }
@@ -60,10 +63,12 @@ describe('cairn-expire (fs repository)', { timeout: 600_000 }, () => {
     await src.psql("create table marker(v text); insert into marker values ('a')");
     await src.pgbench(['-i', '-s', '1', '-q']);
     const full1 = await takeBackup(src, repo, 'full');
+    const dump1 = (await cairnOk('dump', ['--dbname', 'postgres'], { ...src.env, ...repo.env })).stdout.trim();
     await src.pgbench(['-c', '2', '-j', '2', '-t', '300', '-n']);
     const incr1 = await takeBackup(src, repo, 'incr');
     await src.pgbench(['-c', '2', '-j', '2', '-t', '300', '-n']);
     const full2 = await takeBackup(src, repo, 'full');
+    const dump2 = (await cairnOk('dump', ['--dbname', 'postgres'], { ...src.env, ...repo.env })).stdout.trim();
     await src.pgbench(['-c', '2', '-j', '2', '-t', '300', '-n']);
     const incr2 = await takeBackup(src, repo, 'incr');
     await src.pgbench(['-c', '2', '-j', '2', '-t', '300', '-n']);
@@ -71,7 +76,7 @@ describe('cairn-expire (fs repository)', { timeout: 600_000 }, () => {
     const snapshot = await src.psql(SNAPSHOT_SQL);
     await switchAndWaitArchived(src);
     await src.stop();
-    st = { repo, ids: { full1, incr1, full2, incr2 }, snapshot };
+    st = { repo, ids: { full1, incr1, full2, incr2 }, dumps: [dump1, dump2], snapshot };
   });
 
   it('--dry-run prints the plan and deletes nothing', async () => {
@@ -92,7 +97,7 @@ describe('cairn-expire (fs repository)', { timeout: 600_000 }, () => {
     assert.equal(plan.wal[0]!.keepFrom, m2.start.wal);
     assert.ok(plan.wal[0]!.removed && plan.wal[0]!.removed.segments > 0, JSON.stringify(plan.wal));
     assert.equal(segmentNo(plan.wal[0]!.removed.to), segmentNo(m2.start.wal) - 1);
-    assert.match(r.stderr, /^cairn-expire: repository ".*": would remove 2 backups \(2 kept\), 0 dumps \(0 kept\), \d+ WAL segments \(\d+ files\), 0 debris objects; would free [\d.]+ [kM]?B\n$/);
+    assert.match(r.stderr, /^cairn-expire: repository ".*": would remove 2 backups \(2 kept\), 0 dumps \(2 kept\), \d+ WAL segments \(\d+ files\), 0 debris objects; would free [\d.]+ [kM]?B\n$/);
     assert.deepEqual(await repo.keys(), before, 'a dry run deletes nothing');
   });
 
@@ -149,6 +154,19 @@ describe('cairn-expire (fs repository)', { timeout: 600_000 }, () => {
     assert.equal(rp.backup.id, ids.incr2);
     assert.equal(rp.targetTimeline, 2);
     assert.deepEqual(rp.timelines, [1, 2]);
+
+    // Dumps have their own policy; backups and WAL are not touched by it.
+    const { dumps } = state();
+    const keysBefore = (await repo.keys()).filter((k) => !k.startsWith('main/dumps/'));
+    await cairnOk('expire', ['--keep-dumps', '1'], repo.env);
+    const dumpKeys = await repo.keys('main/dumps/');
+    const [, oldId] = dumps[0]!.split('/');
+    const [, newId] = dumps[1]!.split('/');
+    assert.ok(!dumpKeys.some((k) => k.includes(`/${oldId}/`)), `${dumps[0]} is gone`);
+    assert.ok(dumpKeys.includes(`main/dumps/postgres/${newId}/manifest.json`), `${dumps[1]} stays`);
+    assert.deepEqual((await repo.keys()).filter((k) => !k.startsWith('main/dumps/') && !k.startsWith('main/verify/')), keysBefore);
+    const toc = await cairnOk('restore', ['--dump', dumps[1]!, '--list'], repo.env);
+    assert.match(toc.stdout, /TABLE DATA public pgbench_accounts/);
 
     // No policy is a usage error, told before the repository is touched.
     const bad = await runCairn('expire', [], { env: repo.env });
