@@ -6,7 +6,7 @@ import { defineTool } from '@cairn/core/cli/run';
 import { COMPRESS_SETTING } from '@cairn/core/config/settings';
 import { parseCompress } from '@cairn/core/codec/index';
 import { summarize, type BackupType } from '@cairn/core/backup/manifest';
-import { describeHolder, LOCK_WAIT_SETTING, withLeases, type LeaseRecord } from '@cairn/core/repo/lease';
+import { leaseOptionsFor, LOCK_WAIT_SETTING, withLeases } from '@cairn/core/repo/lease';
 import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
 import { basebackup, defaultJobs, streamInput } from './basebackup.js';
 import { formatBytes } from '@cairn/core/cli/format';
@@ -70,7 +70,7 @@ export const basebackupTool = defineTool({
           ? { kind: 'local' as const, pgdata: pgdata!, fastCheckpoint: checkpoint === 'fast' }
           : { kind: 'stream' as const, ...streamInput(fromTar, remote, s['pg-bin'] as string | undefined, checkpoint === 'fast', ctx) };
       // The backup lease keeps a second backup (same parent, same id) and expire out.
-      const leaseOpts = { tool: 'basebackup' as const, waitMs: (s['lock-wait'] as number) * 1000, signal: ctx.signal, onTakeover: (r: LeaseRecord) => ctx.log.warn(`took over the stale lease of ${describeHolder(r)}`) };
+      const leaseOpts = leaseOptionsFor('basebackup', (s['lock-wait'] as number) * 1000, ctx);
       const { manifest: m } = await withLeases(driver!, repo.cluster, leaseOpts, (signal) => basebackup({
         driver: driver!, cluster: repo.cluster, key, keyFile: repo.keyFile, compress, type: type as BackupType, checksumDelta: s['checksum-delta'] === true,
         jobs, archiveTimeoutMs: (s['archive-timeout'] as number) * 1000, source, label: (s['label'] as string | undefined) ?? '',

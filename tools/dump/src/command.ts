@@ -11,7 +11,7 @@ import { COMPRESS_SETTING } from '@cairn/core/config/settings';
 import { parseCompress } from '@cairn/core/codec/index';
 import { summarizeDump, type DumpManifest } from '@cairn/core/dump/manifest';
 import { PG_BIN_SETTING } from '@cairn/core/pg/binaries';
-import { describeHolder, LOCK_WAIT_SETTING, withLeases, type LeaseRecord } from '@cairn/core/repo/lease';
+import { leaseOptionsFor, LOCK_WAIT_SETTING, withLeases } from '@cairn/core/repo/lease';
 import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
 import { dump } from './dump.js';
 
@@ -72,7 +72,7 @@ export const dumpTool = defineTool({
     try {
       // The dump lease keeps a second run (same ids) and expire (which would
       // take our manifest-less objects for debris) out.
-      const leaseOpts = { tool: 'dump' as const, waitMs: (s['lock-wait'] as number) * 1000, signal: ctx.signal, onTakeover: (r: LeaseRecord) => ctx.log.warn(`took over the stale lease of ${describeHolder(r)}`) };
+      const leaseOpts = leaseOptionsFor('dump', (s['lock-wait'] as number) * 1000, ctx);
       const { manifests } = await withLeases(driver!, repo.cluster, leaseOpts, (signal) => dump({
         driver: driver!, cluster: repo.cluster, key, compress, databases: all ? 'all' : names, jobs, filters,
         pgBin: s['pg-bin'] as string | undefined, tmpDir,

@@ -8,7 +8,7 @@ import type { Settings } from '@cairn/core/config/settings';
 import type { EncryptionKey } from '@cairn/core/codec/index';
 import { applyExpire, readExpireCatalog } from '@cairn/core/expire/apply';
 import { hasBackupPolicy, hasDumpPolicy, planExpire, type ExpirePlan, type ExpirePolicy, type ExpireResult } from '@cairn/core/expire/plan';
-import { describeHolder, withLeases, type LeaseRecord } from '@cairn/core/repo/lease';
+import { leaseOptionsFor, withLeases } from '@cairn/core/repo/lease';
 import { checkKeyAgainst, readRepoConfig } from '@cairn/core/repo/repo-config';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { parseDuration } from '@cairn/core/util/duration';
@@ -93,12 +93,7 @@ export async function expire(opts: ExpireOptions, ctx: { now: () => Date; signal
       opts.onRepository?.(out.at(-1)!);
       continue;
     }
-    const leaseOpts = {
-      tool: 'expire' as const,
-      waitMs: opts.lockWaitMs,
-      signal: ctx.signal,
-      onTakeover: (r: LeaseRecord) => ctx.log.warn(`took over the stale lease of ${describeHolder(r)}`),
-    };
+    const leaseOpts = leaseOptionsFor('expire', opts.lockWaitMs, ctx);
     // The catalog is read under the lease: no backup or dump can start or
     // finish between planning and deleting.
     out.push(await withLeases(driver, opts.cluster, leaseOpts, async (signal) => {

@@ -88,6 +88,14 @@ export interface HeldLeases {
   release(): Promise<void>;
 }
 
+/**
+ * The lease options of a tool run: how long to wait (`--lock-wait`), its
+ * signal, and a warning on its log when a stale lease is taken over.
+ */
+export function leaseOptionsFor(tool: LeaseTool, waitMs: number, ctx: { signal: AbortSignal; log: { warn: (line: string) => void } }): LeaseOptions {
+  return { tool, waitMs, signal: ctx.signal, onTakeover: (r) => ctx.log.warn(`took over the stale lease of ${describeHolder(r)}`) };
+}
+
 export function leaseKey(cluster: string, name: string): string {
   return `${cluster}/locks/${name}`;
 }
