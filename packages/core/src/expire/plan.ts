@@ -11,6 +11,7 @@ import type { ObjectInfo } from '../storage/driver.js';
 import type { Duration } from '../util/duration.js';
 import { historyTimelines, type TimelineHistoryEntry } from '../wal/history.js';
 import { isLsn, parseLsn } from '../wal/lsn.js';
+import { placeOnTimeline } from '../restore/planner.js';
 import { compareSegments, isValidSegmentSize, lsnToSegmentNumber, segmentName, segmentNumber } from '../wal/segment.js';
 
 export const EXPIRE_PLAN_FORMAT = 'cairn.expire-plan/1';
@@ -375,7 +376,7 @@ class Reasons {
   }
 }
 
-/** Whether recovery along timeline `tli` can start from backup `b` (as planRestore's route check). */
+/** Whether recovery along timeline `tli` can start from backup `b` (planRestore's route check). */
 function reaches(b: BackupSummary, tli: number, hist: ReadonlyMap<number, readonly TimelineHistoryEntry[]>): boolean {
   if (b.timeline === tli) return true;
   if (!isLsn(b.start.lsn) || !isLsn(b.stop.lsn)) return false;
@@ -385,11 +386,7 @@ function reaches(b: BackupSummary, tli: number, hist: ReadonlyMap<number, readon
   } catch {
     return false; // a damaged history leads nowhere; planRestore refuses it too
   }
-  const span = spans.find((s) => s.timeline === b.timeline);
-  if (span === undefined) return false;
-  const start = parseLsn(b.start.lsn);
-  const stop = parseLsn(b.stop.lsn);
-  return start >= span.begin && (span.end === undefined || (start < span.end && stop <= span.end));
+  return placeOnTimeline(spans, b.timeline, parseLsn(b.start.lsn), parseLsn(b.stop.lsn)).where === 'on-path';
 }
 
 function planBackups(catalog: ExpireCatalog, policy: ExpirePolicy, now: Date, groups: Map<string, ObjectGroup>): ExpirePlanBackup[] {

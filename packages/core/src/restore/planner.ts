@@ -221,26 +221,42 @@ function routeFor(input: PlanInput, b: BackupSummary): Route {
     warnings.push(`timeline ${tli} has no history file in repository ${quote(input.repo)}: recovery can only follow timeline ${tli} itself`);
   }
   const spans = historyTimelines(entries ?? [], tli, `${historyFileName(tli)} in repository ${quote(input.repo)}`);
-  const at = spans.findIndex((s) => s.timeline === b.timeline);
-  const span = spans[at];
+  const place = placeOnTimeline(spans, b.timeline, startLsn, stopLsn);
   const other = tli === b.timeline ? '' : ` or --target-timeline current to stay on timeline ${b.timeline}`;
-  if (span === undefined || startLsn < span.begin) {
+  if (place.where === 'not-in-history') {
     throw new CairnError('NOT_FOUND', `backup ${quote(b.id)} on timeline ${b.timeline} is not in the history of timeline ${tli}`, {
       hint: `restore a backup taken on timeline ${tli} or one of its parents (cairn-info lists them)${other}`,
     });
   }
-  if (span.end !== undefined && startLsn >= span.end) {
-    throw new CairnError('NOT_FOUND', `timeline ${tli} branched off timeline ${b.timeline} at ${formatLsn(span.end)}, before backup ${quote(b.id)} started at ${b.start.lsn}`, {
-      hint: `restore a backup that started before the branch, or one taken on timeline ${tli}${other}`,
+  if (place.where !== 'on-path') {
+    const [when, which] = place.where === 'branched-before' ? [`before backup ${quote(b.id)} started at ${b.start.lsn}`, 'started'] : [`while backup ${quote(b.id)} was running (${b.start.lsn} to ${b.stop.lsn})`, 'ended'];
+    throw new CairnError('NOT_FOUND', `timeline ${tli} branched off timeline ${b.timeline} at ${formatLsn(place.branch)}, ${when}`, {
+      hint: `restore a backup that ${which} before the branch, or one taken on timeline ${tli}${other}`,
     });
   }
-  if (span.end !== undefined && stopLsn > span.end) {
-    throw new CairnError('NOT_FOUND', `timeline ${tli} branched off timeline ${b.timeline} at ${formatLsn(span.end)}, while backup ${quote(b.id)} was running (${b.start.lsn} to ${b.stop.lsn})`, {
-      hint: `restore a backup that ended before the branch, or one taken on timeline ${tli}${other}`,
-    });
-  }
+  const at = place.at;
   const path = spans.slice(0, at + 1).map((s) => s.timeline).reverse();
   return { backup: b, startLsn, stopLsn, stopMicros, timeline: tli, spans, path, warnings };
+}
+
+export type TimelinePlace =
+  | { where: 'on-path'; at: number }
+  | { where: 'not-in-history' }
+  | { where: 'branched-before' | 'branched-during'; branch: bigint };
+
+/**
+ * Whether recovery along a timeline (its history `spans`, newest first) can
+ * start from a backup taken on `timeline` from `startLsn` to `stopLsn`: the
+ * backup must lie on that history, and the timeline must not have branched
+ * off before or while it ran. `at` indexes the backup's span.
+ */
+export function placeOnTimeline(spans: readonly TimelineSpan[], timeline: number, startLsn: bigint, stopLsn: bigint): TimelinePlace {
+  const at = spans.findIndex((s) => s.timeline === timeline);
+  const span = spans[at];
+  if (span === undefined || startLsn < span.begin) return { where: 'not-in-history' };
+  if (span.end !== undefined && startLsn >= span.end) return { where: 'branched-before', branch: span.end };
+  if (span.end !== undefined && stopLsn > span.end) return { where: 'branched-during', branch: span.end };
+  return { where: 'on-path', at };
 }
 
 function manifestLsn(b: BackupSummary, which: string, text: string): bigint {
