@@ -513,7 +513,7 @@ async function verifyWal(
   const archive = await listWalArchive(driver, cluster, ctx.signal);
   const systems = only ? [only.systemId] : [...new Set([...archive.keys(), ...backups.map((b) => b.systemId)])].sort();
   for (const systemId of systems) {
-    const listing: WalListing = archive.get(systemId) ?? { systemId, segments: new Map(), histories: new Map(), others: [], foreign: [] };
+    const listing: WalListing = archive.get(systemId) ?? { systemId, segments: new Map(), histories: new Map(), others: [], all: [], foreign: [] };
     const ofSystem = backups.filter((b) => b.systemId === systemId);
     // The segment size names segments: from a backup, else the system's registration.
     let segSize = ofSystem.find((b) => isValidSegmentSize(b.walSegmentSize))?.walSegmentSize;
@@ -536,7 +536,8 @@ async function verifyWal(
         }
       }
     } else {
-      toRead = [...listing.segments.values(), ...listing.others];
+      // Every stored copy (a segment may be stored in two encodings): each is one a restore may read.
+      toRead = listing.all.filter((w) => !w.walName.endsWith('.history'));
     }
 
     // History files first (they are few and the continuity check needs them).

@@ -4,9 +4,7 @@
 import type { EncryptionKey } from '../codec/index.js';
 import { backupsPrefix } from '../backup/manifest.js';
 import { dumpsPrefix } from '../dump/manifest.js';
-import { readHistories, readRepoCatalog, walPrefix } from '../repo/catalog.js';
-import { parseWalObjectName } from '../repo/layout.js';
-import type { StoredWal } from '../repo/wal-archive.js';
+import { readHistories, readRepoCatalog } from '../repo/catalog.js';
 import type { ObjectInfo, StorageDriver } from '../storage/driver.js';
 import type { ExpireCatalog, ExpireStep, ExpireWal } from './plan.js';
 
@@ -18,20 +16,9 @@ import type { ExpireCatalog, ExpireStep, ExpireWal } from './plan.js';
  */
 export async function readExpireCatalog(driver: StorageDriver, cluster: string, key: EncryptionKey | undefined, signal?: AbortSignal): Promise<ExpireCatalog> {
   const cat = await readRepoCatalog(driver, cluster, signal);
-  const files = new Map<string, StoredWal[]>();
-  const prefix = walPrefix(cluster);
-  for await (const obj of driver.list(prefix, signal)) {
-    const systemId = obj.key.slice(prefix.length).split('/')[0]!;
-    const parsed = parseWalObjectName(obj.key);
-    if (!parsed || !cat.wal.has(systemId)) continue;
-    const stored: StoredWal = { ...parsed, key: obj.key, size: obj.size, mtime: obj.mtime };
-    const list = files.get(systemId);
-    if (list) list.push(stored);
-    else files.set(systemId, [stored]);
-  }
   const wal = new Map<string, ExpireWal>();
   for (const [systemId, listing] of cat.wal) {
-    wal.set(systemId, { files: files.get(systemId) ?? [], histories: await readHistories(driver, listing, key, signal) });
+    wal.set(systemId, { files: listing.all, histories: await readHistories(driver, listing, key, signal) });
   }
   const objects: ObjectInfo[] = [];
   for (const p of [backupsPrefix(cluster), dumpsPrefix(cluster)]) {

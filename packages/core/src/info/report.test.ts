@@ -64,7 +64,7 @@ function listing(ranges: [number, number, number][], without: number[] = [], his
     for (let n = from; n <= to; n++) if (!(tli === 1 && without.includes(n))) segments.set(seg(tli, n), stored(seg(tli, n), archivedAt(n)));
   }
   const histories = new Map(historyTimelines.map((t) => [t, stored(`${t.toString(16).toUpperCase().padStart(8, '0')}.history`, archivedAt(0))]));
-  return { systemId: SYS, segments, histories, others: [], foreign: [] };
+  return { systemId: SYS, segments, histories, others: [], all: [...segments.values(), ...histories.values()], foreign: [] };
 }
 
 function catalogOf(backups: BackupSummary[], wal?: WalListing): RepoCatalog {

@@ -26,6 +26,8 @@ export interface WalListing {
   histories: Map<number, StoredWal>;
   /** .partial and .backup files. */
   others: StoredWal[];
+  /** Every WAL object of the system in key order: each stored copy, history files included. */
+  all: StoredWal[];
   /** Keys under the system's WAL prefix that are no WAL object cairn writes (debris, foreign files). */
   foreign: ObjectInfo[];
 }
@@ -47,13 +49,14 @@ export async function listWalArchive(driver: StorageDriver, cluster: string, sig
     if (slash <= 0) continue;
     const systemId = rest.slice(0, slash);
     let listing = out.get(systemId);
-    if (!listing) out.set(systemId, (listing = { systemId, segments: new Map(), histories: new Map(), others: [], foreign: [] }));
+    if (!listing) out.set(systemId, (listing = { systemId, segments: new Map(), histories: new Map(), others: [], all: [], foreign: [] }));
     const parsed = parseWalObjectName(obj.key);
     if (!parsed) {
       listing.foreign.push(obj);
       continue;
     }
     const stored: StoredWal = { ...parsed, key: obj.key, size: obj.size, mtime: obj.mtime };
+    listing.all.push(stored);
     if (SEGMENT_RE.test(parsed.walName)) {
       if (!listing.segments.has(parsed.walName)) listing.segments.set(parsed.walName, stored);
     } else if (parsed.walName.endsWith('.history')) {
