@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { runCleanups } from '@cairn/testkit/cleanup';
 import { chownToPgUser } from '@cairn/testkit/tmp';
 import { createCluster, type Cluster } from '@cairn/testkit/pg-cluster';
+import { processIdentity } from '@cairn/core/repo/lease';
 import { makeRepo, type RepoFixture } from './repo-fixture.js';
 import { assertRestoredEquals, cairnOk, restoreAndStart, SNAPSHOT_SQL, takeBackup, walPushCommand } from './pitr-harness.js';
 import { runCairn } from './tools.js';
@@ -77,7 +78,7 @@ describe('leases', { timeout: 600_000 }, () => {
   });
 
   it('the lease of a killed run on this host is taken over at once', async () => {
-    await plantLease('backup', { host: hostname(), pid: deadPid() });
+    await plantLease('backup', { host: hostname(), pid: deadPid(), ...processIdentity() });
     const r = await cairnOk('basebackup', ['--pgdata', src.pgdata, '--type', 'incr'], env());
     assert.match(r.stderr, /took over the stale lease/);
   });

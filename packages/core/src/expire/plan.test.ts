@@ -279,6 +279,32 @@ describe('planExpire: WAL', () => {
   });
 });
 
+describe('planExpire: WAL it cannot judge', () => {
+  test('a timeline above 1 without its history file keeps all its WAL (after a failover it may be everything since)', () => {
+    const spec: CatalogSpec = {
+      backups: [backup({ id: '20261101-010000F', start: 2 }), backup({ id: '20261110-010000F', start: 8 })],
+      // Timeline 2 has segments but its history file was never archived.
+      wal: [{ ranges: [[1, 1, 12], [2, 10, 14]], histories: new Map() }],
+    };
+    const r = plan(spec, { keepFull: 1 });
+    const byTli = new Map(r.plan.wal.map((w) => [w.timeline, w]));
+    assert.equal(byTli.get(1)!.removed!.to, seg(1, 7));
+    assert.equal(byTli.get(2)!.removed, null);
+    assert.equal(byTli.get(2)!.keptFiles, 5);
+    assert.equal(byTli.get(2)!.reason, 'no history file for timeline 2: kept until one is archived');
+  });
+
+  test('a kept backup without a readable start LSN keeps the WAL of its timeline', () => {
+    const spec: CatalogSpec = {
+      backups: [backup({ id: '20261101-010000F', start: 2 }), { ...backup({ id: '20261110-010000F', start: 8 }), start: { time: '2026-11-10T01:00:00Z', lsn: 'garbage', wal: seg(1, 8) } }],
+      wal: [{ ranges: [[1, 1, 12]] }],
+    };
+    const r = plan(spec, { keepFull: 1 });
+    assert.equal(r.plan.wal[0]!.removed, null);
+    assert.match(r.plan.wal[0]!.reason, /no readable start LSN/);
+  });
+});
+
 describe('planExpire: dumps', () => {
   const dumps = [
     dump('app', '20250101-000000L'),

@@ -581,11 +581,22 @@ function planWal(catalog: ExpireCatalog, kept: readonly BackupSummary[]): { entr
         entry.reason = 'no kept backup of this system';
         continue;
       }
+      if (tli > 1 && !archive.histories.has(tli)) {
+        // Without its history file (not archived yet, or lost) nobody can
+        // tell which backups lead to this timeline: after a failover it may
+        // be all the WAL since the promotion. Not ours to judge.
+        entry.reason = `no history file for timeline ${tli}: kept until one is archived`;
+        continue;
+      }
       const lineage = new Set([tli, ...(archive.histories.get(tli) ?? []).map((e) => e.timeline)]);
+      if (mine.some((b) => lineage.has(b.timeline) && !isLsn(b.start.lsn))) {
+        entry.reason = 'a kept backup that restores along this timeline has no readable start LSN: kept';
+        continue;
+      }
       let threshold: bigint | undefined;
       let from: string | undefined;
       for (const b of mine) {
-        if (!lineage.has(b.timeline) || !isLsn(b.start.lsn)) continue;
+        if (!lineage.has(b.timeline)) continue;
         const s = lsnToSegmentNumber(parseLsn(b.start.lsn), segSize);
         if (threshold === undefined || s < threshold) {
           threshold = s;

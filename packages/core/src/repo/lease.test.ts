@@ -8,7 +8,7 @@ import { isCairnError } from '../cli/errors.js';
 import { FsDriver } from '../storage/fs.js';
 import { MemoryDriver } from '../storage/memory.js';
 import type { StorageDriver, WriteOptions } from '../storage/driver.js';
-import { acquireLeases, leaseKey, LEASE_FORMAT, withLeases, type LeaseRecord } from './lease.js';
+import { acquireLeases, leaseKey, LEASE_FORMAT, processIdentity, withLeases, type LeaseRecord } from './lease.js';
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -105,8 +105,31 @@ for (const [kind, make] of drivers()) {
 
     it('a lease of a process of this host that is gone is taken over before it expires', async () => {
       const d = make();
-      await writeRecord(d, 'backup', { host: hostname(), pid: deadPid() });
+      await writeRecord(d, 'backup', { host: hostname(), pid: deadPid(), ...processIdentity() });
       const l = await acquireLeases(d, 'main', { tool: 'basebackup', confirmMs: 10 });
+      await l.release();
+    });
+
+    it('a dead pid of another pid namespace or boot (a container with the same host name) is honoured until expiry', async () => {
+      const d = make();
+      assert.ok(processIdentity().pidNamespace, 'this Linux shows /proc/self/ns/pid');
+      await writeRecord(d, 'backup', { host: hostname(), pid: deadPid(), ...processIdentity(), pidNamespace: 'pid:[1]' });
+      await assert.rejects(acquireLeases(d, 'main', { tool: 'basebackup' }), (e: unknown) => isCairnError(e, 'LOCK_HELD'));
+      await writeRecord(d, 'backup', { host: hostname(), pid: deadPid(), ...processIdentity(), bootId: 'another-boot' });
+      await assert.rejects(acquireLeases(d, 'main', { tool: 'basebackup' }), (e: unknown) => isCairnError(e, 'LOCK_HELD'));
+    });
+
+    it('a holder whose renewals fail stops before its lease runs out', async () => {
+      const d = make();
+      const l = await acquireLeases(d, 'main', { tool: 'basebackup', ttlMs: 300 });
+      d.write = async () => {
+        throw new Error('storage unreachable');
+      };
+      await new Promise((r) => setTimeout(r, 150));
+      assert.equal(l.signal.aborted, false, 'one failed renewal is retried');
+      await new Promise((r) => setTimeout(r, 250));
+      assert.equal(l.signal.aborted, true);
+      assert.match((l.signal.reason as Error).message, /could not be renewed before it ran out/);
       await l.release();
     });
 

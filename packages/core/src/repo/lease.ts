@@ -15,7 +15,7 @@
 // A backup and a dump do not collide, so they run side by side.
 //
 // Taking over: a lease whose expiry has passed, or whose holder is a process
-// on this host that no longer exists, is removed (only if it still holds the
+// on this host (same boot, same pid namespace) that no longer exists, is removed (only if it still holds the
 // very record judged stale) and taken with a create-if-absent. Where the
 // storage cannot create-if-absent atomically (S3 servers without
 // If-None-Match), the winner is confirmed by reading the lease back after a
@@ -23,6 +23,7 @@
 // the other's record and backs off.
 
 import { randomBytes } from 'node:crypto';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { CairnError } from '../cli/errors.js';
 import type { SettingDef } from '../config/settings.js';
@@ -51,6 +52,13 @@ export interface LeaseRecord {
   holder: string;
   host: string;
   pid: number;
+  /**
+   * The kernel boot and pid namespace of the holder (Linux), so that a pid
+   * is only judged on the host, boot and namespace it belongs to: containers
+   * sharing a host name have pid namespaces of their own.
+   */
+  bootId?: string;
+  pidNamespace?: string;
   acquiredAt: string;
   renewedAt: string;
   expiresAt: string;
@@ -136,8 +144,17 @@ function holdLeases(driver: StorageDriver, cluster: string, records: LeaseRecord
       }
       const t = now();
       const rec = { ...r, renewedAt: t.toISOString(), expiresAt: new Date(t.getTime() + ttl).toISOString() };
-      // A failed renewal is retried at the next tick; the record stays valid until expiresAt.
-      await driver.write(leaseKey(cluster, r.name), encode(rec)).then(() => next.push(rec), () => next.push(r));
+      // A failed renewal is retried at the next tick while the record is
+      // still valid; once it is about to run out another run may take it
+      // over, so this one must stop.
+      const renewed = await driver.write(leaseKey(cluster, r.name), encode(rec)).then(() => true, () => false);
+      if (renewed) next.push(rec);
+      else if (now().getTime() >= Date.parse(r.expiresAt) - ttl / 3) {
+        lost.abort(new CairnError('LOCK_HELD', `lease ${quote(r.name)} of cluster ${quote(cluster)} could not be renewed before it ran out (the repository did not answer)`, {
+          hint: 'another run may hold it now; check the repository and run this again',
+        }));
+        return;
+      } else next.push(r);
     }
     current = next;
   };
@@ -176,6 +193,7 @@ async function acquireOne(driver: StorageDriver, cluster: string, name: string, 
       holder: randomBytes(12).toString('hex'),
       host: hostname(),
       pid: process.pid,
+      ...processIdentity(),
       acquiredAt: t.toISOString(),
       renewedAt: t.toISOString(),
       expiresAt: new Date(t.getTime() + ttl).toISOString(),
@@ -221,7 +239,31 @@ async function acquireOne(driver: StorageDriver, cluster: string, name: string, 
 export function isStale(rec: LeaseRecord, now: Date): boolean {
   const expires = Date.parse(rec.expiresAt);
   if (!Number.isFinite(expires) || now.getTime() > expires) return true;
-  return rec.host === hostname() && Number.isInteger(rec.pid) && rec.pid > 0 && !isAlive(rec.pid);
+  if (rec.host !== hostname() || !Number.isInteger(rec.pid) || rec.pid <= 0) return false;
+  const me = processIdentity();
+  // Only where the pid means the same process table as ours.
+  if (rec.bootId !== me.bootId || rec.pidNamespace !== me.pidNamespace) return false;
+  return !isAlive(rec.pid);
+}
+
+let identity: { bootId?: string; pidNamespace?: string } | undefined;
+
+/** This process's boot id and pid namespace (absent where /proc does not tell). */
+export function processIdentity(): { bootId?: string; pidNamespace?: string } {
+  if (identity === undefined) {
+    identity = {};
+    try {
+      identity.bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    } catch {
+      // not Linux: the host name and expiry decide
+    }
+    try {
+      identity.pidNamespace = readlinkSync('/proc/self/ns/pid');
+    } catch {
+      // likewise
+    }
+  }
+  return identity;
 }
 
 export function describeHolder(rec: LeaseRecord): string {
