@@ -59,6 +59,21 @@ describe('readInfoReport', () => {
     assert.match(text, /last drill {3}20261121-210000 result unknown/);
   });
 
+  test('a damaged manifest and verify result: the rest is reported, the damaged one listed, exit 4', async () => {
+    const d = new MemoryDriver();
+    await ensureRepoConfig(d, 'main', undefined, NOW);
+    await d.write('main/backups/20261121-020000F/manifest.json', Buffer.from('{"format": "cairn.backup/1"'));
+    await d.write(verifyResultKey('main', '20261121-230000'), Buffer.from('{half'));
+    const warned: string[] = [];
+    const r = await readInfoReport(d, 'main', undefined, NOW, undefined, (l) => warned.push(l));
+    assert.deepEqual(r.backups, []);
+    assert.equal(r.lastVerify, null);
+    assert.deepEqual(r.damaged?.map((x) => [x.kind, x.id, x.key]), [['backup', '20261121-020000F', 'main/backups/20261121-020000F/manifest.json']]);
+    assert.match(warned[0]!, /^backup 20261121-020000F left out: its manifest "main\/backups\/20261121-020000F\/manifest.json" is damaged/);
+    assert.match(formatReport(r), /damaged \(left out above; run cairn-verify\)\n {2}backup 20261121-020000F: /);
+    assert.equal(infoExitStatus({ format: 'cairn.info/1', createdAt: NOW.toISOString(), repositories: [r], errors: [] }), 4);
+  });
+
   test('an encrypted repository without the key is refused before anything is decoded', async () => {
     const d = new MemoryDriver();
     await ensureRepoConfig(d, 'main', encryptionKeyFromBytes(Buffer.alloc(32, 7)), NOW);

@@ -10,6 +10,7 @@ import {
   emptyUsage,
   INFO_FORMAT,
   tallyObject,
+  type InfoDamaged,
   type InfoDocument,
   type InfoPoint,
   type InfoReport,
@@ -69,11 +70,16 @@ export async function readInfoReport(
   const cfg = await readRepoConfig(driver, cluster, signal);
   // A wrong or missing key is told before any history file fails to decode.
   if (cfg !== undefined) checkKeyAgainst(cfg, key, driver.url, cluster);
-  // A damaged manifest leaves its backup or dump out of the report, told on
-  // stderr, rather than hiding the whole repository.
+  // A damaged manifest leaves its backup or dump out of the report, listed
+  // in `damaged` and told on stderr, rather than hiding the whole repository;
+  // the exit status is still 4.
+  const damaged: InfoDamaged[] = [];
   const catalog = await readRepoCatalog(driver, cluster, {
     ...(signal ? { signal } : {}),
-    onInvalid: (bad) => warn(`${bad.kind} ${bad.id} left out: its manifest ${JSON.stringify(bad.key)} is damaged (${bad.error.message}); run cairn-verify`),
+    onInvalid: (bad) => {
+      damaged.push({ kind: bad.kind, id: bad.id, key: bad.key, message: bad.error.message });
+      warn(`${bad.kind} ${bad.id} left out: its manifest ${JSON.stringify(bad.key)} is damaged (${bad.error.message}); run cairn-verify`);
+    },
   });
 
   const histories = new Map<string, Map<number, TimelineHistoryEntry[]>>();
@@ -105,24 +111,29 @@ export async function readInfoReport(
     lastDrill = { id: DRILL_KEY_RE.exec(drillKey)![1]!, body };
   }
 
-  return describeRepository(
+  const report = describeRepository(
     catalog,
     {
       usage,
       encrypted: cfg === undefined ? undefined : cfg.cipher !== 'none',
       systems,
       histories,
-      lastVerify: await readLatestVerifyResult(driver, cluster, signal),
+      lastVerify: await readLatestVerifyResult(driver, cluster, signal).catch((err: unknown) => {
+        // A damaged verify result must not hide the rest of the report either.
+        if (!isCairnError(err, 'FORMAT_INVALID')) throw err;
+        return undefined;
+      }),
       lastDrill,
     },
     now,
   );
+  return damaged.length > 0 ? { ...report, damaged } : report;
 }
 
 /** The exit status for a document: 0, or the first unreadable repository's. */
 export function infoExitStatus(doc: InfoDocument): number {
   const first = doc.errors[0];
-  if (first === undefined) return EXIT.OK;
+  if (first === undefined) return doc.repositories.some((r) => (r.damaged?.length ?? 0) > 0) ? EXIT.DATA : EXIT.OK;
   return first.code in ERROR_CODES ? ERROR_CODES[first.code as ErrorCode] : EXIT.CONFIG;
 }
 
@@ -222,6 +233,10 @@ export function formatReport(r: InfoReport): string {
     }
     for (const u of s.unreachable) out.push(`  unreachable: from ${u.from.lsn} (${shortTime(u.from.time)}) to ${u.to.lsn} (${shortTime(u.to.time)}) on system ${s.systemId}: WAL is missing between backups`);
     for (const n of s.notes) out.push(`  ${several ? `system ${s.systemId}: ` : ''}${n}`);
+  }
+  if (r.damaged !== undefined && r.damaged.length > 0) {
+    out.push('', 'damaged (left out above; run cairn-verify)');
+    for (const d of r.damaged) out.push(`  ${d.kind} ${d.id}: ${d.message}`);
   }
   return out.join('\n') + '\n';
 }

@@ -186,6 +186,17 @@ export interface InfoReport {
   lastVerify: InfoVerify | null;
   lastDrill: InfoDrill | null;
   recoverability: InfoRecoverability;
+  /** Backups and dumps left out because their manifest is damaged (present only when there are some; exit status 4). */
+  damaged?: InfoDamaged[];
+}
+
+export interface InfoDamaged {
+  kind: 'backup' | 'dump';
+  /** Backup id, or `DIR/ID` of a dump. */
+  id: string;
+  /** The manifest's key. */
+  key: string;
+  message: string;
 }
 
 /** What cairn-info --json prints: one report per repository, and the repositories that could not be read. */
