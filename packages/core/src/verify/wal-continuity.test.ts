@@ -72,6 +72,11 @@ describe('checkWalContinuity', () => {
       want: [],
     },
     {
+      name: 'a gap on the parent after its newest full segment, before the .partial at the switch',
+      in: { segments: [...segs(1, 1, 8), ...segs(2, 11, 14)], partials: [`${seg(1, 11)}.partial`], histories: new Map([[2, [sw(1, 11)]]]), backups: [B1] },
+      want: [`wal-gap ${seg(1, 9)}`],
+    },
+    {
       name: 'the parent has no segment at the switch point',
       in: { segments: [...segs(1, 1, 5), ...segs(2, 6, 9)], histories: new Map([[2, [sw(1, 6)]]]), backups: [B1] },
       want: ['timeline-break timeline 2'],
@@ -139,6 +144,11 @@ describe('checkWalContinuity', () => {
     const i = input({ segments: without(segs(1, 1, 12), seg(1, 6), seg(1, 9)), backups: [B1, other], checkBackups: new Set([B1.id]), archive: false });
     assert.deepEqual(found(i), []);
     assert.deepEqual(found({ ...i, checkBackups: new Set([other.id]) }), [`backup-wal-missing ${other.id}`]);
+  });
+
+  test('a gap before a child\'s switch names the child', () => {
+    const [p] = checkWalContinuity(input({ segments: [...segs(1, 1, 8), ...segs(2, 11, 14)], partials: [`${seg(1, 11)}.partial`], histories: new Map([[2, [sw(1, 11)]]]), backups: [B1] })).problems;
+    assert.match(p!.message, new RegExp(`^WAL "${seg(1, 9)}" to "${seg(1, 10)}" \\(2 segments\\) on timeline 1 of system \\d+ is missing \\(timeline 2 branches off in "${seg(1, 11)}"\\)$`));
   });
 
   test('messages name the range and what to do', () => {

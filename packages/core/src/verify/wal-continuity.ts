@@ -201,13 +201,30 @@ export function checkWalContinuity(input: WalContinuityInput): WalContinuityResu
       const start = begin ?? (tli > 1 ? lowest! : 0n);
       let lo = oldestStart ?? lowest!;
       if (start > lo) lo = start;
+      // A child timeline branched off this one later than its newest full
+      // segment (the last one may be archived only as .partial): a restore
+      // that crosses to the child reads every segment up to the switch.
+      let upTo = newest;
+      let child: number | undefined;
+      for (const [c, h] of input.histories) {
+        const fork = h.at(-1);
+        if (fork === undefined || fork.timeline !== tli || fork.switchLsn === 0n) continue;
+        const prevSeg = lsnToSegmentNumber(fork.switchLsn, segSize, { end: true });
+        if (prevSeg > upTo) {
+          upTo = prevSeg;
+          child = c;
+        }
+      }
       const missing: bigint[] = [];
-      for (let s = lo; s < newest; s++) if (!stored.has(s)) missing.push(s);
+      for (let s = lo; s < upTo; s++) if (!stored.has(s)) missing.push(s);
+      const reach = child === undefined
+        ? `the archive goes on to ${quote(segmentName(tli, newest, segSize))}`
+        : `timeline ${child} branches off in ${quote(segmentName(tli, upTo, segSize))}`;
       for (const r of ranges(missing)) {
         problems.push({
           kind: 'wal-gap',
           subject: segmentName(tli, r.from, segSize),
-          message: `WAL ${describeRange(tli, r, segSize)} on timeline ${tli} of ${where} is missing (the archive goes on to ${quote(segmentName(tli, newest, segSize))})`,
+          message: `WAL ${describeRange(tli, r, segSize)} on timeline ${tli} of ${where} is missing (${reach})`,
           hint: 'point-in-time recovery cannot cross the gap: if the server still has the files in pg_wal, archive them with cairn-wal-push; take a new full backup so restores after the gap work',
         });
       }
