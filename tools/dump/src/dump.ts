@@ -170,10 +170,14 @@ function manifestFor(run: Run, database: string | null, dir: string, dumpFormat:
 
 /** Writes the manifest, which makes the dump exist; if that fails, its objects go (they would be debris). */
 async function commit(run: Run, m: DumpManifest): Promise<DumpManifest> {
+  const key = dumpManifestKey(run.o.cluster, m.dir, m.id);
   try {
-    await run.o.driver.write(dumpManifestKey(run.o.cluster, m.dir, m.id), Buffer.from(JSON.stringify(m, null, 2) + '\n'), { ifAbsent: true, signal: run.ctx.signal });
+    await run.o.driver.write(key, Buffer.from(JSON.stringify(m, null, 2) + '\n'), { ifAbsent: true, signal: run.ctx.signal });
   } catch (err) {
-    await Promise.allSettled(m.objects.map((x) => run.o.driver.remove(x.key)));
+    // A write whose answer was lost may have landed (an S3 PUT): a manifest
+    // that exists keeps its objects; only without one are they debris.
+    const landed = await run.o.driver.stat(key).then((st) => st !== undefined, () => true);
+    if (!landed) await Promise.allSettled(m.objects.map((x) => run.o.driver.remove(x.key)));
     throw err;
   }
   run.o.onDump?.(m);

@@ -26,7 +26,7 @@ import {
   type DumpObject,
 } from '@cairn/core/dump/manifest';
 import { dumpReadStages, readDumpObject } from '@cairn/core/dump/objects';
-import { describeExit, findPgProgram, parseProgramMajor, programErrorLine, spawnPgProgram, type PgBinary, type ProgramExit, type ProgramRun } from '@cairn/core/pg/binaries';
+import { describeExit, dumpReaderMajor, findPgProgram, programErrorLine, spawnPgProgram, type PgBinary, type ProgramExit, type ProgramRun } from '@cairn/core/pg/binaries';
 import { connectPg, dbnameConninfo, quoteIdent } from '@cairn/core/pg/connect';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { quote } from '@cairn/core/wal/quote';
@@ -174,8 +174,7 @@ function pgEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 
 /** The pg_restore that reads what this dump's pg_dump wrote (its archive version needs one at least as new). */
 async function pgRestoreFor(m: DumpManifest, o: DumpRestoreOptions, ctx: ToolContext): Promise<PgBinary> {
-  const major = parseProgramMajor(m.pgDumpVersion) ?? Number(m.pgMajor);
-  return findPgProgram('pg_restore', Math.floor(major), { pgBin: o.pgBin, env: ctx.env });
+  return findPgProgram('pg_restore', dumpReaderMajor(m), { pgBin: o.pgBin, env: ctx.env });
 }
 
 export async function restoreDump(o: DumpRestoreOptions, ctx: ToolContext): Promise<DumpRestoreResult> {
@@ -278,7 +277,7 @@ async function restoreGlobals(o: DumpRestoreOptions, m: DumpManifest, ctx: ToolC
     ctx.stdout.write(sql);
     return 0;
   }
-  const psql = await findPgProgram('psql', Math.floor(parseProgramMajor(m.pgDumpVersion) ?? Number(m.pgMajor)), { pgBin: o.pgBin, env: ctx.env });
+  const psql = await findPgProgram('psql', dumpReaderMajor(m), { pgBin: o.pgBin, env: ctx.env });
   const database = o.dbname ?? 'postgres';
   // ON_ERROR_STOP off: "role … already exists" for the bootstrap superuser
   // and any role made before is normal; the rest still runs.

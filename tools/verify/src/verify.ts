@@ -18,7 +18,7 @@ import { decodeFileInto, decodeFileStages, decodeWhole, PIECE_SIZE } from '@cair
 import { backupsPrefix, listBackupIds, manifestKey, readManifest, summarize, type BackupManifest, type BackupSummary, type ManifestFile } from '@cairn/core/backup/manifest';
 import { GLOBALS_DIR, databaseFromDir, dumpManifestKey, listDumps, readDumpManifest, resolveDumpRef, type DumpManifest, type DumpObject, type DumpRef } from '@cairn/core/dump/manifest';
 import { dumpReadStages } from '@cairn/core/dump/objects';
-import { findPgProgram } from '@cairn/core/pg/binaries';
+import { dumpReaderMajor, findPgProgram } from '@cairn/core/pg/binaries';
 import { listWalArchive, readHistoryText, type WalListing } from '@cairn/core/repo/catalog';
 import { checkKeyAgainst, readRepoConfig } from '@cairn/core/repo/repo-config';
 import { readSystem } from '@cairn/core/repo/systems';
@@ -422,7 +422,7 @@ async function checkDumpObject(driver: StorageDriver, o: DumpObject, key: Encryp
 async function verifyDump(driver: StorageDriver, m: DumpManifest, key: EncryptionKey | undefined, opts: VerifyOptions, ctx: VerifyContext, n: Counters, problems: VerifyProblem[]): Promise<void> {
   const name = dumpName(m);
   // The globals dump is SQL text: no table of contents to read.
-  const bin = m.dumpFormat === 'globals' ? '' : await pgRestoreFor(m.pgMajor, opts, ctx);
+  const bin = m.dumpFormat === 'globals' ? '' : await pgRestoreFor(dumpReaderMajor(m), opts, ctx);
   let tocDir: string | undefined;
   let tocFailed = false;
   try {
@@ -473,15 +473,15 @@ async function verifyDump(driver: StorageDriver, m: DumpManifest, key: Encryptio
   }
 }
 
-/** pg_restore for dumps of PostgreSQL `pgMajor`, looked up once per major and run. */
-const pgRestoreCache = new WeakMap<VerifyOptions, Map<string, Promise<string>>>();
-function pgRestoreFor(pgMajor: string, opts: VerifyOptions, ctx: VerifyContext): Promise<string> {
+/** pg_restore for dumps written by pg_dump `major` (dumpReaderMajor), looked up once per major and run. */
+const pgRestoreCache = new WeakMap<VerifyOptions, Map<number, Promise<string>>>();
+function pgRestoreFor(major: number, opts: VerifyOptions, ctx: VerifyContext): Promise<string> {
   let byMajor = pgRestoreCache.get(opts);
   if (!byMajor) pgRestoreCache.set(opts, (byMajor = new Map()));
-  let found = byMajor.get(pgMajor);
+  let found = byMajor.get(major);
   if (!found) {
-    found = findPgProgram('pg_restore', Number.parseInt(pgMajor, 10), { pgBin: opts.pgBin, env: ctx.env }).then((b) => b.path);
-    byMajor.set(pgMajor, found);
+    found = findPgProgram('pg_restore', major, { pgBin: opts.pgBin, env: ctx.env }).then((b) => b.path);
+    byMajor.set(major, found);
   }
   return found;
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, test } from 'node:test';
 import { dbnameConninfo, quoteIdent } from './connect.js';
-import { describeExit, parseProgramMajor, programErrorLine } from './binaries.js';
+import { describeExit, dumpReaderMajor, parseProgramMajor, programErrorLine } from './binaries.js';
 
 describe('pg programs', () => {
   it('reads the major of a --version line', () => {
@@ -26,4 +26,10 @@ describe('pg programs', () => {
     assert.equal(dbnameConninfo('host=evil'), "dbname='host=evil'");
     assert.equal(quoteIdent('My "db"'), '"My ""db"""');
   });
+});
+
+test('dumpReaderMajor: the pg_dump that wrote a dump decides, else the server', () => {
+  assert.equal(dumpReaderMajor({ pgDumpVersion: 'pg_dump (PostgreSQL) 17.2', pgMajor: '15' }), 17);
+  assert.equal(dumpReaderMajor({ pgDumpVersion: 'pg_dumpall (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)', pgMajor: '15' }), 15);
+  assert.equal(dumpReaderMajor({ pgDumpVersion: '', pgMajor: '16' }), 16);
 });

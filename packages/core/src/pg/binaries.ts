@@ -146,3 +146,11 @@ export function describeExit(e: ProgramExit): string {
   if (e.error) return e.error.message;
   return e.signal ? `signal ${e.signal}` : `exit status ${e.code}`;
 }
+
+/**
+ * The major a dump's reader must have: that of the pg_dump that wrote it
+ * (pg_restore cannot read archives of a newer pg_dump), else the server's.
+ */
+export function dumpReaderMajor(m: { pgDumpVersion: string; pgMajor: string }): number {
+  return Math.floor(parseProgramMajor(m.pgDumpVersion) ?? Number(m.pgMajor));
+}
