@@ -25,6 +25,8 @@ import { readSystem } from '@cairn/core/repo/systems';
 import { readWalInto, type StoredWal } from '@cairn/core/repo/wal-archive';
 import { ObjectNotFoundError, WriteConflictError, type StorageDriver } from '@cairn/core/storage/driver';
 import { parseTimelineHistory, type TimelineHistoryEntry } from '@cairn/core/wal/history';
+import { forEachLimit } from '@cairn/core/util/limit';
+import { utcStamp } from '@cairn/core/util/time-id';
 import { quote } from '@cairn/core/wal/quote';
 import { DEFAULT_SEGMENT_SIZE, isValidSegmentSize, segmentName } from '@cairn/core/wal/segment';
 import { backupWalRange, checkWalContinuity } from '@cairn/core/verify/wal-continuity';
@@ -62,8 +64,7 @@ export interface Counters {
 
 /** `20261121-020000`: the run's id and the name of its stored result (UTC start). */
 export function verifyRunId(start: Date): string {
-  const p = (n: number) => String(n).padStart(2, '0');
-  return `${start.getUTCFullYear()}${p(start.getUTCMonth() + 1)}${p(start.getUTCDate())}-${p(start.getUTCHours())}${p(start.getUTCMinutes())}${p(start.getUTCSeconds())}`;
+  return utcStamp(start);
 }
 
 /** Frames decoded at once per large object; jobs × this × 4 MiB bounds memory. */
@@ -78,26 +79,6 @@ function findingOf(err: unknown): 'missing' | 'corrupt' | undefined {
 
 function discard(): Writable {
   return new Writable({ write(_c, _e, cb) { cb(); } });
-}
-
-/** Runs `fn` over `items` with at most `n` at once; the first error stops the rest and is thrown. */
-async function forEachLimit<T>(items: Iterable<T>, n: number, fn: (item: T) => Promise<void>, signal: AbortSignal): Promise<void> {
-  const it = items[Symbol.iterator]();
-  let failed: { err: unknown } | undefined;
-  const worker = async () => {
-    while (failed === undefined) {
-      signal.throwIfAborted();
-      const next = it.next();
-      if (next.done) return;
-      try {
-        await fn(next.value);
-      } catch (err) {
-        failed ??= { err };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, n) }, worker));
-  if (failed !== undefined) throw failed.err;
 }
 
 /**

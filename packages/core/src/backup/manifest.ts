@@ -11,6 +11,7 @@
 import { CairnError } from '../cli/errors.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { readJsonObject } from '../repo/json-object.js';
+import { utcStamp } from '../util/time-id.js';
 import { quote } from '../wal/quote.js';
 
 export const MANIFEST_FORMAT = 'cairn.backup/1';
@@ -24,11 +25,7 @@ const LETTER_TYPE: Record<string, BackupType> = { F: 'full', D: 'diff', I: 'incr
 const BACKUP_ID_RE = /^(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})([FDI])$/;
 
 export function backupId(start: Date, type: BackupType): string {
-  const p = (n: number) => String(n).padStart(2, '0');
-  return (
-    `${start.getUTCFullYear()}${p(start.getUTCMonth() + 1)}${p(start.getUTCDate())}-` +
-    `${p(start.getUTCHours())}${p(start.getUTCMinutes())}${p(start.getUTCSeconds())}${TYPE_LETTER[type]}`
-  );
+  return `${utcStamp(start)}${TYPE_LETTER[type]}`;
 }
 
 export function isBackupId(id: string): boolean {

@@ -15,6 +15,7 @@
 import { CairnError } from '../cli/errors.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { readJsonObject } from '../repo/json-object.js';
+import { utcStamp } from '../util/time-id.js';
 import { quote } from '../wal/quote.js';
 
 export const DUMP_MANIFEST_FORMAT = 'cairn.dump/1';
@@ -29,11 +30,7 @@ export type DumpFormat = 'custom' | 'directory' | 'globals';
 const DUMP_ID_RE = /^(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})L$/;
 
 export function dumpId(start: Date): string {
-  const p = (n: number) => String(n).padStart(2, '0');
-  return (
-    `${start.getUTCFullYear()}${p(start.getUTCMonth() + 1)}${p(start.getUTCDate())}-` +
-    `${p(start.getUTCHours())}${p(start.getUTCMinutes())}${p(start.getUTCSeconds())}L`
-  );
+  return `${utcStamp(start)}L`;
 }
 
 export function isDumpId(id: string): boolean {

@@ -35,3 +35,23 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/** Runs `fn` over `items` with at most `n` at once; the first error stops the rest and is thrown. */
+export async function forEachLimit<T>(items: Iterable<T>, n: number, fn: (item: T) => Promise<void>, signal: AbortSignal): Promise<void> {
+  const it = items[Symbol.iterator]();
+  let failed: { err: unknown } | undefined;
+  const worker = async () => {
+    while (failed === undefined) {
+      signal.throwIfAborted();
+      const next = it.next();
+      if (next.done) return;
+      try {
+        await fn(next.value);
+      } catch (err) {
+        failed ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, n) }, worker));
+  if (failed !== undefined) throw failed.err;
+}
