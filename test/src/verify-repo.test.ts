@@ -16,7 +16,7 @@ import { runCleanups } from '@cairn/testkit/cleanup';
 import { createCluster, type Cluster } from '@cairn/testkit/pg-cluster';
 import { makeTempDir } from '@cairn/testkit/tmp';
 import { makeRepo, type RepoFixture } from './repo-fixture.js';
-import { cairnOk, currentTimeline, readStoredManifest, restoreAndStart, switchAndWaitArchived, takeBackup, walPushCommand, type StoredManifest } from './pitr-harness.js';
+import { cairnOk, currentTimeline, readStoredManifest, restoreAndStart, sleep, switchAndWaitArchived, takeBackup, walPushCommand, type StoredManifest } from './pitr-harness.js';
 import { runCairn, type ToolRun } from './tools.js';
 
 after(runCleanups);
@@ -85,6 +85,11 @@ describe('cairn-verify (fs repository with two timelines)', { timeout: 600_000 }
     const src: Cluster = await createCluster({ name: 'verify-src', archiveCommand: walPushCommand(), archiveTimeout: '1s', env: repo.env });
     await src.start();
     await src.pgbench(['-i', '-s', '1', '-q']);
+    // The incremental references a file only if its mtime is over a second
+    // older than the full's start: give initdb's files (template1's
+    // catalogs, which nothing changes) that second, or on a fast machine the
+    // incremental stores them again and no file is shared.
+    await sleep(1500);
     const fullId = await takeBackup(src, repo, 'full');
     await src.pgbench(['-c', '2', '-j', '2', '-t', '300', '-n']);
     const incrId = await takeBackup(src, repo, 'incr');
