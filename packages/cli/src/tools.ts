@@ -12,5 +12,6 @@ export const TOOLS: Record<string, { summary: string; load: () => Promise<ToolDe
   verify: { summary: 'check that every backup, dump and WAL segment in the repository is whole and restorable', load: async () => (await import('@cairn/verify/command')).verifyTool },
   expire: { summary: 'delete backups, dumps and WAL a retention policy no longer keeps', load: async () => (await import('@cairn/expire/command')).expireTool },
   info: { summary: 'show backups, dumps, WAL ranges and the recoverability window', load: async () => (await import('@cairn/info/command')).infoTool },
+  drill: { summary: 'prove a restore works: restore into a scratch directory, start PostgreSQL, check, record RTO and data age', load: async () => (await import('@cairn/drill/command')).drillTool },
   'prom-export': { summary: 'Prometheus metrics of the repository: to a textfile, on /metrics, or stdout', load: async () => (await import('@cairn/prom-export/command')).promExportTool },
 };

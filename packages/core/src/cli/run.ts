@@ -44,6 +44,12 @@ export interface ToolDef {
    * `settings` is undefined when the error came before they were resolved.
    */
   exitFor?: (err: CairnError, settings: Settings | undefined, env: NodeJS.ProcessEnv) => number;
+  /**
+   * How long the bin waits after SIGTERM/SIGINT for run() to clean up before
+   * it exits anyway (default 2 s; drill stops a server and removes a scratch
+   * directory, which may take longer).
+   */
+  signalGraceMs?: number;
 }
 
 export function defineTool(def: ToolDef): ToolDef {
@@ -186,7 +192,7 @@ export async function runToolMain(def: ToolDef, argv: string[] = process.argv.sl
     // with the tool's own status for errors (wal-push must stay below 126).
     const err = new CairnError('INTERNAL', `interrupted by ${sig}`);
     ac.abort(err);
-    setTimeout(() => process.exit(def.exitFor ? def.exitFor(err, undefined, process.env) : EXIT.INTERNAL), 2000).unref();
+    setTimeout(() => process.exit(def.exitFor ? def.exitFor(err, undefined, process.env) : EXIT.INTERNAL), def.signalGraceMs ?? 2000).unref();
   };
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);

@@ -6,6 +6,7 @@
 import { ERROR_CODES, EXIT, isCairnError, toCairnError, type ErrorCode } from '../cli/errors.js';
 import type { EncryptionKey } from '../codec/index.js';
 import { readHistories, readRepoCatalog } from '../repo/catalog.js';
+import { compareDrillIds } from '../drill/result-format.js';
 import { readJsonObject } from '../repo/json-object.js';
 import { checkKeyAgainst, readRepoConfig } from '../repo/repo-config.js';
 import { closeRepositories, loadKey, openRepositories } from '../repo/repositories.js';
@@ -15,7 +16,7 @@ import { readLatestVerifyResult } from '../verify/result-format.js';
 import type { TimelineHistoryEntry } from '../wal/history.js';
 import { describeRepository, emptyUsage, INFO_FORMAT, tallyObject, type InfoDamaged, type InfoDocument, type InfoReport } from './report.js';
 
-const DRILL_KEY_RE = /\/drills\/([^/]+)\.json$/;
+const DRILL_KEY_RE = /\/drills\/(\d{8}-\d{6}(?:-\d+)?)\.json$/;
 
 /** Reads what the report needs from one repository and describes it. */
 export async function readInfoReport(
@@ -55,7 +56,7 @@ export async function readInfoReport(
   let drillKey: string | undefined;
   for await (const obj of driver.list(`${cluster}/`, signal)) {
     tallyObject(usage, cluster, obj.key, obj.size);
-    if (obj.key.startsWith(`${cluster}/drills/`) && DRILL_KEY_RE.test(obj.key) && (drillKey === undefined || obj.key > drillKey)) drillKey = obj.key;
+    if (obj.key.startsWith(`${cluster}/drills/`) && DRILL_KEY_RE.test(obj.key) && (drillKey === undefined || compareDrillIds(DRILL_KEY_RE.exec(obj.key)![1]!, DRILL_KEY_RE.exec(drillKey)![1]!) > 0)) drillKey = obj.key;
   }
   let lastDrill: { id: string; body: unknown } | undefined;
   if (drillKey !== undefined) {

@@ -13,7 +13,9 @@ import type { SettingDef } from '../config/settings.js';
 
 const run = promisify(execFile);
 
-export type PgProgram = 'pg_dump' | 'pg_dumpall' | 'pg_restore' | 'psql';
+// Server-side programs too (cairn-drill starts a scratch server): pg_ctl,
+// initdb, and pg_amcheck for its checks.
+export type PgProgram = 'pg_dump' | 'pg_dumpall' | 'pg_restore' | 'psql' | 'pg_ctl' | 'initdb' | 'pg_amcheck';
 
 export const PG_BIN_SETTING: SettingDef = {
   name: 'pg-bin',

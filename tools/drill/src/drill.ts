@@ -1,0 +1,582 @@
+// cairn-drill as a function: restore a backup (or a logical dump) into a
+// scratch directory with the cairn-restore executable (a tool never imports
+// another tool), start PostgreSQL there on its own socket, wait until
+// recovery reaches the target and promotes, run the checks, measure RTO and
+// data age, store the result in the repository, and always clean up.
+
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { appendFile, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { createServer } from 'node:net';
+import { CairnError, EXIT, isCairnError, toCairnError } from '@cairn/core/cli/errors';
+import type { ToolContext } from '@cairn/core/cli/run';
+import { findPgProgram, programErrorLine } from '@cairn/core/pg/binaries';
+import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
+import { readRepoConfig } from '@cairn/core/repo/repo-config';
+import { makePlanFromRepositories } from '@cairn/core/restore/load-plan';
+import { parsePlan } from '@cairn/core/restore/planner';
+import type { RecoveryTarget, RestorePlan } from '@cairn/core/restore/plan-format';
+import { listDumps, readDumpManifest, resolveDumpRef, type DumpManifest } from '@cairn/core/dump/manifest';
+import type { StorageDriver } from '@cairn/core/storage/driver';
+import { utcStamp } from '@cairn/core/util/time-id';
+import { quote } from '@cairn/core/wal/quote';
+import { DRILL_RESULT_FORMAT, storeDrillResult, type DrillCheck, type DrillResult } from '@cairn/core/drill/result-format';
+import { judgeCheck, type CheckStatement } from '@cairn/core/drill/check-sql';
+import { dataAgeSeconds, judgeRecoveryTarget } from '@cairn/core/drill/judge';
+import { connectScratch, type ScratchAddress } from '@cairn/core/drill/scratch-client';
+
+const run = promisify(execFile);
+
+export interface OsUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+export type DrillSource =
+  | { kind: 'target'; target: RecoveryTarget; set?: string }
+  | { kind: 'plan'; text: string; from: string }
+  | { kind: 'dump'; ref: string };
+
+export interface DrillOptions {
+  repos: string[];
+  cluster: string;
+  keyFile: string | undefined;
+  /** --config, passed on to cairn-restore (and so to cairn-wal-get). */
+  configFile: string | undefined;
+  source: DrillSource;
+  checks: CheckStatement[];
+  /** Where the scratch directory `cairn-drill-<id>-XXXXXX` is made. */
+  scratchParent: string;
+  keep: boolean;
+  /** How long to wait from starting PostgreSQL until it has promoted. */
+  timeoutMs: number;
+  /** The OS user the server runs as when cairn-drill runs as root. */
+  runAs: OsUser | undefined;
+  /** The role to connect as (default: the OS user the server runs as). */
+  dbUser: string | undefined;
+  /** The database the checks run in (a backup); a dump's checks run in its database. */
+  checkDb: string;
+  amcheck: boolean;
+  pgBin: string | undefined;
+}
+
+export interface DrillOutcome {
+  result: DrillResult;
+  /** 0 passed, 1 a check failed (or recovery failed / timed out), else the failing step's status. */
+  status: number;
+  /** Where the result was stored, or why it could not be. */
+  stored: { key: string; repo: string } | { error: string };
+  /** With --keep: where the scratch server is. */
+  kept?: { dir: string; pgdata: string; socketDir: string; port: number };
+}
+
+/** The installed executable `name` beside this tool (node_modules/.bin), else the one on PATH. */
+export function siblingTool(name: string): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
+    const candidate = join(dir, 'node_modules/.bin', name);
+    if (existsSync(candidate)) return candidate;
+  }
+  return name;
+}
+
+/** A TCP port nobody listens on now (bound to port 0 and released). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** uid and gid of an OS user (getent), USAGE when there is none. */
+export async function lookupOsUser(name: string): Promise<OsUser> {
+  try {
+    const { stdout } = await run('getent', ['passwd', name]);
+    const [, , uid, gid] = stdout.trim().split(':');
+    if (uid !== undefined && gid !== undefined) return { name, uid: Number(uid), gid: Number(gid) };
+  } catch {
+    // getent exits 2 for an unknown user
+  }
+  throw new CairnError('USAGE', `no OS user ${quote(name)} to run PostgreSQL as`, { hint: 'give --run-as with the user that owns PostgreSQL here (PostgreSQL refuses to run as root)' });
+}
+
+interface Timing {
+  restoreSeconds: number | null;
+  replaySeconds: number | null;
+  rtoSeconds: number | null;
+}
+
+/** A failure of a drill step: recorded in the result, exits with `status`. */
+class DrillFailure extends Error {
+  constructor(message: string, readonly status: number) {
+    super(message);
+  }
+}
+
+/** The scratch server: its directory, how to reach it, how to run its programs. */
+class Scratch {
+  readonly pgdata: string;
+  readonly log: string;
+  port = 0;
+  started = false;
+  constructor(readonly dir: string, readonly runAs: OsUser | undefined, readonly env: NodeJS.ProcessEnv, readonly signal: AbortSignal) {
+    this.pgdata = join(dir, 'data');
+    this.log = join(dir, 'server.log');
+  }
+
+  address(user: string): ScratchAddress {
+    return { socketDir: this.dir, port: this.port, user };
+  }
+
+  /** Runs a server-side program as the server's user (setpriv as root: it execs, so the pid is the program's). */
+  async runAsServer(path: string, args: string[], timeoutMs: number): Promise<{ code: number; out: string }> {
+    const [cmd, argv] = this.runAs
+      ? ['setpriv', [`--reuid=${this.runAs.uid}`, `--regid=${this.runAs.gid}`, '--init-groups', '--', path, ...args]]
+      : [path, args];
+    return new Promise((resolve) => {
+      const child = spawn(cmd, argv, { env: this.env, stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-65536)));
+      child.stderr.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-65536)));
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      child.once('error', (err) => {
+        clearTimeout(timer);
+        resolve({ code: 127, out: err.message });
+      });
+      child.once('close', (code, sig) => {
+        clearTimeout(timer);
+        resolve({ code: code ?? 128 + (sig ? 9 : 0), out });
+      });
+    });
+  }
+
+  async give(path: string): Promise<void> {
+    if (this.runAs) await chown(path, this.runAs.uid, this.runAs.gid);
+  }
+
+  /**
+   * Settings for the scratch copy, after cairn-restore's: later lines win.
+   * It must not archive into the repository it came from (archive_mode =
+   * off), nor listen on the network (unix socket in the scratch directory
+   * only, trusted: the directory is 0700), nor stream from a primary.
+   * hot_standby = off: a hot standby needs max_connections & co. at least as
+   * high as the source's (which a Debian-style backup, its postgresql.conf
+   * in /etc, does not carry), and the drill needs no reads during replay:
+   * pg_last_xact_replay_timestamp() stays at the last replayed commit after
+   * promotion. lc_messages = 'C' keeps the log readable for the
+   * recovery-target check.
+   */
+  async configure(port: number): Promise<void> {
+    this.port = port;
+    const hba = join(this.dir, 'pg_hba.conf');
+    await writeFile(hba, '# cairn-drill scratch server: unix socket only\nlocal all all trust\n', { mode: 0o600 });
+    await this.give(hba);
+    const q = (v: string) => `'${v.replaceAll("'", "''")}'`;
+    const lines = [
+      '',
+      '# added by cairn-drill: a scratch copy that must not archive, listen on the network or stream',
+      `port = ${port}`,
+      "listen_addresses = ''",
+      `unix_socket_directories = ${q(this.dir)}`,
+      `hba_file = ${q(hba)}`,
+      'archive_mode = off',
+      "primary_conninfo = ''",
+      'hot_standby = off',
+      'ssl = off',
+      'logging_collector = off',
+      "log_destination = 'stderr'",
+      "lc_messages = 'C'",
+      'log_min_messages = warning',
+      "cluster_name = 'cairn-drill'",
+      '',
+    ];
+    await appendFile(join(this.pgdata, 'postgresql.auto.conf'), lines.join('\n'));
+  }
+
+  async start(pgCtl: string, timeoutMs: number): Promise<void> {
+    this.started = true;
+    // pg_ctl -w returns once the server accepts connections (with hot_standby
+    // off: after recovery, once promoted), and early when the postmaster dies
+    // (a FATAL in recovery).
+    const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
+    const r = await this.runAsServer(pgCtl, ['start', '-D', this.pgdata, '-l', this.log, '-w', '-t', String(secs)], timeoutMs + 10_000);
+    if (r.code !== 0) {
+      const log = await this.readLog();
+      const fatal = log.split('\n').filter((l) => /\b(FATAL|PANIC):/.test(l)).at(-1)?.trim();
+      if (!(await this.postmasterPid())) {
+        throw new DrillFailure(`PostgreSQL did not start on the restored data: ${fatal ?? programErrorLine(r.out)}`, EXIT.CHECK_FAILED);
+      }
+      throw new DrillFailure(`PostgreSQL did not accept connections within ${secs} s (--timeout)${fatal ? `: ${fatal}` : ''}`, EXIT.CHECK_FAILED);
+    }
+  }
+
+  async readLog(): Promise<string> {
+    return readFile(this.log, 'utf8').catch(() => '');
+  }
+
+  /** The running postmaster's pid, if any. */
+  async postmasterPid(): Promise<number | undefined> {
+    try {
+      const pid = Number((await readFile(join(this.pgdata, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+      if (!Number.isInteger(pid) || pid <= 0) return undefined;
+      process.kill(pid, 0);
+      return pid;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private stopping: Promise<void> | undefined;
+
+  /** Immediate stop (nothing of a scratch copy is worth a checkpoint); a postmaster that outlives it is killed. Once. */
+  stop(pgCtl: string | undefined): Promise<void> {
+    this.stopping ??= this.stopNow(pgCtl);
+    return this.stopping;
+  }
+
+  private async stopNow(pgCtl: string | undefined): Promise<void> {
+    if (!this.started) return;
+    const pid = await this.postmasterPid();
+    if (pid === undefined) return;
+    if (pgCtl) await this.runAsServer(pgCtl, ['stop', '-D', this.pgdata, '-m', 'immediate', '-w', '-t', '30'], 40_000);
+    for (let i = 0; i < 50 && (await this.postmasterPid()) !== undefined; i++) await sleep(100);
+    const left = await this.postmasterPid();
+    if (left !== undefined) {
+      // The postmaster's children exit when it does (they watch its pipe).
+      try {
+        process.kill(left, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+      for (let i = 0; i < 50 && (await this.postmasterPid()) !== undefined; i++) await sleep(100);
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs cairn-restore with `args` (stdin: `input`), returning its status and stderr. */
+async function runRestore(args: string[], input: string | undefined, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(siblingTool('cairn-restore'), args, { env, stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr = (stderr + s).slice(-65536)));
+    const onAbort = () => child.kill('SIGTERM');
+    signal.addEventListener('abort', onAbort, { once: true });
+    if (input !== undefined) {
+      child.stdin!.on('error', () => {});
+      child.stdin!.end(input);
+    }
+    child.once('error', (err) => {
+      signal.removeEventListener('abort', onAbort);
+      resolve({ code: 127, stderr: `cannot run cairn-restore: ${err.message}` });
+    });
+    child.once('close', (code) => {
+      signal.removeEventListener('abort', onAbort);
+      resolve({ code: code ?? EXIT.INTERNAL, stderr });
+    });
+  });
+}
+
+/** The line of cairn-restore's stderr that says what failed. */
+function restoreError(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const line = lines.find((l) => /\berror:/.test(l)) ?? lines.at(-1) ?? '(no message)';
+  return line.replace(/^cairn-restore: error: /, '');
+}
+
+export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOutcome> {
+  const start = ctx.now();
+  const t0 = performance.now();
+  const elapsed = () => Math.round(performance.now() - t0) / 1000;
+  const key = await loadKey(o.keyFile);
+  const drivers = await openRepositories(o.repos);
+  const timing: Timing = { restoreSeconds: null, replaySeconds: null, rtoSeconds: null };
+  const checks: DrillCheck[] = [];
+  let resultDriver: StorageDriver = drivers[0]!;
+  let plan: RestorePlan | undefined;
+  let dump: DumpManifest | undefined;
+  let newestCommit: Date | null = null;
+  let error: string | undefined;
+  let status: number = EXIT.OK;
+  let scratch: Scratch | undefined;
+  let pgCtl: string | undefined;
+  let kept: DrillOutcome['kept'];
+  const dbUser = o.dbUser ?? o.runAs?.name ?? (await currentUserName());
+  const restoreArgs = (repo: string) => {
+    const a = ['--repo', repo, '--cluster', o.cluster];
+    if (o.keyFile) a.push('--encryption-key-file', o.keyFile);
+    if (o.configFile) a.push('--config', o.configFile);
+    return a;
+  };
+  // Interrupted (SIGTERM/SIGINT): stop the server at once, which also ends a
+  // check query in progress; the bin exits 2 s after the signal.
+  const onAbort = () => void scratch?.stop(pgCtl);
+  ctx.signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    try {
+      // 1. What to restore.
+      if (o.source.kind === 'dump') {
+        const found = await findDump(drivers, o.cluster, o.source.ref, ctx.signal);
+        resultDriver = found.driver;
+        dump = found.manifest;
+      } else {
+        if (o.source.kind === 'plan') {
+          plan = parsePlan(o.source.text, o.source.from);
+          if (plan.cluster !== o.cluster) {
+            throw new CairnError('CONFIG_INVALID', `the plan is for cluster ${quote(plan.cluster)}, not ${quote(o.cluster)}`, { hint: `give --cluster ${plan.cluster}` });
+          }
+        } else {
+          plan = await makePlanFromRepositories({
+            drivers, cluster: o.cluster, key, target: o.source.target, ...(o.source.set ? { set: o.source.set } : {}), now: start, signal: ctx.signal,
+          });
+        }
+        const d = drivers.find((x) => x.url === plan!.repo);
+        if (!d) throw new CairnError('CONFIG_INVALID', `the plan's repository ${quote(plan.repo)} is not configured`, { hint: 'give the same --repo the plan was made with' });
+        resultDriver = d;
+        // A drill checks a promoted server, whatever action the plan says.
+        plan.target.action = 'promote';
+        if (plan.target.kind !== 'latest') plan.recoverySettings['recovery_target_action'] = 'promote';
+        for (const w of plan.warnings) ctx.log.warn(w);
+      }
+      const major = Number(plan?.pgMajor ?? dump!.pgMajor);
+      pgCtl = (await findPgProgram('pg_ctl', major, { pgBin: o.pgBin, env: ctx.env })).path;
+
+      // 2. The scratch directory, the server's user's.
+      await mkdir(o.scratchParent, { recursive: true });
+      const dir = await mkdtemp(join(o.scratchParent, `cairn-drill-${utcStamp(start)}-`));
+      scratch = new Scratch(dir, o.runAs, ctx.env, ctx.signal);
+      await scratch.give(dir);
+      const port = await freePort();
+
+      if (plan) {
+        // 3. Lay the backup down; its timing is the restore's.
+        await mkdir(scratch.pgdata, { mode: 0o700 });
+        await scratch.give(scratch.pgdata);
+        const r0 = performance.now();
+        const r = await runRestore(['--plan', '-', '--pgdata', scratch.pgdata, ...restoreArgs(plan.repo)], JSON.stringify(plan), ctx.env, ctx.signal);
+        ctx.signal.throwIfAborted();
+        if (r.code !== 0) throw new DrillFailure(`cairn-restore of backup ${plan.backup.id} failed (exit status ${r.code}): ${restoreError(r.stderr)}`, r.code);
+        timing.restoreSeconds = Math.round(performance.now() - r0) / 1000;
+        ctx.log.info(`backup ${plan.backup.id} restored into ${quote(scratch.pgdata)} in ${timing.restoreSeconds} s`);
+
+        // 4. Start it and wait for recovery to reach the target and promote.
+        await scratch.configure(port);
+        const s0 = performance.now();
+        const deadline = Date.now() + o.timeoutMs;
+        await scratch.start(pgCtl, o.timeoutMs);
+        newestCommit = await waitForPromotion(scratch, dbUser, o.checkDb, deadline, o.timeoutMs, ctx.signal);
+        timing.replaySeconds = Math.round(performance.now() - s0) / 1000;
+        timing.rtoSeconds = elapsed();
+      } else {
+        // 3'. A fresh cluster, then the dump restored into it.
+        const initdb = (await findPgProgram('initdb', major, { pgBin: o.pgBin, env: ctx.env })).path;
+        const init = await scratch.runAsServer(initdb, ['-D', scratch.pgdata, '-U', dbUser, '-A', 'trust', '-N', '-E', 'UTF8', '--locale', 'C'], 300_000);
+        if (init.code !== 0) throw new CairnError('CONFIG_INVALID', `initdb of the scratch cluster failed: ${programErrorLine(init.out)}`, { hint: 'check --pg-bin and the --scratch-dir\'s free space' });
+        await scratch.configure(port);
+        await scratch.start(pgCtl, o.timeoutMs);
+        const r0 = performance.now();
+        const ref = `${dump!.database}/${dump!.id}`;
+        const env: NodeJS.ProcessEnv = { ...ctx.env, PGHOST: scratch.dir, PGPORT: String(port), PGUSER: dbUser, PGDATABASE: 'postgres' };
+        delete env['PGPASSWORD'];
+        delete env['PGSERVICE'];
+        // --no-owner: the scratch cluster has none of the source's roles; the
+        // drill proves the data restores, not its grants.
+        // initdb made postgres and template1, empty: a dump of one of them is
+        // restored into it, any other database is created.
+        const create = dump!.database !== 'postgres' && dump!.database !== 'template1' ? ['--create'] : [];
+        const r = await runRestore(['--dump', ref, '--dbname', dump!.database!, ...create, '--no-owner', ...restoreArgs(resultDriver.url)], undefined, env, ctx.signal);
+        ctx.signal.throwIfAborted();
+        if (r.code !== 0) throw new DrillFailure(`cairn-restore of dump ${ref} failed (exit status ${r.code}): ${restoreError(r.stderr)}`, r.code);
+        timing.restoreSeconds = Math.round(performance.now() - r0) / 1000;
+        timing.rtoSeconds = elapsed();
+      }
+
+      // 5. Checks.
+      const db = dump ? dump.database! : o.checkDb;
+      await runChecks(scratch, dbUser, db, o, plan, newestCommit, major, checks, ctx);
+      // A check cut short by the interruption is no finding.
+      ctx.signal.throwIfAborted();
+      if (checks.some((c) => !c.ok)) status = EXIT.CHECK_FAILED;
+    } catch (err) {
+      if (ctx.signal.aborted) throw ctx.signal.reason ?? err;
+      if (err instanceof DrillFailure) {
+        error = err.message;
+        status = err.status;
+      } else {
+        const e = toCairnError(err);
+        // Usage and configuration mistakes are not drill results.
+        if (e.code === 'USAGE' || (e.exitCode === EXIT.CONFIG && plan === undefined && dump === undefined)) throw e;
+        error = e.message;
+        status = e.exitCode;
+      }
+    } finally {
+      if (scratch) {
+        if (o.keep && !ctx.signal.aborted) {
+          kept = { dir: scratch.dir, pgdata: scratch.pgdata, socketDir: scratch.dir, port: scratch.port };
+        } else {
+          await scratch.stop(pgCtl);
+        }
+      }
+    }
+
+    // 6. The result, stored whatever happened.
+    const result: DrillResult = {
+      format: DRILL_RESULT_FORMAT,
+      id: utcStamp(start),
+      cluster: o.cluster,
+      repo: resultDriver.url,
+      kind: o.source.kind === 'dump' ? 'dump' : 'backup',
+      backup: plan?.backup.id ?? null,
+      dump: dump ? `${dump.database}/${dump.id}` : null,
+      target: plan ? { kind: plan.target.kind, value: plan.target.value ?? null, timeline: plan.targetTimeline } : null,
+      ok: status === EXIT.OK && error === undefined,
+      checks,
+      ...timing,
+      dataAgeSeconds: dump ? Math.round(start.getTime() - Date.parse(dump.start.time)) / 1000 : dataAgeSeconds(plan?.target ?? null, start, newestCommit),
+      newestCommit: newestCommit?.toISOString() ?? null,
+      start: { time: start.toISOString() },
+      stop: { time: ctx.now().toISOString() },
+      ...(error === undefined ? {} : { error }),
+    };
+    if (o.source.kind !== 'dump' && plan === undefined) result.target = o.source.kind === 'target' ? { kind: o.source.target.kind, value: o.source.target.value ?? null, timeline: null } : null;
+    if (!result.ok && status === EXIT.OK) status = EXIT.CHECK_FAILED;
+    let stored: DrillOutcome['stored'];
+    try {
+      // Only into a repository that holds the cluster: a mistyped --repo or
+      // --cluster must not create one just to hold a failed drill.
+      if ((await readRepoConfig(resultDriver, o.cluster, ctx.signal)) === undefined) {
+        stored = { error: `repository ${quote(resultDriver.url)} holds no cluster ${quote(o.cluster)} (no repo.json): the result was not stored` };
+      } else {
+        stored = { key: await storeDrillResult(resultDriver, result, ctx.signal), repo: resultDriver.url };
+      }
+    } catch (err) {
+      stored = { error: `could not store the result in repository ${quote(resultDriver.url)}: ${(err as Error).message}` };
+    }
+    return { result, status, stored, ...(kept ? { kept } : {}) };
+  } finally {
+    ctx.signal.removeEventListener('abort', onAbort);
+    if (scratch && !kept) await rm(scratch.dir, { recursive: true, force: true });
+    await closeRepositories(drivers);
+  }
+}
+
+async function currentUserName(): Promise<string> {
+  const { userInfo } = await import('node:os');
+  return userInfo().username;
+}
+
+/** The first repository holding the dump `ref`, and its manifest. */
+async function findDump(drivers: StorageDriver[], cluster: string, ref: string, signal: AbortSignal): Promise<{ driver: StorageDriver; manifest: DumpManifest }> {
+  let first: unknown;
+  for (const driver of drivers) {
+    try {
+      const r = resolveDumpRef(await listDumps(driver, cluster, signal), ref);
+      const m = await readDumpManifest(driver, cluster, r.dir, r.id, signal);
+      if (!m) throw new CairnError('NOT_FOUND', `no dump ${quote(ref)} in the repository`, { hint: 'cairn-info lists the dumps' });
+      if (m.database === null) throw new CairnError('USAGE', `${quote(ref)} is the globals dump (roles and tablespaces)`, { hint: 'drill a database\'s dump: --dump DATABASE/ID' });
+      return { driver, manifest: m };
+    } catch (err) {
+      if (!isCairnError(err, 'NOT_FOUND')) throw err;
+      first ??= err;
+    }
+  }
+  throw first ?? new CairnError('NOT_FOUND', `no dump ${quote(ref)} in the repository`, { hint: 'cairn-info lists the dumps' });
+}
+
+/**
+ * Polls the server until it is out of recovery (promotion ends a moment
+ * after pg_ctl sees it ready) and reads the newest commit replayed
+ * (pg_last_xact_replay_timestamp() stays at the last replayed commit after
+ * promotion). The postmaster dying (a FATAL during recovery) or the deadline
+ * passing are drill failures.
+ */
+async function waitForPromotion(scratch: Scratch, user: string, db: string, deadline: number, timeoutMs: number, signal: AbortSignal): Promise<Date | null> {
+  let newest: Date | null = null;
+  let client: Awaited<ReturnType<typeof connectScratch>> | undefined;
+  try {
+    for (;;) {
+      signal.throwIfAborted();
+      if ((await scratch.postmasterPid()) === undefined) {
+        const fatal = (await scratch.readLog()).split('\n').filter((l) => /\b(FATAL|PANIC):/.test(l)).at(-1)?.trim();
+        throw new DrillFailure(`PostgreSQL stopped during recovery${fatal ? `: ${fatal}` : ''}`, EXIT.CHECK_FAILED);
+      }
+      try {
+        client ??= await connectScratch(scratch.address(user), db);
+        const r = await client.query<{ rec: boolean; ts: Date | null }>('select pg_is_in_recovery() rec, pg_last_xact_replay_timestamp() ts');
+        const row = r.rows[0]!;
+        if (row.ts !== null) newest = row.ts;
+        if (!row.rec) return newest;
+      } catch (err) {
+        // A server restarting its connections (promotion) is retried; a role
+        // or database that does not exist is not.
+        if (isCairnError(err, 'PG_CONNECT') && /does not exist/.test(err.message)) throw new DrillFailure(err.message + `; ${err.hint}`, EXIT.CONFIG);
+        await client?.end().catch(() => {});
+        client = undefined;
+      }
+      if (Date.now() > deadline) throw new DrillFailure(`recovery did not reach the target and promote within ${Math.round(timeoutMs / 1000)} s (--timeout)`, EXIT.CHECK_FAILED);
+      await sleep(250);
+    }
+  } finally {
+    await client?.end().catch(() => {});
+  }
+}
+
+async function runChecks(
+  scratch: Scratch, user: string, db: string, o: DrillOptions, plan: RestorePlan | undefined, newestCommit: Date | null, major: number,
+  checks: DrillCheck[], ctx: ToolContext,
+): Promise<void> {
+  let client: Awaited<ReturnType<typeof connectScratch>> | undefined;
+  try {
+    try {
+      client = await connectScratch(scratch.address(user), db);
+      const r = await client.query<{ v: string }>('select version() v');
+      checks.push({ name: 'connect', ok: true, message: `database ${quote(db)} accepts connections (${r.rows[0]!.v.split(' ').slice(0, 2).join(' ')})` });
+    } catch (err) {
+      checks.push({ name: 'connect', ok: false, message: toCairnError(err).message });
+      return;
+    }
+    if (plan) checks.push({ name: 'recovery-target', ...judgeRecoveryTarget(plan.target, await scratch.readLog(), newestCommit) });
+    if (o.amcheck) checks.push(await amcheck(scratch, user, o.source.kind === 'dump' ? db : undefined, major, o.pgBin, ctx));
+    for (const stmt of o.checks) {
+      try {
+        const r = await client.query({ text: stmt.sql, rowMode: 'array' });
+        // A multi-statement line returns one result per statement: the last one is judged.
+        const last = Array.isArray(r) ? (r as { rows: unknown[][] }[]).at(-1)! : r;
+        checks.push({ name: `sql:${stmt.line}`, ...judgeCheck(stmt, last.rows as unknown[][]) });
+      } catch (err) {
+        checks.push({ name: `sql:${stmt.line}`, ok: false, message: `line ${stmt.line}: ${(err as Error).message}` });
+      }
+    }
+  } finally {
+    await client?.end().catch(() => {});
+  }
+}
+
+/** pg_amcheck of every database (a backup) or of the dump's: skipped, not failed, when it is not installed. */
+async function amcheck(scratch: Scratch, user: string, db: string | undefined, major: number, pgBin: string | undefined, ctx: ToolContext): Promise<DrillCheck> {
+  let path: string;
+  try {
+    path = (await findPgProgram('pg_amcheck', major, { pgBin, env: ctx.env })).path;
+  } catch {
+    return { name: 'amcheck', ok: true, skipped: true, message: 'pg_amcheck is not installed: skipped' };
+  }
+  const args = ['--install-missing', '-h', scratch.dir, '-p', String(scratch.port), '-U', user, ...(db === undefined ? ['--all'] : ['-d', db])];
+  const env = { ...ctx.env };
+  for (const k of ['PGHOST', 'PGPORT', 'PGUSER', 'PGDATABASE', 'PGPASSWORD', 'PGSERVICE', 'PGSSLMODE']) delete env[k];
+  const r = await new Promise<{ code: number; out: string }>((resolve) => {
+    execFile(path, args, { env, maxBuffer: 16 * 1024 * 1024, signal: ctx.signal }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as NodeJS.ErrnoException & { code?: unknown }).code as number | undefined ?? 1) : 0, out: `${stdout}${stderr}` });
+    });
+  });
+  if (r.code === 0) return { name: 'amcheck', ok: true, message: `pg_amcheck ${db === undefined ? '--all' : `of ${quote(db)}`} found no corruption` };
+  const first = r.out.split('\n').map((l) => l.trim()).find((l) => l !== '') ?? `exit status ${r.code}`;
+  return { name: 'amcheck', ok: false, message: `pg_amcheck exit status ${r.code}: ${first}` };
+}
