@@ -165,7 +165,8 @@ export function repositoryMetrics(report: InfoReport, labels: RepositoryLabels, 
   if (rec.earliest !== null && rec.latest !== null) {
     m.add('cairn_recoverability_earliest_timestamp_seconds', seconds(rec.earliest.time));
     m.add('cairn_recoverability_latest_timestamp_seconds', seconds(rec.latest.time));
-    m.add('cairn_recoverability_window_seconds', seconds(rec.latest.time) - seconds(rec.earliest.time));
+    // Both ends are millisecond times: a difference in milliseconds has no float noise.
+    m.add('cairn_recoverability_window_seconds', (Date.parse(rec.latest.time) - Date.parse(rec.earliest.time)) / 1000);
   }
   m.add('cairn_recoverability_unreachable_ranges', rec.systems.reduce((n, s) => n + s.unreachable.length, 0));
   return m.families();
