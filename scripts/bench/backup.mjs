@@ -6,7 +6,7 @@
 // compressible table of about the same size, in one run on one cluster with
 // warm caches; plus the peak RSS of cairn's tools at two scales. See README.md.
 
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { Server } from './lib/cluster.mjs';
 import { aptInstall, checkBuiltAndPostgres, flag, gitCommit, hostVersions, int, problem, problems, ROOT, say, T0, TIME, toolBin } from './lib/common.mjs';
 import { ensurePgbackrest, PGBACKREST, STANZA, writePgbrConf } from './lib/pgbackrest.mjs';
-import { cleanupSync, duBytes, installCleanupHooks, makeDir, PG_BIN, removeDir, run, shellQuote, sleep, syncDisks, tempBase } from './lib/proc.mjs';
+import { cleanupSync, duBytes, installCleanupHooks, killProcessesNaming, makeDir, PG_BIN, removeDir, run, shellQuote, sleep, syncDisks, tempBase } from './lib/proc.mjs';
 import { median, mb, reportTail, round, table } from './lib/stats.mjs';
 
 const BASEBACKUP = toolBin('cairn-basebackup');
@@ -61,30 +61,6 @@ async function versions() {
 
 // ---- helpers ---------------------------------------------------------------
 
-/**
- * Ends the processes whose command line or environment names `path` (a
- * restored data dir: what its restore_command left running). Never the
- * source server, whose paths differ; found and ended by pid.
- */
-function killProcessesNaming(path) {
-  const read = (f) => {
-    try {
-      return readFileSync(f, 'utf8');
-    } catch {
-      return '';
-    }
-  };
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
-    if ((read(`/proc/${e}/cmdline`) + '\0' + read(`/proc/${e}/environ`)).includes(path + '/') || read(`/proc/${e}/cmdline`).includes(path + '\0')) {
-      try {
-        process.kill(Number(e), 'SIGTERM');
-      } catch {
-        // gone
-      }
-    }
-  }
-}
 const tail = (s, n = 15) => s.trimEnd().split('\n').slice(-n).join('\n');
 
 let timeSeq = 0;

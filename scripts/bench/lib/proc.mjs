@@ -274,6 +274,26 @@ export function killStragglersSync(graceMs = 3000) {
   return pids.length;
 }
 
+/**
+ * Ends (SIGTERM) the processes whose command line or environment names `path`
+ * (a restored data dir: what its restore_command left running, e.g.
+ * cairn-wal-get's detached prefetch worker). Never a server whose paths
+ * differ; found and ended by pid.
+ */
+export function killProcessesNaming(path) {
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
+    const cmdline = safeRead(`/proc/${e}/cmdline`);
+    if ((cmdline + '\0' + safeRead(`/proc/${e}/environ`)).includes(path + '/') || cmdline.includes(path + '\0')) {
+      try {
+        process.kill(Number(e), 'SIGTERM');
+      } catch {
+        // gone
+      }
+    }
+  }
+}
+
 let cleanedUp = false;
 /** Stops everything we started and removes the temp base (unless BENCH_KEEP). Synchronous, idempotent. */
 export function cleanupSync() {

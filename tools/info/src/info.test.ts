@@ -53,7 +53,7 @@ describe('readInfoReport', () => {
     assert.equal(r.repository.areas.other.objects, 5);
     assert.deepEqual(r.lastVerify, { id: '20261121-230000', time: '2026-11-21T23:01:00.000Z', ok: false, scope: 'all', problems: 1, durationSeconds: 60 });
     // The newest drill result is damaged: shown, with what could not be read as unknown.
-    assert.deepEqual(r.lastDrill, { id: '20261121-210000', time: null, ok: null, rtoSeconds: null, dataAgeSeconds: null });
+    assert.deepEqual(r.lastDrill, { id: '20261121-210000', time: null, ok: null, rtoSeconds: null, dataAgeSeconds: null, durationSeconds: null });
     const text = formatReport(r);
     assert.match(text, /last verify {2}20261121-230000 FAILED \(1 problem\), all, finished 2026-11-21 23:01:00Z/);
     assert.match(text, /last drill {3}20261121-210000 result unknown/);

@@ -92,7 +92,7 @@ async function buildKnownRepository(name: string): Promise<void> {
       problems: [{ kind: 'wal-gap', subject: seg(8), message: 'missing', hint: 'check archiving' }],
     };
     await d.write(verifyResultKey('main', verify.id), json(verify));
-    await d.write('main/drills/20261121-230000.json', json({ ok: true, rtoSeconds: 42.5, dataAgeSeconds: 3, stop: { time: '2026-11-21T23:05:00.000Z' } }));
+    await d.write('main/drills/20261121-230000.json', json({ ok: true, rtoSeconds: 42.5, dataAgeSeconds: 3, start: { time: '2026-11-21T23:00:00.000Z' }, stop: { time: '2026-11-21T23:05:00.000Z' } }));
   } finally {
     mock.timers.reset();
   }

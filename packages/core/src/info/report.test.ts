@@ -293,9 +293,18 @@ describe('describeRepository: the rest of the report', () => {
       problems: [{ kind: 'wal-gap', subject: seg(1, 4), message: 'missing', hint: 'run archiving' }],
     };
     const cases: { body: unknown; expected: InfoReport['lastDrill'] }[] = [
-      { body: { ok: true, rtoSeconds: 42.5, dataAgeSeconds: 60, stop: { time: '2026-11-21T22:00:00Z' } }, expected: { id: 'd1', ok: true, rtoSeconds: 42.5, dataAgeSeconds: 60, time: '2026-11-21T22:00:00Z' } },
-      { body: { ok: 'yes', rtoSeconds: '42', time: 7 }, expected: { id: 'd1', ok: null, rtoSeconds: null, dataAgeSeconds: null, time: null } },
-      { body: null, expected: { id: 'd1', ok: null, rtoSeconds: null, dataAgeSeconds: null, time: null } },
+      {
+        body: { ok: true, rtoSeconds: 42.5, dataAgeSeconds: 60, start: { time: '2026-11-21T21:58:30Z' }, stop: { time: '2026-11-21T22:00:00Z' } },
+        expected: { id: 'd1', ok: true, rtoSeconds: 42.5, dataAgeSeconds: 60, durationSeconds: 90, time: '2026-11-21T22:00:00Z' },
+      },
+      // No start, or a stop before it: no duration.
+      { body: { ok: true, stop: { time: '2026-11-21T22:00:00Z' } }, expected: { id: 'd1', ok: true, rtoSeconds: null, dataAgeSeconds: null, durationSeconds: null, time: '2026-11-21T22:00:00Z' } },
+      {
+        body: { ok: false, start: { time: '2026-11-21T22:00:01Z' }, stop: { time: '2026-11-21T22:00:00Z' } },
+        expected: { id: 'd1', ok: false, rtoSeconds: null, dataAgeSeconds: null, durationSeconds: null, time: '2026-11-21T22:00:00Z' },
+      },
+      { body: { ok: 'yes', rtoSeconds: '42', time: 7, start: { time: 'soon' } }, expected: { id: 'd1', ok: null, rtoSeconds: null, dataAgeSeconds: null, durationSeconds: null, time: null } },
+      { body: null, expected: { id: 'd1', ok: null, rtoSeconds: null, dataAgeSeconds: null, durationSeconds: null, time: null } },
     ];
     for (const c of cases) {
       const r = describeRepository(catalogOf([]), extras({ lastVerify: verify, lastDrill: { id: 'd1', body: c.body } }), NOW);

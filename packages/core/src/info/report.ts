@@ -133,6 +133,8 @@ export interface InfoDrill {
   ok: boolean | null;
   rtoSeconds: number | null;
   dataAgeSeconds: number | null;
+  /** The whole drill's wall time (its stop − start: restore, recovery, checks). */
+  durationSeconds: number | null;
 }
 
 /** A point a restore can reach. */
@@ -314,12 +316,15 @@ function describeDrill(d: { id: string; body: unknown }): InfoDrill {
   const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
   const stop = typeof o['stop'] === 'object' && o['stop'] !== null ? (o['stop'] as Record<string, unknown>) : {};
   const time = typeof stop['time'] === 'string' ? stop['time'] : typeof o['time'] === 'string' ? o['time'] : null;
+  const start = typeof o['start'] === 'object' && o['start'] !== null ? (o['start'] as Record<string, unknown>) : {};
+  const ms = typeof start['time'] === 'string' && time !== null ? Date.parse(time) - Date.parse(start['time']) : NaN;
   return {
     id: d.id,
     time,
     ok: typeof o['ok'] === 'boolean' ? o['ok'] : null,
     rtoSeconds: num(o['rtoSeconds']),
     dataAgeSeconds: num(o['dataAgeSeconds']),
+    durationSeconds: Number.isFinite(ms) && ms >= 0 ? ms / 1000 : null,
   };
 }
 

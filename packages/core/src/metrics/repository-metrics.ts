@@ -38,6 +38,7 @@ export const METRIC_HELP = {
   cairn_drill_last_success: 'Whether the last cairn-drill succeeded (1) or failed or left an unreadable result (0).',
   cairn_drill_last_rto_seconds: 'Seconds the last drill took from start to a database answering queries (recovery time).',
   cairn_drill_last_data_age_seconds: 'Age of the newest data the last drill restored, when it finished.',
+  cairn_drill_last_duration_seconds: 'Wall time of the last drill as a whole (restore, recovery and checks).',
   cairn_repository_size_bytes: 'Stored bytes under the cluster, by area (backups, dumps, wal, other).',
   cairn_repository_objects: 'Stored objects under the cluster, by area.',
   cairn_repository_encrypted: 'Whether the cluster is encrypted (from repo.json; absent before the first write).',
@@ -138,6 +139,7 @@ export function repositoryMetrics(report: InfoReport, labels: RepositoryLabels, 
     m.add('cairn_drill_last_success', d.ok === true ? 1 : 0);
     if (d.rtoSeconds !== null) m.add('cairn_drill_last_rto_seconds', d.rtoSeconds);
     if (d.dataAgeSeconds !== null) m.add('cairn_drill_last_data_age_seconds', d.dataAgeSeconds);
+    if (d.durationSeconds !== null) m.add('cairn_drill_last_duration_seconds', d.durationSeconds);
   }
 
   const repo = report.repository;
