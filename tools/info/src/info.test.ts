@@ -57,6 +57,10 @@ describe('readInfoReport', () => {
     const text = formatReport(r);
     assert.match(text, /last verify {2}20261121-230000 FAILED \(1 problem\), all, finished 2026-11-21 23:01:00Z/);
     assert.match(text, /last drill {3}20261121-210000 result unknown/);
+    // A readable one: its times, the whole drill's duration included.
+    await d.write('main/drills/20261121-220000.json', json({ ok: true, rtoSeconds: 30, dataAgeSeconds: 2, start: { time: '2026-11-21T22:00:00.000Z' }, stop: { time: '2026-11-21T22:01:15.000Z' } }));
+    const ok = formatReport(await readInfoReport(d, 'main', undefined, NOW));
+    assert.match(ok, /last drill {3}20261121-220000 ok, RTO 30 s, data age 2 s, took 75 s, finished 2026-11-21 22:01:15Z/);
   });
 
   test('a damaged manifest and verify result: the rest is reported, the damaged one listed, exit 4', async () => {

@@ -85,7 +85,8 @@ export function formatReport(r: InfoReport): string {
   const d = r.lastDrill;
   out.push(
     `  last drill   ${d === null ? 'never' : `${d.id} ${d.ok === null ? 'result unknown' : d.ok ? 'ok' : 'FAILED'}` +
-      `${d.rtoSeconds === null ? '' : `, RTO ${d.rtoSeconds} s`}${d.dataAgeSeconds === null ? '' : `, data age ${d.dataAgeSeconds} s`}${d.time === null ? '' : `, finished ${shortTime(d.time)}`}`}`,
+      `${d.rtoSeconds === null ? '' : `, RTO ${d.rtoSeconds} s`}${d.dataAgeSeconds === null ? '' : `, data age ${d.dataAgeSeconds} s`}` +
+      `${d.durationSeconds === null ? '' : `, took ${d.durationSeconds} s`}${d.time === null ? '' : `, finished ${shortTime(d.time)}`}`}`,
   );
 
   out.push('', 'recoverability');
