@@ -318,20 +318,23 @@ export async function* rechunk(source: AsyncIterable<Buffer>, size = PIECE_SIZE,
   if (buf && len > 0) yield buf.subarray(0, len);
 }
 
+/** A zstd frame that does not decode: the stored object is damaged. */
+function corruptZstd(label: string, err: unknown): CairnError {
+  return new CairnError('FORMAT_INVALID', `corrupt zstd data in ${label}: ${lowerFirst((err as Error).message)}`, {
+    hint: 'the stored object is damaged or truncated; restore it from another repository',
+    cause: err,
+  });
+}
+
 /**
  * Decodes zstd frames in parallel (up to `window` at once on the threadpool),
  * in order. Each frame carries its XXH64, which zstd checks.
  */
 function createParallelZstdDecode(label: string, window: number): Transform {
   const pending: Promise<Buffer>[] = [];
-  const fail = (err: unknown) =>
-    new CairnError('FORMAT_INVALID', `corrupt zstd data in ${label}: ${lowerFirst((err as Error).message)}`, {
-      hint: 'the stored object is damaged or truncated; restore it from another repository',
-      cause: err,
-    });
   const start = (frame: Buffer) => {
     const p = zstdDecompress(frame, { chunkSize: OUT_CHUNK, maxOutputLength: 2 * 1024 * 1024 * 1024 - 1 }).catch((err: unknown) => {
-      throw fail(err);
+      throw corruptZstd(label, err);
     });
     p.catch(() => {});
     pending.push(p);
@@ -356,23 +359,55 @@ function createParallelZstdDecode(label: string, window: number): Transform {
   });
 }
 
+/**
+ * Decodes one zstd frame on the calling thread. The output buffer is one
+ * piece, so a whole piece comes out in one allocation, with no concatenation.
+ */
+export function decodeZstdFrameSync(frame: Buffer, label: string): Buffer {
+  try {
+    return zlib.zstdDecompressSync(frame, { chunkSize: PIECE_SIZE, maxOutputLength: 2 * 1024 * 1024 * 1024 - 1 });
+  } catch (err) {
+    throw corruptZstd(label, err);
+  }
+}
+
+/** The decrypt stage of an encrypted stored object, or none. */
+function decryptStages(storedKey: string, key: EncryptionKey | undefined, label: string): Transform[] {
+  if (!storedEncoding(storedKey).encrypted) return [];
+  if (key === undefined) {
+    throw new CairnError('KEY_INVALID', `"${label}" is encrypted and no encryption key is configured`, {
+      hint: 'give the repository key with --encryption-key-file / CAIRN_ENCRYPTION_KEY_FILE',
+    });
+  }
+  // The decrypt stage quotes its label itself; ours already carries quotes.
+  return [createDecryptStage(key, label.replaceAll('"', ''))];
+}
+
 /** Stages that turn a stored backup object back into plaintext, chosen from its key. */
 export function decodeFileStages(storedKey: string, key: EncryptionKey | undefined, label: string, window = 4): Transform[] {
   const enc = storedEncoding(storedKey);
-  const stages: Transform[] = [];
-  if (enc.encrypted) {
-    if (key === undefined) {
-      throw new CairnError('KEY_INVALID', `"${label}" is encrypted and no encryption key is configured`, {
-        hint: 'give the repository key with --encryption-key-file / CAIRN_ENCRYPTION_KEY_FILE',
-      });
-    }
-    // The decrypt stage quotes its label itself; ours already carries quotes.
-    stages.push(createDecryptStage(key, label.replaceAll('"', '')));
-  }
+  const stages = decryptStages(storedKey, key, label);
   if (enc.alg === 'zstd') stages.push(createZstdFrameSplitter(label), createParallelZstdDecode(label, window));
   // Like `gzip -d`, Node's gunzip decodes concatenated members as one stream.
   else if (enc.alg === 'gzip') stages.push(zlib.createGunzip({ chunkSize: 1024 * 1024 }));
   return stages;
+}
+
+/**
+ * For a zstd object: stages that turn it into its frames, still compressed
+ * (decrypted first when it is encrypted), for a caller that decodes each
+ * frame itself with decodeZstdFrameSync. Undefined for any other encoding.
+ */
+export function zstdFrameStages(storedKey: string, key: EncryptionKey | undefined, label: string): Transform[] | undefined {
+  if (storedEncoding(storedKey).alg !== 'zstd') return undefined;
+  return [...decryptStages(storedKey, key, label), createZstdFrameSplitter(label)];
+}
+
+/** The error for plaintext that is not what the manifest says. */
+export function checksumMismatch(expect: { sha256: string; size: number; label: string }, got: string, size: number): CairnError {
+  return new CairnError('CHECKSUM_MISMATCH', `backup file ${expect.label} fails its checksum (expected sha256 ${expect.sha256.slice(0, 12)}… of ${expect.size} bytes, got ${got.slice(0, 12)}… of ${size})`, {
+    hint: 'the stored object is corrupted; run cairn-verify, and restore another backup or from another repository',
+  });
 }
 
 /**
@@ -400,11 +435,7 @@ export async function decodeWhole(stored: Buffer, storedKey: string, key: Encryp
     });
   }
   const got = createHash('sha256').update(data).digest('hex');
-  if (got !== expect.sha256 || data.length !== expect.size) {
-    throw new CairnError('CHECKSUM_MISMATCH', `backup file ${expect.label} fails its checksum (expected sha256 ${expect.sha256.slice(0, 12)}… of ${expect.size} bytes, got ${got.slice(0, 12)}… of ${data.length})`, {
-      hint: 'the stored object is corrupted; run cairn-verify, and restore another backup or from another repository',
-    });
-  }
+  if (got !== expect.sha256 || data.length !== expect.size) throw checksumMismatch(expect, got, data.length);
   return data;
 }
 
@@ -431,9 +462,5 @@ export async function decodeFileInto(
   });
   await pipeline([source, ...stages, tap, sink], signal ? { signal } : {});
   const got = hash.digest('hex');
-  if (got !== expect.sha256 || size !== expect.size) {
-    throw new CairnError('CHECKSUM_MISMATCH', `backup file ${expect.label} fails its checksum (expected sha256 ${expect.sha256.slice(0, 12)}… of ${expect.size} bytes, got ${got.slice(0, 12)}… of ${size})`, {
-      hint: 'the stored object is corrupted; run cairn-verify, and restore another backup or from another repository',
-    });
-  }
+  if (got !== expect.sha256 || size !== expect.size) throw checksumMismatch(expect, got, size);
 }

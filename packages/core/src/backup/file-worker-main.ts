@@ -8,7 +8,7 @@ import { createPageCheck } from '../pg/page-checksum.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { openStorage } from '../storage/open.js';
 import { createPiecePool, createSlots, encodeFile, readFilePieces } from './file-codec.js';
-import { restoreFile } from './restore-file.js';
+import { restoreFileHere } from './restore-file.js';
 import type { DecodeJob, EncodeJob, EncodeResult, WorkerSetup } from './file-worker.js';
 
 export function runFileWorker(): void {
@@ -31,7 +31,8 @@ export function runFileWorker(): void {
     return { ...r, badPages: check?.bad ?? [] };
   };
 
-  const decode = async (job: DecodeJob): Promise<void> => restoreFile(await driver(), await key(), job, 3);
+  // The worker owns the file: decoded, hashed and written on this thread.
+  const decode = async (job: DecodeJob): Promise<void> => restoreFileHere(await driver(), await key(), job);
 
   parentPort!.on('message', (m: { id: number; job: EncodeJob | DecodeJob }) => {
     const work = m.job.kind === 'encode' ? encode(m.job) : decode(m.job);

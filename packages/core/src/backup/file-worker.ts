@@ -72,8 +72,9 @@ export function createFileWorkers(entry: URL, count: number, setup: WorkerSetup)
     w.on('message', (m: Reply) => {
       const p = pending.get(m.id);
       pending.delete(m.id);
-      slot.busy = false;
+      // Handed straight to the next waiting job, the slot stays busy.
       const next = waiting.shift();
+      slot.busy = next !== undefined;
       if (next) next(slot);
       if (!p) return;
       if (m.error) {
@@ -92,16 +93,21 @@ export function createFileWorkers(entry: URL, count: number, setup: WorkerSetup)
     workers.push(slot);
   }
 
+  // A slot is marked busy here, before anything awaits: marked after the
+  // await, every job started in one tick took the first worker and the
+  // others idled.
   const take = (): Promise<{ w: Worker; busy: boolean }> => {
     const free = workers.find((s) => !s.busy);
-    if (free) return Promise.resolve(free);
+    if (free) {
+      free.busy = true;
+      return Promise.resolve(free);
+    }
     return new Promise((r) => waiting.push(r));
   };
 
   const run = async <T>(job: EncodeJob | DecodeJob): Promise<T> => {
     if (failure) throw new CairnError('INTERNAL', `a file worker failed: ${failure.message}`);
     const slot = await take();
-    slot.busy = true;
     const id = nextId++;
     return new Promise<T>((resolve, reject) => {
       pending.set(id, { resolve: resolve as (v: unknown) => void, reject });

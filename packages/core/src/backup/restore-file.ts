@@ -2,11 +2,14 @@
 // checked: the path for files bigger than one piece, shared by cairn-restore
 // and its worker threads.
 
-import { createWriteStream } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, createWriteStream, openSync, writeSync } from 'node:fs';
 import { chmod, chown, unlink, utimes } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { EncryptionKey } from '../codec/index.js';
 import type { StorageDriver } from '../storage/driver.js';
-import { decodeFileInto, decodeFileStages } from './file-codec.js';
+import { checksumMismatch, decodeFileInto, decodeFileStages, decodeZstdFrameSync, zstdFrameStages } from './file-codec.js';
 
 export interface FileToRestore {
   /** The stored object. */
@@ -34,6 +37,60 @@ export async function restoreFile(driver: StorageDriver, key: EncryptionKey | un
   try {
     await decodeFileInto(source, decodeFileStages(f.key, key, f.label, window), sink, { sha256: f.sha256, size: f.size, label: f.label }, signal);
   } catch (err) {
+    await unlink(f.path).catch(() => {});
+    throw err;
+  }
+  await chmod(f.path, f.mode);
+  await utimes(f.path, f.mtime, f.mtime);
+  if (f.owner) await chown(f.path, f.owner.uid, f.owner.gid).catch(() => {});
+}
+
+/** write(2) size: a piece goes to the page cache in 1 MiB calls, as pgBackRest's buffer. */
+const WRITE_SIZE = 1024 * 1024;
+
+/**
+ * restoreFile for a thread that owns the file (a file worker): each zstd
+ * frame is decoded, hashed and written with synchronous calls on this
+ * thread, so a piece's bytes stay on one CPU from the decompressor to the
+ * page cache. Through the threadpool (decode on one thread, hash on this
+ * one, write on a third) a 1 GiB relation segment took 4.5 s instead of
+ * 2.9 s on a 2-core VM, most of it in the kernel's copy of bytes another
+ * CPU had just written. Only the stored object is still read (and
+ * decrypted) as a stream. Other encodings go through restoreFile.
+ */
+export async function restoreFileHere(driver: StorageDriver, key: EncryptionKey | undefined, f: FileToRestore, signal?: AbortSignal): Promise<void> {
+  const stages = zstdFrameStages(f.key, key, f.label);
+  if (stages === undefined) return restoreFile(driver, key, f, 2, signal);
+  const source = await driver.read(f.key, signal);
+  const hash = createHash('sha256');
+  let size = 0;
+  let fd: number | undefined;
+  try {
+    fd = openSync(f.path, 'w', f.mode);
+    const out = fd;
+    const sink = new Writable({
+      objectMode: true,
+      write(frame: Buffer, _enc, cb) {
+        try {
+          const piece = decodeZstdFrameSync(frame, f.label);
+          hash.update(piece);
+          size += piece.length;
+          // More than the manifest says: damaged, and not worth writing on.
+          if (size > f.size) throw checksumMismatch(f, hash.digest('hex'), size);
+          for (let off = 0; off < piece.length; ) off += writeSync(out, piece, off, Math.min(WRITE_SIZE, piece.length - off));
+          cb();
+        } catch (err) {
+          cb(err as Error);
+        }
+      },
+    });
+    await pipeline([source, ...stages, sink], signal ? { signal } : {});
+    closeSync(fd);
+    fd = undefined;
+    const got = hash.digest('hex');
+    if (got !== f.sha256 || size !== f.size) throw checksumMismatch(f, got, size);
+  } catch (err) {
+    if (fd !== undefined) closeSync(fd);
     await unlink(f.path).catch(() => {});
     throw err;
   }

@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { buffer } from 'node:stream/consumers';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { encryptionKeyFromBytes, parseCompress, type EncodeSpec } from '../codec/index.js';
+import { MemoryDriver } from '../storage/memory.js';
+import { createSlots, encodeFile, PIECE_SIZE, rechunk } from './file-codec.js';
+import { restoreFile, restoreFileHere, type FileToRestore } from './restore-file.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'cairn-restore-file-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+async function* once(buf: Buffer): AsyncGenerator<Buffer> {
+  yield buf;
+}
+
+// Three whole pieces and a partial one, a random stretch in the middle.
+const data = Buffer.alloc(PIECE_SIZE * 3 + 54321, 'relation page ');
+randomBytes(100_000).copy(data, PIECE_SIZE + 17);
+
+/** Stores `data` as the backup would under `key` and returns what a restore job needs. */
+async function store(d: MemoryDriver, key: string, spec: EncodeSpec, name: string): Promise<FileToRestore> {
+  const r = await encodeFile(rechunk(once(data)), spec, createSlots(4), async (body) => d.write(key, body));
+  return { key, path: join(dir, name), sha256: r.sha256, size: r.size, mode: 0o600, mtime: 1_700_000_000, label: `"${name}"` };
+}
+
+const key = encryptionKeyFromBytes(randomBytes(32));
+for (const [name, ext, spec] of [
+  ['zstd', '.zst', { compress: parseCompress('zstd:1') }],
+  ['zstd, encrypted', '.zst.enc', { compress: parseCompress('zstd:1'), key }],
+  ['gzip (the streaming path)', '.gz', { compress: parseCompress('gzip:1') }],
+] as const) {
+  test(`restoreFileHere writes the file back, mode and mtime set (${name})`, async () => {
+    const d = new MemoryDriver();
+    const f = await store(d, `obj${ext}`, spec, `here${ext}`);
+    await restoreFileHere(d, spec.key, f);
+    assert.ok(readFileSync(f.path).equals(data));
+    const st = statSync(f.path);
+    assert.equal(st.mode & 0o777, 0o600);
+    assert.equal(Math.round(st.mtimeMs / 1000), f.mtime);
+  });
+}
+
+test('restoreFileHere and restoreFile write the same bytes', async () => {
+  const d = new MemoryDriver();
+  const f = await store(d, 'same.zst', { compress: parseCompress('zstd:3') }, 'same-here');
+  await restoreFileHere(d, undefined, f);
+  const g = { ...f, path: join(dir, 'same-stream') };
+  await restoreFile(d, undefined, g, 3);
+  assert.ok(readFileSync(f.path).equals(readFileSync(g.path)));
+});
+
+test('restoreFileHere: damage is an error and leaves no file behind', async () => {
+  const d = new MemoryDriver();
+  const f = await store(d, 'bad.zst', { compress: parseCompress('zstd:1') }, 'bad');
+  const stored = await buffer(await d.read('bad.zst'));
+
+  // A wrong checksum in the manifest.
+  await assert.rejects(restoreFileHere(d, undefined, { ...f, sha256: '0'.repeat(64) }), { code: 'CHECKSUM_MISMATCH' });
+  assert.equal(existsSync(f.path), false);
+
+  // The manifest says less than the object holds: stopped as soon as it is too much.
+  await assert.rejects(restoreFileHere(d, undefined, { ...f, size: PIECE_SIZE }), (e: Error & { code?: string }) => e.code === 'CHECKSUM_MISMATCH' && /of 8388608\)/.test(e.message));
+  assert.equal(existsSync(f.path), false);
+
+  // A flipped byte inside a frame: zstd's own check or ours.
+  const flipped = Buffer.from(stored);
+  flipped[flipped.length >> 1]! ^= 0xff;
+  await d.write('bad.zst', flipped);
+  await assert.rejects(restoreFileHere(d, undefined, f), (e: Error & { code?: string }) => e.code === 'FORMAT_INVALID' || e.code === 'CHECKSUM_MISMATCH');
+  assert.equal(existsSync(f.path), false);
+
+  // Truncated.
+  await d.write('bad.zst', stored.subarray(0, stored.length - 100));
+  await assert.rejects(restoreFileHere(d, undefined, f), { code: 'FORMAT_INVALID' });
+  assert.equal(existsSync(f.path), false);
+
+  // The object is missing.
+  await assert.rejects(restoreFileHere(d, undefined, { ...f, key: 'gone.zst' }));
+  assert.equal(existsSync(f.path), false);
+});
+
+test('restoreFileHere: an encrypted object without the key is refused before anything is written', async () => {
+  const d = new MemoryDriver();
+  const f = await store(d, 'enc.zst.enc', { compress: parseCompress('zstd:1'), key }, 'enc-nokey');
+  await assert.rejects(restoreFileHere(d, undefined, f), { code: 'KEY_INVALID' });
+  assert.equal(existsSync(f.path), false);
+});
