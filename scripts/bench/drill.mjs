@@ -29,7 +29,7 @@ const WAL_GET = toolBin('cairn-wal-get');
 const opt = {
   scale: Math.max(1, int('BENCH_DRILL_SCALE', 100)),
   trafficS: Math.max(5, int('BENCH_DRILL_TRAFFIC_S', 600)),
-  runs: Math.max(1, int('BENCH_DRILL_RUNS', 1)),
+  runs: Math.max(1, int('BENCH_DRILL_RUNS', 2)),
   clients: Math.max(1, int('BENCH_CLIENTS', 4)),
   level: int('BENCH_COMPRESS_LEVEL', 1),
   jobs: Math.max(1, int('BENCH_JOBS', 2)),
