@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { encryptionKeyFromBytes } from '@cairn/core/codec/encrypt';
+import { listWalArchive } from '@cairn/core/repo/catalog';
+import { walObjectKey } from '@cairn/core/repo/layout';
 import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
 import { MemoryDriver } from '@cairn/core/storage/memory';
 import { rejectsWith } from '@cairn/core/testing/errors';
@@ -37,6 +39,30 @@ describe('readInfoReport', () => {
       '',
     ].join('\n');
     assert.ok(formatReport(r).includes(dumps), formatReport(r));
+  });
+
+  test('the WAL comes from the one listing of the cluster: no second listing of wal/, the same archive', async () => {
+    const d = new MemoryDriver();
+    await ensureRepoConfig(d, 'main', undefined, NOW);
+    const sys = '7300000000000000001';
+    for (const n of [1, 2, 4]) await d.write(walObjectKey('main', sys, `00000001000000000000000${n}`, String(n).repeat(64), '.zst'), Buffer.alloc(100 + n));
+    await d.write(`main/wal/${sys}/stray.tmp`, Buffer.alloc(3));
+    const listed: string[] = [];
+    const list = d.list.bind(d);
+    d.list = (prefix: string, signal?: AbortSignal) => {
+      listed.push(prefix);
+      return list(prefix, signal);
+    };
+    const r = await readInfoReport(d, 'main', undefined, NOW);
+    assert.equal(listed.filter((p) => p === 'main/').length, 1, `listings: ${listed.join(', ')}`);
+    assert.equal(listed.filter((p) => p.startsWith('main/wal')).length, 0, `listings: ${listed.join(', ')}`);
+    d.list = list;
+    const archive = (await listWalArchive(d, 'main')).get(sys)!;
+    assert.deepEqual([...archive.segments.keys()], ['000000010000000000000001', '000000010000000000000002', '000000010000000000000004']);
+    assert.equal(r.wal.length, 1);
+    const t = r.wal[0]!.timelines[0]!;
+    assert.deepEqual([r.wal[0]!.systemId, t.first, t.last, t.segments, t.missingSegments, r.wal[0]!.foreignObjects], [sys, '000000010000000000000001', '000000010000000000000004', 3, 1, 1]);
+    assert.equal(r.repository.areas.wal.objects, 4);
   });
 
   test('sizes from one listing, the newest verify and drill results', async () => {

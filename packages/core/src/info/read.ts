@@ -1,11 +1,11 @@
-// Reading what an info report needs from one repository: the catalog, the
-// history files, one listing of the cluster for sizes, the newest verify and
-// drill results; then describing it (report.ts, pure). Shared by cairn-info
-// and cairn-prom-export.
+// Reading what an info report needs from one repository: the catalog (its
+// WAL from the one listing of the cluster that also gives sizes), the
+// history files, the newest verify and drill results; then describing it
+// (report.ts, pure). Shared by cairn-info and cairn-prom-export.
 
 import { ERROR_CODES, EXIT, isCairnError, toCairnError, type ErrorCode } from '../cli/errors.js';
 import type { EncryptionKey } from '../codec/index.js';
-import { readHistories, readRepoCatalog } from '../repo/catalog.js';
+import { createWalArchiveCollector, readHistories, readRepoCatalog } from '../repo/catalog.js';
 import { compareDrillIds } from '../drill/result-format.js';
 import { readJsonObject } from '../repo/json-object.js';
 import { checkKeyAgainst, readRepoConfig } from '../repo/repo-config.js';
@@ -34,12 +34,26 @@ export async function readInfoReport(
   // in `damaged` and told on stderr, rather than hiding the whole repository;
   // the exit status is still 4.
   const damaged: InfoDamaged[] = [];
+  // One listing of the whole cluster gives its size, the newest drill result
+  // (drill ids sort by time, like verify's) and the WAL archive.
+  const usage = emptyUsage();
+  let drillKey: string | undefined;
+  const listWal = async () => {
+    const wal = createWalArchiveCollector(cluster);
+    for await (const obj of driver.list(`${cluster}/`, signal)) {
+      tallyObject(usage, cluster, obj.key, obj.size);
+      wal.add(obj);
+      if (obj.key.startsWith(`${cluster}/drills/`) && DRILL_KEY_RE.test(obj.key) && (drillKey === undefined || compareDrillIds(DRILL_KEY_RE.exec(obj.key)![1]!, DRILL_KEY_RE.exec(drillKey)![1]!) > 0)) drillKey = obj.key;
+    }
+    return wal.result();
+  };
   const catalog = await readRepoCatalog(driver, cluster, {
     ...(signal ? { signal } : {}),
     onInvalid: (bad) => {
       damaged.push({ kind: bad.kind, id: bad.id, key: bad.key, message: bad.error.message });
       warn(`${bad.kind} ${bad.id} left out: its manifest ${JSON.stringify(bad.key)} is damaged (${bad.error.message}); run cairn-verify`);
     },
+    listWal,
   });
 
   const histories = new Map<string, Map<number, TimelineHistoryEntry[]>>();
@@ -50,14 +64,6 @@ export async function readInfoReport(
     if (r) systems.push(r);
   }
 
-  // One listing of the whole cluster for its size; the newest drill result
-  // is found on the way (drill ids sort by time, like verify's).
-  const usage = emptyUsage();
-  let drillKey: string | undefined;
-  for await (const obj of driver.list(`${cluster}/`, signal)) {
-    tallyObject(usage, cluster, obj.key, obj.size);
-    if (obj.key.startsWith(`${cluster}/drills/`) && DRILL_KEY_RE.test(obj.key) && (drillKey === undefined || compareDrillIds(DRILL_KEY_RE.exec(obj.key)![1]!, DRILL_KEY_RE.exec(drillKey)![1]!) > 0)) drillKey = obj.key;
-  }
   let lastDrill: { id: string; body: unknown } | undefined;
   if (drillKey !== undefined) {
     let body: unknown;

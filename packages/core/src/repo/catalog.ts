@@ -37,36 +37,49 @@ export function walPrefix(cluster: string): string {
 }
 
 /**
+ * Sorts listed objects under `<cluster>/wal/` into listings by system id; a
+ * caller that lists more of the cluster feeds it the WAL keys it meets.
+ */
+export function createWalArchiveCollector(cluster: string): { add(obj: ObjectInfo): void; result(): Map<string, WalListing> } {
+  const prefix = walPrefix(cluster);
+  const out = new Map<string, WalListing>();
+  return {
+    add(obj: ObjectInfo): void {
+      if (!obj.key.startsWith(prefix)) return;
+      const rest = obj.key.slice(prefix.length);
+      const slash = rest.indexOf('/');
+      if (slash <= 0) return;
+      const systemId = rest.slice(0, slash);
+      let listing = out.get(systemId);
+      if (!listing) out.set(systemId, (listing = { systemId, segments: new Map(), histories: new Map(), others: [], all: [], foreign: [] }));
+      const parsed = parseWalObjectName(obj.key);
+      if (!parsed) {
+        listing.foreign.push(obj);
+        return;
+      }
+      const stored: StoredWal = { ...parsed, key: obj.key, size: obj.size, mtime: obj.mtime };
+      listing.all.push(stored);
+      if (SEGMENT_RE.test(parsed.walName)) {
+        if (!listing.segments.has(parsed.walName)) listing.segments.set(parsed.walName, stored);
+      } else if (parsed.walName.endsWith('.history')) {
+        const tli = parseInt(parsed.walName.slice(0, 8), 16);
+        if (!listing.histories.has(tli)) listing.histories.set(tli, stored);
+      } else {
+        listing.others.push(stored);
+      }
+    },
+    result: () => out,
+  };
+}
+
+/**
  * Lists the WAL of every system in the cluster (one listing of
  * `<cluster>/wal/`), by system id.
  */
 export async function listWalArchive(driver: StorageDriver, cluster: string, signal?: AbortSignal): Promise<Map<string, WalListing>> {
-  const prefix = walPrefix(cluster);
-  const out = new Map<string, WalListing>();
-  for await (const obj of driver.list(prefix, signal)) {
-    const rest = obj.key.slice(prefix.length);
-    const slash = rest.indexOf('/');
-    if (slash <= 0) continue;
-    const systemId = rest.slice(0, slash);
-    let listing = out.get(systemId);
-    if (!listing) out.set(systemId, (listing = { systemId, segments: new Map(), histories: new Map(), others: [], all: [], foreign: [] }));
-    const parsed = parseWalObjectName(obj.key);
-    if (!parsed) {
-      listing.foreign.push(obj);
-      continue;
-    }
-    const stored: StoredWal = { ...parsed, key: obj.key, size: obj.size, mtime: obj.mtime };
-    listing.all.push(stored);
-    if (SEGMENT_RE.test(parsed.walName)) {
-      if (!listing.segments.has(parsed.walName)) listing.segments.set(parsed.walName, stored);
-    } else if (parsed.walName.endsWith('.history')) {
-      const tli = parseInt(parsed.walName.slice(0, 8), 16);
-      if (!listing.histories.has(tli)) listing.histories.set(tli, stored);
-    } else {
-      listing.others.push(stored);
-    }
-  }
-  return out;
+  const collect = createWalArchiveCollector(cluster);
+  for await (const obj of driver.list(walPrefix(cluster), signal)) collect.add(obj);
+  return collect.result();
 }
 
 /** History files hold a line per timeline; anything this large is not one. */
@@ -139,6 +152,13 @@ export interface ReadCatalogOptions {
    * that restores must not plan around a hole it does not report.
    */
   onInvalid?: (bad: InvalidManifest) => void;
+  /**
+   * Lists the WAL archive instead of listWalArchive: a caller that lists the
+   * whole cluster anyway (cairn-info's sizes) collects the WAL on the way.
+   * Called after the manifests are read, as listWalArchive is, so a backup
+   * in the catalog never misses WAL archived before it finished.
+   */
+  listWal?: () => Promise<Map<string, WalListing>>;
 }
 
 /**
@@ -174,6 +194,6 @@ export async function readRepoCatalog(driver: StorageDriver, cluster: string, op
     backups,
     dumps,
     systems: await listSystems(driver, cluster, signal),
-    wal: await listWalArchive(driver, cluster, signal),
+    wal: o.listWal ? await o.listWal() : await listWalArchive(driver, cluster, signal),
   };
 }
