@@ -6,15 +6,15 @@
 // compressible table of about the same size, in one run on one cluster with
 // warm caches; plus the peak RSS of cairn's tools at two scales. See README.md.
 
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Server } from './lib/cluster.mjs';
-import { aptInstall, checkBuiltAndPostgres, flag, gitCommit, hostVersions, int, problem, problems, ROOT, say, T0, TIME, toolBin } from './lib/common.mjs';
+import { aptInstall, checkBuiltAndPostgres, flag, gitCommit, hostVersions, int, problem, problems, ROOT, say, TIME, toolBin, finishBench, runGuarded } from './lib/common.mjs';
 import { ensurePgbackrest, PGBACKREST, STANZA, writePgbrConf } from './lib/pgbackrest.mjs';
-import { cleanupSync, duBytes, installCleanupHooks, killProcessesNaming, makeDir, PG_BIN, removeDir, run, shellQuote, sleep, syncDisks, tempBase } from './lib/proc.mjs';
+import { duBytes, installCleanupHooks, killProcessesNaming, makeDir, PG_BIN, removeDir, run, shellQuote, sleep, syncDisks, tempBase } from './lib/proc.mjs';
 import { median, mb, reportTail, round, table } from './lib/stats.mjs';
 
 const BASEBACKUP = toolBin('cairn-basebackup');
@@ -517,7 +517,7 @@ async function main() {
   res.env = await versions();
   say(`temp dir ${tempBase()}; options: scale=${opt.scale} rss-scale=${opt.rssScale} runs=${opt.runs} ${Z} jobs=${opt.jobs}${opt.skipPgbr ? ' no-pgbackrest' : ''}${opt.skipRandom ? ' no-random' : ''}`);
   const b = new Bench();
-  try {
+  await runGuarded(async () => {
     await b.setup();
     const pgbenchUpdate = "update pgbench_accounts set abalance = abalance + 1 where aid % 100 = 0";
     if (opt.rssScale > 0 && opt.rssScale !== opt.scale) {
@@ -545,26 +545,13 @@ async function main() {
       });
       res.datasets.push({ ...d, updateLabel: 'update of 1% of rnd rows (id % 100 = 0)', loadSeconds: loadS, summary: summarizeDataset(d) });
     }
-  } catch (err) {
-    problem(`bench aborted: ${err.message}`);
-  } finally {
-    say('cleaning up');
-    await b.srv?.stop('immediate').catch(() => {});
-    cleanupSync();
-  }
-  res.totalSeconds = round((performance.now() - T0) / 1000, 0);
+  });
   if (loads.length) {
     res.loadAverage = { min: round(Math.min(...loads), 2), median: round(median(loads), 2), max: round(Math.max(...loads), 2) };
     // Our own contenders keep about 2 cores busy; more than that is someone else.
     if (res.loadAverage.median > opt.jobs + 1) problem(`other work ran on the machine during the bench (1-min load average before the timed commands: median ${res.loadAverage.median}, max ${res.loadAverage.max}): figures are skewed`);
   }
-  process.stdout.write(report(res) + '\n');
-  const json = JSON.stringify(res);
-  mkdirSync(opt.outDir, { recursive: true });
-  const file = join(opt.outDir, `backup-${date.toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
-  writeFileSync(file, json + '\n');
-  say(`results written to ${file}`);
-  if (problems.some((p) => p.startsWith('bench aborted'))) process.exitCode = 1;
+  finishBench('backup', res, date, opt.outDir, report);
 }
 
 main().catch((err) => {

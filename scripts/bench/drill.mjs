@@ -16,9 +16,9 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Server } from './lib/cluster.mjs';
-import { checkBuiltAndPostgres, finishBench, flag, gitCommit, hostVersions, int, problem, problems, ROOT, say, toolBin } from './lib/common.mjs';
+import { checkBuiltAndPostgres, finishBench, flag, gitCommit, hostVersions, int, problem, problems, ROOT, say, toolBin, runGuarded } from './lib/common.mjs';
 import { ensurePgbackrest, PGBACKREST, STANZA, writePgbrConf } from './lib/pgbackrest.mjs';
-import { cleanupSync, installCleanupHooks, killProcessesNaming, makeDir, PG_BIN, pgUser, removeDir, run, shellQuote, sleep, start, syncDisks, tempBase } from './lib/proc.mjs';
+import { installCleanupHooks, killProcessesNaming, makeDir, PG_BIN, pgUser, removeDir, run, shellQuote, sleep, start, syncDisks, tempBase } from './lib/proc.mjs';
 import { mb, median, reportTail, round, table } from './lib/stats.mjs';
 
 const BASEBACKUP = toolBin('cairn-basebackup');
@@ -44,6 +44,8 @@ const CHECK =
   "select (select count(*) || '/' || coalesce(sum(delta), 0) from pgbench_history) || '/' || (select sum(abalance) from pgbench_accounts)";
 
 const tail = (s, n = 12) => s.trimEnd().split('\n').slice(-n).join('\n');
+/** Milliseconds of a timestamptz as PostgreSQL prints it (`2026-11-21 22:36:04.117+00`). */
+const pgTime = (text) => Date.parse(text.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00'));
 const secsSince = (t0) => round((performance.now() - t0) / 1000, 2);
 
 class Bench {
@@ -209,10 +211,10 @@ class Bench {
       await v.pollUntil('select pg_is_in_recovery() rec', (row) => row.rec === false, { t0: s0, everyMs: 250, timeoutMs: opt.timeoutS * 1000 });
       const replaySeconds = secsSince(s0);
       const got = await this.recovered(pgdata);
-      const newest = Date.parse(got.newestCommit.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00'));
+      const newest = pgTime(got.newestCommit);
       return {
         tool: 'pgbr', restoreSeconds, replaySeconds, totalSeconds: round(restoreSeconds + replaySeconds, 2),
-        dataAgeSeconds: Number.isFinite(newest) ? round((Date.parse(this.target.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00')) - newest) / 1000, 3) : undefined, ...got,
+        dataAgeSeconds: Number.isFinite(newest) ? round((pgTime(this.target) - newest) / 1000, 3) : undefined, ...got,
       };
     } finally {
       await this.stopAndRemove(pgdata, dir);
@@ -253,7 +255,7 @@ async function main() {
   if (!opt.skipPgbr) res.env.pgbackrest = (await run(PGBACKREST, ['version'], { allowFail: true })).stdout.trim();
   say(`temp dir ${tempBase()}; scale ${opt.scale}, ${opt.trafficS} s of traffic, ${opt.runs} run(s)${opt.skipPgbr ? ', no pgBackRest' : ''}`);
   const b = new Bench();
-  try {
+  await runGuarded(async () => {
     await b.setup();
     say(`pgbench -i -s ${opt.scale}`);
     await run(join(PG_BIN, 'pgbench'), ['-i', '-s', String(opt.scale), '-q'], { asPg: true, env: b.srv.clientEnv(), timeoutMs: 3600_000 });
@@ -282,13 +284,7 @@ async function main() {
       if (!res.sameData) problem(`the recovered servers differ: ${all.map((r) => `${r.tool} ${r.data}`).join(', ')}`);
     }
     for (const r of res.runs.cairn) if (r.checks.some((c) => c.endsWith('FAILED'))) problem(`a cairn-drill check failed: ${r.checks.join(', ')}`);
-  } catch (err) {
-    problem(`bench aborted: ${err.message}`);
-  } finally {
-    say('cleaning up');
-    await b.srv?.stop('immediate').catch(() => {});
-    cleanupSync();
-  }
+  });
   finishBench('drill', res, date, opt.outDir, report);
 }
 

@@ -10,8 +10,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Server } from './lib/cluster.mjs';
-import { aptInstall, checkBuiltAndPostgres, gitCommit, hostVersions, int, problem, problems, ROOT, say, TIME, toolBin, finishBench } from './lib/common.mjs';
-import { cleanupSync, installCleanupHooks, makeDir, PG_BIN, run, shellQuote, syncDisks, tempBase } from './lib/proc.mjs';
+import { aptInstall, checkBuiltAndPostgres, gitCommit, hostVersions, int, problem, problems, ROOT, say, TIME, toolBin, finishBench, runGuarded } from './lib/common.mjs';
+import { installCleanupHooks, makeDir, PG_BIN, run, shellQuote, syncDisks, tempBase } from './lib/proc.mjs';
 import { mb, median, reportTail, round, table } from './lib/stats.mjs';
 
 const DUMP = toolBin('cairn-dump');
@@ -57,7 +57,7 @@ async function main() {
   res.env = { ...(await hostVersions()), cairn: (await run(DUMP, ['--version'])).stdout.trim(), pgDump: (await run(join(PG_BIN, 'pg_dump'), ['--version'])).stdout.trim(), commit: gitCommit() };
   say(`temp dir ${tempBase()}; scale ${opt.scale}, ${opt.runs} run(s)`);
   const srv = new Server('dump-source');
-  try {
+  await runGuarded(async () => {
     await srv.initdb();
     await srv.configure();
     srv.setConf({ shared_buffers: '256MB', max_wal_size: '8GB', checkpoint_timeout: '30min', autovacuum: 'off', fsync: 'on', log_min_messages: 'warning' });
@@ -98,13 +98,7 @@ async function main() {
       res.restoreVerified = got.stdout === expected.stdout;
       if (!res.restoreVerified) problem(`the restored database differs: ${got.stdout.trim()} vs ${expected.stdout.trim()}`);
     }
-  } catch (err) {
-    problem(`bench aborted: ${err.message}`);
-  } finally {
-    say('cleaning up');
-    await srv.stop('immediate').catch(() => {});
-    cleanupSync();
-  }
+  });
   finishBench('dump', res, date, opt.outDir, report);
 }
 

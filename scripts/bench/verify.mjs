@@ -11,8 +11,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Server } from './lib/cluster.mjs';
-import { aptInstall, checkBuiltAndPostgres, gitCommit, hostVersions, int, problem, problems, ROOT, say, TIME, toolBin, finishBench } from './lib/common.mjs';
-import { cleanupSync, installCleanupHooks, makeDir, PG_BIN, run, shellQuote, syncDisks, tempBase } from './lib/proc.mjs';
+import { aptInstall, checkBuiltAndPostgres, gitCommit, hostVersions, int, problem, problems, ROOT, say, TIME, toolBin, finishBench, runGuarded } from './lib/common.mjs';
+import { installCleanupHooks, makeDir, PG_BIN, run, shellQuote, syncDisks, tempBase } from './lib/proc.mjs';
 import { mb, median, reportTail, round, table } from './lib/stats.mjs';
 
 const VERIFY = toolBin('cairn-verify');
@@ -61,7 +61,7 @@ async function main() {
   const repo = makeDir('repo-verify');
   const repoEnv = { CAIRN_REPO: repo, CAIRN_COMPRESS: 'zstd:1' };
   const srv = new Server('verify-source', { env: repoEnv });
-  try {
+  await runGuarded(async () => {
     await srv.initdb();
     await srv.configure({ archive_mode: 'on', archive_command: `${shellQuote(WAL_PUSH)} %p %f`, archive_timeout: '60s' });
     srv.setConf({ shared_buffers: '256MB', max_wal_size: '8GB', checkpoint_timeout: '30min', autovacuum: 'off', log_min_messages: 'warning' });
@@ -92,13 +92,7 @@ async function main() {
         }
       }
     }
-  } catch (err) {
-    problem(`bench aborted: ${err.message}`);
-  } finally {
-    say('cleaning up');
-    await srv.stop('immediate').catch(() => {});
-    cleanupSync();
-  }
+  });
   finishBench('verify', res, date, opt.outDir, report);
 }
 

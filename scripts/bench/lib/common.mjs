@@ -8,7 +8,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { PG_BIN, run } from './proc.mjs';
+import { cleanupSync, PG_BIN, run } from './proc.mjs';
 import { round } from './stats.mjs';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -84,6 +84,22 @@ export function gitCommit() {
     // not a git checkout
   }
   return commit;
+}
+
+/**
+ * The body of a bench part: a throw is the problem "bench aborted: …"; then,
+ * whatever happened, every server and process the bench started is stopped
+ * and the temp dir removed (cleanupSync).
+ */
+export async function runGuarded(body) {
+  try {
+    await body();
+  } catch (err) {
+    problem(`bench aborted: ${err.message}`);
+  } finally {
+    say('cleaning up');
+    cleanupSync();
+  }
 }
 
 /**

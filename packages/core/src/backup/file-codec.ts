@@ -420,9 +420,8 @@ export async function decodeWhole(stored: Buffer, storedKey: string, key: Encryp
   let data = stored;
   try {
     if (enc.encrypted) {
-      const stages = decodeFileStages(storedKey.replace(/\.(zst|gz)\.enc$/, '.enc'), key, expect.label);
       const parts: Buffer[] = [];
-      await pipeline([Readable.from([stored]), ...stages, new Writable({ write(c: Buffer, _e, cb) { parts.push(c); cb(); } })]);
+      await pipeline([Readable.from([stored]), ...decryptStages(storedKey, key, expect.label), new Writable({ write(c: Buffer, _e, cb) { parts.push(c); cb(); } })]);
       data = Buffer.concat(parts);
     }
     if (enc.alg === 'zstd') data = zlib.zstdDecompressSync(data, { maxOutputLength: Math.max(expect.size, 1) + 1 });

@@ -25,6 +25,13 @@ export interface FileToRestore {
   owner?: { uid: number; gid: number };
 }
 
+/** Mode, mtime and owner of a file written back, as the manifest has them. */
+async function setAttributes(f: FileToRestore): Promise<void> {
+  await chmod(f.path, f.mode);
+  await utimes(f.path, f.mtime, f.mtime);
+  if (f.owner) await chown(f.path, f.owner.uid, f.owner.gid).catch(() => {});
+}
+
 /**
  * Streams the object through its decoders (up to `window` frames decoded at
  * once) into `f.path`, checks size and SHA-256, then sets mode, mtime and
@@ -40,9 +47,7 @@ export async function restoreFile(driver: StorageDriver, key: EncryptionKey | un
     await unlink(f.path).catch(() => {});
     throw err;
   }
-  await chmod(f.path, f.mode);
-  await utimes(f.path, f.mtime, f.mtime);
-  if (f.owner) await chown(f.path, f.owner.uid, f.owner.gid).catch(() => {});
+  await setAttributes(f);
 }
 
 /** write(2) size: a piece goes to the page cache in 1 MiB calls, as pgBackRest's buffer. */
@@ -94,7 +99,5 @@ export async function restoreFileHere(driver: StorageDriver, key: EncryptionKey 
     await unlink(f.path).catch(() => {});
     throw err;
   }
-  await chmod(f.path, f.mode);
-  await utimes(f.path, f.mtime, f.mtime);
-  if (f.owner) await chown(f.path, f.owner.uid, f.owner.gid).catch(() => {});
+  await setAttributes(f);
 }
