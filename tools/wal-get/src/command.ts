@@ -9,7 +9,7 @@ import { defineTool } from '@cairn/core/cli/run';
 import { CairnError, EXIT } from '@cairn/core/cli/errors';
 import { SPOOL_SETTING, SYSTEM_ID_SETTING } from '@cairn/core/config/settings';
 import { repoSettingsFrom } from '@cairn/core/repo/repositories';
-import { pgdataSpoolDir, spoolRoot } from '@cairn/core/spool/spool-dir';
+import { planSpool } from '@cairn/core/spool/spool-dir';
 import { walGet } from './wal-get.js';
 
 /**
@@ -53,7 +53,6 @@ export const walGetTool = defineTool({
     try {
       pgdata = realpathSync(ctx.cwd);
     } catch { /* keep cwd */ }
-    const root = spoolRoot(s['spool-dir'] as string | undefined, ctx.env);
     const result = await walGet({
       walName,
       destPath: isAbsolute(path) ? path : resolve(ctx.cwd, path),
@@ -64,8 +63,7 @@ export const walGetTool = defineTool({
       systemId: s['system-id'] as string | undefined,
       prefetch,
       prefetchConcurrency: Math.max(1, s['prefetch-concurrency'] as number),
-      spoolDir: `${pgdataSpoolDir(root, pgdata)}/get`,
-      spoolRoot: root,
+      spool: planSpool(s['spool-dir'] as string | undefined, { cwd: pgdata, argv: ctx.argv, positionals: ctx.positionals, env: ctx.env }),
       retry: { attempts: retries + 1, baseDelayMs: 500 },
     }, ctx);
     if (s['json'] === true) ctx.stdout.write(JSON.stringify(result) + '\n');

@@ -1,5 +1,6 @@
-// The prefetch spool of one data directory: segments fetched ahead by the
-// worker, each verified against its SHA-256 before it is renamed into place
+// The prefetch spool of one invocation context (spool-dir.ts: data directory
+// and repository set): segments fetched ahead by the worker, each verified
+// (SHA-256, and the page header in fetch.ts) before it is renamed into place
 // here under its plain WAL file name, so serving it is a rename (the bin
 // wrapper's bash fast path does exactly `mv "$spool/$f" "$p"`).
 //
@@ -10,6 +11,7 @@
 import { copyFile, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pidFileHolder, releasePidFile, takePidFile } from '@cairn/core/spool/pid-lock';
+import { checkPrivate } from '@cairn/core/spool/spool-dir';
 import { writeBufferAtomic } from '@cairn/core/util/local-file';
 
 const SEGMENT_RE = /^[0-9A-F]{24}$/;
@@ -31,6 +33,8 @@ export class GetSpool {
   /** Moves a ready segment to `dest`; false when the spool does not have it. */
   async take(walName: string, dest: string): Promise<boolean> {
     const src = this.entryPath(walName);
+    // Only an entry that is ours and a regular file is served (lstat), as in the wrapper.
+    if (!(await checkPrivate(src, 'file').then(() => true, () => false))) return false;
     try {
       await rename(src, dest);
       return true;

@@ -8,7 +8,7 @@ import type { Logger } from '@cairn/core/cli/log';
 import { readSystemIdFromPgData } from '@cairn/core/pg/control-file';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { listSystems } from '@cairn/core/repo/systems';
-import { ensureSpoolDir } from '@cairn/core/spool/spool-dir';
+import { openSpool, type SpoolPlan } from '@cairn/core/spool/spool-dir';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { isValidSegmentSize, parseWalFileName } from '@cairn/core/wal/index';
 import { fetchWal, type RetryPolicy } from './fetch.js';
@@ -28,10 +28,8 @@ export interface WalGetOptions {
   /** Segments to fetch ahead (0: off). */
   prefetch: number;
   prefetchConcurrency: number;
-  /** This data directory's prefetch spool; undefined disables prefetch. */
-  spoolDir: string | undefined;
-  /** The spool root it lies under (created private on first use). */
-  spoolRoot: string | undefined;
+  /** Where the prefetch spool is and the context it is keyed by; undefined disables prefetch. */
+  spool: SpoolPlan | undefined;
   retry: RetryPolicy;
 }
 
@@ -70,8 +68,11 @@ async function resolveSystemId(opts: WalGetOptions, drivers: StorageDriver[], si
 
 export async function walGet(opts: WalGetOptions, ctx: WalGetContext): Promise<WalGetResult> {
   const name = parseWalFileName(opts.walName);
-  const prefetching = name.kind === 'segment' && opts.prefetch > 0 && opts.spoolDir !== undefined;
-  const spool = prefetching ? new GetSpool(opts.spoolDir!) : undefined;
+  const prefetching = name.kind === 'segment' && opts.prefetch > 0 && opts.spool !== undefined;
+  // Checked (lstat, every component) on every call; an unsafe spool is
+  // skipped with one warning, never a failed restore_command.
+  const spoolDir = prefetching ? await openSpool(opts.spool!, 'get', ctx.log) : undefined;
+  const spool = spoolDir !== undefined ? new GetSpool(spoolDir) : undefined;
 
   // What the bin wrapper's fast path does, for callers that run Node directly.
   if (spool && (await spool.take(name.name, opts.destPath))) {
@@ -93,13 +94,12 @@ export async function walGet(opts: WalGetOptions, ctx: WalGetContext): Promise<W
     });
     if (!r.found) return { found: false, walName: name.name };
 
-    if (spool && opts.spoolRoot) {
+    if (spool) {
       // A segment file is exactly one segment long (wal-push checked it against
       // its header), so the bytes written are the cluster's segment size.
       const segmentSize = r.bytes;
       if (isValidSegmentSize(segmentSize)) {
         try {
-          await ensureSpoolDir(opts.spoolRoot, spool.dir);
           await spool.claimFor(systemId);
           await spool.setWant(name.name);
           await startPrefetch({

@@ -7,7 +7,7 @@ import { CairnError, EXIT } from '@cairn/core/cli/errors';
 import { COMPRESS_SETTING, SPOOL_SETTING, SYSTEM_ID_SETTING } from '@cairn/core/config/settings';
 import { parseCompress } from '@cairn/core/codec/index';
 import { repoSettingsFrom } from '@cairn/core/repo/repositories';
-import { pgdataSpoolDir, spoolRoot } from '@cairn/core/spool/spool-dir';
+import { planSpool } from '@cairn/core/spool/spool-dir';
 import { walPush } from './wal-push.js';
 
 export const walPushTool = defineTool({
@@ -40,12 +40,13 @@ export const walPushTool = defineTool({
     const concurrency = s['concurrency'] as number;
     if (pushAhead < 0) throw new CairnError('USAGE', `invalid --push-ahead ${pushAhead}`, { hint: 'use 0 or more' });
     if (concurrency < 1 || concurrency > 64) throw new CairnError('USAGE', `invalid --concurrency ${concurrency}`, { hint: 'use 1 to 64' });
-    // One spool per data directory (the bin wrapper finds it from its cwd).
+    // The spool is keyed by the physical data directory and the whole call
+    // (the bin wrapper computes the same context from its cwd, argv and env).
     let pgdata = ctx.cwd;
     try {
       pgdata = realpathSync(ctx.cwd);
     } catch { /* keep cwd */ }
-    const root = spoolRoot(s['spool-dir'] as string | undefined, ctx.env);
+    const spool = planSpool(s['spool-dir'] as string | undefined, { cwd: pgdata, argv: ctx.argv, positionals: ctx.positionals, env: ctx.env });
     const result = await walPush({
       walPath,
       walName,
@@ -58,8 +59,7 @@ export const walPushTool = defineTool({
       registerSystem: s['register-system'] === true,
       pushAhead,
       concurrency,
-      spoolDir: `${pgdataSpoolDir(root, pgdata)}/push`,
-      spoolRoot: root,
+      spool,
     }, ctx);
     if (s['json'] === true) ctx.stdout.write(JSON.stringify(result) + '\n');
     return EXIT.OK;

@@ -4,12 +4,14 @@
 // ctime), so the bin wrapper can confirm PostgreSQL's later call for the
 // unchanged file in bash, without starting Node. Claims (<walName>.claim,
 // holding a pid) keep two processes from archiving the same file at once.
-// The spool lies outside pg_wal/; .ready files are never touched (PostgreSQL
-// owns archive_status/).
+// The directory is one invocation context's (spool-dir.ts: data directory and
+// repository set); .ready files are never touched (PostgreSQL owns
+// archive_status/).
 
 import { readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pidFileHolder, releasePidFile, takePidFile } from '@cairn/core/spool/pid-lock';
+import { checkPrivate } from '@cairn/core/spool/spool-dir';
 import { writeBufferAtomic } from '@cairn/core/util/local-file';
 import { isWalFileName, parseWalFileName, type WalFileName } from '@cairn/core/wal/index';
 
@@ -36,6 +38,8 @@ export class PushSpool {
 
   /** Does a record confirm `path` as it is now? */
   async isRecorded(walName: string, path: string): Promise<boolean> {
+    // Only a record that is ours and a regular file counts (lstat), as in the wrapper.
+    if (!(await checkPrivate(this.path(`${walName}.ok`), 'file').then(() => true, () => false))) return false;
     const rec = (await readFile(this.path(`${walName}.ok`), 'utf8').catch(() => '')).split('\n')[0]!.trim();
     return rec !== '' && rec === (await fileIdentity(path));
   }

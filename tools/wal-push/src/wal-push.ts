@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 import type { Logger } from '@cairn/core/cli/log';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import type { StoreOutcome } from '@cairn/core/repo/wal-archive';
-import { ensureSpoolDir } from '@cairn/core/spool/spool-dir';
+import { openSpool, type SpoolPlan } from '@cairn/core/spool/spool-dir';
 import { sleep } from '@cairn/core/util/limit';
 import { parseWalFileName } from '@cairn/core/wal/index';
 import { createArchiver, type ArchiverOptions } from './archiver.js';
@@ -22,10 +22,8 @@ export interface WalPushOptions extends ArchiverOptions {
   keyFile: string | undefined;
   /** How many .ready files the push-ahead worker takes per scan (0: no worker). */
   pushAhead: number;
-  /** This data directory's push spool (records, claims); undefined: none. */
-  spoolDir: string | undefined;
-  /** The spool root it lies under (created private on first use). */
-  spoolRoot: string | undefined;
+  /** Where the push spool (records, claims) is and the context it is keyed by; undefined: none. */
+  spool: SpoolPlan | undefined;
 }
 
 export interface WalPushResult {
@@ -48,7 +46,10 @@ const CLAIM_WAIT_MS = 120_000;
 
 export async function walPush(opts: WalPushOptions, ctx: WalPushContext): Promise<WalPushResult> {
   const name = parseWalFileName(opts.walName);
-  const spool = opts.spoolDir !== undefined ? new PushSpool(opts.spoolDir) : undefined;
+  // Checked (lstat, every component) on every call; an unsafe spool is
+  // skipped with one warning, never a failed archive_command.
+  const spoolDir = opts.spool ? await openSpool(opts.spool, 'push', ctx.log) : undefined;
+  const spool = spoolDir !== undefined ? new PushSpool(spoolDir) : undefined;
   const done = (outcome: WalPushResult['outcome'], bytesIn = 0, bytesOut = 0): WalPushResult => ({ walName: name.name, outcome, bytesIn, bytesOut });
 
   if (spool) {
@@ -63,8 +64,7 @@ export async function walPush(opts: WalPushOptions, ctx: WalPushContext): Promis
   const key = await loadKey(opts.keyFile);
   const drivers = await openRepositories(opts.repos);
   try {
-    if (spool && opts.spoolRoot) {
-      await ensureSpoolDir(opts.spoolRoot, spool.dir);
+    if (spool) {
       await spool.claim(name.name);
       if (opts.pushAhead > 0) {
         await startPushWorker({

@@ -19,6 +19,8 @@ export interface ToolContext {
   tool: string;
   settings: Settings;
   positionals: string[];
+  /** The command line as given (wal-push and wal-get key their spool by it). */
+  argv: string[];
   env: NodeJS.ProcessEnv;
   cwd: string;
   stdout: Writable;
@@ -168,6 +170,7 @@ export async function runTool(def: ToolDef, io: RunIO): Promise<number> {
       tool: def.name,
       settings,
       positionals,
+      argv: io.argv,
       env: io.env,
       cwd: io.cwd,
       stdout: io.stdout,
