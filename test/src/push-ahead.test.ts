@@ -42,9 +42,12 @@ test('a backlog of .ready segments drains through push-ahead with no gap', { tim
   for (let n = 1; n <= lastNo; n++) assert.ok(names.includes(`0000000100000000${n.toString(16).toUpperCase().padStart(8, '0')}`), `segment ${n}`);
   // PostgreSQL marked them all done itself; every record was used by its call.
   assert.equal(await c.psql("select count(*) from pg_ls_archive_statusdir() where name like '%.ready'"), '0');
-  const pushSpool = `${repo.env['CAIRN_SPOOL_DIR']}/pgdata${c.pgdata}/push`;
+  // One context directory (this data directory, these settings) under the configured root.
+  const pushRoot = `${repo.env['CAIRN_SPOOL_DIR']}/push`;
+  const contexts = await readdir(pushRoot);
+  assert.equal(contexts.length, 1, contexts.join(' '));
   // (Records of files PostgreSQL no longer waits for go at the worker's next scan.)
-  const left = (await readdir(pushSpool)).filter((n) => n.endsWith('.claim'));
+  const left = (await readdir(`${pushRoot}/${contexts[0]}`)).filter((n) => n.endsWith('.claim'));
   assert.deepEqual(left, [], 'no claim left');
   await c.destroy();
 });
