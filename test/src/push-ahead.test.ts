@@ -35,6 +35,10 @@ test('a backlog of .ready segments drains through push-ahead with no gap', { tim
   const archived = Number(await c.psql('select archived_count from pg_stat_archiver'));
   assert.ok(archived >= ready, `${archived} archived`);
   assert.ok(archivedByCall <= archived - 3, `${archivedByCall} of ${archived} files were archived by PostgreSQL's own call; the rest should come from push-ahead records`);
+  // Most records were confirmed by the bin wrapper without starting Node.
+  const confirmedByNode = (log.match(/cairn-wal-push: "[0-9A-F]{24}" was archived by push-ahead/g) ?? []).length;
+  console.log(`push-ahead: ${archived} archived, ${archivedByCall} by the call itself, ${confirmedByNode} confirmed by Node, ${archived - archivedByCall - confirmedByNode} by the wrapper`);
+  assert.ok(confirmedByNode <= (archived - archivedByCall) / 2, `${confirmedByNode} records were confirmed by Node, not by the wrapper's fast path`);
   // Every segment is stored once, no gap.
   const names = (await repo.keys('main/wal/')).map((k) => k.slice(k.lastIndexOf('/') + 1, k.lastIndexOf('/') + 25)).filter((n) => /^[0-9A-F]{24}$/.test(n));
   assert.equal(new Set(names).size, names.length, 'one copy of each');

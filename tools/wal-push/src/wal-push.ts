@@ -51,14 +51,19 @@ export async function walPush(opts: WalPushOptions, ctx: WalPushContext): Promis
   const spoolDir = opts.spool ? await openSpool(opts.spool, 'push', ctx.log) : undefined;
   const spool = spoolDir !== undefined ? new PushSpool(spoolDir) : undefined;
   const done = (outcome: WalPushResult['outcome'], bytesIn = 0, bytesOut = 0): WalPushResult => ({ walName: name.name, outcome, bytesIn, bytesOut });
+  const spooled = () => {
+    // The wrapper answers most of these without Node; this line tells the two apart.
+    ctx.log.info(`"${name.name}" was archived by push-ahead`);
+    return done('spooled');
+  };
 
   if (spool) {
     // What the bin wrapper's fast path does, for callers that run Node directly.
-    if (await spool.consume(name.name, opts.walPath)) return done('spooled');
+    if (await spool.consume(name.name, opts.walPath)) return spooled();
     // The worker is archiving this very file: wait for it rather than race it.
     const until = Date.now() + CLAIM_WAIT_MS;
     while ((await spool.claimant(name.name)) !== undefined && Date.now() < until) await sleep(10, ctx.signal);
-    if (await spool.consume(name.name, opts.walPath)) return done('spooled');
+    if (await spool.consume(name.name, opts.walPath)) return spooled();
   }
 
   const key = await loadKey(opts.keyFile);
