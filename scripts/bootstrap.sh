@@ -25,12 +25,15 @@ if [ ! -x .node/bin/node ] || [ "$(node_major .node/bin/node)" -lt 24 ]; then
 fi
 PATH="$root/.node/bin:$PATH"; export PATH
 
-# 2. PostgreSQL server binaries (initdb, pg_ctl, pgbench, pg_basebackup) and zstd.
+# 2. PostgreSQL server binaries (initdb, pg_ctl, pgbench, pg_basebackup), zstd and shellcheck.
 need_apt=""
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
   need_apt="$need_apt postgresql postgresql-contrib"
 fi
 command -v zstd >/dev/null || need_apt="$need_apt zstd"
+# A test lints the wal-push and wal-get bash wrappers with shellcheck
+# (a development tool: not a reason to stop a bootstrap that is not root).
+if ! command -v shellcheck >/dev/null && { [ -n "$need_apt" ] || [ "$(id -u)" = 0 ]; }; then need_apt="$need_apt shellcheck"; fi
 if [ -n "$need_apt" ]; then
   if [ "$(id -u)" != 0 ]; then say "missing:$need_apt; run this script as root once (or install them)"; exit 3; fi
   say "installing$need_apt (apt-get)"

@@ -155,6 +155,20 @@ test("archive_command = 'wal-push --repo R1 %p && wal-push --repo R2 %p' fills b
   // The default spool is inside the data directory's pg_wal, one context each.
   const contexts = await readdir(join(c.pgdata, 'pg_wal', '.cairn-spool', 'push'));
   assert.equal(contexts.length, 2, contexts.join(' '));
+  // PostgreSQL ignores it (checkpoints, a restart), and no base backup copies it.
+  await c.psql('checkpoint');
+  await c.restart();
+  assert.ok(existsSync(join(c.pgdata, 'pg_wal', '.cairn-spool', 'push')));
+  const bb = await runCairn('basebackup', ['--pgdata', c.pgdata, '--repo', r1.url], { env: c.env });
+  assert.equal(bb.code, 0, bb.stderr);
+  const manifests = (await r1.keys('main/backups/')).filter((k) => k.endsWith('/manifest.json'));
+  assert.equal(manifests.length, 1);
+  const manifest = await readFile(join(r1.url, manifests[0]!), 'utf8');
+  assert.match(manifest, /pg_wal\/archive_status/, 'a plain JSON manifest that lists pg_wal');
+  assert.doesNotMatch(manifest, /cairn-spool/);
+  const copy = await makeTempDir('tworepos-pgbb');
+  await c.basebackup(copy);
+  assert.equal(existsSync(join(copy, 'pg_wal', '.cairn-spool')), false, 'pg_basebackup copies no pg_wal contents');
   await c.destroy();
 });
 

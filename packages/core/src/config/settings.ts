@@ -148,7 +148,7 @@ export const COMPRESS_SETTING: SettingDef = {
 export const SPOOL_SETTING: SettingDef = {
   name: 'spool-dir',
   type: 'string',
-  description: 'private local directory for push-ahead records and prefetched WAL (default: $TMPDIR/cairn-spool-<uid>)',
+  description: 'private local directory for push-ahead records and prefetched WAL (default: pg_wal/.cairn-spool of the data directory)',
   valueHint: 'DIR',
 };
 
