@@ -373,9 +373,10 @@ async function benchLatency(ctx) {
     fn: () => {
       // PostgreSQL's call for a segment an earlier call archived ahead: the
       // per-segment cost while a backlog drains.
+      // Both calls alike, as archive_command's are: records are kept per call context.
       const e = pushEnv(fresh('repo'), opt.level);
-      timeSync(WAL_PUSH, [segPath, seg, '--push-ahead', '1'], { env: e, cwd: dir });
-      return timeSync(WAL_PUSH, [join(walDir, other), other], { env: e, cwd: dir }).ms;
+      timeSync(WAL_PUSH, ['--push-ahead', '1', segPath, seg], { env: e, cwd: dir });
+      return timeSync(WAL_PUSH, ['--push-ahead', '1', join(walDir, other), other], { env: e, cwd: dir }).ms;
     },
   });
   contenders.push({ key: 'cairn_version', label: 'cairn-wal-push --version (startup floor)', fn: () => timeSync(WAL_PUSH, ['--version']).ms });
@@ -434,9 +435,9 @@ async function benchGetLatency(ctx) {
         const spoolDir = join(dir, `spool-${k++}`);
         const e = { CAIRN_REPO: repo, CAIRN_SPOOL_DIR: spoolDir };
         timeSync(WAL_GET, [seg0, dest], { env: e, cwd: ctx.snapshot }); // starts the prefetch worker
-        // The worker keeps the next segments in <spool>/pgdata<PGDATA>/get/; wait for seg1 there.
-        const entry = join(spoolDir, 'pgdata' + realpathSync(ctx.snapshot), 'get', seg1);
-        for (let i = 0; i < 200 && !existsSync(entry); i++) await sleep(50);
+        // The worker keeps the next segments in <spool>/get/<context>/; wait for seg1 there.
+        const entry = () => readdirSync(join(spoolDir, 'get'), { withFileTypes: true }).some((d) => d.isDirectory() && existsSync(join(spoolDir, 'get', d.name, seg1)));
+        for (let i = 0; i < 200 && !(existsSync(join(spoolDir, 'get')) && entry()); i++) await sleep(50);
         const ms = timeSync(WAL_GET, [seg1, dest], { env: e, cwd: ctx.snapshot }).ms;
         killStragglersSync(); // the worker lingers until recovery stops moving: keep the next run quiet
         await waitForWorker();
