@@ -12,6 +12,7 @@ import { encodeBuffer, encodedExtension, encryptionKeyFromBytes, parseCompress, 
 import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
 import { storeWal } from '@cairn/core/repo/wal-archive';
 import { MemoryDriver } from '@cairn/core/storage/memory';
+import { syntheticSegment } from '@cairn/core/testing/wal-segment';
 import { segmentName } from '@cairn/core/wal/segment';
 import { verifyResultKey } from '@cairn/core/verify/result-format';
 import { formatReport, storeVerifyResult, verifyRepository, type VerifyScope } from './verify.js';
@@ -38,6 +39,9 @@ async function storeFile(driver: MemoryDriver, path: string, data: Buffer): Prom
   return { path, size: r.size, mode: 0o600, mtime: 0, sha256: r.sha256, ref: ID, key: k, storedSize: r.storedSize };
 }
 
+/** A segment whose page header says what its name says (verify checks it). */
+const walSegment = (timeline: number, segno: number, systemId = SYS) => syntheticSegment({ systemId, timeline, segno, segSize: SEG });
+
 async function storeWalFile(driver: MemoryDriver, walName: string, data: Buffer): Promise<void> {
   const body = await encodeBuffer(data, spec);
   await storeWal(driver, { cluster: 'main', systemId: SYS, walName, sha256: sha256Hex(data), ext, body: () => body });
@@ -60,8 +64,8 @@ async function makeRepository(): Promise<{ driver: MemoryDriver; files: Manifest
     files, totals: { size: 0, storedSize: 0, filesStored: 2, filesReferenced: 0, badPages: 0 }, durationSeconds: 60,
   } satisfies BackupManifest;
   await driver.write(manifestKey('main', ID), Buffer.from(JSON.stringify(manifest)));
-  for (let n = 1; n <= 6; n++) await storeWalFile(driver, segmentName(1, BigInt(n), SEG), Buffer.alloc(1024, n));
-  for (let n = 5; n <= 7; n++) await storeWalFile(driver, segmentName(2, BigInt(n), SEG), Buffer.alloc(1024, 0x20 + n));
+  for (let n = 1; n <= 6; n++) await storeWalFile(driver, segmentName(1, BigInt(n), SEG), walSegment(1, n));
+  for (let n = 5; n <= 7; n++) await storeWalFile(driver, segmentName(2, BigInt(n), SEG), walSegment(2, n));
   await storeWalFile(driver, '00000002.history', Buffer.from(HISTORY));
   return { driver, files };
 }
@@ -87,7 +91,7 @@ describe('verifyRepository (memory driver, encrypted)', () => {
     assert.equal(r.checked.objects, 2);
     assert.equal(r.checked.walSegments, 9);
     assert.equal(r.checked.historyFiles, 1);
-    assert.equal(r.checked.bytes, files[0]!.size + files[1]!.size + 9 * 1024 + HISTORY.length);
+    assert.equal(r.checked.bytes, files[0]!.size + files[1]!.size + 9 * SEG + HISTORY.length);
     assert.ok(r.checked.storedBytes > 0);
     assert.equal(await storeVerifyResult(driver, r), undefined);
     assert.deepEqual(JSON.parse((await buffer(await driver.read(verifyResultKey('main', r.id)))).toString()), r);
@@ -119,6 +123,20 @@ describe('verifyRepository (memory driver, encrypted)', () => {
     const scoped = await run(driver, { kind: 'set', id: ID });
     assert.deepEqual(scoped.problems.map((p) => p.kind), ['object-corrupt']);
     assert.equal(scoped.checked.walSegments, 2, "the backup's own segments 2 and 3");
+  });
+
+  test('a whole segment under a wrong name: another system\'s, or segment 5 stored as 4', async () => {
+    const { driver } = await makeRepository();
+    const wal = await listKeys(driver, 'main/wal/');
+    for (const n of [3, 4]) await driver.remove(wal.find((k) => k.includes(`/${segmentName(1, BigInt(n), SEG)}-`))!);
+    await storeWalFile(driver, segmentName(1, 3n, SEG), walSegment(1, 3, '7300000000000000002'));
+    await storeWalFile(driver, segmentName(1, 4n, SEG), walSegment(1, 5));
+    const r = await run(driver);
+    assert.deepEqual(r.problems.map((p) => `${p.kind} ${p.subject}`), [`wal-mismatch ${segmentName(1, 3n, SEG)}`, `wal-mismatch ${segmentName(1, 4n, SEG)}`]);
+    assert.match(r.problems[0]!.message, /its page header says system 7300000000000000002, .*; the repository holds it for system 7300000000000000001$/);
+    assert.match(r.problems[1]!.message, /start 0\/5000000 \(000000010000000000000005\); the name says start 0\/4000000$/);
+    assert.match(r.problems[1]!.hint, /cairn-wal-get refuses this file/);
+    assert.equal(r.ok, false);
   });
 
   test('a missing object and a missing parent', async () => {

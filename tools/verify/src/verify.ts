@@ -22,7 +22,9 @@ import { dumpReaderMajor, findPgProgram } from '@cairn/core/pg/binaries';
 import { listWalArchive, readHistoryText, type WalListing } from '@cairn/core/repo/catalog';
 import { checkKeyAgainst, readRepoConfig } from '@cairn/core/repo/repo-config';
 import { readSystem } from '@cairn/core/repo/systems';
-import { readWalInto, type StoredWal } from '@cairn/core/repo/wal-archive';
+import type { StoredWal } from '@cairn/core/repo/wal-archive';
+import { readWalChecked } from '@cairn/core/repo/wal-read';
+import { walMismatchProblem } from '@cairn/core/verify/wal-header';
 import { ObjectNotFoundError, WriteConflictError, type StorageDriver } from '@cairn/core/storage/driver';
 import { parseTimelineHistory, type TimelineHistoryEntry } from '@cairn/core/wal/history';
 import { forEachLimit } from '@cairn/core/util/limit';
@@ -544,11 +546,12 @@ async function verifyWal(
     ctx.log.info(`system ${systemId}: verifying ${toRead.length} WAL objects`);
     await forEachLimit(toRead, opts.jobs, async (stored) => {
       try {
-        const { bytes } = await readWalInto(driver, stored, key, discard(), ctx.signal);
+        const { bytes } = await readWalChecked(driver, stored, systemId, key, discard(), ctx.signal);
         n.walSegments++;
         n.bytes += bytes;
         n.storedBytes += stored.size;
       } catch (err) {
+        if (isCairnError(err, 'WAL_MISMATCH')) return void problems.push(walMismatchProblem(stored, err));
         const finding = findingOf(err);
         if (finding === undefined) throw err;
         problems.push(walObjectProblem(finding, stored, err as Error, false));

@@ -1,13 +1,17 @@
-// Fetching one WAL file from the repositories into a local path, verified,
-// with the retry rules of DESIGN §4.4: "not found" only when every repository
-// answered that it does not have the file; transient errors are retried with
-// backoff; anything else is a persistent error.
+// Fetching one WAL file from the repositories into a local path, verified
+// (checksum, and a segment's page header against its name and system), with
+// the retry rules of DESIGN §4.4 and §4.12: "not found" only when every
+// repository is there, holds the cluster and system, and lacks the file;
+// transient errors are retried with backoff; anything else is a persistent
+// error.
 
 import { CairnError, toCairnError } from '@cairn/core/cli/errors';
 import type { Logger } from '@cairn/core/cli/log';
 import type { EncryptionKey } from '@cairn/core/codec/index';
 import { checkKeyAgainst, readRepoConfig } from '@cairn/core/repo/repo-config';
-import { findWal, readWalInto, type StoredWal } from '@cairn/core/repo/wal-archive';
+import { findWal, type StoredWal } from '@cairn/core/repo/wal-archive';
+import { readWalChecked } from '@cairn/core/repo/wal-read';
+import { checkWalSource } from '@cairn/core/repo/wal-source';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { writeStreamAtomic } from '@cairn/core/util/local-file';
 import { sleep } from '@cairn/core/util/limit';
@@ -28,9 +32,13 @@ export interface RetryPolicy {
 
 export type FetchResult = { found: true; sha256: string; repo: string; bytes: number } | { found: false };
 
-/** Writes `stored` to `dest` atomically (temp, fsync, rename); verifies first. */
+/**
+ * Writes `stored` to `dest` atomically (temp, fsync, rename); the checksum
+ * and the page header are checked before the rename, so a wrong file never
+ * appears at `dest`.
+ */
 async function fetchCopy(driver: StorageDriver, stored: StoredWal, target: FetchTarget, dest: string, durable: boolean, signal: AbortSignal): Promise<number> {
-  return writeStreamAtomic(dest, async (sink) => (await readWalInto(driver, stored, target.key, sink, signal)).bytes, { durable });
+  return writeStreamAtomic(dest, async (sink) => (await readWalChecked(driver, stored, target.systemId, target.key, sink, signal)).bytes, { durable });
 }
 
 /** Turns a decrypt failure into "wrong key" when repo.json says so. */
@@ -59,7 +67,12 @@ export async function fetchWal(
     for (const driver of drivers) {
       try {
         const copies = await findWal(driver, target.cluster, target.systemId, target.walName, opts.signal);
-        if (copies.length === 0) continue;
+        if (copies.length === 0) {
+          // An unmounted or mistyped repository lists nothing too: its
+          // "absent" counts only once it proves it holds cluster and system.
+          await checkWalSource(driver, target.cluster, target.systemId, target.key, opts.signal);
+          continue;
+        }
         allSaidAbsent = false;
         if (new Set(copies.map((c) => c.sha256)).size > 1) {
           throw new CairnError('WAL_DUPLICATE', `repository "${driver.url}" holds ${copies.length} different copies of "${target.walName}"`, {

@@ -3,9 +3,10 @@
 // writes it atomically to %p. "Not found" is a result, not an error; the
 // command maps it to exit 1 and every error to 126 (DESIGN §4.4).
 
+import { dirname } from 'node:path';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { Logger } from '@cairn/core/cli/log';
-import { readSystemIdFromPgData } from '@cairn/core/pg/control-file';
+import { findSystemIdAbove, readSystemIdFromPgData } from '@cairn/core/pg/control-file';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { listSystems } from '@cairn/core/repo/systems';
 import { openSpool, type SpoolPlan } from '@cairn/core/spool/spool-dir';
@@ -43,8 +44,16 @@ export interface WalGetContext {
   env: NodeJS.ProcessEnv;
 }
 
+/**
+ * Which system's WAL to serve: --system-id; else the data directory %p lies
+ * in (PostgreSQL passes pg_wal/RECOVERYXLOG from PGDATA; pg_rewind an
+ * absolute path from anywhere); else the one the cwd is; else the only one
+ * the repositories hold.
+ */
 async function resolveSystemId(opts: WalGetOptions, drivers: StorageDriver[], signal: AbortSignal): Promise<string> {
   if (opts.systemId) return opts.systemId;
+  const fromDest = await findSystemIdAbove(dirname(opts.destPath));
+  if (fromDest) return fromDest.systemId;
   const fromControl = await readSystemIdFromPgData(opts.pgdata);
   if (fromControl) return fromControl;
   for (const d of drivers) {
@@ -56,12 +65,12 @@ async function resolveSystemId(opts: WalGetOptions, drivers: StorageDriver[], si
     }
     if (ids.length === 1) return ids[0]!;
     if (ids.length > 1) {
-      throw new CairnError('CONFIG_INVALID', `repository "${d.url}" cluster "${opts.cluster}" holds several database systems (${ids.join(', ')}) and "${opts.pgdata}" has no global/pg_control`, {
-        hint: 'run from the data directory being recovered (as restore_command does) or pass --system-id',
+      throw new CairnError('CONFIG_INVALID', `repository "${d.url}" cluster "${opts.cluster}" holds several database systems (${ids.join(', ')}) and neither %p nor "${opts.pgdata}" is in a data directory`, {
+        hint: 'run from the data directory being recovered (as restore_command does), give an absolute %p inside it, or pass --system-id',
       });
     }
   }
-  throw new CairnError('CONFIG_INVALID', `cannot tell which database system to restore: no global/pg_control in "${opts.pgdata}" and no system registered in cluster "${opts.cluster}"`, {
+  throw new CairnError('CONFIG_INVALID', `cannot tell which database system to restore: neither %p nor "${opts.pgdata}" is in a data directory and no system is registered in cluster "${opts.cluster}" of ${drivers.map((d) => `"${d.url}"`).join(', ')}`, {
     hint: 'run from the data directory being recovered or pass --system-id; check --repo and --cluster',
   });
 }

@@ -3,7 +3,7 @@
 // files, which carry no identifier) know which system they serve.
 
 import { open } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /**
  * ControlFileData starts with `uint64 system_identifier` then
@@ -29,5 +29,19 @@ export async function readSystemIdFromPgData(pgdata: string): Promise<string | u
     return id === 0n ? undefined : id.toString();
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * The system of the data directory `path` lies in: the nearest directory at
+ * or above it holding a readable global/pg_control (walked by name, so a
+ * symlinked pg_wal still leads to its data directory). pg_rewind runs
+ * restore_command outside the data directory with an absolute %p inside it.
+ */
+export async function findSystemIdAbove(path: string): Promise<{ pgdata: string; systemId: string } | undefined> {
+  for (let dir = path; ; dir = dirname(dir)) {
+    const systemId = await readSystemIdFromPgData(dir);
+    if (systemId !== undefined) return { pgdata: dir, systemId };
+    if (dirname(dir) === dir) return undefined;
   }
 }

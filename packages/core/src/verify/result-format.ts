@@ -20,7 +20,9 @@ export type VerifyProblemKind =
   /** A history file says a timeline branched off where its parent has no WAL (no segment or .partial at the switch point). */
   | 'timeline-break'
   | 'dump-toc-invalid'
-  | 'parent-missing';
+  | 'parent-missing'
+  /** A WAL file whose page header names another system, timeline or segment than where it is stored. */
+  | 'wal-mismatch';
 
 export interface VerifyProblem {
   kind: VerifyProblemKind;

@@ -32,8 +32,10 @@ export {
   LONG_PAGE_HEADER_SIZE,
   type WalPageHeader,
   type SegmentHeaderExpectations,
+  type StoredSegmentExpectations,
   readWalPageHeader,
   checkSegmentHeader,
+  checkStoredSegment,
 } from './page-header.js';
 export {
   type TimelineHistoryEntry,

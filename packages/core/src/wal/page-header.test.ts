@@ -4,7 +4,7 @@ import { chownSync, existsSync, mkdtempSync, openSync, readSync, closeSync, rmSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { checkSegmentHeader, readWalPageHeader, LONG_PAGE_HEADER_SIZE } from './index.js';
+import { checkSegmentHeader, checkStoredSegment, readWalPageHeader, LONG_PAGE_HEADER_SIZE } from './index.js';
 import { throwsWith } from '../testing/errors.js';
 
 interface Fields {
@@ -131,6 +131,56 @@ describe('checkSegmentHeader', () => {
   });
 });
 
+describe('checkStoredSegment (wal-get and verify on what a repository holds)', () => {
+  const SYS = '7312345678901234567';
+  const SEG16 = 16 * 1024 * 1024;
+  const buf = header({ tli: 2, addr: 0x1_03000000n });
+  const name = '000000020000000100000003';
+  const where = 'repository "/backup"';
+  const head = `WAL file "${name}" in repository "/backup"`;
+  const says = 'its page header says system 7312345678901234567, timeline 2, 16 MiB segments, start 1/3000000 (000000020000000100000003)';
+  const check = (n: string, b: Buffer, expect: { systemId?: string; fileSize?: number } = {}) =>
+    checkStoredSegment(b, n, where, { systemId: expect.systemId ?? SYS, fileSize: expect.fileSize ?? SEG16 });
+
+  test('the segment its name and system say, .partial included', () => {
+    assert.equal(check(name, buf).pageAddress, 0x1_03000000n);
+    assert.equal(check(`${name}.partial`, buf, { fileSize: 8192 }).timeline, 2);
+    // The first segment of a new timeline starts with the old one's header.
+    assert.equal(check('000000030000000100000003', buf).timeline, 2);
+  });
+
+  test('another cluster\'s segment under the right name', () => {
+    throwsWith(() => check(name, buf, { systemId: '42' }), 'WAL_MISMATCH',
+      `${head} is not that segment: ${says}; the repository holds it for system 42`);
+  });
+
+  test('segment N+1 stored as N, and a segment stored under a lower timeline', () => {
+    throwsWith(() => check('000000020000000100000002', buf), 'WAL_MISMATCH',
+      `WAL file "000000020000000100000002" in repository "/backup" is not that segment: ${says}; the name says start 1/2000000`);
+    throwsWith(() => check('000000010000000100000003', buf), 'WAL_MISMATCH', /; the name says timeline 1$/);
+    // Several differences are all named.
+    throwsWith(() => check('000000010000000000000004', buf, { systemId: '42' }), 'WAL_MISMATCH',
+      /; the repository holds it for system 42, the name says start 0\/4000000, the name says timeline 1$/);
+  });
+
+  test('the size must fit the header: a segment exactly, a .partial at most', () => {
+    throwsWith(() => check(name, buf, { fileSize: SEG16 - 8192 }), 'WAL_MISMATCH', /; the file is 16769024 bytes$/);
+    throwsWith(() => check(`${name}.partial`, buf, { fileSize: SEG16 + 1 }), 'WAL_MISMATCH', /; the file is 16777217 bytes$/);
+    const big = header({ segSize: 1024 ** 3, addr: 0n });
+    throwsWith(() => check('000000010000000000000010', big, { fileSize: 1024 ** 3 }), 'WAL_MISMATCH', /the name does not exist with 1 GiB segments/);
+  });
+
+  test('not WAL at all', () => {
+    throwsWith(() => check(name, Buffer.from('just text, whose sha256 matched, and then some more')), 'WAL_MISMATCH',
+      `${head} is not a WAL segment: bad magic number 0x756A (PostgreSQL 12 and later write 0xD101 or higher)`);
+    throwsWith(() => check(name, Buffer.alloc(0), { fileSize: 0 }), 'WAL_MISMATCH', `${head} is not a WAL segment: it is empty`);
+  });
+
+  test('only segment and partial names', () => {
+    throwsWith(() => check('00000002.history', buf), 'INTERNAL');
+  });
+});
+
 // A real segment from a real initdb: the layout above is checked against
 // PostgreSQL itself, and the system id against pg_controldata.
 const PG_BIN = '/usr/lib/postgresql/15/bin';
@@ -198,6 +248,8 @@ describe('readWalPageHeader on a segment made by initdb', { skip: haveInitdb ? f
     checkSegmentHeader(first, '000000010000000000000001', 'real', { systemId: sysid, segmentSize: 16 * 1024 * 1024 });
     throwsWith(() => checkSegmentHeader(first, '000000010000000000000002', 'real'), 'FORMAT_INVALID');
     throwsWith(() => checkSegmentHeader(first, '000000010000000000000001', 'real', { systemId: '1' }), 'SYSTEM_MISMATCH');
+    checkStoredSegment(first, '000000010000000000000001', 'real', { systemId: sysid, fileSize: 16 * 1024 * 1024 });
+    throwsWith(() => checkStoredSegment(first, '000000010000000000000002', 'real', { systemId: sysid, fileSize: 16 * 1024 * 1024 }), 'WAL_MISMATCH');
   });
 
   test('only the first 40 bytes are needed; other files are refused', () => {

@@ -2,12 +2,12 @@
 // (XLogLongPageHeaderData, src/include/access/xlog_internal.h): it names the
 // system the segment belongs to, its timeline and its position, which lets
 // wal-push refuse a segment from another system or one that does not match
-// its own file name.
+// its own file name, and wal-get and verify refuse a stored one (DESIGN §4.12).
 
 import { CairnError } from '../cli/errors.js';
 import { formatLsn } from './lsn.js';
 import { parseWalFileName } from './file-name.js';
-import { formatSegmentSize, isValidSegmentSize, segmentNumber } from './segment.js';
+import { formatSegmentSize, isValidSegmentSize, segmentName, segmentNumber } from './segment.js';
 import { quote } from './quote.js';
 
 /*
@@ -100,8 +100,15 @@ function isPowerOf2(n: number): boolean {
  * sizes, page address at a segment boundary.
  */
 export function readWalPageHeader(buf: Buffer, label = 'WAL file'): WalPageHeader {
+  const r = decodeWalPageHeader(buf);
+  if (typeof r === 'string') throw notWal(label, r);
+  return r;
+}
+
+/** The header, or why these bytes cannot start a WAL segment. */
+function decodeWalPageHeader(buf: Buffer): WalPageHeader | string {
   if (buf.length < LONG_PAGE_HEADER_SIZE) {
-    throw notWal(label, buf.length === 0 ? 'it is empty' : `it is too short (${buf.length} bytes, a WAL page header has ${LONG_PAGE_HEADER_SIZE})`);
+    return buf.length === 0 ? 'it is empty' : `it is too short (${buf.length} bytes, a WAL page header has ${LONG_PAGE_HEADER_SIZE})`;
   }
 
   // The byte order is the writing server's, which is not necessarily ours
@@ -112,9 +119,7 @@ export function readWalPageHeader(buf: Buffer, label = 'WAL file'): WalPageHeade
   const magicBe = buf.readUInt16BE(0);
   if (magicLe >= MIN_MAGIC && magicLe <= MAX_MAGIC) le = true;
   else if (magicBe >= MIN_MAGIC && magicBe <= MAX_MAGIC) le = false;
-  else {
-    throw notWal(label, `bad magic number 0x${magicLe.toString(16).toUpperCase().padStart(4, '0')} (PostgreSQL 12 and later write 0xD101 or higher)`);
-  }
+  else return `bad magic number 0x${magicLe.toString(16).toUpperCase().padStart(4, '0')} (PostgreSQL 12 and later write 0xD101 or higher)`;
 
   const u16 = (o: number) => (le ? buf.readUInt16LE(o) : buf.readUInt16BE(o));
   const u32 = (o: number) => (le ? buf.readUInt32LE(o) : buf.readUInt32BE(o));
@@ -130,33 +135,23 @@ export function readWalPageHeader(buf: Buffer, label = 'WAL file'): WalPageHeade
   const blockSize = u32(36);
 
   // "invalid info bits" in XLogReaderValidatePageHeader.
-  if ((info & ~XLP_ALL_FLAGS) !== 0) {
-    throw notWal(label, `invalid info bits 0x${info.toString(16).toUpperCase().padStart(4, '0')} in its page header`);
-  }
+  if ((info & ~XLP_ALL_FLAGS) !== 0) return `invalid info bits 0x${info.toString(16).toUpperCase().padStart(4, '0')} in its page header`;
   // The first page of every segment carries the long header (XLogWrite /
   // AdvanceXLInsertBuffer set XLP_LONG_HEADER when the page starts a
   // segment); without it this is not the start of a segment.
-  if ((info & XLP_LONG_HEADER) === 0) {
-    throw notWal(label, 'its first page has no long header (XLP_LONG_HEADER), so it is not the start of a segment');
-  }
-  if (timeline === 0) {
-    throw notWal(label, 'its page header names timeline 0');
-  }
-  if (!isValidSegmentSize(segmentSize)) {
-    throw notWal(label, `its page header gives an impossible segment size of ${segmentSize} bytes`);
-  }
+  if ((info & XLP_LONG_HEADER) === 0) return 'its first page has no long header (XLP_LONG_HEADER), so it is not the start of a segment';
+  if (timeline === 0) return 'its page header names timeline 0';
+  if (!isValidSegmentSize(segmentSize)) return `its page header gives an impossible segment size of ${segmentSize} bytes`;
   // XLOG_BLCKSZ is configure --with-wal-blocksize: a power of 2 from 1 kB to 64 kB.
   if (!isPowerOf2(blockSize) || blockSize < 1024 || blockSize > 65536 || blockSize > segmentSize) {
-    throw notWal(label, `its page header gives an impossible WAL block size of ${blockSize} bytes`);
+    return `its page header gives an impossible WAL block size of ${blockSize} bytes`;
   }
   if (pageAddress % BigInt(segmentSize) !== 0n) {
-    throw notWal(label, `its page address ${formatLsn(pageAddress)} is not at a ${formatSegmentSize(segmentSize)} segment boundary`);
+    return `its page address ${formatLsn(pageAddress)} is not at a ${formatSegmentSize(segmentSize)} segment boundary`;
   }
   // The system identifier comes from pg_control; initdb makes it from the
   // time of day and the pid, it is never 0 (BootStrapXLOG).
-  if (sysid === 0n) {
-    throw notWal(label, 'its page header has system identifier 0');
-  }
+  if (sysid === 0n) return 'its page header has system identifier 0';
 
   return {
     magic,
@@ -231,5 +226,55 @@ export function checkSegmentHeader(
       hint: 'the file was renamed or copied over another segment; do not archive it',
     });
   }
+  return header;
+}
+
+/** What a stored segment must be: the system whose directory holds it, and the bytes it decoded to. */
+export interface StoredSegmentExpectations {
+  systemId: string;
+  /** Plaintext size: a segment is exactly one segment long, a .partial at most. */
+  fileSize: number;
+}
+
+const STORED_MISMATCH_HINT =
+  'another file is stored under this name (copied from another cluster, or renamed); do not restore from it: ' +
+  'run cairn-verify, and archive the right file from the server\'s pg_wal or another repository';
+
+/**
+ * Checks a segment or .partial read back from a repository against the name
+ * it is stored under and the system it is stored for: system identifier,
+ * start address, timeline (the rule of checkSegmentHeader) and size. Throws
+ * WAL_MISMATCH naming the file, `where` it came from and what its header
+ * says instead: its SHA-256 matched, so it is whole, but it is another
+ * segment, which PostgreSQL would reject ("WAL file is from different
+ * database system") and then end recovery early.
+ */
+export function checkStoredSegment(head: Buffer, walName: string, where: string, expect: StoredSegmentExpectations): WalPageHeader {
+  const name = parseWalFileName(walName);
+  if (name.kind !== 'segment' && name.kind !== 'partial') {
+    throw new CairnError('INTERNAL', `checkStoredSegment called for ${quote(walName)}, which is not a segment`);
+  }
+  const fail = (what: string) => new CairnError('WAL_MISMATCH', `WAL file ${quote(walName)} in ${where} ${what}`, { hint: STORED_MISMATCH_HINT });
+  const header = decodeWalPageHeader(head);
+  if (typeof header === 'string') throw fail(`is not a WAL segment: ${header}`);
+
+  const segSize = header.segmentSize;
+  const says = `system ${header.systemId}, timeline ${header.timeline}, ${formatSegmentSize(segSize)} segments, ` +
+    `start ${formatLsn(header.pageAddress)} (${segmentName(header.timeline, header.pageAddress / BigInt(segSize), segSize)})`;
+  const wrong: string[] = [];
+  if (header.systemId !== expect.systemId) wrong.push(`the repository holds it for system ${expect.systemId}`);
+  let expectedStart: bigint | undefined;
+  try {
+    expectedStart = segmentNumber(name.name, segSize) * BigInt(segSize);
+  } catch {
+    wrong.push(`the name does not exist with ${formatSegmentSize(segSize)} segments`);
+  }
+  if (expectedStart !== undefined && header.pageAddress !== expectedStart) wrong.push(`the name says start ${formatLsn(expectedStart)}`);
+  // A lower timeline is the first segment of a new timeline (see checkSegmentHeader).
+  if (header.timeline > name.timeline) wrong.push(`the name says timeline ${name.timeline}`);
+  if (name.kind === 'segment' ? expect.fileSize !== segSize : expect.fileSize > segSize) {
+    wrong.push(`the file is ${expect.fileSize} bytes`);
+  }
+  if (wrong.length > 0) throw fail(`is not that segment: its page header says ${says}; ${wrong.join(', ')}`);
   return header;
 }
