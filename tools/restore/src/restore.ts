@@ -3,11 +3,13 @@
 // modes, maps tablespaces, writes backup_label, tablespace_map,
 // recovery.signal and the recovery settings. global/pg_control is written
 // last: a restore that stops half-way leaves a directory PostgreSQL refuses
-// to start ("could not open file global/pg_control").
+// to start ("could not open file global/pg_control"). The manifest is input:
+// it is checked before anything is written (core backup/manifest-rules), and
+// nothing is written through a symbolic link (target-dir.ts).
 
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, fchmodSync, fchownSync, futimesSync, openSync, writeSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, open, readdir, readFile, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, open, readdir, readFile, readlink, rm, stat, symlink, utimes } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { buffer } from 'node:stream/consumers';
@@ -15,13 +17,16 @@ import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
 import type { EncryptionKey } from '@cairn/core/codec/index';
 import { decodeWhole, SMALL_FILE } from '@cairn/core/backup/file-codec';
-import { restoreFile } from '@cairn/core/backup/restore-file';
+import { RESTORE_WRITE_FLAGS, restoreFile } from '@cairn/core/backup/restore-file';
 import { createFileWorkers, findWorkerEntry } from '@cairn/core/backup/file-worker';
-import { readManifest, type ManifestFile } from '@cairn/core/backup/manifest';
+import { manifestKey, readManifest, type ManifestFile } from '@cairn/core/backup/manifest';
+import { assertManifestRestorable, backupGroupAccess, restoredDirMode, restoredFileMode } from '@cairn/core/backup/manifest-rules';
 import type { RestorePlan } from '@cairn/core/restore/plan-format';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { createLimiter } from '@cairn/core/util/limit';
 import { fsyncDir } from '@cairn/core/util/local-file';
+import { quote } from '@cairn/core/wal/quote';
+import { checkDestructiveTarget, ensureRealDir, RESTORE_MARKER, writeFileNoFollow, writeRestoreMarker } from './target-dir.js';
 
 export interface RestoreOptions {
   plan: RestorePlan;
@@ -55,6 +60,10 @@ export interface RestoreResult {
 }
 
 const CONTROL = 'global/pg_control';
+
+/** pg_tblspc/<oid>: a tablespace's link; pg_tblspc/<oid>/<rest>: an entry in its location. */
+const TABLESPACE_LINK_RE = /^pg_tblspc\/(\d+)$/;
+const TABLESPACE_ENTRY_RE = /^pg_tblspc\/(\d+)\/(.+)$/;
 
 /** postgresql.auto.conf lines that would steer this recovery: replaced, not added to. */
 const RECOVERY_SETTING_RE = /^\s*(restore_command|recovery_target\w*|recovery_end_command|archive_cleanup_command)\s*=/i;
@@ -106,14 +115,44 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       });
     }
   }
+  // Manifests are input (issue 11): one that could write outside the data
+  // directory or the tablespace locations it describes, or read objects
+  // outside its chain, is refused before anything is written.
+  const modeFindings = assertManifestRestorable(manifest, plan.cluster, `${quote(manifestKey(plan.cluster, manifest.id))} in repository ${quote(o.driver.url)}`);
+  if (modeFindings.length > 0) {
+    ctx.log.warn(`backup ${manifest.id}: ${modeFindings[0]!.message}${modeFindings.length > 1 ? ` (and ${modeFindings.length - 1} more such entries)` : ''}`);
+  }
+  const groupAccess = backupGroupAccess(manifest);
   const pgdata = resolve(o.pgdata);
 
-  // The target directory: absent or empty, unless --delta or --force.
+  // Where each tablespace goes: its (mapped) location, as the backup describes it.
+  const tsLocation = new Map<string, string>();
+  for (const ts of manifest.tablespaces) {
+    const mapped = o.tablespaceMap.get(ts.oid) ?? o.tablespaceMap.get(ts.location) ?? ts.location;
+    tsLocation.set(ts.oid, resolve(mapped));
+  }
+  /** The root an entry is written under and its path there: tablespace entries in their location, the rest in PGDATA. */
+  const place = (path: string): { root: string; rel: string } => {
+    const m = TABLESPACE_ENTRY_RE.exec(path);
+    if (m && tsLocation.has(m[1]!)) return { root: tsLocation.get(m[1]!)!, rel: m[2]! };
+    return { root: pgdata, rel: path };
+  };
+  const target = (path: string): string => {
+    const { root, rel } = place(path);
+    return join(root, rel);
+  };
+
+  // The target directory: absent or empty, unless --delta or --force; those
+  // only on a data directory or an unfinished restore (a typo in --pgdata
+  // must not empty a directory).
   let existing: string[] = [];
   try {
     existing = await readdir(pgdata);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') {
+      throw new CairnError('CONFIG_INVALID', `cannot restore into ${quote(pgdata)}: ${code === 'ENOTDIR' ? 'not a directory' : (code ?? (err as Error).message)}`, { hint: 'give --pgdata an empty directory (or one to create) that this user can write' });
+    }
     await mkdir(pgdata, { recursive: true, mode: 0o700 });
   }
   if (existing.length > 0) {
@@ -126,72 +165,59 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
         hint: 'restore into an empty directory, or give --delta (keep matching files, fetch the rest) or --force (remove what is there)',
       });
     }
+    checkDestructiveTarget(pgdata, o.delta ? '--delta' : '--force');
   }
   const owner = process.getuid?.() === 0 ? await stat(pgdata) : undefined;
   const umask = process.umask();
-  // Before anything changes: no pg_control, so a half-restored directory cannot start.
-  await rm(join(pgdata, CONTROL), { force: true });
-  await fsyncDir(join(pgdata, 'global')).catch(() => {});
-  if (o.force && !o.delta) {
-    for (const name of existing) await rm(join(pgdata, name), { recursive: true, force: true });
-  }
-
-  // Where each top-level path goes: tablespaces to their (mapped) locations.
-  const tsLocation = new Map<string, string>();
-  for (const ts of manifest.tablespaces) {
-    const mapped = o.tablespaceMap.get(ts.oid) ?? o.tablespaceMap.get(ts.location) ?? ts.location;
-    tsLocation.set(ts.oid, mapped);
-  }
-  const target = (path: string): string => {
-    const m = /^pg_tblspc\/(\d+)(\/.*)?$/.exec(path);
-    if (m && tsLocation.has(m[1]!)) return join(tsLocation.get(m[1]!)!, m[2] ?? '');
-    return join(pgdata, path);
-  };
   const give = async (p: string) => {
     if (owner) await chown(p, owner.uid, owner.gid).catch(() => {});
   };
-
-  for (const d of manifest.dirs) {
-    const tm = /^pg_tblspc\/(\d+)$/.exec(d.path);
-    if (tm && tsLocation.has(tm[1]!)) {
-      const loc = tsLocation.get(tm[1]!)!;
-      await mkdir(loc, { recursive: true, mode: 0o700 });
-      await give(loc);
-      const link = join(pgdata, d.path);
-      const cur = await readlink(link).catch(() => undefined);
-      if (cur !== loc) {
-        await rm(link, { recursive: true, force: true });
-        await mkdir(dirname(link), { recursive: true, mode: 0o700 });
-        await symlink(loc, link);
-      }
-      continue;
-    }
-    const p = target(d.path);
-    await mkdir(p, { recursive: true, mode: d.mode });
-    await chmod(p, d.mode);
-    await give(p);
+  // First: the marker, so an interrupted run is recognised by the next --force/--delta.
+  writeRestoreMarker(pgdata, manifest.id, ctx.now());
+  await give(join(pgdata, RESTORE_MARKER));
+  // Then no pg_control, so a half-restored directory cannot start. Never
+  // through a link: a global/ that is not a real directory goes (the link
+  // itself, not what it points to) and is made again below.
+  const globalDir = join(pgdata, 'global');
+  const globalSt = await lstat(globalDir).catch(() => undefined);
+  if (globalSt?.isDirectory()) {
+    await rm(join(pgdata, CONTROL), { force: true });
+    await fsyncDir(globalDir).catch(() => {});
+  } else if (globalSt !== undefined) {
+    await rm(globalDir, { force: true });
+  }
+  if (o.force && !o.delta) {
+    // rm never follows a link: a link goes, what it points to stays.
+    for (const name of existing) if (name !== RESTORE_MARKER) await rm(join(pgdata, name), { recursive: true, force: true });
   }
 
   const result: RestoreResult = { backup: manifest.id, pgdata, files: manifest.files.length, filesFetched: 0, filesKept: 0, bytesWritten: 0, bytesKept: 0, removed: 0, seconds: 0 };
 
-  // --delta: remove what the backup does not have (pg_wal's old segments included).
+  // --delta: remove what the backup does not have (pg_wal's old segments
+  // included). Links are removed, never followed, except a tablespace link
+  // the backup describes that already points where this restore puts it.
   if (o.delta && existing.length > 0) {
     const wantFiles = new Set(manifest.files.map((f) => f.path));
     const wantDirs = new Set(manifest.dirs.map((d) => d.path));
     const sweep = async (abs: string, rel: string): Promise<void> => {
       for (const name of await readdir(abs)) {
         const childRel = rel === '' ? name : `${rel}/${name}`;
+        if (childRel === RESTORE_MARKER) continue;
         const childAbs = join(abs, name);
         const st = await lstat(childAbs);
-        if (st.isSymbolicLink() && /^pg_tblspc\/\d+$/.test(childRel) && wantDirs.has(childRel)) {
+        if (st.isSymbolicLink()) {
+          const ts = TABLESPACE_LINK_RE.exec(childRel);
+          const loc = ts ? tsLocation.get(ts[1]!) : undefined;
+          if (loc !== undefined && wantDirs.has(childRel) && (await readlink(childAbs)) === loc) {
+            await sweep(loc, childRel);
+            continue;
+          }
+        } else if (st.isDirectory() && wantDirs.has(childRel)) {
           await sweep(childAbs, childRel);
           continue;
-        }
-        if (st.isDirectory() && wantDirs.has(childRel)) {
-          await sweep(childAbs, childRel);
+        } else if (st.isFile() && wantFiles.has(childRel)) {
           continue;
         }
-        if (st.isFile() && wantFiles.has(childRel)) continue;
         await rm(childAbs, { recursive: true, force: true });
         result.removed++;
       }
@@ -199,14 +225,47 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     await sweep(pgdata, '');
   }
 
+  // Directories, each component checked with lstat (ensureRealDir), modes
+  // masked to what PostgreSQL creates; tablespace links to their locations.
+  const made = new Set<string>();
+  const parentMode = restoredDirMode(0o750, groupAccess);
+  for (const d of manifest.dirs) {
+    const tm = TABLESPACE_LINK_RE.exec(d.path);
+    if (tm && tsLocation.has(tm[1]!)) {
+      const loc = tsLocation.get(tm[1]!)!;
+      await mkdir(loc, { recursive: true, mode: 0o700 });
+      await give(loc);
+      await ensureRealDir(pgdata, 'pg_tblspc', parentMode, made);
+      const link = join(pgdata, d.path);
+      const cur = await readlink(link).catch(() => undefined);
+      if (cur !== loc) {
+        await rm(link, { recursive: true, force: true });
+        await symlink(loc, link);
+      }
+      continue;
+    }
+    const mode = restoredDirMode(d.mode, groupAccess);
+    const { root, rel } = place(d.path);
+    const p = await ensureRealDir(root, rel, mode, made);
+    await chmod(p, mode);
+    await give(p);
+  }
+  // Parents the manifest does not list (a damaged one): made the same way.
+  for (const f of manifest.files) {
+    const { root, rel } = place(f.path);
+    const slash = rel.lastIndexOf('/');
+    if (slash > 0) await ensureRealDir(root, rel.slice(0, slash), parentMode, made);
+  }
+
   const writeOne = async (f: ManifestFile): Promise<void> => {
     const path = target(f.path);
+    const mode = restoredFileMode(f.mode, groupAccess);
     if (o.delta) {
-      const st = await stat(path).catch(() => undefined);
+      const st = await lstat(path).catch(() => undefined);
       if (st?.isFile() && st.size === f.size) {
         const local = await sha256OfFile(path);
         if (local.sha256 === f.sha256) {
-          await chmod(path, f.mode);
+          await chmod(path, mode);
           await utimes(path, f.mtime, f.mtime);
           result.filesKept++;
           result.bytesKept += f.size;
@@ -215,7 +274,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       }
     }
     const label = `"${f.path}" of backup ${f.ref} (${f.key})`;
-    const job = { key: f.key, path, sha256: f.sha256, size: f.size, mode: f.mode, mtime: f.mtime, label, ...(owner ? { owner: { uid: owner.uid, gid: owner.gid } } : {}) };
+    const job = { key: f.key, path, sha256: f.sha256, size: f.size, mode, mtime: f.mtime, label, ...(owner ? { owner: { uid: owner.uid, gid: owner.gid } } : {}) };
     if (f.size <= SMALL_FILE) {
       // Small files (most of them): decode in memory and write with
       // synchronous calls. Each promise-based call is a trip through the
@@ -223,12 +282,12 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       // thousand small files.
       const stored = o.driver.readSmall ? await o.driver.readSmall(f.key, ctx.signal) : await buffer(await o.driver.read(f.key, ctx.signal));
       const data = await decodeWhole(stored, f.key, o.key, { sha256: f.sha256, size: f.size, label });
-      const fd = openSync(path, 'w', f.mode);
+      const fd = openSync(path, RESTORE_WRITE_FLAGS, mode);
       try {
         let off = 0;
         while (off < data.length) off += writeSync(fd, data, off, data.length - off);
         futimesSync(fd, f.mtime, f.mtime);
-        if ((f.mode & umask) !== 0) fchmodSync(fd, f.mode);
+        if ((mode & umask) !== 0) fchmodSync(fd, mode);
         if (owner) fchownSync(fd, owner.uid, owner.gid);
       } finally {
         closeSync(fd);
@@ -264,13 +323,13 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
 
     // Recovery configuration.
     const tsMap = manifest.tablespaceMap === null ? null : manifest.tablespaces.map((t) => `${t.oid} ${tsLocation.get(t.oid)!}`).join('\n') + '\n';
-    await writeFile(join(pgdata, 'backup_label'), manifest.backupLabel, { mode: 0o600 });
+    writeFileNoFollow(join(pgdata, 'backup_label'), manifest.backupLabel);
     await give(join(pgdata, 'backup_label'));
     if (tsMap !== null) {
-      await writeFile(join(pgdata, 'tablespace_map'), tsMap, { mode: 0o600 });
+      writeFileNoFollow(join(pgdata, 'tablespace_map'), tsMap);
       await give(join(pgdata, 'tablespace_map'));
     }
-    await writeFile(join(pgdata, 'recovery.signal'), '', { mode: 0o600 });
+    writeFileNoFollow(join(pgdata, 'recovery.signal'), '');
     await give(join(pgdata, 'recovery.signal'));
     const auto = join(pgdata, 'postgresql.auto.conf');
     const lines = [`# recovery settings added by cairn-restore at ${ctx.now().toISOString()} (backup ${manifest.id})`, `restore_command = ${confString(o.restoreCommand)}`];
@@ -283,7 +342,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       .split('\n')
       .map((l) => (RECOVERY_SETTING_RE.test(l) ? `# ${l}  # disabled by cairn-restore` : l))
       .join('\n');
-    await writeFile(auto, (kept === '' || kept.endsWith('\n') ? kept : kept + '\n') + lines.join('\n') + '\n', { mode: 0o600 });
+    writeFileNoFollow(auto, (kept === '' || kept.endsWith('\n') ? kept : kept + '\n') + lines.join('\n') + '\n');
     await give(auto);
     // Durable before pg_control: fsync in parallel batches (concurrent fsyncs
     // share journal commits) rather than one in line per file.
@@ -295,6 +354,8 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       await syncFiles(written.splice(0), limit);
       await fsyncDir(join(pgdata, 'global'));
     }
+    await rm(join(pgdata, RESTORE_MARKER), { force: true });
+    await fsyncDir(pgdata);
     result.seconds = (Date.now() - t0) / 1000;
     return result;
   } finally {

@@ -32,6 +32,7 @@ import { utcStamp } from '@cairn/core/util/time-id';
 import { quote } from '@cairn/core/wal/quote';
 import { DEFAULT_SEGMENT_SIZE, isValidSegmentSize, segmentName } from '@cairn/core/wal/segment';
 import { backupWalRange, checkWalContinuity } from '@cairn/core/verify/wal-continuity';
+import { screenManifest } from '@cairn/core/verify/manifest-rules';
 import { VERIFY_RESULT_FORMAT, verifyResultKey, type VerifyProblem, type VerifyResult } from '@cairn/core/verify/result-format';
 
 export type VerifyScope = { kind: 'all' } | { kind: 'set'; id: string } | { kind: 'dump'; ref: string };
@@ -184,6 +185,7 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
     // Each stored object is read once however many backups reference it.
     const seen = new Map<string, string>();
     const verifyBackupFiles = async (m: BackupManifest) => {
+      m = screenManifest(m, cluster, problems);
       const todo: ManifestFile[] = [];
       for (const f of m.files) {
         const prev = seen.get(f.key);

@@ -3,8 +3,8 @@
 // and its worker threads.
 
 import { createHash } from 'node:crypto';
-import { closeSync, createWriteStream, openSync, writeSync } from 'node:fs';
-import { chmod, chown, unlink, utimes } from 'node:fs/promises';
+import { closeSync, constants, openSync, writeSync } from 'node:fs';
+import { chmod, chown, open, unlink, utimes } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { EncryptionKey } from '../codec/index.js';
@@ -25,6 +25,13 @@ export interface FileToRestore {
   owner?: { uid: number; gid: number };
 }
 
+/**
+ * open(2) flags of every file a restore writes: a symbolic link in its place
+ * is never followed (ELOOP), so a link left in the target cannot carry the
+ * bytes out of the data directory (issue 11).
+ */
+export const RESTORE_WRITE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
+
 /** Mode, mtime and owner of a file written back, as the manifest has them. */
 async function setAttributes(f: FileToRestore): Promise<void> {
   await chmod(f.path, f.mode);
@@ -40,7 +47,13 @@ async function setAttributes(f: FileToRestore): Promise<void> {
  */
 export async function restoreFile(driver: StorageDriver, key: EncryptionKey | undefined, f: FileToRestore, window: number, signal?: AbortSignal): Promise<void> {
   const source = await driver.read(f.key, signal);
-  const sink = createWriteStream(f.path, { flags: 'w', mode: f.mode, highWaterMark: 1024 * 1024 });
+  let sink;
+  try {
+    sink = (await open(f.path, RESTORE_WRITE_FLAGS, f.mode)).createWriteStream({ highWaterMark: 1024 * 1024 });
+  } catch (err) {
+    source.destroy();
+    throw err;
+  }
   try {
     await decodeFileInto(source, decodeFileStages(f.key, key, f.label, window), sink, { sha256: f.sha256, size: f.size, label: f.label }, signal);
   } catch (err) {
@@ -71,7 +84,7 @@ export async function restoreFileHere(driver: StorageDriver, key: EncryptionKey 
   let size = 0;
   let fd: number | undefined;
   try {
-    fd = openSync(f.path, 'w', f.mode);
+    fd = openSync(f.path, RESTORE_WRITE_FLAGS, f.mode);
     const out = fd;
     const sink = new Writable({
       objectMode: true,

@@ -1,0 +1,202 @@
+// Manifests are input, not trusted code (DESIGN §4.12, issue 11): the rules a
+// backup manifest must keep before cairn-restore writes anything from it, the
+// modes a restore gives its files and directories, and the findings that
+// cairn-verify reports. One function decides for both.
+
+import { CairnError } from '../cli/errors.js';
+import { assertValidKey } from '../storage/driver.js';
+import { quote } from '../wal/quote.js';
+import { isBackupId, type BackupManifest, type ManifestFile } from './manifest.js';
+
+export interface ManifestFinding {
+  /**
+   * refuse: restoring this manifest could write outside its roots or read
+   * another backup's objects; nothing is written. mode: a mode PostgreSQL
+   * never creates with a bit that matters (setuid, setgid, sticky, write for
+   * group or others); restored masked, reported by verify.
+   */
+  kind: 'refuse' | 'mode';
+  /** One line: what is wrong, the entry quoted (control characters escaped). */
+  message: string;
+}
+
+/** Modes PostgreSQL creates (file_perm.h): 0600/0700, or 0640/0750 with group access. */
+export const PG_FILE_MODE = 0o600;
+export const PG_DIR_MODE = 0o700;
+const PG_FILE_MODE_GROUP = 0o640;
+const PG_DIR_MODE_GROUP = 0o750;
+
+/** Bits whose presence in a recorded mode is a finding, not a harmless variation (a 0644 config file). */
+const SUSPECT_BITS = 0o7022;
+
+/**
+ * Whether the backed-up cluster had group access (initdb -g): PostgreSQL
+ * decides that from the data directory's mode, 0750; `global` is created
+ * with the same mode and is what the manifest records.
+ */
+export function backupGroupAccess(m: Pick<BackupManifest, 'dirs'>): boolean {
+  const g = m.dirs.find((d) => d.path === 'global');
+  return g !== undefined && (g.mode & 0o777) === PG_DIR_MODE_GROUP;
+}
+
+/** A file's mode as restored: 0600, or 0640 when the backup had group access and the file group read. */
+export function restoredFileMode(mode: number, groupAccess: boolean): number {
+  return groupAccess && (mode & 0o040) !== 0 ? PG_FILE_MODE_GROUP : PG_FILE_MODE;
+}
+
+/** A directory's mode as restored: 0700, or 0750 with group access and group read and search. */
+export function restoredDirMode(mode: number, groupAccess: boolean): number {
+  return groupAccess && (mode & 0o050) === 0o050 ? PG_DIR_MODE_GROUP : PG_DIR_MODE;
+}
+
+/** Why `p` is not a normalised relative path, or undefined. */
+function pathProblem(p: unknown): string | undefined {
+  if (typeof p !== 'string') return 'is not a string';
+  if (p === '') return 'is empty';
+  if (p.includes('\0')) return 'holds a NUL byte';
+  if (p.startsWith('/')) return 'is absolute';
+  const segs = p.split('/');
+  if (segs.includes('..')) return 'leaves its root ("..")';
+  if (segs.some((s) => s === '' || s === '.')) return 'is not normalised (empty or "." segment)';
+  return undefined;
+}
+
+/** A tablespace location: absolute, normalised, not the root, one line. */
+function locationProblem(loc: unknown): string | undefined {
+  if (typeof loc !== 'string' || !loc.startsWith('/')) return 'is not an absolute path';
+  if (loc === '/') return 'is the root directory';
+  // Control characters would forge lines of the tablespace_map restore writes.
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(loc)) return 'holds a control character';
+  const inner = pathProblem(loc.slice(1));
+  return inner === undefined ? undefined : inner.replace('its root', 'the file system root');
+}
+
+const TABLESPACE_LINK_RE = /^pg_tblspc\/([^/]+)$/;
+const TABLESPACE_ENTRY_RE = /^pg_tblspc\/([^/]+)\/(.+)$/;
+/** What a tablespace location holds: one directory per server version (TABLESPACE_VERSION_DIRECTORY). */
+const TABLESPACE_VERSION_DIR_RE = /^PG_\d+_\d+(\/|$)/;
+
+/** The backups whose objects `m` may read: itself and the references it names. */
+export function backupChainIds(m: Pick<BackupManifest, 'id' | 'references'>): Set<string> {
+  return new Set([m.id, ...m.references.filter((r) => typeof r === 'string' && isBackupId(r))]);
+}
+
+/**
+ * Whether a file entry names an object under the data/ prefix of the backup
+ * it says holds it (`ref`), that backup being in `chain` (backupChainIds).
+ */
+export function namesChainObject(f: Pick<ManifestFile, 'key' | 'ref'>, cluster: string, chain: ReadonlySet<string>): boolean {
+  if (typeof f.key !== 'string' || typeof f.ref !== 'string' || !chain.has(f.ref)) return false;
+  const prefix = `${cluster}/backups/${f.ref}/data/`;
+  if (!f.key.startsWith(prefix) || f.key.length === prefix.length) return false;
+  try {
+    assertValidKey(f.key);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function isMode(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0o7777;
+}
+
+function octal(mode: number): string {
+  return `0${mode.toString(8).padStart(3, '0')}`;
+}
+
+/**
+ * Every finding in `m`, read from cluster `cluster`. An empty list: restore
+ * writes only inside the data directory and the tablespace locations the
+ * backup describes, reads only objects of its own chain, and gives each file
+ * and directory the mode PostgreSQL would.
+ */
+export function checkManifestRules(m: BackupManifest, cluster: string): ManifestFinding[] {
+  const out: ManifestFinding[] = [];
+  const refuse = (message: string) => out.push({ kind: 'refuse', message });
+
+  // Tablespaces: numeric OIDs, each once, at a location the restore can name.
+  const tablespaces = new Set<string>();
+  if (!Array.isArray(m.tablespaces)) refuse('the tablespace list is not a list');
+  for (const ts of Array.isArray(m.tablespaces) ? m.tablespaces : []) {
+    const oid = String(ts?.oid);
+    if (!/^[1-9]\d{0,9}$/.test(oid)) refuse(`tablespace OID ${quote(oid)} is not a number`);
+    else if (tablespaces.has(oid)) refuse(`tablespace ${quote(oid)} is listed twice`);
+    tablespaces.add(oid);
+    const why = locationProblem(ts?.location);
+    if (why !== undefined) refuse(`the location ${quote(String(ts?.location))} of tablespace ${quote(oid)} ${why}`);
+  }
+
+  // Backups whose objects this one may read: itself and the chain it names.
+  for (const r of m.references) {
+    if (typeof r !== 'string' || !isBackupId(r)) refuse(`referenced backup ${quote(String(r))} is not a backup id`);
+  }
+  const chain = backupChainIds(m);
+
+  const groupAccess = backupGroupAccess(m);
+  const files = new Set<string>();
+  const seen = new Set<string>();
+  const checkEntry = (what: 'file' | 'directory', p: unknown, mode: unknown): boolean => {
+    const why = pathProblem(p);
+    if (why !== undefined) {
+      refuse(`${what} entry ${quote(String(p))} ${why}`);
+      return false;
+    }
+    const path = p as string;
+    if (seen.has(path)) refuse(`${what} entry ${quote(path)} is listed twice`);
+    seen.add(path);
+    const link = TABLESPACE_LINK_RE.exec(path);
+    const inTs = TABLESPACE_ENTRY_RE.exec(path);
+    if (link && tablespaces.has(link[1]!) && what === 'file') refuse(`file entry ${quote(path)} is where tablespace ${quote(link[1]!)} is linked`);
+    // A described tablespace's files go to its location: only under its version directory.
+    if (inTs && tablespaces.has(inTs[1]!) && !TABLESPACE_VERSION_DIR_RE.test(inTs[2]!)) {
+      refuse(`${what} entry ${quote(path)} is outside the PG_<version> directory of tablespace ${quote(inTs[1]!)}`);
+    }
+    if (!isMode(mode)) {
+      refuse(`${what} entry ${quote(path)} has an invalid mode ${quote(String(mode))}`);
+      return true;
+    }
+    if ((mode & SUSPECT_BITS) !== 0) {
+      const to = what === 'file' ? restoredFileMode(mode, groupAccess) : restoredDirMode(mode, groupAccess);
+      out.push({ kind: 'mode', message: `${what} entry ${quote(path)} has mode ${octal(mode)}, which PostgreSQL never creates (restored as ${octal(to)})` });
+    }
+    return true;
+  };
+
+  for (const d of m.dirs) checkEntry('directory', d?.path, d?.mode);
+  for (const f of m.files) {
+    if (!checkEntry('file', f?.path, f?.mode)) continue;
+    files.add(f.path);
+    const ref = String(f.ref);
+    if (!namesChainObject(f, cluster, chain)) {
+      refuse(`file entry ${quote(f.path)} names object ${quote(String(f.key))}, outside the prefix of backup ${quote(ref)}${chain.has(ref) ? '' : ', which is not in its chain'}`);
+    }
+  }
+  // Nothing may live below a file: its parent would have to be a directory.
+  for (const p of seen) {
+    for (let i = p.indexOf('/'); i > 0; i = p.indexOf('/', i + 1)) {
+      if (files.has(p.slice(0, i))) {
+        refuse(`entry ${quote(p)} lies below file entry ${quote(p.slice(0, i))}`);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Throws FORMAT_INVALID (exit 4) naming the first rule `m` breaks that makes
+ * it unsafe to restore; returns the mode findings (restored masked).
+ */
+export function assertManifestRestorable(m: BackupManifest, cluster: string, where: string): ManifestFinding[] {
+  const findings = checkManifestRules(m, cluster);
+  const refused = findings.filter((f) => f.kind === 'refuse');
+  if (refused.length > 0) {
+    const more = refused.length > 1 ? ` (and ${refused.length - 1} more)` : '';
+    throw new CairnError('FORMAT_INVALID', `backup manifest ${where} is unsafe to restore: ${refused[0]!.message}${more}`, {
+      hint: 'the manifest was altered or damaged; nothing was written: restore another backup (cairn-info lists them) and run cairn-verify',
+    });
+  }
+  return findings;
+}
