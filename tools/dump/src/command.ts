@@ -34,7 +34,7 @@ export const dumpTool = defineTool({
     { name: 'schema', type: 'list', description: 'dump only this schema (pg_dump --schema, repeatable)', valueHint: 'PATTERN' },
     { name: 'table', type: 'list', description: 'dump only this table (pg_dump --table, repeatable)', valueHint: 'PATTERN' },
     { name: 'exclude-table', type: 'list', description: 'leave out this table (pg_dump --exclude-table, repeatable)', valueHint: 'PATTERN' },
-    { name: 'jobs', type: 'integer', description: 'above 1: pg_dump -Fd -j N through a local directory (needs free space about the database\'s size in --tmp-dir)', default: 1, valueHint: 'N' },
+    { name: 'jobs', type: 'integer', description: 'above 1: pg_dump -Fd -j N through a local directory (needs free space about the database\'s size in --tmp-dir)', default: 1, valueHint: 'N', min: 1, max: 256 },
     { name: 'tmp-dir', type: 'string', description: 'where --jobs writes pg_dump\'s directory before it is stored (default: $TMPDIR or /tmp)', valueHint: 'DIR' },
     PG_BIN_SETTING,
     LOCK_WAIT_SETTING,

@@ -75,7 +75,7 @@ export const restoreTool = defineTool({
     { name: 'delta', type: 'boolean', description: 'restore into a non-empty directory: keep files whose checksum matches, fetch the rest, remove what the backup lacks', default: false },
     { name: 'force', type: 'boolean', description: 'restore into a non-empty directory, removing what is there', default: false },
     { name: 'tablespace-map', type: 'list', description: 'put tablespace OLD (its OID or old location) at NEW (repeatable)', valueHint: 'OLD=NEW' },
-    { name: 'jobs', type: 'integer', description: 'files fetched at once (default: the number of cores)', valueHint: 'N' },
+    { name: 'jobs', type: 'integer', description: 'files fetched at once (default: the number of cores)', valueHint: 'N', min: 1, max: 256 },
     { name: 'restore-command', type: 'string', description: 'restore_command to write (default: this installation\'s cairn-wal-get with the same repository settings)', valueHint: 'CMD' },
     ...DUMP_SETTINGS,
   ],

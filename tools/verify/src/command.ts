@@ -21,7 +21,7 @@ export const verifyTool = defineTool({
   settings: [
     { name: 'set', type: 'string', description: 'verify one backup (its objects, wherever in its chain they are stored, and its own WAL)', valueHint: 'BACKUP_ID', flagOnly: true },
     { name: 'dump', type: 'string', description: 'verify one dump: ID, or DATABASE/ID when several databases share the id', valueHint: 'ID', flagOnly: true },
-    { name: 'jobs', type: 'integer', description: 'objects read and checked at once (default: the number of cores)', valueHint: 'N' },
+    { name: 'jobs', type: 'integer', description: 'objects read and checked at once (default: the number of cores)', valueHint: 'N', min: 1, max: 256 },
     PG_BIN_SETTING,
   ],
   examples: [

@@ -32,9 +32,9 @@ export const walGetTool = defineTool({
   settings: [
     SPOOL_SETTING,
     SYSTEM_ID_SETTING,
-    { name: 'prefetch', type: 'integer', description: 'segments to fetch ahead in the background (0: off)', default: 8, valueHint: 'N' },
-    { name: 'prefetch-concurrency', type: 'integer', description: 'segments the prefetch worker fetches at once', default: 4, valueHint: 'N' },
-    { name: 'retries', type: 'integer', description: 'extra attempts after a transient repository error, with doubling backoff from 0.5 s', default: 4, valueHint: 'N' },
+    { name: 'prefetch', type: 'integer', description: 'segments to fetch ahead in the background (0: off)', default: 8, valueHint: 'N', max: 1024 },
+    { name: 'prefetch-concurrency', type: 'integer', description: 'segments the prefetch worker fetches at once', default: 4, valueHint: 'N', min: 1, max: 64 },
+    { name: 'retries', type: 'integer', description: 'extra attempts after a transient repository error, with doubling backoff from 0.5 s', default: 4, valueHint: 'N', max: 20 },
     { name: 'errors-as-not-found', type: 'boolean', description: 'exit 1 instead of 126 on persistent errors (for standbys that should keep streaming)', default: false },
   ],
   examples: ["restore_command = 'cairn-wal-get %f %p'"],

@@ -22,7 +22,7 @@ export const walPushTool = defineTool({
     SPOOL_SETTING,
     SYSTEM_ID_SETTING,
     { name: 'push-ahead', type: 'integer', description: 'files the background push-ahead worker takes per scan of archive_status/ (0: no worker)', default: 32, valueHint: 'N' },
-    { name: 'concurrency', type: 'integer', description: 'files the push-ahead worker archives at once (compression never runs wider than the cores)', default: 4, valueHint: 'N' },
+    { name: 'concurrency', type: 'integer', description: 'files the push-ahead worker archives at once (compression never runs wider than the cores)', default: 4, valueHint: 'N', min: 1, max: 64 },
     { name: 'register-system', type: 'boolean', description: 'register this server\'s system identifier although the cluster holds another (after initdb or pg_upgrade)', default: false },
   ],
   examples: [

@@ -2,6 +2,8 @@
 // error class every layer throws. Messages: lowercase, name the object in
 // quotes, no trailing period; the hint says what to do.
 
+import { pathErrorToCairn } from './fs-error.js';
+
 export const EXIT = {
   OK: 0,
   NOT_FOUND: 1,
@@ -72,6 +74,8 @@ export function toCairnError(err: unknown): CairnError {
   if (e && typeof e === 'object' && (e.name === 'AbortError' || e.code === 'ABORT_ERR')) {
     return new CairnError('INTERNAL', 'interrupted', { cause: err });
   }
+  const pathError = pathErrorToCairn(err);
+  if (pathError !== undefined) return pathError;
   const msg = e instanceof Error ? e.message : String(err);
   return new CairnError('INTERNAL', `internal error: ${msg}`, {
     hint: 'this is a bug in cairn; please report it with the command line and --log-level debug output',

@@ -1,4 +1,7 @@
-// Logging to stderr: one line per event, levels, optional JSON lines.
+// Logging to stderr: one line per event, levels, optional JSON lines; every
+// line redacted and escaped like an error (cli/message.ts).
+
+import { redactSecrets, safeMessage } from './message.js';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 const ORDER: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
@@ -24,13 +27,13 @@ export function createLogger(opts: {
   const emit = (lvl: LogLevel, msg: string, fields?: Record<string, unknown>) => {
     if (ORDER[lvl] > ORDER[opts.level]) return;
     if (opts.json) {
-      opts.write(JSON.stringify({ time: new Date().toISOString(), level: lvl, tool: opts.tool, msg, ...fields }) + '\n');
+      opts.write(redactSecrets(JSON.stringify({ time: new Date().toISOString(), level: lvl, tool: opts.tool, msg, ...fields })) + '\n');
       return;
     }
     const extra = fields && Object.keys(fields).length > 0
       ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ')
       : '';
-    opts.write(`${opts.tool}: ${lvl === 'info' ? '' : lvl + ': '}${msg}${extra}\n`);
+    opts.write(`${opts.tool}: ${lvl === 'info' ? '' : lvl + ': '}${safeMessage(msg + extra)}\n`);
   };
   return {
     level: opts.level,

@@ -5,6 +5,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Writable } from 'node:stream';
 import { CairnError, EXIT, toCairnError } from './errors.js';
+import { safeMessage } from './message.js';
 import { createLogger, isLogLevel, type Logger, type LogLevel } from './log.js';
 import { COMMON_SETTINGS, resolveSettings, type SettingDef, type Settings } from '../config/settings.js';
 import { CAIRN_VERSION } from '../version.js';
@@ -113,9 +114,16 @@ export function parseToolArgs(def: ToolDef, argv: string[]): { flags: Record<str
   }
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: joinNegativeValues(argv, options), options, allowPositionals: true, strict: true });
   } catch (err) {
-    const msg = (err as Error).message.replace(/\. To specify a positional argument.*$/s, '').replace(/^Unknown option '/, "unknown option '");
+    const raw = (err as Error).message;
+    // node:util words a missing value as three lines ("argument is ambiguous…")
+    // that never say what is wrong; one line names the flag.
+    const flag = /^Option '(-[^' ]+)(?: <value>)?' argument (?:is ambiguous|missing)/.exec(raw)?.[1];
+    if (flag !== undefined) {
+      throw new CairnError('USAGE', `option ${flag} needs a value`, { hint: `give ${flag} VALUE, or ${flag}=VALUE for a value that starts with "-"` });
+    }
+    const msg = raw.replace(/\. To specify a positional argument.*$/s, '').replace(/^Unknown option '/, "unknown option '").split('\n')[0]!;
     throw new CairnError('USAGE', msg.charAt(0).toLowerCase() + msg.slice(1).replace(/\.$/, ''), { hint: `see cairn-${def.name} --help` });
   }
   const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
@@ -139,10 +147,37 @@ export function parseToolArgs(def: ToolDef, argv: string[]): { flags: Record<str
   return { flags, positionals: parsed.positionals, help, version };
 }
 
+/**
+ * `--jobs -4` → `--jobs=-4`: a negative number after a flag that takes a
+ * value is that value (node:util would call it ambiguous), so the range check
+ * can name the real problem ("invalid --jobs -4; use 1 to 256").
+ */
+function joinNegativeValues(argv: string[], options: NonNullable<ParseArgsConfig['options']>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    const name = /^--([^=]+)$/.exec(a)?.[1];
+    const next = argv[i + 1];
+    if (name !== undefined && options[name]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
 function writeError(stderr: Writable, tool: string, err: CairnError, level: LogLevel): void {
   // One line: what is wrong, then what to do (the operator reads it in the
   // PostgreSQL log or a cron mail).
-  stderr.write(`cairn-${tool}: error: ${err.message}${err.hint ? `; ${err.hint}` : ''}\n`);
+  // User input inside the message may hold a newline, an escape sequence or a
+  // URL with a secret: safeMessage escapes and redacts them.
+  stderr.write(`cairn-${tool}: error: ${safeMessage(err.message)}${err.hint ? `; ${safeMessage(err.hint)}` : ''}\n`);
   if (level === 'debug' && err.cause !== undefined) stderr.write(`cairn-${tool}: debug: cause: ${String((err.cause as Error)?.stack ?? err.cause)}\n`);
 }
 

@@ -2,8 +2,10 @@
 // (section of the cluster, then [global]) > default (DESIGN §7).
 
 import { readFileSync } from 'node:fs';
-import { CairnError } from '../cli/errors.js';
+import { CairnError, type ErrorCode } from '../cli/errors.js';
+import { parseCompress } from '../codec/compress.js';
 import { parseConfigFile, type ConfigSections } from './config-file.js';
+import { KNOWN_CONFIG_KEYS } from './known-keys.js';
 
 export type SettingType = 'string' | 'boolean' | 'integer' | 'list';
 
@@ -21,6 +23,11 @@ export interface SettingDef {
   valueHint?: string;
   /** Not read from env or config file (e.g. --help). */
   flagOnly?: boolean;
+  /** integer: the smallest (default 0) and largest value accepted. */
+  min?: number;
+  max?: number;
+  /** Checks a string value; throws a CairnError whose message names the value. */
+  validate?: (value: string) => void;
 }
 
 export type SettingValue = string | boolean | number | string[] | undefined;
@@ -42,26 +49,55 @@ export function envNames(def: SettingDef): string[] {
   return def.env ?? ['CAIRN_' + def.name.toUpperCase().replace(/-/g, '_')];
 }
 
-function convert(def: SettingDef, raw: string, source: string): SettingValue {
+/**
+ * Converts one raw value. A bad value on the command line is a usage error
+ * (exit 2), in the environment or the config file a configuration error (3).
+ */
+function convert(def: SettingDef, raw: string, source: Source): SettingValue {
   switch (def.type) {
     case 'string':
+      if (def.validate !== undefined) {
+        try {
+          def.validate(raw);
+        } catch (err) {
+          if (!(err instanceof CairnError)) throw err;
+          throw new CairnError(source.code, source.flag ? err.message : `${source.name}: ${err.message}`, err.hint === undefined ? {} : { hint: err.hint });
+        }
+      }
       return raw;
     case 'list':
       return raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
     case 'boolean': {
       const v = raw.trim().toLowerCase();
-      if (['1', 'true', 'yes', 'on', 'y', 'y'].includes(v)) return true;
+      if (['1', 'true', 'yes', 'on', 'y'].includes(v)) return true;
       if (['0', 'false', 'no', 'off', 'n', ''].includes(v)) return false;
-      throw new CairnError('CONFIG_INVALID', `${source}: "${raw}" is not a boolean for "${def.name}"`, { hint: 'use true or false' });
+      throw new CairnError(source.code, `${source.flag ? '' : `${source.name}: `}${JSON.stringify(raw)} is not a boolean for --${def.name}`, { hint: 'use true or false' });
     }
     case 'integer': {
-      if (!/^-?\d+$/.test(raw.trim())) {
-        throw new CairnError('CONFIG_INVALID', `${source}: "${raw}" is not an integer for "${def.name}"`, { hint: `give --${def.name} a whole number` });
+      // No cairn count, size or time is negative: 0 is the least by default.
+      const min = def.min ?? 0;
+      const range = def.max !== undefined ? `use ${min} to ${def.max}` : `use ${min} or more`;
+      const n = /^-?\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+      if (!Number.isSafeInteger(n)) {
+        throw new CairnError(source.code, `${source.flag ? '' : `${source.name}: `}${JSON.stringify(raw)} is not a whole number for --${def.name}`, { hint: range });
       }
-      return Number.parseInt(raw, 10);
+      if (n < min || (def.max !== undefined && n > def.max)) {
+        throw new CairnError(source.code, source.flag ? `invalid --${def.name} ${n}` : `${source.name}: invalid ${def.name} ${n}`, { hint: range });
+      }
+      return n;
     }
   }
 }
+
+interface Source {
+  /** "--jobs", "environment variable CAIRN_JOBS", 'config file "/etc/cairn/cairn.conf"' */
+  name: string;
+  flag: boolean;
+  code: ErrorCode;
+}
+
+const flagSource = (def: SettingDef): Source => ({ name: `--${def.name}`, flag: true, code: 'USAGE' });
+const otherSource = (name: string): Source => ({ name, flag: false, code: 'CONFIG_INVALID' });
 
 export interface ResolveInput {
   defs: SettingDef[];
@@ -92,7 +128,10 @@ export function resolveSettings(input: ResolveInput): Settings {
   const configPath = configFlag ?? env['CAIRN_CONFIG'] ?? DEFAULT_CONFIG_PATH;
   const explicit = configFlag !== undefined || env['CAIRN_CONFIG'] !== undefined;
   const text = input.readConfig ? input.readConfig(configPath) : defaultReadConfig(configPath, explicit);
-  const sections: ConfigSections = text === undefined ? new Map() : parseConfigFile(text, configPath);
+  // Keys of every tool are fine (one file serves them all), and the running
+  // tool's own even if the shared list lags behind.
+  const known = new Set([...KNOWN_CONFIG_KEYS, ...defs.filter((d) => !d.flagOnly).map((d) => d.name)]);
+  const sections: ConfigSections = text === undefined ? new Map() : parseConfigFile(text, configPath, known);
   out['config'] = text === undefined ? undefined : configPath;
 
   const fromFile = (key: string, cluster: string | undefined): string[] | undefined =>
@@ -105,13 +144,13 @@ export function resolveSettings(input: ResolveInput): Settings {
     const flag = flags[def.name];
     if (flag !== undefined) {
       if (def.type === 'list') {
-        const items = (Array.isArray(flag) ? flag : [String(flag)]).flatMap((s) => convert(def, s, `--${def.name}`) as string[]);
+        const items = (Array.isArray(flag) ? flag : [String(flag)]).flatMap((s) => convert(def, s, flagSource(def)) as string[]);
         out[def.name] = items;
       } else if (def.type === 'boolean') {
-        out[def.name] = typeof flag === 'boolean' ? flag : convert(def, String(flag), `--${def.name}`);
+        out[def.name] = typeof flag === 'boolean' ? flag : convert(def, String(flag), flagSource(def));
       } else {
         const last = Array.isArray(flag) ? flag[flag.length - 1]! : String(flag);
-        out[def.name] = convert(def, last, `--${def.name}`);
+        out[def.name] = convert(def, last, flagSource(def));
       }
       continue;
     }
@@ -121,14 +160,14 @@ export function resolveSettings(input: ResolveInput): Settings {
     }
     const envName = envNames(def).find((n) => env[n] !== undefined && env[n] !== '');
     if (envName !== undefined) {
-      out[def.name] = convert(def, env[envName]!, `environment variable ${envName}`);
+      out[def.name] = convert(def, env[envName]!, otherSource(`environment variable ${envName}`));
       continue;
     }
     const file = fromFile(def.name, out['cluster'] as string | undefined);
     if (file !== undefined) {
       out[def.name] = def.type === 'list'
-        ? file.flatMap((s) => convert(def, s, `config file "${configPath}"`) as string[])
-        : convert(def, file[file.length - 1]!, `config file "${configPath}"`);
+        ? file.flatMap((s) => convert(def, s, otherSource(`config file "${configPath}"`)) as string[])
+        : convert(def, file[file.length - 1]!, otherSource(`config file "${configPath}"`));
       continue;
     }
     out[def.name] = def.default;
@@ -143,6 +182,7 @@ export const COMPRESS_SETTING: SettingDef = {
   description: 'zstd[:1-19], gzip[:1-9] or none',
   default: 'zstd:3',
   valueHint: 'ALG[:LEVEL]',
+  validate: (v) => void parseCompress(v),
 };
 
 export const SPOOL_SETTING: SettingDef = {

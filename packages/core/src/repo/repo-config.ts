@@ -63,6 +63,7 @@ export async function ensureRepoConfig(
 ): Promise<RepoConfig> {
   let cfg = await readRepoConfig(driver, cluster, signal);
   if (cfg === undefined) {
+    await refuseOrphanedCluster(driver, cluster, signal);
     const fresh: RepoConfig = {
       format: REPO_FORMAT,
       cipher: key === undefined ? 'none' : CIPHER,
@@ -74,4 +75,22 @@ export async function ensureRepoConfig(
   }
   checkKeyAgainst(cfg, key, driver.url, cluster);
   return cfg;
+}
+
+/**
+ * The repository, not the presence of a key, decides whether a cluster is
+ * encrypted (issue 11): a cluster that lost repo.json but holds objects gets
+ * no fresh repo.json, or a push without a key would store plaintext WAL
+ * beside encrypted backups (and a push with one the reverse).
+ */
+async function refuseOrphanedCluster(driver: StorageDriver, cluster: string, signal?: AbortSignal): Promise<void> {
+  const mine = new Set([repoConfigKey(cluster)]);
+  for await (const o of driver.list(`${cluster}/`, signal)) {
+    // Leases are taken before the first backup writes repo.json.
+    if (mine.has(o.key) || o.key.startsWith(`${cluster}/locks/`)) continue;
+    const encrypted = o.key.endsWith('.enc');
+    throw new CairnError('FORMAT_INVALID', `repository "${driver.url}" cluster "${cluster}" holds objects (e.g. "${o.key}") but no repo.json`, {
+      hint: `restore ${repoConfigKey(cluster)} from a copy of the repository; cairn will not start it afresh over existing${encrypted ? ' encrypted' : ''} data`,
+    });
+  }
 }

@@ -21,7 +21,16 @@ export function repoSettingsFrom(settings: Settings): RepoSettings {
       hint: 'give --repo URL, set CAIRN_REPO, or add "repo = URL" to the config file (/etc/cairn/cairn.conf)',
     });
   }
-  for (const url of repos) parseRepoUrl(url); // fail before any work on a malformed URL
+  for (const url of repos) {
+    // Fail before any work on a malformed URL. memory:// is the unit tests'
+    // double (they open it through openStorage): a tool given it would
+    // "store" WAL in a process that exits a moment later.
+    if (parseRepoUrl(url).kind === 'memory') {
+      throw new CairnError('CONFIG_INVALID', `invalid repository URL "${url}": memory:// is a test double that keeps nothing`, {
+        hint: 'use /abs/path, file:///abs/path or s3://bucket/prefix?endpoint=…&region=…',
+      });
+    }
+  }
   const cluster = String(settings['cluster'] ?? 'main');
   assertClusterName(cluster);
   const keyFile = settings['encryption-key-file'] as string | undefined;

@@ -69,7 +69,7 @@ describe('parseRepoUrl', () => {
     ['ftp://host/x', 'unsupported scheme "ftp:"'],
     ['gs://bucket/x', 'unsupported scheme "gs:"'],
     ['file://otherhost/x', 'host "otherhost" is not this machine; use file:///abs/path'],
-    ['file:///x?y=1', 'a file URL takes no query or fragment'],
+    ['file:///x?y', 'a file URL takes no query or fragment'],
     ['s3://', 'no bucket name'],
     ['s3:///prefix', 'no bucket name'],
     ['s3://ab/x', `"ab" is not a valid bucket name (3-63 letters, digits, '.', '-', '_')`],
@@ -79,7 +79,6 @@ describe('parseRepoUrl', () => {
     ['s3://bucket/x?endpoint=not-a-url', 'endpoint "not-a-url" is not a URL (use http://host:port)'],
     ['s3://bucket/x?endpoint=ftp://h:21', 'endpoint "ftp://h:21" is not http:// or https://'],
     ['s3://bucket/x?endpoint=http://h:9000/path', 'endpoint "http://h:9000/path" must be just http(s)://host[:port]'],
-    ['s3://bucket/x?regoin=eu-west-1', 'unknown parameter "regoin" (known: endpoint, region, force-path-style, connect-timeout-ms, request-timeout-ms, max-attempts, conditional-writes)'],
     ['s3://bucket/x?region=a&region=b', 'parameter "region" given twice'],
     ['s3://bucket/x?region=eu west', '"eu west" is not a valid region'],
     ['s3://bucket/x?force-path-style=yes', 'parameter "force-path-style" must be true or false, not "yes"'],
@@ -119,6 +118,19 @@ describe('parseRepoUrl', () => {
       );
     });
   }
+});
+
+describe('unknown query parameters', () => {
+  it('are named, their values never echoed (a token may sit there)', () => {
+    assert.throws(
+      () => parseRepoUrl('s3://bucket/x?region=eu-west-1&regoin=eu-west-1&secret=hunter2', { env: {} }),
+      (err: unknown) => {
+        assert.ok(isCairnError(err, 'CONFIG_INVALID'), String(err));
+        assert.equal(err.message, 'invalid repository URL "s3://bucket/x?region=eu-west-1&regoin=***&secret=***": unknown parameter "regoin" (known: endpoint, region, force-path-style, connect-timeout-ms, request-timeout-ms, max-attempts, conditional-writes)');
+        return true;
+      },
+    );
+  });
 });
 
 describe('openStorage', () => {

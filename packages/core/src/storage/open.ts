@@ -6,10 +6,12 @@
 import { posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CairnError } from '../cli/errors.js';
+import { redactSecrets } from '../cli/message.js';
 import type { StorageDriver } from './driver.js';
 import { FsDriver } from './fs.js';
 import { MemoryDriver } from './memory.js';
 import type { S3Options } from './s3.js';
+import { S3_URL_PARAMS } from './s3-params.js';
 
 export type RepoLocation =
   | { kind: 'fs'; root: string }
@@ -33,21 +35,13 @@ const CREDENTIALS_HINT =
   'remove them: cairn takes S3 credentials from the AWS default chain ' +
   '(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, web identity/IRSA)';
 
-const S3_PARAMS = new Set([
-  'endpoint',
-  'region',
-  'force-path-style',
-  'connect-timeout-ms',
-  'request-timeout-ms',
-  'max-attempts',
-  'conditional-writes',
-]);
+const S3_PARAMS = new Set(S3_URL_PARAMS);
 
 /** Parses a repository URL; throws CONFIG_INVALID naming what is wrong. */
 export function parseRepoUrl(url: string, opts: OpenStorageOptions = {}): RepoLocation {
   const env = opts.env ?? process.env;
   const invalid = (reason: string, hint = URL_HINT) =>
-    new CairnError('CONFIG_INVALID', `invalid repository URL "${redact(url)}": ${reason}`, { hint });
+    new CairnError('CONFIG_INVALID', `invalid repository URL "${redactSecrets(url)}": ${reason}`, { hint });
 
   if (url === '') throw invalid('empty');
   if (url.includes('\0')) throw invalid('contains a NUL byte');
@@ -183,14 +177,14 @@ function parseEndpoint(value: string, invalid: Invalid): string {
   try {
     u = new URL(value);
   } catch {
-    throw invalid(`endpoint "${redact(value)}" is not a URL (use http://host:port)`);
+    throw invalid(`endpoint "${redactSecrets(value)}" is not a URL (use http://host:port)`);
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-    throw invalid(`endpoint "${redact(value)}" is not http:// or https://`);
+    throw invalid(`endpoint "${redactSecrets(value)}" is not http:// or https://`);
   }
   if (u.username !== '' || u.password !== '') throw invalid('credentials do not belong in the URL', CREDENTIALS_HINT);
   if ((u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.hash !== '') {
-    throw invalid(`endpoint "${redact(value)}" must be just http(s)://host[:port]`);
+    throw invalid(`endpoint "${redactSecrets(value)}" must be just http(s)://host[:port]`);
   }
   return `${u.protocol}//${u.host}`;
 }
@@ -222,9 +216,4 @@ function parseInteger(
 
 function nonEmpty(s: string | undefined): string | undefined {
   return s === undefined || s === '' ? undefined : s;
-}
-
-/** Hides user:password in a URL (also inside an encoded endpoint parameter). */
-function redact(url: string): string {
-  return url.replace(/(\/\/)[^/?#@]*@/g, '$1***@').replace(/(%2F%2F)((?!%2F)[^/?#&])*?%40/gi, '$1***%40');
 }
