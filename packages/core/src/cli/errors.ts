@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   DECRYPT_FAILED: EXIT.DATA,
   LOCK_HELD: EXIT.LOCK,
   INTERNAL: EXIT.INTERNAL,
+  FILE_UNWRITABLE: EXIT.CONFIG,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
