@@ -14,15 +14,20 @@ import { startFaultProxy } from '@cairn/testkit/fault-proxy';
 import { makeRepo } from './repo-fixture.js';
 import { commandLine, runCairn } from './tools.js';
 import { makeWalMaterial } from './wal-material.js';
+import { SNAPSHOT_SQL } from './archive-restore.js';
+import { assertRestoredEquals, restoreAndStart, takeBackup } from './pitr-harness.js';
 
 after(runCleanups);
 
-function viaProxy(url: string, proxyEndpoint: string): string {
+/** The repository URL through the proxy; with short timeouts and no SDK retries unless `defaults`. */
+function viaProxy(url: string, proxyEndpoint: string, defaults = false): string {
   const u = new URL(url.replace(/^s3:/, 'http:'));
   u.searchParams.set('endpoint', proxyEndpoint);
-  u.searchParams.set('connect-timeout-ms', '1000');
-  u.searchParams.set('request-timeout-ms', '4000');
-  u.searchParams.set('max-attempts', '1');
+  if (!defaults) {
+    u.searchParams.set('connect-timeout-ms', '1000');
+    u.searchParams.set('request-timeout-ms', '4000');
+    u.searchParams.set('max-attempts', '1');
+  }
   return u.toString().replace(/^http:/, 's3:');
 }
 
@@ -99,5 +104,58 @@ test('wal-get: an outage is never "not found"; transient errors are retried', { 
   r = await get('X-blip', ['--retries', '4']);
   assert.equal(r.code, 0, r.stderr);
   assert.ok(existsSync(join(m.pgdata, 'pg_wal', 'X-blip')));
+  await proxy.stop();
+});
+
+test('wal-get against an S3 endpoint that accepts connections and never answers: 126 in seconds, with the default timeouts', { timeout: 300_000 }, async () => {
+  const m = await makeWalMaterial('s3-stall', 1);
+  const repo = await makeRepo('s3', false);
+  const seg = m.segments[0]!;
+  const target = new URL(repo.endpoint!);
+  const proxy = await startFaultProxy({ host: target.hostname, port: Number(target.port) });
+  const env = { ...repo.env, CAIRN_REPO: viaProxy(repo.url, proxy.endpoint, true) };
+  let r = await runCairn('wal-push', [`pg_wal/${seg}`, seg], { env, cwd: m.pgdata });
+  assert.equal(r.code, 0, r.stderr);
+  for (const mode of ['stall', 'stall-body'] as const) {
+    proxy.setMode(mode);
+    const t0 = Date.now();
+    // wal-get's own defaults (--retries 4) on top of the driver's.
+    r = await runCairn('wal-get', [seg, `pg_wal/X-${mode}`, '--prefetch', '0'], { env, cwd: m.pgdata, timeoutMs: 120_000 });
+    const seconds = (Date.now() - t0) / 1000;
+    assert.equal(r.code, 126, `${mode}: ${r.stderr}`);
+    // 503 s before (5 wal-get attempts x 3 SDK attempts x 30 s).
+    assert.ok(seconds < 30, `${mode}: wal-get gave up after ${seconds.toFixed(1)} s`);
+    assert.ok(!existsSync(join(m.pgdata, 'pg_wal', `X-${mode}`)), `${mode}: nothing at %p`);
+  }
+  await proxy.stop();
+});
+
+test('restore, verify and basebackup complete with S3 responses cut mid-body', { timeout: 600_000 }, async () => {
+  const repo = await makeRepo('s3', false);
+  const target = new URL(repo.endpoint!);
+  const proxy = await startFaultProxy({ host: target.hostname, port: Number(target.port) });
+  const url = viaProxy(repo.url, proxy.endpoint, true);
+  const flaky = { ...repo, env: { ...repo.env, CAIRN_REPO: url } };
+  const src = await createCluster({ name: 's3-cut', archiveCommand: commandLine('wal-push', '%p %f'), archiveTimeout: '1s', env: flaky.env });
+  await src.start();
+  await src.psql('create table marker(v text); insert into marker values (1)');
+  await src.pgbench(['-i', '-s', '1', '-q']);
+  await takeBackup(src, flaky, 'full');
+  // 1% of responses is a handful here: cut 10% so every tool meets several.
+  proxy.cutBodies(0.1);
+  await src.pgbench(['-c', '2', '-j', '2', '-t', '200', '-n']);
+  const incr = await takeBackup(src, flaky, 'incr');
+  const snapshot = await src.psql(SNAPSHOT_SQL);
+  const last = await src.psql('select pg_walfile_name(pg_switch_wal())');
+  await src.waitForArchived(last, 120_000);
+  await src.stop();
+  const beforeVerify = proxy.cutResponses;
+  const v = await runCairn('verify', [], { env: flaky.env, timeoutMs: 300_000 });
+  assert.equal(v.code, 0, v.stderr);
+  const { cluster } = await restoreAndStart(flaky, 's3-cut-dst', ['--set', incr, '--target', 'immediate', '--target-action', 'promote']);
+  await assertRestoredEquals(cluster, snapshot, 'restored through a link cutting 10% of bodies');
+  assert.ok(proxy.cutResponses - beforeVerify >= 10, `${proxy.cutResponses - beforeVerify} responses cut during verify and restore`);
+  await cluster.destroy();
+  await src.destroy();
   await proxy.stop();
 });

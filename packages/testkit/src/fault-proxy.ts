@@ -1,5 +1,6 @@
 // An HTTP proxy on 127.0.0.1 that stands in front of the S3 server and fails
-// on command (5xx, stalls, dropped connections, refused connections), so tests
+// on command (5xx, stalls, dropped connections, refused connections, a fraction
+// of response bodies cut at random), so tests
 // can prove storage errors are classified and bounded. The mode is read per
 // request, so it also applies to the SDK's kept-alive connections.
 
@@ -27,6 +28,13 @@ export interface FaultProxy {
    */
   setMode(mode: FaultMode): void;
   readonly mode: FaultMode;
+  /**
+   * In 'pass' mode, cut this fraction (0–1) of the responses that have a
+   * body, at a random point in the body (the connection is dropped there).
+   */
+  cutBodies(fraction: number): void;
+  /** Responses cut by cutBodies so far. */
+  readonly cutResponses: number;
   /** Requests received so far (in every mode but refuse). */
   readonly requests: number;
   /** Write requests held unanswered by 'stall-writes' so far. */
@@ -43,6 +51,8 @@ export async function startFaultProxy(target: { host: string; port: number }): P
   let mode: FaultMode = 'pass';
   let requests = 0;
   let stalledWrites = 0;
+  let cutFraction = 0;
+  let cutResponses = 0;
   let stopped = false;
   const sockets = new Set<Socket>();
   const server = createServer();
@@ -82,7 +92,13 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     }
   });
 
-  function forward(req: IncomingMessage, res: ServerResponse, how: 'pass' | 'drop' | 'stall-body'): void {
+  function forward(req: IncomingMessage, res: ServerResponse, mode: 'pass' | 'drop' | 'stall-body'): void {
+    let how: 'pass' | 'drop' | 'stall-body' = mode;
+    let cutAt = 0; // where cutBodies cuts, as a fraction of the body
+    if (how === 'pass' && cutFraction > 0 && req.method !== 'HEAD' && Math.random() < cutFraction) {
+      how = 'drop';
+      cutAt = Math.random();
+    }
     const headers = { ...req.headers };
     // We already answered "100 Continue" to the client (Node does by default);
     // the Host header stays as sent, since SigV4 signs it.
@@ -96,7 +112,15 @@ export async function startFaultProxy(target: { host: string; port: number }): P
           return;
         }
         const length = Number(ures.headers['content-length'] ?? 0);
-        const limit = req.method === 'HEAD' ? 0 : Math.floor(length / 2);
+        if (mode === 'pass' && length < 2) {
+          // Nothing to cut in the middle of: pass it on whole.
+          res.writeHead(ures.statusCode ?? 502, ures.statusMessage, ures.rawHeaders);
+          ures.pipe(res);
+          return;
+        }
+        if (mode === 'pass') cutResponses++;
+        const limit =
+          req.method === 'HEAD' ? 0 : mode === 'pass' ? Math.max(1, Math.min(length - 1, Math.floor(length * cutAt))) : Math.floor(length / 2);
         if (limit === 0) {
           ures.destroy();
           // Nothing to send half of: hang up (or fall silent) before the status line.
@@ -183,6 +207,12 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     },
     get stalledWrites() {
       return stalledWrites;
+    },
+    get cutResponses() {
+      return cutResponses;
+    },
+    cutBodies(fraction: number) {
+      cutFraction = fraction;
     },
     setMode(next: FaultMode) {
       if (stopped) throw new Error('fault proxy is stopped');

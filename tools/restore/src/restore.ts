@@ -24,7 +24,7 @@ import { assertManifestRestorable, backupGroupAccess, restoredDirMode, restoredF
 import type { RestorePlan } from '@cairn/core/restore/plan-format';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { createLimiter } from '@cairn/core/util/limit';
-import { fsyncDir } from '@cairn/core/util/local-file';
+import { fsyncDir, localWriteError } from '@cairn/core/util/local-file';
 import { quote } from '@cairn/core/wal/quote';
 import { checkDestructiveTarget, ensureRealDir, RESTORE_MARKER, writeFileNoFollow, writeRestoreMarker } from './target-dir.js';
 
@@ -282,15 +282,18 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       // thousand small files.
       const stored = o.driver.readSmall ? await o.driver.readSmall(f.key, ctx.signal) : await buffer(await o.driver.read(f.key, ctx.signal));
       const data = await decodeWhole(stored, f.key, o.key, { sha256: f.sha256, size: f.size, label });
-      const fd = openSync(path, RESTORE_WRITE_FLAGS, mode);
+      let fd: number | undefined;
       try {
+        fd = openSync(path, RESTORE_WRITE_FLAGS, mode);
         let off = 0;
         while (off < data.length) off += writeSync(fd, data, off, data.length - off);
         futimesSync(fd, f.mtime, f.mtime);
         if ((mode & umask) !== 0) fchmodSync(fd, mode);
         if (owner) fchownSync(fd, owner.uid, owner.gid);
+      } catch (err) {
+        throw localWriteError(err, path);
       } finally {
-        closeSync(fd);
+        if (fd !== undefined) closeSync(fd);
       }
     } else if (workers && f.size >= BIG_FILE) {
       await workers.decode({ kind: 'decode', ...job });

@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import type { EncryptionKey } from '../codec/index.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { checksumMismatch, decodeFileInto, decodeFileStages, decodeZstdFrameSync, zstdFrameStages } from './file-codec.js';
+import { localWriteError } from '../util/local-file.js';
 
 export interface FileToRestore {
   /** The stored object. */
@@ -58,7 +59,7 @@ export async function restoreFile(driver: StorageDriver, key: EncryptionKey | un
     await decodeFileInto(source, decodeFileStages(f.key, key, f.label, window), sink, { sha256: f.sha256, size: f.size, label: f.label }, signal);
   } catch (err) {
     await unlink(f.path).catch(() => {});
-    throw err;
+    throw localWriteError(err, f.path);
   }
   await setAttributes(f);
 }
@@ -110,7 +111,7 @@ export async function restoreFileHere(driver: StorageDriver, key: EncryptionKey 
   } catch (err) {
     if (fd !== undefined) closeSync(fd);
     await unlink(f.path).catch(() => {});
-    throw err;
+    throw localWriteError(err, f.path);
   }
   await setAttributes(f);
 }

@@ -34,6 +34,7 @@ export const ERROR_CODES = {
   LOCK_HELD: EXIT.LOCK,
   INTERNAL: EXIT.INTERNAL,
   WAL_MISMATCH: EXIT.DATA,
+  FILE_UNWRITABLE: EXIT.CONFIG,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

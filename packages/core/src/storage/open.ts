@@ -26,7 +26,9 @@ export interface OpenStorageOptions {
 export const S3_DEFAULTS = {
   region: 'us-east-1',
   connectTimeoutMs: 3_000,
-  requestTimeoutMs: 30_000,
+  // Sized for recovery (issue 11): idle time before an answer or between body
+  // bytes; a read cut or stalled mid-body resumes where it stopped.
+  requestTimeoutMs: 5_000,
   maxAttempts: 3,
 } as const;
 

@@ -14,6 +14,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable, addAbortSignal } from 'node:stream';
 import { CairnError } from '../cli/errors.js';
+import { sleep } from '../util/limit.js';
 import {
   ObjectNotFoundError,
   WriteConflictError,
@@ -40,8 +41,17 @@ export interface S3Options {
   connectTimeoutMs: number;
   /** Longest silence on an open connection (waiting for an answer or the next body bytes). */
   requestTimeoutMs: number;
-  /** Attempts per request, retries of transient errors included (the SDK's maxAttempts). */
+  /**
+   * Attempts per request, retries of transient errors included (the SDK's
+   * maxAttempts); also the resumptions of a read cut off mid-body in a row.
+   */
   maxAttempts: number;
+  /**
+   * Once requests have failed for this long without one success, errors are
+   * no longer transient, so callers' retry loops stop too. Default: twice
+   * requestTimeoutMs.
+   */
+  retryWindowMs?: number;
   /** The server honours `If-None-Match: *` (AWS S3 since 2024; not s3rver), so ifAbsent is atomic. */
   conditionalWrites: boolean;
 }
@@ -113,6 +123,9 @@ export class S3Driver implements StorageDriver {
   private readonly opts: S3Options;
   private bucketChecked = false;
   private closed = false;
+  /** When the first request of the current run of failures started; undefined after a success. */
+  private failingSince: number | undefined;
+  private readonly retryWindowMs: number;
 
   constructor(opts: S3Options, init: S3DriverInit = {}) {
     this.opts = opts;
@@ -120,6 +133,7 @@ export class S3Driver implements StorageDriver {
     this.base = opts.prefix === '' ? '' : opts.prefix + '/';
     this.url = init.url ?? `s3://${opts.bucket}/${opts.prefix}`;
     this.features = { atomicIfAbsent: opts.conditionalWrites };
+    this.retryWindowMs = opts.retryWindowMs ?? 2 * opts.requestTimeoutMs;
     this.client =
       init.client ??
       new S3Client({
@@ -143,7 +157,7 @@ export class S3Driver implements StorageDriver {
   async stat(key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined> {
     const Key = this.keyOf(key);
     try {
-      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal });
+      const r = await this.send((c) => c.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal }));
       return { key, size: r.ContentLength ?? 0, mtime: r.LastModified ?? new Date(0) };
     } catch (err) {
       if (!isNotFound(err)) throw this.fail(err, `stat "${key}"`);
@@ -156,22 +170,75 @@ export class S3Driver implements StorageDriver {
   }
 
   async read(key: string, signal?: AbortSignal): Promise<Readable> {
-    const Key = this.keyOf(key);
-    let body: Readable;
-    let expected: number | undefined;
-    try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal });
-      body = r.Body as Readable;
-      expected = r.ContentLength;
-    } catch (err) {
-      if (isNotFound(err)) throw new ObjectNotFoundError(key, this.url);
-      throw this.fail(err, `read "${key}"`);
-    }
-    const out = Readable.from(this.guardBody(body, expected, key), { objectMode: false });
+    const first = await this.getObject(key, 0, undefined, signal);
+    const out = Readable.from(this.resumableBody(key, first, signal), { objectMode: false });
     // Destroying `out` before its first read never starts the generator;
     // release the connection from here too.
-    out.once('close', () => body.destroy());
+    out.once('close', () => first.body.destroy());
     return signal ? addAbortSignal(signal, out) : out;
+  }
+
+  /** One GET, from byte `from` on (a ranged re-read) and only of the same object version when `etag` is given. */
+  private async getObject(key: string, from: number, etag: string | undefined, signal?: AbortSignal): Promise<GotObject> {
+    const Key = this.keyOf(key);
+    const ranged = from > 0 ? { Range: `bytes=${from}-`, ...(etag === undefined ? {} : { IfMatch: etag }) } : {};
+    try {
+      const r = await this.send((c) => c.send(new GetObjectCommand({ Bucket: this.bucket, Key, ...ranged }), { abortSignal: signal }));
+      const body = r.Body as Readable;
+      if (from > 0 && !(r.ContentRange ?? '').startsWith(`bytes ${from}-`)) {
+        body.destroy();
+        throw new CairnError('STORAGE_UNAVAILABLE', `repository "${this.url}": cannot read "${key}": the server ignored the range "bytes=${from}-" of a resumed read`, {
+          hint: 'use an S3 server that honours Range requests',
+        });
+      }
+      return { body, length: r.ContentLength, etag: r.ETag };
+    } catch (err) {
+      if (isNotFound(err)) throw new ObjectNotFoundError(key, this.url);
+      // 412: the object changed under the read (never for what cairn writes once).
+      if (from > 0 && isConditionFailed(err)) {
+        throw new CairnError('STORAGE_UNAVAILABLE', `repository "${this.url}": cannot read "${key}": the object changed while it was read`, { cause: err });
+      }
+      throw this.fail(err, `read "${key}"`);
+    }
+  }
+
+  /**
+   * The object's bytes; a body cut off or stalled mid-transfer is a
+   * transient error like any other, so it is resumed with a ranged GET from
+   * the first byte not yet passed on (issue 11: on a flaky link a large
+   * restore must still finish). Bounded: maxAttempts failures in a row
+   * without a byte of progress, and the retry window, end it.
+   */
+  private async *resumableBody(key: string, first: GotObject, signal?: AbortSignal): AsyncGenerator<Buffer> {
+    const total = first.length;
+    let cur = first;
+    let received = 0;
+    let failures = 0;
+    for (;;) {
+      const before = received;
+      try {
+        for await (const chunk of cur.body) {
+          received += (chunk as Buffer).length;
+          yield chunk as Buffer;
+        }
+        // Node already errors on a connection closed before Content-Length;
+        // this makes "never ends early silently" hold whatever the HTTP layer does.
+        if (total !== undefined && received !== total) {
+          throw new CairnError('STORAGE_UNAVAILABLE', `repository "${this.url}": cannot read "${key}": the body ended after ${received} of ${total} bytes`, {
+            transient: received < total,
+          });
+        }
+        return;
+      } catch (err) {
+        cur.body.destroy();
+        if (signal?.aborted) throw signal.reason;
+        const e = this.fail(err, `read "${key}"`);
+        failures = received > before ? 1 : failures + 1;
+        if (!(e instanceof CairnError) || !e.transient || failures >= this.opts.maxAttempts || total === undefined) throw e;
+        await sleep(Math.min(100 * 2 ** (failures - 1), 2_000), signal);
+        cur = await this.getObject(key, received, first.etag, signal);
+      }
+    }
   }
 
   async write(key: string, body: Readable | Buffer, opts: WriteOptions = {}): Promise<void> {
@@ -188,10 +255,8 @@ export class S3Driver implements StorageDriver {
     const conditional = opts.ifAbsent ? { IfNoneMatch: '*' } : {};
     if (Buffer.isBuffer(body)) {
       try {
-        await this.client.send(
-          new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length, ...conditional }),
-          { abortSignal: signal },
-        );
+        const input = { Bucket: this.bucket, Key, Body: body, ContentLength: body.length, ...conditional };
+        await this.send((c) => c.send(new PutObjectCommand(input), { abortSignal: signal }));
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         if (isConditionFailed(err)) throw new WriteConflictError(key, this.url);
@@ -216,9 +281,12 @@ export class S3Driver implements StorageDriver {
     });
     const onAbort = () => void upload.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
+    const started = Date.now();
     try {
       await upload.done();
+      this.failingSince = undefined;
     } catch (err) {
+      this.failingSince ??= started;
       if (upload.uploadId !== undefined) this.abortUpload(Key, upload.uploadId);
       if (signal?.aborted) throw signal.reason;
       // The caller's stream failed: its error, not a storage one.
@@ -238,14 +306,12 @@ export class S3Driver implements StorageDriver {
     do {
       let page;
       try {
-        page = await this.client.send(
-          new ListObjectsV2Command({
-            Bucket: this.bucket,
-            ...(full === '' ? {} : { Prefix: full }),
-            ...(token === undefined ? {} : { ContinuationToken: token }),
-          }),
-          { abortSignal: signal },
-        );
+        const input = {
+          Bucket: this.bucket,
+          ...(full === '' ? {} : { Prefix: full }),
+          ...(token === undefined ? {} : { ContinuationToken: token }),
+        };
+        page = await this.send((c) => c.send(new ListObjectsV2Command(input), { abortSignal: signal }));
       } catch (err) {
         throw this.fail(err, `list "${prefix}"`);
       }
@@ -268,7 +334,7 @@ export class S3Driver implements StorageDriver {
   async remove(key: string, signal?: AbortSignal): Promise<void> {
     const Key = this.keyOf(key);
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal });
+      await this.send((c) => c.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal }));
     } catch (err) {
       if (isNotFound(err)) return;
       throw this.fail(err, `remove "${key}"`);
@@ -281,6 +347,29 @@ export class S3Driver implements StorageDriver {
     this.client.destroy();
   }
 
+  /** Every request goes through here: it keeps the retry window's clock. */
+  private async send<T>(request: (client: S3Client) => Promise<T>): Promise<T> {
+    const started = Date.now();
+    try {
+      const r = await request(this.client);
+      this.failingSince = undefined;
+      return r;
+    } catch (err) {
+      this.failingSince ??= started;
+      throw err;
+    }
+  }
+
+  /**
+   * Whether a transient error may still be retried: not once requests have
+   * failed for the whole retry window, so that retry loops above the driver
+   * (wal-get's, a caller's) stop in seconds against a stalled endpoint
+   * instead of multiplying the SDK's attempts (503 s before, issue 11).
+   */
+  private retryable(): boolean {
+    return this.failingSince === undefined || Date.now() - this.failingSince < this.retryWindowMs;
+  }
+
   private keyOf(key: string): string {
     assertValidKey(key);
     return this.base + key;
@@ -289,10 +378,8 @@ export class S3Driver implements StorageDriver {
   private async checkBucket(what: string, signal?: AbortSignal): Promise<void> {
     if (this.bucketChecked) return;
     try {
-      await this.client.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, MaxKeys: 1, ...(this.base === '' ? {} : { Prefix: this.base }) }),
-        { abortSignal: signal },
-      );
+      const input = { Bucket: this.bucket, MaxKeys: 1, ...(this.base === '' ? {} : { Prefix: this.base }) };
+      await this.send((c) => c.send(new ListObjectsV2Command(input), { abortSignal: signal }));
     } catch (err) {
       const e = err as SdkError;
       // Without s3:ListBucket a HEAD of a missing key answers 403, not 404;
@@ -309,27 +396,6 @@ export class S3Driver implements StorageDriver {
    */
   private abortUpload(Key: string, UploadId: string): void {
     this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId })).catch(() => {});
-  }
-
-  private async *guardBody(body: Readable, expected: number | undefined, key: string): AsyncGenerator<Buffer> {
-    let received = 0;
-    try {
-      for await (const chunk of body) {
-        received += (chunk as Buffer).length;
-        yield chunk as Buffer;
-      }
-    } catch (err) {
-      throw this.fail(err, `read "${key}"`);
-    }
-    // Node already errors on a connection closed before Content-Length; this
-    // makes "never ends early silently" hold whatever the HTTP layer does.
-    if (expected !== undefined && received !== expected) {
-      throw new CairnError(
-        'STORAGE_UNAVAILABLE',
-        `repository "${this.url}": cannot read "${key}": the body ended after ${received} of ${expected} bytes`,
-        { transient: true },
-      );
-    }
   }
 
   /** Maps SDK and network errors to storage errors; anything else (a bug, an abort) passes unchanged. */
@@ -364,14 +430,14 @@ export class S3Driver implements StorageDriver {
     const network = describeNetworkError(e, this.opts);
     if (network !== undefined) {
       return new CairnError('STORAGE_UNAVAILABLE', `${where}: ${network}`, {
-        transient: true,
+        transient: this.retryable(),
         hint: `check that ${this.opts.endpoint ?? 'S3'} is reachable from this host; transient errors are retried`,
         cause: err,
       });
     }
     if (THROTTLE_CODES.has(name) || status === 429 || (status !== undefined && status >= 500)) {
       return new CairnError('STORAGE_UNAVAILABLE', `${where}: server answered ${answer}`, {
-        transient: true,
+        transient: this.retryable(),
         hint: 'the storage service is failing or throttling; transient errors are retried',
         cause: err,
       });
@@ -383,6 +449,13 @@ export class S3Driver implements StorageDriver {
     }
     return err;
   }
+}
+
+interface GotObject {
+  body: Readable;
+  /** Content-Length of this response (of the rest, for a ranged one). */
+  length: number | undefined;
+  etag: string | undefined;
 }
 
 function describeNetworkError(e: SdkError, opts: S3Options): string | undefined {

@@ -6,6 +6,30 @@ import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { CairnError } from '../cli/errors.js';
+
+/** What each errno of a failed local write means, and what to do about it. */
+const WRITE_ERRNOS: Record<string, { what: string; hint: (dir: string) => string }> = {
+  ENOSPC: { what: 'no space left on device', hint: (dir) => `free space on the file system holding "${dir}"` },
+  EDQUOT: { what: 'disk quota exceeded', hint: (dir) => `free space or raise the quota on the file system holding "${dir}"` },
+  EROFS: { what: 'read-only file system', hint: (dir) => `mount the file system holding "${dir}" read-write` },
+  EACCES: { what: 'permission denied', hint: (dir) => `make "${dir}" writable for the user cairn runs as` },
+  EPERM: { what: 'operation not permitted', hint: (dir) => `make "${dir}" writable for the user cairn runs as` },
+};
+
+/**
+ * A local write that failed for a reason of the host (full disk, quota,
+ * read-only mount, permissions) as a configuration error naming the file
+ * (exit 3; wal-get's 126), never "a bug in cairn" (issue 11). Anything else
+ * passes unchanged.
+ */
+export function localWriteError(err: unknown, path: string): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (err instanceof CairnError || typeof code !== 'string') return err;
+  const known = WRITE_ERRNOS[code];
+  if (known === undefined) return err;
+  return new CairnError('FILE_UNWRITABLE', `cannot write "${path}": ${known.what} (${code})`, { hint: known.hint(dirname(path)), cause: err });
+}
 
 export function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.cairn-tmp.${process.pid}.${randomBytes(4).toString('hex')}`);
@@ -30,7 +54,12 @@ export async function writeFileAtomic(
   opts: { mode?: number; durable?: boolean } = {},
 ): Promise<void> {
   const tmp = tempPathFor(path);
-  const fh = await open(tmp, 'wx', opts.mode ?? 0o600);
+  let fh: FileHandle;
+  try {
+    fh = await open(tmp, 'wx', opts.mode ?? 0o600);
+  } catch (err) {
+    throw localWriteError(err, path);
+  }
   try {
     try {
       await fill(fh, tmp);
@@ -41,9 +70,9 @@ export async function writeFileAtomic(
     await rename(tmp, path);
   } catch (err) {
     await unlink(tmp).catch(() => {});
-    throw err;
+    throw localWriteError(err, path);
   }
-  if (opts.durable !== false) await fsyncDir(dirname(path));
+  if (opts.durable !== false) await fsyncDir(dirname(path)).catch((err: unknown) => Promise.reject(localWriteError(err, path)));
 }
 
 export async function writeBufferAtomic(path: string, data: Buffer | string, opts: { mode?: number; durable?: boolean } = {}): Promise<void> {
@@ -79,6 +108,6 @@ export async function writeStreamAtomic<T>(
     return result;
   } catch (err) {
     await unlink(tmp).catch(() => {});
-    throw err;
+    throw localWriteError(err, path);
   }
 }
