@@ -181,3 +181,20 @@ test('the spool block is the same in both wrappers, and shellcheck passes them',
   assert.equal(r.error, undefined, 'shellcheck is installed by scripts/bootstrap.sh');
   assert.equal(r.status, 0, r.stdout);
 });
+
+test('pg_wal moved by initdb -X (a link): the default spool is in its target, and both sides find it', async () => {
+  const pgdata = await realpath(await makeTempDir('contract-x', { owner: 'me' }));
+  const walTarget = await realpath(await makeTempDir('contract-waldir', { owner: 'me' }));
+  await symlink(walTarget, join(pgdata, 'pg_wal'));
+  const walPath = join(pgdata, 'pg_wal', SEG);
+  await writeFile(walPath, 'segment bytes');
+  const env = { CAIRN_NODE: '/bin/false' };
+  const args = [`pg_wal/${SEG}`, SEG];
+  const p = plan(args, args, pgdata, env);
+  assert.equal(p.choice.root, join(walTarget, '.cairn-spool'));
+  const rec = await recordFor(p, walPath);
+  assert.ok(rec.startsWith(join(walTarget, '.cairn-spool', 'push') + '/'));
+  const r = runWrapper(PUSH_BIN, args, pgdata, env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await exists(rec), false);
+});

@@ -199,3 +199,20 @@ test('prefetched segments are served by rename (the same inode) from the default
   assert.equal(existsSync(entry), false);
   await c.destroy();
 });
+
+test("another user's directory at the compile cache path in a shared TMPDIR is not used", { timeout: 120_000 }, async () => {
+  hostileUser();
+  const shared = await makeTempDir('shared-cache', { owner: 'me' });
+  await chmod(shared, 0o1777);
+  const planted = `${shared}/cairn-compile-cache-${pgUser().uid}`;
+  await hostileShell('mkdir "$1"; chmod 777 "$1"', [planted]);
+  for (const tool of ['wal-push', 'wal-get', 'cairn']) {
+    const r = await runCairn(tool, ['--version'], { env: { TMPDIR: shared } });
+    assert.equal(r.code, 0, r.stderr);
+  }
+  assert.deepEqual(await readdir(planted), [], 'nothing compiled into (or read from) a directory another user controls');
+  // Our own private one is used.
+  const mine = await makeTempDir('own-cache');
+  await runCairn('wal-push', ['--version'], { env: { TMPDIR: mine } });
+  assert.ok((await readdir(join(mine, `cairn-compile-cache-${pgUser().uid}`))).length > 0, 'the cache works in a private place');
+});

@@ -2,7 +2,9 @@
 import { enableCompileCache } from 'node:module';
 import { tmpdir } from 'node:os';
 
-enableCompileCache?.(`${tmpdir()}/cairn-compile-cache-${process.getuid?.() ?? 0}`);
+const { privateCompileCacheDir } = await import('@cairn/core/spool/compile-cache');
+const cacheDir = privateCompileCacheDir(tmpdir());
+if (cacheDir) enableCompileCache?.(cacheDir);
 const { runToolMain } = await import('@cairn/core/cli/run');
 const { restoreTool } = await import('./command.js');
 await runToolMain(restoreTool);
