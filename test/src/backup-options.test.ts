@@ -39,8 +39,10 @@ test('incremental with --checksum-delta references unchanged content; restore --
   assert.ok(full.totals.filesStored > 900);
   const snapshot = await src.psql(SNAPSHOT_SQL);
 
-  // A directory holding something else, restored over with --force.
+  // An old data directory (PG_VERSION) holding something else, restored over
+  // with --force (one without PG_VERSION is refused: restore-safety).
   const dst = await createCluster({ name: 'opts-dst', initdb: false, env: repo.env, conf: { archive_mode: 'off' } });
+  await writeFile(join(dst.pgdata, 'PG_VERSION'), '15\n');
   await writeFile(join(dst.pgdata, 'stale.txt'), 'old');
   const refused = await runCairn('restore', ['--pgdata', dst.pgdata, '--target', 'immediate', '--set', byContent.id], { env });
   assert.equal(refused.code, 3, refused.stderr);

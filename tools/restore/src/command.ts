@@ -66,14 +66,14 @@ export const restoreTool = defineTool({
     'restore a backup into a data directory, configured to recover to the target through cairn-wal-get. ' +
     'Takes a plan from cairn-restore-plan (--plan FILE|-) or the same target flags. ' +
     'With --dump ID --dbname NAME it restores a logical dump from cairn-dump through pg_restore instead (checksum checked before anything commits). ' +
-    'Exit: 0 ready to start (or dump restored), 1 no backup/WAL reaches the target or no such dump, 2 usage, 3 configuration (e.g. a non-empty --pgdata; pg_restore failed), 4 a stored file fails its checksum.',
+    'Exit: 0 ready to start (or dump restored), 1 no backup/WAL reaches the target or no such dump, 2 usage, 3 configuration (e.g. a non-empty --pgdata, --force/--delta on a directory without PG_VERSION; pg_restore failed), 4 a stored file fails its checksum or the backup manifest is unsafe (a path outside its root, an object outside its chain).',
   positionals: [],
   settings: [
     ...TARGET_SETTINGS,
     { name: 'pgdata', type: 'string', description: 'the data directory to restore into', env: ['CAIRN_PGDATA', 'PGDATA'], valueHint: 'DIR' },
     { name: 'plan', type: 'string', description: 'a plan from cairn-restore-plan (FILE, or - for stdin) instead of target flags', valueHint: 'FILE|-' },
-    { name: 'delta', type: 'boolean', description: 'restore into a non-empty directory: keep files whose checksum matches, fetch the rest, remove what the backup lacks', default: false },
-    { name: 'force', type: 'boolean', description: 'restore into a non-empty directory, removing what is there', default: false },
+    { name: 'delta', type: 'boolean', description: 'restore into a non-empty data directory (PG_VERSION, or an interrupted restore): keep files whose checksum matches, fetch the rest, remove what the backup lacks', default: false },
+    { name: 'force', type: 'boolean', description: 'restore into a non-empty data directory (PG_VERSION, or an interrupted restore), removing what is there', default: false },
     { name: 'tablespace-map', type: 'list', description: 'put tablespace OLD (its OID or old location) at NEW (repeatable)', valueHint: 'OLD=NEW' },
     { name: 'jobs', type: 'integer', description: 'files fetched at once (default: the number of cores)', valueHint: 'N', min: 1, max: 256 },
     { name: 'restore-command', type: 'string', description: 'restore_command to write (default: this installation\'s cairn-wal-get with the same repository settings)', valueHint: 'CMD' },

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, fchmodSync, fchownSync, futimesSync, openSync, writeSync } from 'node:fs';
 import { chmod, chown, lstat, mkdir, open, readdir, readFile, readlink, rm, stat, symlink, utimes } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';

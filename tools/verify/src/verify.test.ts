@@ -143,7 +143,7 @@ describe('verifyRepository (memory driver, encrypted)', () => {
     const { driver, files } = await makeRepository();
     await driver.remove(files[0]!.key);
     const child = JSON.parse((await buffer(await driver.read(manifestKey('main', ID)))).toString()) as BackupManifest;
-    const incr = { ...child, id: '20261121-030000I', type: 'incr', parent: '20261121-010000F', references: ['20261121-010000F'] };
+    const incr = { ...child, id: '20261121-030000I', type: 'incr', parent: '20261121-010000F', references: ['20261121-010000F', ID] };
     await driver.write(manifestKey('main', incr.id), Buffer.from(JSON.stringify(incr)));
     const r = await run(driver);
     assert.deepEqual(r.problems.map((p) => `${p.kind} ${p.subject}`), [`object-missing ${ID}`, 'parent-missing 20261121-030000I']);
@@ -154,7 +154,8 @@ describe('verifyRepository (memory driver, encrypted)', () => {
     const { driver, files } = await makeRepository();
     const old = JSON.parse((await buffer(await driver.read(manifestKey('main', ID)))).toString()) as BackupManifest;
     const NEW = '20261121-040000F';
-    await driver.write(manifestKey('main', NEW), Buffer.from(JSON.stringify({ ...old, id: NEW })));
+    // Its files stay in the old backup's objects, named in its references (the manifest rules).
+    await driver.write(manifestKey('main', NEW), Buffer.from(JSON.stringify({ ...old, id: NEW, references: [ID] })));
     // Expire's order: the manifest first, then the objects, as the first object is read.
     const read = driver.read.bind(driver);
     let expired = false;
