@@ -9,10 +9,11 @@
 
 import { createHash } from 'node:crypto';
 import { readFileSync, realpathSync } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, readdir, readFile, realpath, rm, unlink, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from '../cli/log.js';
 import { DEFAULT_CONFIG_PATH } from '../config/settings.js';
+import { tempPathFor } from '../util/local-file.js';
 
 /** The default spool root's name inside pg_wal/ (pg_basebackup and cairn-basebackup copy no pg_wal contents; PostgreSQL only looks at WAL file names there). */
 export const SPOOL_DIR_NAME = '.cairn-spool';
@@ -135,12 +136,22 @@ export async function openContextDir(choice: { root: string; configured: boolean
   const file = join(dir, CONTEXT_FILE);
   const have = await readFile(file).catch(() => undefined);
   if (have === undefined) {
-    await writeFile(file, context, { mode: 0o600, flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EEXIST') throw new SpoolRefused(file, `cannot be written (${err.code ?? String(err)})`);
-    });
+    // Whole or not at all (a temp name, then link, which never replaces): a
+    // concurrent first call reads either nothing or the whole context.
+    const tmp = tempPathFor(file);
+    try {
+      await writeFile(tmp, context, { mode: 0o600, flag: 'wx' });
+      await link(tmp, file).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+      });
+    } catch (err) {
+      throw new SpoolRefused(file, `cannot be written (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    } finally {
+      await unlink(tmp).catch(() => {});
+    }
   }
   await checkPrivate(file, 'file');
-  if (have !== undefined && !have.equals(context)) throw new SpoolRefused(file, 'holds another context');
+  if (!(have ?? (await readFile(file))).equals(context)) throw new SpoolRefused(file, 'holds another context');
   return dir;
 }
 
