@@ -7,10 +7,10 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmod, chown, mkdir, readFile, realpath, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, realpath, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openContextDir, planSpool, spoolContext, type SpoolPlan } from '@cairn/core/spool/spool-dir';
+import { openContextDir, planSpool, spoolContext, STALE_CONTEXT_MS, type SpoolPlan } from '@cairn/core/spool/spool-dir';
 import { PushSpool } from '@cairn/wal-push/push-spool';
 import { GetSpool } from '@cairn/wal-get/get-spool';
 import { runCleanups } from '@cairn/testkit/cleanup';
@@ -197,4 +197,18 @@ test('pg_wal moved by initdb -X (a link): the default spool is in its target, an
   const r = runWrapper(PUSH_BIN, args, pgdata, env);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(await exists(rec), false);
+});
+
+test('a context directory nothing touched for a week goes when another one is made', async () => {
+  const { pgdata, walPath } = await dataDir();
+  const env = { CAIRN_NODE: '/bin/false' };
+  const old = await recordFor(plan(['--repo', '/r1', `pg_wal/${SEG}`], [`pg_wal/${SEG}`], pgdata, env), walPath);
+  const oldDir = join(old, '..');
+  const fresh = await recordFor(plan(['--repo', '/r2', `pg_wal/${SEG}`], [`pg_wal/${SEG}`], pgdata, env), walPath);
+  assert.ok(await exists(oldDir), 'a recent sibling stays');
+  const weekAgo = new Date(Date.now() - STALE_CONTEXT_MS - 60_000);
+  await utimes(oldDir, weekAgo, weekAgo);
+  await recordFor(plan(['--repo', '/r3', `pg_wal/${SEG}`], [`pg_wal/${SEG}`], pgdata, env), walPath);
+  assert.equal(await exists(oldDir), false, 'the stale one is removed');
+  assert.ok(await exists(fresh));
 });

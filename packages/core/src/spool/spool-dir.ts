@@ -9,10 +9,11 @@
 
 import { createHash } from 'node:crypto';
 import { readFileSync, realpathSync } from 'node:fs';
-import { lstat, mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, readdir, readFile, realpath, rm, unlink, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from '../cli/log.js';
 import { DEFAULT_CONFIG_PATH } from '../config/settings.js';
+import { tempPathFor } from '../util/local-file.js';
 
 /** The default spool root's name inside pg_wal/ (pg_basebackup and cairn-basebackup copy no pg_wal contents; PostgreSQL only looks at WAL file names there). */
 export const SPOOL_DIR_NAME = '.cairn-spool';
@@ -67,12 +68,29 @@ async function checkAncestors(dir: string): Promise<void> {
   }
 }
 
-/** mkdir 0700 unless it exists; then the lstat check. */
-async function makePrivateDir(path: string): Promise<void> {
-  await mkdir(path, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+/** mkdir 0700 unless it exists; then the lstat check. True when it was made now. */
+async function makePrivateDir(path: string): Promise<boolean> {
+  const made = await mkdir(path, { mode: 0o700 }).then(() => true, (err: NodeJS.ErrnoException) => {
     if (err.code !== 'EEXIST') throw new SpoolRefused(path, `cannot be created (${err.code ?? String(err)})`);
+    return false;
   });
   await checkPrivate(path);
+  return made;
+}
+
+/** Context directories unused this long are removed when another is made (a changed config or command line leaves its old one behind). */
+export const STALE_CONTEXT_MS = 7 * 24 * 3600_000;
+
+/** Removes the context directories under `kindDir` but `keep` that nothing has touched for STALE_CONTEXT_MS. */
+async function pruneStaleContexts(kindDir: string, keep: string): Promise<void> {
+  const now = Date.now();
+  for (const name of await readdir(kindDir).catch(() => [] as string[])) {
+    if (name === keep || !/^[0-9a-f]{32}$/.test(name)) continue;
+    const dir = join(kindDir, name);
+    const st = await lstat(dir).catch(() => undefined);
+    if (!st?.isDirectory() || now - st.mtimeMs < STALE_CONTEXT_MS) continue;
+    await rm(dir, { recursive: true, force: true }).catch(() => {});
+  }
 }
 
 export type SpoolRootChoice = { root: string; configured: boolean } | { root: undefined; why: string };
@@ -112,17 +130,28 @@ export async function openContextDir(choice: { root: string; configured: boolean
   }
   await makePrivateDir(root);
   await makePrivateDir(join(root, kind));
-  const dir = join(root, kind, contextKey(context));
-  await makePrivateDir(dir);
+  const key = contextKey(context);
+  const dir = join(root, kind, key);
+  if (await makePrivateDir(dir)) await pruneStaleContexts(join(root, kind), key);
   const file = join(dir, CONTEXT_FILE);
   const have = await readFile(file).catch(() => undefined);
   if (have === undefined) {
-    await writeFile(file, context, { mode: 0o600, flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EEXIST') throw new SpoolRefused(file, `cannot be written (${err.code ?? String(err)})`);
-    });
+    // Whole or not at all (a temp name, then link, which never replaces): a
+    // concurrent first call reads either nothing or the whole context.
+    const tmp = tempPathFor(file);
+    try {
+      await writeFile(tmp, context, { mode: 0o600, flag: 'wx' });
+      await link(tmp, file).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+      });
+    } catch (err) {
+      throw new SpoolRefused(file, `cannot be written (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    } finally {
+      await unlink(tmp).catch(() => {});
+    }
   }
   await checkPrivate(file, 'file');
-  if (have !== undefined && !have.equals(context)) throw new SpoolRefused(file, 'holds another context');
+  if (!(have ?? (await readFile(file))).equals(context)) throw new SpoolRefused(file, 'holds another context');
   return dir;
 }
 
