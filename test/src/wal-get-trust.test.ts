@@ -76,6 +76,13 @@ describe('wal-get: "not found" only from a repository that is there', { timeout:
         assert.ok(!existsSync(join(m.pgdata, dest)), `${what}: nothing at %p`);
       }
     }
+    // On S3: a prefix (or bucket) with nothing in it.
+    const s3 = await makeRepo('s3', false);
+    const bare = await getIn(m.pgdata, { ...s3.env, CAIRN_REPO: s3.url.replace('/pg?', '/nothing-here?') }, [seg2, 'pg_wal/RECOVERYXLOG.s3']);
+    assert.equal(bare.code, 126, bare.stderr);
+    assert.equal(bare.lines.length, 1, bare.stderr);
+    assert.match(bare.stderr, /error: repository "s3:\/\/[^"]*nothing-here[^"]*" holds no cluster "main"/);
+
     // --errors-as-not-found keeps its meaning (standbys that fall back to streaming).
     const lax = await getIn(m.pgdata, { ...repo.env, CAIRN_REPO: join(scratch, 'nas') }, [seg2, 'pg_wal/RECOVERYXLOG', '--errors-as-not-found']);
     assert.equal(lax.code, 1, lax.stderr);
