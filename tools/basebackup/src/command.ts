@@ -10,6 +10,8 @@ import { leaseOptionsFor, LOCK_WAIT_SETTING, withLeases } from '@cairn/core/repo
 import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
 import { basebackup, defaultJobs, streamInput } from './basebackup.js';
 import { formatBytes } from '@cairn/core/cli/format';
+import { assertReadableFile, assertUsableDirectory } from '@cairn/core/util/user-path';
+import { resolve } from 'node:path';
 
 export const basebackupTool = defineTool({
   name: 'basebackup',
@@ -39,7 +41,7 @@ export const basebackupTool = defineTool({
   ],
   async run(ctx) {
     const s = ctx.settings;
-    const repo = repoSettingsFrom(s);
+    const repo = repoSettingsFrom(s, ctx.log);
     const type = String(s['type']);
     if (!['full', 'diff', 'incr'].includes(type)) throw new CairnError('USAGE', `invalid --type "${type}"`, { hint: 'use full, diff or incr' });
     const checkpoint = String(s['checkpoint']);
@@ -61,6 +63,9 @@ export const basebackupTool = defineTool({
     if (fromTar === '-' && process.stdin.isTTY) {
       throw new CairnError('USAGE', '--from-tar - reads a tar stream from stdin, which is a terminal', { hint: 'pipe pg_basebackup -D - -Ft -X none into it' });
     }
+    // A missing --from-tar file was an unhandled stream error (exit 1, a trace).
+    if (fromTar !== undefined && fromTar !== '-') assertReadableFile(resolve(ctx.cwd, fromTar), '--from-tar', { allowFifo: true, mustExist: true });
+    if (modes === 0) assertUsableDirectory(resolve(ctx.cwd, pgdata!), '--pgdata');
     const key = await loadKey(repo.keyFile);
     if (repo.repos.length > 1) ctx.log.warn(`backing up to the first repository "${repo.repos[0]}" only; run once per repository to keep copies in several`);
     const [driver] = await openRepositories(repo.repos.slice(0, 1));

@@ -17,6 +17,7 @@ import { repoSettingsFrom } from '@cairn/core/repo/repositories';
 import { describeTarget, parseTarget, TARGET_SETTINGS } from '@cairn/core/restore/target';
 import { parseDuration } from '@cairn/core/util/duration';
 import { drill, lookupOsUser, type DrillOutcome, type DrillSource } from './drill.js';
+import { assertUsableDirectory } from '@cairn/core/util/user-path';
 
 // --target-action is not offered: a drill always promotes (it checks a
 // writable server); the rest of the target flags are restore-plan's.
@@ -67,7 +68,7 @@ export const drillTool = defineTool({
         hint: 'give target flags, or --plan FILE|-, or --dump ID',
       });
     }
-    const repo = repoSettingsFrom(s);
+    const repo = repoSettingsFrom(s, ctx.log);
     const timeout = parseDuration(String(s['timeout']), '--timeout');
     if (timeout.months > 0) throw new CairnError('USAGE', `invalid --timeout ${JSON.stringify(timeout.text)}: too long`, { hint: 'give hours or days, e.g. 6h' });
 
@@ -86,6 +87,9 @@ export const drillTool = defineTool({
     }
     const runAs = root ? await lookupOsUser(runAsName ?? 'postgres') : undefined;
     const scratchParent = resolve(ctx.cwd, (s['scratch-dir'] as string | undefined) ?? ctx.env['TMPDIR'] ?? tmpdir());
+    // Before the drill starts: a typo here is the operator's, not a failed
+    // drill (a stored failure would fire the drill alert).
+    assertUsableDirectory(scratchParent, s['scratch-dir'] !== undefined ? '--scratch-dir' : 'the scratch directory ($TMPDIR)', { writable: true });
     const keyFile = repo.keyFile === undefined ? undefined : resolve(ctx.cwd, repo.keyFile);
     const config = s['config'] as string | undefined;
 

@@ -14,6 +14,7 @@ import { PG_BIN_SETTING } from '@cairn/core/pg/binaries';
 import { leaseOptionsFor, LOCK_WAIT_SETTING, withLeases } from '@cairn/core/repo/lease';
 import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
 import { dump } from './dump.js';
+import { assertUsableDirectory } from '@cairn/core/util/user-path';
 
 /** `DATABASE/ID`, or `@globals/ID`: what stdout prints and cairn-restore --dump accepts. */
 function dumpName(m: DumpManifest): string {
@@ -47,7 +48,7 @@ export const dumpTool = defineTool({
   ],
   async run(ctx) {
     const s = ctx.settings;
-    const repo = repoSettingsFrom(s);
+    const repo = repoSettingsFrom(s, ctx.log);
     const names = (s['dbname'] as string[] | undefined) ?? [];
     const all = s['all'] === true;
     if (all && names.length > 0) throw new CairnError('USAGE', '--all and --dbname exclude each other', { hint: 'give --dbname NAME (repeatable) or --all' });
@@ -65,6 +66,7 @@ export const dumpTool = defineTool({
     const compress = String(s['compress']);
     parseCompress(compress);
     const tmpDir = resolve(ctx.cwd, (s['tmp-dir'] as string | undefined) ?? ctx.env['TMPDIR'] ?? tmpdir());
+    if (jobs > 1) assertUsableDirectory(tmpDir, '--tmp-dir', { writable: true });
     const key = await loadKey(repo.keyFile);
     if (repo.repos.length > 1) ctx.log.warn(`dumping to the first repository "${repo.repos[0]}" only; run once per repository to keep copies in several`);
     const [driver] = await openRepositories(repo.repos.slice(0, 1));

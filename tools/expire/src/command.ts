@@ -40,7 +40,7 @@ export const expireTool = defineTool({
     const s = ctx.settings;
     // Flags first: a typo is told before any repository is touched.
     const policy = policyFrom(s);
-    const repo = repoSettingsFrom(s);
+    const repo = repoSettingsFrom(s, ctx.log);
     const dryRun = s['dry-run'] === true;
     const key = await loadKey(repo.keyFile);
     const drivers = await openRepositories(repo.repos);

@@ -20,7 +20,7 @@ export const infoTool = defineTool({
     '  4 damaged repository data (a manifest or history file); the other repositories are still reported',
   ],
   async run(ctx) {
-    const repo = repoSettingsFrom(ctx.settings);
+    const repo = repoSettingsFrom(ctx.settings, ctx.log);
     const doc = await info({ repos: repo.repos, cluster: repo.cluster, keyFile: repo.keyFile }, ctx);
     if (ctx.settings['json'] === true) {
       ctx.stdout.write(JSON.stringify(doc, null, 2) + '\n');

@@ -38,7 +38,7 @@ export const promExportTool = defineTool({
     }
     const address = listen === undefined ? undefined : parseListen(listen);
     if (textfile !== undefined) await checkTextfileDir(textfile);
-    const repo = repoSettingsFrom(s);
+    const repo = repoSettingsFrom(s, ctx.log);
     const opts = { repos: repo.repos, cluster: repo.cluster, key: await loadKey(repo.keyFile) };
 
     if (address !== undefined) {

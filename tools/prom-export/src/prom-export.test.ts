@@ -17,7 +17,7 @@ import { VERIFY_RESULT_FORMAT, verifyResultKey, type VerifyResult } from '@cairn
 import { formatLsn } from '@cairn/core/wal/lsn';
 import { segmentName } from '@cairn/core/wal/segment';
 import { promExportTool } from './command.js';
-import { parseListen, textfileName } from './prom-export.js';
+import { parseListen, sharedRead, textfileName } from './prom-export.js';
 
 const GOLDEN = new URL('../test/golden.prom', import.meta.url);
 const NOW = new Date('2026-11-22T00:00:00Z');
@@ -181,4 +181,31 @@ test('parseListen', () => {
   assert.deepEqual(parseListen('127.0.0.1:0'), { host: '127.0.0.1', port: 0 });
   assert.deepEqual(parseListen('[::1]:9188'), { host: '::1', port: 9188 });
   for (const bad of ['', 'host', '1:2:3', '70000', 'a:b']) assert.throws(() => parseListen(bad), /invalid --listen/);
+});
+
+test('sharedRead: with no cache, concurrent callers share the read in flight; a later call reads again', async () => {
+  let reads = 0;
+  let release!: () => void;
+  const read = () => {
+    reads++;
+    return new Promise<number>((resolve) => { release = () => resolve(reads); });
+  };
+  let clock = 0;
+  const current = sharedRead(read, 0, () => clock);
+  const scrapes = Array.from({ length: 100 }, () => current());
+  assert.equal(reads, 1, '100 concurrent scrapes, one read');
+  release();
+  assert.deepEqual(new Set(await Promise.all(scrapes)), new Set([1]));
+  clock = 1;
+  const again = current();
+  assert.equal(reads, 2, 'after the read finished, --cache-seconds 0 reads again');
+  release();
+  await again;
+  const cached = sharedRead(read, 30_000, () => clock);
+  const a = cached();
+  release();
+  await a;
+  clock += 10_000;
+  await Promise.race([cached(), Promise.resolve()]);
+  assert.equal(reads, 3, 'within --cache-seconds the finished read is reused');
 });

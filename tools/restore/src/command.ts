@@ -20,6 +20,7 @@ import { makePlanFromRepositories } from '@cairn/core/restore/load-plan';
 import type { RestorePlan } from '@cairn/core/restore/plan-format';
 import { restore, shellWord } from './restore.js';
 import { restoreDump, type DumpRestoreResult } from './restore-dump.js';
+import { assertUsableDirectory } from '@cairn/core/util/user-path';
 
 /** Settings of a logical restore (--dump); the rest are a physical restore's. */
 const DUMP_SETTINGS: SettingDef[] = [
@@ -90,7 +91,7 @@ export const restoreTool = defineTool({
     if (s['dump'] !== undefined) return runDumpRestore(ctx);
     const stray = givenSettings(ctx, DUMP_ONLY, DUMP_SETTINGS);
     if (stray.length > 0) throw new CairnError('USAGE', `--${stray[0]} applies to a logical restore only`, { hint: 'give --dump ID, or leave it out for a physical restore' });
-    const repo = repoSettingsFrom(s);
+    const repo = repoSettingsFrom(s, ctx.log);
     const pgdataSetting = s['pgdata'] as string | undefined;
     if (!pgdataSetting) throw new CairnError('USAGE', 'no data directory: give --pgdata DIR', { hint: 'e.g. cairn-restore --pgdata /var/lib/postgresql/15/main' });
     const pgdata = isAbsolute(pgdataSetting) ? pgdataSetting : resolve(ctx.cwd, pgdataSetting);
@@ -154,7 +155,7 @@ async function runDumpRestore(ctx: ToolContext): Promise<number> {
   // there for the other tools, and a logical restore has no use for it.
   const physical = givenSettings(ctx, PHYSICAL_ONLY, allDefs);
   if (physical.length > 0) throw new CairnError('USAGE', `--${physical[0]} applies to a physical restore, not to --dump`, { hint: 'a dump restores into a database: give --dump ID --dbname NAME' });
-  const repo = repoSettingsFrom(s);
+  const repo = repoSettingsFrom(s, ctx.log);
   const list = s['list'] === true;
   const globals = s['globals'] === true;
   const dbname = s['dbname'] as string | undefined;
@@ -166,6 +167,7 @@ async function runDumpRestore(ctx: ToolContext): Promise<number> {
   const jobs = (s['jobs'] as number | undefined) ?? 1;
   if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw new CairnError('USAGE', `invalid --jobs ${jobs}`, { hint: 'use 1 to 256' });
   const tmpDir = resolve(ctx.cwd, (s['tmp-dir'] as string | undefined) ?? ctx.env['TMPDIR'] ?? tmpdir());
+  if (s['tmp-dir'] !== undefined) assertUsableDirectory(tmpDir, '--tmp-dir', { writable: true });
   const key = await loadKey(repo.keyFile);
   const drivers = await openRepositories(repo.repos);
   try {

@@ -44,7 +44,7 @@ export const verifyTool = defineTool({
     if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw new CairnError('USAGE', `invalid --jobs ${jobs}`, { hint: 'use 1 to 256' });
     const pgBin = s['pg-bin'] as string | undefined;
     const scope: VerifyScope = set !== undefined ? { kind: 'set', id: set } : dump !== undefined ? { kind: 'dump', ref: dump } : { kind: 'all' };
-    const repo = repoSettingsFrom(s);
+    const repo = repoSettingsFrom(s, ctx.log);
     const key = await loadKey(repo.keyFile);
     const drivers = await openRepositories(repo.repos);
     let failed = false;

@@ -44,7 +44,7 @@ export const walGetTool = defineTool({
   async run(ctx) {
     const s = ctx.settings;
     const [walName, path] = ctx.positionals as [string, string];
-    const repo = repoSettingsFrom(s);
+    const repo = repoSettingsFrom(s, ctx.log);
     const prefetch = s['prefetch'] as number;
     const retries = s['retries'] as number;
     if (prefetch < 0 || prefetch > 1024) throw new CairnError('USAGE', `invalid --prefetch ${prefetch}`, { hint: 'use 0 to 1024' });

@@ -9,6 +9,7 @@ import { parseCompress } from '@cairn/core/codec/index';
 import { repoSettingsFrom } from '@cairn/core/repo/repositories';
 import { planSpool } from '@cairn/core/spool/spool-dir';
 import { walPush } from './wal-push.js';
+import { assertReadableFile } from '@cairn/core/util/user-path';
 
 export const walPushTool = defineTool({
   name: 'wal-push',
@@ -34,7 +35,8 @@ export const walPushTool = defineTool({
     const [path, givenName] = ctx.positionals as [string, string | undefined];
     const walPath = isAbsolute(path) ? path : resolve(ctx.cwd, path);
     const walName = givenName ?? walPath.slice(walPath.lastIndexOf('/') + 1);
-    const repo = repoSettingsFrom(s);
+    const repo = repoSettingsFrom(s, ctx.log);
+    assertReadableFile(walPath, 'WAL file'); // a FIFO would block the archiver for ever
     const compress = parseCompress(String(s['compress']));
     const pushAhead = s['push-ahead'] as number;
     const concurrency = s['concurrency'] as number;

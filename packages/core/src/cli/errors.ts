@@ -75,6 +75,11 @@ export function toCairnError(err: unknown): CairnError {
   if (e && typeof e === 'object' && (e.name === 'AbortError' || e.code === 'ABORT_ERR')) {
     return new CairnError('INTERNAL', 'interrupted', { cause: err });
   }
+  // A stored object the repository's own manifest or catalog names is gone:
+  // damaged repository data (4), not a bug (by name: storage imports this file).
+  if (e instanceof Error && e.name === 'ObjectNotFoundError') {
+    return new CairnError('FORMAT_INVALID', e.message, { hint: 'the repository is damaged: run cairn-verify; restore from another backup or repository', cause: err });
+  }
   const pathError = pathErrorToCairn(err);
   if (pathError !== undefined) return pathError;
   const msg = e instanceof Error ? e.message : String(err);

@@ -71,3 +71,35 @@ test('--help and --version go to stdout with status 0', async () => {
   assert.equal(r.code, 0);
   assert.match(r.out, /^cairn-demo \d+\.\d+\.\d+\n$/);
 });
+
+test('the bins refuse memory:// repositories; in-process callers (unit tests) may use them', async () => {
+  const memTool = defineTool({ name: 'mem', description: '', positionals: [], settings: [], async run() { return EXIT.OK; } });
+  const go = async (refuseTestRepositories: boolean) => {
+    const err = capture();
+    const code = await runTool(memTool, { argv: ['--repo', 'memory://x'], env: {}, cwd: '/', stdout: capture().stream, stderr: err.stream, refuseTestRepositories });
+    return { code, err: err.text() };
+  };
+  const bin = await go(true);
+  assert.equal(bin.code, 3);
+  assert.match(bin.err, /^cairn-mem: error: invalid repository URL "memory:\/\/x": memory:\/\/ is a test double that keeps nothing; /);
+  assert.equal((await go(false)).code, 0);
+});
+
+test('a negative number after a flag is its value; a flag without a value says so on one line', async () => {
+  let r = await run(['x', '--count', '-3']);
+  assert.equal(r.code, 2);
+  assert.equal(r.err, 'cairn-demo: error: invalid --count -3; use 0 or more\n');
+  r = await run(['x', '--count']);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /^cairn-demo: error: option --count needs a value; [^\n]*\n$/);
+});
+
+test('messages are escaped and redacted on their way out', async () => {
+  const leaky = defineTool({ name: 'leaky', description: '', positionals: [], settings: [], async run() {
+    throw new CairnError('STORAGE_UNAVAILABLE', 'repository "s3://b/p?region=r&sig=hunter2" said\nfake line', { hint: 'see\x1b[2J' });
+  } });
+  const err = capture();
+  const code = await runTool(leaky, { argv: [], env: {}, cwd: '/', stdout: capture().stream, stderr: err.stream });
+  assert.equal(code, 3);
+  assert.equal(err.text(), 'cairn-leaky: error: repository "s3://b/p?region=r&sig=***" said\\x0afake line; see\\x1b[2J\n');
+});

@@ -98,6 +98,12 @@ export interface RunIO {
   stderr: Writable;
   signal?: AbortSignal;
   now?: () => Date;
+  /**
+   * Refuse memory:// repositories (set by the bins): the in-memory driver is
+   * the unit tests' double, and a tool given it "stores" WAL in a process
+   * that exits a moment later (issue 11: wal-push exited 0, segment gone).
+   */
+  refuseTestRepositories?: boolean;
 }
 
 /** Parses argv strictly; throws USAGE errors. */
@@ -197,6 +203,14 @@ export async function runTool(def: ToolDef, io: RunIO): Promise<number> {
     }
     const settings = resolveSettings({ defs: allSettings(def), flags, env: io.env });
     resolved = settings;
+    if (io.refuseTestRepositories) {
+      const test = ((settings['repo'] as string[] | undefined) ?? []).find((u) => /^memory:/i.test(u));
+      if (test !== undefined) {
+        throw new CairnError('CONFIG_INVALID', `invalid repository URL "${test}": memory:// is a test double that keeps nothing`, {
+          hint: 'use /abs/path, file:///abs/path or s3://bucket/prefix?endpoint=…&region=…',
+        });
+      }
+    }
     const lvl = String(settings['log-level']);
     if (!isLogLevel(lvl)) throw new CairnError('USAGE', `invalid log level "${lvl}"`, { hint: 'use error, warn, info or debug' });
     level = lvl;
@@ -241,6 +255,7 @@ export async function runToolMain(def: ToolDef, argv: string[] = process.argv.sl
     stdout: process.stdout,
     stderr: process.stderr,
     signal: ac.signal,
+    refuseTestRepositories: true,
   });
   process.exitCode = code;
 }

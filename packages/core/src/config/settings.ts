@@ -197,4 +197,11 @@ export const SYSTEM_ID_SETTING: SettingDef = {
   type: 'string',
   description: 'database system identifier, when it cannot be read from PGDATA/global/pg_control',
   valueHint: 'ID',
+  // It becomes part of repository keys (wal/<system-id>/): only the decimal
+  // number pg_controldata prints, never "../x".
+  validate: (v) => {
+    if (!/^[0-9]{1,20}$/.test(v)) {
+      throw new CairnError('CONFIG_INVALID', `invalid system identifier ${JSON.stringify(v)}`, { hint: 'give the decimal "Database system identifier" pg_controldata prints' });
+    }
+  },
 };

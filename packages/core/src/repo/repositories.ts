@@ -1,6 +1,8 @@
 // Opening the configured repositories and the encryption key from settings.
 
+import { statSync } from 'node:fs';
 import { CairnError } from '../cli/errors.js';
+import type { Logger } from '../cli/log.js';
 import { loadEncryptionKey, type EncryptionKey } from '../codec/index.js';
 import type { Settings } from '../config/settings.js';
 import type { StorageDriver } from '../storage/driver.js';
@@ -13,28 +15,43 @@ export interface RepoSettings {
   keyFile: string | undefined;
 }
 
-/** Validates the repository settings every repository tool shares. */
-export function repoSettingsFrom(settings: Settings): RepoSettings {
+/**
+ * Validates the repository settings every repository tool shares; with a
+ * logger, warns about a key file other users can read.
+ */
+export function repoSettingsFrom(settings: Settings, log?: Logger): RepoSettings {
   const repos = (settings['repo'] as string[] | undefined) ?? [];
   if (repos.length === 0) {
     throw new CairnError('CONFIG_INVALID', 'no repository configured', {
       hint: 'give --repo URL, set CAIRN_REPO, or add "repo = URL" to the config file (/etc/cairn/cairn.conf)',
     });
   }
-  for (const url of repos) {
-    // Fail before any work on a malformed URL. memory:// is the unit tests'
-    // double (they open it through openStorage): a tool given it would
-    // "store" WAL in a process that exits a moment later.
-    if (parseRepoUrl(url).kind === 'memory') {
-      throw new CairnError('CONFIG_INVALID', `invalid repository URL "${url}": memory:// is a test double that keeps nothing`, {
-        hint: 'use /abs/path, file:///abs/path or s3://bucket/prefix?endpoint=…&region=…',
-      });
-    }
-  }
+  for (const url of repos) parseRepoUrl(url); // fail before any work on a malformed URL
   const cluster = String(settings['cluster'] ?? 'main');
   assertClusterName(cluster);
   const keyFile = settings['encryption-key-file'] as string | undefined;
+  if (keyFile !== undefined && keyFile !== '' && log !== undefined) warnOpenKeyFile(keyFile, log);
   return { repos, cluster, keyFile: keyFile === '' ? undefined : keyFile };
+}
+
+/**
+ * One warning, as ssh and pgBackRest give, when others may read the key:
+ * whoever reads it reads every backup. Not an error, because a key file on a
+ * Kubernetes secret volume is 0644 unless defaultMode says otherwise.
+ * A missing or unreadable file is left to loadEncryptionKey's error.
+ */
+function warnOpenKeyFile(path: string, log: Logger): void {
+  let mode: number;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) return;
+    mode = st.mode & 0o777;
+  } catch {
+    return;
+  }
+  if ((mode & 0o007) !== 0) {
+    log.warn(`encryption key file "${path}" is accessible by other users (mode ${mode.toString(8).padStart(4, '0')}); chmod 600 it`);
+  }
 }
 
 export async function loadKey(keyFile: string | undefined): Promise<EncryptionKey | undefined> {

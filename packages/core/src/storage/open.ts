@@ -3,6 +3,7 @@
 // imported only when an s3:// URL is opened: wal-push/wal-get start once per
 // WAL segment and must not pay for it otherwise.
 
+import { realpathSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CairnError } from '../cli/errors.js';
@@ -137,6 +138,7 @@ export async function openStorage(url: string, opts: OpenStorageOptions = {}): P
   const loc = parseRepoUrl(url, opts);
   switch (loc.kind) {
     case 'fs':
+      checkFsRoot(loc.root, url);
       return new FsDriver(loc.root, url);
     case 'memory':
       return new MemoryDriver(loc.name);
@@ -149,6 +151,33 @@ export async function openStorage(url: string, opts: OpenStorageOptions = {}): P
 }
 
 type Invalid = (reason: string, hint?: string) => CairnError;
+
+/** Kernel file systems: reading them never ends (/proc/kcore) or means nothing. */
+const PSEUDO_ROOTS = ['/proc', '/sys', '/dev'];
+
+/**
+ * A file repository's root must be a directory on a real file system. A
+ * missing root is fine here (the first push creates it); a regular file or
+ * /proc/… is refused at once (issue 11: info exited 0, /proc spun).
+ */
+function checkFsRoot(root: string, url: string): void {
+  let real = root;
+  try {
+    real = realpathSync(root);
+  } catch { /* missing: checked below */ }
+  const bad = (reason: string) =>
+    new CairnError('CONFIG_INVALID', `repository "${redactSecrets(url)}" ${reason}`, { hint: 'give --repo the directory that holds (or will hold) the repository' });
+  if (PSEUDO_ROOTS.some((p) => real === p || real.startsWith(p + '/'))) throw bad(`is on the kernel's ${real.split('/')[1]} file system`);
+  let st;
+  try {
+    st = statSync(real);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    throw new CairnError('STORAGE_UNAVAILABLE', `repository "${redactSecrets(url)}": cannot stat "${root}": ${code ?? String(err)}`, { hint: 'check the path and that this user may use it' });
+  }
+  if (!st.isDirectory()) throw bad(`is ${st.isFile() ? 'a regular file' : 'a special file'}, not a directory`);
+}
 
 function normalizeRoot(path: string): string {
   const normalized = posix.normalize(path);

@@ -2,7 +2,6 @@
 // same directory, fsync, rename, fsync the directory.
 
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -94,7 +93,10 @@ export async function writeStreamAtomic<T>(
   const durable = opts.durable !== false;
   const tmp = tempPathFor(path);
   try {
-    const result = await fill(createWriteStream(tmp, { flags: 'wx', mode: opts.mode ?? 0o600 }));
+    // Opened before the stream: a missing directory is then a rejected
+    // promise naming the path, not an 'error' event nobody listens to yet.
+    const fh = await open(tmp, 'wx', opts.mode ?? 0o600);
+    const result = await fill(fh.createWriteStream());
     if (durable) {
       const fh = await open(tmp, 'r+');
       try {
