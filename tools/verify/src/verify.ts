@@ -19,6 +19,7 @@ import { backupsPrefix, listBackupIds, manifestKey, readManifest, summarize, typ
 import { GLOBALS_DIR, databaseFromDir, dumpManifestKey, listDumps, readDumpManifest, resolveDumpRef, type DumpManifest, type DumpObject, type DumpRef } from '@cairn/core/dump/manifest';
 import { dumpReadStages } from '@cairn/core/dump/objects';
 import { dumpReaderMajor, findPgProgram } from '@cairn/core/pg/binaries';
+import { describeRepoDebris, listRepoDebris } from '@cairn/core/repo/debris';
 import { listWalArchive, readHistoryText, type WalListing } from '@cairn/core/repo/catalog';
 import { checkKeyAgainst, readRepoConfig } from '@cairn/core/repo/repo-config';
 import { readSystem } from '@cairn/core/repo/systems';
@@ -220,6 +221,7 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
       }
       for (const b of summaries) checkChain(b, manifests, ids, problems);
       notes.push(...(await describeDebris(driver, backupsPrefix(cluster), new Set(ids), 'backup', signal)));
+      notes.push(...describeRepoDebris(await listRepoDebris(driver, cluster, signal)));
     } else {
       const m = await readOne(scope.id);
       if (m !== undefined) {
