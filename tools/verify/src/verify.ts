@@ -44,7 +44,11 @@ export interface VerifyOptions {
   jobs: number;
   /** Directory of pg_restore; else /usr/lib/postgresql/<dump's major>/bin, else PATH. */
   pgBin: string | undefined;
+  /** A WAL gap whose next segment was stored this recently is "not archived yet" (a note); default 10 min. */
+  walGapGraceMs?: number;
 }
+
+export const DEFAULT_WAL_GAP_GRACE_MS = 600_000;
 
 export interface VerifyContext {
   now: () => Date;
@@ -557,10 +561,13 @@ async function verifyWal(
       }
     }, ctx.signal);
 
-    const { problems: found } = checkWalContinuity({
+    const { problems: found, notes: pending } = checkWalContinuity({
       systemId,
       segSize,
       segments: listing.segments.keys(),
+      storedAt: new Map([...listing.segments].map(([name, w]) => [name, w.mtime])),
+      now: ctx.now(),
+      gapGraceMs: opts.walGapGraceMs ?? DEFAULT_WAL_GAP_GRACE_MS,
       partials: listing.others.map((o) => o.walName),
       histories,
       unreadableHistories: unreadable,
@@ -569,6 +576,7 @@ async function verifyWal(
       archive: !only,
     });
     problems.push(...found);
+    notes.push(...pending);
   }
 }
 
