@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { zstdCompressSync } from 'node:zlib';
@@ -38,6 +38,7 @@ interface VerifyJson {
   ok: boolean;
   checked: { backups: number; dumps: number; objects: number; bytes: number; storedBytes: number; walSegments: number; historyFiles: number };
   problems: Problem[];
+  notes?: string[];
 }
 
 interface State {
@@ -198,7 +199,16 @@ describe('cairn-verify (fs repository with two timelines)', { timeout: 600_000 }
     const { dir, env } = await copyRepo('gap');
     const key = (await state().repo.keys('main/wal/')).find((k) => k.includes(`/${middle}-`))!;
     await rm(join(dir, key));
-    const { code, json } = await verifyJson(env);
+    // As while push-ahead drains a backlog out of order: the segments after
+    // the hole were stored just now. Not archived yet, not lost: a note.
+    const walKeys = await state().repo.keys('main/wal/');
+    const now = new Date();
+    for (const k of walKeys.filter((k) => /\/[0-9A-F]{24}-/.test(k) && k.slice(k.lastIndexOf('/') + 1) > middle)) await utimes(join(dir, k), now, now);
+    const draining = await verifyJson(env);
+    assert.equal(draining.code, 0, JSON.stringify(draining.json.problems, null, 2));
+    assert.ok(draining.json.notes?.some((n) => n.includes(`WAL "${middle}" on timeline 1`) && n.includes('not archived yet')), JSON.stringify(draining.json.notes));
+    await sleep(1100);
+    const { code, json } = await verifyJson(env, ['--wal-gap-grace', '1s']);
     assert.equal(code, 1);
     assert.deepEqual(kinds(json), [`wal-gap ${middle}`], JSON.stringify(json.problems, null, 2));
     assert.match(json.problems[0]!.message, new RegExp(`WAL "${middle}" on timeline 1 .* is missing`));

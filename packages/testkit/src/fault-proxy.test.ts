@@ -115,17 +115,46 @@ describe('s3 driver through a fault-injecting proxy', () => {
     await assert.rejects(driver.stat('small'), assertTransient('stat', /network error/));
   });
 
-  it(`gives up on a stalled server after request-timeout-ms (${REQUEST_TIMEOUT_MS} ms)`, async () => {
+  it(`gives up on a stalled server after request-timeout-ms (${REQUEST_TIMEOUT_MS} ms); persistent after the retry window`, async () => {
     proxy.setMode('stall');
-    for (const [what, op] of [
-      ['stat', () => driver.stat('small')],
-      ['write', () => driver.write('stalled', Buffer.from('x'))],
-      ['list', () => collect(driver.list(''))],
+    // The retry window is twice the timeout: the first failure may be
+    // retried; once requests have failed that long, callers must stop.
+    for (const [what, op, transient] of [
+      ['stat', () => driver.stat('small'), true],
+      ['write', () => driver.write('stalled', Buffer.from('x')), false],
+      ['list', () => collect(driver.list('')), false],
     ] as const) {
       const started = Date.now();
-      await assert.rejects(op(), assertTransient(what, new RegExp(`no answer within ${REQUEST_TIMEOUT_MS} ms$`)));
+      await assert.rejects(op(), (err: unknown) => {
+        assert.ok(isCairnError(err, 'STORAGE_UNAVAILABLE'), `${what}: ${String(err)}`);
+        assert.equal(err.transient, transient, what);
+        assert.match(err.message, new RegExp(`no answer within ${REQUEST_TIMEOUT_MS} ms$`), what);
+        return true;
+      });
       const elapsed = Date.now() - started;
       assert.ok(elapsed >= REQUEST_TIMEOUT_MS - 50 && elapsed < REQUEST_TIMEOUT_MS + 1500, `${what} took ${elapsed} ms`);
+    }
+    // One success and errors are transient again.
+    proxy.setMode('pass');
+    await new Promise((r) => setImmediate(r));
+    assert.equal((await driver.stat('small'))?.size, 5);
+    proxy.setMode('stall');
+    await assert.rejects(driver.stat('small'), assertTransient('stat after a success', /no answer within/));
+  });
+
+  it('resumes a read cut mid-body with a ranged GET, and returns the same bytes', async () => {
+    const d = await openStorage(url.replace('max-attempts=1', 'max-attempts=3'));
+    try {
+      const want = await readAll(await d.read('big'));
+      proxy.cutBodies(1);
+      const cutBefore = proxy.cutResponses;
+      // Every response is cut somewhere, the ranged ones too: each resumption gains bytes.
+      const got = await readAll(await d.read('big'));
+      assert.ok(got.equals(want), 'same bytes');
+      assert.ok(proxy.cutResponses - cutBefore >= 2, `${proxy.cutResponses - cutBefore} cuts`);
+    } finally {
+      proxy.cutBodies(0);
+      await d.close();
     }
   });
 

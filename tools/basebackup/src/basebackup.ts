@@ -24,6 +24,7 @@ import {
   type ManifestFile,
 } from '@cairn/core/backup/manifest';
 import { readTarEntries } from '@cairn/core/backup/tar-reader';
+import { sweepLeftovers } from '@cairn/core/repo/debris';
 import { createJsonObject } from '@cairn/core/repo/json-object';
 import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
 import { ensureSystemRegistered, listSystems } from '@cairn/core/repo/systems';
@@ -96,6 +97,7 @@ export async function basebackup(o: BasebackupOptions, ctx: ToolContext): Promis
   const t0 = Date.now();
   const spec: EncodeSpec = { compress: parseCompress(o.compress), ...(o.key ? { key: o.key } : {}) };
   await ensureRepoConfig(o.driver, o.cluster, o.key, ctx.now(), ctx.signal);
+  await sweepLeftovers(o.driver, o.cluster, 'backups/', ctx);
   const catalog = await readCatalog(o.driver, o.cluster, ctx.signal);
   const slots = createSlots(Math.max(2, o.jobs * 2));
   const progress = createProgress(ctx, 'backup');

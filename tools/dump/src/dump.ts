@@ -6,10 +6,11 @@
 // each. The manifest is written last, after pg_dump exited 0: no manifest, no
 // dump.
 
-import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { sweepLeftovers } from '@cairn/core/repo/debris';
+import { localWorkDirName, removeDeadWorkDirs } from '@cairn/core/util/debris';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
 import { encodedExtension, formatCompress, parseCompress, type EncodeSpec, type EncryptionKey } from '@cairn/core/codec/index';
@@ -202,7 +203,8 @@ async function dumpDirectory(run: Run, database: string): Promise<DumpManifest> 
   const { o, ctx } = run;
   const start = ctx.now();
   const dir = databaseDir(database);
-  const work = join(o.tmpDir, `cairn-dump-${process.pid}-${randomBytes(4).toString('hex')}`);
+  // Named for this process, so a later dump can tell it was left by a killed one.
+  const work = join(o.tmpDir, localWorkDirName('cairn-dump'));
   const out = join(work, 'dump');
   const written: string[] = [];
   try {
@@ -246,6 +248,9 @@ async function dumpGlobals(run: Run, pgDumpall: PgBinary, maintenanceDb: string)
 export async function dump(o: DumpOptions, ctx: ToolContext): Promise<DumpResult> {
   const spec: EncodeSpec = { compress: parseCompress(o.compress), ...(o.key ? { key: o.key } : {}) };
   await ensureRepoConfig(o.driver, o.cluster, o.key, ctx.now(), ctx.signal);
+  // What a killed dump left: pg_dump's local directory (table data) and temp objects.
+  for (const dir of await removeDeadWorkDirs(o.tmpDir, 'cairn-dump')) ctx.log.info(`removed "${dir}", left by a cairn-dump that was killed`);
+  await sweepLeftovers(o.driver, o.cluster, 'dumps/', ctx);
   // --all connects to PGDATABASE (else postgres) to list the databases; a
   // named database is connected to itself, which proves it exists.
   const maintenanceDb = o.databases === 'all' ? ctx.env['PGDATABASE'] || 'postgres' : o.databases[0]!;

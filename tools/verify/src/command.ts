@@ -4,6 +4,7 @@
 // Exit 0 clean, 1 any problem.
 
 import { availableParallelism } from 'node:os';
+import { parseDuration } from '@cairn/core/util/duration';
 import { CairnError, EXIT } from '@cairn/core/cli/errors';
 import { defineTool } from '@cairn/core/cli/run';
 import { isBackupId } from '@cairn/core/backup/manifest';
@@ -22,6 +23,7 @@ export const verifyTool = defineTool({
     { name: 'set', type: 'string', description: 'verify one backup (its objects, wherever in its chain they are stored, and its own WAL)', valueHint: 'BACKUP_ID', flagOnly: true },
     { name: 'dump', type: 'string', description: 'verify one dump: ID, or DATABASE/ID when several databases share the id', valueHint: 'ID', flagOnly: true },
     { name: 'jobs', type: 'integer', description: 'objects read and checked at once (default: the number of cores)', valueHint: 'N', min: 1, max: 256 },
+    { name: 'wal-gap-grace', type: 'string', description: 'a WAL gap whose next segment was stored this recently is "not archived yet" (a note), not missing WAL (push-ahead drains a backlog out of order)', default: '10min', valueHint: 'DURATION' },
     PG_BIN_SETTING,
   ],
   examples: [
@@ -43,6 +45,8 @@ export const verifyTool = defineTool({
     const jobs = (s['jobs'] as number | undefined) ?? availableParallelism();
     if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw new CairnError('USAGE', `invalid --jobs ${jobs}`, { hint: 'use 1 to 256' });
     const pgBin = s['pg-bin'] as string | undefined;
+    const now = ctx.now();
+    const walGapGraceMs = now.getTime() - parseDuration(String(s['wal-gap-grace'] ?? '10min'), '--wal-gap-grace').before(now).getTime();
     const scope: VerifyScope = set !== undefined ? { kind: 'set', id: set } : dump !== undefined ? { kind: 'dump', ref: dump } : { kind: 'all' };
     const repo = repoSettingsFrom(s, ctx.log);
     const key = await loadKey(repo.keyFile);
@@ -67,7 +71,7 @@ export const verifyTool = defineTool({
         let result;
         try {
           result = await verifyRepository(
-            { driver, cluster: repo.cluster, key, scope, jobs, pgBin: pgBin === '' ? undefined : pgBin },
+            { driver, cluster: repo.cluster, key, scope, jobs, pgBin: pgBin === '' ? undefined : pgBin, walGapGraceMs },
             { now: ctx.now, signal: ctx.signal, env: ctx.env, log: ctx.log, ...(tty ? { watch } : {}) },
           );
         } finally {

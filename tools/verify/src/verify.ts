@@ -19,6 +19,7 @@ import { backupsPrefix, listBackupIds, manifestKey, readManifest, summarize, typ
 import { GLOBALS_DIR, databaseFromDir, dumpManifestKey, listDumps, readDumpManifest, resolveDumpRef, type DumpManifest, type DumpObject, type DumpRef } from '@cairn/core/dump/manifest';
 import { dumpReadStages } from '@cairn/core/dump/objects';
 import { dumpReaderMajor, findPgProgram } from '@cairn/core/pg/binaries';
+import { describeRepoDebris, listRepoDebris } from '@cairn/core/repo/debris';
 import { listWalArchive, readHistoryText, type WalListing } from '@cairn/core/repo/catalog';
 import { checkKeyAgainst, readRepoConfig } from '@cairn/core/repo/repo-config';
 import { readSystem } from '@cairn/core/repo/systems';
@@ -46,7 +47,11 @@ export interface VerifyOptions {
   jobs: number;
   /** Directory of pg_restore; else /usr/lib/postgresql/<dump's major>/bin, else PATH. */
   pgBin: string | undefined;
+  /** A WAL gap whose next segment was stored this recently is "not archived yet" (a note); default 10 min. */
+  walGapGraceMs?: number;
 }
+
+export const DEFAULT_WAL_GAP_GRACE_MS = 600_000;
 
 export interface VerifyContext {
   now: () => Date;
@@ -224,6 +229,7 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
       }
       for (const b of summaries) checkChain(b, manifests, ids, problems);
       notes.push(...(await describeDebris(driver, backupsPrefix(cluster), new Set(ids), 'backup', signal)));
+      notes.push(...describeRepoDebris(await listRepoDebris(driver, cluster, signal)));
     } else {
       const m = await readOne(scope.id);
       if (m !== undefined) {
@@ -560,10 +566,13 @@ async function verifyWal(
       }
     }, ctx.signal);
 
-    const { problems: found } = checkWalContinuity({
+    const { problems: found, notes: pending } = checkWalContinuity({
       systemId,
       segSize,
       segments: listing.segments.keys(),
+      storedAt: new Map([...listing.segments].map(([name, w]) => [name, w.mtime])),
+      now: ctx.now(),
+      gapGraceMs: opts.walGapGraceMs ?? DEFAULT_WAL_GAP_GRACE_MS,
       partials: listing.others.map((o) => o.walName),
       histories,
       unreadableHistories: unreadable,
@@ -572,6 +581,7 @@ async function verifyWal(
       archive: !only,
     });
     problems.push(...found);
+    notes.push(...pending);
   }
 }
 

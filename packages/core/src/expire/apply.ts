@@ -5,6 +5,7 @@ import type { EncryptionKey } from '../codec/index.js';
 import { backupsPrefix } from '../backup/manifest.js';
 import { dumpsPrefix } from '../dump/manifest.js';
 import { readHistories, readRepoCatalog } from '../repo/catalog.js';
+import { listRepoDebris } from '../repo/debris.js';
 import type { ObjectInfo, StorageDriver } from '../storage/driver.js';
 import type { ExpireCatalog, ExpireStep, ExpireWal } from './plan.js';
 
@@ -12,7 +13,8 @@ import type { ExpireCatalog, ExpireStep, ExpireWal } from './plan.js';
  * Reads the catalog of one cluster for planExpire: backup and dump
  * summaries, every WAL object (every stored copy, so duplicates in other
  * encodings go too), decoded history files, and every object under backups/
- * and dumps/ with its mtime (for the keys to delete and for debris).
+ * and dumps/ with its mtime (for the keys to delete and for debris), and the
+ * leftovers of unfinished writes.
  */
 export async function readExpireCatalog(driver: StorageDriver, cluster: string, key: EncryptionKey | undefined, signal?: AbortSignal): Promise<ExpireCatalog> {
   const cat = await readRepoCatalog(driver, cluster, signal);
@@ -24,7 +26,8 @@ export async function readExpireCatalog(driver: StorageDriver, cluster: string, 
   for (const p of [backupsPrefix(cluster), dumpsPrefix(cluster)]) {
     for await (const obj of driver.list(p, signal)) objects.push(obj);
   }
-  return { cluster, repo: driver.url, backups: cat.backups, dumps: cat.dumps, wal, objects };
+  const leftovers = await listRepoDebris(driver, cluster, signal);
+  return { cluster, repo: driver.url, backups: cat.backups, dumps: cat.dumps, wal, objects, leftovers };
 }
 
 export interface ApplyProgress {
@@ -44,7 +47,8 @@ export async function applyExpire(driver: StorageDriver, steps: readonly ExpireS
   for (const step of steps) {
     for (const key of step.keys) {
       signal?.throwIfAborted();
-      await driver.remove(key, signal);
+      if (step.kind === 'leftover') await driver.removeDebris?.(key, signal);
+      else await driver.remove(key, signal);
       done.keysRemoved++;
     }
     done.stepsDone++;

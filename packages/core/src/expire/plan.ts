@@ -7,7 +7,8 @@
 import { isBackupId, type BackupSummary } from '../backup/manifest.js';
 import { GLOBALS_DIR, isDumpId, type DumpSummary } from '../dump/manifest.js';
 import type { StoredWal } from '../repo/wal-archive.js';
-import type { ObjectInfo } from '../storage/driver.js';
+import { abandonedDebris } from '../repo/debris.js';
+import type { DebrisInfo, ObjectInfo } from '../storage/driver.js';
 import type { Duration } from '../util/duration.js';
 import { historyTimelines, type TimelineHistoryEntry } from '../wal/history.js';
 import { isLsn, parseLsn } from '../wal/lsn.js';
@@ -53,6 +54,8 @@ export interface ExpireCatalog {
   wal: ReadonlyMap<string, ExpireWal>;
   /** Every object under <cluster>/backups/ and <cluster>/dumps/, manifests included. */
   objects: readonly ObjectInfo[];
+  /** Leftovers of unfinished writes under <cluster>/ (temp files, empty directories; fs only). */
+  leftovers?: readonly DebrisInfo[];
 }
 
 export type ExpireAction = 'keep' | 'remove';
@@ -96,7 +99,11 @@ export interface ExpirePlanWal {
 }
 
 export interface ExpirePlanDebris {
-  /** backups/<id>/ or dumps/<dir>/<id>/ under the cluster. */
+  /**
+   * backups/<id>/ or dumps/<dir>/<id>/ under the cluster; or a leftover of
+   * an unfinished write, as the repository path (a temp file, or an empty
+   * directory ending in '/').
+   */
   prefix: string;
   objects: number;
   bytes: number;
@@ -131,8 +138,8 @@ export interface ExpirePlan {
 
 /** One group of deletions, in apply order; `keys` in order too (a manifest first). */
 export interface ExpireStep {
-  kind: 'backup' | 'dump' | 'wal' | 'debris';
-  /** The backup id, dump dir/id, system/timeline or debris prefix. */
+  kind: 'backup' | 'dump' | 'wal' | 'debris' | 'leftover';
+  /** The backup id, dump dir/id, system/timeline, debris prefix or leftover path. */
   name: string;
   keys: string[];
   bytes: number;
@@ -184,6 +191,9 @@ export function planExpire(catalog: ExpireCatalog, policy: ExpirePolicy, now: Da
   // With no backup policy the operator asked about dumps only: WAL stays.
   const wal = hasBackupPolicy(policy) ? planWal(catalog, kept) : { entries: [], steps: [] };
   const debris = planDebris(groups, policy, now);
+  // Leftovers go last: the steps above leave fewer behind (remove prunes
+  // empty directories), and a directory goes after what was in it.
+  const leftovers = abandonedDebris(catalog.leftovers ?? [], now, now.getTime() - policy.debrisGrace.before(now).getTime());
 
   const steps: ExpireStep[] = [];
   // Children before parents (deeper in a chain first), so that at every
@@ -211,6 +221,10 @@ export function planExpire(catalog: ExpireCatalog, policy: ExpirePolicy, now: Da
   for (const d of debris) {
     const g = groups.get(d.prefix)!;
     steps.push({ kind: 'debris', name: d.prefix, keys: g.objects.map((o) => o.key), bytes: d.bytes });
+  }
+  for (const l of leftovers) {
+    steps.push({ kind: 'leftover', name: l.path, keys: [l.path], bytes: l.size });
+    debris.push({ prefix: l.path, objects: 1, bytes: l.size, newest: l.mtime.toISOString() });
   }
 
   const removed = (xs: { action: ExpireAction }[]) => xs.filter((x) => x.action === 'remove').length;

@@ -13,6 +13,16 @@ export interface ObjectInfo {
   mtime: Date;
 }
 
+/** A leftover of an unfinished write (see StorageDriver.listDebris). */
+export interface DebrisInfo {
+  /** Relative to the root, '/'-separated; a directory ends in '/'. Not a key. */
+  path: string;
+  size: number;
+  mtime: Date;
+  /** The writer, when the name tells it (temp files): its host tag and pid. */
+  writer?: { host: string; pid: number };
+}
+
 export interface DriverFeatures {
   /**
    * `write(..., { ifAbsent: true })` is atomic on the server: of two racing
@@ -89,6 +99,22 @@ export interface StorageDriver {
 
   /** Deletes `key`; succeeds if it does not exist. */
   remove(key: string, signal?: AbortSignal): Promise<void>;
+
+  /**
+   * Leftovers of writes that never finished under `dirPrefix` ('' or ending
+   * in '/'): temp files of a killed writer and empty directories (fs).
+   * Children come before their parents. Optional: drivers without such
+   * leftovers (S3, where an unfinished upload is invisible and a lifecycle
+   * rule reaps it) leave it out.
+   */
+  listDebris?(dirPrefix: string, signal?: AbortSignal): AsyncIterable<DebrisInfo>;
+
+  /**
+   * Removes one item listDebris yielded; succeeds if it is gone. A directory
+   * is removed only while empty, so a writer that just made it keeps it (its
+   * write then recreates it).
+   */
+  removeDebris?(path: string, signal?: AbortSignal): Promise<void>;
 
   /** Releases connections (S3 client sockets). Safe to call twice. */
   close(): Promise<void>;

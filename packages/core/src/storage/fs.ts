@@ -8,6 +8,7 @@ import * as fsp from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { Readable, addAbortSignal } from 'node:stream';
 import { CairnError } from '../cli/errors.js';
+import { hostTag, isWriterGone } from '../util/debris.js';
 import { createLimiter } from '../util/limit.js';
 import {
   ObjectNotFoundError,
@@ -15,6 +16,7 @@ import {
   assertValidKey,
   assertValidPrefix,
   compareKeys,
+  type DebrisInfo,
   type DriverFeatures,
   type ObjectInfo,
   type StorageDriver,
@@ -23,11 +25,14 @@ import {
 } from './driver.js';
 
 /**
- * In-progress writes are named `.tmp.<name>.<pid>.<random>`; list skips them
- * and keys whose last segment starts with it are rejected, so a temp file can
- * never be mistaken for an object.
+ * In-progress writes are named `.tmp.<name>.<host>-<pid>.<random>` (before
+ * issue 11 `.tmp.<name>.<pid>.<random>`); list skips them and keys whose last
+ * segment starts with it are rejected, so a temp file can never be mistaken
+ * for an object. The host tag and pid let a later writer on this host remove
+ * the temp files of a killed one, and listDebris report them.
  */
 const TEMP_PREFIX = '.tmp.';
+const TEMP_WRITER_RE = /\.([0-9a-f]{8})-(\d+)\.[0-9a-f]+$/;
 /** Non-durable Buffer writes up to this size go through synchronous calls (see writeSmallSync). */
 const SYNC_WRITE_LIMIT = 1024 * 1024;
 
@@ -42,6 +47,8 @@ export class FsDriver implements StorageDriver {
   readonly features: DriverFeatures = { atomicIfAbsent: true };
   /** Absolute path of the repository's root directory. */
   readonly root: string;
+  /** Directories whose dead writers' temp files this instance has removed already. */
+  private readonly swept = new Set<string>();
 
   /** `url` is what messages show (e.g. the file:// URL the user gave); default rootDir. */
   constructor(rootDir: string, url: string = rootDir) {
@@ -118,7 +125,8 @@ export class FsDriver implements StorageDriver {
     // Fail fast before spending the body; link() below is what makes it atomic.
     if (opts.ifAbsent && (await this.stat(key)) !== undefined) throw new WriteConflictError(key, this.url);
     const dir = dirname(path);
-    const temp = join(dir, `${TEMP_PREFIX}${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}`);
+    const temp = tempPathFor(path);
+    await this.sweepDeadTemps(dir);
     const fh = await this.createTemp(dir, temp, key);
     let fhOpen = true;
     let tempExists = true;
@@ -174,7 +182,8 @@ export class FsDriver implements StorageDriver {
    */
   private async writeSmallSync(path: string, key: string, body: Buffer): Promise<void> {
     const dir = dirname(path);
-    const temp = join(dir, `${TEMP_PREFIX}${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}`);
+    const temp = tempPathFor(path);
+    await this.sweepDeadTemps(dir);
     let fd: number;
     try {
       fd = openSync(temp, 'wx', FILE_MODE);
@@ -254,6 +263,76 @@ export class FsDriver implements StorageDriver {
 
   async close(): Promise<void> {}
 
+  async *listDebris(dirPrefix: string, signal?: AbortSignal): AsyncIterable<DebrisInfo> {
+    if (dirPrefix !== '' && !dirPrefix.endsWith('/')) throw new Error(`invalid debris prefix "${dirPrefix}": not a directory`);
+    assertValidPrefix(dirPrefix);
+    yield* this.walkDebris(dirPrefix, signal);
+  }
+
+  async removeDebris(path: string, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    const isDir = path.endsWith('/');
+    const rel = isDir ? path.slice(0, -1) : path;
+    assertValidKey(rel);
+    if (!isDir && !basename(rel).startsWith(TEMP_PREFIX)) throw new Error(`"${path}" is not a temp file`);
+    const full = join(this.root, ...rel.split('/'));
+    try {
+      if (isDir) await fsp.rmdir(full);
+      else await fsp.unlink(full);
+    } catch (err) {
+      // Not empty any more: a writer is using it, so it is not debris.
+      if (isMissing(err) || errnoOf(err) === 'ENOTEMPTY' || errnoOf(err) === 'EEXIST') return;
+      throw this.fail(err, `remove "${path}"`);
+    }
+    await this.pruneEmptyDirs(dirname(full)).catch(() => {});
+  }
+
+  /** Temp files and empty directories under dirKey, children first; true in `empty` when nothing else is there. */
+  private async *walkDebris(dirKey: string, signal?: AbortSignal, state = { empty: true }): AsyncGenerator<DebrisInfo> {
+    const entries = await this.readDir(dirKey, `list "${dirKey}"`, signal);
+    entries.sort((a, b) => compareKeys(a.name, b.name));
+    for (const e of entries) {
+      const rel = dirKey + e.name;
+      if (e.isDirectory()) {
+        const inner = { empty: true };
+        yield* this.walkDebris(rel + '/', signal, inner);
+        const st = inner.empty ? await fsp.stat(join(this.root, rel)).catch(() => undefined) : undefined;
+        if (st !== undefined) yield { path: rel + '/', size: 0, mtime: st.mtime };
+        else state.empty = false;
+        continue;
+      }
+      if (e.isFile() && e.name.startsWith(TEMP_PREFIX)) {
+        const st = await fsp.stat(join(this.root, rel)).catch(() => undefined);
+        if (st === undefined) continue;
+        const m = TEMP_WRITER_RE.exec(e.name);
+        yield { path: rel, size: st.size, mtime: st.mtime, ...(m ? { writer: { host: m[1]!, pid: Number(m[2]) } } : {}) };
+        continue;
+      }
+      state.empty = false;
+    }
+  }
+
+  /**
+   * Once per directory and instance: removes the temp files of writers on
+   * this host that are gone (a wal-push, basebackup or dump killed mid-write),
+   * so a rerun cleans up after the run it replaces (issue 11).
+   */
+  private async sweepDeadTemps(dir: string): Promise<void> {
+    if (this.swept.has(dir)) return;
+    this.swept.add(dir);
+    let names: string[];
+    try {
+      names = await fsp.readdir(dir);
+    } catch {
+      return; // a new directory (the usual case for a backup's files)
+    }
+    for (const name of names) {
+      if (!name.startsWith(TEMP_PREFIX)) continue;
+      const m = TEMP_WRITER_RE.exec(name);
+      if (m && isWriterGone({ host: m[1]!, pid: Number(m[2]) })) await fsp.unlink(join(dir, name)).catch(() => {});
+    }
+  }
+
   private pathOf(key: string): string {
     assertValidKey(key);
     if (basename(key).startsWith(TEMP_PREFIX)) {
@@ -298,14 +377,7 @@ export class FsDriver implements StorageDriver {
   }
 
   private async *walk(dirKey: string, namePrefix: string, signal?: AbortSignal): AsyncGenerator<ObjectInfo> {
-    signal?.throwIfAborted();
-    let entries: Dirent[];
-    try {
-      entries = await fsp.readdir(join(this.root, dirKey), { withFileTypes: true });
-    } catch (err) {
-      if (isMissing(err)) return;
-      throw this.fail(err, `list "${dirKey}${namePrefix}"`);
-    }
+    const entries = await this.readDir(dirKey, `list "${dirKey}${namePrefix}"`, signal);
     const items: { name: string; dir: boolean; sortKey: string }[] = [];
     for (const e of entries) {
       if (!e.name.startsWith(namePrefix)) continue;
@@ -337,6 +409,17 @@ export class FsDriver implements StorageDriver {
         if (isMissing(err)) continue; // removed while we listed
         throw this.fail(err, `list "${dirKey}${namePrefix}"`);
       }
+    }
+  }
+
+  /** The entries of a directory under the root; none when it does not exist. */
+  private async readDir(dirKey: string, what: string, signal?: AbortSignal): Promise<Dirent[]> {
+    signal?.throwIfAborted();
+    try {
+      return await fsp.readdir(join(this.root, dirKey), { withFileTypes: true });
+    } catch (err) {
+      if (isMissing(err)) return [];
+      throw this.fail(err, what);
     }
   }
 
@@ -402,6 +485,10 @@ export class FsDriver implements StorageDriver {
         });
     }
   }
+}
+
+function tempPathFor(path: string): string {
+  return join(dirname(path), `${TEMP_PREFIX}${basename(path)}.${hostTag()}-${process.pid}.${randomBytes(6).toString('hex')}`);
 }
 
 async function fsyncDir(dir: string): Promise<void> {

@@ -101,6 +101,9 @@ const NETWORK_CODES = new Set([
   'ERR_STREAM_PREMATURE_CLOSE',
 ]);
 
+/** Ranged re-reads of one object at most, whatever progress each makes. */
+const MAX_RESUMES = 100;
+
 const CREDENTIALS_HINT =
   'check the credentials cairn finds through the AWS default chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ' +
   'AWS_PROFILE and ~/.aws, web identity/IRSA) and that they allow s3:GetObject, s3:PutObject, s3:DeleteObject ' +
@@ -207,13 +210,14 @@ export class S3Driver implements StorageDriver {
    * transient error like any other, so it is resumed with a ranged GET from
    * the first byte not yet passed on (issue 11: on a flaky link a large
    * restore must still finish). Bounded: maxAttempts failures in a row
-   * without a byte of progress, and the retry window, end it.
+   * without a byte of progress, MAX_RESUMES in all, and the retry window.
    */
   private async *resumableBody(key: string, first: GotObject, signal?: AbortSignal): AsyncGenerator<Buffer> {
     const total = first.length;
     let cur = first;
     let received = 0;
     let failures = 0;
+    let resumes = 0;
     for (;;) {
       const before = received;
       try {
@@ -234,7 +238,9 @@ export class S3Driver implements StorageDriver {
         if (signal?.aborted) throw signal.reason;
         const e = this.fail(err, `read "${key}"`);
         failures = received > before ? 1 : failures + 1;
-        if (!(e instanceof CairnError) || !e.transient || failures >= this.opts.maxAttempts || total === undefined) throw e;
+        // A link that gains a few bytes per attempt must not go on for ever.
+        resumes++;
+        if (!(e instanceof CairnError) || !e.transient || failures >= this.opts.maxAttempts || resumes > MAX_RESUMES || total === undefined) throw e;
         await sleep(Math.min(100 * 2 ** (failures - 1), 2_000), signal);
         cur = await this.getObject(key, received, first.etag, signal);
       }

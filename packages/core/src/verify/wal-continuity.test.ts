@@ -170,3 +170,29 @@ describe('checkWalContinuity', () => {
     assert.deepEqual(r.timelines, [1, 2, 3]);
   });
 });
+
+describe('checkWalContinuity: not archived yet vs lost', () => {
+  const NOW = new Date('2026-12-03T12:00:00Z');
+  const ago = (s: number) => new Date(NOW.getTime() - s * 1000);
+  /** Segments 1–10 of timeline 1 without 6 and 7; `ages` (seconds) per segment number, default an hour. */
+  const archive = (ages: Record<number, number> = {}) => {
+    const names = without(segs(1, 1, 10), seg(1, 6), seg(1, 7));
+    return { segments: names, storedAt: new Map(names.map((n) => [n, ago(ages[Number.parseInt(n.slice(16), 16)] ?? 3600)])), now: NOW, backups: [B1] };
+  };
+  const cases: { name: string; in: Partial<WalContinuityInput>; problems: string[]; notes: number }[] = [
+    { name: 'the segment after the gap is old: lost', in: { ...archive(), gapGraceMs: 300_000 }, problems: [`wal-gap ${seg(1, 6)}`], notes: 0 },
+    { name: 'the segment after the gap is young (a push-ahead drain): a note', in: { ...archive({ 8: 30, 9: 20, 10: 10 }), gapGraceMs: 300_000 }, problems: [], notes: 1 },
+    { name: 'young, but older than the grace period: lost', in: { ...archive({ 8: 400 }), gapGraceMs: 300_000 }, problems: [`wal-gap ${seg(1, 6)}`], notes: 0 },
+    { name: 'only the newest segment young, the one after the gap old: lost', in: { ...archive({ 10: 5 }), gapGraceMs: 300_000 }, problems: [`wal-gap ${seg(1, 6)}`], notes: 0 },
+    { name: 'grace 0: every gap is a problem', in: { ...archive({ 8: 1 }), gapGraceMs: 0 }, problems: [`wal-gap ${seg(1, 6)}`], notes: 0 },
+    { name: 'no timestamps: every gap is a problem', in: { segments: without(segs(1, 1, 10), seg(1, 6), seg(1, 7)), backups: [B1], now: NOW, gapGraceMs: 300_000 }, problems: [`wal-gap ${seg(1, 6)}`], notes: 0 },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const r = checkWalContinuity(input(c.in));
+      assert.deepEqual(r.problems.map((p) => `${p.kind} ${p.subject}`), c.problems);
+      assert.equal(r.notes.length, c.notes);
+      if (c.notes) assert.match(r.notes[0]!, /^WAL "000000010000000000000006" to "000000010000000000000007" \(2 segments\) on timeline 1 .* is not archived yet/);
+    });
+  }
+});

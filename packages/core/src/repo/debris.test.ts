@@ -1,0 +1,88 @@
+// Leftovers of unfinished writes on the fs driver: listed children first,
+// judged by writer and age, swept by a rerun, planned away by expire.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { FsDriver } from '../storage/fs.js';
+import { hostTag } from '../util/debris.js';
+import { parseDuration } from '../util/duration.js';
+import { planExpire } from '../expire/plan.js';
+import { abandonedDebris, describeRepoDebris, listRepoDebris, sweepRepoDebris } from './debris.js';
+
+const root = mkdtempSync(join(tmpdir(), 'cairn-debris-test-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+/** A pid no process has (above the kernel's pid_max default). */
+const DEAD_PID = 4_194_305;
+
+async function fixture(name: string) {
+  const dir = join(root, name);
+  const wal = join(dir, 'main', 'wal', '1', '0000000100000000');
+  await mkdir(wal, { recursive: true });
+  await mkdir(join(dir, 'main', 'backups', '20261203-010101F', 'data', 'base'), { recursive: true });
+  const dead = `.tmp.000000010000000000000001-x.zst.${hostTag()}-${DEAD_PID}.aabbccddeeff`;
+  const live = `.tmp.000000010000000000000002-x.zst.${hostTag()}-${process.pid}.aabbccddeeff`;
+  const other = `.tmp.000000010000000000000003-x.zst.0000beef-${DEAD_PID}.aabbccddeeff`;
+  for (const n of [dead, live, other]) await writeFile(join(wal, n), 'partial');
+  await writeFile(join(wal, '000000010000000000000004-x.zst'), 'whole');
+  return { driver: new FsDriver(dir), wal, dead, live, other };
+}
+
+describe('repository debris (fs)', () => {
+  it('lists temp files with their writer and empty directories, children first', async () => {
+    const { driver, dead, live, other } = await fixture('list');
+    const items = await listRepoDebris(driver, 'main');
+    const paths = items.map((d) => d.path);
+    const w = 'main/wal/1/0000000100000000/';
+    assert.deepEqual(paths, [
+      'main/backups/20261203-010101F/data/base/',
+      'main/backups/20261203-010101F/data/',
+      'main/backups/20261203-010101F/',
+      'main/backups/',
+      `${w}${dead}`,
+      `${w}${live}`,
+      `${w}${other}`,
+    ]);
+    assert.deepEqual(items.find((d) => d.path.endsWith(dead))?.writer, { host: hostTag(), pid: DEAD_PID });
+    assert.match(describeRepoDebris(items)[0]!, /^3 temp files \(21 bytes\) of unfinished writes and 4 empty directories/);
+  });
+
+  it('abandoned: a gone writer on this host at once; anything else only after the grace period', async () => {
+    const { driver, dead } = await fixture('judge');
+    const items = await listRepoDebris(driver, 'main');
+    const now = new Date();
+    assert.deepEqual(abandonedDebris(items, now, 3_600_000).map((d) => d.path), [`main/wal/1/0000000100000000/${dead}`]);
+    assert.equal(abandonedDebris(items, new Date(now.getTime() + 7_200_000), 3_600_000).length, items.length);
+  });
+
+  it('a rerun sweeps what its killed predecessor left on this host, nothing else', async () => {
+    const { driver, wal, dead, live, other } = await fixture('sweep');
+    const gone = await sweepRepoDebris(driver, 'main', 'wal/', new Date(), Infinity);
+    assert.deepEqual(gone.map((d) => d.path), [`main/wal/1/0000000100000000/${dead}`]);
+    assert.deepEqual((await readdir(wal)).sort(), ['000000010000000000000004-x.zst', live, other].sort());
+  });
+
+  it('a write into a directory removes the temp files of gone writers there', async () => {
+    const { driver, wal, dead } = await fixture('write');
+    await driver.write('main/wal/1/0000000100000000/000000010000000000000005-x.zst', Buffer.from('new'));
+    assert.ok(!(await readdir(wal)).includes(dead));
+  });
+
+  it('expire plans leftovers older than --debris-grace, and its apply removes them', async () => {
+    const { driver, wal, live } = await fixture('expire');
+    const old = new Date(Date.now() - 2 * 3_600_000);
+    await utimes(join(wal, live), old, old);
+    const leftovers = await listRepoDebris(driver, 'main');
+    const catalog = { cluster: 'main', repo: driver.url, backups: [], dumps: [], wal: new Map(), objects: [], leftovers };
+    const { plan, steps } = planExpire(catalog, { debrisGrace: parseDuration('1h'), keepFull: 1 }, new Date());
+    const planned = steps.filter((s) => s.kind === 'leftover').map((s) => s.name);
+    assert.ok(planned.includes(`main/wal/1/0000000100000000/${live}`), planned.join(', '));
+    assert.equal(plan.totals.debrisObjectsRemoved, planned.length);
+    for (const s of steps.filter((x) => x.kind === 'leftover')) for (const k of s.keys) await driver.removeDebris(k);
+    assert.ok(!(await readdir(wal)).includes(live));
+  });
+});
