@@ -126,8 +126,18 @@ export async function storeWal(driver: StorageDriver, args: StoreWalArgs): Promi
 
   const raise = async () => {
     raisedAt = Date.now();
-    // Not durable: an intent lost in a crash is as good as a stale one.
-    await driver.write(mine, note, { durable: false, ...(signal ? { signal } : {}) });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // Not durable: an intent lost in a crash is as good as a stale one.
+        await driver.write(mine, note, { durable: false, ...(signal ? { signal } : {}) });
+        break;
+      } catch (err) {
+        // On a file repository a racing push's remove() prunes the empty
+        // directory between our mkdir and our create: try again.
+        if (signal?.aborted || attempt >= 3) throw err;
+        await pause(attempt - 1, signal);
+      }
+    }
     raised = true;
   };
   const withdraw = async () => {
