@@ -65,3 +65,24 @@ export function parseWalObjectName(key: string): WalObjectName | undefined {
   if (!m) return undefined;
   return { walName: m[1]!, sha256: m[2]!, ext: m[3]! };
 }
+
+/**
+ * Where pushes of one WAL file announce themselves while they decide who
+ * stores it (wal-archive.ts, docs/storage-consistency.md): outside wal/, so
+ * readers of the archive never meet them.
+ */
+export function walIntentPrefix(cluster: string, systemId: string, walName: string): string {
+  return `${cluster}/locks/wal/${systemId}/${walName}.`;
+}
+
+export function walIntentKey(cluster: string, systemId: string, walName: string, nonce: string, sha256: string): string {
+  return `${walIntentPrefix(cluster, systemId, walName)}${nonce}.${sha256}`;
+}
+
+const WAL_INTENT_RE = /\.([0-9a-f]{16})\.([0-9a-f]{64})$/;
+
+/** The nonce and checksum of an intent key; undefined for anything else. */
+export function parseWalIntentKey(key: string): { nonce: string; sha256: string } | undefined {
+  const m = WAL_INTENT_RE.exec(key);
+  return m ? { nonce: m[1]!, sha256: m[2]! } : undefined;
+}

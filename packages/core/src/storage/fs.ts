@@ -357,15 +357,23 @@ export class FsDriver implements StorageDriver {
   }
 
   private async ensureDir(dir: string): Promise<void> {
-    const first = await fsp.mkdir(dir, { recursive: true, mode: DIR_MODE });
-    if (first === undefined) return;
-    // A new directory is durable only once its parent's entry is: fsync the
-    // parent of every directory just created.
-    const created = [first];
-    for (const seg of relative(first, dir).split(sep).filter((s) => s !== '')) {
-      created.push(join(created[created.length - 1]!, seg));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const first = await fsp.mkdir(dir, { recursive: true, mode: DIR_MODE });
+        if (first === undefined) return;
+        // A new directory is durable only once its parent's entry is: fsync the
+        // parent of every directory just created.
+        const created = [first];
+        for (const seg of relative(first, dir).split(sep).filter((s) => s !== '')) {
+          created.push(join(created[created.length - 1]!, seg));
+        }
+        for (const d of created) await fsyncDir(dirname(d));
+        return;
+      } catch (err) {
+        // A racing remove() pruned the (still empty) directories: make them again.
+        if (!isMissing(err) || attempt >= 5) throw err;
+      }
     }
-    for (const d of created) await fsyncDir(dirname(d));
   }
 
   private async writeAll(fh: fsp.FileHandle, buf: Buffer, key: string): Promise<void> {
