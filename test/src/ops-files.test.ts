@@ -88,11 +88,11 @@ test('crontab: every cairn command line is accepted by its tool', async () => {
 test('the flag check rejects what the tools reject: unknown flags, bad values, missing values', async () => {
   await assert.rejects(checkInvocation('basebackup', ['--typ', 'full']), /unknown option '--typ'/);
   await assert.rejects(checkInvocation('basebackup', ['--type', 'ful']), /--type "ful" is not one of full, diff, incr/);
-  await assert.rejects(checkInvocation('basebackup', ['--lock-wait', 'soon']), /not an integer for "lock-wait"/);
+  await assert.rejects(checkInvocation('basebackup', ['--lock-wait', 'soon']), /"soon" is not a whole number for --lock-wait/);
   await assert.rejects(checkInvocation('expire', ['--keep-within', '14']), /invalid --keep-within "14": no unit/);
   await assert.rejects(checkInvocation('expire', ['--keep-full', 'two']), /--keep-full "two" is not a whole number/);
   await assert.rejects(checkInvocation('dump', ['--all', '--compress', 'lz4']), /invalid compression "lz4"/);
-  await assert.rejects(checkInvocation('dump', ['--dbname']), /argument missing/);
+  await assert.rejects(checkInvocation('dump', ['--dbname']), /option --dbname needs a value/);
   await assert.rejects(checkInvocation('verify', ['extra']), /unexpected argument "extra"/);
   await assert.rejects(checkInvocation('nope', []), /"cairn-nope" is not a cairn tool/);
   await checkInvocation('dump', ['--dbname', '$DB', '--repo', '${REPO}']);

@@ -5,7 +5,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Writable } from 'node:stream';
 import { CairnError, EXIT, toCairnError } from './errors.js';
-import { safeMessage } from './message.js';
+import { redactSecrets, safeMessage } from './message.js';
 import { createLogger, isLogLevel, type Logger, type LogLevel } from './log.js';
 import { COMMON_SETTINGS, resolveSettings, type SettingDef, type Settings } from '../config/settings.js';
 import { CAIRN_VERSION } from '../version.js';
@@ -184,7 +184,7 @@ function writeError(stderr: Writable, tool: string, err: CairnError, level: LogL
   // User input inside the message may hold a newline, an escape sequence or a
   // URL with a secret: safeMessage escapes and redacts them.
   stderr.write(`cairn-${tool}: error: ${safeMessage(err.message)}${err.hint ? `; ${safeMessage(err.hint)}` : ''}\n`);
-  if (level === 'debug' && err.cause !== undefined) stderr.write(`cairn-${tool}: debug: cause: ${String((err.cause as Error)?.stack ?? err.cause)}\n`);
+  if (level === 'debug' && err.cause !== undefined) stderr.write(`cairn-${tool}: debug: cause: ${redactSecrets(String((err.cause as Error)?.stack ?? err.cause))}\n`);
 }
 
 /** Runs a tool the way its bin does; returns the exit status. */
