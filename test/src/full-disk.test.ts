@@ -57,3 +57,18 @@ test('restore into a full file system: exit 3 naming the file', { timeout: 300_0
   assert.ok(!/bug in cairn|internal error/.test(r.stderr), r.stderr);
   assert.match(r.stderr, new RegExp(`cannot write "${full}/[^"]+": no space left on device \\(ENOSPC\\)`));
 });
+
+test('basebackup into a full repository: exit 3 naming the file, and it takes its objects back', { timeout: 300_000 }, async () => {
+  const dir = await tinyFs('full-repo');
+  const env = { CAIRN_REPO: dir, CAIRN_SPOOL_DIR: await makeTempDir('full-repo-spool') };
+  const src = await createCluster({ name: 'full-bb', archiveCommand: 'true', env });
+  await src.start();
+  await src.pgbench(['-i', '-s', '1', '-q']);
+  const r = await runCairn('basebackup', ['--pgdata', src.pgdata], { env: { ...src.env, ...env } });
+  await src.destroy();
+  assert.equal(r.code, 3, r.stderr);
+  assert.ok(!/bug in cairn|internal error/.test(r.stderr), r.stderr);
+  assert.match(r.stderr, /no space left on device/);
+  const left = execFileSync('find', [join(dir, 'main'), '-path', '*/backups/*', '-type', 'f'], { encoding: 'utf8' }).trim();
+  assert.equal(left, '', 'the failed backup removed what it had stored');
+});

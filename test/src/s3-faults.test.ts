@@ -107,7 +107,7 @@ test('wal-get: an outage is never "not found"; transient errors are retried', { 
   await proxy.stop();
 });
 
-test('wal-get against an S3 endpoint that accepts connections and never answers: 126 in seconds, with the default timeouts', { timeout: 300_000 }, async () => {
+test('wal-get against an S3 endpoint that accepts connections and never answers: 126 in seconds, with the default timeouts', { timeout: 300_000 }, async (t) => {
   const m = await makeWalMaterial('s3-stall', 1);
   const repo = await makeRepo('s3', false);
   const seg = m.segments[0]!;
@@ -122,6 +122,7 @@ test('wal-get against an S3 endpoint that accepts connections and never answers:
     // wal-get's own defaults (--retries 4) on top of the driver's.
     r = await runCairn('wal-get', [seg, `pg_wal/X-${mode}`, '--prefetch', '0'], { env, cwd: m.pgdata, timeoutMs: 120_000 });
     const seconds = (Date.now() - t0) / 1000;
+    t.diagnostic(`${mode}: wal-get exited ${r.code} after ${seconds.toFixed(1)} s`);
     assert.equal(r.code, 126, `${mode}: ${r.stderr}`);
     // 503 s before (5 wal-get attempts x 3 SDK attempts x 30 s).
     assert.ok(seconds < 30, `${mode}: wal-get gave up after ${seconds.toFixed(1)} s`);

@@ -203,7 +203,7 @@ describe('cairn-verify (fs repository with two timelines)', { timeout: 600_000 }
     // the hole were stored just now. Not archived yet, not lost: a note.
     const walKeys = await state().repo.keys('main/wal/');
     const now = new Date();
-    for (const k of walKeys.filter((k) => /\/[0-9A-F]{24}-/.test(k) && k.slice(k.lastIndexOf('/') + 1) > middle)) await utimes(join(dir, k), now, now);
+    for (const k of walKeys.filter((k) => /\/[0-9A-F]{24}-/.test(k) && k.slice(k.lastIndexOf('/') + 1, k.lastIndexOf('/') + 25) > middle)) await utimes(join(dir, k), now, now);
     const draining = await verifyJson(env);
     assert.equal(draining.code, 0, JSON.stringify(draining.json.problems, null, 2));
     assert.ok(draining.json.notes?.some((n) => n.includes(`WAL "${middle}" on timeline 1`) && n.includes('not archived yet')), JSON.stringify(draining.json.notes));

@@ -67,6 +67,9 @@ function pickParent(catalog: BackupManifest[], type: BackupType, systemId: strin
   return undefined;
 }
 
+/** The ids this run took, so a failed run can take its objects back (see basebackup). */
+const taken = new Set<string>();
+
 async function freeId(driver: StorageDriver, cluster: string, start: Date, type: BackupType, signal: AbortSignal): Promise<string> {
   // Two backups in one second, or debris of an interrupted one: take the next second.
   for (let i = 0; ; i++) {
@@ -76,7 +79,10 @@ async function freeId(driver: StorageDriver, cluster: string, start: Date, type:
       used = true;
       break;
     }
-    if (!used) return id;
+    if (!used) {
+      taken.add(id);
+      return id;
+    }
   }
 }
 
@@ -93,7 +99,33 @@ async function waitForWal(driver: StorageDriver, cluster: string, systemId: stri
   }
 }
 
+/**
+ * A backup that failed (a full disk, an error, SIGTERM) removes what it
+ * stored: without a manifest it is only debris, and on a full disk the
+ * space it holds may be what keeps expire from taking its lease (issue 11).
+ * Only while its manifest is certainly absent; best effort.
+ */
 export async function basebackup(o: BasebackupOptions, ctx: ToolContext): Promise<BasebackupResult> {
+  taken.clear();
+  try {
+    return await runBackup(o, ctx);
+  } catch (err) {
+    for (const id of taken) {
+      try {
+        if ((await o.driver.stat(manifestKey(o.cluster, id))) !== undefined) continue;
+        const keys: string[] = [];
+        for await (const obj of o.driver.list(backupPrefix(o.cluster, id))) keys.push(obj.key);
+        for (const key of keys) await o.driver.remove(key);
+        if (keys.length > 0) ctx.log.info(`removed the ${keys.length} object(s) backup ${id} had stored`);
+      } catch {
+        /* expire removes them after --debris-grace */
+      }
+    }
+    throw err;
+  }
+}
+
+async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<BasebackupResult> {
   const t0 = Date.now();
   const spec: EncodeSpec = { compress: parseCompress(o.compress), ...(o.key ? { key: o.key } : {}) };
   await ensureRepoConfig(o.driver, o.cluster, o.key, ctx.now(), ctx.signal);
