@@ -14,7 +14,7 @@ export const KNOWN_CONFIG_KEYS: readonly string[] = [
   'push-ahead', 'register-system', 'remote', 'repo', 'restore-command', 'retries', 'run-as', 'schema',
   'scratch-dir', 'set', 'spool-dir', 'system-id', 'table', 'tablespace-map', 'target', 'target-action',
   'target-exclusive', 'target-lsn', 'target-name', 'target-time', 'target-timeline', 'target-xid', 'textfile',
-  'timeout', 'tmp-dir', 'type',
+  'timeout', 'tmp-dir', 'type', 'wal-gap-grace',
 ];
 
 /** Levenshtein distance, for "did you mean". */
