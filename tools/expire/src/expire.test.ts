@@ -6,7 +6,10 @@ import { MemoryDriver } from '@cairn/core/storage/memory';
 import { sha256Hex } from '@cairn/core/codec/hash';
 import { backup, seg, SYS } from '@cairn/core/expire/test-catalog';
 import { EXPIRE_PLAN_FORMAT, type ExpirePlan } from '@cairn/core/expire/plan';
+import { parseDuration } from '@cairn/core/util/duration';
+import { WAL_INTENT_STALE_MS } from '@cairn/core/repo/wal-archive';
 import { expireTool } from './command.js';
+import { DEFAULT_DEBRIS_GRACE } from './expire.js';
 
 function capture() {
   const s = new PassThrough();
@@ -23,6 +26,12 @@ async function run(argv: string[]) {
   const code = await runTool(expireTool, { argv, env: {}, cwd: '/', stdout: out.stream, stderr: err.stream, now: () => NOW });
   return { code, out: out.text(), err: err.text() };
 }
+
+test('the default --debris-grace outlives any intent a WAL push still counts as live', () => {
+  const grace = parseDuration(DEFAULT_DEBRIS_GRACE);
+  const now = new Date();
+  assert.ok(now.getTime() - grace.before(now).getTime() >= WAL_INTENT_STALE_MS);
+});
 
 describe('cairn-expire: usage errors (exit 2, one line)', () => {
   const cases: [string[], string][] = [

@@ -7,8 +7,8 @@
 import { isBackupId, type BackupSummary } from '../backup/manifest.js';
 import { GLOBALS_DIR, isDumpId, type DumpSummary } from '../dump/manifest.js';
 import type { StoredWal } from '../repo/wal-archive.js';
-import { abandonedDebris } from '../repo/debris.js';
-import type { DebrisInfo, ObjectInfo } from '../storage/driver.js';
+import { abandonedDebris, type RepoDebris } from '../repo/debris.js';
+import type { ObjectInfo } from '../storage/driver.js';
 import type { Duration } from '../util/duration.js';
 import { historyTimelines, type TimelineHistoryEntry } from '../wal/history.js';
 import { isLsn, parseLsn } from '../wal/lsn.js';
@@ -54,8 +54,8 @@ export interface ExpireCatalog {
   wal: ReadonlyMap<string, ExpireWal>;
   /** Every object under <cluster>/backups/ and <cluster>/dumps/, manifests included. */
   objects: readonly ObjectInfo[];
-  /** Leftovers of unfinished writes under <cluster>/ (temp files, empty directories; fs only). */
-  leftovers?: readonly DebrisInfo[];
+  /** Leftovers of unfinished writes under <cluster>/ (temp files and empty directories on fs; intents of WAL pushes). */
+  leftovers?: readonly RepoDebris[];
 }
 
 export type ExpireAction = 'keep' | 'remove';
@@ -101,8 +101,8 @@ export interface ExpirePlanWal {
 export interface ExpirePlanDebris {
   /**
    * backups/<id>/ or dumps/<dir>/<id>/ under the cluster; or a leftover of
-   * an unfinished write, as the repository path (a temp file, or an empty
-   * directory ending in '/').
+   * an unfinished write, as the repository path (a temp file, an empty
+   * directory ending in '/', or the key of a WAL push's intent).
    */
   prefix: string;
   objects: number;
@@ -223,7 +223,8 @@ export function planExpire(catalog: ExpireCatalog, policy: ExpirePolicy, now: Da
     steps.push({ kind: 'debris', name: d.prefix, keys: g.objects.map((o) => o.key), bytes: d.bytes });
   }
   for (const l of leftovers) {
-    steps.push({ kind: 'leftover', name: l.path, keys: [l.path], bytes: l.size });
+    // An intent is a stored object (every store): remove() takes it, as debris.
+    steps.push({ kind: l.intent ? 'debris' : 'leftover', name: l.path, keys: [l.path], bytes: l.size });
     debris.push({ prefix: l.path, objects: 1, bytes: l.size, newest: l.mtime.toISOString() });
   }
 

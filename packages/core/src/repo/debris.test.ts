@@ -1,5 +1,6 @@
 // Leftovers of unfinished writes on the fs driver: listed children first,
-// judged by writer and age, swept by a rerun, planned away by expire.
+// judged by writer and age, swept by a rerun, planned away by expire; and the
+// intents killed WAL pushes leave, on any store.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -8,10 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { FsDriver } from '../storage/fs.js';
+import { MemoryDriver } from '../storage/memory.js';
+import { applyExpire } from '../expire/apply.js';
 import { hostTag } from '../util/debris.js';
 import { parseDuration } from '../util/duration.js';
 import { planExpire } from '../expire/plan.js';
 import { abandonedDebris, describeRepoDebris, listRepoDebris, sweepRepoDebris } from './debris.js';
+import { walIntentKey } from './layout.js';
+import { WAL_INTENT_STALE_MS } from './wal-archive.js';
 
 const root = mkdtempSync(join(tmpdir(), 'cairn-debris-test-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -84,5 +89,53 @@ describe('repository debris (fs)', () => {
     assert.equal(plan.totals.debrisObjectsRemoved, planned.length);
     for (const s of steps.filter((x) => x.kind === 'leftover')) for (const k of s.keys) await driver.removeDebris(k);
     assert.ok(!(await readdir(wal)).includes(live));
+  });
+});
+
+describe('intents of killed WAL pushes (memory driver: a store without listDebris)', () => {
+  const SYS = '7300000000000000001';
+  const SEG = '000000010000000000000007';
+  const SHA = 'ab'.repeat(32);
+  const note = Buffer.from('{"format":"cairn.wal-intent/1"}\n');
+
+  async function repo() {
+    const driver = new MemoryDriver();
+    const stale = walIntentKey('main', SYS, SEG, '00000000000000aa', SHA);
+    const fresh = walIntentKey('main', SYS, SEG, '00000000000000bb', SHA);
+    // Written as storeWal writes them; the others are not intents.
+    for (const k of [stale, fresh]) await driver.write(k, note, { durable: false });
+    await driver.write(`main/locks/wal/${SYS}/${SEG}.partial.00000000000000cc.${SHA}x`, note);
+    await driver.write('main/locks/backup.json', note);
+    await driver.write(`main/wal/${SYS}/0000000100000000/${SEG}-${SHA}.zst`, note);
+    return { driver, stale, fresh };
+  }
+
+  it('lists them as debris (and nothing else under locks/), and verify notes them', async () => {
+    const { driver, stale, fresh } = await repo();
+    const items = await listRepoDebris(driver, 'main');
+    assert.deepEqual(items.map((d) => [d.path, d.intent]), [[stale, true], [fresh, true]]);
+    assert.deepEqual(await listRepoDebris(driver, 'main', undefined, 'wal/'), [], 'a rerun sweeping wal/ never meets them');
+    assert.match(describeRepoDebris(items)[0]!, /^2 intents of WAL pushes, e\.g\. ".*" \(.*cairn-expire after --debris-grace removes them\)$/);
+  });
+
+  it('expire plans those older than --debris-grace (never younger than a push judges stale) and its apply removes them', async () => {
+    const { driver, stale, fresh } = await repo();
+    const listed = await listRepoDebris(driver, 'main');
+    const t0 = listed[0]!.mtime.getTime();
+    // The stale one last touched 2 min ago, the fresh one 30 s ago.
+    const now = new Date(t0 + 120_000);
+    const leftovers = listed.map((d) => (d.path === fresh ? { ...d, mtime: new Date(t0 + 90_000) } : d));
+    const catalog = { cluster: 'main', repo: driver.url, backups: [], dumps: [], wal: new Map(), objects: [], leftovers };
+    const { plan, steps } = planExpire(catalog, { debrisGrace: parseDuration('1s'), keepFull: 1 }, now);
+    assert.deepEqual(steps.map((s) => [s.kind, s.keys]), [['debris', [stale]]]);
+    assert.deepEqual(plan.debris.map((d) => d.prefix), [stale]);
+    assert.equal(plan.totals.debrisObjectsRemoved, 1);
+    // A grace longer than the stale one's age keeps both.
+    assert.deepEqual(planExpire(catalog, { debrisGrace: parseDuration('3min'), keepFull: 1 }, now).steps, []);
+    // Within WAL_INTENT_STALE_MS an intent is live whatever the grace period.
+    const young = listed.map((d) => ({ ...d, mtime: new Date(now.getTime() - WAL_INTENT_STALE_MS + 1000) }));
+    assert.deepEqual(abandonedDebris(young, now, 1000), []);
+    await applyExpire(driver, steps);
+    assert.deepEqual((await listRepoDebris(driver, 'main')).map((d) => d.path), [fresh]);
   });
 });

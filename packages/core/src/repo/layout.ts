@@ -72,7 +72,7 @@ export function parseWalObjectName(key: string): WalObjectName | undefined {
  * readers of the archive never meet them.
  */
 export function walIntentPrefix(cluster: string, systemId: string, walName: string): string {
-  return `${cluster}/locks/wal/${systemId}/${walName}.`;
+  return `${walIntentsRoot(cluster)}${systemId}/${walName}.`;
 }
 
 export function walIntentKey(cluster: string, systemId: string, walName: string, nonce: string, sha256: string): string {
@@ -85,4 +85,18 @@ const WAL_INTENT_RE = /\.([0-9a-f]{16})\.([0-9a-f]{64})$/;
 export function parseWalIntentKey(key: string): { nonce: string; sha256: string } | undefined {
   const m = WAL_INTENT_RE.exec(key);
   return m ? { nonce: m[1]!, sha256: m[2]! } : undefined;
+}
+
+/** Where every intent of a cluster lives (for expire and verify, which judge them by age). */
+export function walIntentsRoot(cluster: string): string {
+  return `${cluster}/locks/wal/`;
+}
+
+/** Whether `key` is an intent object: `<cluster>/locks/wal/<system>/<name>.<nonce>.<sha256>`. */
+export function isWalIntentKey(cluster: string, key: string): boolean {
+  const root = walIntentsRoot(cluster);
+  if (!key.startsWith(root)) return false;
+  const rest = key.slice(root.length);
+  const slash = rest.indexOf('/');
+  return slash > 0 && rest.indexOf('/', slash + 1) === -1 && parseWalIntentKey(rest.slice(slash + 1)) !== undefined && rest.length - slash - 1 > 81;
 }
