@@ -3,12 +3,13 @@
 // absent (wal-get exits 1) or whole (wal-get returns the original bytes).
 // And what killed runs leave is bounded (issue 11): after kill -9 of
 // wal-push, basebackup and dump at several points, a rerun of each plus
-// expire leaves no temp file, empty directory or local work directory.
+// expire leaves no temp file, empty directory or local work directory; and
+// expire removes the intent a killed push leaves once it is stale.
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { watch } from 'node:fs';
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createCluster } from '@cairn/testkit/pg-cluster';
 import { chownToPgUser, makeTempDir } from '@cairn/testkit/tmp';
@@ -17,6 +18,8 @@ import { binPath } from '@cairn/testkit/paths';
 import { baseEnv, spawnAsPg, killAndWait } from '@cairn/testkit/run-as';
 import { startFaultProxy } from '@cairn/testkit/fault-proxy';
 import { openStorage } from '@cairn/core/storage/open';
+import type { StorageDriver } from '@cairn/core/storage/driver';
+import { walIntentKey } from '@cairn/core/repo/layout';
 import { makeRepo } from './repo-fixture.js';
 import { commandLine, runCairn } from './tools.js';
 import { makeWalMaterial, type WalMaterial } from './wal-material.js';
@@ -33,18 +36,28 @@ async function waitForWrite(proxy: { stalledWrites: number }): Promise<void> {
   await new Promise((r) => setTimeout(r, 300));
 }
 
-async function listedWal(url: string, env: Record<string, string>): Promise<string[]> {
+/** Runs `fn` with a driver for the repository at `url`, opened under the tools' environment `env`. */
+async function withDriver<T>(url: string, env: Record<string, string>, fn: (d: StorageDriver) => Promise<T>): Promise<T> {
   const saved = { ...process.env };
   Object.assign(process.env, env);
   try {
     const d = await openStorage(url);
-    const keys: string[] = [];
-    for await (const o of d.list('main/wal/')) keys.push(o.key);
-    await d.close();
-    return keys;
+    try {
+      return await fn(d);
+    } finally {
+      await d.close();
+    }
   } finally {
     process.env = saved;
   }
+}
+
+async function listedWal(url: string, env: Record<string, string>): Promise<string[]> {
+  return withDriver(url, env, async (d) => {
+    const keys: string[] = [];
+    for await (const o of d.list('main/wal/')) keys.push(o.key);
+    return keys;
+  });
 }
 
 async function checkWholeOrAbsent(m: WalMaterial, seg: string, env: Record<string, string>, url: string, round: string): Promise<'absent' | 'whole'> {
@@ -198,4 +211,34 @@ test('fs repository: kill -9 of wal-push, basebackup and dump, then a rerun of e
   const v = await runCairn('verify', ['--json'], { env });
   assert.ok(!/temp file|empty director/.test(v.stdout), v.stdout);
   await src.destroy();
+});
+
+test('fs repository: the intent of a killed wal-push goes with expire once stale; a live one stays', { timeout: 120_000 }, async () => {
+  const repo = await makeRepo('fs', false);
+  const sys = '7300000000000000001';
+  const seg = '000000010000000000000009';
+  const sha = 'cd'.repeat(32);
+  const stale = walIntentKey('main', sys, seg, '00000000000000aa', sha);
+  const live = walIntentKey('main', sys, seg, '00000000000000bb', sha);
+  // Written as storeWal writes them; a kill -9 leaves the first behind, and
+  // the store's clock has moved on 2 minutes since (the protocol's 60 s: dead).
+  await withDriver(repo.url, repo.env, async (d) => {
+    for (const k of [stale, live]) await d.write(k, Buffer.from('{"format":"cairn.wal-intent/1"}\n'), { durable: false });
+  });
+  const old = new Date(Date.now() - 120_000);
+  await utimes(join(repo.url, stale), old, old);
+  await chownToPgUser(join(repo.url, 'main'), { recursive: true });
+  const intents = async () => (await repo.keys('main/locks/')).sort();
+  assert.deepEqual(await intents(), [stale, live].sort());
+
+  let r = await runCairn('expire', ['--keep-full', '1', '--debris-grace', '1s', '--dry-run'], { env: repo.env });
+  assert.equal(r.code, 0, r.stderr);
+  const plan = JSON.parse(r.stdout) as { debris: { prefix: string }[] };
+  assert.deepEqual(plan.debris.map((d) => d.prefix), [stale], 'the dry run lists the stale intent only');
+  assert.deepEqual(await intents(), [stale, live].sort(), 'the dry run removed nothing');
+
+  r = await runCairn('expire', ['--keep-full', '1', '--debris-grace', '1s'], { env: repo.env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /1 debris object;/);
+  assert.deepEqual(await intents(), [live], 'the stale intent went; the live one (younger than 60 s) stayed');
 });
