@@ -62,7 +62,7 @@ describe('wal-get: "not found" only from a repository that is there', { timeout:
     const wrong: [string, Record<string, string>, string[], RegExp][] = [
       ['a missing directory (an unmounted NAS)', { CAIRN_REPO: join(scratch, 'nas') }, [], /^cairn-wal-get: error: repository ".*\/nas" holds no cluster "main" .*not mounted/],
       ['an empty directory', { CAIRN_REPO: empty }, [], /^cairn-wal-get: error: repository ".*\/empty" holds no cluster "main"/],
-      ['a regular file', { CAIRN_REPO: file }, [], /^cairn-wal-get: error: repository ".*\/file" holds no cluster "main" .*not a directory/],
+      ['a regular file', { CAIRN_REPO: file }, [], /^cairn-wal-get: error: repository ".*\/file" (holds no cluster "main" .*not a directory|is a regular file, not a directory)/],
       ['a wrong --cluster', {}, ['--cluster', 'other'], /^cairn-wal-get: error: repository ".*" holds no cluster "other" .*--cluster is wrong/],
       ['a wrong --system-id', {}, ['--system-id', '1234'], new RegExp(`^cairn-wal-get: error: database system 1234 is not registered in repository ".*" cluster "main" \\(it holds ${m.systemId}\\)`)],
     ];
