@@ -3,7 +3,9 @@
 
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 
+/** Whether a process with this pid runs on this host (EPERM: it does, as another user). */
 export function isAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
     return true;

@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isAlive } from '../spool/pid-lock.js';
 
 let tag: string | undefined;
 
@@ -15,23 +16,12 @@ export function hostTag(): string {
   return tag;
 }
 
-/** Whether a process with this pid runs on this host (EPERM: it does, as another user). */
-export function isPidAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * A writer that is certainly gone: it ran on this host and its pid is not
  * running. A reused pid only keeps the leftover until expire's grace period.
  */
 export function isWriterGone(writer: { host: string; pid: number } | undefined): boolean {
-  return writer !== undefined && writer.host === hostTag() && !isPidAlive(writer.pid);
+  return writer !== undefined && writer.host === hostTag() && !isAlive(writer.pid);
 }
 
 /** `<prefix>-<pid>-<random>`: a local work directory a later run can attribute. */
@@ -57,7 +47,7 @@ export async function removeDeadWorkDirs(base: string, prefix: string): Promise<
   }
   for (const name of names) {
     const m = re.exec(name);
-    if (m === null || Number(m[1]) === process.pid || isPidAlive(Number(m[1]))) continue;
+    if (m === null || Number(m[1]) === process.pid || isAlive(Number(m[1]))) continue;
     const path = join(base, name);
     try {
       const st = await lstat(path);
