@@ -20,3 +20,11 @@ test('a missing repository object is a data error (4), not a bug (70)', () => {
 test('anything else stays an internal error', () => {
   assert.equal(toCairnError(new TypeError('boom')).exitCode, 70);
 });
+
+test('a full file system on any path (mkdir, a recovery file) is FILE_UNWRITABLE naming it, not a bug', () => {
+  const err = Object.assign(new Error("ENOSPC: no space left on device, mkdir '/srv/restore/base'"), { code: 'ENOSPC', syscall: 'mkdir', path: '/srv/restore/base' });
+  const c = toCairnError(err);
+  assert.equal(c.code, 'FILE_UNWRITABLE');
+  assert.equal(c.exitCode, 3);
+  assert.equal(c.message, 'cannot mkdir "/srv/restore/base": ENOSPC (no space left on device)');
+});
