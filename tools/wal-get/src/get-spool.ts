@@ -11,7 +11,7 @@
 import { copyFile, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pidFileHolder, releasePidFile, takePidFile } from '@cairn/core/spool/pid-lock';
-import { checkPrivate } from '@cairn/core/spool/spool-dir';
+import { isPrivate } from '@cairn/core/spool/spool-dir';
 import { writeBufferAtomic } from '@cairn/core/util/local-file';
 
 const SEGMENT_RE = /^[0-9A-F]{24}$/;
@@ -34,7 +34,7 @@ export class GetSpool {
   async take(walName: string, dest: string): Promise<boolean> {
     const src = this.entryPath(walName);
     // Only an entry that is ours and a regular file is served (lstat), as in the wrapper.
-    if (!(await checkPrivate(src, 'file').then(() => true, () => false))) return false;
+    if (!(await isPrivate(src, 'file'))) return false;
     try {
       await rename(src, dest);
       return true;

@@ -11,7 +11,7 @@
 
 import { existsSync } from 'node:fs';
 import { silentLogger } from '@cairn/core/cli/log';
-import { checkPrivate } from '@cairn/core/spool/spool-dir';
+import { isPrivate } from '@cairn/core/spool/spool-dir';
 import { spawnWorker } from '@cairn/core/spool/worker';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { sleep } from '@cairn/core/util/limit';
@@ -48,7 +48,7 @@ const sameTimeline = (a: string, b: string) => a.slice(0, 8) === b.slice(0, 8);
 /** The worker's body. Errors are swallowed: PostgreSQL's own call decides. */
 export async function runPrefetch(job: PrefetchJob): Promise<void> {
   const spool = new GetSpool(job.spoolDir);
-  if (!(await checkPrivate(job.spoolDir).then(() => true, () => false))) return;
+  if (!(await isPrivate(job.spoolDir))) return;
   if (!(await spool.lock())) return;
   const drivers = await openRepositories(job.repos).catch(() => undefined);
   try {

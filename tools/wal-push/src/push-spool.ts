@@ -11,7 +11,7 @@
 import { readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pidFileHolder, releasePidFile, takePidFile } from '@cairn/core/spool/pid-lock';
-import { checkPrivate } from '@cairn/core/spool/spool-dir';
+import { isPrivate } from '@cairn/core/spool/spool-dir';
 import { writeBufferAtomic } from '@cairn/core/util/local-file';
 import { isWalFileName, parseWalFileName, type WalFileName } from '@cairn/core/wal/index';
 
@@ -39,7 +39,7 @@ export class PushSpool {
   /** Does a record confirm `path` as it is now? */
   async isRecorded(walName: string, path: string): Promise<boolean> {
     // Only a record that is ours and a regular file counts (lstat), as in the wrapper.
-    if (!(await checkPrivate(this.path(`${walName}.ok`), 'file').then(() => true, () => false))) return false;
+    if (!(await isPrivate(this.path(`${walName}.ok`), 'file'))) return false;
     const rec = (await readFile(this.path(`${walName}.ok`), 'utf8').catch(() => '')).split('\n')[0]!.trim();
     return rec !== '' && rec === (await fileIdentity(path));
   }

@@ -5,7 +5,7 @@
 // archive-push. The worker exits when nothing is left to do.
 
 import { silentLogger } from '@cairn/core/cli/log';
-import { checkPrivate } from '@cairn/core/spool/spool-dir';
+import { isPrivate } from '@cairn/core/spool/spool-dir';
 import { spawnWorker } from '@cairn/core/spool/worker';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { createLimiter, sleep } from '@cairn/core/util/limit';
@@ -38,7 +38,7 @@ export async function startPushWorker(job: PushWorkerJob, env: NodeJS.ProcessEnv
 export async function runPushWorker(job: PushWorkerJob): Promise<void> {
   const spool = new PushSpool(job.spoolDir);
   // The parent checked it; a worker checks again before trusting it.
-  if (!(await checkPrivate(job.spoolDir).then(() => true, () => false))) return;
+  if (!(await isPrivate(job.spoolDir))) return;
   if (!(await spool.lockWorker())) return;
   const drivers = await openRepositories(job.repos).catch(() => undefined);
   try {

@@ -52,6 +52,11 @@ export async function checkPrivate(path: string, want: 'dir' | 'file' = 'dir'): 
   if (bad) throw new SpoolRefused(path, bad);
 }
 
+/** checkPrivate as a yes or no, for the places that skip what fails it. */
+export function isPrivate(path: string, want: 'dir' | 'file' = 'dir'): Promise<boolean> {
+  return checkPrivate(path, want).then(() => true, () => false);
+}
+
 /**
  * Every directory above a configured root (after resolving links) must be
  * owned by root or by us, and writable by others only with the sticky bit
