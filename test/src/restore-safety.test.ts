@@ -20,11 +20,10 @@ import { chownToPgUser, makeTempDir } from '@cairn/testkit/tmp';
 import { makeRepo, type RepoFixture } from './repo-fixture.js';
 import { takeBackup, walPushCommand } from './pitr-harness.js';
 import { runCairn, type ToolRun } from './tools.js';
+import type { BackupManifest as Manifest, ManifestFile as Entry } from '@cairn/core/backup/manifest';
 
 after(runCleanups);
 
-interface Entry { path: string; size: number; mode: number; mtime: number; sha256: string; ref: string; key: string; storedSize: number }
-interface Manifest { id: string; files: Entry[]; dirs: { path: string; mode: number }[]; tablespaces: { oid: string; location: string }[]; tablespaceMap: string | null }
 
 interface State {
   repo: RepoFixture;
