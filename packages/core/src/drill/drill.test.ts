@@ -90,6 +90,9 @@ describe('dataAgeSeconds', () => {
     assert.equal(dataAgeSeconds({ kind: 'xid', value: '900' }, start, new Date('2026-11-21T20:00:00Z')), 3600);
     assert.equal(dataAgeSeconds({ kind: 'latest' }, start, null), null);
   });
+  test('a latest drill that replays commits made after it started: age 0, never negative', () => {
+    assert.equal(dataAgeSeconds({ kind: 'latest' }, start, new Date('2026-11-21T21:00:01.502Z')), 0);
+  });
 });
 
 describe('drill results in the repository', () => {
