@@ -270,8 +270,9 @@ export function describeHolder(rec: LeaseRecord): string {
   return `${rec.tool} (pid ${rec.pid} on host ${quote(rec.host)}, since ${rec.acquiredAt})`;
 }
 
-async function readLease(driver: StorageDriver, cluster: string, name: string): Promise<LeaseRecord | undefined> {
-  const rec = await readJsonObject<LeaseRecord>(driver, leaseKey(cluster, name)).catch((err: unknown) => {
+/** The record of writer lease `name` (backup, dump), undefined when nobody holds it. */
+export async function readLease(driver: StorageDriver, cluster: string, name: string, signal?: AbortSignal): Promise<LeaseRecord | undefined> {
+  const rec = await readJsonObject<LeaseRecord>(driver, leaseKey(cluster, name), signal).catch((err: unknown) => {
     // A damaged lease (half-written by a foreign tool, emptied) counts as expired.
     if (err instanceof CairnError && err.code === 'FORMAT_INVALID') return { format: LEASE_FORMAT, name, tool: 'unknown', holder: '', host: '', pid: 0, acquiredAt: '', renewedAt: '', expiresAt: '' } as LeaseRecord;
     throw err;
