@@ -1,4 +1,4 @@
-// Leases between basebackup, dump and expire of one cluster (DESIGN §4.5):
+// Leases between basebackup, dump and expire of one cluster (docs/design.md §4.5):
 // the loser exits 5 naming the holder, --lock-wait waits, a lease whose
 // holder is gone (expired, or a dead process of this host) is taken over, and
 // an expire that runs beside a backup deletes nothing the backup needs.

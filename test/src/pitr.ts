@@ -1,4 +1,4 @@
-// Point-in-time recovery (DESIGN §6) on one repository kind: targets captured
+// Point-in-time recovery (docs/design.md §6) on one repository kind: targets captured
 // under pgbench load restore to exactly the rows held at them; a promoted
 // restore forks timeline 2 and later restores follow either timeline.
 

@@ -1,4 +1,4 @@
-// wal-get's answers PostgreSQL bets the recovery on (DESIGN §4.4, §4.12):
+// wal-get's answers PostgreSQL bets the recovery on (docs/design.md §4.4, §4.12):
 // "not found" (exit 1, which ends recovery and promotes) only from
 // repositories that are there and hold the cluster and system; a missing,
 // empty or wrong repository is 126, and a recovery through it stops instead

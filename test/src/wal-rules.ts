@@ -1,4 +1,4 @@
-// The archive and restore command rules (DESIGN §4.2–4.4), on one repository
+// The archive and restore command rules (docs/design.md §4.2–4.4), on one repository
 // kind: identical re-push succeeds, different content fails and leaves the
 // stored copy alone, history files are never overwritten, .partial and
 // .backup files round-trip, a corrupted object makes wal-get exit 126 and

@@ -184,7 +184,7 @@ describe('s3 driver through a fault-injecting proxy', () => {
 });
 
 describe('s3 driver conditional writes (fake server)', () => {
-  // s3rver ignores If-None-Match (GOTCHAS), so the 412 path runs against a fake client.
+  // s3rver ignores If-None-Match (docs/gotchas.md §s3rver), so the 412 path runs against a fake client.
   function fakeClient(answers: { head: 'missing' | 'present'; put: 'ok' | 412 | 409 }) {
     const sent: { name: string; input: Record<string, unknown> }[] = [];
     const client = {

@@ -1,5 +1,5 @@
 // A real S3 endpoint on 127.0.0.1 for tests: s3rver in a child node process,
-// with its own temp directory and buckets. See GOTCHAS (s3rver) for its holes.
+// with its own temp directory and buckets. See docs/gotchas.md §s3rver for its holes.
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -25,7 +25,7 @@ export interface S3Server {
  * The environment the SDK (and the tools spawned by tests) need to talk to
  * the server: s3rver's fixed keys, and checksums only when required (with
  * the SDK default, stream bodies are sent aws-chunked and s3rver stores the
- * framing — GOTCHAS).
+ * framing — docs/gotchas.md §s3rver).
  */
 export function s3TestEnv(): Record<string, string> {
   return {
@@ -89,7 +89,7 @@ export async function startS3Server(opts: { buckets?: string[] } = {}): Promise<
   const child = spawn(
     process.execPath,
     // s3rver signs ListObjectsV2 continuation tokens with DES: without the
-    // legacy provider, every listing past 1000 keys answers 500 (GOTCHAS).
+    // legacy provider, every listing past 1000 keys answers 500 (docs/gotchas.md §s3rver).
     ['--openssl-legacy-provider', '-e', CHILD_SCRIPT],
     { env, stdio: ['pipe', 'pipe', 'pipe'] },
   );

@@ -1,6 +1,6 @@
 // cairn-restore --dump: a logical dump back into a database through
 // pg_restore (or the globals through psql). Every byte is checked against
-// the manifest's SHA-256 (DESIGN §4.3): a custom-format dump streams into
+// the manifest's SHA-256 (docs/design.md §4.3): a custom-format dump streams into
 // pg_restore --single-transaction with its last bytes held back until the
 // checksum is known, and on a mismatch pg_restore is killed before it can
 // read them, so its transaction never commits. Directory-format dumps and

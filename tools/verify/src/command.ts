@@ -52,7 +52,7 @@ export const verifyTool = defineTool({
     const key = await loadKey(repo.keyFile);
     const drivers = await openRepositories(repo.repos);
     let failed = false;
-    // DESIGN §4.10: a progress line on a terminal, redrawn every second.
+    // docs/design.md §4.10: a progress line on a terminal, redrawn every second.
     const tty = (ctx.stderr as { isTTY?: boolean }).isTTY === true && s['json'] !== true;
     let timer: NodeJS.Timeout | undefined;
     const watch = (c: Readonly<Counters>, problems: readonly unknown[]) => {

@@ -1,6 +1,6 @@
 // Fetching one WAL file from the repositories into a local path, verified
 // (checksum, and a segment's page header against its name and system), with
-// the retry rules of DESIGN §4.4 and §4.12: "not found" only when every
+// the retry rules of docs/design.md §4.4 and §4.12: "not found" only when every
 // repository is there, holds the cluster and system, and lacks the file;
 // transient errors are retried with backoff; anything else is a persistent
 // error.

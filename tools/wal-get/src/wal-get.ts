@@ -1,7 +1,7 @@
 // cairn-wal-get as a function: restore_command. Takes the file from the first
 // repository that has it (or the prefetch spool), verifies its SHA-256 and
 // writes it atomically to %p. "Not found" is a result, not an error; the
-// command maps it to exit 1 and every error to 126 (DESIGN §4.4).
+// command maps it to exit 1 and every error to 126 (docs/design.md §4.4).
 
 import { dirname } from 'node:path';
 import { CairnError } from '@cairn/core/cli/errors';

@@ -113,7 +113,7 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
       }),
     );
     // Finish every repository, then fail as a whole if any failed: PostgreSQL
-    // must keep the file until all of them have it (STYLE: Streams).
+    // must keep the file until all of them have it (docs/style.md §Streams).
     const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [{ url: drivers[i]!.url, err: toCairnError(r.reason) }] : []));
     if (failed.length > 0) {
       const first = failed[0]!.err;

@@ -3,7 +3,7 @@
 // on the libuv threadpool, so one 1 GiB relation segment uses every core
 // instead of serialising the backup (pgBackRest parallelises per file only).
 // The concatenation is a plain .zst/.gz stream: `zstd -d` restores the file.
-// Order of stages as everywhere (STYLE.md): plaintext → sha256 → compress →
+// Order of stages as everywhere (docs/style.md §Streams): plaintext → sha256 → compress →
 // encrypt → count → sink, and the reverse on read with the hash re-checked.
 
 import { createHash } from 'node:crypto';

@@ -1,4 +1,4 @@
-// Manifests are input, not trusted code (DESIGN §4.12, issue 11): the rules a
+// Manifests are input, not trusted code (docs/design.md §4.12, issue 11): the rules a
 // backup manifest must keep before cairn-restore writes anything from it, the
 // modes a restore gives its files and directories, and the findings that
 // cairn-verify reports. One function decides for both.

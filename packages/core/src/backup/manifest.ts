@@ -1,4 +1,4 @@
-// Physical backups in the repository (DESIGN §3): ids, object keys, and the
+// Physical backups in the repository (docs/design.md §3): ids, object keys, and the
 // manifest that is written last and makes a backup exist. The manifest holds
 // everything restore and verify need without PostgreSQL running.
 //

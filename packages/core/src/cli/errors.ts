@@ -1,4 +1,4 @@
-// The one table of error codes, their exit statuses (DESIGN §4.7) and the
+// The one table of error codes, their exit statuses (docs/design.md §4.7) and the
 // error class every layer throws. Messages: lowercase, name the object in
 // quotes, no trailing period; the hint says what to do.
 

@@ -1,5 +1,5 @@
 // Progress on stderr when it is a terminal (bytes, rate, ETA), redrawn at
-// most four times a second; nothing otherwise (DESIGN §4.10).
+// most four times a second; nothing otherwise (docs/design.md §4.10).
 
 import type { ToolContext } from './run.js';
 import { formatBytes } from './format.js';

@@ -1,4 +1,4 @@
-// Composing the stages in the one fixed order (STYLE.md "Streams"):
+// Composing the stages in the one fixed order (docs/style.md §Streams):
 //   write: plaintext → sha256 → compress → encrypt → count → sink
 //   read:  source → decrypt → decompress → sha256 (re-checked) → sink
 // The caller owns the sha256 and count stages and the pipeline; this module

@@ -1,6 +1,6 @@
 // Compression stages: zstd (node:zlib, on the libuv threadpool) and gzip.
 // Output is a plain .zst / .gz stream that the stock `zstd -d` / `gzip -d`
-// decode, so an operator can get data back without cairn (DESIGN §3).
+// decode, so an operator can get data back without cairn (docs/design.md §3).
 
 import { Transform } from 'node:stream';
 import zlib from 'node:zlib';
@@ -17,7 +17,7 @@ export interface CompressSpec {
 
 /**
  * Level 3 is zstd's own default (ZSTD_CLEVEL_DEFAULT): measured on a TPC-B
- * WAL segment ≈ 314 MB/s at 4.6× (GOTCHAS.md), fast enough for one segment
+ * WAL segment ≈ 314 MB/s at 4.6× (docs/gotchas.md §zstd), fast enough for one segment
  * per archive_command. 6 is gzip's default. zstd stops at 19: 20–22 are
  * "ultra" levels that need --ultra and much more memory to decode.
  */

@@ -1,5 +1,5 @@
 // Settings shared by every tool, resolved as flag > CAIRN_* env > config file
-// (section of the cluster, then [global]) > default (DESIGN §7).
+// (section of the cluster, then [global]) > default (docs/design.md §7).
 
 import { readFileSync } from 'node:fs';
 import { CairnError, type ErrorCode } from '../cli/errors.js';

@@ -1,5 +1,5 @@
 // What cairn-drill stores in the repository after each drill, for cairn-info
-// and cairn-prom-export: one new object per drill (never rewritten, DESIGN
+// and cairn-prom-export: one new object per drill (never rewritten, docs/design.md
 // §4.11), `<cluster>/drills/<drill id>.json`, the newest id being the last
 // drill. Versioned; fields are only ever added. Documented in the README.
 

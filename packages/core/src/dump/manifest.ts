@@ -1,4 +1,4 @@
-// Logical dumps in the repository (DESIGN §3): ids, object keys, and the
+// Logical dumps in the repository (docs/design.md §3): ids, object keys, and the
 // manifest that is written last and makes a dump exist.
 //
 // Layout:

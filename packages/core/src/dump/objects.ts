@@ -12,7 +12,7 @@ import { createCountStage, createHashStage, decodeStagesForExtension, encodeStag
 import { ObjectNotFoundError, type StorageDriver } from '../storage/driver.js';
 import type { DumpObject } from './manifest.js';
 
-/** Bytes held back from the consumer until the checksum is known (DESIGN §4.3). */
+/** Bytes held back from the consumer until the checksum is known (docs/design.md §4.3). */
 export const HOLD_BACK_BYTES = 1024 * 1024;
 
 export interface WrittenObject {

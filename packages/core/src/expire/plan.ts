@@ -1,5 +1,5 @@
 // Planning retention, without I/O: which backups, dumps, WAL files and debris
-// a policy lets go, and why each backup stays. The rule it keeps (DESIGN
+// a policy lets go, and why each backup stays. The rule it keeps (docs/design.md
 // §4.6): a backup goes only with everything that depends on it, and WAL only
 // below the oldest kept backup that can read it; what a live reader lease (a
 // restore or drill in progress, issue 12) needs stays whatever the policy.

@@ -1,5 +1,5 @@
 // Small JSON documents in the repository (repo.json, systems/*.json): read,
-// and create once (never rewritten, DESIGN §4.11).
+// and create once (never rewritten, docs/design.md §4.11).
 
 import { buffer } from 'node:stream/consumers';
 import { CairnError } from '../cli/errors.js';

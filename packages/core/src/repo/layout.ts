@@ -1,4 +1,4 @@
-// The repository's key layout (DESIGN §3), in one place. Every key a tool
+// The repository's key layout (docs/design.md §3), in one place. Every key a tool
 // reads or writes is built here.
 //
 // WAL objects carry the SHA-256 of their plaintext in the key, as pgBackRest's

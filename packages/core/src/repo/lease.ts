@@ -1,8 +1,8 @@
-// Leases (DESIGN §4.5): keep basebackup, dump and expire of one cluster from
+// Leases (docs/design.md §4.5): keep basebackup, dump and expire of one cluster from
 // colliding. A lease is a small JSON object `<cluster>/locks/<name>` naming
 // its holder (tool, host, pid) and when it expires; the holder renews it
 // while it works and removes it when done. The only objects cairn rewrites
-// (DESIGN §4.11: "only leases are short-lived").
+// (docs/design.md §4.11: "only leases are short-lived").
 //
 // Which tool takes which lease, and why:
 //   basebackup → backup   two backups would pick the same parent and id

@@ -8,7 +8,7 @@
 //
 // Unlike the writer leases of lease.ts (one name each, one holder), reader
 // leases are many at once, one object per reader: <cluster>/readers/<id>.json.
-// They and writer leases are the only objects cairn rewrites (DESIGN §4.11).
+// They and writer leases are the only objects cairn rewrites (docs/design.md §4.11).
 
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';

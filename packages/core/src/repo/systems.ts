@@ -1,4 +1,4 @@
-// The registry of PostgreSQL systems a cluster has been (DESIGN §3): WAL names
+// The registry of PostgreSQL systems a cluster has been (docs/design.md §3): WAL names
 // restart at timeline 1 after initdb or pg_upgrade, so WAL is namespaced by
 // system identifier, and wal-push refuses a system nobody registered
 // (the failure behind wal-g#636 and plugin-barman-cloud#263).

@@ -1,4 +1,4 @@
-// Storing and fetching WAL files in one repository. The rules (DESIGN §4.2,
+// Storing and fetching WAL files in one repository. The rules (docs/design.md §4.2,
 // §4.3): a WAL file is never overwritten with different content; an identical
 // re-push succeeds; every byte read back is checked against its SHA-256.
 

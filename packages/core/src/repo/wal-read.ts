@@ -1,4 +1,4 @@
-// Reading a stored WAL file with every check a restore relies on (DESIGN
+// Reading a stored WAL file with every check a restore relies on (docs/design.md
 // §4.3, §4.12): its SHA-256, and for a segment or .partial its page header
 // against the name it is stored under and the system whose directory holds
 // it. wal-get (and its prefetch worker) and verify read WAL through this.

@@ -1,5 +1,5 @@
 // Can a repository's "I do not have this WAL file" be believed? Only when it
-// is there and holds the cluster and system asked for (DESIGN §4.4, §4.12):
+// is there and holds the cluster and system asked for (docs/design.md §4.4, §4.12):
 // an unmounted NAS, an empty or mistyped path, a wrong --cluster or
 // --system-id all list no WAL, and PostgreSQL reads "not found" as the end
 // of the archive and promotes early.

@@ -1,5 +1,5 @@
 // The recovery target flags shared by restore-plan, restore and drill
-// (DESIGN §7), their validation, and the PostgreSQL settings they become
+// (docs/design.md §7), their validation, and the PostgreSQL settings they become
 // (docs: "Recovery Target" in runtime-config-wal; at most one target).
 
 import { CairnError } from '../cli/errors.js';

@@ -1,5 +1,5 @@
 // Local spool directories (push-ahead records, prefetched WAL): private by
-// construction (DESIGN §4 rule 12, docs/threat-model.md). The default root is
+// construction (docs/design.md §4 rule 12, docs/threat-model.md). The default root is
 // pg_wal/.cairn-spool of the data directory (WAL-G keeps pg_wal/.wal-g the
 // same way): the server's own directory, on its file system, with no shared
 // directory in the path. Below the root, one directory per invocation context

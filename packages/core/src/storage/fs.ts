@@ -1,5 +1,5 @@
 // The file-system driver: a repository is a directory tree, a key a relative
-// path under it. Writes follow DESIGN §4.1: temp file in the same directory,
+// path under it. Writes follow docs/design.md §4.1: temp file in the same directory,
 // fsync, rename (link for ifAbsent), fsync the directory.
 
 import { randomBytes } from 'node:crypto';

@@ -1,4 +1,4 @@
-// Repository URLs (DESIGN §7: /abs/path, file:///abs/path, s3://bucket/prefix?…,
+// Repository URLs (docs/design.md §7: /abs/path, file:///abs/path, s3://bucket/prefix?…,
 // and memory://name for tests) and the driver each one opens. The S3 SDK is
 // imported only when an s3:// URL is opened: wal-push/wal-get start once per
 // WAL segment and must not pay for it otherwise.

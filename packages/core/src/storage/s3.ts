@@ -167,7 +167,7 @@ export class S3Driver implements StorageDriver {
     }
     // A HEAD has no body, so a missing bucket also answers a bare 404. Tell
     // the two apart once: "not found" must never stand for "misconfigured"
-    // (wal-get's exit 1 ends recovery, DESIGN §4.4).
+    // (wal-get's exit 1 ends recovery, docs/design.md §4.4).
     await this.checkBucket(`stat "${key}"`, signal);
     return undefined;
   }
@@ -271,7 +271,7 @@ export class S3Driver implements StorageDriver {
       return;
     }
     // Never PutObject a stream: the SDK sends it aws-chunked, which some
-    // servers store verbatim (GOTCHAS, s3rver). Upload sends buffered parts:
+    // servers store verbatim (docs/gotchas.md §s3rver). Upload sends buffered parts:
     // one PUT below 5 MiB, a multipart upload above, completed only at the end.
     let bodyError: unknown;
     const onBodyError = (err: unknown) => {

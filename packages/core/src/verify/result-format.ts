@@ -1,5 +1,5 @@
 // What cairn-verify stores in the repository after each run, for cairn-info
-// and cairn-prom-export: one new object per run (never rewritten, DESIGN
+// and cairn-prom-export: one new object per run (never rewritten, docs/design.md
 // §4.11), `<cluster>/verify/<run id>.json`, the newest id being the last run.
 // Versioned; fields are only ever added.
 

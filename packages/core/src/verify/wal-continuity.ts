@@ -154,7 +154,7 @@ export function checkWalContinuity(input: WalContinuityInput): WalContinuityResu
   if (!input.archive) return { problems, notes, timelines: sorted };
 
   // The archive must be whole from the oldest backup's start (expire removes
-  // WAL below it, DESIGN §4.6); with no backup, from each timeline's first
+  // WAL below it, docs/design.md §4.6); with no backup, from each timeline's first
   // stored segment.
   const oldestStart = backups.reduce<bigint | undefined>((m, x) => (m === undefined || x.startSeg < m ? x.startSeg : m), undefined);
   const historyOf = (tli: number) => input.histories.get(tli);

@@ -1,5 +1,5 @@
 // cairn-verify's finding for a stored WAL file that is whole (its SHA-256
-// matches) but is not the segment its name says (DESIGN §4.12): another
+// matches) but is not the segment its name says (docs/design.md §4.12): another
 // cluster's segment, or another segment of this one, under a valid name.
 // The check itself is the one wal-get makes (repo/wal-read.ts).
 

@@ -2,7 +2,7 @@
 // (XLogLongPageHeaderData, src/include/access/xlog_internal.h): it names the
 // system the segment belongs to, its timeline and its position, which lets
 // wal-push refuse a segment from another system or one that does not match
-// its own file name, and wal-get and verify refuse a stored one (DESIGN §4.12).
+// its own file name, and wal-get and verify refuse a stored one (docs/design.md §4.12).
 
 import { CairnError } from '../cli/errors.js';
 import { formatLsn } from './lsn.js';
