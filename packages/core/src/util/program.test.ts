@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, it } from 'node:test';
-import { describeExit, KILL_GRACE_MS, programErrorLine, runProgram, startProgram, stdinSink } from './program.js';
+import { describeExit, isProgramFailure, KILL_GRACE_MS, programErrorLine, runProgram, startProgram, stdinSink } from './program.js';
 
 const env = { PATH: process.env['PATH'] ?? '/usr/bin:/bin' };
 
@@ -111,7 +111,7 @@ describe('program runner (real child processes)', () => {
       let n = 0;
       await assert.rejects((async () => {
         for await (const c of p.stdout()) n += (c as Buffer).length;
-      })());
+      })(), (err) => isProgramFailure(err));
       assert.equal(n, 200000);
       const e = await p.exited;
       assert.ok(e.code === 5 || e.signal === 'SIGKILL', JSON.stringify(e));
@@ -121,6 +121,17 @@ describe('program runner (real child processes)', () => {
     for await (const c of ok.stdout()) n += (c as Buffer).length;
     assert.equal(n, 200000);
     assert.equal((await ok.exited).code, 0);
+  });
+
+  it('a consumer that fails stops the program instead of waiting for its end', { timeout: 20_000 }, async () => {
+    const p = startProgram('/bin/sh', ['-c', 'while :; do head -c 100000 /dev/zero; sleep 0.01; done'], { env, stdout: 'pipe' });
+    let n = 0;
+    const t0 = Date.now();
+    await assert.rejects(pipeline(p.stdout(), new Writable({ write(c: Buffer, _e, cb) { n += c.length; cb(n > 1_000_000 ? new Error('storage broke') : undefined); } })), /storage broke/);
+    const e = await p.exited;
+    assert.equal(e.signal, 'SIGTERM');
+    assert.ok(Date.now() - t0 < KILL_GRACE_MS, 'stopped at once');
+    assert.equal(isProgramFailure(new Error('storage broke')), false);
   });
 
   it('picks the error line of stderr', () => {

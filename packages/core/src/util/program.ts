@@ -3,12 +3,12 @@
 // stops it (one timeout and abort policy) and words how it failed.
 
 import { Writable, type Readable } from 'node:stream';
-import { execa, type ExecaError } from 'execa';
+import { execa, ExecaError } from 'execa';
 
 /** After SIGTERM (abort, timeout, kill()), how long a program has before SIGKILL. */
 export const KILL_GRACE_MS = 5_000;
 
-/** How much of a program's stderr (and collected stdout) is kept: its tail. */
+/** How much of a program's stderr is kept: its tail. */
 const TAIL = 64 * 1024;
 
 export interface ProgramOptions {
@@ -17,7 +17,7 @@ export interface ProgramOptions {
   cwd?: string | undefined;
   /** 'pipe': fed through `stdinSink`; `{ input }` is written whole and closed. Default 'ignore'. */
   stdin?: 'ignore' | 'pipe' | { input: string | Buffer } | undefined;
-  /** 'pipe': read it with `stdout()`; 'collect': its tail lands in the exit. Default 'ignore'. */
+  /** 'pipe': read it with `stdout()`; 'collect': all of it lands in the exit (small outputs: a version, a table of contents). Default 'ignore'. */
   stdout?: 'ignore' | 'pipe' | 'collect' | undefined;
   /** 'collect' (default): its tail lands in the exit; 'inherit': straight to ours (messages the user reads as they come). */
   stderr?: 'collect' | 'inherit' | undefined;
@@ -37,7 +37,7 @@ export interface ProgramExit {
   signal: NodeJS.Signals | null;
   /** The last 64 KiB of its stderr (empty unless collected). */
   stderr: string;
-  /** The last 64 KiB of its stdout with `stdout: 'collect'`, else empty. */
+  /** Its stdout with `stdout: 'collect'`, else empty. */
   stdout: string;
   /** The spawn's own error (ENOENT, EACCES), when the program never ran. */
   error?: Error;
@@ -92,14 +92,15 @@ export function startProgram(path: string, args: string[], o: ProgramOptions): P
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (s: string) => (stderr = (stderr + s).slice(-TAIL)));
   let stdout = '';
-  if (stdoutMode === 'collect') child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout = (stdout + s).slice(-TAIL)));
+  if (stdoutMode === 'collect') child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
   // A program that exits early closes its stdin: a write then raises EPIPE,
   // which its exit status reports better.
   child.stdin?.on('error', () => {});
   const exited = child.then(
     (r): ProgramExit => ({ code: r.exitCode ?? 0, signal: null, stderr, stdout }),
     (err: ExecaError): ProgramExit => {
-      const spawnError = err.exitCode === undefined && err.signal === undefined && err.cause instanceof Error ? err.cause : undefined;
+      // No pid: it never started, and execa's cause is the spawn's own error.
+      const spawnError = child.pid === undefined && err.cause instanceof Error ? err.cause : undefined;
       return {
         code: err.exitCode ?? null,
         signal: (err.signal as NodeJS.Signals | undefined) ?? null,
@@ -112,10 +113,26 @@ export function startProgram(path: string, args: string[], o: ProgramOptions): P
   );
   return {
     stdin: child.stdin,
-    stdout: () => child.readable({ from: 'stdout' }),
+    stdout: () => {
+      const r = child.readable({ from: 'stdout' });
+      // A consumer that fails (storage, a codec) stops the program: nothing
+      // reads the rest, and execa's stream closes only once the program has
+      // ended, which would hold the consumer's pipeline until then.
+      const destroy = r._destroy.bind(r);
+      r._destroy = (err, cb) => {
+        if (!r.readableEnded) child.kill();
+        destroy(err, cb);
+      };
+      return r;
+    },
     exited,
     kill: (signal = 'SIGTERM') => void child.kill(signal),
   };
+}
+
+/** Whether `err` is the error `stdout()` raised because its program failed (its `exited` says how). */
+export function isProgramFailure(err: unknown): boolean {
+  return err instanceof ExecaError;
 }
 
 /** Runs a program to its end: its status and the tails of what it printed. */
