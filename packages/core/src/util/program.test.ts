@@ -123,6 +123,16 @@ describe('program runner (real child processes)', () => {
     assert.equal((await ok.exited).code, 0);
   });
 
+  it('stdout keeps its error for a reader that comes after the program failed', async () => {
+    const p = startProgram('/bin/sh', ['-c', 'echo partial; exit 1'], { env, stdout: 'pipe' });
+    const out = p.stdout();
+    assert.equal((await p.exited).code, 1);
+    await new Promise((r) => setTimeout(r, 50));
+    await assert.rejects((async () => {
+      for await (const _ of out) { /* reads what is there, then the failure */ }
+    })(), (err) => isProgramFailure(err));
+  });
+
   it('a consumer that fails stops the program instead of waiting for its end', { timeout: 20_000 }, async () => {
     const p = startProgram('/bin/sh', ['-c', 'while :; do head -c 100000 /dev/zero; sleep 0.01; done'], { env, stdout: 'pipe' });
     let n = 0;

@@ -115,6 +115,10 @@ export function startProgram(path: string, args: string[], o: ProgramOptions): P
     stdin: child.stdin,
     stdout: () => {
       const r = child.readable({ from: 'stdout' });
+      // The error stays on the stream for whoever reads it later (pipeline,
+      // for await): a program that fails before anyone reads must not crash
+      // the process with an unhandled 'error' event.
+      r.on('error', () => {});
       // A consumer that fails (storage, a codec) stops the program: nothing
       // reads the rest, and execa's stream closes only once the program has
       // ended, which would hold the consumer's pipeline until then.
