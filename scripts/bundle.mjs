@@ -3,7 +3,8 @@
 // point plus lazily loaded chunks. wal-push and wal-get start once per WAL
 // segment; a bundle halves the ESM loader's start-up work (measured: ~50 ms
 // against ~95 ms for --version). The AWS SDK stays external and is loaded
-// only for s3:// repositories.
+// only for s3:// repositories. execa stays external too: its cross-spawn
+// require()s node built-ins, which an ESM bundle cannot do.
 //
 // usage (from a tool's directory): node ../../scripts/bundle.mjs cli.js [other-entry.js …]
 import { build } from 'esbuild';
@@ -23,7 +24,7 @@ await build({
   format: 'esm',
   platform: 'node',
   target: 'node24',
-  external: ['@aws-sdk/*', '@smithy/*', 'pg', 'pg-native'],
+  external: ['@aws-sdk/*', '@smithy/*', 'pg', 'pg-native', 'execa'],
   sourcemap: 'linked',
   logLevel: 'warning',
   chunkNames: 'chunks/[name]-[hash]',

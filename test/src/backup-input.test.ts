@@ -60,6 +60,14 @@ test('basebackup: truncated stream, no source, bad type, wrong PGDATA, unreachab
   assert.match(down.lines[0]!, /cannot connect to PostgreSQL/);
   await noBackups();
 
+  // --remote: pg_basebackup fails before its stream starts; its own failure is
+  // reported (its message above ours), not a truncated tar stream.
+  const remoteDown = await runCairn('basebackup', ['--remote', '--pg-bin', src.bindir], { env: { ...env, PGPORT: '1' } });
+  assert.equal(remoteDown.code, 3, remoteDown.stderr);
+  assert.match(remoteDown.stderr, /^pg_basebackup: error: /m);
+  assert.match(remoteDown.stderr, /^cairn-basebackup: error: pg_basebackup failed \(exit 1\); the backup was not recorded/m);
+  await noBackups();
+
   // The whole stream is a backup.
   await writeFile(tarPath, tar);
   const ok = await runCairn('basebackup', ['--from-tar', tarPath], { env });

@@ -3,7 +3,6 @@
 // stream. Files are stored one object each, the manifest last (a backup
 // exists iff its manifest does), then the id goes to stdout.
 
-import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { realpath } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -31,6 +30,7 @@ import { ensureSystemRegistered, listSystems } from '@cairn/core/repo/systems';
 import { findWal } from '@cairn/core/repo/wal-archive';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { createLimiter, sleep } from '@cairn/core/util/limit';
+import { describeExit, isProgramFailure, startProgram, type Program, type ProgramExit } from '@cairn/core/util/program';
 import { formatLsn, parseLsn } from '@cairn/core/wal/lsn';
 import { lsnToSegmentName } from '@cairn/core/wal/segment';
 import { CAIRN_VERSION } from '@cairn/core/version';
@@ -51,7 +51,7 @@ export interface BasebackupOptions {
   archiveTimeoutMs: number;
   /** For the worker threads, which open the key themselves. */
   keyFile: string | undefined;
-  source: { kind: 'local'; pgdata: string; fastCheckpoint: boolean } | { kind: 'stream'; input: AsyncIterable<Buffer>; child?: ReturnType<typeof spawn> };
+  source: { kind: 'local'; pgdata: string; fastCheckpoint: boolean } | { kind: 'stream'; input: AsyncIterable<Buffer>; program?: Program };
   label: string;
 }
 
@@ -212,19 +212,17 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
     }
   } catch (err) {
     // A broken stream: let the files in flight finish or fail before reporting.
-    o.source.child?.kill();
+    o.source.program?.kill();
     await Promise.allSettled(pending);
+    // pg_basebackup's stream errors when it fails, even half-way through a
+    // file: its exit says more than where the tar stopped.
+    if (o.source.program && isProgramFailure(err)) throw ctx.signal.aborted ? (ctx.signal.reason ?? err) : pgBasebackupFailed(await o.source.program.exited);
     throw err;
   }
   await Promise.all(pending);
-  if (o.source.child) {
-    const child = o.source.child;
-    const code = child.exitCode ?? (await new Promise<number | null>((r) => child.once('exit', (c) => r(c))));
-    if (code !== 0) {
-      throw new CairnError('PG_CONNECT', `pg_basebackup failed (exit ${code}); the backup was not recorded`, {
-        hint: 'see its message above; check the connection settings (PGHOST, PGPORT, PGUSER) and that the role has REPLICATION',
-      });
-    }
+  if (o.source.program) {
+    const e = await o.source.program.exited;
+    if (e.code !== 0) throw pgBasebackupFailed(e);
   }
   if (label === undefined) throw new CairnError('FORMAT_INVALID', 'the tar stream has no backup_label', { hint: 'pipe `pg_basebackup -D - -Ft -X none` into cairn-basebackup --from-tar -' });
   const ranges = pgManifest?.['WAL-Ranges'];
@@ -420,13 +418,19 @@ export function defaultJobs(): number {
   return availableParallelism();
 }
 
+function pgBasebackupFailed(e: ProgramExit): CairnError {
+  return new CairnError('PG_CONNECT', `pg_basebackup failed (${e.code !== null ? `exit ${e.code}` : describeExit(e)}); the backup was not recorded`, {
+    hint: 'see its message above; check the connection settings (PGHOST, PGPORT, PGUSER) and that the role has REPLICATION',
+  });
+}
+
 /** The input of stream mode: stdin, a file, or pg_basebackup run by us. */
-export function streamInput(from: string | undefined, remote: boolean, pgBin: string | undefined, fast: boolean, ctx: ToolContext): { input: AsyncIterable<Buffer>; child?: ReturnType<typeof spawn> } {
+export function streamInput(from: string | undefined, remote: boolean, pgBin: string | undefined, fast: boolean, ctx: ToolContext): { input: AsyncIterable<Buffer>; program?: Program } {
   if (remote) {
     const bin = pgBin ? join(pgBin, 'pg_basebackup') : 'pg_basebackup';
-    const child = spawn(bin, ['-D', '-', '-F', 't', '-X', 'none', '-c', fast ? 'fast' : 'spread'], { env: ctx.env, stdio: ['ignore', 'pipe', 'inherit'] });
-    child.on('error', () => {});
-    return { input: child.stdout as AsyncIterable<Buffer>, child };
+    // Its messages go straight to our stderr, as the user would see them.
+    const program = startProgram(bin, ['-D', '-', '-F', 't', '-X', 'none', '-c', fast ? 'fast' : 'spread'], { env: ctx.env, stdout: 'pipe', stderr: 'inherit', signal: ctx.signal });
+    return { input: program.stdout(), program };
   }
   if (from === '-' || from === undefined) return { input: process.stdin as AsyncIterable<Buffer> };
   return { input: createReadStream(from, { highWaterMark: 1024 * 1024 }) };

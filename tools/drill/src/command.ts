@@ -85,7 +85,7 @@ export const drillTool = defineTool({
     if (!root && runAsName !== undefined && runAsName !== (await import('node:os')).userInfo().username) {
       throw new CairnError('USAGE', '--run-as needs cairn-drill to be started as root', { hint: 'leave --run-as out to run PostgreSQL as yourself, or start cairn-drill as root' });
     }
-    const runAs = root ? await lookupOsUser(runAsName ?? 'postgres') : undefined;
+    const runAs = root ? await lookupOsUser(runAsName ?? 'postgres', ctx.env) : undefined;
     const scratchParent = resolve(ctx.cwd, (s['scratch-dir'] as string | undefined) ?? ctx.env['TMPDIR'] ?? tmpdir());
     // Before the drill starts: a typo here is the operator's, not a failed
     // drill (a stored failure would fire the drill alert).

@@ -4,16 +4,15 @@
 // recovery reaches the target and promotes, run the checks, measure RTO and
 // data age, store the result in the repository, and always clean up.
 
-import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { appendFile, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { createServer } from 'node:net';
 import { CairnError, EXIT, isCairnError, toCairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
-import { findPgProgram, programErrorLine } from '@cairn/core/pg/binaries';
+import { findPgProgram } from '@cairn/core/pg/binaries';
+import { describeExit, programErrorLine, runProgram } from '@cairn/core/util/program';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { readRepoConfig } from '@cairn/core/repo/repo-config';
 import { makePlanFromRepositories } from '@cairn/core/restore/load-plan';
@@ -28,8 +27,6 @@ import { DRILL_RESULT_FORMAT, storeDrillResult, type DrillCheck, type DrillResul
 import { judgeCheck, type CheckStatement } from '@cairn/core/drill/check-sql';
 import { dataAgeSeconds, judgeRecoveryTarget } from '@cairn/core/drill/judge';
 import { connectScratch, type ScratchAddress } from '@cairn/core/drill/scratch-client';
-
-const run = promisify(execFile);
 
 export interface OsUser {
   name: string;
@@ -97,14 +94,11 @@ export async function freePort(): Promise<number> {
 }
 
 /** uid and gid of an OS user (getent), USAGE when there is none. */
-export async function lookupOsUser(name: string): Promise<OsUser> {
-  try {
-    const { stdout } = await run('getent', ['passwd', name]);
-    const [, , uid, gid] = stdout.trim().split(':');
-    if (uid !== undefined && gid !== undefined) return { name, uid: Number(uid), gid: Number(gid) };
-  } catch {
-    // getent exits 2 for an unknown user
-  }
+export async function lookupOsUser(name: string, env: NodeJS.ProcessEnv): Promise<OsUser> {
+  // getent exits 2 for an unknown user.
+  const r = await runProgram('getent', ['passwd', name], { env, stdout: 'collect' });
+  const [, , uid, gid] = r.stdout.trim().split(':');
+  if (r.code === 0 && uid !== undefined && gid !== undefined) return { name, uid: Number(uid), gid: Number(gid) };
   throw new CairnError('USAGE', `no OS user ${quote(name)} to run PostgreSQL as`, { hint: 'give --run-as with the user that owns PostgreSQL here (PostgreSQL refuses to run as root)' });
 }
 
@@ -136,26 +130,11 @@ class Scratch {
     return { socketDir: this.dir, port: this.port, user };
   }
 
-  /** Runs a server-side program as the server's user (setpriv as root: it execs, so the pid is the program's). */
+  /** Runs a server-side program as the server's user; its status and what it printed (stdout, then stderr). */
   async runAsServer(path: string, args: string[], timeoutMs: number): Promise<{ code: number; out: string }> {
-    const [cmd, argv] = this.runAs
-      ? ['setpriv', [`--reuid=${this.runAs.uid}`, `--regid=${this.runAs.gid}`, '--init-groups', '--', path, ...args]]
-      : [path, args];
-    return new Promise((resolve) => {
-      const child = spawn(cmd, argv, { env: this.env, stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir });
-      let out = '';
-      child.stdout.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-65536)));
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-65536)));
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-      child.once('error', (err) => {
-        clearTimeout(timer);
-        resolve({ code: 127, out: err.message });
-      });
-      child.once('close', (code, sig) => {
-        clearTimeout(timer);
-        resolve({ code: code ?? 128 + (sig ? 9 : 0), out });
-      });
-    });
+    const e = await runProgram(path, args, { env: this.env, cwd: this.dir, stdout: 'collect', timeoutMs, runAs: this.runAs });
+    if (e.error) return { code: 127, out: e.error.message };
+    return { code: e.code ?? 128 + 9, out: `${e.stdout}${e.stderr}`.slice(-65536) };
   }
 
   async give(path: string): Promise<void> {
@@ -265,32 +244,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs cairn-restore with `args` (stdin: `input`), returning its status and stderr. */
 async function runRestore(args: string[], input: string | undefined, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<{ code: number; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(siblingTool('cairn-restore'), args, { env, stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr = (stderr + s).slice(-65536)));
-    const onAbort = () => child.kill('SIGTERM');
-    signal.addEventListener('abort', onAbort, { once: true });
-    if (input !== undefined) {
-      child.stdin!.on('error', () => {});
-      child.stdin!.end(input);
-    }
-    child.once('error', (err) => {
-      signal.removeEventListener('abort', onAbort);
-      resolve({ code: 127, stderr: `cannot run cairn-restore: ${err.message}` });
-    });
-    child.once('close', (code) => {
-      signal.removeEventListener('abort', onAbort);
-      resolve({ code: code ?? EXIT.INTERNAL, stderr });
-    });
-  });
+  const e = await runProgram(siblingTool('cairn-restore'), args, { env, signal, ...(input === undefined ? {} : { stdin: { input } }) });
+  if (e.error) return { code: 127, stderr: `cannot run cairn-restore: ${e.error.message}` };
+  return { code: e.code ?? EXIT.INTERNAL, stderr: e.stderr };
 }
 
 /** The line of cairn-restore's stderr that says what failed. */
 function restoreError(stderr: string): string {
-  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '');
-  const line = lines.find((l) => /\berror:/.test(l)) ?? lines.at(-1) ?? '(no message)';
-  return line.replace(/^cairn-restore: error: /, '');
+  return programErrorLine(stderr, { program: 'cairn-restore' });
 }
 
 export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOutcome> {
@@ -594,12 +555,9 @@ async function amcheck(scratch: Scratch, user: string, db: string | undefined, m
   const args = ['--install-missing', '-h', scratch.dir, '-p', String(scratch.port), '-U', user, ...(db === undefined ? ['--all'] : ['-d', db])];
   const env = { ...ctx.env };
   for (const k of ['PGHOST', 'PGPORT', 'PGUSER', 'PGDATABASE', 'PGPASSWORD', 'PGSERVICE', 'PGSSLMODE']) delete env[k];
-  const r = await new Promise<{ code: number; out: string }>((resolve) => {
-    execFile(path, args, { env, maxBuffer: 16 * 1024 * 1024, signal: ctx.signal }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as NodeJS.ErrnoException & { code?: unknown }).code as number | undefined ?? 1) : 0, out: `${stdout}${stderr}` });
-    });
-  });
+  const r = await runProgram(path, args, { env, stdout: 'collect', signal: ctx.signal });
   if (r.code === 0) return { name: 'amcheck', ok: true, message: `pg_amcheck ${db === undefined ? '--all' : `of ${quote(db)}`} found no corruption` };
-  const first = r.out.split('\n').map((l) => l.trim()).find((l) => l !== '') ?? `exit status ${r.code}`;
-  return { name: 'amcheck', ok: false, message: `pg_amcheck exit status ${r.code}: ${first}` };
+  // Its findings are on stdout, one per line: the first is the message.
+  const first = `${r.stdout}${r.stderr}`.split('\n').map((l) => l.trim()).find((l) => l !== '') ?? describeExit(r);
+  return { name: 'amcheck', ok: false, message: `pg_amcheck ${describeExit(r)}: ${first}` };
 }

@@ -28,7 +28,8 @@ import {
   type DumpObject,
 } from '@cairn/core/dump/manifest';
 import { writeDumpObject } from '@cairn/core/dump/objects';
-import { describeExit, findPgProgram, programErrorLine, spawnPgProgram, type PgBinary, type ProgramExit } from '@cairn/core/pg/binaries';
+import { findPgProgram, type PgBinary } from '@cairn/core/pg/binaries';
+import { describeExit, isProgramFailure, programErrorLine, runProgram, startProgram, type ProgramExit } from '@cairn/core/util/program';
 import { connectPg, readServerInfo, type ServerInfo } from '@cairn/core/pg/connect';
 import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
 import type { StorageDriver } from '@cairn/core/storage/driver';
@@ -120,21 +121,18 @@ async function storeProgramOutput(
   name: string,
 ): Promise<DumpObject> {
   const { o, ctx } = run;
-  const p = spawnPgProgram(program.path, args, { env, signal: ctx.signal });
+  const p = startProgram(program.path, args, { env, stdout: 'pipe', signal: ctx.signal });
   try {
-    const w = await writeDumpObject(o.driver, key, p.child.stdout!, run.spec, ctx.signal);
-    const e = await p.exited;
-    // The pipe ending proves nothing: pg_dump killed half-way also closes it.
-    if (e.code !== 0) throw pgDumpFailed(what, program.path.split('/').pop()!, e);
-    logWarnings(ctx, e.stderr);
+    // The stream errors unless pg_dump exits 0: one killed half-way also
+    // closes its pipe, and what it wrote must not pass for a whole dump.
+    const w = await writeDumpObject(o.driver, key, p.stdout(), run.spec, ctx.signal);
+    logWarnings(ctx, (await p.exited).stderr);
     return { name, key, size: w.size, sha256: w.sha256, storedSize: w.storedSize };
   } catch (err) {
-    p.child.kill('SIGTERM');
-    // A grandchild still holding the pipe must not keep us waiting for 'close'.
-    p.child.stdout!.destroy();
-    await p.exited;
+    p.kill();
+    const e = await p.exited;
     await o.driver.remove(key).catch(() => {});
-    throw whyStopped(ctx.signal, err);
+    throw whyStopped(ctx.signal, isProgramFailure(err) ? pgDumpFailed(what, program.path.split('/').pop()!, e) : err);
   }
 }
 
@@ -210,8 +208,7 @@ async function dumpDirectory(run: Run, database: string): Promise<DumpManifest> 
   try {
     await mkdir(work, { mode: 0o700 });
     const args = ['--format=directory', `--jobs=${o.jobs}`, '--compress=0', '--no-password', `--file=${out}`, ...filterArgs(o.filters)];
-    const p = spawnPgProgram(run.pgDump.path, args, { env: pgEnv(ctx.env, database), stdout: 'ignore', signal: ctx.signal });
-    const e = await p.exited;
+    const e = await runProgram(run.pgDump.path, args, { env: pgEnv(ctx.env, database), signal: ctx.signal });
     if (e.code !== 0) throw pgDumpFailed(`database ${JSON.stringify(database)}`, 'pg_dump', e);
     logWarnings(ctx, e.stderr);
     const files = (await readdir(out)).sort();

@@ -26,7 +26,8 @@ import {
   type DumpObject,
 } from '@cairn/core/dump/manifest';
 import { dumpReadStages, readDumpObject } from '@cairn/core/dump/objects';
-import { describeExit, dumpReaderMajor, findPgProgram, programErrorLine, spawnPgProgram, type PgBinary, type ProgramExit, type ProgramRun } from '@cairn/core/pg/binaries';
+import { dumpReaderMajor, findPgProgram, type PgBinary } from '@cairn/core/pg/binaries';
+import { describeExit, programErrorLine, runProgram, startProgram, stdinSink, type Program, type ProgramExit } from '@cairn/core/util/program';
 import { connectPg, dbnameConninfo, quoteIdent } from '@cairn/core/pg/connect';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { quote } from '@cairn/core/wal/quote';
@@ -78,49 +79,14 @@ function failed(program: string, what: string, e: ProgramExit, hint: string): Ca
   return new CairnError('CONFIG_INVALID', `${program} ${what} failed (${describeExit(e)}): ${programErrorLine(e.stderr)}`, { hint });
 }
 
-/**
- * A sink that feeds a program's stdin with backpressure, and on an error
- * leaves stdin open: the caller kills the program first, so it never sees an
- * end of input it could take for a whole dump. With `drain`, bytes after the
- * program closed its input (pg_restore --list reads only the TOC) are
- * discarded, so the checksum is still checked to the end.
- */
-function stdinSink(p: ProgramRun, drain: boolean): Writable {
-  const stdin = p.child.stdin!;
-  let closed = false;
-  stdin.once('close', () => {
-    closed = true;
-  });
-  return new Writable({
-    highWaterMark: CHUNK,
-    write(chunk: Buffer, _enc, cb) {
-      if (closed || stdin.destroyed) return drain ? cb() : cb(new Error('the program closed its input'));
-      if (stdin.write(chunk)) cb();
-      else {
-        const onDrain = () => {
-          stdin.off('close', onClose);
-          cb();
-        };
-        const onClose = () => {
-          stdin.off('drain', onDrain);
-          if (drain) cb();
-          else cb(new Error('the program closed its input'));
-        };
-        stdin.once('drain', onDrain);
-        stdin.once('close', onClose);
-      }
-    },
-    final(cb) {
-      if (closed || stdin.destroyed) return cb();
-      stdin.end(() => cb());
-    },
-  });
-}
-
 /** Streams one object, checked, into a program's stdin; kills it (SIGKILL) before its input ends if anything fails. */
-async function streamInto(driver: StorageDriver, key: EncryptionKey | undefined, obj: DumpObject, label: string, p: ProgramRun, signal: AbortSignal, drain = false): Promise<void> {
+async function streamInto(driver: StorageDriver, key: EncryptionKey | undefined, obj: DumpObject, label: string, p: Program, signal: AbortSignal, drain = false): Promise<void> {
   try {
-    await pipeline([await readDumpObject(driver, obj, signal), ...dumpReadStages(obj, key, label), stdinSink(p, drain)], { signal });
+    // With `drain`, bytes after the program closed its input (pg_restore
+    // --list reads only the TOC) are discarded, so the checksum is still
+    // checked to the end.
+    const sink = stdinSink(p, { afterClose: drain ? 'discard' : 'fail', highWaterMark: CHUNK });
+    await pipeline([await readDumpObject(driver, obj, signal), ...dumpReadStages(obj, key, label), sink], { signal });
   } catch (err) {
     // The program's own failure (it exited and closed stdin) reports better
     // than our EPIPE; a checksum mismatch or storage error kills it first.
@@ -128,8 +94,7 @@ async function streamInto(driver: StorageDriver, key: EncryptionKey | undefined,
       const e = await Promise.race([p.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 2000))]);
       if (e && e.code !== 0) return;
     }
-    p.child.kill('SIGKILL');
-    p.child.stdin?.destroy();
+    p.kill('SIGKILL');
     await p.exited;
     throw err;
   }
@@ -224,7 +189,7 @@ async function restoreInto(o: DumpRestoreOptions, m: DumpManifest, target: strin
     : 'nothing was committed; if a role is missing, restore the globals first (cairn-restore --dump ID --globals) or give --no-owner';
   const what = `into database ${quote(target)}`;
   if (!local) {
-    const p = spawnPgProgram(pgRestore.path, args, { env: pgEnv(ctx.env), stdin: 'pipe', stdout: 'ignore', signal: ctx.signal });
+    const p = startProgram(pgRestore.path, args, { env: pgEnv(ctx.env), stdin: 'pipe', signal: ctx.signal });
     await streamInto(o.driver, o.key, m.objects[0]!, objectLabel(m, m.objects[0]!), p, ctx.signal);
     const e = await p.exited;
     if (e.code !== 0) throw failed('pg_restore', what, e, hint);
@@ -232,8 +197,7 @@ async function restoreInto(o: DumpRestoreOptions, m: DumpManifest, target: strin
   }
   await withTempDir(o.tmpDir, async (dir) => {
     const path = await fetchLocal(o.driver, o.key, m, dir, ctx.signal);
-    const p = spawnPgProgram(pgRestore.path, [...args, `--format=${m.dumpFormat}`, path], { env: pgEnv(ctx.env), stdout: 'ignore', signal: ctx.signal });
-    const e = await p.exited;
+    const e = await runProgram(pgRestore.path, [...args, `--format=${m.dumpFormat}`, path], { env: pgEnv(ctx.env), signal: ctx.signal });
     if (e.code !== 0) throw failed('pg_restore', what, e, hint.replace('nothing was committed; ', o.jobs > 1 ? 'with --jobs part of it may be committed; ' : ''));
   });
 }
@@ -242,21 +206,18 @@ async function restoreInto(o: DumpRestoreOptions, m: DumpManifest, target: strin
 async function listToc(o: DumpRestoreOptions, m: DumpManifest, ctx: ToolContext): Promise<void> {
   const pgRestore = await pgRestoreFor(m, o, ctx);
   if (m.dumpFormat === 'custom') {
-    const p = spawnPgProgram(pgRestore.path, ['--list'], { env: pgEnv(ctx.env), stdin: 'pipe', signal: ctx.signal });
-    // Printed once the whole dump passed its checksum, not before.
-    const toc: Buffer[] = [];
-    p.child.stdout!.on('data', (c: Buffer) => toc.push(c));
+    const p = startProgram(pgRestore.path, ['--list'], { env: pgEnv(ctx.env), stdin: 'pipe', stdout: 'collect', signal: ctx.signal });
     await streamInto(o.driver, o.key, m.objects[0]!, objectLabel(m, m.objects[0]!), p, ctx.signal, true);
     const e = await p.exited;
     if (e.code !== 0) throw failed('pg_restore', `--list of dump ${quote(dumpName(m))}`, e, 'the dump may be damaged; run cairn-verify');
-    ctx.stdout.write(Buffer.concat(toc));
+    // Printed once the whole dump passed its checksum, not before.
+    ctx.stdout.write(e.stdout);
     return;
   }
   await withTempDir(o.tmpDir, async (dir) => {
     const path = await fetchLocal(o.driver, o.key, m, dir, ctx.signal);
-    const p = spawnPgProgram(pgRestore.path, ['--list', '--format=directory', path], { env: pgEnv(ctx.env), signal: ctx.signal });
-    p.child.stdout!.on('data', (c: Buffer) => ctx.stdout.write(c));
-    const e = await p.exited;
+    const e = await runProgram(pgRestore.path, ['--list', '--format=directory', path], { env: pgEnv(ctx.env), stdout: 'collect', signal: ctx.signal });
+    ctx.stdout.write(e.stdout);
     if (e.code !== 0) throw failed('pg_restore', `--list of dump ${quote(dumpName(m))}`, e, 'the dump may be damaged; run cairn-verify');
   });
 }
@@ -281,11 +242,9 @@ async function restoreGlobals(o: DumpRestoreOptions, m: DumpManifest, ctx: ToolC
   const database = o.dbname ?? 'postgres';
   // ON_ERROR_STOP off: "role … already exists" for the bootstrap superuser
   // and any role made before is normal; the rest still runs.
-  const p = spawnPgProgram(psql.path, ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=0', `--dbname=${dbnameConninfo(database)}`, '-f', '-'], {
-    env: pgEnv(ctx.env), stdin: 'pipe', stdout: 'ignore', signal: ctx.signal,
+  const e = await runProgram(psql.path, ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=0', `--dbname=${dbnameConninfo(database)}`, '-f', '-'], {
+    env: pgEnv(ctx.env), stdin: { input: sql }, signal: ctx.signal,
   });
-  p.child.stdin!.end(sql);
-  const e = await p.exited;
   if (e.code !== 0) throw failed('psql', `of the globals of ${quote(dumpName(m))}`, e, 'check PGHOST/PGPORT/PGUSER: the globals need a superuser');
   const errors = e.stderr.split('\n').filter((l) => /\bERROR:/.test(l));
   if (errors.length > 0) ctx.log.warn(`${errors.length} statement(s) of the globals failed (first: ${errors[0]!.trim()}); roles that exist already are expected`);

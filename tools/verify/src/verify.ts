@@ -5,7 +5,6 @@
 // pg_restore --list. Problems are results, not exceptions: only a repository
 // that cannot be read at all (or a wrong key) throws.
 
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +18,7 @@ import { backupsPrefix, listBackupIds, manifestKey, readManifest, summarize, typ
 import { GLOBALS_DIR, databaseFromDir, dumpManifestKey, listDumps, readDumpManifest, resolveDumpRef, type DumpManifest, type DumpObject, type DumpRef } from '@cairn/core/dump/manifest';
 import { dumpReadStages } from '@cairn/core/dump/objects';
 import { dumpReaderMajor, findPgProgram } from '@cairn/core/pg/binaries';
+import { programErrorLine, startProgram, stdinSink } from '@cairn/core/util/program';
 import { describeRepoDebris, listRepoDebris } from '@cairn/core/repo/debris';
 import { listWalArchive, readHistoryText, type WalListing } from '@cairn/core/repo/catalog';
 import { checkKeyAgainst, readRepoConfig } from '@cairn/core/repo/repo-config';
@@ -354,49 +354,20 @@ interface TocCheck {
  * exits: what is left is drained so the object's hash still completes.
  */
 function runTocCheck(bin: string, dir: string | undefined, env: NodeJS.ProcessEnv): TocCheck {
-  const child = spawn(bin, ['--list', ...(dir === undefined ? [] : [dir])], { stdio: [dir === undefined ? 'pipe' : 'ignore', 'ignore', 'pipe'], env });
-  let stderr = '';
-  child.stderr!.on('data', (c: Buffer) => {
-    if (stderr.length < 4096) stderr += c.toString('utf8');
-  });
-  let open = dir === undefined;
-  const stdin = child.stdin;
-  stdin?.on('error', () => (open = false)); // EPIPE: it has read what it needs
-  stdin?.on('close', () => (open = false));
-  const done = new Promise<{ ok: boolean; message: string }>((resolve, reject) => {
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      open = false;
-      reject(err.code === 'ENOENT'
+  const p = startProgram(bin, ['--list', ...(dir === undefined ? [] : [dir])], { env, stdin: dir === undefined ? 'pipe' : 'ignore' });
+  const done = p.exited.then((e) => {
+    if (e.error) {
+      throw (e.error as NodeJS.ErrnoException).code === 'ENOENT'
         ? new CairnError('CONFIG_INVALID', `cannot run ${quote(bin)}: not found`, { hint: 'give the directory of pg_restore with --pg-bin / CAIRN_PG_BIN (it checks each dump\'s table of contents)' })
-        : err);
-    });
-    child.on('close', (code, sig) => {
-      open = false;
-      const first = stderr.split('\n').find((l) => l.trim() !== '')?.replace(/^pg_restore: (error: )?/, '') ?? '';
-      resolve({ ok: code === 0, message: code === 0 ? '' : first || `pg_restore exited ${code ?? sig}` });
-    });
+        : e.error;
+    }
+    return { ok: e.code === 0, message: e.code === 0 ? '' : programErrorLine(e.stderr, { program: 'pg_restore', fallback: `pg_restore exited ${e.code ?? e.signal}` }) };
   });
-  const sink = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      if (!open || !stdin) return cb();
-      if (stdin.write(chunk)) return cb();
-      const go = () => {
-        stdin.off('drain', go);
-        stdin.off('close', go);
-        cb();
-      };
-      stdin.once('drain', go);
-      stdin.once('close', go);
-    },
-    final(cb) {
-      if (open && stdin) stdin.end();
-      cb();
-    },
-    // A failed read must not leave pg_restore waiting on stdin.
-    destroy(err, cb) {
-      if (stdin && !stdin.destroyed) stdin.destroy();
-      cb(err);
-    },
+  if (dir !== undefined) return { sink: discard(), done };
+  const sink = stdinSink(p, { afterClose: 'discard' });
+  // A failed read must not leave pg_restore waiting on stdin.
+  sink.once('close', () => {
+    if (!sink.writableFinished) p.kill('SIGKILL');
   });
   return { sink, done };
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it, test } from 'node:test';
 import { dbnameConninfo, quoteIdent } from './connect.js';
-import { describeExit, dumpReaderMajor, parseProgramMajor, programErrorLine } from './binaries.js';
+import { dumpReaderMajor, parseProgramMajor } from './binaries.js';
 
 describe('pg programs', () => {
   it('reads the major of a --version line', () => {
@@ -10,15 +10,6 @@ describe('pg programs', () => {
     assert.equal(parseProgramMajor('psql (PostgreSQL) 18beta1'), 18);
     assert.equal(parseProgramMajor('pg_dump (PostgreSQL) 9.6.24'), 9.6);
     assert.equal(parseProgramMajor('no version here'), undefined);
-  });
-
-  it('picks the line of stderr that says what went wrong', () => {
-    assert.equal(programErrorLine('pg_dump: warning: x\npg_dump: error: no matching tables were found\n'), 'pg_dump: error: no matching tables were found');
-    assert.equal(programErrorLine('psql:<stdin>:3: ERROR:  role "a" already exists\n'), 'psql:<stdin>:3: ERROR:  role "a" already exists');
-    assert.equal(programErrorLine('something odd\nlast words\n'), 'last words');
-    assert.equal(programErrorLine(''), '(no message)');
-    assert.equal(describeExit({ code: null, signal: 'SIGKILL', stderr: '' }), 'signal SIGKILL');
-    assert.equal(describeExit({ code: 1, signal: null, stderr: '' }), 'exit status 1');
   });
 
   it('quotes database names for libpq and SQL', () => {

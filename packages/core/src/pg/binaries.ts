@@ -4,14 +4,17 @@
 // Order: --pg-bin / CAIRN_PG_BIN, /usr/lib/postgresql/<major>/bin (Debian's
 // side-by-side installs), `pg_config --bindir`, then PATH.
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { CairnError } from '../cli/errors.js';
 import type { SettingDef } from '../config/settings.js';
+import { runProgram } from '../util/program.js';
 
-const run = promisify(execFile);
+/** What a program printed on stdout when it ran and exited 0, else undefined. */
+async function stdoutOf(path: string, args: string[], env: NodeJS.ProcessEnv): Promise<string | undefined> {
+  const e = await runProgram(path, args, { env, stdout: 'collect', timeoutMs: 10_000 });
+  return e.code === 0 ? e.stdout : undefined;
+}
 
 // Server-side programs too (cairn-drill starts a scratch server): pg_ctl,
 // initdb, and pg_amcheck for its checks.
@@ -45,13 +48,9 @@ async function candidates(name: PgProgram, serverMajor: number, pgBin: string | 
   const out: string[] = [];
   const debian = `/usr/lib/postgresql/${serverMajor}/bin`;
   if (existsSync(join(debian, name))) out.push(join(debian, name));
-  try {
-    const { stdout } = await run('pg_config', ['--bindir'], { env, timeout: 10_000 });
-    const dir = stdout.trim();
-    if (dir && existsSync(join(dir, name))) out.push(join(dir, name));
-  } catch {
-    // No pg_config on PATH: fall through to PATH itself.
-  }
+  // No pg_config on PATH: fall through to PATH itself.
+  const dir = (await stdoutOf('pg_config', ['--bindir'], env))?.trim();
+  if (dir && existsSync(join(dir, name))) out.push(join(dir, name));
   out.push(name);
   return out;
 }
@@ -64,10 +63,8 @@ async function candidates(name: PgProgram, serverMajor: number, pgBin: string | 
 export async function findPgProgram(name: PgProgram, serverMajor: number, o: { pgBin?: string | undefined; env: NodeJS.ProcessEnv }): Promise<PgBinary> {
   const tried: string[] = [];
   for (const path of await candidates(name, serverMajor, o.pgBin, o.env)) {
-    let version: string;
-    try {
-      version = (await run(path, ['--version'], { env: o.env, timeout: 10_000 })).stdout.trim();
-    } catch {
+    const version = (await stdoutOf(path, ['--version'], o.env))?.trim();
+    if (version === undefined) {
       tried.push(path);
       continue;
     }
@@ -83,70 +80,6 @@ export async function findPgProgram(name: PgProgram, serverMajor: number, o: { p
   throw new CairnError('CONFIG_INVALID', `${name} not found (tried ${tried.map((t) => JSON.stringify(t)).join(', ')})`, {
     hint: `install the PostgreSQL ${serverMajor} client programs, or point --pg-bin / CAIRN_PG_BIN at their bin directory`,
   });
-}
-
-export interface ProgramRun {
-  child: ChildProcess;
-  /** Settles when the program has exited and its pipes are closed; never rejects. */
-  exited: Promise<ProgramExit>;
-}
-
-export interface ProgramExit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  /** The last 64 KiB of its stderr. */
-  stderr: string;
-  /** spawn's own error (ENOENT, EACCES), if the program never ran. */
-  error?: Error;
-}
-
-const STDERR_TAIL = 64 * 1024;
-
-/**
- * Runs a PostgreSQL program with the libpq environment in `env` (never a
- * password in argv: `ps` shows argv to every user). stdout is a pipe unless
- * `stdout: 'ignore'`; stdin is a pipe when `stdin: 'pipe'`. The program is
- * killed when `signal` aborts.
- */
-export function spawnPgProgram(
-  path: string,
-  args: string[],
-  o: { env: NodeJS.ProcessEnv; stdin?: 'pipe' | 'ignore'; stdout?: 'pipe' | 'ignore'; signal?: AbortSignal; cwd?: string },
-): ProgramRun {
-  const child = spawn(path, args, { env: o.env, stdio: [o.stdin ?? 'ignore', o.stdout ?? 'pipe', 'pipe'], ...(o.cwd ? { cwd: o.cwd } : {}) });
-  let tail = '';
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (s: string) => {
-    tail = (tail + s).slice(-STDERR_TAIL);
-  });
-  const onAbort = () => child.kill('SIGTERM');
-  o.signal?.addEventListener('abort', onAbort, { once: true });
-  const exited = new Promise<ProgramExit>((resolve) => {
-    let spawnError: Error | undefined;
-    child.once('error', (err) => {
-      spawnError = err;
-    });
-    child.once('close', (code, sig) => {
-      o.signal?.removeEventListener('abort', onAbort);
-      resolve({ code, signal: sig, stderr: tail, ...(spawnError ? { error: spawnError } : {}) });
-    });
-  });
-  // A child that dies early closes its stdin: writing to it then raises
-  // EPIPE, which the exit status reports better.
-  child.stdin?.on('error', () => {});
-  return { child, exited };
-}
-
-/** The line of a program's stderr that says what went wrong: its first "error:"/"FATAL:" line, else its last line. */
-export function programErrorLine(stderr: string): string {
-  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '');
-  return lines.find((l) => /\b(error|fatal|FATAL|ERROR):/.test(l)) ?? lines.at(-1) ?? '(no message)';
-}
-
-/** How a program ended, for messages: "exit status 1" or "signal SIGKILL". */
-export function describeExit(e: ProgramExit): string {
-  if (e.error) return e.error.message;
-  return e.signal ? `signal ${e.signal}` : `exit status ${e.code}`;
 }
 
 /**
