@@ -44,6 +44,11 @@ const DUMP_SETTINGS: SettingDef[] = [
 const DUMP_ONLY = ['create', 'table', 'list', 'globals', 'no-owner'];
 const PHYSICAL_ONLY = ['plan', 'delta', 'force', 'tablespace-map', 'restore-command', 'lease', 'lease-lifetime', ...TARGET_SETTINGS.map((d) => d.name)];
 
+/** A duration in ms from `now` (months vary in length): the clock read once, so 30s is 30000 ms. */
+function lifetimeMs(d: { after(date: Date): Date }, now: Date): number {
+  return d.after(now).getTime() - now.getTime();
+}
+
 /** Settings of `names` that differ from their defaults. */
 function givenSettings(ctx: ToolContext, names: string[], defs: SettingDef[]): string[] {
   return names.filter((n) => {
@@ -139,7 +144,7 @@ export const restoreTool = defineTool({
       }
       for (const w of plan.warnings) ctx.log.warn(w);
       // What this recovery needs stays in the repository while it runs (issue 12).
-      const lease = await takeRestoreLease({ driver, cluster: repo.cluster, plan, pgdata, adopt, lifetimeMs: lifetime.after(ctx.now()).getTime() - ctx.now().getTime() }, ctx);
+      const lease = await takeRestoreLease({ driver, cluster: repo.cluster, plan, pgdata, adopt, lifetimeMs: lifetimeMs(lifetime, ctx.now()) }, ctx);
       let r;
       try {
         const args = ['%f', '%p', '--repo', plan.repo, '--cluster', repo.cluster];
