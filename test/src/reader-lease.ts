@@ -169,6 +169,23 @@ async function waitForReplayPaused(c: Cluster, timeoutMs = 120_000): Promise<voi
   assert.fail(`replay of "${c.name}" did not pause (${state})\n${await c.serverLogTail(30)}`);
 }
 
+/** Whether a server started without waiting ends recovery (promoted) or stops (its postmaster exits). */
+async function recoveryOutcome(c: Cluster, timeoutMs = 120_000): Promise<'promoted' | 'stopped'> {
+  const deadline = Date.now() + timeoutMs;
+  let seenRunning = false;
+  while (Date.now() < deadline) {
+    if (await c.isRunning()) {
+      seenRunning = true;
+      const inRecovery = await c.psql('select pg_is_in_recovery()').catch(() => 'unknown');
+      if (inRecovery === 'f') return 'promoted';
+    } else if (seenRunning || /database system is shut down|aborting startup/.test(await c.serverLog())) {
+      return 'stopped';
+    }
+    await sleep(200);
+  }
+  assert.fail(`"${c.name}" neither stopped nor ended recovery within ${timeoutMs} ms\n${await c.serverLogTail(30)}`);
+}
+
 interface ExpirePlanJson {
   backups: { id: string; action: 'keep' | 'remove'; reasons: string[] }[];
   totals: { backupsRemoved: number; walSegmentsRemoved: number };
@@ -264,10 +281,10 @@ export function describeReaderLeases(kind: 'fs' | 's3'): void {
 
       // PostgreSQL takes an exit status above 125 as fatal: recovery stops there.
       await cluster.start({ wait: false });
-      const deadline = Date.now() + 120_000;
-      while ((await cluster.isRunning()) && Date.now() < deadline) await sleep(200);
+      const outcome = await recoveryOutcome(cluster);
       const log = await cluster.serverLog();
-      assert.ok(!(await cluster.isRunning()), `the server stopped recovery:\n${log.slice(-3000)}`);
+      const promoted = outcome === 'promoted' ? `promoted with rows ${JSON.stringify(await rowsOf(cluster))} where the archive held ${JSON.stringify(h.rows.latest)}` : '';
+      assert.equal(outcome, 'stopped', `the server stops recovery ${promoted}:\n${log.slice(-3000)}`);
       assert.match(log, new RegExp(`could not restore file "${first}" from archive: .*exit code 126`));
       assert.match(log, /present when the restore was planned/);
       assert.doesNotMatch(log, /selected new timeline ID|archive recovery complete|database system is ready to accept connections/, 'never promoted');
