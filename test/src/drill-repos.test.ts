@@ -265,10 +265,15 @@ describe('cairn-drill (fs and S3 repositories)', { timeout: 600_000 }, () => {
       assert.ok(Date.now() < deadline, `the drill never reached its check:\n${stderr}`);
       await sleep(200);
     }
+    // The drill holds a reader lease on what it restores for its whole run (issue 12)...
+    const leases = [...(await fs.objects('main/readers/')).values()].map((b) => JSON.parse(b.toString('utf8')) as { purpose: string; backup: string; tool: string });
+    assert.deepEqual(leases.map((l) => [l.purpose, l.backup, l.tool]), [['drill', state().fsBackup, 'cairn-drill']]);
     child.kill('SIGTERM');
     assert.equal(await exited, 70, stderr);
     assert.match(stderr, /cairn-drill: error: interrupted by SIGTERM/);
     await assertCleanedUp(scratch);
+    // ...and gives it back however it ends.
+    assert.deepEqual([...(await fs.objects('main/readers/')).keys()], []);
   });
 
   it('a target no backup reaches: exit 1, recorded with the planner\'s reason, nothing restored', async () => {

@@ -17,9 +17,10 @@ import { findPgProgram, programErrorLine } from '@cairn/core/pg/binaries';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { readRepoConfig } from '@cairn/core/repo/repo-config';
 import { makePlanFromRepositories } from '@cairn/core/restore/load-plan';
+import { DRILL_LEASE_LIFETIME_MS, holdReaderLease, leaseFieldsFromPlan, type HeldReaderLease, type ReaderLeaseFields } from '@cairn/core/repo/reader-lease';
 import { parsePlan } from '@cairn/core/restore/planner';
 import type { RecoveryTarget, RestorePlan } from '@cairn/core/restore/plan-format';
-import { listDumps, readDumpManifest, resolveDumpRef, type DumpManifest } from '@cairn/core/dump/manifest';
+import { databaseDir, listDumps, readDumpManifest, resolveDumpRef, type DumpManifest } from '@cairn/core/dump/manifest';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { utcStamp } from '@cairn/core/util/time-id';
 import { quote } from '@cairn/core/wal/quote';
@@ -309,6 +310,22 @@ export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOut
   let scratch: Scratch | undefined;
   let pgCtl: string | undefined;
   let kept: DrillOutcome['kept'];
+  // The drill's reader lease (issue 12): expire keeps what it restores while it runs.
+  let lease: HeldReaderLease | undefined;
+  const takeLease = async (driver: StorageDriver, fields: ReaderLeaseFields): Promise<string[]> => {
+    try {
+      lease = await holdReaderLease(driver, o.cluster, fields, {
+        lifetimeMs: DRILL_LEASE_LIFETIME_MS, now: ctx.now, tool: 'cairn-drill', signal: ctx.signal,
+        onRenewError: (err) => ctx.log.warn(`reader lease not renewed: ${(err as Error).message}`),
+      });
+      return ['--lease', lease.lease.id];
+    } catch (err) {
+      ctx.signal.throwIfAborted();
+      // A drill of a read-only copy still proves it restores.
+      ctx.log.warn(`no reader lease taken in repository ${quote(driver.url)} (${(err as Error).message}): a cairn-expire run during the drill may fail it`);
+      return [];
+    }
+  };
   const dbUser = o.dbUser ?? o.runAs?.name ?? (await currentUserName());
   const restoreArgs = (repo: string) => {
     const a = ['--repo', repo, '--cluster', o.cluster];
@@ -327,6 +344,10 @@ export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOut
         const found = await findDump(drivers, o.cluster, o.source.ref, ctx.signal);
         resultDriver = found.driver;
         dump = found.manifest;
+        await takeLease(resultDriver, {
+          purpose: 'drill', pgdata: null, systemId: null, walSegmentSize: null, backup: null, chain: [], wal: [], target: null,
+          dumps: [`${databaseDir(dump.database!)}/${dump.id}`],
+        });
       } else {
         if (o.source.kind === 'plan') {
           plan = parsePlan(o.source.text, o.source.from);
@@ -360,8 +381,9 @@ export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOut
         // 3. Lay the backup down; its timing is the restore's.
         await mkdir(scratch.pgdata, { mode: 0o700 });
         await scratch.give(scratch.pgdata);
+        const leaseArgs = await takeLease(resultDriver, leaseFieldsFromPlan(plan, scratch.pgdata, 'drill'));
         const r0 = performance.now();
-        const r = await runRestore(['--plan', '-', '--pgdata', scratch.pgdata, ...restoreArgs(plan.repo)], JSON.stringify(plan), ctx.env, ctx.signal);
+        const r = await runRestore(['--plan', '-', '--pgdata', scratch.pgdata, ...leaseArgs, ...restoreArgs(plan.repo)], JSON.stringify(plan), ctx.env, ctx.signal);
         ctx.signal.throwIfAborted();
         if (r.code !== 0) throw new DrillFailure(`cairn-restore of backup ${plan.backup.id} failed (exit status ${r.code}): ${restoreError(r.stderr)}`, r.code);
         timing.restoreSeconds = Math.round(performance.now() - r0) / 1000;
@@ -463,6 +485,7 @@ export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOut
     return { result, status, stored, ...(kept ? { kept } : {}) };
   } finally {
     ctx.signal.removeEventListener('abort', onAbort);
+    await (lease as HeldReaderLease | undefined)?.release();
     if (scratch && !kept) await rm(scratch.dir, { recursive: true, force: true });
     await closeRepositories(drivers);
   }

@@ -21,6 +21,9 @@ import type { RestorePlan } from '@cairn/core/restore/plan-format';
 import { restore, shellWord } from './restore.js';
 import { restoreDump, type DumpRestoreResult } from './restore-dump.js';
 import { assertUsableDirectory } from '@cairn/core/util/user-path';
+import { parseDuration } from '@cairn/core/util/duration';
+import { DEFAULT_RESTORE_LEASE_LIFETIME, isReaderLeaseId } from '@cairn/core/repo/reader-lease';
+import { takeRestoreLease } from './restore-lease.js';
 
 /** Settings of a logical restore (--dump); the rest are a physical restore's. */
 const DUMP_SETTINGS: SettingDef[] = [
@@ -39,7 +42,7 @@ const DUMP_SETTINGS: SettingDef[] = [
 // out: a config file set up for cairn-dump may well hold them, and a
 // physical restore ignores them.
 const DUMP_ONLY = ['create', 'table', 'list', 'globals', 'no-owner'];
-const PHYSICAL_ONLY = ['plan', 'delta', 'force', 'tablespace-map', 'restore-command', ...TARGET_SETTINGS.map((d) => d.name)];
+const PHYSICAL_ONLY = ['plan', 'delta', 'force', 'tablespace-map', 'restore-command', 'lease', 'lease-lifetime', ...TARGET_SETTINGS.map((d) => d.name)];
 
 /** Settings of `names` that differ from their defaults. */
 function givenSettings(ctx: ToolContext, names: string[], defs: SettingDef[]): string[] {
@@ -77,7 +80,12 @@ export const restoreTool = defineTool({
     { name: 'force', type: 'boolean', description: 'restore into a non-empty data directory (PG_VERSION, or an interrupted restore), removing what is there', default: false },
     { name: 'tablespace-map', type: 'list', description: 'put tablespace OLD (its OID or old location) at NEW (repeatable)', valueHint: 'OLD=NEW' },
     { name: 'jobs', type: 'integer', description: 'files fetched at once (default: the number of cores)', valueHint: 'N', min: 1, max: 256 },
-    { name: 'restore-command', type: 'string', description: 'restore_command to write (default: this installation\'s cairn-wal-get with the same repository settings)', valueHint: 'CMD' },
+    { name: 'restore-command', type: 'string', description: 'restore_command to write (default: this installation\'s cairn-wal-get with the same repository settings, the reader lease and the WAL the plan found)', valueHint: 'CMD' },
+    {
+      name: 'lease-lifetime', type: 'string', valueHint: 'DURATION', default: DEFAULT_RESTORE_LEASE_LIFETIME,
+      description: 'how long the reader lease keeps what this recovery needs from cairn-expire without renewal (cairn-wal-get renews it while recovery fetches WAL)',
+    },
+    { name: 'lease', type: 'string', description: 'use this reader lease (cairn-drill\'s) instead of taking one', valueHint: 'ID', flagOnly: true },
     ...DUMP_SETTINGS,
   ],
   examples: [
@@ -104,6 +112,9 @@ export const restoreTool = defineTool({
       tsMap.set(m.slice(0, eq), m.slice(eq + 1));
     }
     const planArg = s['plan'] as string | undefined;
+    const lifetime = parseDuration(String(s['lease-lifetime']), '--lease-lifetime');
+    const adopt = s['lease'] as string | undefined;
+    if (adopt !== undefined && !isReaderLeaseId(adopt)) throw new CairnError('USAGE', `invalid --lease ${JSON.stringify(adopt)}`, { hint: 'give the id of a reader lease (cairn-info lists them), or leave --lease out' });
     // Flag mistakes exit 2 before any repository is opened.
     const parsed = planArg === undefined ? parseTarget(s) : undefined;
     const key = await loadKey(repo.keyFile);
@@ -126,20 +137,30 @@ export const restoreTool = defineTool({
       if (!driver) {
         throw new CairnError('CONFIG_INVALID', `the plan's repository "${plan.repo}" is not configured`, { hint: 'give the same --repo the plan was made with' });
       }
-      const args = ['%f', '%p', '--repo', plan.repo, '--cluster', repo.cluster];
-      if (repo.keyFile) args.push('--encryption-key-file', resolve(ctx.cwd, repo.keyFile));
-      const cfg = s['config'] as string | undefined;
-      if (cfg) args.push('--config', resolve(ctx.cwd, cfg));
-      const restoreCommand = (s['restore-command'] as string | undefined) ?? [shellWord(walGetPath()), ...args.map((a) => (a.startsWith('%') ? a : shellWord(a)))].join(' ');
       for (const w of plan.warnings) ctx.log.warn(w);
-      const r = await restore({ plan, driver, key, pgdata, delta: s['delta'] === true, force: s['force'] === true, tablespaceMap: tsMap, jobs, restoreCommand, keyFile: repo.keyFile }, ctx);
+      // What this recovery needs stays in the repository while it runs (issue 12).
+      const lease = await takeRestoreLease({ driver, cluster: repo.cluster, plan, pgdata, adopt, lifetimeMs: lifetime.after(ctx.now()).getTime() - ctx.now().getTime() }, ctx);
+      let r;
+      try {
+        const args = ['%f', '%p', '--repo', plan.repo, '--cluster', repo.cluster];
+        if (repo.keyFile) args.push('--encryption-key-file', resolve(ctx.cwd, repo.keyFile));
+        const cfg = s['config'] as string | undefined;
+        if (cfg) args.push('--config', resolve(ctx.cwd, cfg));
+        args.push(...lease.restoreCommandArgs);
+        const restoreCommand = (s['restore-command'] as string | undefined) ?? [shellWord(walGetPath()), ...args.map((a) => (a.startsWith('%') ? a : shellWord(a)))].join(' ');
+        r = await restore({ plan, driver, key, pgdata, delta: s['delta'] === true, force: s['force'] === true, tablespaceMap: tsMap, jobs, restoreCommand, keyFile: repo.keyFile }, ctx);
+      } catch (err) {
+        await lease.abandon();
+        throw err;
+      }
       const mb = (r.bytesWritten / 1e6).toFixed(1);
       ctx.stderr.write(
         `cairn-restore: backup ${r.backup} restored to "${r.pgdata}" in ${r.seconds.toFixed(1)} s: ${r.filesFetched} files fetched (${mb} MB, ${(r.bytesWritten / 1e6 / Math.max(r.seconds, 0.001)).toFixed(0)} MB/s)` +
           `${s['delta'] === true ? `, ${r.filesKept} kept (${(r.bytesKept / 1e6).toFixed(1)} MB), ${r.removed} removed` : ''}; ` +
-          `recovery: ${Object.entries(plan.recoverySettings).map(([k, v]) => `${k}=${v}`).join(' ') || 'to the end of the archive'}; start PostgreSQL to recover\n`,
+          `recovery: ${Object.entries(plan.recoverySettings).map(([k, v]) => `${k}=${v}`).join(' ') || 'to the end of the archive'}; ` +
+          `${lease.id !== undefined ? `reader lease ${lease.id} keeps its backup and WAL from cairn-expire (renewed while it fetches WAL, else lapses after ${lifetime.text}); ` : ''}start PostgreSQL to recover\n`,
       );
-      if (s['json'] === true) ctx.stdout.write(JSON.stringify({ ...r, plan }) + '\n');
+      if (s['json'] === true) ctx.stdout.write(JSON.stringify({ ...r, lease: lease.id ?? null, plan }) + '\n');
       return EXIT.OK;
     } finally {
       await closeRepositories(drivers);

@@ -10,6 +10,7 @@ import { CairnError, EXIT } from '@cairn/core/cli/errors';
 import { SPOOL_SETTING, SYSTEM_ID_SETTING } from '@cairn/core/config/settings';
 import { repoSettingsFrom } from '@cairn/core/repo/repositories';
 import { planSpool } from '@cairn/core/spool/spool-dir';
+import { isReaderLeaseId, parseExpectation } from '@cairn/core/repo/reader-lease';
 import { walGet } from './wal-get.js';
 
 /**
@@ -35,6 +36,8 @@ export const walGetTool = defineTool({
     { name: 'prefetch', type: 'integer', description: 'segments to fetch ahead in the background (0: off)', default: 8, valueHint: 'N', max: 1024 },
     { name: 'prefetch-concurrency', type: 'integer', description: 'segments the prefetch worker fetches at once', default: 4, valueHint: 'N', min: 1, max: 64 },
     { name: 'retries', type: 'integer', description: 'extra attempts after a transient repository error, with doubling backoff from 0.5 s', default: 4, valueHint: 'N', max: 20 },
+    { name: 'lease', type: 'string', description: 'the reader lease of the restore that wrote this restore_command: renewed while recovery runs', valueHint: 'ID', flagOnly: true },
+    { name: 'expect-through', type: 'list', description: 'WAL the restore\'s plan found (FROM-TO per timeline): such a segment missing now exits 126, never 1', valueHint: 'FROM-TO', flagOnly: true },
     { name: 'errors-as-not-found', type: 'boolean', description: 'exit 1 instead of 126 on persistent errors (for standbys that should keep streaming)', default: false },
   ],
   examples: ["restore_command = 'cairn-wal-get %f %p'"],
@@ -49,6 +52,9 @@ export const walGetTool = defineTool({
     const retries = s['retries'] as number;
     if (prefetch < 0 || prefetch > 1024) throw new CairnError('USAGE', `invalid --prefetch ${prefetch}`, { hint: 'use 0 to 1024' });
     if (retries < 0 || retries > 20) throw new CairnError('USAGE', `invalid --retries ${retries}`, { hint: 'use 0 to 20' });
+    const lease = s['lease'] as string | undefined;
+    if (lease !== undefined && !isReaderLeaseId(lease)) throw new CairnError('USAGE', `invalid --lease ${JSON.stringify(lease)}`, { hint: 'give the id cairn-restore wrote into restore_command' });
+    const expect = ((s['expect-through'] as string[] | undefined) ?? []).map(parseExpectation);
     let pgdata = ctx.cwd;
     try {
       pgdata = realpathSync(ctx.cwd);
@@ -65,6 +71,8 @@ export const walGetTool = defineTool({
       prefetchConcurrency: Math.max(1, s['prefetch-concurrency'] as number),
       spool: planSpool(s['spool-dir'] as string | undefined, { cwd: pgdata, argv: ctx.argv, positionals: ctx.positionals, env: ctx.env }),
       retry: { attempts: retries + 1, baseDelayMs: 500 },
+      lease,
+      expect,
     }, ctx);
     if (s['json'] === true) ctx.stdout.write(JSON.stringify(result) + '\n');
     if (!result.found) {

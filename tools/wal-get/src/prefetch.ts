@@ -18,6 +18,7 @@ import { sleep } from '@cairn/core/util/limit';
 import { nextSegmentName } from '@cairn/core/wal/index';
 import { fetchWal } from './fetch.js';
 import { GetSpool } from './get-spool.js';
+import { renewLease } from './lease-renewal.js';
 
 export interface PrefetchJob {
   repos: string[];
@@ -29,6 +30,8 @@ export interface PrefetchJob {
   count: number;
   concurrency: number;
   spoolDir: string;
+  /** A restore's reader lease, renewed while PostgreSQL's position moves. */
+  lease?: string;
 }
 
 export const PREFETCH_ENV = 'CAIRN_PREFETCH_JOB';
@@ -36,6 +39,8 @@ const IDLE_MS = 15_000;
 const POLL_MS = 20;
 /** After "not in the archive", ask again only after this long (a standby's next segment). */
 const MISS_RETRY_MS = 1_000;
+/** Reads of the lease while recovery moves, at most this often (the lease itself says when a write is due). */
+const LEASE_CHECK_MS = 1_000;
 
 /** Starts a worker unless one is running. */
 export async function startPrefetch(job: PrefetchJob, env: NodeJS.ProcessEnv): Promise<void> {
@@ -60,6 +65,9 @@ export async function runPrefetch(job: PrefetchJob): Promise<void> {
     const missUntil = new Map<string, number>();
     let position: string | undefined;
     let movedAt = Date.now();
+    let lease = job.lease;
+    let leaseCheckedAt = 0;
+    let renewing = false;
 
     const fetchOne = async (walName: string) => {
       inflight.add(walName);
@@ -92,6 +100,15 @@ export async function runPrefetch(job: PrefetchJob): Promise<void> {
       if (pos !== undefined && pos !== position && (position === undefined || !sameTimeline(pos, position) || pos > position)) {
         position = pos;
         movedAt = Date.now();
+        if (lease !== undefined && !renewing && movedAt - leaseCheckedAt >= LEASE_CHECK_MS) {
+          leaseCheckedAt = movedAt;
+          renewing = true;
+          void renewLease(drivers, job.cluster, lease, new Date(), () => {}).then((r) => {
+            if (r === 'absent') lease = undefined; // removed: nothing to renew
+          }).finally(() => {
+            renewing = false;
+          });
+        }
       }
       if (position === undefined) {
         await sleep(POLL_MS);

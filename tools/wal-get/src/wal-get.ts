@@ -12,7 +12,10 @@ import { listSystems } from '@cairn/core/repo/systems';
 import { openSpool, type SpoolPlan } from '@cairn/core/spool/spool-dir';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { isValidSegmentSize, parseWalFileName } from '@cairn/core/wal/index';
+import { isExpected } from '@cairn/core/repo/reader-lease';
+import { quote } from '@cairn/core/wal/quote';
 import { fetchWal, type RetryPolicy } from './fetch.js';
+import { inArchiveRecovery, renewLease } from './lease-renewal.js';
 import { GetSpool } from './get-spool.js';
 import { startPrefetch } from './prefetch.js';
 
@@ -32,6 +35,10 @@ export interface WalGetOptions {
   /** Where the prefetch spool is and the context it is keyed by; undefined disables prefetch. */
   spool: SpoolPlan | undefined;
   retry: RetryPolicy;
+  /** The reader lease of the restore that wrote this restore_command (--lease), renewed while recovery runs. */
+  lease: string | undefined;
+  /** Segments the restore's plan found in the repository (--expect-through): never "not found". */
+  expect: readonly { from: string; to: string }[];
 }
 
 export type WalGetResult =
@@ -50,9 +57,8 @@ export interface WalGetContext {
  * absolute path from anywhere); else the one the cwd is; else the only one
  * the repositories hold.
  */
-async function resolveSystemId(opts: WalGetOptions, drivers: StorageDriver[], signal: AbortSignal): Promise<string> {
+async function resolveSystemId(opts: WalGetOptions, drivers: StorageDriver[], signal: AbortSignal, fromDest: { systemId: string } | undefined): Promise<string> {
   if (opts.systemId) return opts.systemId;
-  const fromDest = await findSystemIdAbove(dirname(opts.destPath));
   if (fromDest) return fromDest.systemId;
   const fromControl = await readSystemIdFromPgData(opts.pgdata);
   if (fromControl) return fromControl;
@@ -92,7 +98,13 @@ export async function walGet(opts: WalGetOptions, ctx: WalGetContext): Promise<W
   const key = await loadKey(opts.keyFile);
   const drivers = await openRepositories(opts.repos);
   try {
-    const systemId = await resolveSystemId(opts, drivers, ctx.signal);
+    const fromDest = await findSystemIdAbove(dirname(opts.destPath));
+    const systemId = await resolveSystemId(opts, drivers, ctx.signal, fromDest);
+    // The data directory being recovered: where %p lies, else the cwd.
+    const recovering = fromDest?.pgdata ?? opts.pgdata;
+    const renewal = opts.lease !== undefined && inArchiveRecovery(recovering)
+      ? renewLease(drivers, opts.cluster, opts.lease, new Date(), (err) => ctx.log.warn(`reader lease ${opts.lease} not renewed: ${(err as Error).message}`))
+      : undefined;
     // PostgreSQL only needs %p fully written when we exit 0, not durable: after
     // a crash it asks again (pgBackRest's archive-get does not sync either).
     const r = await fetchWal(drivers, { cluster: opts.cluster, systemId, walName: name.name, key }, opts.destPath, {
@@ -101,7 +113,18 @@ export async function walGet(opts: WalGetOptions, ctx: WalGetContext): Promise<W
       signal: ctx.signal,
       log: ctx.log,
     });
-    if (!r.found) return { found: false, walName: name.name };
+    await renewal;
+    if (!r.found) {
+      // Not found is the end of the archive to PostgreSQL, which then
+      // promotes: for a segment the restore's plan saw, the repository lost
+      // it, and recovery must stop here instead (issue 12).
+      if (isExpected(name.name, opts.expect)) {
+        throw new CairnError('NOT_FOUND', `WAL segment ${name.name} is in no repository (${drivers.map((d) => quote(d.url)).join(', ')}), but it was present when the restore was planned: the repository lost it`, {
+          hint: 'recovery stops here rather than end early: put the segment back (from another repository or copy) and start PostgreSQL again, or restore to a target before it',
+        });
+      }
+      return { found: false, walName: name.name };
+    }
 
     if (spool) {
       // A segment file is exactly one segment long (wal-push checked it against
@@ -120,6 +143,7 @@ export async function walGet(opts: WalGetOptions, ctx: WalGetContext): Promise<W
             count: opts.prefetch,
             concurrency: opts.prefetchConcurrency,
             spoolDir: spool.dir,
+            ...(opts.lease !== undefined && inArchiveRecovery(recovering) ? { lease: opts.lease } : {}),
           }, ctx.env);
         } catch (err) {
           ctx.log.debug(`prefetch not started: ${String(err)}`);

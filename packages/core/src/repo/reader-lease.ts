@@ -13,6 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { CairnError } from '../cli/errors.js';
+import type { RestorePlan } from '../restore/plan-format.js';
 import { WriteConflictError, type StorageDriver } from '../storage/driver.js';
 import { sleep } from '../util/limit.js';
 import { quote } from '../wal/quote.js';
@@ -64,6 +65,21 @@ export interface ReaderLease {
 }
 
 export type ReaderLeaseFields = Pick<ReaderLease, 'purpose' | 'pgdata' | 'systemId' | 'walSegmentSize' | 'backup' | 'chain' | 'dumps' | 'wal' | 'target'>;
+
+/** What a recovery from `plan` into `pgdata` needs kept. */
+export function leaseFieldsFromPlan(plan: RestorePlan, pgdata: string, purpose: ReaderPurpose): ReaderLeaseFields {
+  return {
+    purpose,
+    pgdata,
+    systemId: plan.systemId,
+    walSegmentSize: plan.walSegmentSize,
+    backup: plan.backup.id,
+    chain: [...plan.chain],
+    dumps: [],
+    wal: plan.wal.map((w) => ({ timeline: w.timeline, from: w.from, to: w.to })),
+    target: plan.target.kind === 'latest' || plan.target.kind === 'immediate' ? plan.target.kind : `${plan.target.kind} ${plan.target.value ?? ''}`.trim(),
+  };
+}
 
 const ID_RE = /^\d{8}-\d{6}-[0-9a-f]{8}$/;
 const SEGMENT_RE = /^[0-9A-F]{24}$/;
