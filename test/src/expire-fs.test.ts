@@ -3,12 +3,19 @@
 // planned (--dry-run), applied, and the newest chain still restores to the
 // source's last rows. After a promotion (timeline 2, its history archived),
 // a second expire keeps the history file and what timeline 2 restores from;
-// --keep-dumps 1 removes the older of two dumps and nothing else.
+// --keep-dumps 1 removes the older of two dumps and nothing else. A restore
+// of the older chain holds a reader lease: expire keeps that chain and its
+// WAL, and says why, until the lease lapses; then the chain and the lease go.
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { runCleanups } from '@cairn/testkit/cleanup';
+import { readerLeaseKey, readReaderLease } from '@cairn/core/repo/reader-lease';
+import { openStorage } from '@cairn/core/storage/open';
 import { createCluster, type Cluster } from '@cairn/testkit/pg-cluster';
+import { chownToPgUser } from '@cairn/testkit/tmp';
 import { makeRepo, type RepoFixture } from './repo-fixture.js';
 import {
   assertRestoredEquals,
@@ -31,7 +38,8 @@ interface PlanJson {
   backups: { id: string; action: 'keep' | 'remove'; reasons: string[] }[];
   wal: { timeline: number; keepFrom: string | null; removed: { from: string; to: string; segments: number } | null }[];
   debris: unknown[];
-  totals: { backupsRemoved: number; walSegmentsRemoved: number; bytes: number };
+  readers: { id: string; live: boolean; action: 'keep' | 'remove'; reason: string; backup: string | null; pgdata: string | null; host: string | null }[];
+  totals: { backupsRemoved: number; walSegmentsRemoved: number; bytes: number; readersLive: number; backupsKeptForReaders: number };
 }
 
 interface State {
@@ -79,6 +87,46 @@ describe('cairn-expire (fs repository)', { timeout: 600_000 }, () => {
     st = { repo, ids: { full1, incr1, full2, incr2 }, dumps: [dump1, dump2], snapshot };
   });
 
+  it('a restore of the older chain holds a reader lease: expire keeps that chain and says why; once lapsed, it protects nothing', async () => {
+    const { repo, ids } = state();
+    // Laid down, not started: a recovery that has not fetched its WAL yet (or is paused).
+    const target = await createCluster({ name: 'expire-leased', initdb: false, env: repo.env, conf: { archive_mode: 'off' } });
+    const restored = await cairnOk('restore', ['--pgdata', target.pgdata, '--json', '--set', ids.incr1, '--target', 'immediate', '--lease-lifetime', '1h'], repo.env);
+    const leaseId = (JSON.parse(restored.stdout) as { lease?: string }).lease;
+    assert.ok(leaseId !== undefined, restored.stdout);
+    assert.ok((await repo.keys('main/readers/')).includes(readerLeaseKey('main', leaseId)));
+
+    const m1 = await readStoredManifest(repo, ids.full1);
+    const dry = await cairnOk('expire', ['--keep-full', '1', '--dry-run'], repo.env);
+    const plan = JSON.parse(dry.stdout) as PlanJson;
+    assert.deepEqual(plan.backups.map((b) => [b.id, b.action]), [[ids.full1, 'keep'], [ids.incr1, 'keep'], [ids.full2, 'keep'], [ids.incr2, 'keep']]);
+    const why = new RegExp(`^needed by the restore of backup ${ids.incr1} into "${target.pgdata}" on host "${hostname()}" \\(lease ${leaseId}, renewed at \\d{4}-.*Z\\)$`);
+    for (const b of plan.backups.slice(0, 2)) assert.ok(b.reasons.some((r) => why.test(r)), `${b.id}: ${JSON.stringify(b.reasons)}`);
+    assert.equal(plan.wal[0]!.keepFrom, m1.start.wal, 'WAL from the leased chain\'s start stays');
+    assert.deepEqual(plan.readers.map((r) => [r.id, r.live, r.action, r.backup]), [[leaseId, true, 'keep', ids.incr1]]);
+    assert.match(dry.stderr, /: would remove 0 backups \(4 kept\), .*; 1 live reader lease kept 2 backups and \d+ WAL segments\n$/);
+    // cairn-info shows it.
+    const info = await cairnOk('info', [], repo.env);
+    assert.match(info.stdout, new RegExp(`\\nreader leases .*\\n {2}the restore of backup ${ids.incr1} into "${target.pgdata}" on host .*\\(lease ${leaseId}, .*\\), expires `));
+
+    // Nobody renewed it (the server never started): written as lapsed 7 h ago, past the 6 h debris grace.
+    const d = await openStorage(repo.url);
+    try {
+      const key = readerLeaseKey('main', leaseId);
+      const lease = (await readReaderLease(d, 'main', leaseId))!;
+      const lapsed = new Date(Date.now() - 7 * 3600_000);
+      await d.write(key, Buffer.from(JSON.stringify({ ...lease, renewedAt: new Date(lapsed.getTime() - 3600_000).toISOString(), expiresAt: lapsed.toISOString() })));
+      await chownToPgUser(join(repo.url, key)); // written as root here; the tools run as postgres
+    } finally {
+      await d.close();
+    }
+    const after = JSON.parse((await cairnOk('expire', ['--keep-full', '1', '--dry-run'], repo.env)).stdout) as PlanJson;
+    assert.deepEqual(after.backups.map((b) => [b.id, b.action]), [[ids.full1, 'remove'], [ids.incr1, 'remove'], [ids.full2, 'keep'], [ids.incr2, 'keep']]);
+    assert.ok(after.backups.every((b) => b.reasons.every((r) => !r.includes(leaseId))), 'a lapsed lease is nobody\'s reason');
+    assert.deepEqual(after.readers.map((r) => [r.id, r.live, r.action]), [[leaseId, false, 'remove']]);
+    assert.equal(after.totals.readersLive, 0);
+  });
+
   it('--dry-run prints the plan and deletes nothing', async () => {
     const { repo, ids } = state();
     const before = await repo.keys();
@@ -97,7 +145,7 @@ describe('cairn-expire (fs repository)', { timeout: 600_000 }, () => {
     assert.equal(plan.wal[0]!.keepFrom, m2.start.wal);
     assert.ok(plan.wal[0]!.removed && plan.wal[0]!.removed.segments > 0, JSON.stringify(plan.wal));
     assert.equal(segmentNo(plan.wal[0]!.removed.to), segmentNo(m2.start.wal) - 1);
-    assert.match(r.stderr, /^cairn-expire: repository ".*": would remove 2 backups \(2 kept\), 0 dumps \(2 kept\), \d+ WAL segments \(\d+ files\), 0 debris objects; would free [\d.]+ [kM]?B\n$/);
+    assert.match(r.stderr, /^cairn-expire: repository ".*": would remove 2 backups \(2 kept\), 0 dumps \(2 kept\), \d+ WAL segments \(\d+ files\), 0 debris objects, 1 lapsed reader lease; would free [\d.]+ [kM]?B\n$/);
     assert.deepEqual(await repo.keys(), before, 'a dry run deletes nothing');
   });
 
@@ -118,6 +166,7 @@ describe('cairn-expire (fs repository)', { timeout: 600_000 }, () => {
     assert.deepEqual(walAfter.filter((w) => segmentNo(w.name) < start), [], 'WAL below the kept full\'s start is gone');
     assert.deepEqual(walAfter, walBefore.filter((w) => segmentNo(w.name) >= start), 'WAL from the kept full on stays');
     assert.ok(!(await repo.keys('main/')).some((k) => k.startsWith('main/locks/')), 'the lease is released');
+    assert.deepEqual(await repo.keys('main/readers/'), [], 'the lapsed reader lease is gone');
 
     // Restored with archiving on: promotion makes timeline 2 and archives its history.
     const { cluster, result } = await restoreAndStart(repo, 'expire-restored', ['--target', 'latest', '--target-action', 'promote'], { archive: true });

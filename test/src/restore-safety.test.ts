@@ -9,7 +9,7 @@
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, stat, symlink, writeFile, rm } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rename, stat, symlink, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { runCleanups } from '@cairn/testkit/cleanup';
@@ -226,5 +226,26 @@ describe('restore safety: crafted manifests and destructive flags (fs repository
     assert.equal((await stat(victim)).mode & 0o7777, 0o700);
     assert.ok((await lstat(join(dst, 'global'))).isDirectory(), 'global/ is a real directory now');
     assert.deepEqual(await readFile(join(dst, 'global', 'pg_control')), control, 'the backup\'s pg_control restored');
+  });
+  it('a backup object removed: exit 4 naming it (not 70), and no startable directory; also for a file read in a worker thread', async () => {
+    const s = state();
+    const missing = async (what: string) => {
+      const dst = await makeTempDir('safety-missing');
+      const r = await runCairn('restore', restoreArgs(dst), { env: s.repo.env, timeoutMs: 300_000 });
+      assert.equal(r.code, 4, `${what}: ${r.stderr}`);
+      assert.match(r.lines[0]!, /^cairn-restore: error: object "main\/backups\/\d{8}-\d{6}F\/data\/.+" not found in repository /, what);
+      assert.equal(existsSync(join(dst, 'global', 'pg_control')), false, `${what}: no pg_control, so the directory cannot be started`);
+    };
+    const victim = entry(JSON.parse(s.original) as Manifest, 'PG_VERSION');
+    const objPath = join(s.repo.url, victim.key);
+    await rename(objPath, `${objPath}.aside`);
+    try {
+      await missing('a small file');
+    } finally {
+      await rename(`${objPath}.aside`, objPath);
+    }
+    // Files from 32 MiB on are decoded in a worker thread: its error crosses
+    // the thread boundary and must keep its status.
+    await withManifest((m) => m.files.push({ ...entry(m, 'PG_VERSION'), path: 'big-and-gone', size: 40 * 1024 * 1024, key: `${victim.key}.gone` }), () => missing('a big file'));
   });
 });

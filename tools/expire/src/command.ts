@@ -21,11 +21,12 @@ export const expireTool = defineTool({
   name: 'expire',
   description:
     'delete backups, dumps and WAL that no retention policy keeps. Policies combine: whatever any of them keeps stays, with everything it needs to restore ' +
-    '(its chain, and the WAL from the oldest kept backup on). Debris of interrupted backups and dumps goes too. Durations: s, min, h, d, w, mo, y (e.g. 14d, 36mo, 1d12h)',
+    '(its chain, and the WAL from the oldest kept backup on). What a live reader lease needs (a restore or drill in progress) stays too; lapsed leases go after --debris-grace. ' +
+    'Debris of interrupted backups and dumps goes too. Durations: s, min, h, d, w, mo, y (e.g. 14d, 36mo, 1d12h)',
   positionals: [],
   settings: [
     ...POLICY_SETTINGS,
-    { name: 'debris-grace', type: 'string', description: 'remove objects of a backup or dump without manifest once their newest is this old', default: DEFAULT_DEBRIS_GRACE, valueHint: 'DURATION' },
+    { name: 'debris-grace', type: 'string', description: 'remove objects of a backup or dump without manifest once their newest is this old, and reader leases lapsed this long ago', default: DEFAULT_DEBRIS_GRACE, valueHint: 'DURATION' },
     { name: 'dry-run', type: 'boolean', description: 'print the plan (JSON, cairn.expire-plan/1) and delete nothing', default: false },
     LOCK_WAIT_SETTING,
   ],

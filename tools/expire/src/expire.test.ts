@@ -8,6 +8,7 @@ import { backup, seg, SYS } from '@cairn/core/expire/test-catalog';
 import { EXPIRE_PLAN_FORMAT, type ExpirePlan } from '@cairn/core/expire/plan';
 import { parseDuration } from '@cairn/core/util/duration';
 import { WAL_INTENT_STALE_MS } from '@cairn/core/repo/wal-archive';
+import { createReaderLease, describeReader, readerLeaseKey, type ReaderLeaseFields } from '@cairn/core/repo/reader-lease';
 import { expireTool } from './command.js';
 import { DEFAULT_DEBRIS_GRACE } from './expire.js';
 
@@ -116,5 +117,43 @@ describe('cairn-expire on a repository', () => {
     assert.ok(left.some((k) => k.includes('00000002.history')));
     // The lease is released.
     assert.ok(!left.some((k) => k.startsWith('main/locks/') && k !== 'main/locks/unrelated'), left.join('\n'));
+  });
+});
+
+describe('cairn-expire with reader leases (issue 12)', () => {
+  const fields: ReaderLeaseFields = {
+    purpose: 'restore', pgdata: '/srv/pg', systemId: SYS, walSegmentSize: 16 * 1024 * 1024, backup: '20261102-010000I',
+    chain: ['20261101-010000F', '20261102-010000I'], dumps: [], wal: [{ timeline: 1, from: seg(1, 2), to: seg(1, 7) }], target: 'latest',
+  };
+  const HOUR = 3600_000;
+  const at = (ms: number) => new Date(NOW.getTime() + ms);
+
+  test('a live lease keeps the chain and WAL its restore reads; --dry-run says why and the summary says what it kept', async () => {
+    const d = await seed('expire-leased');
+    const lease = await createReaderLease(d, 'main', fields, { lifetimeMs: 24 * HOUR, now: at(-HOUR), tool: 'cairn-restore' });
+    const dry = await run(['--repo', 'memory://expire-leased', '--keep-full', '1', '--dry-run']);
+    assert.equal(dry.code, 0, dry.err);
+    const plan = JSON.parse(dry.out) as ExpirePlan;
+    assert.deepEqual(plan.backups.map((b) => b.action), ['keep', 'keep', 'keep', 'keep']);
+    assert.deepEqual(plan.backups[0]!.reasons, [`needed by ${describeReader(lease)}`]);
+    assert.deepEqual(plan.wal[0]!.removed, { from: seg(1, 1), to: seg(1, 1), segments: 1, files: 1, bytes: 9 });
+    assert.deepEqual(plan.readers.map((r) => [r.id, r.live, r.action, r.expiresAt]), [[lease.id, true, 'keep', lease.expiresAt]]);
+    assert.equal(dry.err, 'cairn-expire: repository "memory://expire-leased": would remove 0 backups (4 kept), 0 dumps (0 kept), 1 WAL segment (1 file), 0 debris objects; would free 9 B; 1 live reader lease kept 2 backups and 6 WAL segments\n');
+  });
+
+  test('lapsed leases protect nothing; one lapsed longer than --debris-grace ago is removed, a recent one stays', async () => {
+    const d = await seed('expire-lapsed');
+    const old = await createReaderLease(d, 'main', fields, { lifetimeMs: 24 * HOUR, now: at(-31 * HOUR), tool: 'cairn-restore' });
+    const recent = await createReaderLease(d, 'main', fields, { lifetimeMs: 24 * HOUR, now: at(-25 * HOUR), tool: 'cairn-restore' });
+    await d.write('main/readers/notes.json', Buffer.from('{}'));
+    const r = await run(['--repo', 'memory://expire-lapsed', '--keep-full', '1', '--json']);
+    assert.equal(r.code, 0, r.err);
+    const plan = JSON.parse(r.out) as ExpirePlan;
+    assert.deepEqual(plan.backups.map((b) => b.action), ['remove', 'remove', 'keep', 'keep']);
+    assert.deepEqual(plan.readers.map((x) => [x.id, x.live, x.action]), [[old.id, false, 'remove'], [recent.id, false, 'keep'], ['notes.json', false, 'keep']]);
+    assert.match(r.err, /: removed 2 backups \(2 kept\), 0 dumps \(0 kept\), 7 WAL segments \(7 files\), 0 debris objects, 1 lapsed reader lease; freed 1.8 kB\n$/);
+    const left: string[] = [];
+    for await (const o of d.list('main/readers/')) left.push(o.key);
+    assert.deepEqual(left.sort(), [readerLeaseKey('main', recent.id), 'main/readers/notes.json'].sort());
   });
 });

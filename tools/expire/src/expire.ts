@@ -114,14 +114,30 @@ async function planRepository(driver: StorageDriver, opts: ExpireOptions, now: D
   return planExpire(catalog, opts.policy, now);
 }
 
+function count(k: number, one: string, many = `${one}s`): string {
+  return `${k} ${k === 1 ? one : many}`;
+}
+
 /** The one-line summary for stderr. */
 export function formatSummary(o: RepositoryOutcome, dryRun: boolean): string {
   const t = o.plan.totals;
-  const n = (k: number, one: string, many = `${one}s`) => `${k} ${k === 1 ? one : many}`;
   return (
     `cairn-expire: repository "${o.plan.repo}": ${dryRun ? 'would remove' : 'removed'} ` +
-    `${n(t.backupsRemoved, 'backup')} (${t.backupsKept} kept), ${n(t.dumpsRemoved, 'dump')} (${t.dumpsKept} kept), ` +
-    `${n(t.walSegmentsRemoved, 'WAL segment')} (${n(t.walFilesRemoved, 'file')}), ${n(t.debrisObjectsRemoved, 'debris object')}; ` +
-    `${dryRun ? 'would free' : 'freed'} ${formatBytes(t.bytes)}\n`
+    `${count(t.backupsRemoved, 'backup')} (${t.backupsKept} kept), ${count(t.dumpsRemoved, 'dump')} (${t.dumpsKept} kept), ` +
+    `${count(t.walSegmentsRemoved, 'WAL segment')} (${count(t.walFilesRemoved, 'file')}), ${count(t.debrisObjectsRemoved, 'debris object')}` +
+    `${t.readersRemoved > 0 ? `, ${count(t.readersRemoved, 'lapsed reader lease')}` : ''}; ` +
+    `${dryRun ? 'would free' : 'freed'} ${formatBytes(t.bytes)}${readersKept(t)}\n`
   );
+}
+
+/** "; 1 live reader lease kept 2 backups and 40 WAL segments": what stays only for restores and drills in progress. */
+function readersKept(t: ExpirePlan['totals']): string {
+  if (t.readersLive === 0) return '';
+  const what = [
+    ...(t.backupsKeptForReaders > 0 ? [count(t.backupsKeptForReaders, 'backup')] : []),
+    ...(t.dumpsKeptForReaders > 0 ? [count(t.dumpsKeptForReaders, 'dump')] : []),
+    ...(t.walSegmentsKeptForReaders > 0 ? [count(t.walSegmentsKeptForReaders, 'WAL segment')] : []),
+  ];
+  const kept = what.length === 0 ? 'kept nothing the policies would remove' : `kept ${what.length === 1 ? what[0] : `${what.slice(0, -1).join(', ')} and ${what.at(-1)}`}`;
+  return `; ${count(t.readersLive, 'live reader lease')} ${kept}`;
 }

@@ -4,6 +4,7 @@ import { encryptionKeyFromBytes } from '@cairn/core/codec/encrypt';
 import { listWalArchive } from '@cairn/core/repo/catalog';
 import { walObjectKey } from '@cairn/core/repo/layout';
 import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
+import { createReaderLease, describeReader, type ReaderLeaseFields } from '@cairn/core/repo/reader-lease';
 import { MemoryDriver } from '@cairn/core/storage/memory';
 import { rejectsWith } from '@cairn/core/testing/errors';
 import { VERIFY_RESULT_FORMAT, verifyResultKey, type VerifyResult } from '@cairn/core/verify/result-format';
@@ -102,6 +103,33 @@ describe('readInfoReport', () => {
     assert.match(warned[0]!, /^backup 20261121-020000F left out: its manifest "main\/backups\/20261121-020000F\/manifest.json" is damaged/);
     assert.match(formatReport(r), /damaged \(left out above; run cairn-verify\)\n {2}backup 20261121-020000F: /);
     assert.equal(infoExitStatus({ format: 'cairn.info/1', createdAt: NOW.toISOString(), repositories: [r], errors: [] }), 4);
+  });
+
+  test('reader leases: each live one on a line with when it expires; lapsed ones counted; unreadable ones named', async () => {
+    const d = new MemoryDriver();
+    await ensureRepoConfig(d, 'main', undefined, NOW);
+    const fields: ReaderLeaseFields = {
+      purpose: 'restore', pgdata: '/srv/pg', systemId: '1', walSegmentSize: 16 * 1024 * 1024, backup: '20261121-010000F',
+      chain: ['20261121-010000F'], dumps: [], wal: [], target: 'latest',
+    };
+    const hour = 3600_000;
+    const live = await createReaderLease(d, 'main', fields, { lifetimeMs: 24 * hour, now: new Date(NOW.getTime() - hour), tool: 'cairn-restore' });
+    const lapsed = await createReaderLease(d, 'main', fields, { lifetimeMs: hour, now: new Date(NOW.getTime() - 2 * hour), tool: 'cairn-restore' });
+    await d.write('main/readers/20261121-000000-deadbeef.json', Buffer.from('{half'));
+    const r = await readInfoReport(d, 'main', undefined, NOW);
+    assert.deepEqual(r.readers.map((x) => [x.id, x.live]).sort(), [[live.id, true], [lapsed.id, false]].sort());
+    assert.deepEqual(r.readersUnreadable.map((u) => u.key), ['main/readers/20261121-000000-deadbeef.json']);
+    const text = formatReport(r);
+    const section = text.slice(text.indexOf('\nreader leases'));
+    assert.equal(section, [
+      '',
+      'reader leases (cairn-expire keeps what a live one needs)',
+      `  ${describeReader(live)}, expires 2026-11-22 23:00:00Z`,
+      '  1 lapsed lease (protecting nothing; cairn-expire removes them once lapsed longer than its --debris-grace)',
+      `  unreadable main/readers/20261121-000000-deadbeef.json: ${r.readersUnreadable[0]!.problem} (protects nothing; remove it by hand once no restore uses it)`,
+      '',
+    ].join('\n'));
+    assert.ok(!formatReport(await readInfoReport(new MemoryDriver(), 'main', undefined, NOW)).includes('reader leases'), 'no section without leases');
   });
 
   test('an encrypted repository without the key is refused before anything is decoded', async () => {

@@ -1,7 +1,7 @@
 // cairn-info as a function: read each repository (core/info/read: catalog,
 // history files, one listing of the cluster for sizes, the last verify and
-// drill result, described by core/info/report) and render the report for a
-// person.
+// drill result, reader leases, described by core/info/report) and render the
+// report for a person.
 
 import { formatBytes, formatTable } from '@cairn/core/cli/format';
 import type { InfoPoint, InfoReport } from '@cairn/core/info/report';
@@ -105,6 +105,16 @@ export function formatReport(r: InfoReport): string {
     }
     for (const u of s.unreachable) out.push(`  unreachable: from ${u.from.lsn} (${shortTime(u.from.time)}) to ${u.to.lsn} (${shortTime(u.to.time)}) on system ${s.systemId}: WAL is missing between backups`);
     for (const n of s.notes) out.push(`  ${several ? `system ${s.systemId}: ` : ''}${n}`);
+  }
+  // Shown only when there are some: a repository no restore or drill reads reads as before.
+  if (r.readers.length > 0 || r.readersUnreadable.length > 0) {
+    out.push('', 'reader leases (cairn-expire keeps what a live one needs)');
+    const live = r.readers.filter((x) => x.live);
+    for (const x of live) out.push(`  ${x.description}, expires ${shortTime(x.expiresAt)}`);
+    if (live.length === 0) out.push('  none live');
+    const lapsed = r.readers.length - live.length;
+    if (lapsed > 0) out.push(`  ${plural(lapsed, 'lapsed lease')} (protecting nothing; cairn-expire removes them once lapsed longer than its --debris-grace)`);
+    for (const u of r.readersUnreadable) out.push(`  unreadable ${u.key}: ${u.problem} (protects nothing; remove it by hand once no restore uses it)`);
   }
   if (r.damaged !== undefined && r.damaged.length > 0) {
     out.push('', 'damaged (left out above; run cairn-verify)');

@@ -10,6 +10,7 @@ import { encryptionKeyFromBytes } from '@cairn/core/codec/encrypt';
 import { databaseDir, DUMP_MANIFEST_FORMAT, dumpManifestKey, GLOBALS_DIR, type DumpManifest } from '@cairn/core/dump/manifest';
 import { parseExposition } from '@cairn/core/metrics/exposition';
 import { walObjectKey } from '@cairn/core/repo/layout';
+import { READER_LEASE_FORMAT, readerLeaseKey, type ReaderLease } from '@cairn/core/repo/reader-lease';
 import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
 import { ensureSystemRegistered } from '@cairn/core/repo/systems';
 import { clearMemoryStores, MemoryDriver } from '@cairn/core/storage/memory';
@@ -93,6 +94,15 @@ async function buildKnownRepository(name: string): Promise<void> {
     };
     await d.write(verifyResultKey('main', verify.id), json(verify));
     await d.write('main/drills/20261121-230000.json', json({ ok: true, rtoSeconds: 42.5, dataAgeSeconds: 3, start: { time: '2026-11-21T23:00:00.000Z' }, stop: { time: '2026-11-21T23:05:00.000Z' } }));
+    // A restore in progress (live at NOW) and one long over (lapsed): written as cairn-restore does, on a fixed host.
+    for (const [id, renewedAt, expiresAt] of [['20261121-200000-0a0b0c0d', '2026-11-21T23:30:00.000Z', '2026-11-22T23:30:00.000Z'], ['20261120-200000-01020304', '2026-11-20T20:00:00.000Z', '2026-11-21T20:00:00.000Z']] as const) {
+      const lease: ReaderLease = {
+        format: READER_LEASE_FORMAT, id, purpose: 'restore', tool: 'cairn-restore', host: 'db1', pid: 4242, pgdata: '/srv/pg', systemId: SYS, walSegmentSize: SEG,
+        backup: incr.id, chain: [full.id, incr.id], dumps: [], wal: [{ timeline: 1, from: seg(5), to: seg(7) }], target: 'latest',
+        lifetimeSeconds: 86_400, createdAt: renewedAt, renewedAt, expiresAt,
+      };
+      await d.write(readerLeaseKey('main', id), json(lease));
+    }
   } finally {
     mock.timers.reset();
   }
@@ -143,6 +153,8 @@ describe('cairn-prom-export on a known repository', () => {
     assert.equal(at('cairn_recoverable'), 1);
     assert.equal(at('cairn_recoverability_earliest_timestamp_seconds'), (archivedAt(3) - 3000_000) / 1000);
     assert.equal(at('cairn_recoverability_latest_timestamp_seconds'), archivedAt(7) / 1000, 'the latest point stops before the gap');
+    assert.equal(at('cairn_reader_leases'), 1, 'the lapsed lease is no sample');
+    assert.equal(at('cairn_reader_lease_expiry_timestamp_seconds', { backup: '20261121-040000I', host: 'db1', lease: '20261121-200000-0a0b0c0d', purpose: 'restore' }), Date.parse('2026-11-22T23:30:00Z') / 1000);
     assert.equal(m.get('cairn_exporter_scrape_success{cluster="main",repo="memory://golden-locked"}'), 0);
     assert.equal([...m.keys()].filter((k) => k.includes('golden-locked')).length, 2, 'an unreadable repository gives no data samples');
   });

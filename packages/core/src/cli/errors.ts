@@ -35,6 +35,10 @@ export const ERROR_CODES = {
   INTERNAL: EXIT.INTERNAL,
   WAL_MISMATCH: EXIT.DATA,
   FILE_UNWRITABLE: EXIT.CONFIG,
+  /** A stored object something names is gone (the repository is damaged). */
+  OBJECT_MISSING: EXIT.DATA,
+  /** Create-if-absent found an object already there. */
+  WRITE_CONFLICT: EXIT.DATA,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -74,11 +78,6 @@ export function toCairnError(err: unknown): CairnError {
   const e = err as NodeJS.ErrnoException | undefined;
   if (e && typeof e === 'object' && (e.name === 'AbortError' || e.code === 'ABORT_ERR')) {
     return new CairnError('INTERNAL', 'interrupted', { cause: err });
-  }
-  // A stored object the repository's own manifest or catalog names is gone:
-  // damaged repository data (4), not a bug (by name: storage imports this file).
-  if (e instanceof Error && e.name === 'ObjectNotFoundError') {
-    return new CairnError('FORMAT_INVALID', e.message, { hint: 'the repository is damaged: run cairn-verify; restore from another backup or repository', cause: err });
   }
   const pathError = pathErrorToCairn(err);
   if (pathError !== undefined) return pathError;

@@ -6,6 +6,7 @@ import { backupsPrefix } from '../backup/manifest.js';
 import { dumpsPrefix } from '../dump/manifest.js';
 import { readHistories, readRepoCatalog } from '../repo/catalog.js';
 import { listRepoDebris } from '../repo/debris.js';
+import { listReaderLeases } from '../repo/reader-lease.js';
 import type { ObjectInfo, StorageDriver } from '../storage/driver.js';
 import type { ExpireCatalog, ExpireStep, ExpireWal } from './plan.js';
 
@@ -13,8 +14,9 @@ import type { ExpireCatalog, ExpireStep, ExpireWal } from './plan.js';
  * Reads the catalog of one cluster for planExpire: backup and dump
  * summaries, every WAL object (every stored copy, so duplicates in other
  * encodings go too), decoded history files, and every object under backups/
- * and dumps/ with its mtime (for the keys to delete and for debris), and the
- * leftovers of unfinished writes.
+ * and dumps/ with its mtime (for the keys to delete and for debris), the
+ * leftovers of unfinished writes, and the reader leases of restores and
+ * drills (what they need stays).
  */
 export async function readExpireCatalog(driver: StorageDriver, cluster: string, key: EncryptionKey | undefined, signal?: AbortSignal): Promise<ExpireCatalog> {
   const cat = await readRepoCatalog(driver, cluster, signal);
@@ -27,7 +29,8 @@ export async function readExpireCatalog(driver: StorageDriver, cluster: string, 
     for await (const obj of driver.list(p, signal)) objects.push(obj);
   }
   const leftovers = await listRepoDebris(driver, cluster, signal);
-  return { cluster, repo: driver.url, backups: cat.backups, dumps: cat.dumps, wal, objects, leftovers };
+  const readers = await listReaderLeases(driver, cluster, signal);
+  return { cluster, repo: driver.url, backups: cat.backups, dumps: cat.dumps, wal, objects, leftovers, readers: readers.leases, unreadableReaders: readers.unreadable };
 }
 
 export interface ApplyProgress {

@@ -2,19 +2,23 @@
 // histories (chains of full/diff/incr, timelines by promotion and by
 // point-in-time branches) and random policies, after applying the plan every
 // kept backup still restores, and every point of the recovery window that
-// could be restored before still can. Seeded: a failure names its seed.
+// could be restored before still can. With reader leases of restores planned
+// on the same histories (issue 12): what a live lease's recovery reads stays,
+// so its plan still holds; a lapsed lease changes nothing. Seeded: a failure
+// names its seed.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { backupChain, backupId, type BackupSummary, type BackupType } from '../backup/manifest.js';
-import type { RecoveryTarget } from '../restore/plan-format.js';
+import type { RecoveryTarget, RestorePlan } from '../restore/plan-format.js';
 import { planRestore } from '../restore/planner.js';
 import { formatTargetTime } from '../restore/target.js';
 import type { TimelineHistoryEntry } from '../wal/history.js';
 import { parseLsn } from '../wal/lsn.js';
 import { parseDuration } from '../util/duration.js';
 import type { StoredWal } from '../repo/wal-archive.js';
-import { backup, catalogOf, lsnAt, seg, SYS, walFile } from './test-catalog.js';
+import type { ReaderLease } from '../repo/reader-lease.js';
+import { backup, catalogOf, lsnAt, readerLease, seg, SYS, walFile } from './test-catalog.js';
 import { planExpire, type ExpireCatalog, type ExpirePolicy } from './plan.js';
 
 const NOW = new Date('2026-11-21T12:00:00Z');
@@ -108,21 +112,26 @@ function randomPolicy(seed: number): ExpirePolicy {
   }
 }
 
-/** The restore planner's view of a catalog: whether it can plan `target`. */
-function restorer(cat: ExpireCatalog, histories: Map<number, TimelineHistoryEntry[]>): (target: RecoveryTarget, set?: string) => boolean {
+/** The restore planner's view of a catalog: its plan for `target`, undefined when it finds none. */
+function planner(cat: ExpireCatalog, histories: Map<number, TimelineHistoryEntry[]>): (target: RecoveryTarget, set?: string) => RestorePlan | undefined {
   const stored = new Map<string, { mtime: Date }>();
   for (const f of cat.wal.get(SYS)!.files) if (/^[0-9A-F]{24}$/.test(f.walName)) stored.set(f.walName, { mtime: f.mtime });
   const wal = new Map([[SYS, stored]]);
   const hist = new Map([[SYS, histories]]);
   return (target, set) => {
     try {
-      planRestore({ cluster: 'main', repo: cat.repo, backups: cat.backups, wal, histories: hist, target, ...(set === undefined ? {} : { set }), now: NOW });
-      return true;
+      return planRestore({ cluster: 'main', repo: cat.repo, backups: cat.backups, wal, histories: hist, target, ...(set === undefined ? {} : { set }), now: NOW });
     } catch (err) {
-      if ((err as { code?: string }).code === 'NOT_FOUND') return false;
+      if ((err as { code?: string }).code === 'NOT_FOUND') return undefined;
       throw err;
     }
   };
+}
+
+/** Whether the restore planner can plan `target` on a catalog. */
+function restorer(cat: ExpireCatalog, histories: Map<number, TimelineHistoryEntry[]>): (target: RecoveryTarget, set?: string) => boolean {
+  const plan = planner(cat, histories);
+  return (target, set) => plan(target, set) !== undefined;
 }
 
 const immediate: RecoveryTarget = { kind: 'immediate', timeline: 'current', action: 'promote', inclusive: true };
@@ -175,4 +184,115 @@ test(`after any plan every kept backup and every point of the window still resto
   // The property must have been exercised, not passed vacuously.
   assert.ok(windowChecks > 200, `window points checked: ${windowChecks}`);
   assert.ok(removedSomething > CASES / 2, `plans that removed something: ${removedSomething}`);
+});
+
+interface LeaseCase {
+  lease: ReaderLease;
+  live: boolean;
+  /** What the restore holding it planned, and on which target: it must still plan after expire. */
+  plan: RestorePlan;
+  target: RecoveryTarget;
+  /** Its backup is gone from the catalog (removed by hand): only its WAL ranges protect. */
+  orphan: boolean;
+}
+
+/**
+ * Up to four restores planned on the history, each with its lease as
+ * cairn-restore writes it: a random backup, to latest, to its own end or to
+ * a time after it; live (up to 48 h left) or lapsed (up to 12 h ago, the
+ * debris grace being 6 h). Some name only their backup in `chain`; some
+ * name a backup the catalog no longer has.
+ */
+function randomLeases(seed: number, h: History): LeaseCase[] {
+  const r = prng(seed ^ 0x2545f491);
+  const plan = planner(h.catalog, h.histories);
+  const out: LeaseCase[] = [];
+  const n = r.int(0, 4);
+  for (let i = 0; i < n; i++) {
+    const b = h.catalog.backups[r.int(0, h.catalog.backups.length - 1)]!;
+    const pick = r.int(0, 2);
+    const target = pick === 0 ? latest : pick === 1 ? immediate : atTime(Date.parse(b.stop.time) + r.int(1, 72) * HOUR);
+    const p = plan(target, b.id);
+    if (p === undefined) continue;
+    const live = r.chance(0.6);
+    const expiresAt = new Date(NOW.getTime() + (live ? r.int(1, 48 * 60) : -r.int(0, 12 * 60)) * 60_000).toISOString();
+    const orphan = r.chance(0.15);
+    const lease = readerLease({
+      id: `20261121-${String(100000 + i).slice(1)}0-${(seed >>> 0).toString(16).padStart(8, '0').slice(-8)}`,
+      backup: orphan ? '20200101-000000F' : p.backup.id,
+      chain: orphan ? [] : r.chance(0.3) ? [p.backup.id] : p.chain,
+      expiresAt,
+    });
+    lease.wal = p.wal.map((w) => ({ timeline: w.timeline, from: w.from, to: w.to }));
+    out.push({ lease, live: Date.parse(expiresAt) > NOW.getTime(), plan: p, target, orphan });
+  }
+  return out;
+}
+
+const latest: RecoveryTarget = { kind: 'latest', timeline: 'latest', action: 'promote', inclusive: true };
+
+test(`live reader leases keep what their recoveries read; lapsed ones protect nothing (${CASES} seeded histories)`, () => {
+  let protectedSomething = 0;
+  let livePlansChecked = 0;
+  let lapsedCases = 0;
+  let removedLeases = 0;
+  for (let seed = 1; seed <= CASES; seed++) {
+    const h = generate(seed);
+    const policy = randomPolicy(seed);
+    const leases = randomLeases(seed, h);
+    const why = `seed ${seed}, policy ${JSON.stringify(policy)}, leases ${JSON.stringify(leases.map((l) => [l.lease.backup, l.live, l.orphan, l.lease.chain.length, l.lease.wal]))}`;
+    const bare = planExpire(h.catalog, policy, NOW);
+    const leased = planExpire({ ...h.catalog, readers: leases.map((l) => l.lease) }, policy, NOW);
+    const lapsedOnly = planExpire({ ...h.catalog, readers: leases.filter((l) => !l.live).map((l) => l.lease) }, policy, NOW);
+    const action = (p: typeof bare) => new Map(p.plan.backups.map((b) => [b.id, b.action]));
+    const deletedBy = (p: typeof bare) => new Set(p.steps.filter((s) => s.kind !== 'lease').flatMap((s) => s.keys));
+
+    // A lapsed lease protects nothing beyond what the policies keep.
+    if (leases.some((l) => !l.live)) lapsedCases++;
+    assert.deepEqual(action(lapsedOnly), action(bare), `${why}: lapsed leases change no backup`);
+    assert.deepEqual(deletedBy(lapsedOnly), deletedBy(bare), `${why}: lapsed leases change no deletion`);
+
+    // Leases only ever keep more.
+    const deleted = deletedBy(leased);
+    for (const k of deleted) assert.ok(deletedBy(bare).has(k), `${why}: ${k} deleted only because of a lease`);
+    if (deleted.size < deletedBy(bare).size) protectedSomething++;
+
+    // Exactly the leases lapsed longer than the grace go, each as its own step.
+    const graceStart = policy.debrisGrace.before(NOW).getTime();
+    const gone = leases.filter((l) => Date.parse(l.lease.expiresAt) <= graceStart).map((l) => `main/readers/${l.lease.id}.json`).sort();
+    assert.deepEqual(leased.steps.filter((s) => s.kind === 'lease').flatMap((s) => s.keys).sort(), gone, why);
+    removedLeases += gone.length;
+    assert.equal(leased.plan.readers.length, leases.length);
+
+    const kept = action(leased);
+    const after: ExpireCatalog = {
+      ...h.catalog,
+      backups: h.catalog.backups.filter((b) => kept.get(b.id) === 'keep'),
+      wal: new Map([[SYS, { files: h.catalog.wal.get(SYS)!.files.filter((f) => !deleted.has(f.key)), histories: h.histories }]]),
+      objects: h.catalog.objects.filter((o) => !deleted.has(o.key)),
+    };
+    const planAfter = planner(after, h.histories);
+    for (const l of leases.filter((x) => x.live)) {
+      const lwhy = `${why}: live lease on ${l.lease.backup}`;
+      // Every WAL file at or above a live lease's floor on its timeline stays.
+      for (const w of l.lease.wal) {
+        for (const f of h.catalog.wal.get(SYS)!.files) {
+          if (f.walName.endsWith('.history') || parseInt(f.walName.slice(0, 8), 16) !== w.timeline || f.walName.slice(8, 24) < w.from.slice(8)) continue;
+          assert.ok(!deleted.has(f.key), `${lwhy}: ${f.walName} at or above ${w.from} stays`);
+        }
+      }
+      if (l.orphan) continue;
+      // Its whole chain stays, and the recovery it planned still plans to the same end.
+      for (const id of l.plan.chain) assert.equal(kept.get(id), 'keep', `${lwhy}: ${id} of its chain stays`);
+      const again = planAfter(l.target, l.plan.backup.id);
+      assert.ok(again !== undefined, `${lwhy}: its recovery (${l.target.kind}) still plans after expire`);
+      assert.equal(again.walEnd, l.plan.walEnd, `${lwhy}: its recovery reaches as far`);
+      livePlansChecked++;
+    }
+  }
+  // The properties must have been exercised, not passed vacuously.
+  assert.ok(protectedSomething > 20, `plans where a live lease kept something: ${protectedSomething}`);
+  assert.ok(livePlansChecked > 100, `live recoveries re-planned: ${livePlansChecked}`);
+  assert.ok(lapsedCases > 50, `plans with a lapsed lease: ${lapsedCases}`);
+  assert.ok(removedLeases > 20, `lapsed leases removed: ${removedLeases}`);
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseDuration } from '../util/duration.js';
-import { backup, catalogOf, dump, hist, seg, SYS, SYS2, type CatalogSpec } from './test-catalog.js';
+import { backup, catalogOf, dump, hist, readerLease, seg, SYS, SYS2, type CatalogSpec } from './test-catalog.js';
 import { EXPIRE_PLAN_FORMAT, periodOf, planExpire, type ExpirePolicy } from './plan.js';
 
 const NOW = new Date('2026-11-21T12:00:00Z');
@@ -369,5 +369,121 @@ describe('planExpire: debris', () => {
   test('nothing outside backups/, dumps/ and wal/ is ever in a step', () => {
     const r = plan({ backups: chains, objects, wal: [{ ranges: [[1, 1, 20]] }] }, { keepFull: 1 });
     for (const k of r.steps.flatMap((s) => s.keys)) assert.match(k, /^main\/(backups|dumps|wal)\//);
+  });
+});
+
+describe('planExpire: reader leases (issue 12)', () => {
+  // F1 ← I1 ← I1b, F2 ← D2 ← I2; keep-full 1 alone removes the first chain and the WAL below F2 (segment 10).
+  const wal = [{ ranges: [[1, 1, 20]] as [number, number, number][] }];
+  const LIVE = '2026-11-22T06:00:00.000Z'; // renewed 2026-11-21 06:00, lease 20261121-060000-0000abcd
+  const why = (backup: string) =>
+    `needed by the restore of backup ${backup} into "/srv/pg" on host "db1" (lease 20261121-060000-0000abcd, renewed at 2026-11-21T06:00:00.000Z)`;
+  const restoreOfI1b = { backup: '20261103-010000I', chain: ['20261101-010000F', '20261102-010000I', '20261103-010000I'], wal: [[1, 2, 8]] as [number, number, number][] };
+
+  test('a live lease keeps its whole chain and the WAL from its start; the reason names the restore', () => {
+    const r = plan({ backups: chains, wal, readers: [readerLease({ ...restoreOfI1b, expiresAt: LIVE })] }, { keepFull: 1 });
+    assert.deepEqual(removedBackups(r), []);
+    for (const id of restoreOfI1b.chain) assert.deepEqual(reasonsOf(r, id).filter((x) => x.startsWith('needed by the')), [why('20261103-010000I')]);
+    assert.equal(r.plan.wal[0]!.keepFrom, seg(1, 2));
+    assert.deepEqual(r.plan.wal[0]!.removed, { from: seg(1, 1), to: seg(1, 1), segments: 1, files: 1, bytes: 1000 });
+    assert.deepEqual(
+      [r.plan.totals.readersLive, r.plan.totals.backupsKeptForReaders, r.plan.totals.walSegmentsKeptForReaders, r.plan.totals.readersRemoved],
+      [1, 3, 8, 0],
+    );
+    assert.deepEqual(r.plan.readers, [{
+      id: '20261121-060000-0000abcd', key: 'main/readers/20261121-060000-0000abcd.json', purpose: 'restore', host: 'db1', pgdata: '/srv/pg',
+      backup: '20261103-010000I', dumps: [], renewedAt: '2026-11-21T06:00:00.000Z', expiresAt: LIVE, live: true, action: 'keep',
+      reason: `live until ${LIVE}: what ${why('20261103-010000I').slice('needed by '.length)} needs stays`,
+    }]);
+    assert.ok(r.steps.every((s) => s.kind !== 'lease'));
+  });
+
+  test('a lease whose chain names only its backup still keeps the ancestors the catalog links', () => {
+    const r = plan({ backups: chains, readers: [readerLease({ backup: '20261103-010000I', expiresAt: LIVE })] }, { keepFull: 1 });
+    assert.deepEqual(removedBackups(r), []);
+    assert.ok(reasonsOf(r, '20261101-010000F').includes(why('20261103-010000I')));
+  });
+
+  test('a lease on a backup the policies keep anyway adds its reason and keeps nothing more', () => {
+    const r = plan({ backups: chains, wal, readers: [readerLease({ backup: '20261111-010000D', chain: ['20261110-010000F', '20261111-010000D'], wal: [[1, 12, 20]], expiresAt: LIVE })] }, { keepFull: 1 });
+    assert.deepEqual(removedBackups(r).sort(), ['20261101-010000F', '20261102-010000I', '20261103-010000I']);
+    assert.deepEqual(reasonsOf(r, '20261111-010000D'), ['keep-full 1 (depends on 20261110-010000F)', 'needed by 20261112-010000I', why('20261111-010000D')]);
+    assert.equal(r.plan.wal[0]!.keepFrom, seg(1, 10));
+    assert.deepEqual([r.plan.totals.backupsKeptForReaders, r.plan.totals.walSegmentsKeptForReaders], [0, 0]);
+  });
+
+  test('the WAL floor holds even when the lease\'s backup is gone from the catalog; per system and timeline', () => {
+    const leases = [
+      readerLease({ backup: '20261001-010000F', wal: [[1, 5, 9]], expiresAt: LIVE }),
+      // Another system's lease, and a range on another timeline, hold nothing here.
+      readerLease({ id: '20261121-070000-0000abcd', backup: '20261001-010000F', system: SYS2, wal: [[1, 3, 9]], expiresAt: LIVE }),
+      readerLease({ id: '20261121-080000-0000abcd', backup: '20261001-010000F', wal: [[2, 3, 9]], expiresAt: LIVE }),
+    ];
+    const r = plan({ backups: chains, wal, readers: leases }, { keepFull: 1 });
+    assert.deepEqual(removedBackups(r).sort(), ['20261101-010000F', '20261102-010000I', '20261103-010000I']);
+    assert.equal(r.plan.wal[0]!.keepFrom, seg(1, 5));
+    assert.deepEqual(r.plan.wal[0]!.removed, { from: seg(1, 1), to: seg(1, 4), segments: 4, files: 4, bytes: 4000 });
+    assert.equal(
+      r.plan.wal[0]!.reason,
+      `below ${seg(1, 5)}, from where it is needed by the restore of backup 20261001-010000F into "/srv/pg" on host "db1" (lease 20261121-060000-0000abcd, renewed at 2026-11-21T06:00:00.000Z)`,
+    );
+    assert.equal(r.plan.totals.walSegmentsKeptForReaders, 5);
+    // A lease that names no system holds that timeline of every system.
+    const anySystem = plan({ backups: chains, wal, readers: [readerLease({ backup: null, system: null, wal: [[1, 7, 9]], expiresAt: LIVE })] }, { keepFull: 1 });
+    assert.equal(anySystem.plan.wal[0]!.keepFrom, seg(1, 7));
+  });
+
+  test('timelines no kept backup follows keep the WAL a lease reads on them', () => {
+    // 2 branched off 1 at segment 10, 3 off 1 at 12; the only backup is on 3, the lease's backup is gone.
+    const histories = new Map([[2, hist([1, 10])], [3, hist([1, 12])]]);
+    const spec: CatalogSpec = {
+      backups: [backup({ id: '20261110-010000F', tli: 3, start: 14 })],
+      wal: [{ ranges: [[1, 1, 12], [2, 10, 16], [3, 12, 16]], histories }],
+      readers: [readerLease({ backup: '20261001-010000F', wal: [[1, 5, 10], [2, 10, 16]], expiresAt: LIVE })],
+    };
+    const withLease = plan(spec, { keepFull: 1 });
+    assert.deepEqual(withLease.plan.wal.map((w) => [w.timeline, w.keepFrom, w.removed?.segments ?? 0]), [[1, seg(1, 5), 4], [2, seg(2, 10), 0], [3, seg(3, 14), 2]]);
+    const without = plan({ ...spec, readers: [] }, { keepFull: 1 });
+    assert.deepEqual(without.plan.wal.map((w) => [w.timeline, w.keepFrom, w.removed?.segments ?? 0]), [[1, null, 12], [2, null, 7], [3, seg(3, 14), 2]]);
+    assert.equal(withLease.plan.totals.walSegmentsKeptForReaders, 15);
+  });
+
+  test('a live lease keeps the dumps it reads', () => {
+    const dumps = [dump('app', '20261101-000000L'), dump('app', '20261110-000000L'), dump('app', '20261120-000000L')];
+    const lease = readerLease({ purpose: 'drill', backup: null, dumps: ['app/20261101-000000L'], expiresAt: LIVE });
+    const r = plan({ dumps, readers: [lease] }, { keepDumps: 1 });
+    assert.deepEqual(r.plan.dumps.map((d) => [d.id, d.action]), [['20261101-000000L', 'keep'], ['20261110-000000L', 'remove'], ['20261120-000000L', 'keep']]);
+    assert.deepEqual(r.plan.dumps[0]!.reasons, ['needed by the drill of dump app/20261101-000000L on host "db1" (lease 20261121-060000-0000abcd, renewed at 2026-11-21T06:00:00.000Z)']);
+    assert.equal(r.plan.totals.dumpsKeptForReaders, 1);
+  });
+
+  test('a lapsed lease protects nothing: the plan is the policies\' own; it goes once lapsed longer than the debris grace', () => {
+    const base = plan({ backups: chains, wal }, { keepFull: 1 });
+    const lapsed = (expiresAt: string) => plan({ backups: chains, wal, readers: [readerLease({ ...restoreOfI1b, expiresAt })] }, { keepFull: 1 });
+    // Lapsed at the plan's time exactly, an hour ago, and seven hours ago (the grace is 6h).
+    for (const at of ['2026-11-21T12:00:00.000Z', '2026-11-21T11:00:00.000Z', '2026-11-21T05:00:00.000Z']) {
+      const r = lapsed(at);
+      assert.deepEqual(r.plan.backups, base.plan.backups, at);
+      assert.deepEqual(r.plan.wal, base.plan.wal, at);
+      assert.deepEqual(r.steps.filter((s) => s.kind !== 'lease'), base.steps, at);
+      assert.equal(r.plan.totals.readersLive, 0);
+      assert.equal(r.plan.readers[0]!.live, false);
+    }
+    const recent = lapsed('2026-11-21T11:00:00.000Z');
+    assert.equal(recent.plan.readers[0]!.action, 'keep');
+    assert.equal(recent.plan.readers[0]!.reason, 'lapsed at 2026-11-21T11:00:00.000Z: protects nothing; removed once lapsed for 6h');
+    const old = lapsed('2026-11-21T05:00:00.000Z');
+    assert.equal(old.plan.readers[0]!.action, 'remove');
+    assert.equal(old.plan.readers[0]!.reason, 'lapsed at 2026-11-21T05:00:00.000Z, more than 6h ago: protects nothing');
+    assert.deepEqual(old.steps.filter((s) => s.kind === 'lease'), [{ kind: 'lease', name: old.plan.readers[0]!.id, keys: [`main/readers/${old.plan.readers[0]!.id}.json`], bytes: 0 }]);
+    assert.equal(old.plan.totals.readersRemoved, 1);
+  });
+
+  test('an unreadable object under readers/ is listed, kept, and protects nothing', () => {
+    const r = plan({ backups: chains, unreadableReaders: [{ key: 'main/readers/notes.txt', problem: 'not a reader lease name' }] }, { keepFull: 1 });
+    assert.equal(removedBackups(r).length, 3);
+    assert.deepEqual(r.plan.readers.map((x) => [x.id, x.key, x.live, x.action]), [['notes.txt', 'main/readers/notes.txt', false, 'keep']]);
+    assert.match(r.plan.readers[0]!.reason, /^not a reader lease cairn can read \(not a reader lease name\): protects nothing/);
+    assert.ok(r.steps.every((s) => s.keys.every((k) => !k.includes('/readers/'))));
   });
 });

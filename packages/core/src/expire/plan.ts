@@ -1,13 +1,15 @@
 // Planning retention, without I/O: which backups, dumps, WAL files and debris
 // a policy lets go, and why each backup stays. The rule it keeps (DESIGN
 // §4.6): a backup goes only with everything that depends on it, and WAL only
-// below the oldest kept backup that can read it. applyExpire deletes exactly
-// the keys listed here and decides nothing.
+// below the oldest kept backup that can read it; what a live reader lease (a
+// restore or drill in progress, issue 12) needs stays whatever the policy.
+// applyExpire deletes exactly the keys listed here and decides nothing.
 
 import { isBackupId, type BackupSummary } from '../backup/manifest.js';
 import { GLOBALS_DIR, isDumpId, type DumpSummary } from '../dump/manifest.js';
 import type { StoredWal } from '../repo/wal-archive.js';
 import { abandonedDebris, type RepoDebris } from '../repo/debris.js';
+import { describeReader, isLiveReader, readerLeaseKey, type ReaderLease, type ReaderPurpose } from '../repo/reader-lease.js';
 import type { ObjectInfo } from '../storage/driver.js';
 import type { Duration } from '../util/duration.js';
 import { historyTimelines, type TimelineHistoryEntry } from '../wal/history.js';
@@ -56,6 +58,10 @@ export interface ExpireCatalog {
   objects: readonly ObjectInfo[];
   /** Leftovers of unfinished writes under <cluster>/ (temp files and empty directories on fs; intents of WAL pushes). */
   leftovers?: readonly RepoDebris[];
+  /** Reader leases of the cluster (restores and drills in progress), live or lapsed. */
+  readers?: readonly ReaderLease[];
+  /** Objects under readers/ that are not leases cairn can judge: listed, never protecting, never removed. */
+  unreadableReaders?: readonly { key: string; problem: string }[];
 }
 
 export type ExpireAction = 'keep' | 'remove';
@@ -111,6 +117,26 @@ export interface ExpirePlanDebris {
   newest: string;
 }
 
+/** A reader lease as the plan shows it; an unreadable object under readers/ has nulls. */
+export interface ExpirePlanReader {
+  /** The lease id; for an unreadable object, its name under readers/. */
+  id: string;
+  key: string;
+  purpose: ReaderPurpose | null;
+  host: string | null;
+  pgdata: string | null;
+  backup: string | null;
+  /** Dumps it reads, as <dir>/<id>. */
+  dumps: string[];
+  renewedAt: string | null;
+  expiresAt: string | null;
+  /** Unexpired at the plan's time: what it needs stays. */
+  live: boolean;
+  /** remove: lapsed longer ago than the debris grace. */
+  action: ExpireAction;
+  reason: string;
+}
+
 export interface ExpirePlan {
   format: typeof EXPIRE_PLAN_FORMAT;
   createdAt: string;
@@ -123,6 +149,8 @@ export interface ExpirePlan {
   dumps: ExpirePlanDump[];
   wal: ExpirePlanWal[];
   debris: ExpirePlanDebris[];
+  /** Every reader lease, by id, then the unreadable objects under readers/. */
+  readers: ExpirePlanReader[];
   totals: {
     backupsRemoved: number;
     backupsKept: number;
@@ -133,13 +161,20 @@ export interface ExpirePlan {
     debrisObjectsRemoved: number;
     /** Stored bytes freed by all of the above. */
     bytes: number;
+    readersLive: number;
+    /** Lapsed leases removed. */
+    readersRemoved: number;
+    /** What stays only because a live reader lease needs it (the policies alone would remove it). */
+    backupsKeptForReaders: number;
+    dumpsKeptForReaders: number;
+    walSegmentsKeptForReaders: number;
   };
 }
 
 /** One group of deletions, in apply order; `keys` in order too (a manifest first). */
 export interface ExpireStep {
-  kind: 'backup' | 'dump' | 'wal' | 'debris' | 'leftover';
-  /** The backup id, dump dir/id, system/timeline, debris prefix or leftover path. */
+  kind: 'backup' | 'dump' | 'wal' | 'debris' | 'lease' | 'leftover';
+  /** The backup id, dump dir/id, system/timeline, debris prefix, reader lease id or leftover path. */
   name: string;
   keys: string[];
   bytes: number;
@@ -184,13 +219,22 @@ function describePolicy(p: ExpirePolicy): Record<string, number | string | null>
  */
 export function planExpire(catalog: ExpireCatalog, policy: ExpirePolicy, now: Date): ExpireResult {
   const groups = groupObjects(catalog);
-  const backups = planBackups(catalog, policy, now, groups);
-  const dumps = planDumps(catalog, policy, now, groups);
+  // Only a lease unexpired now protects: one nobody renewed stopped
+  // protecting when it lapsed, whether or not it is removed yet.
+  const live = (catalog.readers ?? []).filter((r) => isLiveReader(r, now));
+  const { backups, keptForReaders: backupsForReaders } = planBackups(catalog, policy, now, groups, live);
+  const { dumps, keptForReaders: dumpsForReaders } = planDumps(catalog, policy, now, groups, live);
   const keptIds = new Set(backups.filter((b) => b.action === 'keep').map((b) => b.id));
   const kept = catalog.backups.filter((b) => keptIds.has(b.id));
   // With no backup policy the operator asked about dumps only: WAL stays.
-  const wal = hasBackupPolicy(policy) ? planWal(catalog, kept) : { entries: [], steps: [] };
+  const wal = hasBackupPolicy(policy) ? planWal(catalog, kept, live) : { entries: [], steps: [] };
+  const segmentsRemoved = (entries: readonly ExpirePlanWal[]) => entries.reduce((n, e) => n + (e.removed?.segments ?? 0), 0);
+  // What the leases keep of WAL, for the summary: the plan the policies alone would make, minus this one.
+  const walForReaders = live.length === 0 || !hasBackupPolicy(policy)
+    ? 0
+    : segmentsRemoved(planWal(catalog, kept.filter((b) => !backupsForReaders.has(b.id)), []).entries) - segmentsRemoved(wal.entries);
   const debris = planDebris(groups, policy, now);
+  const readers = planReaders(catalog, policy, now);
   // Leftovers go last: the steps above leave fewer behind (remove prunes
   // empty directories), and a directory goes after what was in it.
   const leftovers = abandonedDebris(catalog.leftovers ?? [], now, now.getTime() - policy.debrisGrace.before(now).getTime());
@@ -222,6 +266,7 @@ export function planExpire(catalog: ExpireCatalog, policy: ExpirePolicy, now: Da
     const g = groups.get(d.prefix)!;
     steps.push({ kind: 'debris', name: d.prefix, keys: g.objects.map((o) => o.key), bytes: d.bytes });
   }
+  for (const r of readers.filter((x) => x.action === 'remove')) steps.push({ kind: 'lease', name: r.id, keys: [r.key], bytes: 0 });
   for (const l of leftovers) {
     // An intent is a stored object (every store): remove() takes it, as debris.
     steps.push({ kind: l.intent ? 'debris' : 'leftover', name: l.path, keys: [l.path], bytes: l.size });
@@ -239,15 +284,21 @@ export function planExpire(catalog: ExpireCatalog, policy: ExpirePolicy, now: Da
     dumps,
     wal: wal.entries,
     debris,
+    readers,
     totals: {
       backupsRemoved: removed(backups),
       backupsKept: backups.length - removed(backups),
       dumpsRemoved: removed(dumps),
       dumpsKept: dumps.length - removed(dumps),
-      walSegmentsRemoved: wal.entries.reduce((n, e) => n + (e.removed?.segments ?? 0), 0),
+      walSegmentsRemoved: segmentsRemoved(wal.entries),
       walFilesRemoved: wal.entries.reduce((n, e) => n + (e.removed?.files ?? 0), 0),
       debrisObjectsRemoved: debris.reduce((n, d) => n + d.objects, 0),
       bytes: steps.reduce((n, s) => n + s.bytes, 0),
+      readersLive: live.length,
+      readersRemoved: removed(readers),
+      backupsKeptForReaders: backupsForReaders.size,
+      dumpsKeptForReaders: dumpsForReaders.size,
+      walSegmentsKeptForReaders: walForReaders,
     },
   };
   return { plan, steps };
@@ -404,7 +455,13 @@ function reaches(b: BackupSummary, tli: number, hist: ReadonlyMap<number, readon
   return placeOnTimeline(spans, b.timeline, parseLsn(b.start.lsn), parseLsn(b.stop.lsn)).where === 'on-path';
 }
 
-function planBackups(catalog: ExpireCatalog, policy: ExpirePolicy, now: Date, groups: Map<string, ObjectGroup>): ExpirePlanBackup[] {
+function planBackups(
+  catalog: ExpireCatalog,
+  policy: ExpirePolicy,
+  now: Date,
+  groups: Map<string, ObjectGroup>,
+  live: readonly ReaderLease[],
+): { backups: ExpirePlanBackup[]; keptForReaders: Set<string> } {
   const all = [...catalog.backups].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const byId = new Map(all.map((b) => [b.id, b]));
   const children = new Map<string, string[]>();
@@ -496,7 +553,19 @@ function planBackups(catalog: ExpireCatalog, policy: ExpirePolicy, now: Date, gr
     for (const anc of chainOf(b.id)) keep.add(anc, `needed by ${b.id}`);
   }
 
-  return all.map((b) => {
+  // A recovery in progress reads its whole chain: the lease's own list and,
+  // should that list be short, the ancestors the catalog links (issue 12).
+  const byPolicy = new Set(keep.keep.keys());
+  for (const lease of live) {
+    const why = `needed by ${describeReader(lease)}`;
+    for (const id of new Set([...lease.chain, ...(lease.backup === null ? [] : [lease.backup])])) {
+      if (!byId.has(id)) continue;
+      for (const x of [id, ...chainOf(id)]) if (byId.has(x)) keep.add(x, why);
+    }
+  }
+  const keptForReaders = new Set([...keep.keep.keys()].filter((id) => !byPolicy.has(id)));
+
+  const backups = all.map((b): ExpirePlanBackup => {
     const size = sizeOf(groups.get(`backups/${b.id}/`));
     const reasons = keep.keep.get(b.id);
     return {
@@ -511,9 +580,16 @@ function planBackups(catalog: ExpireCatalog, policy: ExpirePolicy, now: Date, gr
       ...size,
     };
   });
+  return { backups, keptForReaders };
 }
 
-function planDumps(catalog: ExpireCatalog, policy: ExpirePolicy, now: Date, groups: Map<string, ObjectGroup>): ExpirePlanDump[] {
+function planDumps(
+  catalog: ExpireCatalog,
+  policy: ExpirePolicy,
+  now: Date,
+  groups: Map<string, ObjectGroup>,
+  live: readonly ReaderLease[],
+): { dumps: ExpirePlanDump[]; keptForReaders: Set<string> } {
   const keep = new Reasons();
   const governing: string[] = [];
   const byDir = new Map<string, DumpSummary[]>();
@@ -548,6 +624,12 @@ function planDumps(catalog: ExpireCatalog, policy: ExpirePolicy, now: Date, grou
     const newest = [...items].sort(newestFirst)[0];
     if (newest) keep.add(newest.id, 'newest dump of its database');
   }
+  const byPolicy = new Set(keep.keep.keys());
+  const refs = new Set(catalog.dumps.map(ref));
+  for (const lease of live) {
+    for (const d of lease.dumps) if (refs.has(d)) keep.add(d, `needed by ${describeReader(lease)}`);
+  }
+  const keptForReaders = new Set([...keep.keep.keys()].filter((id) => !byPolicy.has(id)));
   const because = [...new Set(governing)].join(', ');
   const sorted = [...catalog.dumps].sort((a, b) => (a.dir < b.dir ? -1 : a.dir > b.dir ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   for (const d of sorted) {
@@ -562,7 +644,7 @@ function planDumps(catalog: ExpireCatalog, policy: ExpirePolicy, now: Date, grou
       ...sizeOf(groups.get(`dumps/${d.dir}/${d.id}/`)),
     });
   }
-  return out;
+  return { dumps: out, keptForReaders };
 }
 
 // ---- WAL -------------------------------------------------------------------
@@ -570,10 +652,12 @@ function planDumps(catalog: ExpireCatalog, policy: ExpirePolicy, now: Date, grou
 /**
  * Per system and timeline T: the files on T below the oldest start segment
  * of the kept backups that recovery along T can start from (those on T or
- * an ancestor of T), i.e. WAL no kept backup will ever read. History files
- * stay (a restore along a timeline needs them, and they are tiny).
+ * an ancestor of T), i.e. WAL no kept backup will ever read; and never at or
+ * above the first segment on T a live reader lease's WAL ranges name, even
+ * when that lease's backup is gone from the catalog. History files stay (a
+ * restore along a timeline needs them, and they are tiny).
  */
-function planWal(catalog: ExpireCatalog, kept: readonly BackupSummary[]): { entries: ExpirePlanWal[]; steps: ExpireStep[] } {
+function planWal(catalog: ExpireCatalog, kept: readonly BackupSummary[], live: readonly ReaderLease[]): { entries: ExpirePlanWal[]; steps: ExpireStep[] } {
   const entries: ExpirePlanWal[] = [];
   const steps: ExpireStep[] = [];
   for (const [systemId, archive] of [...catalog.wal].sort(([a], [b]) => (a < b ? -1 : 1))) {
@@ -622,6 +706,11 @@ function planWal(catalog: ExpireCatalog, kept: readonly BackupSummary[]): { entr
         ? 'no kept backup can restore along this timeline'
         : `below the start of backup ${from}, the oldest kept one that restores along this timeline`;
       if (threshold !== undefined) entry.keepFrom = segmentName(tli, threshold, segSize);
+      const floor = readerFloor(live, systemId, tli);
+      if (floor !== undefined && (entry.keepFrom === null || floor.name.slice(8) < entry.keepFrom.slice(8))) {
+        entry.keepFrom = floor.name;
+        entry.reason = `below ${floor.name}, from where it is needed by ${describeReader(floor.lease)}`;
+      }
       const going = files
         .filter((f) => {
           let n: bigint;
@@ -630,6 +719,8 @@ function planWal(catalog: ExpireCatalog, kept: readonly BackupSummary[]): { entr
           } catch {
             return false; // not a name of this segment size: not ours to judge
           }
+          // Within one timeline, fixed-width upper-case hex: text order is segment order.
+          if (floor !== undefined && f.walName.slice(8, 24) >= floor.name.slice(8)) return false;
           return threshold === undefined || n < threshold;
         })
         .sort((a, b) => compareSegments(a.walName, b.walName) || (a.key < b.key ? -1 : 1));
@@ -647,4 +738,81 @@ function planWal(catalog: ExpireCatalog, kept: readonly BackupSummary[]): { entr
     }
   }
   return { entries, steps };
+}
+
+/**
+ * The lowest segment on timeline `tli` of system `systemId` that a live
+ * lease's WAL ranges start at. A lease without a system id (none of cairn's
+ * tools write one) holds that timeline of every system: safe, not precise.
+ */
+function readerFloor(live: readonly ReaderLease[], systemId: string, tli: number): { name: string; lease: ReaderLease } | undefined {
+  let best: { name: string; lease: ReaderLease } | undefined;
+  for (const lease of live) {
+    if (lease.systemId !== null && lease.systemId !== systemId) continue;
+    for (const r of lease.wal) {
+      if (r.timeline !== tli) continue;
+      const name = segmentNameOnTimeline(tli, r.from);
+      if (best === undefined || name.slice(8) < best.name.slice(8)) best = { name, lease };
+    }
+  }
+  return best;
+}
+
+/** `from` with its timeline field set to `tli` (a lease's ranges are per timeline; the name's own field is not trusted). */
+function segmentNameOnTimeline(tli: number, from: string): string {
+  return tli.toString(16).toUpperCase().padStart(8, '0') + from.slice(8);
+}
+
+// ---- reader leases ------------------------------------------------------------
+
+/**
+ * Every reader lease as the plan shows it. A lease that lapsed longer than
+ * the debris grace ago goes (its recovery is long over or abandoned); a live
+ * one, or one lapsed more recently, stays: cairn-wal-get renews a lease only
+ * while it exists, so one removed early is never made again. An object cairn
+ * cannot read is listed and left alone.
+ */
+function planReaders(catalog: ExpireCatalog, policy: ExpirePolicy, now: Date): ExpirePlanReader[] {
+  const before = policy.debrisGrace.before(now).getTime();
+  const grace = policy.debrisGrace.text;
+  const out: ExpirePlanReader[] = [];
+  for (const r of [...(catalog.readers ?? [])].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
+    const live = isLiveReader(r, now);
+    const lapsedLongAgo = !live && Date.parse(r.expiresAt) <= before;
+    out.push({
+      id: r.id,
+      key: readerLeaseKey(catalog.cluster, r.id),
+      purpose: r.purpose,
+      host: r.host,
+      pgdata: r.pgdata,
+      backup: r.backup,
+      dumps: [...r.dumps],
+      renewedAt: r.renewedAt,
+      expiresAt: r.expiresAt,
+      live,
+      action: lapsedLongAgo ? 'remove' : 'keep',
+      reason: live
+        ? `live until ${r.expiresAt}: what ${describeReader(r)} needs stays`
+        : lapsedLongAgo
+          ? `lapsed at ${r.expiresAt}, more than ${grace} ago: protects nothing`
+          : `lapsed at ${r.expiresAt}: protects nothing; removed once lapsed for ${grace}`,
+    });
+  }
+  for (const u of catalog.unreadableReaders ?? []) {
+    out.push({
+      id: u.key.slice(u.key.lastIndexOf('/') + 1),
+      key: u.key,
+      purpose: null,
+      host: null,
+      pgdata: null,
+      backup: null,
+      dumps: [],
+      renewedAt: null,
+      expiresAt: null,
+      live: false,
+      action: 'keep',
+      reason: `not a reader lease cairn can read (${u.problem}): protects nothing and is not removed; remove it by hand once no restore uses it`,
+    });
+  }
+  return out;
 }

@@ -3,6 +3,7 @@
 
 import { MANIFEST_FORMAT, parseBackupId, type BackupSummary } from '../backup/manifest.js';
 import { databaseDir, DUMP_MANIFEST_FORMAT, GLOBALS_DIR, type DumpSummary } from '../dump/manifest.js';
+import { READER_LEASE_FORMAT, type ReaderLease } from '../repo/reader-lease.js';
 import type { StoredWal } from '../repo/wal-archive.js';
 import type { ObjectInfo } from '../storage/driver.js';
 import type { TimelineHistoryEntry } from '../wal/history.js';
@@ -109,6 +110,52 @@ export interface CatalogSpec {
   wal?: { system?: string; ranges: [number, number, number][]; extra?: string[]; histories?: Map<number, TimelineHistoryEntry[]>; mtime?: (tli: number, n: number) => Date }[];
   /** Extra objects (debris) with their mtimes. */
   objects?: ObjectInfo[];
+  readers?: ReaderLease[];
+  unreadableReaders?: { key: string; problem: string }[];
+}
+
+export interface LeaseSpec {
+  /** Default: a restore lease id from `expiresAt`'s day. */
+  id?: string;
+  purpose?: ReaderLease['purpose'];
+  backup?: string | null;
+  /** Default: [backup]. */
+  chain?: string[];
+  dumps?: string[];
+  /** [timeline, first segment number, last]. */
+  wal?: [number, number, number][];
+  /** Default SYS; null: a lease that names no system. */
+  system?: string | null;
+  expiresAt: string;
+  /** Default: 24 h before expiresAt. */
+  renewedAt?: string;
+}
+
+/** A reader lease as cairn-restore writes it, on host "db1" into /srv/pg. */
+export function readerLease(o: LeaseSpec): ReaderLease {
+  const expires = Date.parse(o.expiresAt);
+  const renewedAt = o.renewedAt ?? new Date(expires - 86_400_000).toISOString();
+  const backup = o.backup === undefined ? null : o.backup;
+  return {
+    format: READER_LEASE_FORMAT,
+    id: o.id ?? `${renewedAt.slice(0, 10).replaceAll('-', '')}-${renewedAt.slice(11, 19).replaceAll(':', '')}-0000abcd`,
+    purpose: o.purpose ?? 'restore',
+    tool: 'cairn-restore',
+    host: 'db1',
+    pid: 4242,
+    pgdata: '/srv/pg',
+    systemId: o.system === undefined ? SYS : o.system,
+    walSegmentSize: SEG,
+    backup,
+    chain: o.chain ?? (backup === null ? [] : [backup]),
+    dumps: o.dumps ?? [],
+    wal: (o.wal ?? []).map(([timeline, from, to]) => ({ timeline, from: seg(timeline, from), to: seg(timeline, to) })),
+    target: 'latest',
+    lifetimeSeconds: 86_400,
+    createdAt: renewedAt,
+    renewedAt,
+    expiresAt: o.expiresAt,
+  };
 }
 
 /** The objects a backup or dump with a manifest holds: the manifest and one data object. */
@@ -138,5 +185,9 @@ export function catalogOf(spec: CatalogSpec): ExpireCatalog {
     for (const tli of w.histories?.keys() ?? []) files.push(walFile(system, `${tli.toString(16).toUpperCase().padStart(8, '0')}.history`));
     wal.set(system, { files, histories: w.histories ?? new Map() });
   }
-  return { cluster: 'main', repo: 'memory://expire-test', backups, dumps, wal, objects };
+  return {
+    cluster: 'main', repo: 'memory://expire-test', backups, dumps, wal, objects,
+    ...(spec.readers ? { readers: spec.readers } : {}),
+    ...(spec.unreadableReaders ? { unreadableReaders: spec.unreadableReaders } : {}),
+  };
 }

@@ -1,7 +1,8 @@
 // Reading what an info report needs from one repository: the catalog (its
 // WAL from the one listing of the cluster that also gives sizes), the
-// history files, the newest verify and drill results; then describing it
-// (report.ts, pure). Shared by cairn-info and cairn-prom-export.
+// history files, the newest verify and drill results, the reader leases;
+// then describing it (report.ts, pure). Shared by cairn-info and
+// cairn-prom-export.
 
 import { ERROR_CODES, EXIT, isCairnError, toCairnError, type ErrorCode } from '../cli/errors.js';
 import type { EncryptionKey } from '../codec/index.js';
@@ -10,6 +11,7 @@ import { compareDrillIds } from '../drill/result-format.js';
 import { readJsonObject } from '../repo/json-object.js';
 import { checkKeyAgainst, readRepoConfig } from '../repo/repo-config.js';
 import { closeRepositories, loadKey, openRepositories } from '../repo/repositories.js';
+import { listReaderLeases } from '../repo/reader-lease.js';
 import { readSystem, type SystemRecord } from '../repo/systems.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { readLatestVerifyResult } from '../verify/result-format.js';
@@ -90,6 +92,7 @@ export async function readInfoReport(
         return undefined;
       }),
       lastDrill,
+      readers: await listReaderLeases(driver, cluster, signal),
     },
     now,
   );

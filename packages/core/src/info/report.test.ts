@@ -8,6 +8,7 @@ import { VERIFY_RESULT_FORMAT, type VerifyResult } from '../verify/result-format
 import { parseLsn, formatLsn } from '../wal/lsn.js';
 import { segmentName } from '../wal/segment.js';
 import type { TimelineHistoryEntry } from '../wal/history.js';
+import { READER_LEASE_FORMAT, type ReaderLease } from '../repo/reader-lease.js';
 import { describeRepository, emptyUsage, INFO_FORMAT, MAX_LISTED_GAPS, tallyObject, type InfoExtras, type InfoReport } from './report.js';
 
 const SEG = 16 * 1024 * 1024;
@@ -218,8 +219,26 @@ describe('describeRepository: the rest of the report', () => {
       lastVerify: null,
       lastDrill: null,
       recoverability: { earliest: null, latest: null, latestAgeSeconds: null, systems: [] },
+      readers: [],
+      readersUnreadable: [],
     };
     assert.deepEqual(r, expected);
+  });
+
+  test('reader leases: every one by id, live or lapsed at the report\'s time, with its description; unreadable ones apart', () => {
+    const lease = (id: string, expiresAt: string): ReaderLease => ({
+      format: READER_LEASE_FORMAT, id, purpose: 'restore', tool: 'cairn-restore', host: 'db1', pid: 7, pgdata: '/srv/pg', systemId: '1',
+      walSegmentSize: 16 * 1024 * 1024, backup: F1, chain: [F1], dumps: [], wal: [{ timeline: 1, from: '000000010000000000000002', to: '000000010000000000000009' }],
+      target: 'latest', lifetimeSeconds: 86400, createdAt: '2026-11-21T00:00:00.000Z', renewedAt: '2026-11-21T00:00:00.000Z', expiresAt,
+    });
+    const live = lease('20261121-000000-0000000b', '2026-11-22T00:00:00.001Z');
+    const lapsed = lease('20261121-000000-0000000a', NOW.toISOString());
+    const readers = { leases: [live, lapsed], unreadable: [{ key: 'main/readers/x.json', problem: 'not a reader lease name' }] };
+    const r = describeRepository(catalogOf([]), extras({ readers }), NOW);
+    assert.deepEqual(r.readers.map((x) => [x.id, x.live]), [[lapsed.id, false], [live.id, true]]);
+    const { format: _format, ...fields } = live;
+    assert.deepEqual(r.readers[1], { ...fields, live: true, description: `the restore of backup ${F1} into "/srv/pg" on host "db1" (lease ${live.id}, renewed at 2026-11-21T00:00:00.000Z)` });
+    assert.deepEqual(r.readersUnreadable, readers.unreadable);
   });
 
   test('WAL per timeline: range, count, bytes, gaps and the newest archive time', () => {

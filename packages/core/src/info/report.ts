@@ -1,14 +1,16 @@
 // What cairn-info reports about one repository, computed without I/O from the
 // catalog and a few extras: backups, dumps, the WAL archive per system and
-// timeline, the repository's size, the last verify and drill, and the
+// timeline, the repository's size, the last verify and drill, the
 // recoverability window (the earliest and latest point a restore reaches, as
-// the restore planner decides it). The JSON form is `cairn.info/1`,
+// the restore planner decides it) and the reader leases of restores and
+// drills in progress. The JSON form is `cairn.info/1`,
 // documented in the README as stable: fields are only ever added.
 
 import { CairnError, isCairnError } from '../cli/errors.js';
 import type { BackupSummary } from '../backup/manifest.js';
 import type { DumpSummary } from '../dump/manifest.js';
 import type { RepoCatalog, WalListing } from '../repo/catalog.js';
+import { describeReader, isLiveReader, type ReaderLease, type ReaderLeaseListing } from '../repo/reader-lease.js';
 import type { SystemRecord } from '../repo/systems.js';
 import type { RecoveryTarget, RestorePlan } from '../restore/plan-format.js';
 import { planRestore, type PlanInput } from '../restore/planner.js';
@@ -174,6 +176,14 @@ export interface InfoRecoverability {
   systems: InfoRecoverabilitySystem[];
 }
 
+/** A reader lease (issue 12): a restore or drill that says what it still needs; expire keeps that while the lease is live. */
+export interface InfoReader extends Omit<ReaderLease, 'format'> {
+  /** Unexpired at the report's time. */
+  live: boolean;
+  /** For people: what reads, where, and the lease's last renewal. */
+  description: string;
+}
+
 export interface InfoReport {
   format: typeof INFO_FORMAT;
   createdAt: string;
@@ -188,6 +198,10 @@ export interface InfoReport {
   lastVerify: InfoVerify | null;
   lastDrill: InfoDrill | null;
   recoverability: InfoRecoverability;
+  /** Every reader lease, live or lapsed (a lapsed one protects nothing; cairn-expire removes it later), by id. */
+  readers: InfoReader[];
+  /** Objects under readers/ that are not leases cairn can read: they protect nothing. */
+  readersUnreadable: { key: string; problem: string }[];
   /** Backups and dumps left out because their manifest is damaged (present only when there are some; exit status 4). */
   damaged?: InfoDamaged[];
 }
@@ -222,6 +236,8 @@ export interface InfoExtras {
   lastVerify: VerifyResult | undefined;
   /** The newest drill result as stored (its id from the key, its JSON unchecked). */
   lastDrill: { id: string; body: unknown } | undefined;
+  /** The cluster's reader leases; none when not given. */
+  readers?: ReaderLeaseListing;
 }
 
 export function emptyUsage(): RepoUsage {
@@ -263,7 +279,16 @@ export function describeRepository(catalog: RepoCatalog, extras: InfoExtras, now
     lastVerify: extras.lastVerify ? describeVerify(extras.lastVerify) : null,
     lastDrill: extras.lastDrill ? describeDrill(extras.lastDrill) : null,
     recoverability: recoverability.report,
+    readers: [...(extras.readers?.leases ?? [])]
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .map((r) => describeReaderLease(r, now)),
+    readersUnreadable: (extras.readers?.unreadable ?? []).map((u) => ({ key: u.key, problem: u.problem })),
   };
+}
+
+function describeReaderLease(r: ReaderLease, now: Date): InfoReader {
+  const { format: _format, ...fields } = r;
+  return { ...fields, live: isLiveReader(r, now), description: describeReader(r) };
 }
 
 function describeBackup(b: BackupSummary, problem: string | undefined): InfoBackup {

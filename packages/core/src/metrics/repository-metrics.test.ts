@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { describeRepository, emptyUsage, type InfoExtras } from '../info/report.js';
 import type { RepoCatalog } from '../repo/catalog.js';
+import { READER_LEASE_FORMAT, type ReaderLease } from '../repo/reader-lease.js';
 import { parseExposition, renderExposition } from './exposition.js';
 import { METRIC_HELP, repositoryMetrics, unreadableRepositoryMetrics } from './repository-metrics.js';
 
@@ -26,6 +27,7 @@ test('an empty repository: counts of 0 for every backup type, never verified or 
       [`cairn_drill_last_timestamp_seconds{${L}}`, 0],
       [`cairn_exporter_scrape_duration_seconds{${L}}`, 1.5],
       [`cairn_exporter_scrape_success{${L}}`, 1],
+      [`cairn_reader_leases{${L}}`, 0],
       [`cairn_recoverability_unreachable_ranges{${L}}`, 0],
       [`cairn_recoverable{${L}}`, 0],
       [`cairn_verify_last_timestamp_seconds{${L}}`, 0],
@@ -43,6 +45,24 @@ test('a damaged drill result counts as failed, its time taken from its id', () =
   assert.equal(failed.get(`cairn_drill_last_success{${L}}`), 0);
   assert.equal(failed.get(`cairn_drill_last_rto_seconds{${L}}`), 12);
   assert.equal(failed.get(`cairn_drill_last_timestamp_seconds{${L}}`), Date.UTC(2026, 10, 21, 21, 1) / 1000);
+});
+
+test('reader leases: the live ones counted, each with its expiry; lapsed ones are no sample', () => {
+  const lease = (id: string, expiresAt: string, backup: string | null): ReaderLease => ({
+    format: READER_LEASE_FORMAT, id, purpose: backup === null ? 'drill' : 'restore', tool: 'cairn-restore', host: 'db1', pid: 7, pgdata: null, systemId: '1',
+    walSegmentSize: 16 * 1024 * 1024, backup, chain: backup === null ? [] : [backup], dumps: backup === null ? ['app/20261121-030000L'] : [], wal: [],
+    target: null, lifetimeSeconds: 3600, createdAt: '2026-11-21T23:00:00.000Z', renewedAt: '2026-11-21T23:00:00.000Z', expiresAt,
+  });
+  const m = metricsOf({ readers: { leases: [
+    lease('20261121-230000-00000001', '2026-11-22T00:30:00.000Z', '20261121-010000F'),
+    lease('20261121-230000-00000002', '2026-11-22T00:00:00.000Z', '20261121-010000F'),
+    lease('20261121-230000-00000003', '2026-11-22T01:00:00.500Z', null),
+  ], unreadable: [{ key: 'main/readers/x', problem: 'not a reader lease name' }] } });
+  assert.deepEqual([...m].filter(([k]) => k.startsWith('cairn_reader_')), [
+    ['cairn_reader_lease_expiry_timestamp_seconds{backup="20261121-010000F",cluster="main",host="db1",lease="20261121-230000-00000001",purpose="restore",repo="/srv/backup"}', Date.parse('2026-11-22T00:30:00Z') / 1000],
+    ['cairn_reader_lease_expiry_timestamp_seconds{cluster="main",host="db1",lease="20261121-230000-00000003",purpose="drill",repo="/srv/backup"}', Date.parse('2026-11-22T01:00:00.5Z') / 1000],
+    [`cairn_reader_leases{${L}}`, 2],
+  ]);
 });
 
 test('an unreadable repository: scrape_success 0 and nothing that looks like data', () => {

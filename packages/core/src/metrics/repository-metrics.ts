@@ -1,7 +1,8 @@
 // What cairn-prom-export exposes about one repository, computed without I/O
 // from the info report (core/info/report.ts): the newest backup of each type,
 // the newest dump of each database, the last verify and drill, sizes, the WAL
-// archive per system and timeline, and the recoverability window. Every
+// archive per system and timeline, the recoverability window, and the live
+// reader leases of restores and drills in progress. Every
 // sample carries `cluster` and `repo` (the URL without credentials). The
 // names are an interface (alert rules, dashboards): documented in the README,
 // only ever added to.
@@ -54,6 +55,8 @@ export const METRIC_HELP = {
   cairn_recoverability_latest_timestamp_seconds: 'The latest point a restore reaches (Unix seconds; an upper bound: when its last WAL segment was stored).',
   cairn_recoverability_window_seconds: 'Seconds between the earliest and the latest point a restore reaches.',
   cairn_recoverability_unreachable_ranges: 'Stretches between earliest and latest that no restore reaches (WAL missing between backups).',
+  cairn_reader_leases: 'Live reader leases: restores and drills in progress, whose backups, dumps and WAL cairn-expire keeps.',
+  cairn_reader_lease_expiry_timestamp_seconds: 'When a live reader lease lapses unless its reader renews it (Unix seconds), by lease id, purpose, host and backup.',
 } as const;
 
 export type MetricName = keyof typeof METRIC_HELP;
@@ -171,6 +174,14 @@ export function repositoryMetrics(report: InfoReport, labels: RepositoryLabels, 
     m.add('cairn_recoverability_window_seconds', (Date.parse(rec.latest.time) - Date.parse(rec.earliest.time)) / 1000);
   }
   m.add('cairn_recoverability_unreachable_ranges', rec.systems.reduce((n, s) => n + s.unreachable.length, 0));
+
+  // Lapsed leases protect nothing: only live ones are samples. A lease id is
+  // unique, so each gives one series, gone when the lease lapses.
+  const live = report.readers.filter((r) => r.live);
+  m.add('cairn_reader_leases', live.length);
+  for (const r of live) {
+    m.add('cairn_reader_lease_expiry_timestamp_seconds', seconds(r.expiresAt), { lease: r.id, purpose: r.purpose, host: r.host, backup: r.backup ?? '' });
+  }
   return m.families();
 }
 

@@ -160,12 +160,12 @@ for (const [kind, make] of drivers()) {
       const d = make();
       const l = await acquireLeases(d, 'main', { tool: 'basebackup', ttlMs: 300 });
       const first = l.records[0]!.expiresAt;
-      await new Promise((r) => setTimeout(r, 130));
-      assert.ok(l.records[0]!.expiresAt > first, 'renewed');
+      // Polled, not slept: on a loaded machine a tick comes late (a fixed
+      // 130 ms wait failed a unit run beside other suites).
+      await until(() => l.records[0]!.expiresAt > first, 'renewed');
       assert.equal(l.signal.aborted, false);
       await writeRecord(d, 'backup', { holder: 'thief' });
-      await new Promise((r) => setTimeout(r, 200));
-      assert.equal(l.signal.aborted, true);
+      await until(() => l.signal.aborted, 'told it was taken over');
       assert.ok(isCairnError(l.signal.reason, 'LOCK_HELD'));
       await l.release();
       // Release leaves the successor's lease alone.
@@ -181,6 +181,13 @@ for (const [kind, make] of drivers()) {
       assert.equal(await d.stat(leaseKey('main', 'dump')), undefined);
     });
   });
+}
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (const deadline = Date.now() + 5000; !cond(); ) {
+    assert.ok(Date.now() < deadline, `not ${what} within 5 s`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 /** A driver whose create-if-absent is check-then-write with a gap, like S3 without If-None-Match. */

@@ -3,6 +3,7 @@
 // Keys are relative, '/'-separated paths without '.', '..' or empty segments.
 
 import type { Readable } from 'node:stream';
+import { CairnError } from '../cli/errors.js';
 
 export interface ObjectInfo {
   /** Key relative to the driver's root. */
@@ -120,19 +121,24 @@ export interface StorageDriver {
   close(): Promise<void>;
 }
 
-export class ObjectNotFoundError extends Error {
+// Both are CairnErrors (exit 4) at the driver boundary: callers that expect
+// them (an optional object, a create-if-absent) catch them by class; anywhere
+// else a stored object something names is gone, or was there already, and
+// that is damaged repository data, not a bug in cairn (exit 70) — however
+// many layers or worker threads it passes through.
+export class ObjectNotFoundError extends CairnError {
   readonly key: string;
   constructor(key: string, url: string) {
-    super(`object "${key}" not found in repository "${url}"`);
+    super('OBJECT_MISSING', `object "${key}" not found in repository "${url}"`, { hint: 'the repository is damaged: run cairn-verify; restore from another backup or repository' });
     this.name = 'ObjectNotFoundError';
     this.key = key;
   }
 }
 
-export class WriteConflictError extends Error {
+export class WriteConflictError extends CairnError {
   readonly key: string;
   constructor(key: string, url: string) {
-    super(`object "${key}" already exists in repository "${url}"`);
+    super('WRITE_CONFLICT', `object "${key}" already exists in repository "${url}"`, { hint: 'another run wrote it first; run cairn-verify if this repeats' });
     this.name = 'WriteConflictError';
     this.key = key;
   }
