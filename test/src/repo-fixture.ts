@@ -5,10 +5,10 @@
 import { writeFile, chmod } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { S3Client, GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { S3Client, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { makeTempDir, chownToPgUser } from '@cairn/testkit/tmp';
 import { startS3Server, s3TestEnv } from '@cairn/testkit/s3-server';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 
 export interface RepoFixture {
   kind: 'fs' | 's3';
@@ -23,6 +23,8 @@ export interface RepoFixture {
   keys(prefix?: string): Promise<string[]>;
   /** Overwrite a stored object's bytes behind cairn's back (corruption tests). */
   tamper(key: string, bytes: Buffer): Promise<void>;
+  /** Delete a stored object behind cairn's back (a repository that lost it). */
+  remove(key: string): Promise<void>;
   endpoint?: string;
 }
 
@@ -83,6 +85,9 @@ export async function makeRepo(kind: 'fs' | 's3', encrypted: boolean, opts: { en
       async tamper(key, bytes) {
         await writeFile(join(dir, key), bytes);
       },
+      async remove(key) {
+        await rm(join(dir, key));
+      },
     };
   }
   const server = await sharedS3();
@@ -116,6 +121,9 @@ export async function makeRepo(kind: 'fs' | 's3', encrypted: boolean, opts: { en
     },
     async tamper(key, bytes) {
       await client.send(new PutObjectCommand({ Bucket: bucket, Key: `pg/${key}`, Body: bytes }));
+    },
+    async remove(key) {
+      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: `pg/${key}` }));
     },
   };
 }
