@@ -9,7 +9,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { backupChain, backupId, type BackupSummary, type BackupType } from '../backup/manifest.js';
+import { backupChain } from '../backup/chain.js';
+import { backupId, type BackupSummary, type BackupType } from '../backup/manifest.js';
 import type { RecoveryTarget, RestorePlan } from '../restore/plan-format.js';
 import { planRestore } from '../restore/planner.js';
 import { formatTargetTime } from '../restore/target.js';

@@ -5,7 +5,8 @@
 // them (timeline.c, xlogrecovery.c; see wal/history.ts).
 
 import { CairnError, isCairnError } from '../cli/errors.js';
-import { backupChain, isBackupId, type BackupSummary } from '../backup/manifest.js';
+import { backupChain } from '../backup/chain.js';
+import { isBackupId, type BackupSummary } from '../backup/manifest.js';
 import { historyFileName } from '../wal/file-name.js';
 import { formatLsn, isLsn, parseLsn } from '../wal/lsn.js';
 import { quote } from '../wal/quote.js';
