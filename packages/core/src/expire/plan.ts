@@ -13,6 +13,7 @@ import { abandonedDebris, type RepoDebris } from '../repo/debris.js';
 import { describeReader, isLiveReader, readerLeaseKey, type ReaderLease, type ReaderPurpose } from '../repo/reader-lease.js';
 import type { ObjectInfo } from '../storage/driver.js';
 import type { Duration } from '../util/duration.js';
+import { groupByTimeline, isSegmentName } from '../wal/file-name.js';
 import { historyTimelines, type TimelineHistoryEntry } from '../wal/history.js';
 import { isLsn, parseLsn } from '../wal/lsn.js';
 import { placeOnTimeline } from '../restore/planner.js';
@@ -638,14 +639,7 @@ function planWal(catalog: ExpireCatalog, kept: readonly BackupSummary[], live: r
   const steps: ExpireStep[] = [];
   for (const [systemId, archive] of [...catalog.wal].sort(([a], [b]) => (a < b ? -1 : 1))) {
     const mine = kept.filter((b) => b.systemId === systemId);
-    const byTli = new Map<number, StoredWal[]>();
-    for (const f of archive.files) {
-      if (f.walName.endsWith('.history')) continue;
-      const tli = parseInt(f.walName.slice(0, 8), 16);
-      const list = byTli.get(tli);
-      if (list) list.push(f);
-      else byTli.set(tli, [f]);
-    }
+    const byTli = groupByTimeline(archive.files.filter((f) => !f.walName.endsWith('.history')), (f) => f.walName);
     const segSize = mine[0]?.walSegmentSize;
     for (const [tli, files] of [...byTli].sort(([a], [b]) => a - b)) {
       const entry: ExpirePlanWal = { systemId, timeline: tli, keepFrom: null, removed: null, keptFiles: files.length, reason: '' };
@@ -706,7 +700,7 @@ function planWal(catalog: ExpireCatalog, kept: readonly BackupSummary[], live: r
       entry.removed = {
         from: going[0]!.walName,
         to: going.at(-1)!.walName,
-        segments: new Set(going.filter((f) => /^[0-9A-F]{24}$/.test(f.walName)).map((f) => f.walName)).size,
+        segments: new Set(going.filter((f) => isSegmentName(f.walName)).map((f) => f.walName)).size,
         files: going.length,
         bytes,
       };

@@ -9,13 +9,12 @@ import type { EncryptionKey } from '../codec/index.js';
 import { listBackupIds, manifestKey, readManifest, summarize, type BackupManifest, type BackupSummary } from '../backup/manifest.js';
 import { dumpManifestKey, listDumps, readDumpManifest, summarizeDump, type DumpManifest, type DumpRef, type DumpSummary } from '../dump/manifest.js';
 import type { ObjectInfo, StorageDriver } from '../storage/driver.js';
+import { isSegmentName, timelineOf } from '../wal/file-name.js';
 import { parseTimelineHistory, type TimelineHistoryEntry } from '../wal/history.js';
 import { quote } from '../wal/quote.js';
 import { parseWalObjectName } from './layout.js';
 import { listSystems } from './systems.js';
 import { readWalInto, type StoredWal } from './wal-archive.js';
-
-const SEGMENT_RE = /^[0-9A-F]{24}$/;
 
 /** The WAL archive of one system. */
 export interface WalListing {
@@ -59,10 +58,10 @@ export function createWalArchiveCollector(cluster: string): { add(obj: ObjectInf
       }
       const stored: StoredWal = { ...parsed, key: obj.key, size: obj.size, mtime: obj.mtime };
       listing.all.push(stored);
-      if (SEGMENT_RE.test(parsed.walName)) {
+      if (isSegmentName(parsed.walName)) {
         if (!listing.segments.has(parsed.walName)) listing.segments.set(parsed.walName, stored);
       } else if (parsed.walName.endsWith('.history')) {
-        const tli = parseInt(parsed.walName.slice(0, 8), 16);
+        const tli = timelineOf(parsed.walName);
         if (!listing.histories.has(tli)) listing.histories.set(tli, stored);
       } else {
         listing.others.push(stored);
