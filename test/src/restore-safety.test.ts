@@ -248,4 +248,23 @@ describe('restore safety: crafted manifests and destructive flags (fs repository
     // the thread boundary and must keep its status.
     await withManifest((m) => m.files.push({ ...entry(m, 'PG_VERSION'), path: 'big-and-gone', size: 40 * 1024 * 1024, key: `${victim.key}.gone` }), () => missing('a big file'));
   });
+  it('a parent missing from the repository: the one error (exit 4) from restore-plan and from restore of an older plan', async () => {
+    const s = state();
+    const gone = '20200101-000000F';
+    const line = (tool: string) => `cairn-${tool}: error: backup "${gone}" needed by "${s.backup}" is missing from the repository; restore from another backup (cairn-info lists them) and take a new full backup`;
+    const planned = await runCairn('restore-plan', ['--target', 'immediate', '--set', s.backup], { env: s.repo.env, timeoutMs: 300_000 });
+    assert.equal(planned.code, 0, planned.stderr);
+    const planFile = join(await makeTempDir('safety-plan'), 'plan.json');
+    await writeFile(planFile, planned.stdout);
+    await withManifest((m) => Object.assign(m, { type: 'incr', parent: gone, references: [gone] }), async () => {
+      const plan = await runCairn('restore-plan', ['--target', 'immediate', '--set', s.backup], { env: s.repo.env, timeoutMs: 300_000 });
+      assert.equal(plan.code, 4, plan.stderr);
+      assert.equal(plan.lines[0], line('restore-plan'));
+      const dst = await makeTempDir('safety-parent');
+      const r = await runCairn('restore', ['--pgdata', dst, '--plan', planFile], { env: s.repo.env, timeoutMs: 300_000 });
+      assert.equal(r.code, 4, r.stderr);
+      assert.equal(r.lines[0], line('restore'));
+      assert.deepEqual(await readdir(dst), [], '--pgdata is untouched');
+    });
+  });
 });

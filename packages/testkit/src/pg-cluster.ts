@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { appendFile, chown, mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import type { Client } from 'pg';
+import { isSegmentName } from '@cairn/core/wal/file-name';
 import { onCleanup } from './cleanup.js';
 import { pgBinDir } from './paths.js';
 import { freePort } from './ports.js';
@@ -421,7 +422,7 @@ class PgCluster implements Cluster {
 
   async waitForArchived(walName: string, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const isSegment = /^[0-9A-F]{24}$/.test(walName);
+    const isSegment = isSegmentName(walName);
     let last = '';
     for (;;) {
       if (existsSync(join(this.pgdata, 'pg_wal', 'archive_status', `${walName}.done`))) return;
@@ -435,7 +436,7 @@ class PgCluster implements Cluster {
           const archived = row?.last_archived_wal ?? '';
           if (archived === walName) return;
           // Segment names of one system sort in WAL order (timeline first).
-          if (isSegment && /^[0-9A-F]{24}$/.test(archived) && archived >= walName) return;
+          if (isSegment && isSegmentName(archived) && archived >= walName) return;
         } catch {
           // starting up or shutting down: look again
         }

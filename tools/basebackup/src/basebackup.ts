@@ -17,12 +17,12 @@ import {
   backupPrefix,
   manifestKey,
   MANIFEST_FORMAT,
-  readCatalog,
   type BackupManifest,
   type BackupType,
   type ManifestFile,
 } from '@cairn/core/backup/manifest';
 import { readTarEntries } from '@cairn/core/backup/tar-reader';
+import { eachBackupManifest } from '@cairn/core/repo/catalog';
 import { sweepLeftovers } from '@cairn/core/repo/debris';
 import { createJsonObject } from '@cairn/core/repo/json-object';
 import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
@@ -130,7 +130,8 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
   const spec: EncodeSpec = { compress: parseCompress(o.compress), ...(o.key ? { key: o.key } : {}) };
   await ensureRepoConfig(o.driver, o.cluster, o.key, ctx.now(), ctx.signal);
   await sweepLeftovers(o.driver, o.cluster, 'backups/', ctx);
-  const catalog = await readCatalog(o.driver, o.cluster, ctx.signal);
+  const catalog: BackupManifest[] = [];
+  for await (const m of eachBackupManifest(o.driver, o.cluster, { signal: ctx.signal })) catalog.push(m);
   const slots = createSlots(Math.max(2, o.jobs * 2));
   const progress = createProgress(ctx, 'backup');
 

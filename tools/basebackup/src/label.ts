@@ -8,6 +8,7 @@
 //   START TIMELINE: 1
 
 import { CairnError } from '@cairn/core/cli/errors';
+import { timelineOf } from '@cairn/core/wal/file-name';
 import { parseLsn } from '@cairn/core/wal/lsn';
 import { isValidSegmentSize, lsnToSegmentName } from '@cairn/core/wal/segment';
 
@@ -41,14 +42,14 @@ export function parseBackupLabel(text: string): BackupLabel {
     startWal: start[2]!,
     checkpointLsn: parseLsn(ckpt[1]!),
     startTime,
-    timeline: tli ? Number(tli[1]) : Number.parseInt(start[2]!.slice(0, 8), 16),
+    timeline: tli ? Number(tli[1]) : timelineOf(start[2]!),
     from: from?.[1] ?? 'primary',
   };
 }
 
 /** The WAL segment size that makes `lsn` fall in segment file `name` (a backup_label names both). */
 export function segmentSizeFrom(lsn: bigint, name: string, fallback: number): number {
-  const tli = Number.parseInt(name.slice(0, 8), 16);
+  const tli = timelineOf(name);
   for (let size = 1024 * 1024; size <= 1024 * 1024 * 1024; size *= 2) {
     if (!isValidSegmentSize(size)) continue;
     if (lsnToSegmentName(tli, lsn, size) === name) return size;

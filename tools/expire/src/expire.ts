@@ -9,7 +9,7 @@ import type { EncryptionKey } from '@cairn/core/codec/index';
 import { applyExpire, readExpireCatalog } from '@cairn/core/expire/apply';
 import { hasBackupPolicy, hasDumpPolicy, planExpire, type ExpirePlan, type ExpirePolicy, type ExpireResult } from '@cairn/core/expire/plan';
 import { leaseOptionsFor, withLeases } from '@cairn/core/repo/lease';
-import { checkKeyAgainst, readRepoConfig } from '@cairn/core/repo/repo-config';
+import { openCluster } from '@cairn/core/repo/repo-config';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { parseDuration } from '@cairn/core/util/duration';
 import type { Logger } from '@cairn/core/cli/log';
@@ -107,9 +107,8 @@ export async function expire(opts: ExpireOptions, ctx: { now: () => Date; signal
 }
 
 async function planRepository(driver: StorageDriver, opts: ExpireOptions, now: Date, signal: AbortSignal): Promise<ExpireResult> {
-  const cfg = await readRepoConfig(driver, opts.cluster, signal);
   // A wrong key is told before any history file fails to decode.
-  if (cfg !== undefined) checkKeyAgainst(cfg, opts.key, driver.url, opts.cluster);
+  await openCluster(driver, opts.cluster, opts.key, signal);
   const catalog = await readExpireCatalog(driver, opts.cluster, opts.key, signal);
   return planExpire(catalog, opts.policy, now);
 }

@@ -19,6 +19,7 @@ import type { EncryptionKey } from '@cairn/core/codec/index';
 import { decodeWhole, SMALL_FILE } from '@cairn/core/backup/file-codec';
 import { RESTORE_WRITE_FLAGS, restoreFile } from '@cairn/core/backup/restore-file';
 import { createFileWorkers, findWorkerEntry } from '@cairn/core/backup/file-worker';
+import { backupChain, missingParentError, readChainLinks } from '@cairn/core/backup/chain';
 import { manifestKey, readManifest, type ManifestFile } from '@cairn/core/backup/manifest';
 import { assertManifestRestorable, backupGroupAccess, restoredDirMode, restoredFileMode } from '@cairn/core/backup/manifest-rules';
 import type { RestorePlan } from '@cairn/core/restore/plan-format';
@@ -108,13 +109,11 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       hint: 'make a new plan with cairn-restore-plan; cairn-info lists the backups',
     });
   }
-  for (const ref of manifest.references) {
-    if (!(await readManifest(o.driver, plan.cluster, ref, ctx.signal))) {
-      throw new CairnError('NOT_FOUND', `backup "${ref}" that "${manifest.id}" builds on is missing from repository "${o.driver.url}"`, {
-        hint: 'restore another backup (cairn-info lists them)',
-      });
-    }
-  }
+  // Its chain, and every backup whose objects it references, must be there
+  // before anything is written.
+  const read = (id: string) => readManifest(o.driver, plan.cluster, id, ctx.signal);
+  const chain = new Set(backupChain(await readChainLinks(manifest, read), manifest.id));
+  for (const ref of manifest.references) if (!chain.has(ref) && !(await read(ref))) throw missingParentError(manifest.id, ref);
   // Manifests are input (issue 11): one that could write outside the data
   // directory or the tablespace locations it describes, or read objects
   // outside its chain, is refused before anything is written.

@@ -14,14 +14,15 @@ import { CairnError, isCairnError } from '@cairn/core/cli/errors';
 import { formatBytes } from '@cairn/core/cli/format';
 import { createCountStage, type EncryptionKey } from '@cairn/core/codec/index';
 import { decodeFileInto, decodeFileStages, decodeWhole, PIECE_SIZE } from '@cairn/core/backup/file-codec';
-import { backupsPrefix, listBackupIds, manifestKey, readManifest, summarize, type BackupManifest, type BackupSummary, type ManifestFile } from '@cairn/core/backup/manifest';
-import { GLOBALS_DIR, databaseFromDir, dumpManifestKey, listDumps, readDumpManifest, resolveDumpRef, type DumpManifest, type DumpObject, type DumpRef } from '@cairn/core/dump/manifest';
+import { readChainLinks, walkChain } from '@cairn/core/backup/chain';
+import { backupsPrefix, listBackupIds, summarize, type BackupManifest, type BackupSummary, type ManifestFile } from '@cairn/core/backup/manifest';
+import { GLOBALS_DIR, databaseFromDir, listDumps, resolveDumpRef, type DumpManifest, type DumpObject, type DumpRef } from '@cairn/core/dump/manifest';
 import { dumpReadStages } from '@cairn/core/dump/objects';
 import { dumpReaderMajor, findPgProgram } from '@cairn/core/pg/binaries';
 import { programErrorLine, startProgram, stdinSink } from '@cairn/core/util/program';
 import { describeRepoDebris, listRepoDebris } from '@cairn/core/repo/debris';
-import { listWalArchive, readHistoryText, type WalListing } from '@cairn/core/repo/catalog';
-import { checkKeyAgainst, readRepoConfig } from '@cairn/core/repo/repo-config';
+import { eachBackupManifest, eachDumpManifest, listWalArchive, readHistoryText, type ReadManifestsOptions, type WalListing } from '@cairn/core/repo/catalog';
+import { openCluster } from '@cairn/core/repo/repo-config';
 import { readSystem } from '@cairn/core/repo/systems';
 import type { StoredWal } from '@cairn/core/repo/wal-archive';
 import { readWalChecked } from '@cairn/core/repo/wal-read';
@@ -153,10 +154,9 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
   const where = `repository ${quote(driver.url)}`;
   ctx.watch?.(n, problems);
 
-  const cfg = await readRepoConfig(driver, cluster, signal);
   // A wrong or missing key is a configuration error, not a thousand corrupt objects.
-  if (cfg !== undefined) checkKeyAgainst(cfg, key, driver.url, cluster);
-  else if (!(await hasAnyObject(driver, `${cluster}/`, signal))) {
+  const cfg = await openCluster(driver, cluster, key, signal);
+  if (cfg === undefined && !(await hasAnyObject(driver, `${cluster}/`, signal))) {
     // Nothing to verify is not "no problems": a wrong --cluster or --repo would pass silently.
     throw new CairnError('CONFIG_INVALID', `cluster ${quote(cluster)} is not in ${where}`, {
       hint: 'check --repo and --cluster (cairn-info lists what a repository holds)',
@@ -169,6 +169,14 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
   const summaries: BackupSummary[] = [];
   let walScope: { systemId: string; backup: BackupSummary } | undefined;
 
+  // A damaged manifest is a problem found, not the end of the run.
+  const readOpts: ReadManifestsOptions = {
+    signal,
+    onInvalid: (bad) => problems.push(bad.dump
+      ? { kind: 'manifest-invalid', subject: dumpName(bad.dump), key: bad.key, message: bad.error.message, hint: 'this dump cannot be restored: take a new one with cairn-dump' }
+      : { kind: 'manifest-invalid', subject: bad.id, key: bad.key, message: bad.error.message, hint: 'this backup cannot be restored: take a new full backup, and restore from another one meanwhile' }),
+  };
+
   if (scope.kind !== 'dump') {
     const ids = await listBackupIds(driver, cluster, signal);
     if (scope.kind === 'set' && !ids.includes(scope.id)) {
@@ -178,13 +186,8 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
     }
     const manifests = new Map<string, BackupSummary>();
     const readOne = async (id: string): Promise<BackupManifest | undefined> => {
-      try {
-        return await readManifest(driver, cluster, id, signal);
-      } catch (err) {
-        if (!isCairnError(err, 'FORMAT_INVALID')) throw err;
-        problems.push({ kind: 'manifest-invalid', subject: id, key: manifestKey(cluster, id), message: err.message, hint: 'this backup cannot be restored: take a new full backup, and restore from another one meanwhile' });
-        return undefined;
-      }
+      for await (const m of eachBackupManifest(driver, cluster, { ...readOpts, ids: [id] })) return m;
+      return undefined;
     };
 
     // Each stored object is read once however many backups reference it.
@@ -219,9 +222,8 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
     };
 
     if (scope.kind === 'all') {
-      for (const id of ids) {
-        const m = await readOne(id);
-        if (m === undefined) continue;
+      for await (const m of eachBackupManifest(driver, cluster, { ...readOpts, ids })) {
+        const id = m.id;
         const s = summarize(m);
         manifests.set(id, s);
         summaries.push(s);
@@ -237,14 +239,11 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
         summaries.push(s);
         walScope = { systemId: m.systemId, backup: s };
         // The chain's manifests: each must exist and read.
-        manifests.set(m.id, s);
-        for (let p = m.parent; p !== null;) {
-          if (!ids.includes(p) || manifests.has(p)) break;
-          const pm = await readOne(p);
-          if (pm === undefined) break;
-          manifests.set(p, summarize(pm));
-          p = pm.parent;
-        }
+        const links = await readChainLinks(s, async (p) => {
+          const pm = ids.includes(p) ? await readOne(p) : undefined;
+          return pm && summarize(pm);
+        });
+        for (const [id, l] of links) manifests.set(id, l);
         checkChain(s, manifests, ids, problems);
         await verifyBackupFiles(m);
       }
@@ -254,16 +253,7 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
   if (scope.kind !== 'set') {
     let refs: DumpRef[] = await listDumps(driver, cluster, signal);
     if (scope.kind === 'dump') refs = [resolveDumpRef(refs, scope.ref)];
-    for (const ref of refs) {
-      let m: DumpManifest | undefined;
-      try {
-        m = await readDumpManifest(driver, cluster, ref.dir, ref.id, signal);
-      } catch (err) {
-        if (!isCairnError(err, 'FORMAT_INVALID')) throw err;
-        problems.push({ kind: 'manifest-invalid', subject: dumpName(ref), key: dumpManifestKey(cluster, ref.dir, ref.id), message: err.message, hint: 'this dump cannot be restored: take a new one with cairn-dump' });
-        continue;
-      }
-      if (m === undefined) continue;
+    for await (const m of eachDumpManifest(driver, cluster, { ...readOpts, refs })) {
       dumps++;
       await verifyDump(driver, m, key, opts, ctx, n, problems);
     }
@@ -293,27 +283,19 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
 
 /** Reports a backup whose chain (parents) is not whole. */
 function checkChain(b: BackupSummary, manifests: ReadonlyMap<string, BackupSummary>, ids: readonly string[], problems: VerifyProblem[]): void {
-  const visited = new Set([b.id]);
-  for (let p = b.parent, child = b.id; p !== null;) {
-    if (visited.has(p)) {
-      problems.push({ kind: 'parent-missing', subject: b.id, message: `the chain of backup ${quote(b.id)} loops at ${quote(p)}`, hint: 'the manifests are damaged: take a new full backup' });
-      return;
-    }
-    visited.add(p);
-    const pm = manifests.get(p);
-    if (pm === undefined) {
-      problems.push({
-        kind: 'parent-missing',
-        subject: b.id,
-        message: ids.includes(p)
-          ? `backup ${quote(b.id)} builds on backup ${quote(p)}${child === b.id ? '' : ` (through ${quote(child)})`}, whose manifest cannot be read`
-          : `backup ${quote(b.id)} builds on backup ${quote(p)}${child === b.id ? '' : ` (through ${quote(child)})`}, which is not in the repository`,
-        hint: 'this backup cannot be restored: take a new full backup',
-      });
-      return;
-    }
-    child = p;
-    p = pm.parent;
+  const w = walkChain(manifests, b.id);
+  if (w.loopsAt !== undefined) {
+    problems.push({ kind: 'parent-missing', subject: b.id, message: `the chain of backup ${quote(b.id)} loops at ${quote(w.loopsAt)}`, hint: 'the manifests are damaged: take a new full backup' });
+  } else if (w.missing) {
+    const { parent: p, child } = w.missing;
+    problems.push({
+      kind: 'parent-missing',
+      subject: b.id,
+      message: ids.includes(p)
+        ? `backup ${quote(b.id)} builds on backup ${quote(p)}${child === b.id ? '' : ` (through ${quote(child)})`}, whose manifest cannot be read`
+        : `backup ${quote(b.id)} builds on backup ${quote(p)}${child === b.id ? '' : ` (through ${quote(child)})`}, which is not in the repository`,
+      hint: 'this backup cannot be restored: take a new full backup',
+    });
   }
 }
 

@@ -8,7 +8,7 @@
 import { CairnError, toCairnError } from '@cairn/core/cli/errors';
 import type { Logger } from '@cairn/core/cli/log';
 import type { EncryptionKey } from '@cairn/core/codec/index';
-import { checkKeyAgainst, readRepoConfig } from '@cairn/core/repo/repo-config';
+import { openCluster } from '@cairn/core/repo/repo-config';
 import { findWal, type StoredWal } from '@cairn/core/repo/wal-archive';
 import { readWalChecked } from '@cairn/core/repo/wal-read';
 import { checkWalSource } from '@cairn/core/repo/wal-source';
@@ -45,8 +45,7 @@ async function fetchCopy(driver: StorageDriver, stored: StoredWal, target: Fetch
 async function explainDecryptFailure(driver: StorageDriver, target: FetchTarget, err: CairnError, signal: AbortSignal): Promise<CairnError> {
   if (err.code !== 'DECRYPT_FAILED') return err;
   try {
-    const cfg = await readRepoConfig(driver, target.cluster, signal);
-    if (cfg) checkKeyAgainst(cfg, target.key, driver.url, target.cluster);
+    await openCluster(driver, target.cluster, target.key, signal);
   } catch (e) {
     return toCairnError(e);
   }

@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { pidFileHolder, releasePidFile, takePidFile } from '@cairn/core/spool/pid-lock';
 import { isPrivate } from '@cairn/core/spool/spool-dir';
 import { writeBufferAtomic } from '@cairn/core/util/local-file';
+import { isSegmentName } from '@cairn/core/wal/file-name';
 
-const SEGMENT_RE = /^[0-9A-F]{24}$/;
 const LOCK = '.prefetch.lock';
 
 export class GetSpool {
@@ -27,7 +27,7 @@ export class GetSpool {
   /** Segment names ready in the spool. */
   async entries(): Promise<string[]> {
     const names = await readdir(this.dir).catch(() => [] as string[]);
-    return names.filter((n) => SEGMENT_RE.test(n)).sort();
+    return names.filter((n) => isSegmentName(n)).sort();
   }
 
   /** Moves a ready segment to `dest`; false when the spool does not have it. */
@@ -63,7 +63,7 @@ export class GetSpool {
 
   async want(): Promise<string | undefined> {
     const w = (await readFile(join(this.dir, 'want'), 'utf8').catch(() => '')).trim();
-    return SEGMENT_RE.test(w) ? w : undefined;
+    return isSegmentName(w) ? w : undefined;
   }
 
   async system(): Promise<string | undefined> {
@@ -88,7 +88,7 @@ export class GetSpool {
   /** Removes every entry and leftover temp file (not the lock). */
   async clear(): Promise<void> {
     const names = await readdir(this.dir).catch(() => [] as string[]);
-    await Promise.all(names.filter((n) => SEGMENT_RE.test(n) || n.startsWith('.tmp.')).map((n) => unlink(join(this.dir, n)).catch(() => {})));
+    await Promise.all(names.filter((n) => isSegmentName(n) || n.startsWith('.tmp.')).map((n) => unlink(join(this.dir, n)).catch(() => {})));
   }
 
   /** Takes the worker lock; a lock whose process is gone is taken over. */

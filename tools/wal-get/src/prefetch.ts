@@ -15,7 +15,7 @@ import { isPrivate } from '@cairn/core/spool/spool-dir';
 import { spawnWorker } from '@cairn/core/spool/worker';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { sleep } from '@cairn/core/util/limit';
-import { nextSegmentName } from '@cairn/core/wal/index';
+import { nextSegmentName, sameTimeline } from '@cairn/core/wal/index';
 import { fetchWal } from './fetch.js';
 import { GetSpool } from './get-spool.js';
 import { renewLease } from './lease-renewal.js';
@@ -48,7 +48,6 @@ export async function startPrefetch(job: PrefetchJob, env: NodeJS.ProcessEnv): P
   spawnWorker('prefetch-main.js', import.meta.url, { envName: PREFETCH_ENV, value: job }, env);
 }
 
-const sameTimeline = (a: string, b: string) => a.slice(0, 8) === b.slice(0, 8);
 
 /** The worker's body. Errors are swallowed: PostgreSQL's own call decides. */
 export async function runPrefetch(job: PrefetchJob): Promise<void> {

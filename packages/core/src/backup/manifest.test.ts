@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MemoryDriver } from '../storage/memory.js';
-import { backupChain, backupId, isBackupId, listBackupIds, parseBackupId } from './manifest.js';
+import { backupId, isBackupId, listBackupIds, parseBackupId } from './manifest.js';
 
 test('backup ids sort by time and carry the type', () => {
   const t = new Date(Date.UTC(2026, 10, 21, 2, 0, 5));
@@ -18,18 +18,11 @@ test('backup ids sort by time and carry the type', () => {
   assert.deepEqual([...ids].sort(), [ids[1], ids[0]]);
 });
 
-test('a backup exists iff its manifest does; chains are walked full first', async () => {
+test('a backup exists iff its manifest does', async () => {
   const d = new MemoryDriver();
   await d.write('main/backups/20261121-020000F/manifest.json', Buffer.from('{}'));
   await d.write('main/backups/20261121-030000I/data/base/1/1.zst', Buffer.from('x'));
   await d.write('main/backups/20261121-040000D/manifest.json', Buffer.from('{}'));
   await d.write('other/backups/20261121-050000F/manifest.json', Buffer.from('{}'));
   assert.deepEqual(await listBackupIds(d, 'main'), ['20261121-020000F', '20261121-040000D']);
-  const byId = new Map([
-    ['A', { id: 'A', parent: null }],
-    ['B', { id: 'B', parent: 'A' }],
-    ['C', { id: 'C', parent: 'B' }],
-  ]);
-  assert.deepEqual(backupChain(byId, 'C'), ['A', 'B', 'C']);
-  assert.throws(() => backupChain(new Map([['C', { id: 'C', parent: 'B' }]]), 'C'), { code: 'FORMAT_INVALID', message: /"B" needed by "C" is missing/ });
 });

@@ -204,34 +204,3 @@ export async function listBackupIds(driver: StorageDriver, cluster: string, sign
   }
   return ids.sort();
 }
-
-/** Every backup's manifest, oldest first. */
-export async function readCatalog(driver: StorageDriver, cluster: string, signal?: AbortSignal): Promise<BackupManifest[]> {
-  const out: BackupManifest[] = [];
-  for (const id of await listBackupIds(driver, cluster, signal)) {
-    const m = await readManifest(driver, cluster, id, signal);
-    if (m) out.push(m);
-  }
-  return out;
-}
-
-/**
- * The chain a backup restores from: full first, `id` last. Throws
- * FORMAT_INVALID when an ancestor is missing from `byId`.
- */
-export function backupChain(byId: ReadonlyMap<string, Pick<BackupManifest, 'id' | 'parent'>>, id: string): string[] {
-  const chain: string[] = [];
-  let cur: string | null = id;
-  while (cur !== null) {
-    const m = byId.get(cur);
-    if (!m) {
-      throw new CairnError('FORMAT_INVALID', `backup ${quote(cur)} needed by ${quote(id)} is missing from the repository`, {
-        hint: 'restore from another backup (cairn-info lists them) and take a new full backup',
-      });
-    }
-    if (chain.includes(cur)) throw new CairnError('FORMAT_INVALID', `backup chain of ${quote(id)} loops at ${quote(cur)}`);
-    chain.unshift(cur);
-    cur = m.parent;
-  }
-  return chain;
-}

@@ -193,16 +193,6 @@ export async function listDumps(driver: StorageDriver, cluster: string, signal?:
   return refs.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.dir < b.dir ? -1 : a.dir > b.dir ? 1 : 0));
 }
 
-/** Every dump's manifest, oldest first. */
-export async function readDumpCatalog(driver: StorageDriver, cluster: string, signal?: AbortSignal): Promise<DumpManifest[]> {
-  const out: DumpManifest[] = [];
-  for (const ref of await listDumps(driver, cluster, signal)) {
-    const m = await readDumpManifest(driver, cluster, ref.dir, ref.id, signal);
-    if (m) out.push(m);
-  }
-  return out;
-}
-
 /**
  * Finds the dump `ref` names: `ID` (must be unique across databases, the
  * globals dump not counted) or `DATABASE/ID`; with `globals`, the globals

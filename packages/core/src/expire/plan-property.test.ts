@@ -9,10 +9,12 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { backupChain, backupId, type BackupSummary, type BackupType } from '../backup/manifest.js';
+import { backupChain } from '../backup/chain.js';
+import { backupId, type BackupSummary, type BackupType } from '../backup/manifest.js';
 import type { RecoveryTarget, RestorePlan } from '../restore/plan-format.js';
 import { planRestore } from '../restore/planner.js';
 import { formatTargetTime } from '../restore/target.js';
+import { isSegmentName, timelineOf } from '../wal/file-name.js';
 import type { TimelineHistoryEntry } from '../wal/history.js';
 import { parseLsn } from '../wal/lsn.js';
 import { parseDuration } from '../util/duration.js';
@@ -115,7 +117,7 @@ function randomPolicy(seed: number): ExpirePolicy {
 /** The restore planner's view of a catalog: its plan for `target`, undefined when it finds none. */
 function planner(cat: ExpireCatalog, histories: Map<number, TimelineHistoryEntry[]>): (target: RecoveryTarget, set?: string) => RestorePlan | undefined {
   const stored = new Map<string, { mtime: Date }>();
-  for (const f of cat.wal.get(SYS)!.files) if (/^[0-9A-F]{24}$/.test(f.walName)) stored.set(f.walName, { mtime: f.mtime });
+  for (const f of cat.wal.get(SYS)!.files) if (isSegmentName(f.walName)) stored.set(f.walName, { mtime: f.mtime });
   const wal = new Map([[SYS, stored]]);
   const hist = new Map([[SYS, histories]]);
   return (target, set) => {
@@ -277,7 +279,7 @@ test(`live reader leases keep what their recoveries read; lapsed ones protect no
       // Every WAL file at or above a live lease's floor on its timeline stays.
       for (const w of l.lease.wal) {
         for (const f of h.catalog.wal.get(SYS)!.files) {
-          if (f.walName.endsWith('.history') || parseInt(f.walName.slice(0, 8), 16) !== w.timeline || f.walName.slice(8, 24) < w.from.slice(8)) continue;
+          if (f.walName.endsWith('.history') || timelineOf(f.walName) !== w.timeline || f.walName.slice(8, 24) < w.from.slice(8)) continue;
           assert.ok(!deleted.has(f.key), `${lwhy}: ${f.walName} at or above ${w.from} stays`);
         }
       }

@@ -5,6 +5,7 @@
 // restore or drill in progress, issue 12) needs stays whatever the policy.
 // applyExpire deletes exactly the keys listed here and decides nothing.
 
+import { chainDepth, indexChains } from '../backup/chain.js';
 import { isBackupId, type BackupSummary } from '../backup/manifest.js';
 import { GLOBALS_DIR, isDumpId, type DumpSummary } from '../dump/manifest.js';
 import type { StoredWal } from '../repo/wal-archive.js';
@@ -12,6 +13,7 @@ import { abandonedDebris, type RepoDebris } from '../repo/debris.js';
 import { describeReader, isLiveReader, readerLeaseKey, type ReaderLease, type ReaderPurpose } from '../repo/reader-lease.js';
 import type { ObjectInfo } from '../storage/driver.js';
 import type { Duration } from '../util/duration.js';
+import { groupByTimeline, isSegmentName } from '../wal/file-name.js';
 import { historyTimelines, type TimelineHistoryEntry } from '../wal/history.js';
 import { isLsn, parseLsn } from '../wal/lsn.js';
 import { placeOnTimeline } from '../restore/planner.js';
@@ -243,15 +245,7 @@ export function planExpire(catalog: ExpireCatalog, policy: ExpirePolicy, now: Da
   // Children before parents (deeper in a chain first), so that at every
   // moment each backup that still has a manifest has its whole chain.
   const byId = new Map(catalog.backups.map((b) => [b.id, b]));
-  const depth = (id: string): number => {
-    let d = 0;
-    const seen = new Set<string>();
-    for (let b = byId.get(id); b?.parent && !seen.has(b.id); b = byId.get(b.parent)) {
-      seen.add(b.id);
-      d++;
-    }
-    return d;
-  };
+  const depth = (id: string): number => chainDepth(byId, id);
   const goingBackups = backups.filter((b) => b.action === 'remove').sort((a, b) => depth(b.id) - depth(a.id) || (a.id < b.id ? 1 : -1));
   for (const b of goingBackups) {
     const g = groups.get(`backups/${b.id}/`);
@@ -463,25 +457,8 @@ function planBackups(
   live: readonly ReaderLease[],
 ): { backups: ExpirePlanBackup[]; keptForReaders: Set<string> } {
   const all = [...catalog.backups].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  const byId = new Map(all.map((b) => [b.id, b]));
-  const children = new Map<string, string[]>();
-  for (const b of all) if (b.parent !== null) children.set(b.parent, [...(children.get(b.parent) ?? []), b.id]); // few backups: copying is fine
-  const descendants = (id: string): string[] => {
-    const out: string[] = [];
-    // A damaged catalog may loop; each backup is visited once.
-    for (let todo = [...(children.get(id) ?? [])]; todo.length > 0; ) {
-      const c = todo.pop()!;
-      if (c === id || out.includes(c)) continue;
-      out.push(c);
-      todo.push(...(children.get(c) ?? []));
-    }
-    return out;
-  };
-  const chainOf = (id: string): string[] => {
-    const out: string[] = [];
-    for (let cur = byId.get(id)?.parent ?? null; cur !== null && !out.includes(cur); cur = byId.get(cur)?.parent ?? null) out.push(cur);
-    return out;
-  };
+  // A damaged catalog may loop; the chain walks visit each backup once.
+  const { byId, descendants, ancestors: chainOf } = indexChains(all);
   const dated = (b: BackupSummary): Dated => ({ id: b.id, time: timeMs(b.stop.time) });
 
   const keep = new Reasons();
@@ -662,14 +639,7 @@ function planWal(catalog: ExpireCatalog, kept: readonly BackupSummary[], live: r
   const steps: ExpireStep[] = [];
   for (const [systemId, archive] of [...catalog.wal].sort(([a], [b]) => (a < b ? -1 : 1))) {
     const mine = kept.filter((b) => b.systemId === systemId);
-    const byTli = new Map<number, StoredWal[]>();
-    for (const f of archive.files) {
-      if (f.walName.endsWith('.history')) continue;
-      const tli = parseInt(f.walName.slice(0, 8), 16);
-      const list = byTli.get(tli);
-      if (list) list.push(f);
-      else byTli.set(tli, [f]);
-    }
+    const byTli = groupByTimeline(archive.files.filter((f) => !f.walName.endsWith('.history')), (f) => f.walName);
     const segSize = mine[0]?.walSegmentSize;
     for (const [tli, files] of [...byTli].sort(([a], [b]) => a - b)) {
       const entry: ExpirePlanWal = { systemId, timeline: tli, keepFrom: null, removed: null, keptFiles: files.length, reason: '' };
@@ -730,7 +700,7 @@ function planWal(catalog: ExpireCatalog, kept: readonly BackupSummary[], live: r
       entry.removed = {
         from: going[0]!.walName,
         to: going.at(-1)!.walName,
-        segments: new Set(going.filter((f) => /^[0-9A-F]{24}$/.test(f.walName)).map((f) => f.walName)).size,
+        segments: new Set(going.filter((f) => isSegmentName(f.walName)).map((f) => f.walName)).size,
         files: going.length,
         bytes,
       };

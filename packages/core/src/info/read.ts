@@ -9,7 +9,7 @@ import type { EncryptionKey } from '../codec/index.js';
 import { createWalArchiveCollector, readHistories, readRepoCatalog } from '../repo/catalog.js';
 import { compareDrillIds } from '../drill/result-format.js';
 import { readJsonObject } from '../repo/json-object.js';
-import { checkKeyAgainst, readRepoConfig } from '../repo/repo-config.js';
+import { openCluster } from '../repo/repo-config.js';
 import { closeRepositories, loadKey, openRepositories } from '../repo/repositories.js';
 import { listReaderLeases } from '../repo/reader-lease.js';
 import { readSystem, type SystemRecord } from '../repo/systems.js';
@@ -29,9 +29,8 @@ export async function readInfoReport(
   signal?: AbortSignal,
   warn: (line: string) => void = () => {},
 ): Promise<InfoReport> {
-  const cfg = await readRepoConfig(driver, cluster, signal);
   // A wrong or missing key is told before any history file fails to decode.
-  if (cfg !== undefined) checkKeyAgainst(cfg, key, driver.url, cluster);
+  const cfg = await openCluster(driver, cluster, key, signal);
   // A damaged manifest leaves its backup or dump out of the report, listed
   // in `damaged` and told on stderr, rather than hiding the whole repository;
   // the exit status is still 4.

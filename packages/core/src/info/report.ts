@@ -15,6 +15,7 @@ import type { SystemRecord } from '../repo/systems.js';
 import type { RecoveryTarget, RestorePlan } from '../restore/plan-format.js';
 import { planRestore, type PlanInput } from '../restore/planner.js';
 import type { VerifyResult } from '../verify/result-format.js';
+import { timelineOf } from '../wal/file-name.js';
 import { historyTimelines, timelineForSegment, type TimelineHistoryEntry } from '../wal/history.js';
 import { formatLsn, parseLsn } from '../wal/lsn.js';
 import { DEFAULT_SEGMENT_SIZE, isValidSegmentSize, segmentEndLsn, segmentName, segmentNumber } from '../wal/segment.js';
@@ -389,7 +390,7 @@ function describeTimelines(listing: WalListing, segSize: number): InfoWalTimelin
     } catch {
       continue; // not a segment name of this size: nothing PostgreSQL would ask for
     }
-    const tli = parseInt(name.slice(0, 8), 16);
+    const tli = timelineOf(name);
     let list = byTli.get(tli);
     if (!list) byTli.set(tli, (list = []));
     list.push({ segno, name, size: s.size, mtime: s.mtime });
@@ -581,7 +582,7 @@ function reachOf(base: Omit<PlanInput, 'target'>, b: BackupSummary, own: Restore
   const endAt = (name: string): InfoPoint => ({
     systemId: b.systemId,
     backup: b.id,
-    timeline: parseInt(name.slice(0, 8), 16),
+    timeline: timelineOf(name),
     lsn: formatLsn(segmentEndLsn(name, b.walSegmentSize)),
     wal: name,
     time: stored.get(name)!.mtime.toISOString(),

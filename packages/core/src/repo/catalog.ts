@@ -1,21 +1,20 @@
 // What one repository holds for a cluster, read once: backup and dump
 // summaries, and the WAL archive listed per system. restore-plan, verify,
-// expire and info all start from this; the pure halves of those tools take
-// its parts as input.
+// expire, info and basebackup read manifests through its one loop; the pure
+// halves of those tools take its parts as input.
 
 import { Writable } from 'node:stream';
 import { CairnError } from '../cli/errors.js';
 import type { EncryptionKey } from '../codec/index.js';
-import { listBackupIds, manifestKey, readManifest, summarize, type BackupSummary } from '../backup/manifest.js';
-import { dumpManifestKey, listDumps, readDumpManifest, summarizeDump, type DumpSummary } from '../dump/manifest.js';
+import { listBackupIds, manifestKey, readManifest, summarize, type BackupManifest, type BackupSummary } from '../backup/manifest.js';
+import { dumpManifestKey, listDumps, readDumpManifest, summarizeDump, type DumpManifest, type DumpRef, type DumpSummary } from '../dump/manifest.js';
 import type { ObjectInfo, StorageDriver } from '../storage/driver.js';
+import { isSegmentName, timelineOf } from '../wal/file-name.js';
 import { parseTimelineHistory, type TimelineHistoryEntry } from '../wal/history.js';
 import { quote } from '../wal/quote.js';
 import { parseWalObjectName } from './layout.js';
 import { listSystems } from './systems.js';
 import { readWalInto, type StoredWal } from './wal-archive.js';
-
-const SEGMENT_RE = /^[0-9A-F]{24}$/;
 
 /** The WAL archive of one system. */
 export interface WalListing {
@@ -59,10 +58,10 @@ export function createWalArchiveCollector(cluster: string): { add(obj: ObjectInf
       }
       const stored: StoredWal = { ...parsed, key: obj.key, size: obj.size, mtime: obj.mtime };
       listing.all.push(stored);
-      if (SEGMENT_RE.test(parsed.walName)) {
+      if (isSegmentName(parsed.walName)) {
         if (!listing.segments.has(parsed.walName)) listing.segments.set(parsed.walName, stored);
       } else if (parsed.walName.endsWith('.history')) {
-        const tli = parseInt(parsed.walName.slice(0, 8), 16);
+        const tli = timelineOf(parsed.walName);
         if (!listing.histories.has(tli)) listing.histories.set(tli, stored);
       } else {
         listing.others.push(stored);
@@ -142,16 +141,60 @@ export interface InvalidManifest {
   id: string;
   key: string;
   error: CairnError;
+  /** The dump's place, for a dump. */
+  dump?: DumpRef;
 }
 
-export interface ReadCatalogOptions {
+export interface ReadManifestsOptions {
   signal?: AbortSignal;
   /**
-   * Called for each damaged manifest, which is then left out of the catalog.
-   * Without it the first damaged manifest throws (FORMAT_INVALID): a tool
-   * that restores must not plan around a hole it does not report.
+   * Called for each damaged manifest, which is then left out. Without it the
+   * first damaged manifest throws (FORMAT_INVALID): a tool that restores
+   * must not plan around a hole it does not report.
    */
   onInvalid?: (bad: InvalidManifest) => void;
+}
+
+/** Runs `read`; a damaged manifest goes to `onInvalid` (when given) and reads as absent. */
+async function tolerating<T>(o: ReadManifestsOptions, bad: Omit<InvalidManifest, 'error'>, read: () => Promise<T | undefined>): Promise<T | undefined> {
+  try {
+    return await read();
+  } catch (err) {
+    if (!o.onInvalid || !(err instanceof CairnError) || err.code !== 'FORMAT_INVALID') throw err;
+    o.onInvalid({ ...bad, error: err });
+    return undefined;
+  }
+}
+
+/**
+ * The one loop over backup manifests: each backup that exists (or each of
+ * `ids`), oldest first, read one at a time so a caller that keeps only a
+ * summary never holds every file list.
+ */
+export async function* eachBackupManifest(driver: StorageDriver, cluster: string, o: ReadManifestsOptions & { ids?: readonly string[] } = {}): AsyncGenerator<BackupManifest> {
+  for (const id of o.ids ?? (await listBackupIds(driver, cluster, o.signal))) {
+    const m = await tolerating(o, { kind: 'backup', id, key: manifestKey(cluster, id) }, () => readManifest(driver, cluster, id, o.signal));
+    if (m) yield m;
+  }
+}
+
+/** The same loop over dump manifests: each dump that exists (or each of `refs`), oldest first. */
+export async function* eachDumpManifest(driver: StorageDriver, cluster: string, o: ReadManifestsOptions & { refs?: readonly DumpRef[] } = {}): AsyncGenerator<DumpManifest> {
+  for (const ref of o.refs ?? (await listDumps(driver, cluster, o.signal))) {
+    const bad = { kind: 'dump' as const, id: `${ref.dir}/${ref.id}`, key: dumpManifestKey(cluster, ref.dir, ref.id), dump: ref };
+    const m = await tolerating(o, bad, () => readDumpManifest(driver, cluster, ref.dir, ref.id, o.signal));
+    if (m) yield m;
+  }
+}
+
+/** Every backup's summary, oldest first. */
+export async function readBackupSummaries(driver: StorageDriver, cluster: string, o: ReadManifestsOptions = {}): Promise<BackupSummary[]> {
+  const out: BackupSummary[] = [];
+  for await (const m of eachBackupManifest(driver, cluster, o)) out.push(summarize(m));
+  return out;
+}
+
+export interface ReadCatalogOptions extends ReadManifestsOptions {
   /**
    * Lists the WAL archive instead of listWalArchive: a caller that lists the
    * whole cluster anyway (cairn-info's sizes) collects the WAL on the way.
@@ -169,25 +212,9 @@ export interface ReadCatalogOptions {
 export async function readRepoCatalog(driver: StorageDriver, cluster: string, opts: ReadCatalogOptions | AbortSignal = {}): Promise<RepoCatalog> {
   const o: ReadCatalogOptions = opts instanceof AbortSignal ? { signal: opts } : opts;
   const { signal } = o;
-  const tolerate = async <T>(kind: 'backup' | 'dump', id: string, key: string, read: () => Promise<T | undefined>): Promise<T | undefined> => {
-    try {
-      return await read();
-    } catch (err) {
-      if (!o.onInvalid || !(err instanceof CairnError) || err.code !== 'FORMAT_INVALID') throw err;
-      o.onInvalid({ kind, id, key, error: err });
-      return undefined;
-    }
-  };
-  const backups: BackupSummary[] = [];
-  for (const id of await listBackupIds(driver, cluster, signal)) {
-    const m = await tolerate('backup', id, manifestKey(cluster, id), () => readManifest(driver, cluster, id, signal));
-    if (m) backups.push(summarize(m));
-  }
+  const backups = await readBackupSummaries(driver, cluster, o);
   const dumps: DumpSummary[] = [];
-  for (const ref of await listDumps(driver, cluster, signal)) {
-    const m = await tolerate('dump', `${ref.dir}/${ref.id}`, dumpManifestKey(cluster, ref.dir, ref.id), () => readDumpManifest(driver, cluster, ref.dir, ref.id, signal));
-    if (m) dumps.push(summarizeDump(m));
-  }
+  for await (const m of eachDumpManifest(driver, cluster, o)) dumps.push(summarizeDump(m));
   return {
     cluster,
     repo: driver.url,

@@ -16,6 +16,7 @@ import { CairnError } from '../cli/errors.js';
 import type { RestorePlan } from '../restore/plan-format.js';
 import { WriteConflictError, type StorageDriver } from '../storage/driver.js';
 import { sleep } from '../util/limit.js';
+import { isSegmentName, sameTimeline } from '../wal/file-name.js';
 import { quote } from '../wal/quote.js';
 import { readJsonObject } from './json-object.js';
 import { isStale, readLease } from './lease.js';
@@ -82,7 +83,6 @@ export function leaseFieldsFromPlan(plan: RestorePlan, pgdata: string, purpose: 
 }
 
 const ID_RE = /^\d{8}-\d{6}-[0-9a-f]{8}$/;
-const SEGMENT_RE = /^[0-9A-F]{24}$/;
 
 export function isReaderLeaseId(id: string): boolean {
   return ID_RE.test(id);
@@ -144,7 +144,7 @@ export function readerLeaseProblem(v: unknown, id: string): string | undefined {
   for (const k of ['createdAt', 'renewedAt', 'expiresAt'] as const) if (typeof r[k] !== 'string' || Number.isNaN(Date.parse(r[k]))) return `no readable ${k}`;
   if (!Array.isArray(r.chain) || !r.chain.every((x) => typeof x === 'string')) return 'no chain';
   if (!Array.isArray(r.dumps) || !r.dumps.every((x) => typeof x === 'string')) return 'no dumps';
-  if (!Array.isArray(r.wal) || !r.wal.every((w) => Number.isInteger(w?.timeline) && SEGMENT_RE.test(String(w?.from)) && SEGMENT_RE.test(String(w?.to)))) return 'no readable WAL ranges';
+  if (!Array.isArray(r.wal) || !r.wal.every((w) => Number.isInteger(w?.timeline) && isSegmentName(String(w?.from)) && isSegmentName(String(w?.to)))) return 'no readable WAL ranges';
   if (r.backup !== null && typeof r.backup !== 'string') return 'no backup';
   if (r.systemId !== null && typeof r.systemId !== 'string') return 'no system id';
   return undefined;
@@ -293,7 +293,7 @@ export function formatExpectation(r: LeaseWalRange): string {
 export function parseExpectation(text: string): { from: string; to: string } {
   const m = /^(?:([0-9A-F]{24})-)?([0-9A-F]{24})$/.exec(text.trim());
   const from = m?.[1] ?? (m ? `${m[2]!.slice(0, 8)}${'0'.repeat(16)}` : undefined);
-  if (!m || from === undefined || from.slice(0, 8) !== m[2]!.slice(0, 8) || from > m[2]!) {
+  if (!m || from === undefined || !sameTimeline(from, m[2]!) || from > m[2]!) {
     throw new CairnError('USAGE', `invalid --expect-through ${quote(text)}`, {
       hint: 'give FROM-TO, two WAL segment names of one timeline (cairn-restore writes it into restore_command)',
     });
@@ -303,7 +303,7 @@ export function parseExpectation(text: string): { from: string; to: string } {
 
 /** Whether `walName` is a segment inside one of the ranges (same timeline, FROM ≤ name ≤ TO). */
 export function isExpected(walName: string, ranges: readonly { from: string; to: string }[]): boolean {
-  if (!SEGMENT_RE.test(walName)) return false;
+  if (!isSegmentName(walName)) return false;
   // Fixed-width upper-case hex of one timeline: text order is segment order.
-  return ranges.some((r) => r.from.slice(0, 8) === walName.slice(0, 8) && r.from <= walName && walName <= r.to);
+  return ranges.some((r) => sameTimeline(r.from, walName) && r.from <= walName && walName <= r.to);
 }

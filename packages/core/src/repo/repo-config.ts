@@ -32,7 +32,7 @@ export async function readRepoConfig(driver: StorageDriver, cluster: string, sig
 }
 
 /** Checks the configured key (or its absence) against repo.json. */
-export function checkKeyAgainst(cfg: RepoConfig, key: EncryptionKey | undefined, url: string, cluster: string): void {
+function checkKeyAgainst(cfg: RepoConfig, key: EncryptionKey | undefined, url: string, cluster: string): void {
   if (cfg.cipher === 'none') {
     if (key !== undefined) {
       throw new CairnError('KEY_MISMATCH', `repository "${url}" cluster "${cluster}" is not encrypted, but an encryption key is configured`, {
@@ -51,6 +51,17 @@ export function checkKeyAgainst(cfg: RepoConfig, key: EncryptionKey | undefined,
       hint: 'use the key file the repository was created with',
     });
   }
+}
+
+/**
+ * Opens a cluster to read it: reads repo.json and, when there is one, checks
+ * the configured key against it, so a wrong or missing key is told before
+ * anything fails to decode. A cluster without repo.json gives undefined.
+ */
+export async function openCluster(driver: StorageDriver, cluster: string, key: EncryptionKey | undefined, signal?: AbortSignal): Promise<RepoConfig | undefined> {
+  const cfg = await readRepoConfig(driver, cluster, signal);
+  if (cfg !== undefined) checkKeyAgainst(cfg, key, driver.url, cluster);
+  return cfg;
 }
 
 /** Reads repo.json, creating it on first use; then checks the key. */

@@ -9,7 +9,7 @@ import type { EncryptionKey } from '../codec/index.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { quote } from '../wal/quote.js';
 import { repoConfigKey, systemKey } from './layout.js';
-import { checkKeyAgainst, readRepoConfig } from './repo-config.js';
+import { openCluster } from './repo-config.js';
 import { listSystems } from './systems.js';
 
 /**
@@ -20,7 +20,7 @@ import { listSystems } from './systems.js';
  * file was not found.
  */
 export async function checkWalSource(driver: StorageDriver, cluster: string, systemId: string, key: EncryptionKey | undefined, signal?: AbortSignal): Promise<void> {
-  const [cfg, system] = await Promise.all([readRepoConfig(driver, cluster, signal), driver.stat(systemKey(cluster, systemId), signal)]);
+  const [cfg, system] = await Promise.all([openCluster(driver, cluster, key, signal), driver.stat(systemKey(cluster, systemId), signal)]);
   if (cfg === undefined) {
     throw new CairnError(
       'CONFIG_INVALID',
@@ -28,7 +28,6 @@ export async function checkWalSource(driver: StorageDriver, cluster: string, sys
       { hint: 'mount the repository or correct --repo / --cluster; a repository that cannot be seen is never taken as "not in the archive"' },
     );
   }
-  checkKeyAgainst(cfg, key, driver.url, cluster);
   if (system === undefined) {
     const known = await listSystems(driver, cluster, signal).catch(() => []);
     throw new CairnError(

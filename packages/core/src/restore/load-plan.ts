@@ -4,9 +4,8 @@
 
 import { CairnError, toCairnError } from '../cli/errors.js';
 import type { EncryptionKey } from '../codec/index.js';
-import { listBackupIds, readManifest, summarize, type BackupSummary } from '../backup/manifest.js';
-import { listWalArchive, readHistories } from '../repo/catalog.js';
-import { checkKeyAgainst, readRepoConfig } from '../repo/repo-config.js';
+import { listWalArchive, readBackupSummaries, readHistories } from '../repo/catalog.js';
+import { openCluster } from '../repo/repo-config.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { TimelineHistoryEntry } from '../wal/history.js';
 import { quote } from '../wal/quote.js';
@@ -53,16 +52,10 @@ export async function makePlanFromRepositories(args: MakePlanArgs): Promise<Rest
 /** Reads one repository's catalog and plans from it. */
 export async function planFromRepository(driver: StorageDriver, args: Omit<MakePlanArgs, 'drivers'>): Promise<RestorePlan> {
   const { cluster, key, signal } = args;
-  const cfg = await readRepoConfig(driver, cluster, signal);
   // A wrong or missing key is told before any history file fails to decode.
-  if (cfg !== undefined) checkKeyAgainst(cfg, key, driver.url, cluster);
+  await openCluster(driver, cluster, key, signal);
 
-  // One manifest at a time, kept as a summary: file lists can be large.
-  const backups: BackupSummary[] = [];
-  for (const id of await listBackupIds(driver, cluster, signal)) {
-    const m = await readManifest(driver, cluster, id, signal);
-    if (m) backups.push(summarize(m));
-  }
+  const backups = await readBackupSummaries(driver, cluster, signal ? { signal } : {});
 
   const wal = new Map<string, Map<string, { mtime: Date }>>();
   const histories = new Map<string, Map<number, TimelineHistoryEntry[]>>();

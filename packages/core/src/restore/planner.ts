@@ -5,8 +5,9 @@
 // them (timeline.c, xlogrecovery.c; see wal/history.ts).
 
 import { CairnError, isCairnError } from '../cli/errors.js';
-import { backupChain, isBackupId, type BackupSummary } from '../backup/manifest.js';
-import { historyFileName } from '../wal/file-name.js';
+import { backupChain } from '../backup/chain.js';
+import { isBackupId, type BackupSummary } from '../backup/manifest.js';
+import { historyFileName, isSegmentName, timelineOf } from '../wal/file-name.js';
 import { formatLsn, isLsn, parseLsn } from '../wal/lsn.js';
 import { quote } from '../wal/quote.js';
 import { isValidSegmentSize, lsnToSegmentNumber, segmentName, segmentNumber } from '../wal/segment.js';
@@ -282,7 +283,6 @@ function manifestTime(b: BackupSummary, text: string): bigint {
   }
 }
 
-const SEGMENT_NAME_RE = /^[0-9A-F]{24}$/;
 
 /**
  * Checks that every segment PostgreSQL will read is stored, and says which.
@@ -320,8 +320,8 @@ function checkWal(input: PlanInput, r: Route, targetMicros: bigint | undefined, 
   let newest: bigint | undefined;
   if (kind !== 'immediate' && kind !== 'lsn') {
     for (const name of stored.keys()) {
-      if (!SEGMENT_NAME_RE.test(name)) continue;
-      const tli = parseInt(name.slice(0, 8), 16);
+      if (!isSegmentName(name)) continue;
+      const tli = timelineOf(name);
       if (!onPath.has(tli)) continue;
       let segno: bigint;
       try {
@@ -387,7 +387,7 @@ function checkWal(input: PlanInput, r: Route, targetMicros: bigint | undefined, 
   for (let segno = startSeg; segno <= end; segno++) {
     const name = nameAt(segno);
     if (!stored.has(name)) throw missing(segno);
-    const tli = parseInt(name.slice(0, 8), 16);
+    const tli = timelineOf(name);
     const last = ranges.at(-1);
     if (last !== undefined && last.timeline === tli) {
       last.to = name;
@@ -455,12 +455,12 @@ export function parsePlan(text: string, where: string): RestorePlan {
   };
   const seg = (o: Record<string, unknown>, k: string, what: string) => {
     const s = str(o, k, what);
-    if (!SEGMENT_NAME_RE.test(s)) throw bad(`${what} is not a WAL segment name`);
+    if (!isSegmentName(s)) throw bad(`${what} is not a WAL segment name`);
     return s;
   };
 
   for (const k of ['createdAt', 'cluster', 'repo', 'systemId', 'pgMajor', 'walEnd']) str(p, k);
-  if (!SEGMENT_NAME_RE.test(p['walEnd'] as string)) throw bad('walEnd is not a WAL segment name');
+  if (!isSegmentName(p['walEnd'] as string)) throw bad('walEnd is not a WAL segment name');
   if (!isValidSegmentSize(p['walSegmentSize'] as number)) throw bad('walSegmentSize is not a WAL segment size');
 
   const backup = obj(p['backup'], 'backup');

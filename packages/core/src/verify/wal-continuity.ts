@@ -7,7 +7,7 @@
 // to the switch point, so recovery reads that segment from the child).
 
 import type { BackupSummary } from '../backup/manifest.js';
-import { historyFileName } from '../wal/file-name.js';
+import { historyFileName, isSegmentName, timelineOf } from '../wal/file-name.js';
 import type { TimelineHistoryEntry } from '../wal/history.js';
 import { formatLsn, isLsn, parseLsn } from '../wal/lsn.js';
 import { quote } from '../wal/quote.js';
@@ -108,7 +108,7 @@ export function checkWalContinuity(input: WalContinuityInput): WalContinuityResu
   // segment size are not segments of this system.
   const byTli = new Map<number, Set<bigint>>();
   const addTo = (map: Map<number, Set<bigint>>, name: string) => {
-    const tli = parseInt(name.slice(0, 8), 16);
+    const tli = timelineOf(name);
     let segno: bigint;
     try {
       segno = segmentNumber(name, segSize);
@@ -119,9 +119,9 @@ export function checkWalContinuity(input: WalContinuityInput): WalContinuityResu
     if (!set) map.set(tli, (set = new Set()));
     set.add(segno);
   };
-  for (const name of input.segments) if (/^[0-9A-F]{24}$/.test(name)) addTo(byTli, name);
+  for (const name of input.segments) if (isSegmentName(name)) addTo(byTli, name);
   const partialByTli = new Map<number, Set<bigint>>();
-  for (const name of input.partials) if (/^[0-9A-F]{24}\.partial$/.test(name)) addTo(partialByTli, name.slice(0, 24));
+  for (const name of input.partials) if (name.endsWith('.partial') && isSegmentName(name.slice(0, -'.partial'.length))) addTo(partialByTli, name.slice(0, 24));
   const has = (tli: number, segno: bigint) => byTli.get(tli)?.has(segno) === true;
 
   // Backups with LSNs we can read; a manifest with bad LSNs is reported by

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { historyFileName, isWalFileName, parseWalFileName, type WalFileName } from './index.js';
+import { groupByTimeline, historyFileName, isSegmentName, isWalFileName, parseWalFileName, sameTimeline, timelineOf, type WalFileName } from './index.js';
 import { throwsWith } from '../testing/errors.js';
 
 const HINT = 'expected a segment (24 hex digits), TTTTTTTT.history, <segment>.partial or <segment>.XXXXXXXX.backup';
@@ -115,4 +115,35 @@ test('historyFileName', () => {
   assert.equal(historyFileName(0xffffffff), 'FFFFFFFF.history');
   throwsWith(() => historyFileName(0), 'INTERNAL');
   throwsWith(() => historyFileName(2 ** 32), 'INTERNAL');
+});
+
+describe('segment name helpers', () => {
+  const cases: [string, boolean, number][] = [
+    ['000000010000000000000003', true, 1],
+    ['0000000A00000001000000FF', true, 10],
+    ['FFFFFFFF0000000000000001', true, 0xffffffff],
+    ['00000002.history', false, 2],
+    ['000000030000000000000004.partial', false, 3],
+    ['000000010000000000000003.00000028.backup', false, 1],
+    ['00000001000000000000000', false, 1],
+    ['000000010000000000000003a', false, 1],
+    ['00000001000000000000000a', false, 1],
+  ];
+  for (const [name, segment, tli] of cases) {
+    test(`${name}: segment ${segment}, timeline ${tli}`, () => {
+      assert.equal(isSegmentName(name), segment);
+      assert.equal(timelineOf(name), tli);
+    });
+  }
+  test('sameTimeline compares the first 8 digits', () => {
+    assert.ok(sameTimeline('000000010000000000000003', '00000001.history'));
+    assert.ok(!sameTimeline('000000010000000000000003', '000000020000000000000003'));
+  });
+  test('groupByTimeline keeps the order met', () => {
+    const names = ['000000010000000000000001', '000000020000000000000002', '000000010000000000000003', '00000002.history'];
+    assert.deepEqual([...groupByTimeline(names, (n) => n)], [
+      [1, ['000000010000000000000001', '000000010000000000000003']],
+      [2, ['000000020000000000000002', '00000002.history']],
+    ]);
+  });
 });

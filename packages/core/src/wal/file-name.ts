@@ -115,6 +115,40 @@ export function isWalFileName(name: string): boolean {
   }
 }
 
+/**
+ * Whether `name` has the shape of a segment name: 24 uppercase hex digits
+ * (XLogFileName). Cheap, for filtering listings; whether it fits a segment
+ * size is segmentNumber's question, full validation parseWalFileName's.
+ */
+export function isSegmentName(name: string): boolean {
+  return SEGMENT_RE.test(name);
+}
+
+/**
+ * The timeline a WAL file name starts with (its first 8 hex digits), for a
+ * name already known to be a segment, .partial, .backup or .history name.
+ */
+export function timelineOf(name: string): number {
+  return parseInt(name.slice(0, 8), 16);
+}
+
+/** Whether two WAL file names are on the same timeline. */
+export function sameTimeline(a: string, b: string): boolean {
+  return a.slice(0, 8) === b.slice(0, 8);
+}
+
+/** Groups items by the timeline of their WAL file name, each list in the order met. */
+export function groupByTimeline<T>(items: Iterable<T>, nameOf: (item: T) => string): Map<number, T[]> {
+  const out = new Map<number, T[]>();
+  for (const item of items) {
+    const tli = timelineOf(nameOf(item));
+    const list = out.get(tli);
+    if (list) list.push(item);
+    else out.set(tli, [item]);
+  }
+  return out;
+}
+
 /** "%08X.history", TLHistoryFileName in xlog_internal.h. */
 export function historyFileName(timeline: number): string {
   assertTimeline(timeline);

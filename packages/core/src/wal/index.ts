@@ -6,6 +6,10 @@ export {
   type WalFileName,
   parseWalFileName,
   isWalFileName,
+  isSegmentName,
+  timelineOf,
+  sameTimeline,
+  groupByTimeline,
   historyFileName,
 } from './file-name.js';
 export { MAX_LSN, parseLsn, formatLsn, isLsn } from './lsn.js';
