@@ -120,7 +120,13 @@ test('s3 repository: kill -9 during an upload', { timeout: 300_000 }, async () =
 async function leftoversIn(root: string): Promise<string[]> {
   const out: string[] = [];
   const walk = async (dir: string, rel: string): Promise<boolean> => {
-    const entries = await readdir(dir, { withFileTypes: true });
+    // A directory a running tool removes while this walks (the lock directory
+    // of a backup that just ended) is gone, not debris.
+    const entries = await readdir(dir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return null;
+      throw e;
+    });
+    if (entries === null) return false;
     for (const e of entries) {
       const r = rel ? `${rel}/${e.name}` : e.name;
       if (e.isDirectory()) {
