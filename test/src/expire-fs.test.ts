@@ -110,7 +110,7 @@ describe('cairn-expire (fs repository)', { timeout: 600_000 }, () => {
     assert.match(info.stdout, new RegExp(`\\nreader leases .*\\n {2}the restore of backup ${ids.incr1} into "${target.pgdata}" on host .*\\(lease ${leaseId}, .*\\), expires `));
 
     // Nobody renewed it (the server never started): written as lapsed 7 h ago, past the 6 h debris grace.
-    const d = await openStorage(repo.url);
+    const d = await openStorage(repo.url, { env: process.env });
     try {
       const key = readerLeaseKey('main', leaseId);
       const lease = (await readReaderLease(d, 'main', leaseId))!;

@@ -41,7 +41,7 @@ async function withDriver<T>(url: string, env: Record<string, string>, fn: (d: S
   const saved = { ...process.env };
   Object.assign(process.env, env);
   try {
-    const d = await openStorage(url);
+    const d = await openStorage(url, { env: process.env });
     try {
       return await fn(d);
     } finally {

@@ -6,7 +6,7 @@ const { privateCompileCacheDir } = await import('@cairn/core/spool/compile-cache
 const cacheDir = privateCompileCacheDir(tmpdir());
 if (cacheDir) enableCompileCache?.(cacheDir);
 const { dispatch } = await import('./dispatch.js');
-const { runToolMain } = await import('@cairn/core/cli/run');
+const { runToolMain } = await import('@cairn/core/cli/main');
 const outcome = await dispatch({
   argv: process.argv.slice(2),
   env: process.env,

@@ -41,7 +41,7 @@ describe('s3 driver through a fault-injecting proxy', () => {
     url =
       `s3://${DEFAULT_TEST_BUCKET}/faults?endpoint=${proxy.endpoint}&force-path-style=true` +
       `&max-attempts=1&request-timeout-ms=${REQUEST_TIMEOUT_MS}&connect-timeout-ms=500`;
-    driver = await openStorage(url);
+    driver = await openStorage(url, { env: process.env });
     await driver.write('small', Buffer.from('hello'));
     await driver.write('big', randomBytes(1024 * 1024));
   });
@@ -81,7 +81,7 @@ describe('s3 driver through a fault-injecting proxy', () => {
   }
 
   it('retries a transient error when attempts remain', async () => {
-    const retrying = await openStorage(url.replace('max-attempts=1', 'max-attempts=3'));
+    const retrying = await openStorage(url.replace('max-attempts=1', 'max-attempts=3'), { env: process.env });
     try {
       proxy.setMode('error503');
       const start = proxy.requests;
@@ -143,7 +143,7 @@ describe('s3 driver through a fault-injecting proxy', () => {
   });
 
   it('resumes a read cut mid-body with a ranged GET, and returns the same bytes', async () => {
-    const d = await openStorage(url.replace('max-attempts=1', 'max-attempts=3'));
+    const d = await openStorage(url.replace('max-attempts=1', 'max-attempts=3'), { env: process.env });
     try {
       const want = await readAll(await d.read('big'));
       proxy.cutBodies(1);

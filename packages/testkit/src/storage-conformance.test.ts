@@ -33,6 +33,7 @@ describeStorageConformance('s3 (s3rver)', async () => {
   const server = await startS3Server();
   const driver = await openStorage(
     `s3://${DEFAULT_TEST_BUCKET}/conformance/run-1?endpoint=${server.endpoint}&force-path-style=true`,
+    { env: process.env },
   );
   return { driver, cleanup: () => server.stop() };
 });
@@ -138,15 +139,15 @@ describe('fs driver specifics', () => {
 describe('memory driver specifics', () => {
   it('shares one store per memory://name', async () => {
     clearMemoryStores('shared');
-    const a = await openStorage('memory://shared');
-    const b = await openStorage('memory://shared');
-    const c = await openStorage('memory://other');
+    const a = await openStorage('memory://shared', { env: process.env });
+    const b = await openStorage('memory://shared', { env: process.env });
+    const c = await openStorage('memory://other', { env: process.env });
     await a.write('k', Buffer.from('v'));
     assert.equal((await readAll(await b.read('k'))).toString(), 'v');
     assert.equal(await c.stat('k'), undefined);
     assert.equal(a.url, 'memory://shared');
     clearMemoryStores('shared');
-    assert.equal(await (await openStorage('memory://shared')).stat('k'), undefined);
+    assert.equal(await (await openStorage('memory://shared', { env: process.env })).stat('k'), undefined);
   });
 });
 
@@ -161,7 +162,7 @@ describe('s3 driver specifics (s3rver)', () => {
 
   it('reports a missing bucket as CONFIG_INVALID, never as a missing key', async () => {
     const u = url('no-such-bucket/x');
-    const d = await openStorage(u);
+    const d = await openStorage(u, { env: process.env });
     try {
       for (const [what, op] of [
         ['stat "k"', () => d.stat('k')],
@@ -188,7 +189,7 @@ describe('s3 driver specifics (s3rver)', () => {
     const saved = process.env.AWS_ACCESS_KEY_ID;
     process.env.AWS_ACCESS_KEY_ID = 'NOT-A-KEY-ID';
     const u = url(`${DEFAULT_TEST_BUCKET}/creds`);
-    const d = await openStorage(u);
+    const d = await openStorage(u, { env: process.env });
     try {
       for (const [what, code, op] of [
         ['stat "k"', 'HTTP 403', () => d.stat('k')],
@@ -210,10 +211,10 @@ describe('s3 driver specifics (s3rver)', () => {
   });
 
   it('keeps repositories under different prefixes and buckets apart', async () => {
-    const a = await openStorage(url(`${DEFAULT_TEST_BUCKET}/one`));
-    const b = await openStorage(url(`${DEFAULT_TEST_BUCKET}/one-two/three`));
-    const whole = await openStorage(url(DEFAULT_TEST_BUCKET));
-    const other = await openStorage(url('cairn-other/one'));
+    const a = await openStorage(url(`${DEFAULT_TEST_BUCKET}/one`), { env: process.env });
+    const b = await openStorage(url(`${DEFAULT_TEST_BUCKET}/one-two/three`), { env: process.env });
+    const whole = await openStorage(url(DEFAULT_TEST_BUCKET), { env: process.env });
+    const other = await openStorage(url('cairn-other/one'), { env: process.env });
     try {
       await a.write('k', Buffer.from('a'));
       await b.write('k', Buffer.from('b'));

@@ -255,7 +255,7 @@ interface Shared {
 }
 
 async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastCheckpoint: boolean }, ctx: ToolContext, sh: Shared): Promise<BasebackupResult> {
-  const client = await connectPg({ application: 'cairn-basebackup', needs: 'a superuser or a role with pg_backup_start rights' });
+  const client = await connectPg({ env: ctx.env, application: 'cairn-basebackup', needs: 'a superuser or a role with pg_backup_start rights' });
   let started = false;
   let workers: FileWorkers | undefined;
   try {
@@ -297,7 +297,7 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
     const walk = await walkPgData(pgdata);
     sh.progress.total(walk.totalSize);
     const entry = walk.files.some((f) => f.size >= BIG_FILE) ? findWorkerEntry(import.meta.url) : undefined;
-    workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, keyFile: o.keyFile, compress: o.compress }) : undefined;
+    workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, env: ctx.env, keyFile: o.keyFile, compress: o.compress }) : undefined;
     const store = createBackupStore({
       driver: o.driver, cluster: o.cluster, id, spec: sh.spec, slots: sh.slots, parent, checksumDelta: o.checksumDelta,
       pageCheckLsn: dataChecksums ? startLsn : undefined, log: ctx.log, signal: ctx.signal, onBytes: sh.progress.add,
@@ -433,6 +433,6 @@ export function streamInput(from: string | undefined, remote: boolean, pgBin: st
     const program = startProgram(bin, ['-D', '-', '-F', 't', '-X', 'none', '-c', fast ? 'fast' : 'spread'], { env: ctx.env, stdout: 'pipe', stderr: 'inherit', signal: ctx.signal });
     return { input: program.stdout(), program };
   }
-  if (from === '-' || from === undefined) return { input: process.stdin as AsyncIterable<Buffer> };
+  if (from === '-' || from === undefined) return { input: ctx.stdin as AsyncIterable<Buffer> };
   return { input: createReadStream(from, { highWaterMark: 1024 * 1024 }) };
 }

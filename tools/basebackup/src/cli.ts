@@ -5,6 +5,6 @@ import { tmpdir } from 'node:os';
 const { privateCompileCacheDir } = await import('@cairn/core/spool/compile-cache');
 const cacheDir = privateCompileCacheDir(tmpdir());
 if (cacheDir) enableCompileCache?.(cacheDir);
-const { runToolMain } = await import('@cairn/core/cli/run');
+const { runToolMain } = await import('@cairn/core/cli/main');
 const { basebackupTool } = await import('./command.js');
 await runToolMain(basebackupTool);

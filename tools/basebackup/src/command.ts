@@ -60,7 +60,7 @@ export const basebackupTool = defineTool({
         hint: 'e.g. cairn-basebackup --pgdata "$PGDATA", or pg_basebackup -D - -Ft -X none | cairn-basebackup --from-tar -',
       });
     }
-    if (fromTar === '-' && process.stdin.isTTY) {
+    if (fromTar === '-' && ctx.stdin.isTTY) {
       throw new CairnError('USAGE', '--from-tar - reads a tar stream from stdin, which is a terminal', { hint: 'pipe pg_basebackup -D - -Ft -X none into it' });
     }
     // A missing --from-tar file was an unhandled stream error (exit 1, a trace).
@@ -68,7 +68,7 @@ export const basebackupTool = defineTool({
     if (modes === 0) assertUsableDirectory(resolve(ctx.cwd, pgdata!), '--pgdata');
     const key = await loadKey(repo.keyFile);
     if (repo.repos.length > 1) ctx.log.warn(`backing up to the first repository "${repo.repos[0]}" only; run once per repository to keep copies in several`);
-    const [driver] = await openRepositories(repo.repos.slice(0, 1));
+    const [driver] = await openRepositories(repo.repos.slice(0, 1), ctx.env);
     try {
       const source =
         modes === 0

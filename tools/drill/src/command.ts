@@ -106,7 +106,7 @@ export const drillTool = defineTool({
 });
 
 async function readInput(path: string, what: string, ctx: ToolContext): Promise<string> {
-  if (path === '-') return (await buffer(process.stdin)).toString('utf8');
+  if (path === '-') return (await buffer(ctx.stdin)).toString('utf8');
   return readFile(resolve(ctx.cwd, path), 'utf8').catch((err: NodeJS.ErrnoException) => {
     throw new CairnError('FILE_UNREADABLE', `cannot read ${what} ${JSON.stringify(path)}: ${err.code ?? err.message}`, { hint: `check the path and that this user may read it` });
   });

@@ -259,7 +259,7 @@ export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOut
   const t0 = performance.now();
   const elapsed = () => Math.round(performance.now() - t0) / 1000;
   const key = await loadKey(o.keyFile);
-  const drivers = await openRepositories(o.repos);
+  const drivers = await openRepositories(o.repos, ctx.env);
   const timing: Timing = { restoreSeconds: null, replaySeconds: null, rtoSeconds: null };
   const checks: DrillCheck[] = [];
   let resultDriver: StorageDriver = drivers[0]!;

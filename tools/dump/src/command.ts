@@ -69,7 +69,7 @@ export const dumpTool = defineTool({
     if (jobs > 1) assertUsableDirectory(tmpDir, '--tmp-dir', { writable: true });
     const key = await loadKey(repo.keyFile);
     if (repo.repos.length > 1) ctx.log.warn(`dumping to the first repository "${repo.repos[0]}" only; run once per repository to keep copies in several`);
-    const [driver] = await openRepositories(repo.repos.slice(0, 1));
+    const [driver] = await openRepositories(repo.repos.slice(0, 1), ctx.env);
     const json = s['json'] === true;
     try {
       // The dump lease keeps a second run (same ids) and expire (which would

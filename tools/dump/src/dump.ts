@@ -251,7 +251,7 @@ export async function dump(o: DumpOptions, ctx: ToolContext): Promise<DumpResult
   // --all connects to PGDATABASE (else postgres) to list the databases; a
   // named database is connected to itself, which proves it exists.
   const maintenanceDb = o.databases === 'all' ? ctx.env['PGDATABASE'] || 'postgres' : o.databases[0]!;
-  const client = await connectPg({ application: 'cairn-dump', database: maintenanceDb, needs: 'a role that may read every table dumped' });
+  const client = await connectPg({ env: ctx.env, application: 'cairn-dump', database: maintenanceDb, needs: 'a role that may read every table dumped' });
   let server: ServerInfo;
   let databases: string[];
   try {

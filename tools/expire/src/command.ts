@@ -44,7 +44,7 @@ export const expireTool = defineTool({
     const repo = repoSettingsFrom(s, ctx.log);
     const dryRun = s['dry-run'] === true;
     const key = await loadKey(repo.keyFile);
-    const drivers = await openRepositories(repo.repos);
+    const drivers = await openRepositories(repo.repos, ctx.env);
     try {
       await expire(
         {

@@ -25,6 +25,7 @@ export interface PromExportOptions {
 export interface ExportContext {
   now: () => Date;
   signal: AbortSignal;
+  env: NodeJS.ProcessEnv;
   log: { warn: (line: string) => void; error: (line: string) => void };
 }
 
@@ -43,7 +44,7 @@ export async function exportMetrics(opts: PromExportOptions, ctx: ExportContext)
   const errors: InfoReadError[] = [];
   for (const url of opts.repos) {
     const t0 = ctx.now();
-    const r = await readRepositoryReport(url, opts.cluster, opts.key, t0, ctx.signal, (l) => ctx.log.warn(l));
+    const r = await readRepositoryReport(url, opts.cluster, opts.key, t0, ctx.signal, (l) => ctx.log.warn(l), ctx.env);
     // Measured on the tool's clock, so a test with a fixed clock gets a fixed value.
     const took = Math.max(0, (ctx.now().getTime() - t0.getTime()) / 1000);
     if ('report' in r) {

@@ -14,9 +14,9 @@ export interface RestorePlanOptions {
   set?: string;
 }
 
-export async function restorePlan(opts: RestorePlanOptions, ctx: { now: () => Date; signal: AbortSignal }): Promise<RestorePlan> {
+export async function restorePlan(opts: RestorePlanOptions, ctx: { now: () => Date; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<RestorePlan> {
   const key = await loadKey(opts.keyFile);
-  const drivers = await openRepositories(opts.repos);
+  const drivers = await openRepositories(opts.repos, ctx.env);
   try {
     return await makePlanFromRepositories({
       drivers,

@@ -123,11 +123,11 @@ export const restoreTool = defineTool({
     // Flag mistakes exit 2 before any repository is opened.
     const parsed = planArg === undefined ? parseTarget(s) : undefined;
     const key = await loadKey(repo.keyFile);
-    const drivers = await openRepositories(repo.repos);
+    const drivers = await openRepositories(repo.repos, ctx.env);
     try {
       let plan: RestorePlan;
       if (planArg !== undefined) {
-        const text = planArg === '-' ? (await buffer(process.stdin)).toString('utf8') : await readFile(planArg, 'utf8').catch((err: NodeJS.ErrnoException) => {
+        const text = planArg === '-' ? (await buffer(ctx.stdin)).toString('utf8') : await readFile(planArg, 'utf8').catch((err: NodeJS.ErrnoException) => {
           throw new CairnError('FILE_UNREADABLE', `cannot read plan "${planArg}": ${err.code ?? err.message}`, { hint: 'give the file cairn-restore-plan wrote, or - to read it from stdin' });
         });
         plan = parsePlan(text, planArg);
@@ -195,7 +195,7 @@ async function runDumpRestore(ctx: ToolContext): Promise<number> {
   const tmpDir = resolve(ctx.cwd, (s['tmp-dir'] as string | undefined) ?? ctx.env['TMPDIR'] ?? tmpdir());
   if (s['tmp-dir'] !== undefined) assertUsableDirectory(tmpDir, '--tmp-dir', { writable: true });
   const key = await loadKey(repo.keyFile);
-  const drivers = await openRepositories(repo.repos);
+  const drivers = await openRepositories(repo.repos, ctx.env);
   try {
     // The first repository that has the dump.
     let r: DumpRestoreResult | undefined;

@@ -158,7 +158,7 @@ export async function restoreDump(o: DumpRestoreOptions, ctx: ToolContext): Prom
     return done('list', null);
   }
   const target = o.dbname!;
-  if (o.create) await createDatabase(target);
+  if (o.create) await createDatabase(target, ctx);
   try {
     // --table: pg_restore stops reading (and commits) once the table is in,
     // before the end where the checksum is known; so it, like -j and the
@@ -251,8 +251,8 @@ async function restoreGlobals(o: DumpRestoreOptions, m: DumpManifest, ctx: ToolC
   return errors.length;
 }
 
-async function createDatabase(name: string): Promise<void> {
-  const client = await connectPg({ application: 'cairn-restore', database: 'postgres', needs: 'a role with CREATEDB' });
+async function createDatabase(name: string, ctx: ToolContext): Promise<void> {
+  const client = await connectPg({ env: ctx.env, application: 'cairn-restore', database: 'postgres', needs: 'a role with CREATEDB' });
   try {
     // template0: template1 may hold objects the dump brings again.
     await client.query(`create database ${quoteIdent(name)} template template0`);
@@ -269,7 +269,7 @@ async function createDatabase(name: string): Promise<void> {
 
 async function dropDatabase(name: string, ctx: ToolContext): Promise<void> {
   try {
-    const client = await connectPg({ application: 'cairn-restore', database: 'postgres' });
+    const client = await connectPg({ env: ctx.env, application: 'cairn-restore', database: 'postgres' });
     try {
       // FORCE: a killed pg_restore's backend may not have gone yet.
       await client.query(`drop database if exists ${quoteIdent(name)} with (force)`);

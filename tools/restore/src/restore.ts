@@ -311,7 +311,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   // Big files each in a worker thread: their SHA-256 runs there, beside the
   // small files on this thread (see @cairn/core/backup/file-worker).
   const entry = manifest.files.some((f) => f.size >= BIG_FILE) ? findWorkerEntry(import.meta.url) : undefined;
-  const workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, keyFile: o.keyFile, compress: 'none' }) : undefined;
+  const workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, env: ctx.env, keyFile: o.keyFile, compress: 'none' }) : undefined;
   try {
     const control = manifest.files.find((f) => f.path === CONTROL);
     const abort = new AbortController();

@@ -50,7 +50,7 @@ export const verifyTool = defineTool({
     const scope: VerifyScope = set !== undefined ? { kind: 'set', id: set } : dump !== undefined ? { kind: 'dump', ref: dump } : { kind: 'all' };
     const repo = repoSettingsFrom(s, ctx.log);
     const key = await loadKey(repo.keyFile);
-    const drivers = await openRepositories(repo.repos);
+    const drivers = await openRepositories(repo.repos, ctx.env);
     let failed = false;
     // docs/design.md §4.10: a progress line on a terminal, redrawn every second.
     const tty = (ctx.stderr as { isTTY?: boolean }).isTTY === true && s['json'] !== true;

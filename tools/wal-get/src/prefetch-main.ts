@@ -4,7 +4,7 @@ import { PREFETCH_ENV, runPrefetch, type PrefetchJob } from './prefetch.js';
 const raw = process.env[PREFETCH_ENV];
 if (raw) {
   try {
-    await runPrefetch(JSON.parse(raw) as PrefetchJob);
+    await runPrefetch(JSON.parse(raw) as PrefetchJob, process.env);
   } catch {
     // Nothing to report to: PostgreSQL's next call fetches what is missing.
   }

@@ -50,11 +50,12 @@ export async function startPrefetch(job: PrefetchJob, env: NodeJS.ProcessEnv): P
 
 
 /** The worker's body. Errors are swallowed: PostgreSQL's own call decides. */
-export async function runPrefetch(job: PrefetchJob): Promise<void> {
+/** `env`: the worker process's environment, given by its entry (prefetch-main.ts). */
+export async function runPrefetch(job: PrefetchJob, env: NodeJS.ProcessEnv): Promise<void> {
   const spool = new GetSpool(job.spoolDir);
   if (!(await isPrivate(job.spoolDir))) return;
   if (!(await spool.lock())) return;
-  const drivers = await openRepositories(job.repos).catch(() => undefined);
+  const drivers = await openRepositories(job.repos, env).catch(() => undefined);
   try {
     if (!drivers) return;
     const key = await loadKey(job.keyFile);

@@ -96,7 +96,7 @@ export async function walGet(opts: WalGetOptions, ctx: WalGetContext): Promise<W
   }
 
   const key = await loadKey(opts.keyFile);
-  const drivers = await openRepositories(opts.repos);
+  const drivers = await openRepositories(opts.repos, ctx.env);
   try {
     const fromDest = await findSystemIdAbove(dirname(opts.destPath));
     const systemId = await resolveSystemId(opts, drivers, ctx.signal, fromDest);

@@ -35,12 +35,13 @@ export async function startPushWorker(job: PushWorkerJob, env: NodeJS.ProcessEnv
 }
 
 /** The worker's body. Failures are left for PostgreSQL's own call to report. */
-export async function runPushWorker(job: PushWorkerJob): Promise<void> {
+/** `env`: the worker process's environment, given by its entry (push-worker-main.ts). */
+export async function runPushWorker(job: PushWorkerJob, env: NodeJS.ProcessEnv): Promise<void> {
   const spool = new PushSpool(job.spoolDir);
   // The parent checked it; a worker checks again before trusting it.
   if (!(await isPrivate(job.spoolDir))) return;
   if (!(await spool.lockWorker())) return;
-  const drivers = await openRepositories(job.repos).catch(() => undefined);
+  const drivers = await openRepositories(job.repos, env).catch(() => undefined);
   try {
     if (!drivers) return;
     const key = await loadKey(job.keyFile);

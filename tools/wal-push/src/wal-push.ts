@@ -67,7 +67,7 @@ export async function walPush(opts: WalPushOptions, ctx: WalPushContext): Promis
   }
 
   const key = await loadKey(opts.keyFile);
-  const drivers = await openRepositories(opts.repos);
+  const drivers = await openRepositories(opts.repos, ctx.env);
   try {
     if (spool) {
       await spool.claim(name.name);

@@ -15,7 +15,7 @@ export function runFileWorker(): void {
   const setup = workerData as WorkerSetup;
   let driverP: Promise<StorageDriver> | undefined;
   let keyP: Promise<EncryptionKey | undefined> | undefined;
-  const driver = () => (driverP ??= openStorage(setup.repoUrl));
+  const driver = () => (driverP ??= openStorage(setup.repoUrl, { env: setup.env }));
   const key = () => (keyP ??= setup.keyFile === undefined ? Promise.resolve(undefined) : loadEncryptionKey(setup.keyFile));
   // Pieces in flight for this worker's one file: enough to keep the
   // threadpool busy compressing while this thread hashes.

@@ -27,7 +27,7 @@ parentPort.on('message', (m) => {
 const job = (n: number): DecodeJob => ({ kind: 'decode', key: `k${n}`, path: `/nowhere/${n}`, sha256: '', size: 0, mode: 0o600, mtime: 0, label: `"${n}"` });
 
 test('jobs started in the same tick go to different workers, one job per worker at a time', async () => {
-  const workers = createFileWorkers(pathToFileURL(entry), 2, { repoUrl: 'memory://x', keyFile: undefined, compress: 'none' });
+  const workers = createFileWorkers(pathToFileURL(entry), 2, { repoUrl: 'memory://x', env: {}, keyFile: undefined, compress: 'none' });
   try {
     // decode() resolves to what the worker answered: here its thread id.
     const ids = (await Promise.all([1, 2, 3, 4, 5].map((n) => workers.decode(job(n))))) as unknown as number[];

@@ -33,6 +33,8 @@ export interface DecodeJob extends FileToRestore {
 
 export interface WorkerSetup {
   repoUrl: string;
+  /** The tool context's environment (the S3 region); a thread does not read process.env (docs/style.md). */
+  env: Record<string, string | undefined>;
   keyFile: string | undefined;
   /** zstd:1, … (encode jobs). */
   compress: string;

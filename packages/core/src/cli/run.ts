@@ -1,9 +1,10 @@
 // The shared command runner: strict flag parsing (unknown flags are usage
 // errors, unlike citty's runMain), settings resolution, the tool context,
-// and the mapping of errors to exit statuses. Only the bin calls process.exit.
+// and the mapping of errors to exit statuses. The process itself (argv, env,
+// stdin, signals, exit) is bound in main.ts, which only the bins load.
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { Writable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { CairnError, EXIT, toCairnError } from './errors.js';
 import { redactSecrets, safeMessage } from './message.js';
 import { createLogger, isLogLevel, type Logger, type LogLevel } from './log.js';
@@ -24,6 +25,8 @@ export interface ToolContext {
   argv: string[];
   env: NodeJS.ProcessEnv;
   cwd: string;
+  /** The tool's standard input (a tar stream, a plan, SQL); isTTY when a terminal. */
+  stdin: ToolStdin;
   stdout: Writable;
   stderr: Writable;
   log: Logger;
@@ -90,10 +93,15 @@ export function renderHelp(def: ToolDef): string {
   return lines.join('\n') + '\n';
 }
 
+/** Standard input as a tool sees it: bytes, and whether it is a terminal. */
+export type ToolStdin = Readable & { isTTY?: boolean };
+
 export interface RunIO {
   argv: string[];
   env: NodeJS.ProcessEnv;
   cwd: string;
+  /** Default: an empty stream (a tool run in a test reads nothing it was not given). */
+  stdin?: ToolStdin;
   stdout: Writable;
   stderr: Writable;
   signal?: AbortSignal;
@@ -222,6 +230,7 @@ export async function runTool(def: ToolDef, io: RunIO): Promise<number> {
       argv: io.argv,
       env: io.env,
       cwd: io.cwd,
+      stdin: io.stdin ?? Readable.from([]),
       stdout: io.stdout,
       stderr: io.stderr,
       log,
@@ -234,28 +243,4 @@ export async function runTool(def: ToolDef, io: RunIO): Promise<number> {
     writeError(io.stderr, def.name, err, level);
     return def.exitFor ? def.exitFor(err, resolved, io.env) : err.exitCode;
   }
-}
-
-/** The bin's entry: runs the tool on the process and sets its exit status. */
-export async function runToolMain(def: ToolDef, argv: string[] = process.argv.slice(2)): Promise<void> {
-  const ac = new AbortController();
-  const onSignal = (sig: NodeJS.Signals) => {
-    // PostgreSQL sends SIGTERM at fast shutdown; stop work and exit non-zero,
-    // with the tool's own status for errors (wal-push must stay below 126).
-    const err = new CairnError('INTERNAL', `interrupted by ${sig}`);
-    ac.abort(err);
-    setTimeout(() => process.exit(def.exitFor ? def.exitFor(err, undefined, process.env) : EXIT.INTERNAL), def.signalGraceMs ?? 2000).unref();
-  };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
-  const code = await runTool(def, {
-    argv,
-    env: process.env,
-    cwd: process.cwd(),
-    stdout: process.stdout,
-    stderr: process.stderr,
-    signal: ac.signal,
-    refuseTestRepositories: true,
-  });
-  process.exitCode = code;
 }

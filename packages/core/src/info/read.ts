@@ -118,10 +118,11 @@ export async function readRepositoryReport(
   now: Date,
   signal: AbortSignal,
   warn: (line: string) => void,
+  env: NodeJS.ProcessEnv,
 ): Promise<{ report: InfoReport } | { error: InfoReadError }> {
   let drivers: StorageDriver[] = [];
   try {
-    drivers = await openRepositories([url]);
+    drivers = await openRepositories([url], env);
     return { report: await readInfoReport(drivers[0]!, cluster, key, now, signal, warn) };
   } catch (thrown) {
     signal.throwIfAborted();
@@ -138,12 +139,12 @@ export async function readRepositoryReport(
  * be read (unreachable, wrong key, damaged) is listed in `errors` and the
  * others are still reported; an internal error stops everything.
  */
-export async function readInfoDocument(opts: InfoOptions, ctx: { now: () => Date; signal: AbortSignal; log: { warn: (line: string) => void } }): Promise<InfoDocument> {
+export async function readInfoDocument(opts: InfoOptions, ctx: { now: () => Date; signal: AbortSignal; env: NodeJS.ProcessEnv; log: { warn: (line: string) => void } }): Promise<InfoDocument> {
   const key = await loadKey(opts.keyFile);
   const now = ctx.now();
   const doc: InfoDocument = { format: INFO_FORMAT, createdAt: now.toISOString(), repositories: [], errors: [] };
   for (const url of opts.repos) {
-    const r = await readRepositoryReport(url, opts.cluster, key, now, ctx.signal, (l) => ctx.log.warn(l));
+    const r = await readRepositoryReport(url, opts.cluster, key, now, ctx.signal, (l) => ctx.log.warn(l), ctx.env);
     if ('report' in r) doc.repositories.push(r.report);
     else doc.errors.push(r.error);
   }

@@ -2,12 +2,15 @@
 // PGUSER, PGPASSWORD or PGPASSFILE, PGSSLMODE, PGDATABASE), as psql does.
 // `pg` is loaded on demand: tools that never connect do not pay for it.
 
-import type { Client } from 'pg';
+import { userInfo } from 'node:os';
+import type { Client, ClientConfig } from 'pg';
 import { CairnError } from '../cli/errors.js';
 
 export type PgClient = Client;
 
 export interface ConnectOptions {
+  /** The tool context's environment, where PGHOST and the rest are read. */
+  env: NodeJS.ProcessEnv;
   /** application_name, shown in pg_stat_activity (e.g. cairn-dump). */
   application: string;
   /** Database to connect to; default PGDATABASE, else the user's name (libpq's rule). */
@@ -16,10 +19,59 @@ export interface ConnectOptions {
   needs?: string;
 }
 
+/**
+ * node-postgres settings from the context's environment, each named
+ * explicitly: pg falls back to process.env for any it is not given, and
+ * nothing below a tool's cli.ts reads process.env (docs/style.md). The user
+ * is libpq's: PGUSER, else the effective OS user (not $USER, which su keeps).
+ * Only PGPASSWORD left unset still reaches pg's own fallback (process.env and
+ * its ~/.pgpass reader): the bins hand the process environment over whole.
+ */
+export function pgClientConfig(o: ConnectOptions): ClientConfig {
+  const env = o.env;
+  const set = (v: string | undefined) => (v !== undefined && v !== '' ? v : undefined);
+  const user = set(env['PGUSER']) ?? userInfo().username;
+  const port = Number(set(env['PGPORT']) ?? 5432);
+  const timeout = Number(set(env['PGCONNECT_TIMEOUT']) ?? 0);
+  const config: ClientConfig = {
+    host: set(env['PGHOST']) ?? 'localhost',
+    port: Number.isInteger(port) && port > 0 ? port : 5432,
+    user,
+    database: o.database ?? set(env['PGDATABASE']) ?? user,
+    application_name: o.application,
+    ssl: sslFromMode(set(env['PGSSLMODE'])),
+  };
+  const password = set(env['PGPASSWORD']);
+  if (password !== undefined) config.password = password;
+  const options = set(env['PGOPTIONS']);
+  if (options !== undefined) config.options = options;
+  if (Number.isFinite(timeout) && timeout > 0) config.connectionTimeoutMillis = timeout * 1000;
+  return config;
+}
+
+/**
+ * PGSSLMODE exactly as node-postgres reads it from the environment, so moving
+ * the read here changes nothing. (It is not libpq's: "prefer" does not fall
+ * back to plain and "require" verifies the certificate; docs/gotchas.md.)
+ */
+function sslFromMode(mode: string | undefined): ClientConfig['ssl'] {
+  switch (mode) {
+    case 'prefer':
+    case 'require':
+    case 'verify-ca':
+    case 'verify-full':
+      return true;
+    case 'no-verify':
+      return { rejectUnauthorized: false };
+    default:
+      return false;
+  }
+}
+
 /** A connected client; PG_CONNECT (exit 3) with a hint when the server cannot be reached. */
 export async function connectPg(o: ConnectOptions): Promise<PgClient> {
   const { default: pg } = await import('pg');
-  const client = new pg.Client({ application_name: o.application, ...(o.database !== undefined ? { database: o.database } : {}) });
+  const client = new pg.Client(pgClientConfig(o));
   try {
     await client.connect();
   } catch (err) {

@@ -26,7 +26,9 @@ export function repoSettingsFrom(settings: Settings, log?: Logger): RepoSettings
       hint: 'give --repo URL, set CAIRN_REPO, or add "repo = URL" to the config file (/etc/cairn/cairn.conf)',
     });
   }
-  for (const url of repos) parseRepoUrl(url); // fail before any work on a malformed URL
+  // Fail before any work on a malformed URL (only the URL is checked here: the
+  // region the environment may give is read when the repository is opened).
+  for (const url of repos) parseRepoUrl(url, { env: {} });
   const cluster = String(settings['cluster'] ?? 'main');
   assertClusterName(cluster);
   const keyFile = settings['encryption-key-file'] as string | undefined;
@@ -58,10 +60,11 @@ export async function loadKey(keyFile: string | undefined): Promise<EncryptionKe
   return keyFile === undefined ? undefined : loadEncryptionKey(keyFile);
 }
 
-export async function openRepositories(urls: string[]): Promise<StorageDriver[]> {
+/** Opens each URL; `env` is the tool context's environment (AWS_REGION). */
+export async function openRepositories(urls: string[], env: Record<string, string | undefined>): Promise<StorageDriver[]> {
   const drivers: StorageDriver[] = [];
   try {
-    for (const url of urls) drivers.push(await openStorage(url));
+    for (const url of urls) drivers.push(await openStorage(url, { env }));
   } catch (err) {
     await closeRepositories(drivers);
     throw err;

@@ -135,12 +135,12 @@ describe('unknown query parameters', () => {
 
 describe('openStorage', () => {
   it('opens fs and memory drivers', async () => {
-    const fs = await openStorage('file:///tmp/cairn-open-test');
+    const fs = await openStorage('file:///tmp/cairn-open-test', { env: {} });
     assert.ok(fs instanceof FsDriver);
     assert.equal(fs.url, 'file:///tmp/cairn-open-test');
     assert.equal((fs as FsDriver).root, '/tmp/cairn-open-test');
     assert.equal(fs.features.atomicIfAbsent, true);
-    const mem = await openStorage('memory://open-test');
+    const mem = await openStorage('memory://open-test', { env: {} });
     assert.ok(mem instanceof MemoryDriver);
   });
 
@@ -166,12 +166,12 @@ describe('openStorage', () => {
       const seen = [];
       registerHooks({ resolve(spec, ctx, next) { const r = next(spec, ctx); seen.push(r.url); return r; } });
       const { openStorage } = await import(${JSON.stringify(openJs)});
-      const d = await openStorage('/tmp/cairn-open-sdk-test');
+      const d = await openStorage('/tmp/cairn-open-sdk-test', { env: {} });
       await d.stat('k');
-      const m = await openStorage('memory://x');
+      const m = await openStorage('memory://x', { env: {} });
       await m.stat('k');
       const sdk = seen.filter((u) => /@aws-sdk|@smithy|\\/s3\\.js$/.test(u));
-      const s3 = await openStorage('s3://bucket/p?endpoint=http://127.0.0.1:1');
+      const s3 = await openStorage('s3://bucket/p?endpoint=http://127.0.0.1:1', { env: {} });
       await s3.close();
       console.log(JSON.stringify({ sdk, loadsForS3: seen.some((u) => u.includes('@aws-sdk')) }));
     `;

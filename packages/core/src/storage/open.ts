@@ -20,8 +20,11 @@ export type RepoLocation =
   | { kind: 'memory'; name: string };
 
 export interface OpenStorageOptions {
-  /** Where AWS_REGION / AWS_DEFAULT_REGION are read; default process.env. */
-  env?: Record<string, string | undefined>;
+  /**
+   * Where AWS_REGION / AWS_DEFAULT_REGION are read: the tool context's
+   * environment (nothing below a tool's cli.ts reads process.env, docs/style.md).
+   */
+  env: Record<string, string | undefined>;
 }
 
 export const S3_DEFAULTS = {
@@ -41,8 +44,8 @@ const CREDENTIALS_HINT =
 const S3_PARAMS = new Set(S3_URL_PARAMS);
 
 /** Parses a repository URL; throws CONFIG_INVALID naming what is wrong. */
-export function parseRepoUrl(url: string, opts: OpenStorageOptions = {}): RepoLocation {
-  const env = opts.env ?? process.env;
+export function parseRepoUrl(url: string, opts: OpenStorageOptions): RepoLocation {
+  const env = opts.env;
   const invalid = (reason: string, hint = URL_HINT) =>
     new CairnError('CONFIG_INVALID', `invalid repository URL "${redactSecrets(url)}": ${reason}`, { hint });
 
@@ -134,7 +137,7 @@ export function parseRepoUrl(url: string, opts: OpenStorageOptions = {}): RepoLo
 }
 
 /** Opens the driver for a repository URL (the S3 SDK is loaded only for s3://). */
-export async function openStorage(url: string, opts: OpenStorageOptions = {}): Promise<StorageDriver> {
+export async function openStorage(url: string, opts: OpenStorageOptions): Promise<StorageDriver> {
   const loc = parseRepoUrl(url, opts);
   switch (loc.kind) {
     case 'fs':
