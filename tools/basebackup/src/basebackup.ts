@@ -38,6 +38,7 @@ import { parseBackupLabel, segmentSizeFrom } from './label.js';
 import { walkPgData } from './pgdata-walk.js';
 import { createProgress } from '@cairn/core/cli/progress';
 import { connectPg } from '@cairn/core/pg/connect';
+import { libpqEnv } from '@cairn/core/pg/server-address';
 import { BIG_FILE, createBackupStore, referencesOf, type BackupStore, type FileInfo } from './store.js';
 
 export interface BasebackupOptions {
@@ -105,7 +106,10 @@ async function waitForWal(driver: StorageDriver, cluster: string, systemId: stri
  * space it holds may be what keeps expire from taking its lease (issue 11).
  * Only while its manifest is certainly absent; best effort.
  */
-export async function basebackup(o: BasebackupOptions, ctx: ToolContext): Promise<BasebackupResult> {
+export async function basebackup(o: BasebackupOptions, toolCtx: ToolContext): Promise<BasebackupResult> {
+  // The server libpq would reach; in local mode the one that owns --pgdata,
+  // from its postmaster.pid (docs/gotchas.md §Real hosts).
+  const ctx: ToolContext = { ...toolCtx, env: libpqEnv(toolCtx.env, o.source.kind === 'local' ? { pgdata: o.source.pgdata } : {}) };
   taken.clear();
   try {
     return await runBackup(o, ctx);
@@ -430,7 +434,7 @@ export function streamInput(from: string | undefined, remote: boolean, pgBin: st
   if (remote) {
     const bin = pgBin ? join(pgBin, 'pg_basebackup') : 'pg_basebackup';
     // Its messages go straight to our stderr, as the user would see them.
-    const program = startProgram(bin, ['-D', '-', '-F', 't', '-X', 'none', '-c', fast ? 'fast' : 'spread'], { env: ctx.env, stdout: 'pipe', stderr: 'inherit', signal: ctx.signal });
+    const program = startProgram(bin, ['-D', '-', '-F', 't', '-X', 'none', '-c', fast ? 'fast' : 'spread'], { env: libpqEnv(ctx.env), stdout: 'pipe', stderr: 'inherit', signal: ctx.signal });
     return { input: program.stdout(), program };
   }
   if (from === '-' || from === undefined) return { input: ctx.stdin as AsyncIterable<Buffer> };

@@ -31,6 +31,7 @@ import { writeDumpObject } from '@cairn/core/dump/objects';
 import { findPgProgram, type PgBinary } from '@cairn/core/pg/binaries';
 import { describeExit, isProgramFailure, programErrorLine, runProgram, startProgram, type ProgramExit } from '@cairn/core/util/program';
 import { connectPg, readServerInfo, type ServerInfo } from '@cairn/core/pg/connect';
+import { libpqEnv } from '@cairn/core/pg/server-address';
 import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { createLimiter } from '@cairn/core/util/limit';
@@ -242,7 +243,9 @@ async function dumpGlobals(run: Run, pgDumpall: PgBinary, maintenanceDb: string)
   return await commit(run, manifestFor(run, null, GLOBALS_DIR, 'globals', pgDumpall.version, [obj], start, ctx.now()));
 }
 
-export async function dump(o: DumpOptions, ctx: ToolContext): Promise<DumpResult> {
+export async function dump(o: DumpOptions, toolCtx: ToolContext): Promise<DumpResult> {
+  // node-postgres and pg_dump reach the server libpq would (docs/gotchas.md §Real hosts).
+  const ctx: ToolContext = { ...toolCtx, env: libpqEnv(toolCtx.env) };
   const spec: EncodeSpec = { compress: parseCompress(o.compress), ...(o.key ? { key: o.key } : {}) };
   await ensureRepoConfig(o.driver, o.cluster, o.key, ctx.now(), ctx.signal);
   // What a killed dump left: pg_dump's local directory (table data) and temp objects.

@@ -29,6 +29,7 @@ import { dumpReadStages, readDumpObject } from '@cairn/core/dump/objects';
 import { dumpReaderMajor, findPgProgram, type PgBinary } from '@cairn/core/pg/binaries';
 import { describeExit, programErrorLine, runProgram, startProgram, stdinSink, type Program, type ProgramExit } from '@cairn/core/util/program';
 import { connectPg, dbnameConninfo, quoteIdent } from '@cairn/core/pg/connect';
+import { libpqEnv } from '@cairn/core/pg/server-address';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { quote } from '@cairn/core/wal/quote';
 
@@ -142,7 +143,9 @@ async function pgRestoreFor(m: DumpManifest, o: DumpRestoreOptions, ctx: ToolCon
   return findPgProgram('pg_restore', dumpReaderMajor(m), { pgBin: o.pgBin, env: ctx.env });
 }
 
-export async function restoreDump(o: DumpRestoreOptions, ctx: ToolContext): Promise<DumpRestoreResult> {
+export async function restoreDump(o: DumpRestoreOptions, toolCtx: ToolContext): Promise<DumpRestoreResult> {
+  // node-postgres, psql and pg_restore reach the server libpq would (docs/gotchas.md §Real hosts).
+  const ctx: ToolContext = { ...toolCtx, env: libpqEnv(toolCtx.env) };
   const t0 = Date.now();
   // `@globals/ID`, as cairn-dump printed it, names the globals dump too.
   const globals = o.globals || o.ref.startsWith(`${GLOBALS_DIR}/`);

@@ -5,12 +5,15 @@
 import { userInfo } from 'node:os';
 import type { Client, ClientConfig } from 'pg';
 import { CairnError } from '../cli/errors.js';
+import { describeAddress, serverAddress, type ServerAddress } from './server-address.js';
 
 export type PgClient = Client;
 
 export interface ConnectOptions {
   /** The tool context's environment, where PGHOST and the rest are read. */
   env: NodeJS.ProcessEnv;
+  /** Where the server is (default: serverAddress(env), libpq's choice). */
+  address?: ServerAddress;
   /** application_name, shown in pg_stat_activity (e.g. cairn-dump). */
   application: string;
   /** Database to connect to; default PGDATABASE, else the user's name (libpq's rule). */
@@ -31,15 +34,16 @@ export function pgClientConfig(o: ConnectOptions): ClientConfig {
   const env = o.env;
   const set = (v: string | undefined) => (v !== undefined && v !== '' ? v : undefined);
   const user = set(env['PGUSER']) ?? userInfo().username;
-  const port = Number(set(env['PGPORT']) ?? 5432);
+  const addr = o.address ?? serverAddress(env);
   const timeout = Number(set(env['PGCONNECT_TIMEOUT']) ?? 0);
   const config: ClientConfig = {
-    host: set(env['PGHOST']) ?? 'localhost',
-    port: Number.isInteger(port) && port > 0 ? port : 5432,
+    host: addr.host,
+    port: addr.port,
     user,
     database: o.database ?? set(env['PGDATABASE']) ?? user,
     application_name: o.application,
-    ssl: sslFromMode(set(env['PGSSLMODE'])),
+    // libpq never uses TLS over a Unix socket; pg would ask and fail.
+    ssl: addr.host.startsWith('/') ? false : sslFromMode(set(env['PGSSLMODE'])),
   };
   const password = set(env['PGPASSWORD']);
   if (password !== undefined) config.password = password;
@@ -71,12 +75,13 @@ function sslFromMode(mode: string | undefined): ClientConfig['ssl'] {
 /** A connected client; PG_CONNECT (exit 3) with a hint when the server cannot be reached. */
 export async function connectPg(o: ConnectOptions): Promise<PgClient> {
   const { default: pg } = await import('pg');
-  const client = new pg.Client(pgClientConfig(o));
+  const addr = o.address ?? serverAddress(o.env);
+  const client = new pg.Client(pgClientConfig({ ...o, address: addr }));
   try {
     await client.connect();
   } catch (err) {
     await client.end().catch(() => {});
-    throw new CairnError('PG_CONNECT', `cannot connect to PostgreSQL${o.database !== undefined ? ` database ${JSON.stringify(o.database)}` : ''}: ${(err as Error).message}`, {
+    throw new CairnError('PG_CONNECT', `cannot connect to PostgreSQL${o.database !== undefined ? ` database ${JSON.stringify(o.database)}` : ''} at ${describeAddress(addr)}: ${(err as Error).message}`, {
       hint: `set PGHOST, PGPORT, PGUSER${o.needs ? ` (${o.needs})` : ''} and PGPASSWORD or PGPASSFILE as for psql`,
       cause: err,
     });
