@@ -13,5 +13,6 @@ export const TOOLS: Record<string, { summary: string; load: () => Promise<ToolDe
   expire: { summary: 'delete backups, dumps and WAL a retention policy no longer keeps', load: async () => (await import('@cairn/expire/command')).expireTool },
   info: { summary: 'show backups, dumps, WAL ranges and the recoverability window', load: async () => (await import('@cairn/info/command')).infoTool },
   drill: { summary: 'prove a restore works: restore into a scratch directory, start PostgreSQL, check, record RTO and data age', load: async () => (await import('@cairn/drill/command')).drillTool },
+  check: { summary: 'check that archiving works end to end: repositories writable, settings right, a WAL switch reaches every repository', load: async () => (await import('@cairn/check/command')).checkTool },
   'prom-export': { summary: 'Prometheus metrics of the repository: to a textfile, on /metrics, or stdout', load: async () => (await import('@cairn/prom-export/command')).promExportTool },
 };

@@ -100,3 +100,16 @@ export function isWalIntentKey(cluster: string, key: string): boolean {
   const slash = rest.indexOf('/');
   return slash > 0 && rest.indexOf('/', slash + 1) === -1 && parseWalIntentKey(rest.slice(slash + 1)) !== undefined && rest.length - slash - 1 > 81;
 }
+
+/**
+ * cairn-check's probe objects: under locks/, which a cluster without
+ * repo.json may hold (repo-config.ts), so a probe a killed check left never
+ * makes the repository look orphaned; the next check removes it.
+ */
+export function probesPrefix(cluster: string): string {
+  return `${cluster}/locks/check/`;
+}
+
+export function probeKey(cluster: string, id: string): string {
+  return `${probesPrefix(cluster)}${id}.json`;
+}
