@@ -16,7 +16,7 @@ import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/r
 import { readRepoConfig } from '@cairn/core/repo/repo-config';
 import { makePlanFromRepositories } from '@cairn/core/restore/load-plan';
 import { DRILL_LEASE_LIFETIME_MS, holdReaderLease, leaseFieldsFromPlan, type HeldReaderLease, type ReaderLeaseFields } from '@cairn/core/repo/reader-lease';
-import { parsePlan } from '@cairn/core/restore/planner';
+import { parsePlan } from '@cairn/core/restore/parse-plan';
 import type { RecoveryTarget, RestorePlan } from '@cairn/core/restore/plan-format';
 import { databaseDir, listDumps, readDumpManifest, resolveDumpRef, type DumpManifest } from '@cairn/core/dump/manifest';
 import type { StorageDriver } from '@cairn/core/storage/driver';
