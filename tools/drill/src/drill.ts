@@ -5,10 +5,9 @@
 // data age, store the result in the repository, and always clean up.
 
 import { existsSync } from 'node:fs';
-import { appendFile, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createServer } from 'node:net';
 import { CairnError, EXIT, isCairnError, toCairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
 import { findPgProgram } from '@cairn/core/pg/binaries';
@@ -17,7 +16,7 @@ import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/r
 import { readRepoConfig } from '@cairn/core/repo/repo-config';
 import { makePlanFromRepositories } from '@cairn/core/restore/load-plan';
 import { DRILL_LEASE_LIFETIME_MS, holdReaderLease, leaseFieldsFromPlan, type HeldReaderLease, type ReaderLeaseFields } from '@cairn/core/repo/reader-lease';
-import { parsePlan } from '@cairn/core/restore/planner';
+import { parsePlan } from '@cairn/core/restore/parse-plan';
 import type { RecoveryTarget, RestorePlan } from '@cairn/core/restore/plan-format';
 import { databaseDir, listDumps, readDumpManifest, resolveDumpRef, type DumpManifest } from '@cairn/core/dump/manifest';
 import type { StorageDriver } from '@cairn/core/storage/driver';
@@ -26,13 +25,8 @@ import { quote } from '@cairn/core/wal/quote';
 import { DRILL_RESULT_FORMAT, storeDrillResult, type DrillCheck, type DrillResult } from '@cairn/core/drill/result-format';
 import { judgeCheck, type CheckStatement } from '@cairn/core/drill/check-sql';
 import { dataAgeSeconds, judgeRecoveryTarget } from '@cairn/core/drill/judge';
-import { connectScratch, type ScratchAddress } from '@cairn/core/drill/scratch-client';
-
-export interface OsUser {
-  name: string;
-  uid: number;
-  gid: number;
-}
+import { connectScratch } from '@cairn/core/drill/scratch-client';
+import { DrillFailure, freePort, Scratch, waitForPromotion, type OsUser } from './scratch-server.js';
 
 export type DrillSource =
   | { kind: 'target'; target: RecoveryTarget; set?: string }
@@ -81,18 +75,6 @@ export function siblingTool(name: string): string {
   return name;
 }
 
-/** A TCP port nobody listens on now (bound to port 0 and released). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 /** uid and gid of an OS user (getent), USAGE when there is none. */
 export async function lookupOsUser(name: string, env: NodeJS.ProcessEnv): Promise<OsUser> {
   // getent exits 2 for an unknown user.
@@ -107,140 +89,6 @@ interface Timing {
   replaySeconds: number | null;
   rtoSeconds: number | null;
 }
-
-/** A failure of a drill step: recorded in the result, exits with `status`. */
-class DrillFailure extends Error {
-  constructor(message: string, readonly status: number) {
-    super(message);
-  }
-}
-
-/** The scratch server: its directory, how to reach it, how to run its programs. */
-class Scratch {
-  readonly pgdata: string;
-  readonly log: string;
-  port = 0;
-  started = false;
-  constructor(readonly dir: string, readonly runAs: OsUser | undefined, readonly env: NodeJS.ProcessEnv, readonly signal: AbortSignal) {
-    this.pgdata = join(dir, 'data');
-    this.log = join(dir, 'server.log');
-  }
-
-  address(user: string): ScratchAddress {
-    return { socketDir: this.dir, port: this.port, user };
-  }
-
-  /** Runs a server-side program as the server's user; its status and what it printed (stdout, then stderr). */
-  async runAsServer(path: string, args: string[], timeoutMs: number): Promise<{ code: number; out: string }> {
-    const e = await runProgram(path, args, { env: this.env, cwd: this.dir, stdout: 'collect', timeoutMs, runAs: this.runAs });
-    if (e.error) return { code: 127, out: e.error.message };
-    return { code: e.code ?? 128 + 9, out: `${e.stdout}${e.stderr}`.slice(-65536) };
-  }
-
-  async give(path: string): Promise<void> {
-    if (this.runAs) await chown(path, this.runAs.uid, this.runAs.gid);
-  }
-
-  /**
-   * Settings for the scratch copy, after cairn-restore's: later lines win.
-   * It must not archive into the repository it came from (archive_mode =
-   * off), nor listen on the network (unix socket in the scratch directory
-   * only, trusted: the directory is 0700), nor stream from a primary.
-   * hot_standby = off: a hot standby needs max_connections & co. at least as
-   * high as the source's (which a Debian-style backup, its postgresql.conf
-   * in /etc, does not carry), and the drill needs no reads during replay:
-   * pg_last_xact_replay_timestamp() stays at the last replayed commit after
-   * promotion. lc_messages = 'C' keeps the log readable for the
-   * recovery-target check.
-   */
-  async configure(port: number): Promise<void> {
-    this.port = port;
-    const hba = join(this.dir, 'pg_hba.conf');
-    await writeFile(hba, '# cairn-drill scratch server: unix socket only\nlocal all all trust\n', { mode: 0o600 });
-    await this.give(hba);
-    const q = (v: string) => `'${v.replaceAll("'", "''")}'`;
-    const lines = [
-      '',
-      '# added by cairn-drill: a scratch copy that must not archive, listen on the network or stream',
-      `port = ${port}`,
-      "listen_addresses = ''",
-      `unix_socket_directories = ${q(this.dir)}`,
-      `hba_file = ${q(hba)}`,
-      'archive_mode = off',
-      "primary_conninfo = ''",
-      'hot_standby = off',
-      'ssl = off',
-      'logging_collector = off',
-      "log_destination = 'stderr'",
-      "lc_messages = 'C'",
-      'log_min_messages = warning',
-      "cluster_name = 'cairn-drill'",
-      '',
-    ];
-    await appendFile(join(this.pgdata, 'postgresql.auto.conf'), lines.join('\n'));
-  }
-
-  async start(pgCtl: string, timeoutMs: number): Promise<void> {
-    this.started = true;
-    // pg_ctl -w returns once the server accepts connections (with hot_standby
-    // off: after recovery, once promoted), and early when the postmaster dies
-    // (a FATAL in recovery).
-    const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
-    const r = await this.runAsServer(pgCtl, ['start', '-D', this.pgdata, '-l', this.log, '-w', '-t', String(secs)], timeoutMs + 10_000);
-    if (r.code !== 0) {
-      const log = await this.readLog();
-      const fatal = log.split('\n').filter((l) => /\b(FATAL|PANIC):/.test(l)).at(-1)?.trim();
-      if (!(await this.postmasterPid())) {
-        throw new DrillFailure(`PostgreSQL did not start on the restored data: ${fatal ?? programErrorLine(r.out)}`, EXIT.CHECK_FAILED);
-      }
-      throw new DrillFailure(`PostgreSQL did not accept connections within ${secs} s (--timeout)${fatal ? `: ${fatal}` : ''}`, EXIT.CHECK_FAILED);
-    }
-  }
-
-  async readLog(): Promise<string> {
-    return readFile(this.log, 'utf8').catch(() => '');
-  }
-
-  /** The running postmaster's pid, if any. */
-  async postmasterPid(): Promise<number | undefined> {
-    try {
-      const pid = Number((await readFile(join(this.pgdata, 'postmaster.pid'), 'utf8')).split('\n')[0]);
-      if (!Number.isInteger(pid) || pid <= 0) return undefined;
-      process.kill(pid, 0);
-      return pid;
-    } catch {
-      return undefined;
-    }
-  }
-
-  private stopping: Promise<void> | undefined;
-
-  /** Immediate stop (nothing of a scratch copy is worth a checkpoint); a postmaster that outlives it is killed. Once. */
-  stop(pgCtl: string | undefined): Promise<void> {
-    this.stopping ??= this.stopNow(pgCtl);
-    return this.stopping;
-  }
-
-  private async stopNow(pgCtl: string | undefined): Promise<void> {
-    if (!this.started) return;
-    const pid = await this.postmasterPid();
-    if (pid === undefined) return;
-    if (pgCtl) await this.runAsServer(pgCtl, ['stop', '-D', this.pgdata, '-m', 'immediate', '-w', '-t', '30'], 40_000);
-    for (let i = 0; i < 50 && (await this.postmasterPid()) !== undefined; i++) await sleep(100);
-    const left = await this.postmasterPid();
-    if (left !== undefined) {
-      // The postmaster's children exit when it does (they watch its pipe).
-      try {
-        process.kill(left, 'SIGKILL');
-      } catch {
-        // gone meanwhile
-      }
-      for (let i = 0; i < 50 && (await this.postmasterPid()) !== undefined; i++) await sleep(100);
-    }
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs cairn-restore with `args` (stdin: `input`), returning its status and stderr. */
 async function runRestore(args: string[], input: string | undefined, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<{ code: number; stderr: string }> {
@@ -361,8 +209,7 @@ export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOut
       } else {
         // 3'. A fresh cluster, then the dump restored into it.
         const initdb = (await findPgProgram('initdb', major, { pgBin: o.pgBin, env: ctx.env })).path;
-        const init = await scratch.runAsServer(initdb, ['-D', scratch.pgdata, '-U', dbUser, '-A', 'trust', '-N', '-E', 'UTF8', '--locale', 'C'], 300_000);
-        if (init.code !== 0) throw new CairnError('CONFIG_INVALID', `initdb of the scratch cluster failed: ${programErrorLine(init.out)}`, { hint: 'check --pg-bin and the --scratch-dir\'s free space' });
+        await scratch.initdb(initdb, dbUser);
         await scratch.configure(port);
         await scratch.start(pgCtl, o.timeoutMs);
         const r0 = performance.now();
@@ -473,44 +320,6 @@ async function findDump(drivers: StorageDriver[], cluster: string, ref: string, 
     }
   }
   throw first ?? new CairnError('NOT_FOUND', `no dump ${quote(ref)} in the repository`, { hint: 'cairn-info lists the dumps' });
-}
-
-/**
- * Polls the server until it is out of recovery (promotion ends a moment
- * after pg_ctl sees it ready) and reads the newest commit replayed
- * (pg_last_xact_replay_timestamp() stays at the last replayed commit after
- * promotion). The postmaster dying (a FATAL during recovery) or the deadline
- * passing are drill failures.
- */
-async function waitForPromotion(scratch: Scratch, user: string, db: string, deadline: number, timeoutMs: number, signal: AbortSignal): Promise<Date | null> {
-  let newest: Date | null = null;
-  let client: Awaited<ReturnType<typeof connectScratch>> | undefined;
-  try {
-    for (;;) {
-      signal.throwIfAborted();
-      if ((await scratch.postmasterPid()) === undefined) {
-        const fatal = (await scratch.readLog()).split('\n').filter((l) => /\b(FATAL|PANIC):/.test(l)).at(-1)?.trim();
-        throw new DrillFailure(`PostgreSQL stopped during recovery${fatal ? `: ${fatal}` : ''}`, EXIT.CHECK_FAILED);
-      }
-      try {
-        client ??= await connectScratch(scratch.address(user), db);
-        const r = await client.query<{ rec: boolean; ts: Date | null }>('select pg_is_in_recovery() rec, pg_last_xact_replay_timestamp() ts');
-        const row = r.rows[0]!;
-        if (row.ts !== null) newest = row.ts;
-        if (!row.rec) return newest;
-      } catch (err) {
-        // A server restarting its connections (promotion) is retried; a role
-        // or database that does not exist is not.
-        if (isCairnError(err, 'PG_CONNECT') && /does not exist/.test(err.message)) throw new DrillFailure(err.message + `; ${err.hint}`, EXIT.CONFIG);
-        await client?.end().catch(() => {});
-        client = undefined;
-      }
-      if (Date.now() > deadline) throw new DrillFailure(`recovery did not reach the target and promote within ${Math.round(timeoutMs / 1000)} s (--timeout)`, EXIT.CHECK_FAILED);
-      await sleep(250);
-    }
-  } finally {
-    await client?.end().catch(() => {});
-  }
 }
 
 async function runChecks(

@@ -4,7 +4,8 @@
 // report for a person.
 
 import { formatBytes, formatTable } from '@cairn/core/cli/format';
-import type { InfoPoint, InfoReport } from '@cairn/core/info/report';
+import type { InfoPoint } from '@cairn/core/info/recoverability';
+import type { InfoReport } from '@cairn/core/info/report';
 
 export { infoExitStatus, readInfoDocument as info, readInfoReport, type InfoOptions } from '@cairn/core/info/read';
 

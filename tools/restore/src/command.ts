@@ -15,7 +15,7 @@ import type { SettingDef } from '@cairn/core/config/settings';
 import { PG_BIN_SETTING } from '@cairn/core/pg/binaries';
 import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
 import { TARGET_SETTINGS, parseTarget } from '@cairn/core/restore/target';
-import { parsePlan } from '@cairn/core/restore/planner';
+import { parsePlan } from '@cairn/core/restore/parse-plan';
 import { makePlanFromRepositories } from '@cairn/core/restore/load-plan';
 import type { RestorePlan } from '@cairn/core/restore/plan-format';
 import { restore, shellWord } from './restore.js';

@@ -6,7 +6,8 @@ import { formatLsn, parseLsn } from '../wal/lsn.js';
 import { segmentName } from '../wal/segment.js';
 import type { TimelineHistoryEntry } from '../wal/history.js';
 import { PLAN_FORMAT, type PlanWalRange, type RecoveryTarget } from './plan-format.js';
-import { parsePlan, planRestore, type PlanInput } from './planner.js';
+import { parsePlan } from './parse-plan.js';
+import { planRestore, type PlanInput } from './planner.js';
 import { parseTarget, TARGET_SETTINGS } from './target.js';
 import type { Settings } from '../config/settings.js';
 
@@ -560,7 +561,7 @@ describe('planRestore: chains and systems', () => {
   });
 });
 
-// ---- plans read back ---------------------------------------------------------------
+// ---- plans read back (parse-plan.ts; here for the plans these fixtures make) ------
 
 describe('parsePlan', () => {
   const good = plan(TWO, { set: A.id, 'target-time': '2026-11-21 08:00:00+00' });
