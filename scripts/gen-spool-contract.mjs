@@ -7,8 +7,10 @@
 //
 //   node scripts/gen-spool-contract.mjs           rewrite the blocks
 //   node scripts/gen-spool-contract.mjs --check   exit 1, one line per stale script
+// Script paths after the options replace the two bins (the test checks a
+// spoiled copy that way).
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -48,11 +50,13 @@ export function renderBlock(vars, text, name = 'script') {
 }
 
 async function main() {
-  const check = process.argv.includes('--check');
+  const args = process.argv.slice(2);
+  const check = args.includes('--check');
+  const given = args.filter((a) => !a.startsWith('--')).map((a) => resolve(a));
   const vars = await contractVariables();
   let stale = 0;
-  for (const path of SCRIPTS) {
-    const rel = relative(root, path);
+  for (const path of given.length > 0 ? given : SCRIPTS) {
+    const rel = path.startsWith(root) ? relative(root, path) : path;
     const text = readFileSync(path, 'utf8');
     const { head, block, tail } = splitScript(text, rel);
     const want = renderBlock(vars, text, rel);
