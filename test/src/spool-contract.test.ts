@@ -6,11 +6,15 @@
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmod, chown, mkdir, readFile, realpath, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { CLAIM_SUFFIX, GET_FETCH_WAIT_MS, IDENTITY_STAT_FORMAT, SEGMENT_NAME_PATTERN, TEMP_INFIX, WAL_GET_EXIT, WAL_NAME_PATTERN } from '@cairn/core/spool/contract';
 import { openContextDir, planSpool, spoolContext, STALE_CONTEXT_MS, type SpoolPlan } from '@cairn/core/spool/spool-dir';
+import { tempPathFor } from '@cairn/core/util/local-file';
+import { isSegmentName, isWalFileName } from '@cairn/core/wal/file-name';
 import { PushSpool } from '@cairn/wal-push/push-spool';
 import { GetSpool } from '@cairn/wal-get/get-spool';
 import { runCleanups } from '@cairn/testkit/cleanup';
@@ -211,4 +215,289 @@ test('a context directory nothing touched for a week goes when another one is ma
   await recordFor(plan(['--repo', '/r3', `pg_wal/${SEG}`], [`pg_wal/${SEG}`], pgdata, env), walPath);
   assert.equal(await exists(oldDir), false, 'the stale one is removed');
   assert.ok(await exists(fresh));
+});
+
+// --- One source of truth (issue 13, item 6): the scripts' values come from
+// packages/core/src/spool/contract.ts through scripts/gen-spool-contract.mjs.
+
+interface Generator {
+  SCRIPTS: string[];
+  contractVariables(): Promise<[string, string][]>;
+  splitScript(text: string, name?: string): { head: string; block: string; tail: string };
+  renderBlock(vars: [string, string][], text: string, name?: string): string;
+}
+const GEN = join(repoRoot(), 'scripts/gen-spool-contract.mjs');
+const generator = (): Promise<Generator> => import(pathToFileURL(GEN).href) as Promise<Generator>;
+
+test('each wrapper\'s generated block is what the generator writes from the built contract; --check names a stale one', async () => {
+  const gen = await generator();
+  const vars = await gen.contractVariables();
+  assert.deepEqual(gen.SCRIPTS.sort(), [GET_BIN, PUSH_BIN].sort());
+  for (const bin of [PUSH_BIN, GET_BIN]) {
+    const text = readFileSync(bin, 'utf8');
+    assert.equal(gen.splitScript(text, bin).block, gen.renderBlock(vars, text, bin), `${bin}: run node scripts/gen-spool-contract.mjs`);
+  }
+  const ok = spawnSync(process.execPath, [GEN, '--check'], { encoding: 'utf8' });
+  assert.equal(ok.status, 0, ok.stderr);
+  // A copy with one value changed is reported, on one line naming it.
+  const dir = await makeTempDir('contract-gen', { owner: 'me' });
+  const copy = join(dir, 'cairn-wal-get');
+  await writeFile(copy, readFileSync(GET_BIN, 'utf8').replace(/^sp_poll_s=.*$/m, "sp_poll_s='0.03'"));
+  const stale = spawnSync(process.execPath, [GEN, '--check', copy], { encoding: 'utf8' });
+  assert.equal(stale.status, 1);
+  assert.deepEqual(stale.stderr.trim().split('\n'), [`gen-spool-contract: ${copy} is stale: run node scripts/gen-spool-contract.mjs`]);
+  // Only the variables a script uses are in its block (shellcheck flags unused ones).
+  assert.match(readFileSync(PUSH_BIN, 'utf8'), /^sp_push_claim_polls='6000'$/m);
+  assert.doesNotMatch(readFileSync(GET_BIN, 'utf8'), /^sp_push_claim_polls=/m);
+});
+
+/** The contract values written literally in a script's code outside its generated block (comments aside). */
+function literalsOutsideBlock(gen: Generator, vars: [string, string][], text: string): string[] {
+  const { head, tail } = gen.splitScript(text);
+  const code = (head + tail).split('\n').map((l) => l.replace(/(^|\s)#.*$/, '')).join('\n');
+  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const found: string[] = [];
+  for (const [name, value] of vars) {
+    // "0" and "1" are in every loop; the statuses that matter (99, 126) are checked.
+    if (/^[01]$/.test(value)) continue;
+    const v = value.trim();
+    // A flag (--config=) is not the context line config=.
+    const re = new RegExp(`${/^\w/.test(v) ? '(?<![\\w-])' : ''}${escape(v)}${/\w$/.test(v) ? '(?!\\w)' : ''}`);
+    if (re.test(code)) found.push(`${name} (${JSON.stringify(value)})`);
+  }
+  // The excluded variables one by one, as a case pattern would name them.
+  for (const v of vars.find(([n]) => n === 'sp_not_context_env')![1].trim().split(' ')) {
+    if (new RegExp(`(?<!\\w)${v}(?!\\w)`).test(code)) found.push(v);
+  }
+  return found;
+}
+
+test('no contract value is written literally in the wrappers outside their generated block', async () => {
+  const gen = await generator();
+  const vars = await gen.contractVariables();
+  for (const bin of [PUSH_BIN, GET_BIN]) assert.deepEqual(literalsOutsideBlock(gen, vars, readFileSync(bin, 'utf8')), [], bin);
+  // The check sees a literal (so it can fail), and not in a comment.
+  const text = readFileSync(GET_BIN, 'utf8');
+  const spoiled = text.replace('sleep "$sp_poll_s"', 'sleep 0.02 # was "$sp_poll_s"').replace('spool_find "$sp_kind_get"', 'spool_find get');
+  assert.deepEqual(literalsOutsideBlock(gen, vars, spoiled), ['sp_kind_get ("get")', 'sp_poll_s ("0.02")']);
+  assert.deepEqual(literalsOutsideBlock(gen, vars, text + '# sleep 0.02 pg_wal/.cairn-spool CAIRN_WRAPPED\n'), []);
+  assert.deepEqual(literalsOutsideBlock(gen, vars, text + 'case $v in CAIRN_PREFETCH_JOB) ;; esac\n'), ['CAIRN_PREFETCH_JOB']);
+});
+
+test('the contract\'s name patterns agree with core/wal on the names PostgreSQL writes', () => {
+  const wal = new RegExp(WAL_NAME_PATTERN);
+  const seg = new RegExp(SEGMENT_NAME_PATTERN);
+  const names = [SEG, '00000002.history', `${SEG}.partial`, `${SEG}.00000028.backup`, SEG.toLowerCase(), SEG.slice(1), `${SEG}0`, `x${SEG}`, '00000001.HISTORY', `${SEG}.backup`, `../${SEG}`, '', `${SEG}\n`];
+  for (const n of names) {
+    assert.equal(seg.test(n), isSegmentName(n), `segment pattern on ${JSON.stringify(n)}`);
+    // The wrapper only recognises a shape; Node validates the rest (timeline 0, the seg range).
+    if (isWalFileName(n)) assert.ok(wal.test(n), `wal pattern accepts ${JSON.stringify(n)}`);
+    if (!isWalFileName(n) && n !== '00000000.history') assert.equal(wal.test(n), false, `wal pattern refuses ${JSON.stringify(n)}`);
+  }
+  // A fetch in progress is named as the wrapper and GetSpool.clear expect.
+  assert.ok(basename(tempPathFor(join('/x', SEG))).startsWith(`.${SEG}${TEMP_INFIX}`));
+  assert.equal(IDENTITY_STAT_FORMAT.split(' ').length, 5, 'fileIdentity prints five fields');
+});
+
+// --- The same cases through the bash path (the wrapper, Node replaced by
+// /bin/false: exit 0 only when bash served the call) and through the Node path
+// (the bundle run directly, with a repository that cannot open: exit 0 only
+// when the spool served it). Both must decide alike.
+
+const NODE_CLI = { push: join(repoRoot(), 'tools/wal-push/bundle/cli.js'), get: join(repoRoot(), 'tools/wal-get/bundle/cli.js') };
+/** A repository URL whose opening fails (a directory under /dev/null): the Node path then never succeeds without the spool. */
+const NO_REPO = '/dev/null/cairn-repo';
+
+function runAsync(cmd: string, args: string[], cwd: string, env: Record<string, string>): Promise<{ code: number; stderr: string; ms: number }> {
+  const t0 = Date.now();
+  return new Promise((done) => {
+    const child = spawn(cmd, args, { cwd, env: { PATH: '/usr/bin:/bin', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('close', (code) => done({ code: code ?? 128, stderr, ms: Date.now() - t0 }));
+  });
+}
+
+type Side = 'bash' | 'node';
+const sides: Side[] = ['bash', 'node'];
+function runSide(side: Side, tool: 'push' | 'get', args: string[], cwd: string, env: Record<string, string>) {
+  return side === 'bash' ? runAsync(tool === 'push' ? PUSH_BIN : GET_BIN, args, cwd, env) : runAsync(process.execPath, [NODE_CLI[tool], ...args], cwd, env);
+}
+
+/** A child that lives `seconds` (a claimant); killed by the cleanup. */
+function liveProcess(seconds: number): ChildProcess {
+  const child = spawn('sleep', [String(seconds)], { stdio: 'ignore' });
+  const t = setTimeout(() => child.kill(), seconds * 1000 + 1000);
+  child.on('exit', () => clearTimeout(t));
+  return child;
+}
+
+interface PushState { pgdata: string; walPath: string; rec: string; config: string; args: string[]; env: Record<string, string> }
+interface PushCase {
+  what: string;
+  served: boolean;
+  /** Changes the state before the call; returns what to do while the call runs, if anything. */
+  prepare?: (s: PushState) => Promise<(() => Promise<void>) | void>;
+  call?: (s: PushState) => { args?: string[]; env?: Record<string, string> };
+}
+
+const pushCases: PushCase[] = [
+  { what: 'the call the record was made for', served: true },
+  { what: 'another repository on the command line', served: false, call: (s) => ({ args: ['--push-ahead', '0', '--repo', `${NO_REPO}2`, ...s.args.slice(-2)] }) },
+  { what: 'another CAIRN_* variable', served: false, call: (s) => ({ env: { ...s.env, CAIRN_CLUSTER: 'other' } }) },
+  { what: 'the variables left out of the context set', served: true, call: (s) => ({ env: { ...s.env, CAIRN_WRAPPED: '1', CAIRN_PUSH_AHEAD_JOB: '{}', CAIRN_PREFETCH_JOB: '{}' } }) },
+  { what: 'the config file edited', served: false, prepare: (s) => writeFile(s.config, '[global]\ncluster = c2\n') },
+  { what: 'the WAL file grown since the record', served: false, prepare: (s) => writeFile(s.walPath, 'more', { flag: 'a' }) },
+  {
+    what: 'the WAL file replaced by the same bytes (another inode)',
+    served: false,
+    prepare: async (s) => {
+      const bytes = await readFile(s.walPath);
+      await unlink(s.walPath);
+      await writeFile(s.walPath, bytes);
+    },
+  },
+  { what: 'a record writable by group', served: false, prepare: (s) => chmod(s.rec, 0o620) },
+  {
+    what: 'a live claimant that records the file while the call waits',
+    served: true,
+    prepare: async (s) => {
+      const id = await readFile(s.rec);
+      await unlink(s.rec);
+      const claimant = liveProcess(30);
+      after(() => claimant.kill());
+      await writeFile(join(s.rec, '..', `${SEG}${CLAIM_SUFFIX}`), String(claimant.pid), { mode: 0o600 });
+      return async () => {
+        await new Promise((r) => setTimeout(r, 400));
+        await writeFile(s.rec, id, { mode: 0o600 });
+        claimant.kill();
+      };
+    },
+  },
+  {
+    what: 'a claimant that exits without a record ends the wait',
+    served: false,
+    prepare: async (s) => {
+      await unlink(s.rec);
+      const claimant = liveProcess(0.4);
+      await writeFile(join(s.rec, '..', `${SEG}${CLAIM_SUFFIX}`), String(claimant.pid), { mode: 0o600 });
+    },
+  },
+];
+
+test('wal-push: the bash and the Node path decide every spool case alike', async () => {
+  for (const c of pushCases) {
+    for (const side of sides) {
+      const { pgdata, walPath } = await dataDir();
+      const config = join(pgdata, 'cairn.conf');
+      await writeFile(config, '[global]\ncluster = c1\n');
+      const env = { CAIRN_NODE: '/bin/false', CAIRN_CONFIG: config };
+      const args = ['--push-ahead', '0', '--repo', NO_REPO, `pg_wal/${SEG}`, SEG];
+      const rec = await recordFor(plan(args, args.slice(-2), pgdata, env), walPath);
+      const s: PushState = { pgdata, walPath, rec, config, args, env };
+      const during = await c.prepare?.(s);
+      const call = c.call?.(s) ?? {};
+      const [r] = await Promise.all([runSide(side, 'push', call.args ?? args, pgdata, call.env ?? env), during?.()]);
+      assert.equal(r.code === 0, c.served, `${side}: ${c.what} (exit ${r.code}): ${r.stderr}`);
+      if (c.served) assert.equal(await exists(rec), false, `${side}: ${c.what}: the record is used up`);
+      assert.ok(r.ms < 30_000, `${side}: ${c.what}: took ${r.ms} ms`);
+    }
+  }
+});
+
+test('wal-push: a name that is no WAL file name is never confirmed, by either path', async () => {
+  for (const side of sides) {
+    const { pgdata, walPath } = await dataDir();
+    const lower = SEG.replace('5', 'a').toLowerCase();
+    const lowerPath = join(pgdata, 'pg_wal', lower);
+    await writeFile(lowerPath, await readFile(walPath));
+    const env = { CAIRN_NODE: '/bin/false' };
+    const args = ['--push-ahead', '0', '--repo', NO_REPO, `pg_wal/${lower}`, lower];
+    const p = plan(args, args.slice(-2), pgdata, env);
+    assert.ok(p.choice.root !== undefined);
+    await new PushSpool(await openContextDir(p.choice, 'push', p.context)).record(lower, lowerPath);
+    const r = await runSide(side, 'push', args, pgdata, env);
+    assert.notEqual(r.code, 0, `${side}: ${r.stderr}`);
+  }
+});
+
+interface GetCase {
+  what: string;
+  served: boolean;
+  /** The name asked for (default SEG); the spool entry is made under it. */
+  name?: string;
+  /** Arguments and environment the spool directory is made for (default: the call's). */
+  made?: { args: (name: string) => string[]; env?: Record<string, string> };
+  call?: { args?: (name: string) => string[]; env?: Record<string, string> };
+  prepare?: (entry: string) => Promise<void>;
+}
+
+const getArgs = (name: string) => ['--prefetch', '4', '--repo', NO_REPO, name, 'pg_wal/RECOVERYXLOG'];
+const noPrefetchFlag = (name: string) => ['--repo', NO_REPO, name, 'pg_wal/RECOVERYXLOG'];
+const getCases: GetCase[] = [
+  { what: 'the call the entry was fetched for', served: true },
+  { what: 'other flags', served: false, call: { args: (n) => ['--prefetch', '5', '--repo', NO_REPO, n, 'pg_wal/RECOVERYXLOG'] } },
+  { what: 'another CAIRN_* variable', served: false, call: { env: { CAIRN_CLUSTER: 'other' } } },
+  { what: 'the variables left out of the context set', served: true, call: { env: { CAIRN_WRAPPED: '1', CAIRN_PUSH_AHEAD_JOB: '{}', CAIRN_PREFETCH_JOB: '{}' } } },
+  { what: 'a history file (not a segment)', served: false, name: '00000002.history' },
+  { what: 'a lowercase segment name', served: false, name: SEG.replace('5', 'a').toLowerCase() },
+  { what: 'a .partial segment', served: false, name: `${SEG}.partial` },
+  { what: '--prefetch 0 (a spool made for that call anyway)', served: false, made: { args: (n) => ['--prefetch', '0', '--repo', NO_REPO, n, 'pg_wal/RECOVERYXLOG'] }, call: { args: (n) => ['--prefetch', '0', '--repo', NO_REPO, n, 'pg_wal/RECOVERYXLOG'] } },
+  { what: 'CAIRN_PREFETCH=0', served: false, made: { args: noPrefetchFlag, env: { CAIRN_PREFETCH: '0' } }, call: { args: noPrefetchFlag, env: { CAIRN_PREFETCH: '0' } } },
+  { what: 'CAIRN_PREFETCH=0 overridden by --prefetch 4', served: true, made: { args: getArgs, env: { CAIRN_PREFETCH: '0' } }, call: { env: { CAIRN_PREFETCH: '0' } } },
+  { what: '--prefetch 0 then --prefetch=4 (the last one counts)', served: true, made: { args: (n) => ['--prefetch', '0', '--prefetch=4', '--repo', NO_REPO, n, 'pg_wal/RECOVERYXLOG'] }, call: { args: (n) => ['--prefetch', '0', '--prefetch=4', '--repo', NO_REPO, n, 'pg_wal/RECOVERYXLOG'] } },
+  { what: 'an entry writable by group', served: false, prepare: (e) => chmod(e, 0o660) },
+  { what: 'an entry that is a symbolic link', served: false, prepare: async (e) => { await writeFile(`${e}.real`, 'prefetched', { mode: 0o600 }); await unlink(e); await symlink(`${e}.real`, e); } },
+];
+
+test('wal-get: the bash and the Node path decide every spool case alike', async () => {
+  for (const c of getCases) {
+    const name = c.name ?? SEG;
+    for (const side of sides) {
+      const { pgdata } = await dataDir();
+      const base = { CAIRN_NODE: '/bin/false' };
+      const madeArgs = (c.made?.args ?? getArgs)(name);
+      const p = plan(madeArgs, madeArgs.slice(-2), pgdata, { ...base, ...c.made?.env });
+      assert.ok(p.choice.root !== undefined);
+      const entry = new GetSpool(await openContextDir(p.choice, 'get', p.context)).entryPath(name);
+      await writeFile(entry, 'prefetched', { mode: 0o600 });
+      await c.prepare?.(entry);
+      const r = await runSide(side, 'get', (c.call?.args ?? getArgs)(name), pgdata, { ...base, ...c.call?.env });
+      assert.equal(r.code === 0, c.served, `${side}: ${c.what} (exit ${r.code}): ${r.stderr}`);
+      const dest = join(pgdata, 'pg_wal/RECOVERYXLOG');
+      if (c.served) {
+        assert.equal(await readFile(dest, 'utf8'), 'prefetched', `${side}: ${c.what}`);
+        assert.equal(await exists(entry), false, `${side}: ${c.what}: the entry was moved`);
+      } else {
+        assert.equal(await exists(dest), false, `${side}: ${c.what}: nothing written`);
+      }
+    }
+  }
+});
+
+test('wal-get: the wrapper waits GET_FETCH_WAIT_MS for a fetch in progress, then leaves it to Node; GetSpool.clear removes the leftover', async () => {
+  const { pgdata } = await dataDir();
+  const env = { CAIRN_NODE: '/bin/false' };
+  const args = getArgs(SEG);
+  const p = plan(args, args.slice(-2), pgdata, env);
+  assert.ok(p.choice.root !== undefined);
+  const dir = await openContextDir(p.choice, 'get', p.context);
+  const temp = tempPathFor(new GetSpool(dir).entryPath(SEG));
+  await writeFile(temp, 'half', { mode: 0o600 });
+  // A fetch that lands while the wrapper waits is served.
+  const [served] = await Promise.all([
+    runSide('bash', 'get', args, pgdata, env),
+    (async () => {
+      await new Promise((r) => setTimeout(r, 400));
+      await writeFile(new GetSpool(dir).entryPath(SEG), 'prefetched', { mode: 0o600 });
+    })(),
+  ]);
+  assert.equal(served.code, 0, served.stderr);
+  assert.ok(served.ms >= 300, `served after the wait (${served.ms} ms)`);
+  // One that never lands: the wait ends after GET_FETCH_WAIT_MS (plus the polls' own cost).
+  const r = await runSide('bash', 'get', args, pgdata, env);
+  assert.equal(r.code, WAL_GET_EXIT.FAILED, 'Node (/bin/false) decides');
+  assert.ok(r.ms >= GET_FETCH_WAIT_MS && r.ms < GET_FETCH_WAIT_MS * 2, `waited ${r.ms} ms`);
+  await new GetSpool(dir).clear();
+  assert.equal(await exists(temp), false, 'clear() removes a fetch left behind');
 });

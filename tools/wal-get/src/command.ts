@@ -9,6 +9,7 @@ import { defineTool } from '@cairn/core/cli/run';
 import { CairnError, EXIT } from '@cairn/core/cli/errors';
 import { SPOOL_SETTING, SYSTEM_ID_SETTING } from '@cairn/core/config/settings';
 import { repoSettingsFrom } from '@cairn/core/repo/repositories';
+import { WAL_GET_EXIT, WRAPPED_ENV, WRAPPED_VALUE } from '@cairn/core/spool/contract';
 import { planSpool } from '@cairn/core/spool/spool-dir';
 import { isReaderLeaseId, parseExpectation } from '@cairn/core/repo/reader-lease';
 import { walGet } from './wal-get.js';
@@ -19,9 +20,8 @@ import { walGet } from './wal-get.js';
  * into 126, so a broken install can never read as "not in the archive".
  */
 function notFoundStatus(env: NodeJS.ProcessEnv): number {
-  return env['CAIRN_WRAPPED'] === '1' ? WRAPPED_NOT_FOUND : EXIT.NOT_FOUND;
+  return env[WRAPPED_ENV] === WRAPPED_VALUE ? WAL_GET_EXIT.WRAPPED_NOT_FOUND : WAL_GET_EXIT.NOT_FOUND;
 }
-const WRAPPED_NOT_FOUND = 99;
 
 export const walGetTool = defineTool({
   name: 'wal-get',

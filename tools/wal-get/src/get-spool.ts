@@ -6,10 +6,12 @@
 //
 // Files: <walName> (ready segments), want (the last segment PostgreSQL asked
 // cairn for), system (the database system the entries belong to),
-// .prefetch.lock (the worker's pid), .tmp.* (fetches in progress).
+// .prefetch.lock (the worker's pid), .<walName>.cairn-tmp.* (fetches in
+// progress, contract.ts TEMP_INFIX: the wrapper waits while one exists).
 
 import { copyFile, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { TEMP_INFIX } from '@cairn/core/spool/contract';
 import { pidFileHolder, releasePidFile, takePidFile } from '@cairn/core/spool/pid-lock';
 import { isPrivate } from '@cairn/core/spool/spool-dir';
 import { writeBufferAtomic } from '@cairn/core/util/local-file';
@@ -88,7 +90,8 @@ export class GetSpool {
   /** Removes every entry and leftover temp file (not the lock). */
   async clear(): Promise<void> {
     const names = await readdir(this.dir).catch(() => [] as string[]);
-    await Promise.all(names.filter((n) => isSegmentName(n) || n.startsWith('.tmp.')).map((n) => unlink(join(this.dir, n)).catch(() => {})));
+    // Leftover fetches: tempPathFor's `.<walName>.cairn-tmp.*` (contract.ts TEMP_INFIX).
+    await Promise.all(names.filter((n) => isSegmentName(n) || (n.startsWith('.') && n.includes(TEMP_INFIX))).map((n) => unlink(join(this.dir, n)).catch(() => {})));
   }
 
   /** Takes the worker lock; a lock whose process is gone is taken over. */

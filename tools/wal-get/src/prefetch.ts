@@ -11,6 +11,7 @@
 
 import { existsSync } from 'node:fs';
 import { silentLogger } from '@cairn/core/cli/log';
+import { PREFETCH_JOB_ENV } from '@cairn/core/spool/contract';
 import { isPrivate } from '@cairn/core/spool/spool-dir';
 import { spawnWorker } from '@cairn/core/spool/worker';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
@@ -34,7 +35,6 @@ export interface PrefetchJob {
   lease?: string;
 }
 
-export const PREFETCH_ENV = 'CAIRN_PREFETCH_JOB';
 const IDLE_MS = 15_000;
 const POLL_MS = 20;
 /** After "not in the archive", ask again only after this long (a standby's next segment). */
@@ -45,7 +45,7 @@ const LEASE_CHECK_MS = 1_000;
 /** Starts a worker unless one is running. */
 export async function startPrefetch(job: PrefetchJob, env: NodeJS.ProcessEnv): Promise<void> {
   if (await new GetSpool(job.spoolDir).isLocked()) return;
-  spawnWorker('prefetch-main.js', import.meta.url, { envName: PREFETCH_ENV, value: job }, env);
+  spawnWorker('prefetch-main.js', import.meta.url, { envName: PREFETCH_JOB_ENV, value: job }, env);
 }
 
 

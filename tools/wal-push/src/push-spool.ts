@@ -1,15 +1,17 @@
 // Push-ahead records: "this file, as it is on disk now, is in every
 // repository". A record (<walName>.ok) holds the file's identity as
-// `stat -c '%d %i %s %.9Y %.9Z'` prints it (device, inode, size, mtime,
-// ctime), so the bin wrapper can confirm PostgreSQL's later call for the
-// unchanged file in bash, without starting Node. Claims (<walName>.claim,
-// holding a pid) keep two processes from archiving the same file at once.
+// `stat -c` prints it with contract.ts's IDENTITY_STAT_FORMAT (device, inode,
+// size, mtime, ctime), so the bin wrapper can confirm PostgreSQL's later call
+// for the unchanged file in bash, without starting Node. Claims
+// (<walName>.claim, holding a pid) keep two processes from archiving the same
+// file at once.
 // The directory is one invocation context's (spool-dir.ts: data directory and
 // repository set); .ready files are never touched (PostgreSQL owns
 // archive_status/).
 
 import { readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CLAIM_SUFFIX, RECORD_SUFFIX } from '@cairn/core/spool/contract';
 import { pidFileHolder, releasePidFile, takePidFile } from '@cairn/core/spool/pid-lock';
 import { isPrivate } from '@cairn/core/spool/spool-dir';
 import { writeBufferAtomic } from '@cairn/core/util/local-file';
@@ -19,7 +21,7 @@ const WORKER_LOCK = '.push-ahead.lock';
 
 const seconds9 = (ns: bigint) => `${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`;
 
-/** The identity line of a file, as `stat -c '%d %i %s %.9Y %.9Z'` prints it. */
+/** The identity line of a file, as `stat -c IDENTITY_STAT_FORMAT` prints it (the contract test compares the two). */
 export async function fileIdentity(path: string): Promise<string | undefined> {
   try {
     const st = await stat(path, { bigint: true });
@@ -36,18 +38,26 @@ export class PushSpool {
     return join(this.dir, name);
   }
 
+  private recordPath(walName: string): string {
+    return this.path(walName + RECORD_SUFFIX);
+  }
+
+  private claimPath(walName: string): string {
+    return this.path(walName + CLAIM_SUFFIX);
+  }
+
   /** Does a record confirm `path` as it is now? */
   async isRecorded(walName: string, path: string): Promise<boolean> {
     // Only a record that is ours and a regular file counts (lstat), as in the wrapper.
-    if (!(await isPrivate(this.path(`${walName}.ok`), 'file'))) return false;
-    const rec = (await readFile(this.path(`${walName}.ok`), 'utf8').catch(() => '')).split('\n')[0]!.trim();
+    if (!(await isPrivate(this.recordPath(walName), 'file'))) return false;
+    const rec = (await readFile(this.recordPath(walName), 'utf8').catch(() => '')).split('\n')[0]!.trim();
     return rec !== '' && rec === (await fileIdentity(path));
   }
 
   /** True when `path` was archived ahead unchanged; the record is used up either way. */
   async consume(walName: string, path: string): Promise<boolean> {
     const ok = await this.isRecorded(walName, path);
-    await unlink(this.path(`${walName}.ok`)).catch(() => {});
+    await unlink(this.recordPath(walName)).catch(() => {});
     return ok;
   }
 
@@ -55,20 +65,20 @@ export class PushSpool {
     const id = await fileIdentity(path);
     if (!id) return;
     // Not fsynced: a record lost in a crash only costs one more upload.
-    await writeBufferAtomic(this.path(`${walName}.ok`), id + '\n', { durable: false });
+    await writeBufferAtomic(this.recordPath(walName), id + '\n', { durable: false });
   }
 
   /** The live process archiving `walName`, if any. */
   claimant(walName: string): Promise<number | undefined> {
-    return pidFileHolder(this.path(`${walName}.claim`));
+    return pidFileHolder(this.claimPath(walName));
   }
 
   async claim(walName: string): Promise<void> {
-    await writeFile(this.path(`${walName}.claim`), String(process.pid), { mode: 0o600 });
+    await writeFile(this.claimPath(walName), String(process.pid), { mode: 0o600 });
   }
 
   async unclaim(walName: string): Promise<void> {
-    await unlink(this.path(`${walName}.claim`)).catch(() => {});
+    await unlink(this.claimPath(walName)).catch(() => {});
   }
 
   /** Takes the push-ahead worker's lock; a dead holder's lock is taken over. */
@@ -123,9 +133,11 @@ export class PushSpool {
    */
   private async prune(waiting: Set<string>): Promise<void> {
     for (const e of await readdir(this.dir).catch(() => [] as string[])) {
-      const m = /^(.*)\.(ok|claim)$/.exec(e);
-      if (!m || waiting.has(m[1]!)) continue;
-      if (m[2] === 'claim' && (await this.claimant(m[1]!)) !== undefined) continue;
+      const suffix = [RECORD_SUFFIX, CLAIM_SUFFIX].find((s) => e.endsWith(s));
+      if (suffix === undefined) continue;
+      const walName = e.slice(0, -suffix.length);
+      if (waiting.has(walName)) continue;
+      if (suffix === CLAIM_SUFFIX && (await this.claimant(walName)) !== undefined) continue;
       await unlink(this.path(e)).catch(() => {});
     }
   }

@@ -1,7 +1,8 @@
 // Entry of the detached push-ahead worker (started by cairn-wal-push).
-import { PUSH_WORKER_ENV, runPushWorker, type PushWorkerJob } from './push-worker.js';
+import { PUSH_AHEAD_JOB_ENV } from '@cairn/core/spool/contract';
+import { runPushWorker, type PushWorkerJob } from './push-worker.js';
 
-const raw = process.env[PUSH_WORKER_ENV];
+const raw = process.env[PUSH_AHEAD_JOB_ENV];
 if (raw) {
   try {
     await runPushWorker(JSON.parse(raw) as PushWorkerJob, process.env);

@@ -5,6 +5,7 @@
 // archive-push. The worker exits when nothing is left to do.
 
 import { silentLogger } from '@cairn/core/cli/log';
+import { PUSH_AHEAD_JOB_ENV } from '@cairn/core/spool/contract';
 import { isPrivate } from '@cairn/core/spool/spool-dir';
 import { spawnWorker } from '@cairn/core/spool/worker';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
@@ -22,7 +23,6 @@ export interface PushWorkerJob extends ArchiverOptions {
   batch: number;
 }
 
-export const PUSH_WORKER_ENV = 'CAIRN_PUSH_AHEAD_JOB';
 /** Scans without work before the worker exits (new .ready files keep coming during a burst). */
 const IDLE_SCANS = 5;
 const IDLE_SCAN_MS = 200;
@@ -31,7 +31,7 @@ const MAX_RUN_MS = 10 * 60_000;
 
 export async function startPushWorker(job: PushWorkerJob, env: NodeJS.ProcessEnv): Promise<void> {
   if (await new PushSpool(job.spoolDir).workerRunning()) return;
-  spawnWorker('push-worker-main.js', import.meta.url, { envName: PUSH_WORKER_ENV, value: job }, env, ['--expose-gc']);
+  spawnWorker('push-worker-main.js', import.meta.url, { envName: PUSH_AHEAD_JOB_ENV, value: job }, env, ['--expose-gc']);
 }
 
 /** The worker's body. Failures are left for PostgreSQL's own call to report. */

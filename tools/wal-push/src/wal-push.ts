@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import type { Logger } from '@cairn/core/cli/log';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import type { StoreOutcome } from '@cairn/core/repo/wal-archive';
+import { POLL_MS, PUSH_CLAIM_WAIT_MS } from '@cairn/core/spool/contract';
 import { openSpool, type SpoolPlan } from '@cairn/core/spool/spool-dir';
 import { sleep } from '@cairn/core/util/limit';
 import { parseWalFileName } from '@cairn/core/wal/index';
@@ -41,9 +42,6 @@ export interface WalPushContext {
   env: NodeJS.ProcessEnv;
 }
 
-/** How long PostgreSQL's call waits for the worker to finish the same file. */
-const CLAIM_WAIT_MS = 120_000;
-
 export async function walPush(opts: WalPushOptions, ctx: WalPushContext): Promise<WalPushResult> {
   const name = parseWalFileName(opts.walName);
   // Checked (lstat, every component) on every call; an unsafe spool is
@@ -61,8 +59,9 @@ export async function walPush(opts: WalPushOptions, ctx: WalPushContext): Promis
     // What the bin wrapper's fast path does, for callers that run Node directly.
     if (await spool.consume(name.name, opts.walPath)) return spooled();
     // The worker is archiving this very file: wait for it rather than race it.
-    const until = Date.now() + CLAIM_WAIT_MS;
-    while ((await spool.claimant(name.name)) !== undefined && Date.now() < until) await sleep(10, ctx.signal);
+    // As long and as often as the wrapper waits (contract.ts).
+    const until = Date.now() + PUSH_CLAIM_WAIT_MS;
+    while ((await spool.claimant(name.name)) !== undefined && Date.now() < until) await sleep(POLL_MS, ctx.signal);
     if (await spool.consume(name.name, opts.walPath)) return spooled();
   }
 

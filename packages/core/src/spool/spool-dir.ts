@@ -5,22 +5,21 @@
 // directory in the path. Below the root, one directory per invocation context
 // (data directory, flags, CAIRN_* environment, config file), so what a fast
 // path trusts was written for this repository set. The bin wrappers find the
-// same directories in bash: keep tools/wal-{push,get}/bin in step.
+// same directories in bash, from the same values (contract.ts, written into
+// them by scripts/gen-spool-contract.mjs).
 
 import { createHash } from 'node:crypto';
 import { readFileSync, realpathSync } from 'node:fs';
 import { link, lstat, mkdir, readdir, readFile, realpath, rm, unlink, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from '../cli/log.js';
-import { DEFAULT_CONFIG_PATH } from '../config/settings.js';
 import { tempPathFor } from '../util/local-file.js';
+import {
+  CONTEXT_ABSENT, CONTEXT_ARG, CONTEXT_CONFIG, CONTEXT_CWD, CONTEXT_DEFAULT_CONFIG, CONTEXT_ENV, CONTEXT_FILE, CONTEXT_HEADER, CONTEXT_PRESENT,
+  NOT_CONTEXT_ENV, SPOOL_DIR_NAME, WAL_DIR, type SpoolKind,
+} from './contract.js';
 
-/** The default spool root's name inside pg_wal/ (pg_basebackup and cairn-basebackup copy no pg_wal contents; PostgreSQL only looks at WAL file names there). */
-export const SPOOL_DIR_NAME = '.cairn-spool';
-/** The file in each context directory holding the context it was made for; the wrappers compare it byte for byte. */
-export const CONTEXT_FILE = 'context';
-/** CAIRN_* variables that are not settings of the call (set by the wrapper or for a worker). */
-const NOT_CONTEXT_ENV = new Set(['CAIRN_WRAPPED', 'CAIRN_PUSH_AHEAD_JOB', 'CAIRN_PREFETCH_JOB']);
+const notContextEnv = new Set(NOT_CONTEXT_ENV);
 
 /** A spool that fails a check: the tool then runs without it, with one warning. */
 export class SpoolRefused extends Error {
@@ -109,9 +108,9 @@ export type SpoolRootChoice = { root: string; configured: boolean } | { root: un
 export function chooseSpoolRoot(configured: string | undefined, cwd: string): SpoolRootChoice {
   if (configured) return { root: resolve(cwd, configured), configured: true };
   try {
-    return { root: join(realpathSync(join(cwd, 'pg_wal')), SPOOL_DIR_NAME), configured: false };
+    return { root: join(realpathSync(join(cwd, WAL_DIR)), SPOOL_DIR_NAME), configured: false };
   } catch {
-    return { root: undefined, why: `no pg_wal in "${cwd}"` };
+    return { root: undefined, why: `no ${WAL_DIR} in "${cwd}"` };
   }
 }
 
@@ -121,7 +120,7 @@ export function chooseSpoolRoot(configured: string | undefined, cwd: string): Sp
  * Every call checks every component again with lstat: nothing is trusted from
  * an earlier run. Returns the context directory; throws SpoolRefused.
  */
-export async function openContextDir(choice: { root: string; configured: boolean }, kind: 'push' | 'get', context: Buffer): Promise<string> {
+export async function openContextDir(choice: { root: string; configured: boolean }, kind: SpoolKind, context: Buffer): Promise<string> {
   const { root } = choice;
   if (choice.configured) {
     // A link or planted directory at the root itself is refused by checkPrivate.
@@ -199,11 +198,12 @@ export function contextConfigPath(args: string[], env: NodeJS.ProcessEnv): strin
     if (a === '--config' && i + 1 < args.length) path = args[++i];
     else if (a.startsWith('--config=')) path = a.slice('--config='.length);
   }
-  return path ?? env['CAIRN_CONFIG'] ?? DEFAULT_CONFIG_PATH;
+  return path ?? env['CAIRN_CONFIG'] ?? CONTEXT_DEFAULT_CONFIG;
 }
 
 /**
- * The invocation context, byte for byte as the bin wrappers build it in bash:
+ * The invocation context, byte for byte as the bin wrappers build it in bash
+ * (the header and line prefixes are contract.ts's):
  *
  *   cairn spool context 1\n
  *   cwd=<physical cwd>\n
@@ -218,19 +218,19 @@ export function contextConfigPath(args: string[], env: NodeJS.ProcessEnv): strin
  */
 export function spoolContext(inv: SpoolInvocation): Buffer {
   const args = contextArgs(inv.argv, inv.positionals);
-  const lines = ['cairn spool context 1', `cwd=${inv.cwd}`, ...args.map((a) => `arg=${a}`)];
-  const names = Object.keys(inv.env).filter((k) => k.startsWith('CAIRN_') && !NOT_CONTEXT_ENV.has(k) && inv.env[k] !== undefined);
+  const lines = [CONTEXT_HEADER, CONTEXT_CWD + inv.cwd, ...args.map((a) => CONTEXT_ARG + a)];
+  const names = Object.keys(inv.env).filter((k) => k.startsWith('CAIRN_') && !notContextEnv.has(k) && inv.env[k] !== undefined);
   names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  for (const k of names) lines.push(`env=${k}=${inv.env[k]}`);
+  for (const k of names) lines.push(`${CONTEXT_ENV}${k}=${inv.env[k]}`);
   const configPath = contextConfigPath(args, inv.env);
-  lines.push(`config=${configPath}`);
+  lines.push(CONTEXT_CONFIG + configPath);
   let config: Buffer | undefined;
   try {
     config = readFileSync(isAbsolute(configPath) ? configPath : resolve(inv.cwd, configPath));
   } catch {
     config = undefined;
   }
-  const head = Buffer.from(lines.join('\n') + '\n' + (config ? 'present\n' : 'absent\n'));
+  const head = Buffer.from(lines.join('\n') + '\n' + (config ? CONTEXT_PRESENT : CONTEXT_ABSENT) + '\n');
   return config ? Buffer.concat([head, config]) : head;
 }
 
@@ -250,7 +250,7 @@ export function planSpool(configured: string | undefined, inv: SpoolInvocation):
  * safely never stops archiving or recovery, the tool runs without it (slower)
  * after ONE warning line naming what is wrong.
  */
-export async function openSpool(plan: SpoolPlan, kind: 'push' | 'get', log: Logger): Promise<string | undefined> {
+export async function openSpool(plan: SpoolPlan, kind: SpoolKind, log: Logger): Promise<string | undefined> {
   if (plan.choice.root === undefined) {
     log.debug(`no spool: ${plan.choice.why}`);
     return undefined;

@@ -5,13 +5,14 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { WorkerJobEnv } from './contract.js';
 
 /**
  * Spawns `entry` (e.g. 'prefetch-main.js'), found beside the calling module
  * (`fromUrl`: its import.meta.url): next to it in an unbundled dist/, one
  * level up when the caller sits in a bundle's chunks/ directory.
  */
-export function spawnWorker(entry: string, fromUrl: string, job: { envName: string; value: unknown }, env: NodeJS.ProcessEnv, nodeArgs: string[] = []): void {
+export function spawnWorker(entry: string, fromUrl: string, job: { envName: WorkerJobEnv; value: unknown }, env: NodeJS.ProcessEnv, nodeArgs: string[] = []): void {
   const path = ['./', '../'].map((rel) => fileURLToPath(new URL(rel + entry, fromUrl))).find((p) => existsSync(p));
   if (!path) throw new Error(`${entry} not found beside the build`);
   const child = spawn(process.execPath, [...nodeArgs, path], {
