@@ -4,8 +4,7 @@
 import { CairnError, EXIT } from '@cairn/core/cli/errors';
 import { defineTool } from '@cairn/core/cli/run';
 import { COMPRESS_SETTING } from '@cairn/core/config/settings';
-import { parseCompress } from '@cairn/core/codec/index';
-import { summarize, type BackupType } from '@cairn/core/backup/manifest';
+import { summarize } from '@cairn/core/backup/manifest';
 import { leaseOptionsFor, LOCK_WAIT_SETTING, withLeases } from '@cairn/core/repo/lease';
 import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
 import { basebackup, defaultJobs, streamInput } from './basebackup.js';
@@ -23,13 +22,13 @@ export const basebackupTool = defineTool({
   settings: [
     COMPRESS_SETTING,
     { name: 'pgdata', type: 'string', description: 'the data directory (local mode); the server is reached through PGHOST/PGPORT/PGUSER', env: ['CAIRN_PGDATA', 'PGDATA'], valueHint: 'DIR' },
-    { name: 'type', type: 'string', description: 'full, diff (against the newest full) or incr (against the newest backup)', default: 'full', valueHint: 'TYPE' },
+    { name: 'type', type: 'string', description: 'full, diff (against the newest full) or incr (against the newest backup)', default: 'full', valueHint: 'TYPE', choices: ['full', 'diff', 'incr'] },
     { name: 'from-tar', type: 'string', description: 'read a pg_basebackup -Ft tar stream from FILE or - (stdin)', valueHint: 'FILE|-' },
     { name: 'remote', type: 'boolean', description: 'run pg_basebackup -D - -Ft -X none against the server in PGHOST/PGPORT and store its stream', default: false },
     { name: 'pg-bin', type: 'string', description: 'directory of pg_basebackup (default: PATH)', valueHint: 'DIR' },
     { name: 'checksum-delta', type: 'boolean', description: 'diff/incr: compare file contents with the parent (SHA-256), not only size and mtime', default: false },
     { name: 'jobs', type: 'integer', description: 'files and pieces processed at once (default: the number of cores)', valueHint: 'N', min: 1, max: 256 },
-    { name: 'checkpoint', type: 'string', description: 'fast (start at once) or spread (wait for the next checkpoint)', default: 'fast', valueHint: 'MODE' },
+    { name: 'checkpoint', type: 'string', description: 'fast (start at once) or spread (wait for the next checkpoint)', default: 'fast', valueHint: 'MODE', choices: ['fast', 'spread'] },
     { name: 'archive-timeout', type: 'integer', description: 'seconds to wait for the backup\'s last WAL segment to reach the repository', default: 120, valueHint: 'SECONDS', min: 1 },
     LOCK_WAIT_SETTING,
     { name: 'label', type: 'string', description: 'backup label passed to PostgreSQL', valueHint: 'TEXT' },
@@ -42,17 +41,9 @@ export const basebackupTool = defineTool({
   async run(ctx) {
     const s = ctx.settings;
     const repo = repoSettingsFrom(s, ctx.log);
-    const type = String(s['type']);
-    if (!['full', 'diff', 'incr'].includes(type)) throw new CairnError('USAGE', `invalid --type "${type}"`, { hint: 'use full, diff or incr' });
-    const checkpoint = String(s['checkpoint']);
-    if (checkpoint !== 'fast' && checkpoint !== 'spread') throw new CairnError('USAGE', `invalid --checkpoint "${checkpoint}"`, { hint: 'use fast or spread' });
-    const compress = String(s['compress']);
-    parseCompress(compress);
-    const jobs = (s['jobs'] as number | undefined) ?? defaultJobs();
-    if (jobs < 1 || jobs > 256) throw new CairnError('USAGE', `invalid --jobs ${jobs}`, { hint: 'use 1 to 256' });
-    const fromTar = s['from-tar'] as string | undefined;
-    const remote = s['remote'] === true;
-    const pgdata = s['pgdata'] as string | undefined;
+    const { type, checkpoint, compress, remote, pgdata } = s;
+    const jobs = s.jobs ?? defaultJobs();
+    const fromTar = s['from-tar'];
     const modes = [fromTar !== undefined, remote].filter(Boolean).length;
     if (modes > 1) throw new CairnError('USAGE', '--from-tar and --remote exclude each other', { hint: 'choose one source' });
     if (modes === 0 && !pgdata) {
@@ -73,12 +64,12 @@ export const basebackupTool = defineTool({
       const source =
         modes === 0
           ? { kind: 'local' as const, pgdata: pgdata!, fastCheckpoint: checkpoint === 'fast' }
-          : { kind: 'stream' as const, ...streamInput(fromTar, remote, s['pg-bin'] as string | undefined, checkpoint === 'fast', ctx) };
+          : { kind: 'stream' as const, ...streamInput(fromTar, remote, s['pg-bin'], checkpoint === 'fast', ctx) };
       // The backup lease keeps a second backup (same parent, same id) and expire out.
-      const leaseOpts = leaseOptionsFor('basebackup', (s['lock-wait'] as number) * 1000, ctx);
+      const leaseOpts = leaseOptionsFor('basebackup', s['lock-wait'] * 1000, ctx);
       const { manifest: m } = await withLeases(driver!, repo.cluster, leaseOpts, (signal) => basebackup({
-        driver: driver!, cluster: repo.cluster, key, keyFile: repo.keyFile, compress, type: type as BackupType, checksumDelta: s['checksum-delta'] === true,
-        jobs, archiveTimeoutMs: (s['archive-timeout'] as number) * 1000, source, label: (s['label'] as string | undefined) ?? '',
+        driver: driver!, cluster: repo.cluster, key, keyFile: repo.keyFile, compress, type, checksumDelta: s['checksum-delta'],
+        jobs, archiveTimeoutMs: s['archive-timeout'] * 1000, source, label: s.label ?? '',
       }, { ...ctx, signal }));
       const secs = m.durationSeconds;
       const t = m.totals;
@@ -88,7 +79,7 @@ export const basebackupTool = defineTool({
           `${t.storedSize > 0 ? ` (${((t.size - referencedSize(m)) / t.storedSize).toFixed(1)}x)` : ''}, ` +
           `${t.filesStored} files stored, ${t.filesReferenced} referenced${t.badPages > 0 ? `, ${t.badPages} bad pages` : ''}\n`,
       );
-      ctx.stdout.write(s['json'] === true ? JSON.stringify(summarize(m)) + '\n' : m.id + '\n');
+      ctx.stdout.write(s.json ? JSON.stringify(summarize(m)) + '\n' : m.id + '\n');
       return EXIT.OK;
     } finally {
       await closeRepositories([driver!]);

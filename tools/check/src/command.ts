@@ -30,11 +30,11 @@ export const checkTool = defineTool({
     const r = await check({
       repos: repo.repos,
       cluster: repo.cluster,
-      pgdata: s['pgdata'] as string | undefined,
-      timeoutMs: (s['archive-timeout'] as number) * 1000,
-      switchWal: s['switch-wal'] !== false,
+      pgdata: s.pgdata,
+      timeoutMs: s['archive-timeout'] * 1000,
+      switchWal: s['switch-wal'],
     }, ctx);
-    if (s['json'] === true) ctx.stdout.write(JSON.stringify(r, null, 2) + '\n');
+    if (s.json) ctx.stdout.write(JSON.stringify(r, null, 2) + '\n');
     else ctx.stdout.write(r.items.map((i) => `${i.ok ? 'ok     ' : 'PROBLEM'}  ${i.message}\n`).join(''));
     for (const p of r.problems) ctx.log.error(p);
     return r.problems.length === 0 ? EXIT.OK : EXIT.CHECK_FAILED;

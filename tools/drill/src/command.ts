@@ -23,7 +23,7 @@ import { assertUsableDirectory } from '@cairn/core/util/user-path';
 // writable server); the rest of the target flags are restore-plan's.
 const DRILL_TARGET_SETTINGS = TARGET_SETTINGS.filter((s) => s.name !== 'target-action');
 
-const SETTINGS: SettingDef[] = [
+const SETTINGS = [
   ...DRILL_TARGET_SETTINGS,
   { name: 'plan', type: 'string', description: 'drill this plan from cairn-restore-plan (FILE, or - for stdin) instead of target flags', valueHint: 'FILE|-', flagOnly: true },
   { name: 'dump', type: 'string', description: 'drill a logical dump (DATABASE/ID or ID) instead of a backup: restored into a scratch cluster', valueHint: 'ID', flagOnly: true },
@@ -36,7 +36,7 @@ const SETTINGS: SettingDef[] = [
   { name: 'keep', type: 'boolean', description: 'leave the scratch server running and its directory in place (they are printed) instead of removing them', default: false, flagOnly: true },
   { name: 'run-as', type: 'string', description: 'started as root: the OS user PostgreSQL runs as (default postgres)', valueHint: 'USER' },
   PG_BIN_SETTING,
-];
+] as const satisfies readonly SettingDef[];
 
 export const drillTool = defineTool({
   name: 'drill',
@@ -59,8 +59,7 @@ export const drillTool = defineTool({
   ],
   async run(ctx) {
     const s = ctx.settings;
-    const planArg = s['plan'] as string | undefined;
-    const dumpArg = s['dump'] as string | undefined;
+    const { plan: planArg, dump: dumpArg } = s;
     const targetGiven = DRILL_TARGET_SETTINGS.filter((d) => d.name !== 'target-timeline' && d.name !== 'target-exclusive' && s[d.name] !== undefined).map((d) => `--${d.name}`);
     const chosen = [planArg !== undefined ? '--plan' : undefined, dumpArg !== undefined ? '--dump' : undefined].filter((x) => x !== undefined);
     if (chosen.length > 1 || (chosen.length === 1 && targetGiven.length > 0)) {
@@ -69,7 +68,7 @@ export const drillTool = defineTool({
       });
     }
     const repo = repoSettingsFrom(s, ctx.log);
-    const timeout = parseDuration(String(s['timeout']), '--timeout');
+    const timeout = parseDuration(s.timeout, '--timeout');
     if (timeout.months > 0) throw new CairnError('USAGE', `invalid --timeout ${JSON.stringify(timeout.text)}: too long`, { hint: 'give hours or days, e.g. 6h' });
 
     let source: DrillSource;
@@ -77,30 +76,30 @@ export const drillTool = defineTool({
     else if (planArg !== undefined) source = { kind: 'plan', text: await readInput(planArg, 'plan', ctx), from: planArg };
     else source = { kind: 'target', ...parseTarget({ ...s, 'target-action': 'promote' }) };
 
-    const checkFile = s['check-sql'] as string | undefined;
+    const checkFile = s['check-sql'];
     const checks: CheckStatement[] = checkFile === undefined ? [] : parseCheckSql(await readInput(checkFile, 'check file', ctx), checkFile);
 
     const root = process.getuid?.() === 0;
-    const runAsName = s['run-as'] as string | undefined;
+    const runAsName = s['run-as'];
     if (!root && runAsName !== undefined && runAsName !== (await import('node:os')).userInfo().username) {
       throw new CairnError('USAGE', '--run-as needs cairn-drill to be started as root', { hint: 'leave --run-as out to run PostgreSQL as yourself, or start cairn-drill as root' });
     }
     const runAs = root ? await lookupOsUser(runAsName ?? 'postgres', ctx.env) : undefined;
-    const scratchParent = resolve(ctx.cwd, (s['scratch-dir'] as string | undefined) ?? ctx.env['TMPDIR'] ?? tmpdir());
+    const scratchParent = resolve(ctx.cwd, s['scratch-dir'] ?? ctx.env['TMPDIR'] ?? tmpdir());
     // Before the drill starts: a typo here is the operator's, not a failed
     // drill (a stored failure would fire the drill alert).
     assertUsableDirectory(scratchParent, s['scratch-dir'] !== undefined ? '--scratch-dir' : 'the scratch directory ($TMPDIR)', { writable: true });
     const keyFile = repo.keyFile === undefined ? undefined : resolve(ctx.cwd, repo.keyFile);
-    const config = s['config'] as string | undefined;
+    const config = s.config;
 
     const out = await drill({
       repos: repo.repos, cluster: repo.cluster, keyFile, configFile: config ? resolve(ctx.cwd, config) : undefined,
-      source, checks, scratchParent, keep: s['keep'] === true, timeoutMs: timeout.ms, runAs,
-      dbUser: s['db-user'] as string | undefined, checkDb: String(s['check-db']), amcheck: s['amcheck'] !== false,
-      pgBin: s['pg-bin'] as string | undefined,
+      source, checks, scratchParent, keep: s.keep, timeoutMs: timeout.ms, runAs,
+      dbUser: s['db-user'], checkDb: s['check-db'], amcheck: s.amcheck,
+      pgBin: s['pg-bin'],
     }, ctx);
     if (ctx.log.level !== 'error') ctx.stderr.write(formatDrillSummary(out));
-    if (s['json'] === true) ctx.stdout.write(JSON.stringify(out.result, null, 2) + '\n');
+    if (s.json) ctx.stdout.write(JSON.stringify(out.result, null, 2) + '\n');
     return out.status;
   },
 });

@@ -8,7 +8,6 @@ import { CairnError, EXIT } from '@cairn/core/cli/errors';
 import { formatBytes } from '@cairn/core/cli/format';
 import { defineTool } from '@cairn/core/cli/run';
 import { COMPRESS_SETTING } from '@cairn/core/config/settings';
-import { parseCompress } from '@cairn/core/codec/index';
 import { summarizeDump, type DumpManifest } from '@cairn/core/dump/manifest';
 import { PG_BIN_SETTING } from '@cairn/core/pg/binaries';
 import { leaseOptionsFor, LOCK_WAIT_SETTING, withLeases } from '@cairn/core/repo/lease';
@@ -49,35 +48,26 @@ export const dumpTool = defineTool({
   async run(ctx) {
     const s = ctx.settings;
     const repo = repoSettingsFrom(s, ctx.log);
-    const names = (s['dbname'] as string[] | undefined) ?? [];
-    const all = s['all'] === true;
+    const { dbname: names, all, jobs, compress } = s;
     if (all && names.length > 0) throw new CairnError('USAGE', '--all and --dbname exclude each other', { hint: 'give --dbname NAME (repeatable) or --all' });
     if (!all && names.length === 0) throw new CairnError('USAGE', 'nothing to dump: give --dbname NAME (repeatable) or --all', { hint: 'e.g. cairn-dump --dbname app' });
-    const filters = {
-      schemas: (s['schema'] as string[] | undefined) ?? [],
-      tables: (s['table'] as string[] | undefined) ?? [],
-      excludeTables: (s['exclude-table'] as string[] | undefined) ?? [],
-    };
+    const filters = { schemas: s.schema, tables: s.table, excludeTables: s['exclude-table'] };
     if (all && filters.schemas.length + filters.tables.length + filters.excludeTables.length > 0) {
       throw new CairnError('USAGE', '--schema, --table and --exclude-table apply to --dbname dumps, not --all', { hint: 'dump the database with --dbname NAME and the filters' });
     }
-    const jobs = s['jobs'] as number;
-    if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw new CairnError('USAGE', `invalid --jobs ${jobs}`, { hint: 'use 1 to 256' });
-    const compress = String(s['compress']);
-    parseCompress(compress);
-    const tmpDir = resolve(ctx.cwd, (s['tmp-dir'] as string | undefined) ?? ctx.env['TMPDIR'] ?? tmpdir());
+    const tmpDir = resolve(ctx.cwd, s['tmp-dir'] ?? ctx.env['TMPDIR'] ?? tmpdir());
     if (jobs > 1) assertUsableDirectory(tmpDir, '--tmp-dir', { writable: true });
     const key = await loadKey(repo.keyFile);
     if (repo.repos.length > 1) ctx.log.warn(`dumping to the first repository "${repo.repos[0]}" only; run once per repository to keep copies in several`);
     const [driver] = await openRepositories(repo.repos.slice(0, 1), ctx.env);
-    const json = s['json'] === true;
+    const json = s.json;
     try {
       // The dump lease keeps a second run (same ids) and expire (which would
       // take our manifest-less objects for debris) out.
-      const leaseOpts = leaseOptionsFor('dump', (s['lock-wait'] as number) * 1000, ctx);
+      const leaseOpts = leaseOptionsFor('dump', s['lock-wait'] * 1000, ctx);
       const { manifests } = await withLeases(driver!, repo.cluster, leaseOpts, (signal) => dump({
         driver: driver!, cluster: repo.cluster, key, compress, databases: all ? 'all' : names, jobs, filters,
-        pgBin: s['pg-bin'] as string | undefined, tmpDir,
+        pgBin: s['pg-bin'], tmpDir,
         onDump: (m) => {
           ctx.stderr.write(
             `cairn-dump: ${dumpName(m)}: ${formatBytes(m.totals.size)} in ${m.durationSeconds.toFixed(1)} s, stored ${formatBytes(m.totals.storedSize)}` +

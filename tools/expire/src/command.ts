@@ -42,16 +42,16 @@ export const expireTool = defineTool({
     // Flags first: a typo is told before any repository is touched.
     const policy = policyFrom(s);
     const repo = repoSettingsFrom(s, ctx.log);
-    const dryRun = s['dry-run'] === true;
+    const dryRun = s['dry-run'];
     const key = await loadKey(repo.keyFile);
     const drivers = await openRepositories(repo.repos, ctx.env);
     try {
       await expire(
         {
-          drivers, cluster: repo.cluster, key, policy, dryRun, lockWaitMs: (s['lock-wait'] as number) * 1000,
+          drivers, cluster: repo.cluster, key, policy, dryRun, lockWaitMs: s['lock-wait'] * 1000,
           onRepository: (o) => {
             // One line of JSON per repository.
-            if (dryRun || s['json'] === true) ctx.stdout.write(JSON.stringify(o.plan) + '\n');
+            if (dryRun || s.json) ctx.stdout.write(JSON.stringify(o.plan) + '\n');
             if (ctx.log.level !== 'error') ctx.stderr.write(formatSummary(o, dryRun));
           },
         },

@@ -22,7 +22,7 @@ export const infoTool = defineTool({
   async run(ctx) {
     const repo = repoSettingsFrom(ctx.settings, ctx.log);
     const doc = await info({ repos: repo.repos, cluster: repo.cluster, keyFile: repo.keyFile }, ctx);
-    if (ctx.settings['json'] === true) {
+    if (ctx.settings.json) {
       ctx.stdout.write(JSON.stringify(doc, null, 2) + '\n');
     } else {
       ctx.stdout.write(doc.repositories.map(formatReport).join('\n'));

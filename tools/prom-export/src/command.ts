@@ -26,16 +26,12 @@ export const promExportTool = defineTool({
   ],
   async run(ctx) {
     const s = ctx.settings;
-    const textfile = s['textfile'] as string | undefined;
-    const listen = s['listen'] as string | undefined;
+    const { textfile, listen } = s;
     // Flags first: a mistake is told before any repository is touched.
     if (textfile !== undefined && listen !== undefined) {
       throw new CairnError('USAGE', '--textfile and --listen exclude each other', { hint: 'run one cairn-prom-export per output' });
     }
-    const cacheSeconds = Number(s['cache-seconds']);
-    if (!Number.isInteger(cacheSeconds) || cacheSeconds < 0) {
-      throw new CairnError('USAGE', `invalid --cache-seconds "${String(s['cache-seconds'])}"`, { hint: 'give a whole number of seconds, 0 for none' });
-    }
+    const cacheSeconds = s['cache-seconds'];
     const address = listen === undefined ? undefined : parseListen(listen);
     if (textfile !== undefined) await checkTextfileDir(textfile);
     const repo = repoSettingsFrom(s, ctx.log);

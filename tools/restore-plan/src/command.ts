@@ -27,7 +27,7 @@ export const restorePlanTool = defineTool({
     const repo = repoSettingsFrom(s, ctx.log);
     const plan = await restorePlan({ repos: repo.repos, cluster: repo.cluster, keyFile: repo.keyFile, target, ...(set === undefined ? {} : { set }) }, ctx);
     ctx.stdout.write(JSON.stringify(plan, null, 2) + '\n');
-    if (s['json'] === true) {
+    if (s.json) {
       for (const w of plan.warnings) ctx.log.warn(w);
     } else if (ctx.log.level !== 'error') {
       ctx.stderr.write(formatPlanSummary(plan));

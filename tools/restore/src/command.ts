@@ -11,7 +11,7 @@ import { buffer } from 'node:stream/consumers';
 import { CairnError, EXIT, isCairnError } from '@cairn/core/cli/errors';
 import { defineTool, type ToolContext } from '@cairn/core/cli/run';
 import { formatBytes } from '@cairn/core/cli/format';
-import type { SettingDef } from '@cairn/core/config/settings';
+import type { SettingDef, Settings } from '@cairn/core/config/settings';
 import { PG_BIN_SETTING } from '@cairn/core/pg/binaries';
 import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
 import { TARGET_SETTINGS, parseTarget } from '@cairn/core/restore/target';
@@ -26,7 +26,7 @@ import { DEFAULT_RESTORE_LEASE_LIFETIME, isReaderLeaseId } from '@cairn/core/rep
 import { takeRestoreLease } from './restore-lease.js';
 
 /** Settings of a logical restore (--dump); the rest are a physical restore's. */
-const DUMP_SETTINGS: SettingDef[] = [
+const DUMP_SETTINGS = [
   { name: 'dump', type: 'string', description: 'restore this logical dump (ID or DATABASE/ID from cairn-dump) through pg_restore instead of a backup', valueHint: 'ID', flagOnly: true },
   { name: 'dbname', type: 'string', description: '--dump: the database to restore into (the server comes from PGHOST/PGPORT/PGUSER)', valueHint: 'NAME' },
   { name: 'create', type: 'boolean', description: '--dump: create the database first (from template0); it is dropped again if the restore fails', default: false, flagOnly: true },
@@ -36,7 +36,7 @@ const DUMP_SETTINGS: SettingDef[] = [
   { name: 'no-owner', type: 'boolean', description: '--dump: leave out ownership and privileges (pg_restore --no-owner --no-privileges)', default: false, flagOnly: true },
   { name: 'tmp-dir', type: 'string', description: '--dump with --jobs, --table or a directory-format dump: where the dump is fetched and checked before pg_restore reads it (default: $TMPDIR or /tmp)', valueHint: 'DIR' },
   PG_BIN_SETTING,
-];
+] as const satisfies readonly SettingDef[];
 // These are flags only (never from the environment or the config file, where
 // settings meant for other tools live); dbname, pg-bin and tmp-dir are left
 // out: a config file set up for cairn-dump may well hold them, and a
@@ -50,9 +50,9 @@ function lifetimeMs(d: { after(date: Date): Date }, now: Date): number {
 }
 
 /** Settings of `names` that differ from their defaults. */
-function givenSettings(ctx: ToolContext, names: string[], defs: SettingDef[]): string[] {
+function givenSettings(settings: Settings, names: string[], defs: readonly SettingDef[]): string[] {
   return names.filter((n) => {
-    const v = ctx.settings[n];
+    const v = settings[n];
     const def = defs.find((d) => d.name === n)?.default;
     if (v === undefined || (Array.isArray(v) && v.length === 0)) return false;
     return JSON.stringify(v) !== JSON.stringify(def);
@@ -69,6 +69,23 @@ function walGetPath(): string {
   return 'cairn-wal-get';
 }
 
+const RESTORE_SETTINGS = [
+  ...TARGET_SETTINGS,
+  { name: 'pgdata', type: 'string', description: 'the data directory to restore into', env: ['CAIRN_PGDATA', 'PGDATA'], valueHint: 'DIR' },
+  { name: 'plan', type: 'string', description: 'a plan from cairn-restore-plan (FILE, or - for stdin) instead of target flags', valueHint: 'FILE|-' },
+  { name: 'delta', type: 'boolean', description: 'restore into a non-empty data directory (PG_VERSION, or an interrupted restore): keep files whose checksum matches, fetch the rest, remove what the backup lacks', default: false },
+  { name: 'force', type: 'boolean', description: 'restore into a non-empty data directory (PG_VERSION, or an interrupted restore), removing what is there', default: false },
+  { name: 'tablespace-map', type: 'list', description: 'put tablespace OLD (its OID or old location) at NEW (repeatable)', valueHint: 'OLD=NEW' },
+  { name: 'jobs', type: 'integer', description: 'files fetched at once (default: the number of cores)', valueHint: 'N', min: 1, max: 256 },
+  { name: 'restore-command', type: 'string', description: 'restore_command to write (default: this installation\'s cairn-wal-get with the same repository settings, the reader lease and the WAL the plan found)', valueHint: 'CMD' },
+  {
+    name: 'lease-lifetime', type: 'string', valueHint: 'DURATION', default: DEFAULT_RESTORE_LEASE_LIFETIME,
+    description: 'how long the reader lease keeps what this recovery needs from cairn-expire without renewal (cairn-wal-get renews it while recovery fetches WAL)',
+  },
+  { name: 'lease', type: 'string', description: 'use this reader lease (cairn-drill\'s) instead of taking one', valueHint: 'ID', flagOnly: true },
+  ...DUMP_SETTINGS,
+] as const satisfies readonly SettingDef[];
+
 export const restoreTool = defineTool({
   name: 'restore',
   description:
@@ -77,22 +94,7 @@ export const restoreTool = defineTool({
     'With --dump ID --dbname NAME it restores a logical dump from cairn-dump through pg_restore instead (checksum checked before anything commits). ' +
     'Exit: 0 ready to start (or dump restored), 1 no backup/WAL reaches the target or no such dump, 2 usage, 3 configuration (e.g. a non-empty --pgdata, --force/--delta on a directory without PG_VERSION; pg_restore failed), 4 a stored file fails its checksum or the backup manifest is unsafe (a path outside its root, an object outside its chain).',
   positionals: [],
-  settings: [
-    ...TARGET_SETTINGS,
-    { name: 'pgdata', type: 'string', description: 'the data directory to restore into', env: ['CAIRN_PGDATA', 'PGDATA'], valueHint: 'DIR' },
-    { name: 'plan', type: 'string', description: 'a plan from cairn-restore-plan (FILE, or - for stdin) instead of target flags', valueHint: 'FILE|-' },
-    { name: 'delta', type: 'boolean', description: 'restore into a non-empty data directory (PG_VERSION, or an interrupted restore): keep files whose checksum matches, fetch the rest, remove what the backup lacks', default: false },
-    { name: 'force', type: 'boolean', description: 'restore into a non-empty data directory (PG_VERSION, or an interrupted restore), removing what is there', default: false },
-    { name: 'tablespace-map', type: 'list', description: 'put tablespace OLD (its OID or old location) at NEW (repeatable)', valueHint: 'OLD=NEW' },
-    { name: 'jobs', type: 'integer', description: 'files fetched at once (default: the number of cores)', valueHint: 'N', min: 1, max: 256 },
-    { name: 'restore-command', type: 'string', description: 'restore_command to write (default: this installation\'s cairn-wal-get with the same repository settings, the reader lease and the WAL the plan found)', valueHint: 'CMD' },
-    {
-      name: 'lease-lifetime', type: 'string', valueHint: 'DURATION', default: DEFAULT_RESTORE_LEASE_LIFETIME,
-      description: 'how long the reader lease keeps what this recovery needs from cairn-expire without renewal (cairn-wal-get renews it while recovery fetches WAL)',
-    },
-    { name: 'lease', type: 'string', description: 'use this reader lease (cairn-drill\'s) instead of taking one', valueHint: 'ID', flagOnly: true },
-    ...DUMP_SETTINGS,
-  ],
+  settings: RESTORE_SETTINGS,
   examples: [
     'cairn-restore --pgdata /var/lib/postgresql/15/main --target-time "2026-11-21 14:03:00+00" --target-action promote',
     'cairn-restore-plan --target-name before_migration > plan.json && cairn-restore --pgdata /srv/pg --plan plan.json',
@@ -101,24 +103,23 @@ export const restoreTool = defineTool({
   ],
   async run(ctx) {
     const s = ctx.settings;
-    if (s['dump'] !== undefined) return runDumpRestore(ctx);
-    const stray = givenSettings(ctx, DUMP_ONLY, DUMP_SETTINGS);
+    if (s.dump !== undefined) return runDumpRestore(ctx, s.dump);
+    const stray = givenSettings(s, DUMP_ONLY, DUMP_SETTINGS);
     if (stray.length > 0) throw new CairnError('USAGE', `--${stray[0]} applies to a logical restore only`, { hint: 'give --dump ID, or leave it out for a physical restore' });
     const repo = repoSettingsFrom(s, ctx.log);
-    const pgdataSetting = s['pgdata'] as string | undefined;
+    const pgdataSetting = s.pgdata;
     if (!pgdataSetting) throw new CairnError('USAGE', 'no data directory: give --pgdata DIR', { hint: 'e.g. cairn-restore --pgdata /var/lib/postgresql/15/main' });
     const pgdata = isAbsolute(pgdataSetting) ? pgdataSetting : resolve(ctx.cwd, pgdataSetting);
-    const jobs = (s['jobs'] as number | undefined) ?? availableParallelism();
-    if (jobs < 1 || jobs > 256) throw new CairnError('USAGE', `invalid --jobs ${jobs}`, { hint: 'use 1 to 256' });
+    const jobs = s.jobs ?? availableParallelism();
     const tsMap = new Map<string, string>();
-    for (const m of (s['tablespace-map'] as string[] | undefined) ?? []) {
+    for (const m of s['tablespace-map']) {
       const eq = m.indexOf('=');
       if (eq <= 0 || !isAbsolute(m.slice(eq + 1))) throw new CairnError('USAGE', `invalid --tablespace-map "${m}"`, { hint: 'use OLD=NEW with NEW an absolute path, e.g. 16385=/srv/ts1' });
       tsMap.set(m.slice(0, eq), m.slice(eq + 1));
     }
-    const planArg = s['plan'] as string | undefined;
-    const lifetime = parseDuration(String(s['lease-lifetime']), '--lease-lifetime');
-    const adopt = s['lease'] as string | undefined;
+    const planArg = s.plan;
+    const lifetime = parseDuration(s['lease-lifetime'], '--lease-lifetime');
+    const adopt = s.lease;
     if (adopt !== undefined && !isReaderLeaseId(adopt)) throw new CairnError('USAGE', `invalid --lease ${JSON.stringify(adopt)}`, { hint: 'give the id of a reader lease (cairn-info lists them), or leave --lease out' });
     // Flag mistakes exit 2 before any repository is opened.
     const parsed = planArg === undefined ? parseTarget(s) : undefined;
@@ -149,11 +150,11 @@ export const restoreTool = defineTool({
       try {
         const args = ['%f', '%p', '--repo', plan.repo, '--cluster', repo.cluster];
         if (repo.keyFile) args.push('--encryption-key-file', resolve(ctx.cwd, repo.keyFile));
-        const cfg = s['config'] as string | undefined;
+        const cfg = s.config;
         if (cfg) args.push('--config', resolve(ctx.cwd, cfg));
         args.push(...lease.restoreCommandArgs);
-        const restoreCommand = (s['restore-command'] as string | undefined) ?? [shellWord(walGetPath()), ...args.map((a) => (a.startsWith('%') ? a : shellWord(a)))].join(' ');
-        r = await restore({ plan, driver, key, pgdata, delta: s['delta'] === true, force: s['force'] === true, tablespaceMap: tsMap, jobs, restoreCommand, keyFile: repo.keyFile }, ctx);
+        const restoreCommand = s['restore-command'] ?? [shellWord(walGetPath()), ...args.map((a) => (a.startsWith('%') ? a : shellWord(a)))].join(' ');
+        r = await restore({ plan, driver, key, pgdata, delta: s.delta, force: s.force, tablespaceMap: tsMap, jobs, restoreCommand, keyFile: repo.keyFile }, ctx);
       } catch (err) {
         await lease.abandon();
         throw err;
@@ -161,11 +162,11 @@ export const restoreTool = defineTool({
       const mb = (r.bytesWritten / 1e6).toFixed(1);
       ctx.stderr.write(
         `cairn-restore: backup ${r.backup} restored to "${r.pgdata}" in ${r.seconds.toFixed(1)} s: ${r.filesFetched} files fetched (${mb} MB, ${(r.bytesWritten / 1e6 / Math.max(r.seconds, 0.001)).toFixed(0)} MB/s)` +
-          `${s['delta'] === true ? `, ${r.filesKept} kept (${(r.bytesKept / 1e6).toFixed(1)} MB), ${r.removed} removed` : ''}; ` +
+          `${s.delta ? `, ${r.filesKept} kept (${(r.bytesKept / 1e6).toFixed(1)} MB), ${r.removed} removed` : ''}; ` +
           `recovery: ${Object.entries(plan.recoverySettings).map(([k, v]) => `${k}=${v}`).join(' ') || 'to the end of the archive'}; ` +
           `${lease.id !== undefined ? `reader lease ${lease.id} keeps its backup and WAL from cairn-expire (renewed while it fetches WAL, else lapses after ${lifetime.text}); ` : ''}start PostgreSQL to recover\n`,
       );
-      if (s['json'] === true) ctx.stdout.write(JSON.stringify({ ...r, lease: lease.id ?? null, plan }) + '\n');
+      if (s.json) ctx.stdout.write(JSON.stringify({ ...r, lease: lease.id ?? null, plan }) + '\n');
       return EXIT.OK;
     } finally {
       await closeRepositories(drivers);
@@ -174,25 +175,20 @@ export const restoreTool = defineTool({
 });
 
 /** cairn-restore --dump: flags checked, restoreDump() run, a summary on stderr. */
-async function runDumpRestore(ctx: ToolContext): Promise<number> {
+async function runDumpRestore(ctx: ToolContext<typeof RESTORE_SETTINGS>, ref: string): Promise<number> {
   const s = ctx.settings;
-  const allDefs = [...TARGET_SETTINGS, ...restoreTool.settings];
+  const allDefs = [...TARGET_SETTINGS, ...RESTORE_SETTINGS];
   // --pgdata is not among them: PGDATA and the config file's pgdata are
   // there for the other tools, and a logical restore has no use for it.
-  const physical = givenSettings(ctx, PHYSICAL_ONLY, allDefs);
+  const physical = givenSettings(s, PHYSICAL_ONLY, allDefs);
   if (physical.length > 0) throw new CairnError('USAGE', `--${physical[0]} applies to a physical restore, not to --dump`, { hint: 'a dump restores into a database: give --dump ID --dbname NAME' });
   const repo = repoSettingsFrom(s, ctx.log);
-  const list = s['list'] === true;
-  const globals = s['globals'] === true;
-  const dbname = s['dbname'] as string | undefined;
-  const tables = (s['table'] as string[] | undefined) ?? [];
-  const create = s['create'] === true;
+  const { list, globals, dbname, table: tables, create } = s;
   if (!list && !globals && !dbname) throw new CairnError('USAGE', '--dump needs --dbname NAME (the database to restore into)', { hint: 'e.g. cairn-restore --dump app/20261121-020000L --dbname app --create; --list prints its contents' });
   if (globals && (create || tables.length > 0)) throw new CairnError('USAGE', '--globals restores roles and tablespaces: --create and --table do not apply', { hint: 'restore the globals, then each database with --dump DATABASE/ID --dbname NAME' });
   if (list && (create || tables.length > 0)) throw new CairnError('USAGE', '--list prints the table of contents: --create and --table do not apply', { hint: 'leave out --list to restore' });
-  const jobs = (s['jobs'] as number | undefined) ?? 1;
-  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw new CairnError('USAGE', `invalid --jobs ${jobs}`, { hint: 'use 1 to 256' });
-  const tmpDir = resolve(ctx.cwd, (s['tmp-dir'] as string | undefined) ?? ctx.env['TMPDIR'] ?? tmpdir());
+  const jobs = s.jobs ?? 1;
+  const tmpDir = resolve(ctx.cwd, s['tmp-dir'] ?? ctx.env['TMPDIR'] ?? tmpdir());
   if (s['tmp-dir'] !== undefined) assertUsableDirectory(tmpDir, '--tmp-dir', { writable: true });
   const key = await loadKey(repo.keyFile);
   const drivers = await openRepositories(repo.repos, ctx.env);
@@ -202,8 +198,8 @@ async function runDumpRestore(ctx: ToolContext): Promise<number> {
     for (const [i, driver] of drivers.entries()) {
       try {
         r = await restoreDump({
-          driver, cluster: repo.cluster, key, ref: String(s['dump']), globals, list, dbname, create, jobs, tables,
-          noOwner: s['no-owner'] === true, pgBin: s['pg-bin'] as string | undefined, tmpDir,
+          driver, cluster: repo.cluster, key, ref, globals, list, dbname, create, jobs, tables,
+          noOwner: s['no-owner'], pgBin: s['pg-bin'], tmpDir,
         }, ctx);
         break;
       } catch (err) {
@@ -216,7 +212,7 @@ async function runDumpRestore(ctx: ToolContext): Promise<number> {
         `cairn-restore: dump ${r.dump} ${r.mode === 'globals' ? `run through psql on database "${r.database}"${r.sqlErrors ? ` (${r.sqlErrors} statements failed)` : ''}` : `restored into database "${r.database}"`}: ` +
           `${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)} s, checksum verified\n`,
       );
-      if (s['json'] === true) ctx.stdout.write(JSON.stringify(r) + '\n');
+      if (s.json) ctx.stdout.write(JSON.stringify(r) + '\n');
     }
     return EXIT.OK;
   } finally {

@@ -35,25 +35,23 @@ export const verifyTool = defineTool({
   ],
   async run(ctx) {
     const s = ctx.settings;
-    const set = s['set'] as string | undefined;
-    const dump = s['dump'] as string | undefined;
+    const { set, dump } = s;
     if (set !== undefined && dump !== undefined) throw new CairnError('USAGE', '--set and --dump exclude each other', { hint: 'verify one backup or one dump, or leave both out for the whole repository' });
     if (set !== undefined && !isBackupId(set)) {
       throw new CairnError('USAGE', `invalid backup id "${set}"`, { hint: 'backup ids look like 20261121-020000F; cairn-info lists them' });
     }
     if (dump !== undefined && dump === '') throw new CairnError('USAGE', 'empty --dump', { hint: 'give a dump id, e.g. --dump 20261121-030000L' });
-    const jobs = (s['jobs'] as number | undefined) ?? availableParallelism();
-    if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw new CairnError('USAGE', `invalid --jobs ${jobs}`, { hint: 'use 1 to 256' });
-    const pgBin = s['pg-bin'] as string | undefined;
+    const jobs = s.jobs ?? availableParallelism();
+    const pgBin = s['pg-bin'];
     const now = ctx.now();
-    const walGapGraceMs = now.getTime() - parseDuration(String(s['wal-gap-grace'] ?? '10min'), '--wal-gap-grace').before(now).getTime();
+    const walGapGraceMs = now.getTime() - parseDuration(s['wal-gap-grace'], '--wal-gap-grace').before(now).getTime();
     const scope: VerifyScope = set !== undefined ? { kind: 'set', id: set } : dump !== undefined ? { kind: 'dump', ref: dump } : { kind: 'all' };
     const repo = repoSettingsFrom(s, ctx.log);
     const key = await loadKey(repo.keyFile);
     const drivers = await openRepositories(repo.repos, ctx.env);
     let failed = false;
     // docs/design.md §4.10: a progress line on a terminal, redrawn every second.
-    const tty = (ctx.stderr as { isTTY?: boolean }).isTTY === true && s['json'] !== true;
+    const tty = (ctx.stderr as { isTTY?: boolean }).isTTY === true && !s.json;
     let timer: NodeJS.Timeout | undefined;
     const watch = (c: Readonly<Counters>, problems: readonly unknown[]) => {
       const t0 = Date.now();
@@ -79,7 +77,7 @@ export const verifyTool = defineTool({
         }
         const warning = await storeVerifyResult(driver, result, ctx.signal);
         if (warning !== undefined) ctx.log.warn(warning);
-        if (s['json'] === true) ctx.stdout.write(JSON.stringify(result, null, 2) + '\n');
+        if (s.json) ctx.stdout.write(JSON.stringify(result, null, 2) + '\n');
         else ctx.stderr.write(formatReport(result));
         if (!result.ok) failed = true;
       }

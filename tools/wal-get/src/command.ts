@@ -42,19 +42,15 @@ export const walGetTool = defineTool({
   ],
   examples: ["restore_command = 'cairn-wal-get %f %p'"],
   exitFor(_err: CairnError, settings, env) {
-    return settings?.['errors-as-not-found'] === true ? notFoundStatus(env) : EXIT.WAL_GET_PERSISTENT;
+    return settings?.['errors-as-not-found'] ? notFoundStatus(env) : EXIT.WAL_GET_PERSISTENT;
   },
   async run(ctx) {
     const s = ctx.settings;
     const [walName, path] = ctx.positionals as [string, string];
     const repo = repoSettingsFrom(s, ctx.log);
-    const prefetch = s['prefetch'] as number;
-    const retries = s['retries'] as number;
-    if (prefetch < 0 || prefetch > 1024) throw new CairnError('USAGE', `invalid --prefetch ${prefetch}`, { hint: 'use 0 to 1024' });
-    if (retries < 0 || retries > 20) throw new CairnError('USAGE', `invalid --retries ${retries}`, { hint: 'use 0 to 20' });
-    const lease = s['lease'] as string | undefined;
+    const { prefetch, retries, lease } = s;
     if (lease !== undefined && !isReaderLeaseId(lease)) throw new CairnError('USAGE', `invalid --lease ${JSON.stringify(lease)}`, { hint: 'give the id cairn-restore wrote into restore_command' });
-    const expect = ((s['expect-through'] as string[] | undefined) ?? []).map(parseExpectation);
+    const expect = s['expect-through'].map(parseExpectation);
     let pgdata = ctx.cwd;
     try {
       pgdata = realpathSync(ctx.cwd);
@@ -66,15 +62,15 @@ export const walGetTool = defineTool({
       cluster: repo.cluster,
       keyFile: repo.keyFile,
       pgdata: ctx.cwd,
-      systemId: s['system-id'] as string | undefined,
+      systemId: s['system-id'],
       prefetch,
-      prefetchConcurrency: Math.max(1, s['prefetch-concurrency'] as number),
-      spool: planSpool(s['spool-dir'] as string | undefined, { cwd: pgdata, argv: ctx.argv, positionals: ctx.positionals, env: ctx.env }),
+      prefetchConcurrency: s['prefetch-concurrency'],
+      spool: planSpool(s['spool-dir'], { cwd: pgdata, argv: ctx.argv, positionals: ctx.positionals, env: ctx.env }),
       retry: { attempts: retries + 1, baseDelayMs: 500 },
       lease,
       expect,
     }, ctx);
-    if (s['json'] === true) ctx.stdout.write(JSON.stringify(result) + '\n');
+    if (s.json) ctx.stdout.write(JSON.stringify(result) + '\n');
     if (!result.found) {
       ctx.log.info(`"${walName}" is not in any repository`);
       return notFoundStatus(ctx.env);

@@ -37,18 +37,15 @@ export const walPushTool = defineTool({
     const walName = givenName ?? walPath.slice(walPath.lastIndexOf('/') + 1);
     const repo = repoSettingsFrom(s, ctx.log);
     assertReadableFile(walPath, 'WAL file'); // a FIFO would block the archiver for ever
-    const compress = parseCompress(String(s['compress']));
-    const pushAhead = s['push-ahead'] as number;
-    const concurrency = s['concurrency'] as number;
-    if (pushAhead < 0) throw new CairnError('USAGE', `invalid --push-ahead ${pushAhead}`, { hint: 'use 0 or more' });
-    if (concurrency < 1 || concurrency > 64) throw new CairnError('USAGE', `invalid --concurrency ${concurrency}`, { hint: 'use 1 to 64' });
+    const compress = parseCompress(s.compress);
+    const { 'push-ahead': pushAhead, concurrency } = s;
     // The spool is keyed by the physical data directory and the whole call
     // (the bin wrapper computes the same context from its cwd, argv and env).
     let pgdata = ctx.cwd;
     try {
       pgdata = realpathSync(ctx.cwd);
     } catch { /* keep cwd */ }
-    const spool = planSpool(s['spool-dir'] as string | undefined, { cwd: pgdata, argv: ctx.argv, positionals: ctx.positionals, env: ctx.env });
+    const spool = planSpool(s['spool-dir'], { cwd: pgdata, argv: ctx.argv, positionals: ctx.positionals, env: ctx.env });
     const result = await walPush({
       walPath,
       walName,
@@ -57,13 +54,13 @@ export const walPushTool = defineTool({
       compress,
       keyFile: repo.keyFile,
       pgdata: ctx.cwd,
-      systemId: s['system-id'] as string | undefined,
-      registerSystem: s['register-system'] === true,
+      systemId: s['system-id'],
+      registerSystem: s['register-system'],
       pushAhead,
       concurrency,
       spool,
     }, ctx);
-    if (s['json'] === true) ctx.stdout.write(JSON.stringify(result) + '\n');
+    if (s.json) ctx.stdout.write(JSON.stringify(result) + '\n');
     return EXIT.OK;
   },
 });

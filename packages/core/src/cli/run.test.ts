@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { defineTool, runTool } from './run.js';
 import { CairnError, EXIT } from './errors.js';
 
@@ -102,4 +104,50 @@ test('messages are escaped and redacted on their way out', async () => {
   const code = await runTool(leaky, { argv: [], env: {}, cwd: '/', stdout: capture().stream, stderr: err.stream });
   assert.equal(code, 3);
   assert.equal(err.text(), 'cairn-leaky: error: repository "s3://b/p?region=r&sig=***" said\\x0afake line; see\\x1b[2J\n');
+});
+
+test('ctx.settings is typed from the declarations (this file does not compile otherwise)', async () => {
+  const typed = defineTool({
+    name: 'typed',
+    description: 'types',
+    positionals: [],
+    settings: [
+      { name: 'jobs', type: 'integer', description: '', min: 1, max: 8 },
+      { name: 'mode', type: 'string', description: '', default: 'fast', choices: ['fast', 'spread'] },
+      { name: 'item', type: 'list', description: '' },
+      { name: 'dry', type: 'boolean', description: '', default: false },
+    ],
+    async run(ctx) {
+      const s = ctx.settings;
+      // Each line fails to compile if the value's type is unknown or wider
+      // than declared; the @ts-expect-error lines fail if it is any.
+      const jobs: number | undefined = s.jobs;
+      const mode: 'fast' | 'spread' = s.mode;
+      const items: string[] = s.item;
+      const dry: boolean = s.dry;
+      const cluster: string = s.cluster;
+      // @ts-expect-error a setting without a default may be unset
+      const sure: number = s.jobs;
+      // @ts-expect-error the choices are the type
+      const other: 'slow' = s.mode;
+      ctx.stdout.write(JSON.stringify({ jobs, mode, items, dry, cluster, sure, other }) + '\n');
+      return EXIT.OK;
+    },
+  });
+  const out = capture();
+  const code = await runTool(typed, { argv: ['--mode', 'spread'], env: {}, cwd: '/', stdout: out.stream, stderr: capture().stream });
+  assert.equal(code, 0);
+  assert.deepEqual(JSON.parse(out.text()), { mode: 'spread', items: [], dry: false, cluster: 'main', other: 'spread' });
+});
+
+test('no command.ts casts a setting: the declarations type them', () => {
+  // From packages/core/dist/cli/ up to the repository root.
+  const root = fileURLToPath(new URL('../../../../', import.meta.url));
+  const tools = readdirSync(`${root}tools`);
+  assert.ok(tools.length >= 11, `found the tools in ${root}tools`);
+  for (const t of tools) {
+    const text = readFileSync(`${root}tools/${t}/src/command.ts`, 'utf8');
+    const casts = text.split('\n').filter((l) => /\bs(?:ettings)?(?:\[|\.\w|\?\.)[^;]*\bas (?:number|string|boolean)\b|String\(s(?:ettings)?[[.]/.test(l));
+    assert.deepEqual(casts, [], `tools/${t}/src/command.ts`);
+  }
 });

@@ -8,7 +8,7 @@ import { Readable, type Writable } from 'node:stream';
 import { CairnError, EXIT, toCairnError } from './errors.js';
 import { redactSecrets, safeMessage } from './message.js';
 import { createLogger, isLogLevel, type Logger, type LogLevel } from './log.js';
-import { COMMON_SETTINGS, resolveSettings, type SettingDef, type Settings } from '../config/settings.js';
+import { COMMON_SETTINGS, resolveSettings, type CommonSettings, type SettingDef, type SettingsOf } from '../config/settings.js';
 import { CAIRN_VERSION } from '../version.js';
 
 export interface PositionalDef {
@@ -17,9 +17,12 @@ export interface PositionalDef {
   required: boolean;
 }
 
-export interface ToolContext {
+/** A tool's resolved settings: the common ones and its own, typed from their declarations. */
+export type ToolSettings<S extends readonly SettingDef[] = readonly SettingDef[]> = CommonSettings & SettingsOf<S>;
+
+export interface ToolContext<S extends readonly SettingDef[] = readonly SettingDef[]> {
   tool: string;
-  settings: Settings;
+  settings: ToolSettings<S>;
   positionals: string[];
   /** The command line as given (wal-push and wal-get key their spool by it). */
   argv: string[];
@@ -34,22 +37,22 @@ export interface ToolContext {
   now: () => Date;
 }
 
-export interface ToolDef {
+export interface ToolDef<S extends readonly SettingDef[] = readonly SettingDef[]> {
   /** e.g. "wal-push"; the executable is cairn-<name>. */
   name: string;
   description: string;
   /** Tool-specific settings; COMMON_SETTINGS are added. */
-  settings: SettingDef[];
+  settings: S;
   positionals: PositionalDef[];
   /** Usage examples shown by --help. */
   examples?: string[];
   /** Does the work; returns the exit status. */
-  run: (ctx: ToolContext) => Promise<number>;
+  run(ctx: ToolContext<S>): Promise<number>;
   /**
    * Maps an error to an exit status (wal-get: persistent errors → 126).
    * `settings` is undefined when the error came before they were resolved.
    */
-  exitFor?: (err: CairnError, settings: Settings | undefined, env: NodeJS.ProcessEnv) => number;
+  exitFor?(err: CairnError, settings: ToolSettings<S> | undefined, env: NodeJS.ProcessEnv): number;
   /**
    * How long the bin waits after SIGTERM/SIGINT for run() to clean up before
    * it exits anyway (default 2 s; drill stops a server and removes a scratch
@@ -58,7 +61,12 @@ export interface ToolDef {
   signalGraceMs?: number;
 }
 
-export function defineTool(def: ToolDef): ToolDef {
+/**
+ * Declares a tool. The settings are read as a const tuple, so `ctx.settings`
+ * is typed from them (docs/style.md §Shape of a tool): no casts in command.ts,
+ * and a declared range or choice list is the only check of the value.
+ */
+export function defineTool<const S extends readonly SettingDef[]>(def: ToolDef<S>): ToolDef<S> {
   return def;
 }
 
@@ -198,7 +206,7 @@ function writeError(stderr: Writable, tool: string, err: CairnError, level: LogL
 /** Runs a tool the way its bin does; returns the exit status. */
 export async function runTool(def: ToolDef, io: RunIO): Promise<number> {
   let level: LogLevel = 'warn';
-  let resolved: Settings | undefined;
+  let resolved: ToolSettings | undefined;
   try {
     const { flags, positionals, help, version } = parseToolArgs(def, io.argv);
     if (help) {
@@ -209,20 +217,22 @@ export async function runTool(def: ToolDef, io: RunIO): Promise<number> {
       io.stdout.write(`cairn-${def.name} ${CAIRN_VERSION}\n`);
       return EXIT.OK;
     }
-    const settings = resolveSettings({ defs: allSettings(def), flags, env: io.env });
+    // resolveSettings checked every value against its declaration: the one
+    // place the declared types (SettingsOf) are taken on trust.
+    const settings = resolveSettings({ defs: allSettings(def), flags, env: io.env }) as ToolSettings;
     resolved = settings;
     if (io.refuseTestRepositories) {
-      const test = ((settings['repo'] as string[] | undefined) ?? []).find((u) => /^memory:/i.test(u));
+      const test = settings.repo.find((u) => /^memory:/i.test(u));
       if (test !== undefined) {
         throw new CairnError('CONFIG_INVALID', `invalid repository URL "${test}": memory:// is a test double that keeps nothing`, {
           hint: 'use /abs/path, file:///abs/path or s3://bucket/prefix?endpoint=…&region=…',
         });
       }
     }
-    const lvl = String(settings['log-level']);
+    const lvl = settings['log-level'];
     if (!isLogLevel(lvl)) throw new CairnError('USAGE', `invalid log level "${lvl}"`, { hint: 'use error, warn, info or debug' });
     level = lvl;
-    const log = createLogger({ tool: `cairn-${def.name}`, level, json: settings['json'] === true, write: (l) => io.stderr.write(l) });
+    const log = createLogger({ tool: `cairn-${def.name}`, level, json: settings.json, write: (l) => io.stderr.write(l) });
     const ctx: ToolContext = {
       tool: def.name,
       settings,

@@ -66,3 +66,26 @@ test('a missing default config file is fine, an explicit one is not', () => {
     (e: unknown) => e instanceof CairnError && e.code === 'CONFIG_INVALID' && /nonexistent/.test(e.message),
   );
 });
+
+test('a declared choice list is the one check of a value: exit 2 from a flag, 3 from the environment or the file', () => {
+  const typed: SettingDef[] = [...COMMON_SETTINGS, { name: 'type', type: 'string', description: '', default: 'full', choices: ['full', 'diff', 'incr'] }];
+  const none = () => undefined;
+  assert.equal(resolveSettings({ defs: typed, flags: { type: 'incr' }, env: {}, readConfig: none })['type'], 'incr');
+  assert.throws(
+    () => resolveSettings({ defs: typed, flags: { type: 'ful' }, env: {}, readConfig: none }),
+    (e: unknown) => e instanceof CairnError && e.code === 'USAGE' && e.message === 'invalid --type "ful"' && e.hint === 'use full, diff or incr',
+  );
+  assert.throws(
+    () => resolveSettings({ defs: typed, flags: {}, env: { CAIRN_TYPE: 'ful' }, readConfig: none }),
+    (e: unknown) => e instanceof CairnError && e.code === 'CONFIG_INVALID' && e.message === 'environment variable CAIRN_TYPE: invalid type "ful"' && e.hint === 'use full, diff or incr',
+  );
+  assert.throws(
+    () => resolveSettings({ defs: typed, flags: {}, env: {}, readConfig: () => 'type = ful\n' }),
+    (e: unknown) => e instanceof CairnError && e.code === 'CONFIG_INVALID' && /^config file "[^"]+": invalid type "ful"$/.test(e.message),
+  );
+});
+
+test('a list nobody set is empty, not undefined', () => {
+  const s = resolveSettings({ defs, flags: {}, env: {}, readConfig: () => undefined });
+  assert.deepEqual(s['repo'], []);
+});

@@ -15,7 +15,7 @@ export interface SettingDef {
   type: SettingType;
   description: string;
   /** Environment variables read, first set wins (default: CAIRN_<NAME>). */
-  env?: string[];
+  env?: readonly string[];
   default?: string | boolean | number | string[];
   /** Short flag alias. */
   alias?: string;
@@ -26,6 +26,8 @@ export interface SettingDef {
   /** integer: the smallest (default 0) and largest value accepted. */
   min?: number;
   max?: number;
+  /** string: the values accepted; the setting's type is their union. */
+  choices?: readonly string[];
   /** Checks a string value; throws a CairnError whose message names the value. */
   validate?: (value: string) => void;
 }
@@ -33,19 +35,40 @@ export interface SettingDef {
 export type SettingValue = string | boolean | number | string[] | undefined;
 export type Settings = Record<string, SettingValue>;
 
+/**
+ * The value a resolved setting has, from its declaration: a tool reads
+ * `ctx.settings.jobs` as `number | undefined` without a cast. A list is never
+ * undefined (resolveSettings gives [] for none); a setting without a default
+ * may be unset.
+ */
+export type SettingValueOf<D extends SettingDef> = SettingType extends D['type'] ? SettingValue
+  : D['type'] extends 'list'
+  ? string[]
+  : D extends { default: NonNullable<SettingValue> } ? BaseValueOf<D> : BaseValueOf<D> | undefined;
+type BaseValueOf<D extends SettingDef> = D['type'] extends 'boolean' ? boolean
+  : D['type'] extends 'integer' ? number
+  : D extends { choices: readonly (infer C extends string)[] } ? C : string;
+
+/** The resolved settings of a list of declarations, keyed by name. */
+export type SettingsOf<S extends readonly SettingDef[]> = { [D in S[number] as D['name']]: SettingValueOf<D> };
+
+
 export const DEFAULT_CONFIG_PATH = '/etc/cairn/cairn.conf';
 
 /** Settings every tool has. */
-export const COMMON_SETTINGS: SettingDef[] = [
+export const COMMON_SETTINGS = [
   { name: 'config', type: 'string', description: 'config file', env: ['CAIRN_CONFIG'], valueHint: 'FILE', flagOnly: false },
   { name: 'repo', type: 'list', description: 'repository URL (repeatable): /path, file:///path or s3://bucket/prefix?endpoint=…&region=…&force-path-style=true', valueHint: 'URL' },
   { name: 'cluster', type: 'string', description: 'cluster name inside the repository', default: 'main', valueHint: 'NAME' },
   { name: 'encryption-key-file', type: 'string', description: 'file holding the repository encryption key', valueHint: 'FILE' },
   { name: 'log-level', type: 'string', description: 'error, warn, info or debug', default: 'warn', valueHint: 'LEVEL' },
   { name: 'json', type: 'boolean', description: 'machine-readable output', default: false },
-];
+] as const satisfies readonly SettingDef[];
 
-export function envNames(def: SettingDef): string[] {
+/** The settings every tool's context has. */
+export type CommonSettings = SettingsOf<typeof COMMON_SETTINGS>;
+
+export function envNames(def: SettingDef): readonly string[] {
   return def.env ?? ['CAIRN_' + def.name.toUpperCase().replace(/-/g, '_')];
 }
 
@@ -56,6 +79,11 @@ export function envNames(def: SettingDef): string[] {
 function convert(def: SettingDef, raw: string, source: Source): SettingValue {
   switch (def.type) {
     case 'string':
+      if (def.choices !== undefined && !def.choices.includes(raw)) {
+        throw new CairnError(source.code, source.flag ? `invalid --${def.name} ${JSON.stringify(raw)}` : `${source.name}: invalid ${def.name} ${JSON.stringify(raw)}`, {
+          hint: `use ${def.choices.slice(0, -1).join(', ')} or ${def.choices[def.choices.length - 1]}`,
+        });
+      }
       if (def.validate !== undefined) {
         try {
           def.validate(raw);
@@ -100,7 +128,7 @@ const flagSource = (def: SettingDef): Source => ({ name: `--${def.name}`, flag: 
 const otherSource = (name: string): Source => ({ name, flag: false, code: 'CONFIG_INVALID' });
 
 export interface ResolveInput {
-  defs: SettingDef[];
+  defs: readonly SettingDef[];
   /** Flag values as parsed (strings, booleans, or string[] for repeated flags). */
   flags: Record<string, string | boolean | string[] | undefined>;
   env: NodeJS.ProcessEnv;
@@ -155,7 +183,7 @@ export function resolveSettings(input: ResolveInput): Settings {
       continue;
     }
     if (def.flagOnly) {
-      out[def.name] = def.default;
+      out[def.name] = defaultOf(def);
       continue;
     }
     const envName = envNames(def).find((n) => env[n] !== undefined && env[n] !== '');
@@ -170,29 +198,35 @@ export function resolveSettings(input: ResolveInput): Settings {
         : convert(def, file[file.length - 1]!, otherSource(`config file "${configPath}"`));
       continue;
     }
-    out[def.name] = def.default;
+    out[def.name] = defaultOf(def);
   }
   return out;
 }
 
+/** A list nobody set is empty, so that its type (SettingsOf) is string[]. */
+function defaultOf(def: SettingDef): SettingValue {
+  const d = def.default;
+  return typeof d === 'object' ? [...d] : d ?? (def.type === 'list' ? [] : undefined);
+}
+
 /** Settings of tools that write to the repository. */
-export const COMPRESS_SETTING: SettingDef = {
+export const COMPRESS_SETTING = {
   name: 'compress',
   type: 'string',
   description: 'zstd[:1-19], gzip[:1-9] or none',
   default: 'zstd:3',
   valueHint: 'ALG[:LEVEL]',
   validate: (v) => void parseCompress(v),
-};
+} as const satisfies SettingDef;
 
-export const SPOOL_SETTING: SettingDef = {
+export const SPOOL_SETTING = {
   name: 'spool-dir',
   type: 'string',
   description: 'private local directory for push-ahead records and prefetched WAL (default: pg_wal/.cairn-spool of the data directory)',
   valueHint: 'DIR',
-};
+} as const satisfies SettingDef;
 
-export const SYSTEM_ID_SETTING: SettingDef = {
+export const SYSTEM_ID_SETTING = {
   name: 'system-id',
   type: 'string',
   description: 'database system identifier, when it cannot be read from PGDATA/global/pg_control',
@@ -204,4 +238,4 @@ export const SYSTEM_ID_SETTING: SettingDef = {
       throw new CairnError('CONFIG_INVALID', `invalid system identifier ${JSON.stringify(v)}`, { hint: 'give the decimal "Database system identifier" pg_controldata prints' });
     }
   },
-};
+} as const satisfies SettingDef;

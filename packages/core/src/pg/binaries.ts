@@ -20,12 +20,12 @@ async function stdoutOf(path: string, args: string[], env: NodeJS.ProcessEnv): P
 // initdb, and pg_amcheck for its checks.
 export type PgProgram = 'pg_dump' | 'pg_dumpall' | 'pg_restore' | 'psql' | 'pg_ctl' | 'initdb' | 'pg_amcheck';
 
-export const PG_BIN_SETTING: SettingDef = {
+export const PG_BIN_SETTING = {
   name: 'pg-bin',
   type: 'string',
   description: "directory of pg_dump, pg_restore and psql (default: the server's major version in /usr/lib/postgresql/N/bin, pg_config --bindir, then PATH)",
   valueHint: 'DIR',
-};
+} as const satisfies SettingDef;
 
 export interface PgBinary {
   path: string;

@@ -65,13 +65,13 @@ export interface LeaseRecord {
 }
 
 /** `--lock-wait`: how long a tool waits for a lease another run holds. */
-export const LOCK_WAIT_SETTING: SettingDef = {
+export const LOCK_WAIT_SETTING = {
   name: 'lock-wait',
   type: 'integer',
   description: 'seconds to wait for another basebackup/dump/expire of the cluster to finish (0: exit 5 at once)',
   default: 0,
   valueHint: 'SECONDS',
-};
+} as const satisfies SettingDef;
 
 export interface LeaseOptions {
   tool: LeaseTool;

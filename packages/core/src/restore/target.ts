@@ -11,8 +11,7 @@ import type { RecoveryTarget, TargetKind } from './plan-format.js';
 
 export const TARGET_ACTIONS = ['promote', 'pause', 'shutdown'] as const;
 
-/** Settings every tool that restores takes; the names are the interface operators script against. */
-export const TARGET_SETTINGS: SettingDef[] = [
+const TARGET_DEFS = [
   {
     name: 'target-time',
     type: 'string',
@@ -51,7 +50,10 @@ export const TARGET_SETTINGS: SettingDef[] = [
     default: false,
   },
   { name: 'set', type: 'string', description: 'restore this backup (default: the newest that can reach the target)', valueHint: 'BACKUP_ID' },
-];
+] as const satisfies readonly SettingDef[];
+
+/** Settings every tool that restores takes; the names are the interface operators script against. */
+export const TARGET_SETTINGS: readonly ((typeof TARGET_DEFS)[number] & SettingDef)[] = TARGET_DEFS;
 
 const TARGET_FLAGS: { setting: string; kind: TargetKind }[] = [
   { setting: 'target-time', kind: 'time' },
