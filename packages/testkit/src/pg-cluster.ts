@@ -30,6 +30,8 @@ export interface ClusterOptions {
   walSegSizeMb?: number;
   /** Fixed port instead of a free one. */
   port?: number;
+  /** initdb -U: the bootstrap superuser's name; default the OS user the server runs as (a packaged cluster's is postgres whoever backs it up). */
+  superuser?: string;
 }
 
 export interface StartOptions {
@@ -163,7 +165,7 @@ function postmasterAlive(pid: number, pgdata: string): boolean {
 
 class PgCluster implements Cluster {
   readonly host = '127.0.0.1' as const;
-  readonly superuser = pgUser().name;
+  readonly superuser: string;
   readonly bindir = pgBinDir();
   readonly pgdata: string;
   readonly socketDir: string;
@@ -183,6 +185,7 @@ class PgCluster implements Cluster {
     this.socketDir = join(dir, 'sock');
     this.logFile = join(dir, 'server.log');
     this.port = port;
+    this.superuser = opts.superuser ?? pgUser().name;
   }
 
   get env(): Record<string, string> {

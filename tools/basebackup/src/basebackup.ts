@@ -264,8 +264,9 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
   let workers: FileWorkers | undefined;
   try {
     const q = async <T>(sql: string, params: unknown[] = []) => (await client.query(sql, params)).rows as T[];
-    const [info] = await q<{ v: string; dir: string; sys: string; seg: string; ck: string; rec: boolean }>(
+    const [info] = await q<{ v: string; dir: string; sys: string; seg: string; ck: string; rec: boolean; su: string | null }>(
       `select current_setting('server_version_num') v, current_setting('data_directory') dir,
+              (select rolname from pg_roles where oid = 10) su,
               (select system_identifier::text from pg_control_system()) sys,
               (select setting from pg_settings where name = 'wal_segment_size') seg, current_setting('data_checksums') ck, pg_is_in_recovery() rec`,
     );
@@ -335,6 +336,7 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
     const bl = parseBackupLabel(stop!.labelfile);
     return await finish(o, ctx, {
       id, type, parent, store, spec: sh.spec, t0: sh.t0, progress: sh.progress, systemId, pgMajor: String(Math.floor(pgVersionNum / 10000)), pgVersionNum,
+      ...(info!.su ? { superuser: info!.su } : {}),
       segSize, label: stop!.labelfile, spcmap: stop!.spcmapfile === '' ? null : stop!.spcmapfile, tablespaces: walk.tablespaces,
       startLsn, startTime: bl.startTime, stopLsn: parseLsn(stop!.lsn), timeline: bl.timeline, checkpointLsn: bl.checkpointLsn, dataChecksums, source: 'local',
     });
@@ -357,6 +359,8 @@ interface Finish {
   systemId: string;
   pgMajor: string;
   pgVersionNum: number;
+  /** The role with oid 10 (local backups). */
+  superuser?: string;
   segSize: number;
   label: string;
   spcmap: string | null;
@@ -392,6 +396,7 @@ async function finish(o: BasebackupOptions, ctx: ToolContext, f: Finish): Promis
     systemId: f.systemId,
     pgVersionNum: f.pgVersionNum,
     pgMajor: f.pgMajor,
+    ...(f.superuser !== undefined ? { superuser: f.superuser } : {}),
     walSegmentSize: f.segSize,
     timeline: f.timeline,
     start: { time: f.startTime.toISOString(), lsn: formatLsn(f.startLsn), wal: lsnToSegmentName(f.timeline, f.startLsn, f.segSize) },

@@ -29,7 +29,7 @@ const SETTINGS = [
   { name: 'dump', type: 'string', description: 'drill a logical dump (DATABASE/ID or ID) instead of a backup: restored into a scratch cluster', valueHint: 'ID', flagOnly: true },
   { name: 'check-sql', type: 'string', description: 'SQL checks: statements ending with ";" at a line end, each returning one row whose first column is true (or "-- expect: N rows" before it)', valueHint: 'FILE' },
   { name: 'check-db', type: 'string', description: 'the database the checks connect to (a backup drill; a dump drill uses the dump\'s database)', default: 'postgres', valueHint: 'NAME' },
-  { name: 'db-user', type: 'string', description: 'the role to connect as (default: the OS user the scratch server runs as, which initdb makes the superuser)', valueHint: 'ROLE' },
+  { name: 'db-user', type: 'string', description: 'the role the checks connect as (default: PGUSER, else the superuser the backup recorded, else the OS user the scratch server runs as)', valueHint: 'ROLE' },
   { name: 'amcheck', type: 'boolean', description: 'run pg_amcheck on the restored databases when it is installed (--no-amcheck: skip)', default: true },
   { name: 'timeout', type: 'string', description: 'how long PostgreSQL may take from start to promotion (recovery)', default: '1h', valueHint: 'DURATION' },
   { name: 'scratch-dir', type: 'string', description: 'where the scratch directory cairn-drill-<id>-XXXXXX is made (default: $TMPDIR, else /tmp); needs room for the restored backup', valueHint: 'DIR' },

@@ -26,6 +26,8 @@ import { DRILL_RESULT_FORMAT, storeDrillResult, type DrillCheck, type DrillResul
 import { judgeCheck, type CheckStatement } from '@cairn/core/drill/check-sql';
 import { dataAgeSeconds, judgeRecoveryTarget } from '@cairn/core/drill/judge';
 import { connectScratch } from '@cairn/core/drill/scratch-client';
+import { drillRole } from '@cairn/core/drill/role';
+import { readManifest } from '@cairn/core/backup/manifest';
 import { DrillFailure, freePort, Scratch, waitForPromotion, type OsUser } from './scratch-server.js';
 
 export type DrillSource =
@@ -135,7 +137,8 @@ export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOut
       return [];
     }
   };
-  const dbUser = o.dbUser ?? o.runAs?.name ?? (await currentUserName());
+  // Settled once the backup is known: its manifest names the superuser.
+  let dbUser = '';
   const restoreArgs = (repo: string) => {
     const a = ['--repo', repo, '--cluster', o.cluster];
     if (o.keyFile) a.push('--encryption-key-file', o.keyFile);
@@ -176,6 +179,10 @@ export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOut
         if (plan.target.kind !== 'latest') plan.recoverySettings['recovery_target_action'] = 'promote';
         for (const w of plan.warnings) ctx.log.warn(w);
       }
+      const superuser = plan ? (await readManifest(resultDriver, o.cluster, plan.backup.id, ctx.signal))?.superuser : undefined;
+      const role = drillRole({ flag: o.dbUser, env: ctx.env, superuser, osUser: o.runAs?.name ?? (await currentUserName()) });
+      dbUser = role.name;
+      ctx.log.info(`the checks connect as role ${quote(dbUser)} (from ${role.from})`);
       const major = Number(plan?.pgMajor ?? dump!.pgMajor);
       pgCtl = (await findPgProgram('pg_ctl', major, { pgBin: o.pgBin, env: ctx.env })).path;
 

@@ -119,6 +119,12 @@ export interface BackupManifest {
   pgVersionNum: number;
   /** PG_VERSION, e.g. "15". */
   pgMajor: string;
+  /**
+   * The bootstrap superuser (the role with oid 10) as the server names it:
+   * the role a drill connects as when neither --db-user nor PGUSER says one.
+   * Absent in stream backups (cairn never connects) and older manifests.
+   */
+  superuser?: string;
   walSegmentSize: number;
   timeline: number;
   start: WalPosition;
