@@ -42,9 +42,8 @@ async function loadDef(tool: string): Promise<ToolDef> {
   return def;
 }
 
+// --type and --checkpoint declare their choices; resolveSettings checks them.
 const CHOICES: Record<string, string[]> = {
-  type: ['full', 'diff', 'incr'],
-  checkpoint: ['fast', 'spread'],
   'log-level': ['error', 'warn', 'info', 'debug'],
   target: ['immediate', 'latest'],
   'target-action': ['promote', 'pause', 'shutdown'],
