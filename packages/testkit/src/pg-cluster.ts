@@ -2,7 +2,7 @@
 // socket dir, run as the pg user, torn down by runCleanups() or at process exit.
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { appendFile, chown, mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, chown, mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import type { Client } from 'pg';
 import { isSegmentName } from '@cairn/core/wal/file-name';
@@ -32,6 +32,15 @@ export interface ClusterOptions {
   port?: number;
   /** initdb -U: the bootstrap superuser's name; default the OS user the server runs as (a packaged cluster's is postgres whoever backs it up). */
   superuser?: string;
+  /**
+   * The packaged layout (Debian's /etc/postgresql/<v>/<name>, NixOS's -c
+   * config_file=): postgresql.conf, pg_hba.conf and pg_ident.conf live in
+   * `<dir>/etc`, not in PGDATA; postgresql.conf names data_directory,
+   * hba_file and ident_file and has `include_dir = 'conf.d'`, where
+   * `confD` goes (as conf.d/cairn-test.conf). The server starts with
+   * -c config_file=.
+   */
+  externalConfig?: { confD?: Record<string, string> };
 }
 
 export interface StartOptions {
@@ -54,6 +63,8 @@ export interface Cluster {
   /** The bootstrap superuser (trust auth on 127.0.0.1 and the socket). */
   readonly superuser: string;
   readonly bindir: string;
+  /** With externalConfig: the directory holding postgresql.conf, pg_hba.conf and pg_ident.conf. */
+  readonly configDir: string | undefined;
   /** PGHOST, PGPORT, PGUSER, PGDATABASE for client processes (TCP to 127.0.0.1). */
   readonly env: Record<string, string>;
   /** The server's log (pg_ctl -l); see serverLog(). */
@@ -170,6 +181,7 @@ class PgCluster implements Cluster {
   readonly pgdata: string;
   readonly socketDir: string;
   readonly logFile: string;
+  readonly configDir: string | undefined;
   port: number;
   private adopted = false;
   private destroyed = false;
@@ -186,6 +198,7 @@ class PgCluster implements Cluster {
     this.logFile = join(dir, 'server.log');
     this.port = port;
     this.superuser = opts.superuser ?? pgUser().name;
+    this.configDir = opts.externalConfig ? join(dir, 'etc') : undefined;
   }
 
   get env(): Record<string, string> {
@@ -236,7 +249,19 @@ class PgCluster implements Cluster {
       '--no-instructions',
     ], { timeoutMs: 120_000 });
     await this.appendAsPg('postgresql.conf', `\n# cairn test harness\n${confLines(this.harnessConf())}`);
+    if (this.configDir !== undefined) await this.moveConfigOut(this.configDir, this.opts.externalConfig?.confD ?? {});
     this.adopted = true;
+  }
+
+  /** The packaged layout: the three files out of PGDATA, into `etc`, with conf.d. */
+  private async moveConfigOut(etc: string, confD: Record<string, string>): Promise<void> {
+    await mkdir(join(etc, 'conf.d'), { recursive: true, mode: 0o755 });
+    for (const f of ['postgresql.conf', 'pg_hba.conf', 'pg_ident.conf']) await rename(join(this.pgdata, f), join(etc, f));
+    await appendFile(join(etc, 'postgresql.conf'), `\n# cairn test harness: the packaged layout\n${confLines({
+      data_directory: this.pgdata, hba_file: join(etc, 'pg_hba.conf'), ident_file: join(etc, 'pg_ident.conf'),
+    })}include_dir = 'conf.d'\n`);
+    await writeFile(join(etc, 'conf.d', 'cairn-test.conf'), confLines(confD));
+    await chownToPgUser(etc);
   }
 
   /**
@@ -270,7 +295,14 @@ class PgCluster implements Cluster {
   private identityOpts(): string {
     // pg_ctl pastes this string into a /bin/sh command line: quote for the shell.
     const sh = (v: string) => `'${v.replaceAll("'", "'\\''")}'`;
-    return `-p ${this.port} -c listen_addresses=${this.host} -c ${sh(`unix_socket_directories=${this.socketDir}`)}`;
+    // The packaged layout: its config_file, and (a data dir restored with
+    // its source's files, which name the source's paths) this cluster's own
+    // data directory, hba and ident files.
+    const etc = this.configDir;
+    const config = etc === undefined ? '' : [
+      `config_file=${join(etc, 'postgresql.conf')}`, `data_directory=${this.pgdata}`, `hba_file=${join(etc, 'pg_hba.conf')}`, `ident_file=${join(etc, 'pg_ident.conf')}`,
+    ].map((c) => ` -c ${sh(c)}`).join('');
+    return `-p ${this.port} -c listen_addresses=${this.host} -c ${sh(`unix_socket_directories=${this.socketDir}`)}${config}`;
   }
 
   async start(opts: StartOptions = {}): Promise<void> {

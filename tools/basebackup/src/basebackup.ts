@@ -19,6 +19,7 @@ import {
   MANIFEST_FORMAT,
   type BackupManifest,
   type BackupType,
+  type ManifestConfigFile,
   type ManifestFile,
 } from '@cairn/core/backup/manifest';
 import { readTarEntries } from '@cairn/core/backup/tar-reader';
@@ -40,6 +41,7 @@ import { createProgress } from '@cairn/core/cli/progress';
 import { connectPg } from '@cairn/core/pg/connect';
 import { libpqEnv } from '@cairn/core/pg/server-address';
 import { BIG_FILE, createBackupStore, referencesOf, type BackupStore, type FileInfo } from './store.js';
+import { configFilesToStore, includedFiles, storeConfigFiles, type ServerConfigPaths } from './config-files.js';
 
 export interface BasebackupOptions {
   driver: StorageDriver;
@@ -258,6 +260,24 @@ interface Shared {
   type: BackupType;
 }
 
+/**
+ * The configuration files the server read, as it names them. Reading
+ * config_file and pg_file_settings needs pg_read_all_settings (or superuser):
+ * without it the backup goes on without them, and says so.
+ */
+async function serverConfigPaths(q: <T>(sql: string, params?: unknown[]) => Promise<T[]>, ctx: ToolContext): Promise<ServerConfigPaths> {
+  try {
+    const [r] = await q<{ cf: string; hf: string; idf: string; inc: string[] | null }>(
+      `select current_setting('config_file') cf, current_setting('hba_file') hf, current_setting('ident_file') idf,
+              (select array_agg(distinct sourcefile) from pg_file_settings where sourcefile is not null) inc`,
+    );
+    return { config_file: r!.cf, hba_file: r!.hf, ident_file: r!.idf, includes: [...new Set([...(r!.inc ?? []), ...(await includedFiles(r!.cf))])] };
+  } catch (err) {
+    ctx.log.warn(`the server did not say where its configuration files are (${(err as Error).message}): files outside the data directory are not in this backup; grant pg_read_all_settings to the backup role`);
+    return { config_file: '', hba_file: '', ident_file: '', includes: [] };
+  }
+}
+
 async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastCheckpoint: boolean }, ctx: ToolContext, sh: Shared): Promise<BasebackupResult> {
   const client = await connectPg({ env: ctx.env, application: 'cairn-basebackup', needs: 'a superuser or a role with pg_backup_start rights' });
   let started = false;
@@ -325,6 +345,8 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
     const control = walk.files.find((f) => f.path === 'global/pg_control');
     await Promise.all(walk.files.filter((f) => f !== control).map(one));
     if (control) await one(control);
+    const config = await storeConfigFiles({ driver: o.driver, cluster: o.cluster, id, spec: sh.spec, log: ctx.log, signal: ctx.signal },
+      configFilesToStore([src.pgdata, pgdata, info!.dir], await serverConfigPaths(q, ctx)));
     ctx.log.debug(`files copied after ${Date.now() - sh.t0} ms`);
 
     // wait_for_archive => false: PostgreSQL would poll its archive status once
@@ -339,6 +361,7 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
       ...(info!.su ? { superuser: info!.su } : {}),
       segSize, label: stop!.labelfile, spcmap: stop!.spcmapfile === '' ? null : stop!.spcmapfile, tablespaces: walk.tablespaces,
       startLsn, startTime: bl.startTime, stopLsn: parseLsn(stop!.lsn), timeline: bl.timeline, checkpointLsn: bl.checkpointLsn, dataChecksums, source: 'local',
+      config,
     });
   } finally {
     // Ending the session aborts a backup still in progress (pg_backup_start's session rule).
@@ -361,6 +384,8 @@ interface Finish {
   pgVersionNum: number;
   /** The role with oid 10 (local backups). */
   superuser?: string;
+  /** Configuration files from outside PGDATA (local backups). */
+  config?: ManifestConfigFile[];
   segSize: number;
   label: string;
   spcmap: string | null;
@@ -381,7 +406,7 @@ async function finish(o: BasebackupOptions, ctx: ToolContext, f: Finish): Promis
   ctx.log.debug(`${stopWal} is in the repository after ${Date.now() - f.t0} ms`);
   // Files were written atomically but not yet durably: make them durable in
   // one batch before the manifest that makes the backup exist.
-  await o.driver.syncKeys?.(f.store.files().filter((x) => x.ref === f.id).map((x) => x.key), ctx.signal);
+  await o.driver.syncKeys?.([...f.store.files().filter((x) => x.ref === f.id), ...(f.config ?? [])].map((x) => x.key), ctx.signal);
   const files = f.store.files().slice().sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const storedFiles = files.filter((x) => x.ref === f.id);
   const manifest: BackupManifest = {
@@ -410,6 +435,7 @@ async function finish(o: BasebackupOptions, ctx: ToolContext, f: Finish): Promis
     tablespaces: f.tablespaces,
     dirs: f.store.dirs().slice().sort((a, b) => (a.path < b.path ? -1 : 1)),
     files,
+    ...(f.config !== undefined && f.config.length > 0 ? { config: f.config } : {}),
     totals: {
       size: files.reduce((s, x) => s + x.size, 0),
       storedSize: storedFiles.reduce((s, x) => s + x.storedSize, 0),

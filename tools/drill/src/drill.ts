@@ -199,14 +199,16 @@ export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOut
         await scratch.give(scratch.pgdata);
         const leaseArgs = await takeLease(resultDriver, leaseFieldsFromPlan(plan, scratch.pgdata, 'drill'));
         const r0 = performance.now();
-        const r = await runRestore(['--plan', '-', '--pgdata', scratch.pgdata, ...leaseArgs, ...restoreArgs(plan.repo)], JSON.stringify(plan), ctx.env, ctx.signal);
+        const r = await runRestore(['--plan', '-', '--pgdata', scratch.pgdata, '--config-dir', scratch.keptConfigDir, ...leaseArgs, ...restoreArgs(plan.repo)], JSON.stringify(plan), ctx.env, ctx.signal);
         ctx.signal.throwIfAborted();
         if (r.code !== 0) throw new DrillFailure(`cairn-restore of backup ${plan.backup.id} failed (exit status ${r.code}): ${restoreError(r.stderr)}`, r.code);
         timing.restoreSeconds = Math.round(performance.now() - r0) / 1000;
         ctx.log.info(`backup ${plan.backup.id} restored into ${quote(scratch.pgdata)} in ${timing.restoreSeconds} s`);
 
         // 4. Start it and wait for recovery to reach the target and promote.
-        await scratch.configure(port);
+        const own = await scratch.configure(port, major);
+        if (own === undefined) ctx.log.warn(`backup ${plan.backup.id} holds no postgresql.conf (a stream backup of a server whose configuration lives outside its data directory): the scratch server runs on PostgreSQL's defaults, without the source's shared_preload_libraries`);
+        else ctx.log.info(`the scratch server reads the backup's settings from ${quote(own)}`);
         const s0 = performance.now();
         const deadline = Date.now() + o.timeoutMs;
         await scratch.start(pgCtl, o.timeoutMs);
@@ -217,7 +219,7 @@ export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOut
         // 3'. A fresh cluster, then the dump restored into it.
         const initdb = (await findPgProgram('initdb', major, { pgBin: o.pgBin, env: ctx.env })).path;
         await scratch.initdb(initdb, dbUser);
-        await scratch.configure(port);
+        await scratch.configure(port, major);
         await scratch.start(pgCtl, o.timeoutMs);
         const r0 = performance.now();
         const ref = `${dump!.database}/${dump!.id}`;

@@ -2,7 +2,7 @@
 // scratch directory of its own: initdb (a dump drill), its settings, start,
 // wait for recovery to promote, read its log, stop. Only the drill runs one.
 
-import { appendFile, chown, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, chown, lstat, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { CairnError, EXIT, isCairnError } from '@cairn/core/cli/errors';
@@ -67,24 +67,68 @@ export class Scratch {
     if (init.code !== 0) throw new CairnError('CONFIG_INVALID', `initdb of the scratch cluster failed: ${programErrorLine(init.out)}`, { hint: 'check --pg-bin and the --scratch-dir\'s free space' });
   }
 
+  /** The drill's own postgresql.conf (the server starts with -c config_file= it). */
+  get configFile(): string {
+    return join(this.dir, 'postgresql.conf');
+  }
+
+  /** Where cairn-restore --config-dir puts the configuration a backup kept from outside PGDATA. */
+  get keptConfigDir(): string {
+    return join(this.dir, 'config');
+  }
+
   /**
-   * Settings for the scratch copy, after cairn-restore's: later lines win.
-   * It must not archive into the repository it came from (archive_mode =
-   * off), nor listen on the network (unix socket in the scratch directory
-   * only, trusted: the directory is 0700), nor stream from a primary.
-   * hot_standby = off: a hot standby needs max_connections & co. at least as
-   * high as the source's (which a Debian-style backup, its postgresql.conf
-   * in /etc, does not carry), and the drill needs no reads during replay:
-   * pg_last_xact_replay_timestamp() stays at the last replayed commit after
-   * promotion. lc_messages = 'C' keeps the log readable for the
-   * recovery-target check.
+   * The scratch server always starts with a configuration the drill
+   * controls: its own postgresql.conf (in the scratch directory, given as
+   * config_file) includes the backup's own one, from PGDATA (the initdb and
+   * Docker layout) or from what cairn-restore --config-dir wrote (Debian's
+   * /etc/postgresql/<v>/<name>, NixOS's -c config_file=), so
+   * shared_preload_libraries and what extensions need stay. Then
+   * data_directory is set after the include: a backup's config that names
+   * its own data directory (Debian's does) must never start the scratch
+   * server on the source's data. Returns where the backup's settings came
+   * from, or undefined when the backup has none (PostgreSQL's defaults).
+   *
+   * The rest goes into postgresql.auto.conf, after cairn-restore's lines:
+   * that file is read last, so the drill's settings win over what ALTER
+   * SYSTEM left there. It must not archive into the repository it came from
+   * (archive_mode = off), nor listen on the network (unix socket in the
+   * scratch directory only, trusted: the directory is 0700), nor stream
+   * from a primary, nor write the source's pid file (external_pid_file:
+   * Debian's names /var/run/postgresql/<v>-<name>.pid) or use its hba and
+   * ident files. hot_standby = off: a hot standby needs max_connections &
+   * co. at least as high as the source's, and the drill needs no reads
+   * during replay: pg_last_xact_replay_timestamp() stays at the last
+   * replayed commit after promotion. lc_messages = 'C' keeps the log
+   * readable for the recovery-target check.
    */
-  async configure(port: number): Promise<void> {
+  async configure(port: number, major: number): Promise<string | undefined> {
     this.port = port;
-    const hba = join(this.dir, 'pg_hba.conf');
-    await writeFile(hba, '# cairn-drill scratch server: unix socket only\nlocal all all trust\n', { mode: 0o600 });
-    await this.give(hba);
     const q = (v: string) => `'${v.replaceAll("'", "''")}'`;
+    const hba = join(this.dir, 'pg_hba.conf');
+    const ident = join(this.dir, 'pg_ident.conf');
+    await writeFile(hba, '# cairn-drill scratch server: unix socket only\nlocal all all trust\n', { mode: 0o600 });
+    await writeFile(ident, '# cairn-drill scratch server: no user name maps\n', { mode: 0o600 });
+    await this.give(hba);
+    await this.give(ident);
+
+    const candidates = [join(this.pgdata, 'postgresql.conf'), join(this.keptConfigDir, 'postgresql.conf')];
+    let own: string | undefined;
+    for (const c of candidates) {
+      if ((await lstat(c).catch(() => undefined))?.isFile()) {
+        own = c;
+        break;
+      }
+    }
+    const main = [
+      '# cairn-drill: the backup\'s own settings, then the data directory it must run on',
+      own !== undefined ? `include ${q(own)}` : '# (the backup holds no postgresql.conf: PostgreSQL\'s defaults)',
+      `data_directory = ${q(this.pgdata)}`,
+      '',
+    ];
+    await writeFile(this.configFile, main.join('\n'), { mode: 0o600 });
+    await this.give(this.configFile);
+
     const lines = [
       '',
       '# added by cairn-drill: a scratch copy that must not archive, listen on the network or stream',
@@ -92,6 +136,11 @@ export class Scratch {
       "listen_addresses = ''",
       `unix_socket_directories = ${q(this.dir)}`,
       `hba_file = ${q(hba)}`,
+      `ident_file = ${q(ident)}`,
+      "external_pid_file = ''",
+      // Before 15 the statistics collector's files went to a directory that
+      // Debian puts under /var/run/postgresql, shared with the source.
+      ...(major < 15 ? [`stats_temp_directory = ${q(join(this.dir, 'pg_stat_tmp'))}`] : []),
       'archive_mode = off',
       "primary_conninfo = ''",
       'hot_standby = off',
@@ -104,22 +153,24 @@ export class Scratch {
       '',
     ];
     await appendFile(join(this.pgdata, 'postgresql.auto.conf'), lines.join('\n'));
+    return own;
   }
 
   async start(pgCtl: string, timeoutMs: number): Promise<void> {
     this.started = true;
     // pg_ctl -w returns once the server accepts connections (with hot_standby
     // off: after recovery, once promoted), and early when the postmaster dies
-    // (a FATAL in recovery).
+    // (a FATAL in recovery). pg_ctl hands -o to the postmaster through
+    // /bin/sh: the path is quoted for it.
     const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
-    const r = await this.runAsServer(pgCtl, ['start', '-D', this.pgdata, '-l', this.log, '-w', '-t', String(secs)], timeoutMs + 10_000);
+    const opts = `-c config_file=${shellQuote(this.configFile)}`;
+    const r = await this.runAsServer(pgCtl, ['start', '-D', this.pgdata, '-l', this.log, '-w', '-t', String(secs), '-o', opts], timeoutMs + 10_000);
     if (r.code !== 0) {
-      const log = await this.readLog();
-      const fatal = log.split('\n').filter((l) => /\b(FATAL|PANIC):/.test(l)).at(-1)?.trim();
+      const why = serverLogProblem(await this.readLog());
       if (!(await this.postmasterPid())) {
-        throw new DrillFailure(`PostgreSQL did not start on the restored data: ${fatal ?? programErrorLine(r.out)}`, EXIT.CHECK_FAILED);
+        throw new DrillFailure(`PostgreSQL did not start on the restored data: ${why ?? programErrorLine(r.out)}`, EXIT.CHECK_FAILED);
       }
-      throw new DrillFailure(`PostgreSQL did not accept connections within ${secs} s (--timeout)${fatal ? `: ${fatal}` : ''}`, EXIT.CHECK_FAILED);
+      throw new DrillFailure(`PostgreSQL did not accept connections within ${secs} s (--timeout)${why ? `: ${why}` : ''}`, EXIT.CHECK_FAILED);
     }
   }
 
@@ -168,6 +219,31 @@ export class Scratch {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+const shellQuote = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+
+/**
+ * What a scratch server's log says went wrong: its FATAL and PANIC lines
+ * (the last three, joined), without the log line prefix; a FATAL that a
+ * configuration file "contains errors" carries the lines before it that say
+ * which (LOG: could not open configuration file …, unrecognized parameter
+ * …). Without any, the log's last non-empty line (a postmaster that cannot
+ * read its configuration file says so without a FATAL). Undefined for an
+ * empty log.
+ */
+export function serverLogProblem(log: string): string | undefined {
+  const lines = log.split('\n').map((l) => l.trim().replace(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \S+ \[\d+\] /, '')).filter((l) => l !== '');
+  const problems: string[] = [];
+  let from = 0;
+  lines.forEach((l, i) => {
+    if (!/^(FATAL|PANIC):/.test(l)) return;
+    const why = /contains errors/.test(l) ? lines.slice(from, i).filter((x) => /^(LOG|ERROR):/.test(x)).slice(-3) : [];
+    problems.push(why.length > 0 ? `${l} (${why.join('; ')})` : l);
+    from = i + 1;
+  });
+  if (problems.length > 0) return problems.slice(-3).join(' | ').replace(/\s+/g, ' ');
+  return lines.at(-1);
+}
+
 /**
  * Polls the server until it is out of recovery (promotion ends a moment
  * after pg_ctl sees it ready) and reads the newest commit replayed
@@ -182,8 +258,8 @@ export async function waitForPromotion(scratch: Scratch, user: string, db: strin
     for (;;) {
       signal.throwIfAborted();
       if ((await scratch.postmasterPid()) === undefined) {
-        const fatal = (await scratch.readLog()).split('\n').filter((l) => /\b(FATAL|PANIC):/.test(l)).at(-1)?.trim();
-        throw new DrillFailure(`PostgreSQL stopped during recovery${fatal ? `: ${fatal}` : ''}`, EXIT.CHECK_FAILED);
+        const why = serverLogProblem(await scratch.readLog());
+        throw new DrillFailure(`PostgreSQL stopped during recovery${why ? `: ${why}` : ''}`, EXIT.CHECK_FAILED);
       }
       try {
         client ??= await connectScratch(scratch.address(user), db);

@@ -42,7 +42,7 @@ const DUMP_SETTINGS = [
 // out: a config file set up for cairn-dump may well hold them, and a
 // physical restore ignores them.
 const DUMP_ONLY = ['create', 'table', 'list', 'globals', 'no-owner'];
-const PHYSICAL_ONLY = ['plan', 'delta', 'force', 'tablespace-map', 'restore-command', 'lease', 'lease-lifetime', ...TARGET_SETTINGS.map((d) => d.name)];
+const PHYSICAL_ONLY = ['plan', 'delta', 'force', 'tablespace-map', 'restore-command', 'config-dir', 'lease', 'lease-lifetime', ...TARGET_SETTINGS.map((d) => d.name)];
 
 /** A duration in ms from `now` (months vary in length): the clock read once, so 30s is 30000 ms. */
 function lifetimeMs(d: { after(date: Date): Date }, now: Date): number {
@@ -82,6 +82,7 @@ const RESTORE_SETTINGS = [
     name: 'lease-lifetime', type: 'string', valueHint: 'DURATION', default: DEFAULT_RESTORE_LEASE_LIFETIME,
     description: 'how long the reader lease keeps what this recovery needs from cairn-expire without renewal (cairn-wal-get renews it while recovery fetches WAL)',
   },
+  { name: 'config-dir', type: 'string', description: 'write the configuration files the backup kept from outside the data directory (a packaged server\'s /etc/postgresql/… files) here; never over existing files without --force', valueHint: 'DIR' },
   { name: 'lease', type: 'string', description: 'use this reader lease (cairn-drill\'s) instead of taking one', valueHint: 'ID', flagOnly: true },
   ...DUMP_SETTINGS,
 ] as const satisfies readonly SettingDef[];
@@ -154,7 +155,7 @@ export const restoreTool = defineTool({
         if (cfg) args.push('--config', resolve(ctx.cwd, cfg));
         args.push(...lease.restoreCommandArgs);
         const restoreCommand = s['restore-command'] ?? [shellWord(walGetPath()), ...args.map((a) => (a.startsWith('%') ? a : shellWord(a)))].join(' ');
-        r = await restore({ plan, driver, key, pgdata, delta: s.delta, force: s.force, tablespaceMap: tsMap, jobs, restoreCommand, keyFile: repo.keyFile }, ctx);
+        r = await restore({ plan, driver, key, pgdata, delta: s.delta, force: s.force, tablespaceMap: tsMap, jobs, restoreCommand, keyFile: repo.keyFile, configDir: s['config-dir'] === undefined ? undefined : resolve(ctx.cwd, s['config-dir']) }, ctx);
       } catch (err) {
         await lease.abandon();
         throw err;

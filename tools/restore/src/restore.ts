@@ -28,6 +28,7 @@ import { createLimiter } from '@cairn/core/util/limit';
 import { fsyncDir, localWriteError } from '@cairn/core/util/local-file';
 import { quote } from '@cairn/core/wal/quote';
 import { checkDestructiveTarget, ensureRealDir, RESTORE_MARKER, writeFileNoFollow, writeRestoreMarker } from './target-dir.js';
+import { checkConfigTargets, reportUnwrittenConfig, writeConfigFiles } from './config-files.js';
 
 export interface RestoreOptions {
   plan: RestorePlan;
@@ -43,6 +44,8 @@ export interface RestoreOptions {
   restoreCommand: string;
   /** For the worker threads, which open the key themselves. */
   keyFile: string | undefined;
+  /** Where the configuration files the backup kept from outside PGDATA go; undefined: not written. */
+  configDir: string | undefined;
 }
 
 /** Files from this size on are restored in a worker thread. */
@@ -166,6 +169,8 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     }
     checkDestructiveTarget(pgdata, o.delta ? '--delta' : '--force');
   }
+  const config = manifest.config ?? [];
+  if (o.configDir !== undefined) await checkConfigTargets(config, o.configDir, o.force);
   const owner = process.getuid?.() === 0 ? await stat(pgdata) : undefined;
   const umask = process.umask();
   const give = async (p: string) => {
@@ -346,6 +351,12 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       .join('\n');
     writeFileNoFollow(auto, (kept === '' || kept.endsWith('\n') ? kept : kept + '\n') + lines.join('\n') + '\n');
     await give(auto);
+    if (o.configDir === undefined) reportUnwrittenConfig(config, ctx.log);
+    else if (config.length > 0) {
+      const paths = await writeConfigFiles({ driver: o.driver, key: o.key, configDir: o.configDir, owner, signal: ctx.signal }, config);
+      await syncFiles(paths, limit);
+      ctx.log.info(`wrote ${paths.length} configuration file${paths.length > 1 ? 's' : ''} into ${quote(resolve(o.configDir))}: ${config.map((c) => c.path).join(', ')}`);
+    }
     // Durable before pg_control: fsync in parallel batches (concurrent fsyncs
     // share journal commits) rather than one in line per file.
     await syncAll([pgdata, ...tsLocation.values()], written.splice(0), limit);

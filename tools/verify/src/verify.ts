@@ -174,7 +174,8 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
     const verifyBackupFiles = async (m: BackupManifest) => {
       m = screenManifest(m, cluster, problems);
       const todo: ManifestFile[] = [];
-      for (const f of m.files) {
+      // The configuration kept from outside PGDATA is read back like the data.
+      for (const f of [...m.files, ...(m.config ?? [])]) {
         const prev = seen.get(f.key);
         if (prev === undefined) {
           seen.set(f.key, f.sha256);

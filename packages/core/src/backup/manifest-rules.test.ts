@@ -134,3 +134,29 @@ test('verify: each finding is a problem with control characters escaped; objects
   assert.equal(screenManifest(good, 'main', none), good);
   assert.deepEqual(none, []);
 });
+
+test('configuration files from outside PGDATA: relative, once, a known setting, an object of this backup', () => {
+  const conf = (path: string, over: Record<string, unknown> = {}) => ({
+    setting: 'config_file', source: `/etc/postgresql/16/main/${path}`, path, size: 1, mode: 0o644, mtime: 0, sha256: 'a'.repeat(64),
+    ref: ID, key: `main/backups/${ID}/config/${path}.zst`, storedSize: 1, ...over,
+  }) as unknown as NonNullable<BackupManifest['config']>[number];
+  const withConf = (...c: NonNullable<BackupManifest['config']>) => manifest({ config: c });
+  assert.deepEqual(checkManifestRules(withConf(conf('postgresql.conf'), conf('conf.d/a.conf', { setting: 'include' })), 'main'), []);
+  const cases: [BackupManifest, RegExp][] = [
+    [withConf(conf('../postgresql.conf')), /configuration file entry "\.\.\/postgresql\.conf" leaves its root/],
+    [withConf(conf('/etc/passwd')), /is absolute/],
+    [withConf(conf('a.conf'), conf('a.conf')), /"a\.conf" is listed twice/],
+    [withConf(conf('a.conf'), conf('a.conf/b.conf')), /lies below configuration file entry "a\.conf"/],
+    [withConf(conf('a.conf', { setting: 'data_directory' })), /names setting "data_directory"/],
+    [withConf(conf('a.conf', { source: 'a.conf' })), /no absolute source path/],
+    [withConf(conf('a.conf', { mode: 0o10000 })), /invalid mode/],
+    [withConf(conf('a.conf', { key: `main/backups/${ID}/data/a.conf.zst` })), /outside "main\/backups\/20261121-030000I\/config\/"/],
+    [withConf(conf('a.conf', { ref: PARENT, key: `main/backups/${PARENT}/config/a.conf.zst` })), /outside/],
+    [manifest({ config: 'x' as unknown as BackupManifest['config'] }), /not a list/],
+  ];
+  for (const [m, re] of cases) {
+    const found = checkManifestRules(m, 'main').map((f) => f.message).join('\n');
+    assert.match(found, re);
+    assert.throws(() => assertManifestRestorable(m, 'main', 'm'), /unsafe to restore: (the )?configuration file/);
+  }
+});

@@ -6,7 +6,7 @@
 import { CairnError } from '../cli/errors.js';
 import { assertValidKey } from '../storage/driver.js';
 import { quote } from '../wal/quote.js';
-import { isBackupId, type BackupManifest, type ManifestFile } from './manifest.js';
+import { isBackupId, type BackupManifest, type ConfigFileSetting, type ManifestFile } from './manifest.js';
 
 export interface ManifestFinding {
   /**
@@ -98,6 +98,20 @@ export function namesChainObject(f: Pick<ManifestFile, 'key' | 'ref'>, cluster: 
   }
 }
 
+/** Whether a configuration entry names an object under this backup's own config/ prefix (never another backup's). */
+export function namesConfigObject(c: Pick<ManifestFile, 'key' | 'ref'>, cluster: string, id: string): boolean {
+  const prefix = `${cluster}/backups/${id}/config/`;
+  if (typeof c?.key !== 'string' || c.ref !== id || !c.key.startsWith(prefix) || c.key.length === prefix.length) return false;
+  try {
+    assertValidKey(c.key);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const CONFIG_SETTINGS: readonly unknown[] = ['config_file', 'hba_file', 'ident_file', 'include'] satisfies ConfigFileSetting[];
+
 function isMode(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0o7777;
 }
@@ -173,6 +187,31 @@ export function checkManifestRules(m: BackupManifest, cluster: string): Manifest
       refuse(`file entry ${quote(f.path)} names object ${quote(String(f.key))}, outside the prefix of backup ${quote(ref)}${chain.has(ref) ? '' : ', which is not in its chain'}`);
     }
   }
+  // Configuration files: written below --config-dir only, from this backup's config/ objects.
+  if (m.config !== undefined) {
+    if (!Array.isArray(m.config)) refuse('the configuration file list is not a list');
+    const configPaths = new Set<string>();
+    const configPrefix = `${cluster}/backups/${m.id}/config/`;
+    for (const c of Array.isArray(m.config) ? m.config : []) {
+      const why = pathProblem(c?.path);
+      if (why !== undefined) {
+        refuse(`configuration file entry ${quote(String(c?.path))} ${why}`);
+        continue;
+      }
+      if (configPaths.has(c.path)) refuse(`configuration file entry ${quote(c.path)} is listed twice`);
+      configPaths.add(c.path);
+      if (!CONFIG_SETTINGS.includes(c.setting)) refuse(`configuration file entry ${quote(c.path)} names setting ${quote(String(c.setting))}`);
+      if (typeof c.source !== 'string' || !c.source.startsWith('/')) refuse(`configuration file entry ${quote(c.path)} has no absolute source path`);
+      if (!isMode(c.mode)) refuse(`configuration file entry ${quote(c.path)} has an invalid mode ${quote(String(c.mode))}`);
+      if (!namesConfigObject(c, cluster, m.id)) refuse(`configuration file entry ${quote(c.path)} names object ${quote(String(c.key))}, outside ${quote(configPrefix)}`);
+    }
+    for (const p of configPaths) {
+      for (let i = p.indexOf('/'); i > 0; i = p.indexOf('/', i + 1)) {
+        if (configPaths.has(p.slice(0, i))) refuse(`configuration file entry ${quote(p)} lies below configuration file entry ${quote(p.slice(0, i))}`);
+      }
+    }
+  }
+
   // Nothing may live below a file: its parent would have to be a directory.
   for (const p of seen) {
     for (let i = p.indexOf('/'); i > 0; i = p.indexOf('/', i + 1)) {

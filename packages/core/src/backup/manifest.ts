@@ -81,6 +81,28 @@ export interface ManifestFile {
   badPages?: number[];
 }
 
+/**
+ * A configuration file the server read from outside its data directory
+ * (Debian's /etc/postgresql/<v>/<name>/, NixOS's -c config_file=): stored in
+ * the backup like a data file, under backups/<id>/config/, never referenced
+ * from a parent (they are small). `path` is where a restore writes it below
+ * --config-dir: relative to the directory of config_file when it lies there,
+ * else the file's name.
+ */
+export interface ManifestConfigFile extends ManifestFile {
+  /** Which setting named it: config_file, hba_file, ident_file, or include (a file pg_file_settings read). */
+  setting: ConfigFileSetting;
+  /** Where the server read it, absolute. */
+  source: string;
+}
+
+export type ConfigFileSetting = 'config_file' | 'hba_file' | 'ident_file' | 'include';
+
+/** The object key of a stored configuration file. */
+export function backupConfigKey(cluster: string, id: string, path: string, ext: string): string {
+  return `${backupPrefix(cluster, id)}config/${path}${ext}`;
+}
+
 export interface ManifestDir {
   path: string;
   mode: number;
@@ -142,6 +164,8 @@ export interface BackupManifest {
   tablespaces: ManifestTablespace[];
   dirs: ManifestDir[];
   files: ManifestFile[];
+  /** Configuration files read from outside PGDATA (local backups; absent when none or not readable). */
+  config?: ManifestConfigFile[];
   totals: {
     /** Sum of file sizes (the restored size). */
     size: number;
@@ -157,10 +181,10 @@ export interface BackupManifest {
 }
 
 /** A manifest's summary for catalogs and plans (no file list). */
-export type BackupSummary = Omit<BackupManifest, 'files' | 'dirs' | 'backupLabel' | 'tablespaceMap'>;
+export type BackupSummary = Omit<BackupManifest, 'files' | 'dirs' | 'backupLabel' | 'tablespaceMap' | 'config'>;
 
 export function summarize(m: BackupManifest): BackupSummary {
-  const { files: _f, dirs: _d, backupLabel: _b, tablespaceMap: _t, ...rest } = m;
+  const { files: _f, dirs: _d, backupLabel: _b, tablespaceMap: _t, config: _c, ...rest } = m;
   return rest;
 }
 
