@@ -129,7 +129,7 @@ export async function restoreAndStart(
 
 /** pg_amcheck --install-missing --all against a running cluster: must exit 0. */
 export async function assertAmcheck(c: Cluster): Promise<void> {
-  const r = await runAsMe(join(c.bindir, 'pg_amcheck'), ['--install-missing', '--all', '-h', c.host, '-p', String(c.port), '-U', c.superuser], {
+  const r = await runAsMe(join(c.clientBindir, 'pg_amcheck'), ['--install-missing', '--all', '-h', c.host, '-p', String(c.port), '-U', c.superuser], {
     env: c.env,
     allowFail: true,
     timeoutMs: 300_000,
