@@ -1,0 +1,133 @@
+// PostgreSQL 16, 17 and 18 for real (issue 14 item 4): on each, the shortest
+// run through every step of the physical path. Archiving through wal-push, a
+// local full and an incremental backup, restore-plan and a restore to a time
+// target holding exactly the rows of that time, promoted (timeline 2), a
+// restore along timeline 2, a drill with that version's pg_ctl, verify.
+// The servers come from the npm package the bootstrap installs
+// (testkit paths.ts serverBinDir); psql, pgbench and pg_amcheck are 15's.
+// PostgreSQL 15 runs the same steps in pitr-fs, backup-chain and drill-*.
+// The versions run side by side: each has its own repository, clusters and ports.
+
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { runCleanups } from '@cairn/testkit/cleanup';
+import { createCluster, type Cluster } from '@cairn/testkit/pg-cluster';
+import { baseEnv } from '@cairn/testkit/run-as';
+import { chownToPgUser, makeTempDir } from '@cairn/testkit/tmp';
+import type { DrillResult } from '@cairn/core/drill/result-format';
+import { makeRepo, type RepoFixture } from './repo-fixture.js';
+import {
+  assertRestoredEquals,
+  cairnOk,
+  captureUnderLock,
+  currentTimeline,
+  NOW_UTC_SQL,
+  readStoredManifest,
+  restoreAndStart,
+  scalar,
+  switchAndWaitArchived,
+  takeBackup,
+  walPushCommand,
+} from './pitr-harness.js';
+import { runCairn } from './tools.js';
+
+after(runCleanups);
+
+interface PlanJson {
+  backup: { id: string };
+  chain: string[];
+  targetTimeline: number;
+  timelines: number[];
+}
+
+/** An empty cluster of `major` to restore into; archiving on (it will promote) or off. */
+function emptyCluster(name: string, major: number, repo: RepoFixture, archive: boolean): Promise<Cluster> {
+  return createCluster({
+    name, major, initdb: false, env: repo.env,
+    ...(archive ? { archiveCommand: walPushCommand(), archiveTimeout: '1s' } : { conf: { archive_mode: 'off' } }),
+  });
+}
+
+async function physicalPath(major: number): Promise<void> {
+  const repo = await makeRepo('fs', false);
+  const src = await createCluster({ name: `v${major}`, major, archiveCommand: walPushCommand(), archiveTimeout: '1s', env: repo.env });
+  assert.equal(src.major, major);
+  await src.start();
+  assert.equal(Math.floor(Number(await src.psql('show server_version_num')) / 10000), major, 'the server is the version asked for');
+  await src.psql("create table marker(v text); insert into marker values ('a: before')");
+  await src.pgbench(['-i', '-s', '1', '-q']);
+
+  // A full backup, changes, the time target, more changes, an incremental backup.
+  const full = await takeBackup(src, repo, 'full');
+  const m = await readStoredManifest(repo, full) as unknown as { pgMajor: string };
+  assert.equal(m.pgMajor, String(major), 'the manifest records the major');
+  await src.pgbench(['-c', '2', '-j', '2', '-t', '200', '-n']);
+  const time = await captureUnderLock(src, (c) => scalar(c, NOW_UTC_SQL));
+  await src.pgbench(['-c', '2', '-j', '2', '-t', '200', '-n']);
+  await src.psql("insert into marker values ('b: after the target')");
+  const incr = await takeBackup(src, repo, 'incr');
+  const im = await readStoredManifest(repo, incr);
+  assert.equal(im.parent, full);
+  assert.ok(im.totals.filesReferenced > 0, 'the incremental backup references files of the full one');
+  await switchAndWaitArchived(src);
+  await src.stop();
+
+  // restore-plan and a restore to the time target, promoted with archiving on: timeline 2.
+  const targetArgs = ['--target-time', time.value, '--target-action', 'promote'];
+  const plan = JSON.parse((await cairnOk('restore-plan', targetArgs, repo.env)).stdout) as PlanJson;
+  assert.equal(plan.backup.id, full, 'the incremental backup ends after the target');
+  assert.deepEqual(plan.chain, [full]);
+  const tl2 = await emptyCluster(`v${major}-tl2`, major, repo, true);
+  const r1 = await restoreAndStart(repo, '', targetArgs, { cluster: tl2 });
+  assert.equal(r1.result.backup, full);
+  await assertRestoredEquals(tl2, time.snapshot, `PostgreSQL ${major}, time target`);
+  assert.equal(await currentTimeline(tl2), 2, 'promotion starts timeline 2');
+  await tl2.psql("insert into marker values ('c: timeline 2')");
+  await tl2.pgbench(['-c', '2', '-j', '2', '-t', '100', '-n']);
+  const onTl2 = await captureUnderLock(tl2, async (c) => {
+    await scalar(c, "select pg_create_restore_point('tl2_point')");
+  });
+  await switchAndWaitArchived(tl2);
+  await tl2.stop();
+  await tl2.destroy();
+
+  // A restore along timeline 2 (from the full backup: the incremental one is on timeline 1 past the fork).
+  const nameArgs = ['--target-name', 'tl2_point', '--target-action', 'promote'];
+  const plan2 = JSON.parse((await cairnOk('restore-plan', nameArgs, repo.env)).stdout) as PlanJson;
+  assert.equal(plan2.backup.id, full);
+  assert.equal(plan2.targetTimeline, 2);
+  assert.deepEqual(plan2.timelines, [1, 2]);
+  const again = await emptyCluster(`v${major}-again`, major, repo, false);
+  await restoreAndStart(repo, '', nameArgs, { cluster: again });
+  await assertRestoredEquals(again, onTl2.snapshot, `PostgreSQL ${major}, timeline 2`);
+  await again.destroy();
+
+  // The drill: pg_ctl of the backup's major, passed over pg_config's 15 for PATH's (--pg-bin 15's is refused).
+  const scratch = await makeTempDir(`v${major}-drill`);
+  const checks = join(scratch, 'checks.sql');
+  await writeFile(checks, "select max(v) = 'c: timeline 2' from marker;\n");
+  await chownToPgUser(checks);
+  const drillEnv = { ...repo.env, PATH: `${src.bindir}:${baseEnv()['PATH']}` };
+  const d = await runCairn('drill', ['--json', '--log-level', 'info', '--scratch-dir', scratch, '--check-sql', checks], { env: drillEnv, timeoutMs: 240_000 });
+  assert.equal(d.code, 0, d.stderr);
+  const result = JSON.parse(d.stdout) as DrillResult;
+  assert.equal(result.ok, true, d.stdout);
+  const check = (name: string) => result.checks.find((c) => c.name === name);
+  assert.match(check('connect')?.message ?? '', new RegExp(`\\(PostgreSQL ${major}\\.`), 'the scratch server is the backup\'s version');
+  assert.equal(check('amcheck')?.ok, true, 'pg_amcheck (15\'s) checked it');
+  assert.notEqual(check('amcheck')?.skipped, true);
+  assert.equal(check('sql:1')?.ok, true, 'the drill restored timeline 2\'s newest row');
+  const wrong = await runCairn('drill', ['--scratch-dir', scratch, '--pg-bin', src.clientBindir], { env: repo.env });
+  assert.equal(wrong.code, 3, wrong.stderr);
+  assert.match(wrong.stderr, new RegExp(`pg_ctl ".*/pg_ctl" is version 15, not the server's ${major}`));
+
+  const v = await runCairn('verify', ['--json'], { env: repo.env, timeoutMs: 300_000 });
+  assert.equal(v.code, 0, `${v.stdout}\n${v.stderr}`);
+  assert.equal((JSON.parse(v.stdout) as { ok: boolean }).ok, true, v.stdout);
+}
+
+describe('PostgreSQL 16, 17 and 18: the physical path', { timeout: 600_000, concurrency: true }, () => {
+  for (const major of [16, 17, 18]) it(`PostgreSQL ${major}`, () => physicalPath(major));
+});
