@@ -74,7 +74,22 @@ async function physicalPath(major: number): Promise<void> {
   const im = await readStoredManifest(repo, incr);
   assert.equal(im.parent, full);
   assert.ok(im.totals.filesReferenced > 0, 'the incremental backup references files of the full one');
-  await switchAndWaitArchived(src);
+  // No pg_dump of 16+ here: cairn-dump says so (README "PostgreSQL versions").
+  const dump = await runCairn('dump', ['--dbname', 'postgres'], { env: { ...src.env, ...repo.env } });
+  assert.equal(dump.code, 3, dump.stderr);
+  assert.match(dump.stderr, new RegExp(`pg_dump ".*/pg_dump" is version 15, older than the server \\(${major}\\)`));
+  // cairn-check as a role that may switch WAL but not write a restore point,
+  // right after a switch: its switch does nothing and returns the segment
+  // boundary, which 17+'s pg_walfile_name names as the segment starting
+  // there. The check must name the finished one (a record between the two
+  // switches, e.g. the bgwriter's every 15 s, makes both name a later one).
+  await src.psql('create role checker login in role pg_read_all_settings, pg_monitor; grant execute on function pg_switch_wal() to checker');
+  const last = await switchAndWaitArchived(src);
+  const chk = await runCairn('check', ['--json', '--archive-timeout', '10'], { env: { ...src.env, ...repo.env, PGUSER: 'checker' } });
+  assert.equal(chk.code, 0, `${chk.stdout}\n${chk.stderr}`);
+  const named = (JSON.parse(chk.stdout) as { segment: string }).segment;
+  const [{ w: inUse }] = await src.query<{ w: string }>('select pg_walfile_name(pg_current_wal_insert_lsn()) w') as [{ w: string }];
+  assert.ok(named === last || named < inUse, `cairn-check named ${named}, after ${last} was archived; ${inUse} is in use`);
   await src.stop();
 
   // restore-plan and a restore to the time target, promoted with archiving on: timeline 2.

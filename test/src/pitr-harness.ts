@@ -154,10 +154,10 @@ export async function currentTimeline(c: Cluster): Promise<number> {
 /**
  * Switch to a new segment and wait until the one just finished is in the
  * archive. A WAL record first: on a segment nothing was written to since the
- * last switch, pg_switch_wal() returns where the segment in use starts, which
- * PostgreSQL 17 and later give past its page header (0/4000028, not
- * 0/4000000), so pg_walfile_name names the unfinished segment, archived only
- * after the next activity (~15-45 s later). docs/gotchas.md §Real hosts.
+ * last switch, pg_switch_wal() returns the segment's start, a boundary, which
+ * PostgreSQL 17 and later's pg_walfile_name names as the unfinished segment
+ * starting there (up to 16: the one before), archived only after the next
+ * activity (~15-45 s later). docs/gotchas.md §Real hosts.
  */
 export async function switchAndWaitArchived(c: Cluster): Promise<string> {
   const out = await c.psql("select pg_logical_emit_message(false, 'cairn-test', 'switch'); select pg_walfile_name(pg_switch_wal())");
