@@ -3,8 +3,9 @@
 // local full and an incremental backup, restore-plan and a restore to a time
 // target holding exactly the rows of that time, promoted (timeline 2), a
 // drill (that version's pg_ctl) restoring along timeline 2 to exactly its
-// rows, verify. About 35 s a version alone, ~100 s for the three side by
-// side on 2 cores.
+// rows, verify; and cairn-check by a role that cannot write a restore point
+// (pg_walfile_name changed in 17), cairn-dump refusing 15's pg_dump. About
+// 40 s a version alone, 75-100 s for the three side by side on 2 cores.
 // The servers come from the npm package the bootstrap installs
 // (testkit paths.ts serverBinDir); psql, pgbench and pg_amcheck are 15's.
 // PostgreSQL 15 runs the same steps in pitr-fs, backup-chain and drill-*.
