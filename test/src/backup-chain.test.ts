@@ -130,7 +130,7 @@ describe('backup chains (fs repository)', { timeout: 600_000 }, () => {
     const { repo, src, snapshot } = state();
     const pipeline = `pg_basebackup -D - -Ft -X none -c fast | ${binPath('basebackup')} --from-tar -`;
     const r = await runAsPg('/bin/sh', ['-c', pipeline], {
-      env: { ...src.env, ...repo.env, PATH: `${src.bindir}:${baseEnv()['PATH']}` },
+      env: { ...src.env, ...repo.env, PATH: `${src.clientBindir}:${baseEnv()['PATH']}` },
       allowFail: true,
       timeoutMs: 300_000,
     });

@@ -22,7 +22,7 @@ test('basebackup: truncated stream, no source, bad type, wrong PGDATA, unreachab
   const dir = await makeTempDir('tar');
   const tarPath = join(dir, 'base.tar');
   // The client tool may run as root (only the server refuses to).
-  const pgbb = spawnSync(join(src.bindir, 'pg_basebackup'), ['-D', '-', '-Ft', '-X', 'none', '-c', 'fast'], { env: { ...process.env, ...src.env }, maxBuffer: 1 << 30 });
+  const pgbb = spawnSync(join(src.clientBindir, 'pg_basebackup'), ['-D', '-', '-Ft', '-X', 'none', '-c', 'fast'], { env: { ...process.env, ...src.env }, maxBuffer: 1 << 30 });
   assert.equal(pgbb.status, 0, pgbb.stderr?.toString());
   const tar = pgbb.stdout;
   assert.ok(Buffer.isBuffer(tar) && tar.length > 1_000_000, 'pg_basebackup wrote a tar stream');
@@ -62,7 +62,7 @@ test('basebackup: truncated stream, no source, bad type, wrong PGDATA, unreachab
 
   // --remote: pg_basebackup fails before its stream starts; its own failure is
   // reported (its message above ours), not a truncated tar stream.
-  const remoteDown = await runCairn('basebackup', ['--remote', '--pg-bin', src.bindir], { env: { ...env, PGPORT: '1' } });
+  const remoteDown = await runCairn('basebackup', ['--remote', '--pg-bin', src.clientBindir], { env: { ...env, PGPORT: '1' } });
   assert.equal(remoteDown.code, 3, remoteDown.stderr);
   assert.match(remoteDown.stderr, /^pg_basebackup: error: /m);
   assert.match(remoteDown.stderr, /^cairn-basebackup: error: pg_basebackup failed \(exit 1\); the backup was not recorded/m);

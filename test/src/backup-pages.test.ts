@@ -66,7 +66,7 @@ test('a damaged data page is reported and the backup completes; a tablespace res
   // tablespaces, and the server verifies page checksums itself (a damaged
   // page fails pg_basebackup): drop both first.
   await src.psql("drop table away; drop tablespace far; drop table near; drop table big; create table near as select g id, repeat('m', 100) pad from generate_series(1, 4000) g");
-  const stream = await runCairn('basebackup', ['--remote', '--pg-bin', src.bindir], { env });
+  const stream = await runCairn('basebackup', ['--remote', '--pg-bin', src.clientBindir], { env });
   assert.equal(stream.code, 0, stream.stderr);
   assert.match(stream.stdout.trim(), /^\d{8}-\d{6}F$/);
   const count = await src.psql('select count(*) from near');

@@ -217,7 +217,7 @@ describe('cairn-drill (fs and S3 repositories)', { timeout: 600_000 }, () => {
     assert.ok(kept, r.stderr);
     const [, sock, port, pgdata] = kept;
     assert.ok(sock!.startsWith(join(scratch, 'cairn-drill-')));
-    const rows = await runAsPg(join(src.bindir, 'psql'), ['-XAtq', '-h', sock!, '-p', port!, '-d', 'postgres', '-c', "select count(*) from marker where v = 'latest'"]);
+    const rows = await runAsPg(join(src.clientBindir, 'psql'), ['-XAtq', '-h', sock!, '-p', port!, '-d', 'postgres', '-c', "select count(*) from marker where v = 'latest'"]);
     assert.equal(rows.stdout.trim(), '1', 'the kept server holds the newest row');
     await runAsPg(join(src.bindir, 'pg_ctl'), ['stop', '-D', pgdata!, '-m', 'immediate', '-w']);
     await rm(sock!, { recursive: true, force: true });
@@ -261,7 +261,7 @@ describe('cairn-drill (fs and S3 repositories)', { timeout: 600_000 }, () => {
     // The check runs once the server has promoted: wait for its pg_sleep.
     const deadline = Date.now() + 120_000;
     for (;;) {
-      if (await checkRunning(scratch, state().src.bindir, 'select pg_sleep')) break;
+      if (await checkRunning(scratch, state().src.clientBindir, 'select pg_sleep')) break;
       assert.ok(Date.now() < deadline, `the drill never reached its check:\n${stderr}`);
       await sleep(200);
     }

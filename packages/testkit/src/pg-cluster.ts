@@ -7,7 +7,7 @@ import { dirname, isAbsolute, join, normalize } from 'node:path';
 import type { Client } from 'pg';
 import { isSegmentName } from '@cairn/core/wal/file-name';
 import { onCleanup } from './cleanup.js';
-import { pgBinDir } from './paths.js';
+import { binDirMajor, pgBinDir, serverBinDir } from './paths.js';
 import { freePort } from './ports.js';
 import { pgUser, runAsMe, runAsPg, spawnAsPg } from './run-as.js';
 import { chownToPgUser, makeTempDir, onExitSync, removeTempDir } from './tmp.js';
@@ -41,6 +41,12 @@ export interface ClusterOptions {
    * -c config_file=.
    */
   externalConfig?: { confD?: Record<string, string> };
+  /**
+   * The server's major version: its initdb, pg_ctl and postgres
+   * (paths.ts serverBinDir: 16–18 from the npm package the bootstrap
+   * installs); default the machine's server (Debian's 15 here).
+   */
+  major?: number;
 }
 
 export interface StartOptions {
@@ -62,9 +68,14 @@ export interface Cluster {
   readonly socketDir: string;
   /** The bootstrap superuser (trust auth on 127.0.0.1 and the socket). */
   readonly superuser: string;
+  /** initdb, pg_ctl and postgres of the server's major version. */
   readonly bindir: string;
   /** With externalConfig: the directory holding postgresql.conf, pg_hba.conf and pg_ident.conf. */
   readonly configDir: string | undefined;
+  /** psql, pgbench, pg_basebackup, pg_dump, pg_amcheck: the default installation's (15's work against newer servers, except pg_dump and pg_basebackup). */
+  readonly clientBindir: string;
+  /** The server's major version (16 for 16.14). */
+  readonly major: number;
   /** PGHOST, PGPORT, PGUSER, PGDATABASE for client processes (TCP to 127.0.0.1). */
   readonly env: Record<string, string>;
   /** The server's log (pg_ctl -l); see serverLog(). */
@@ -177,7 +188,9 @@ function postmasterAlive(pid: number, pgdata: string): boolean {
 class PgCluster implements Cluster {
   readonly host = '127.0.0.1' as const;
   readonly superuser: string;
-  readonly bindir = pgBinDir();
+  readonly bindir: string;
+  readonly clientBindir = pgBinDir();
+  readonly major: number;
   readonly pgdata: string;
   readonly socketDir: string;
   readonly logFile: string;
@@ -199,6 +212,8 @@ class PgCluster implements Cluster {
     this.port = port;
     this.superuser = opts.superuser ?? pgUser().name;
     this.configDir = opts.externalConfig ? join(dir, 'etc') : undefined;
+    this.bindir = serverBinDir(opts.major);
+    this.major = binDirMajor(this.bindir);
   }
 
   get env(): Record<string, string> {
@@ -212,6 +227,10 @@ class PgCluster implements Cluster {
 
   private bin(tool: string): string {
     return join(this.bindir, tool);
+  }
+
+  private clientBin(tool: string): string {
+    return join(this.clientBindir, tool);
   }
 
   /** Settings this harness owns, per the cluster's options. */
@@ -378,7 +397,7 @@ class PgCluster implements Cluster {
 
   async psql(sql: string, opts: { db?: string } = {}): Promise<string> {
     const r = await runAsMe(
-      this.bin('psql'),
+      this.clientBin('psql'),
       ['-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', opts.db ?? 'postgres', '-f', '-'],
       { env: this.env, input: sql, timeoutMs: 300_000 },
     );
@@ -412,7 +431,7 @@ class PgCluster implements Cluster {
   }
 
   async pgbench(args: string[]): Promise<string> {
-    const r = await runAsMe(this.bin('pgbench'), args, { env: this.env, timeoutMs: 600_000 });
+    const r = await runAsMe(this.clientBin('pgbench'), args, { env: this.env, timeoutMs: 600_000 });
     return r.stdout;
   }
 
@@ -425,14 +444,14 @@ class PgCluster implements Cluster {
   }
 
   async basebackup(targetDir: string, extraArgs: string[] = []): Promise<void> {
-    await runAsPg(this.bin('pg_basebackup'), ['-D', targetDir, ...this.basebackupArgs(extraArgs)], {
+    await runAsPg(this.clientBin('pg_basebackup'), ['-D', targetDir, ...this.basebackupArgs(extraArgs)], {
       env: this.env,
       timeoutMs: 600_000,
     });
   }
 
   spawnBasebackupTar(extraArgs: string[] = []): ChildProcess {
-    return spawnAsPg(this.bin('pg_basebackup'), ['-D', '-', '-Ft', ...this.basebackupArgs(extraArgs)], {
+    return spawnAsPg(this.clientBin('pg_basebackup'), ['-D', '-', '-Ft', ...this.basebackupArgs(extraArgs)], {
       env: this.env,
     });
   }
@@ -497,7 +516,7 @@ class PgCluster implements Cluster {
       }
       try {
         const out = await runAsMe(
-          this.bin('psql'),
+          this.clientBin('psql'),
           ['-XAtq', '-d', 'postgres', '-c', 'select pg_is_in_recovery()'],
           { env: { ...this.env, PGCONNECT_TIMEOUT: '2' }, timeoutMs: 10_000 },
         );

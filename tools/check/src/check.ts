@@ -172,7 +172,16 @@ async function switchWal(client: PgClient, problem: (c: 'archive', m: string) =>
   // needs superuser, the switch alone usually suffices.
   await client.query(`select pg_create_restore_point('cairn-check')`).catch(() => {});
   try {
-    const r = await client.query<{ w: string }>(`select pg_walfile_name(pg_switch_wal()) w`);
+    // With nothing to switch, pg_switch_wal() returns the start of the
+    // segment in use: a segment boundary. pg_walfile_name() named the
+    // segment before it (the last one finished) up to PostgreSQL 16, and
+    // names the one starting there (unfinished: archived only after more
+    // WAL) from 17; the byte before the boundary names the finished one on
+    // every version (docs/gotchas.md §Real hosts).
+    const r = await client.query<{ w: string }>(
+      `select pg_walfile_name(case when (l - '0/0'::pg_lsn) % s = 0 and l > '0/0'::pg_lsn then l - 1 else l end) w
+         from (select pg_switch_wal() l, (select setting::numeric from pg_settings where name = 'wal_segment_size') s) x`,
+    );
     return r.rows[0]!.w;
   } catch (err) {
     problem('archive', `cannot switch WAL: ${(err as Error).message}; run cairn-check as a superuser, or GRANT EXECUTE ON FUNCTION pg_switch_wal() to its role`);

@@ -35,7 +35,8 @@ const SETTINGS = [
   { name: 'scratch-dir', type: 'string', description: 'where the scratch directory cairn-drill-<id>-XXXXXX is made (default: $TMPDIR, else /tmp); needs room for the restored backup', valueHint: 'DIR' },
   { name: 'keep', type: 'boolean', description: 'leave the scratch server running and its directory in place (they are printed) instead of removing them', default: false, flagOnly: true },
   { name: 'run-as', type: 'string', description: 'started as root: the OS user PostgreSQL runs as (default postgres)', valueHint: 'USER' },
-  PG_BIN_SETTING,
+  // pg_ctl and initdb must be the backup's major (core/pg/binaries.ts fits()).
+  { ...PG_BIN_SETTING, description: "directory of pg_ctl, initdb and pg_amcheck; pg_ctl and initdb must be the backup's major version (default: /usr/lib/postgresql/N/bin for the backup's major N, pg_config --bindir, then PATH: the first of that major)" },
 ] as const satisfies readonly SettingDef[];
 
 export const drillTool = defineTool({

@@ -1,6 +1,7 @@
 // Finding PostgreSQL's client programs (pg_dump, pg_dumpall, pg_restore,
 // psql) for a server: pg_dump refuses a server newer than itself, and one
-// older than the server would write a dump that misses what it cannot see.
+// older than the server would write a dump that misses what it cannot see;
+// and the server programs a drill runs (pg_ctl, initdb: the backup's major).
 // Order: --pg-bin / CAIRN_PG_BIN, /usr/lib/postgresql/<major>/bin (Debian's
 // side-by-side installs), `pg_config --bindir`, then PATH.
 
@@ -56,12 +57,30 @@ async function candidates(name: PgProgram, serverMajor: number, pgBin: string | 
 }
 
 /**
+ * Which majors of `name` serve a server of `serverMajor`. pg_ctl and initdb
+ * run the postgres beside them, which refuses a data directory of another
+ * major ("database files are incompatible with server"): the same major.
+ * pg_dump refuses a newer server; pg_restore and psql read what a pg_dump of
+ * that major wrote (psql 15 knows no `\restrict` of later dumps): that major
+ * or newer. pg_amcheck of 14 or later checks newer servers (it calls the
+ * server's amcheck extension): any.
+ */
+function fits(name: PgProgram, major: number, serverMajor: number): 'ok' | 'older' | 'other' {
+  if (name === 'pg_ctl' || name === 'initdb') return major === serverMajor ? 'ok' : 'other';
+  if (name === 'pg_amcheck') return major >= 14 ? 'ok' : 'older';
+  return major >= serverMajor ? 'ok' : 'older';
+}
+
+/**
  * The `name` program to use against a server of `serverMajor`: the first
- * candidate that runs, refused (CONFIG_INVALID, exit 3) when none runs or
- * its major is older than the server's.
+ * candidate that runs and whose major fits (fits() above), refused
+ * (CONFIG_INVALID, exit 3) when none does. A candidate of the wrong major is
+ * passed over for the next one (pg_config's bindir may be another major than
+ * the one on PATH); --pg-bin is the only candidate when given.
  */
 export async function findPgProgram(name: PgProgram, serverMajor: number, o: { pgBin?: string | undefined; env: NodeJS.ProcessEnv }): Promise<PgBinary> {
   const tried: string[] = [];
+  let misfit: CairnError | undefined;
   for (const path of await candidates(name, serverMajor, o.pgBin, o.env)) {
     const version = (await stdoutOf(path, ['--version'], o.env))?.trim();
     if (version === undefined) {
@@ -70,13 +89,18 @@ export async function findPgProgram(name: PgProgram, serverMajor: number, o: { p
     }
     const major = parseProgramMajor(version);
     if (major === undefined) throw new CairnError('CONFIG_INVALID', `cannot tell the version of ${JSON.stringify(path)} from ${JSON.stringify(version)}`, { hint: 'point --pg-bin at the bin directory of a PostgreSQL installation' });
-    if (major < serverMajor) {
-      throw new CairnError('CONFIG_INVALID', `${name} ${JSON.stringify(path)} is version ${major}, older than the server (${serverMajor})`, {
+    const fit = fits(name, major, serverMajor);
+    if (fit === 'ok') return { path, version, major };
+    // The first misfit is the one reported: the most likely one to have been meant.
+    misfit ??= fit === 'older'
+      ? new CairnError('CONFIG_INVALID', `${name} ${JSON.stringify(path)} is version ${major}, older than the server (${serverMajor})`, {
         hint: `install the PostgreSQL ${serverMajor} client programs and point --pg-bin / CAIRN_PG_BIN at their bin directory (e.g. /usr/lib/postgresql/${serverMajor}/bin)`,
+      })
+      : new CairnError('CONFIG_INVALID', `${name} ${JSON.stringify(path)} is version ${major}, not the server's ${serverMajor}`, {
+        hint: `${name} must be PostgreSQL ${serverMajor}'s: install it and point --pg-bin / CAIRN_PG_BIN at its bin directory (e.g. /usr/lib/postgresql/${serverMajor}/bin)`,
       });
-    }
-    return { path, version, major };
   }
+  if (misfit) throw misfit;
   throw new CairnError('CONFIG_INVALID', `${name} not found (tried ${tried.map((t) => JSON.stringify(t)).join(', ')})`, {
     hint: `install the PostgreSQL ${serverMajor} client programs, or point --pg-bin / CAIRN_PG_BIN at their bin directory`,
   });

@@ -309,7 +309,7 @@ function checkWal(input: PlanInput, r: Route, targetMicros: bigint | undefined, 
   const stored = input.wal.get(b.systemId) ?? new Map<string, { mtime: Date }>();
   const startSeg = lsnToSegmentNumber(r.startLsn, segSize);
   // The stop LSN ends the backup's last record: on a segment boundary it is
-  // still in the segment before (XLByteToPrevSeg, like pg_walfile_name).
+  // still in the segment before (XLByteToPrevSeg, like pg_walfile_name up to 16).
   const stopSeg = r.stopLsn > r.startLsn ? lsnToSegmentNumber(r.stopLsn, segSize, { end: true }) : startSeg;
   const nameAt = (segno: bigint) => segmentName(timelineForSegment(r.spans, segno, segSize), segno, segSize);
   const onPath = new Set(r.path);

@@ -81,7 +81,7 @@ function describeRange(tli: number, r: Range, segSize: number): string {
 /**
  * The segment numbers a backup needs on its timeline, start to stop (the
  * stop LSN ends the last record: on a segment boundary it is still in the
- * segment before, as pg_walfile_name says); undefined when its LSNs are bad.
+ * segment before, as pg_backup_stop means it); undefined when its LSNs are bad.
  */
 export function backupWalRange(b: WalBackup, segSize: number): { startSeg: bigint; stopSeg: bigint } | undefined {
   if (!isLsn(b.start.lsn) || !isLsn(b.stop.lsn) || !isValidSegmentSize(segSize)) return undefined;

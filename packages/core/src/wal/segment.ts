@@ -140,7 +140,8 @@ export interface LsnToSegmentOptions {
    * Treat `lsn` as the end of a range (XLByteToPrevSeg): an LSN exactly on a
    * segment boundary then belongs to the segment before it. Use it for end
    * positions such as a backup's stop LSN or a record's end; pg_walfile_name()
-   * does the same.
+   * did the same up to PostgreSQL 16 (from 17 it names the segment starting
+   * there: docs/gotchas.md §Real hosts).
    */
   end?: boolean;
 }
