@@ -3,11 +3,13 @@
 // and from there the tools run with no Node on PATH: cairn-wal-push as a real
 // server's archive_command, cairn-info reading what it archived. The .deb's
 // layout and conffile are read with dpkg-deb; as root it is installed with
-// dpkg, run from /usr/bin, and purged.
+// dpkg, run from /usr/bin, and purged. Then the host story (issue 14 item 7):
+// the .deb on a Debian cluster made by pg_createcluster, configured by
+// /etc/cairn/cairn.conf alone, backed up, dumped, drilled and restored.
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { runCleanups } from '@cairn/testkit/cleanup';
@@ -15,6 +17,7 @@ import { createCluster } from '@cairn/testkit/pg-cluster';
 import { repoRoot } from '@cairn/testkit/paths';
 import { runAsMe, runAsPg } from '@cairn/testkit/run-as';
 import { makeTempDir } from '@cairn/testkit/tmp';
+import { freePort } from '@cairn/testkit/ports';
 import { makeRepo } from './repo-fixture.js';
 
 after(runCleanups);
@@ -143,4 +146,76 @@ test('npm run package: the tarball installs with install.sh and runs without Nod
     sh('dpkg', ['--purge', 'cairn']);
   }
   assert.ok(!existsSync('/usr/bin/cairn-info') && !existsSync('/usr/lib/cairn') && !existsSync('/etc/cairn/cairn.conf'), 'purged');
+});
+
+// The host story as a Debian operator lives it (issue 14 item 7): the .deb,
+// a packaged cluster (pg_createcluster: its configuration in /etc/postgresql),
+// archive_command = 'cairn-wal-push %p' and /etc/cairn/cairn.conf, no CAIRN_*
+// and no PGHOST; as postgres: check, full backup, dump, info (the drill waits
+// for main's handling of configuration outside PGDATA: TODO below); then a
+// restore into a fresh data directory started with pg_ctlcluster, the rows
+// written after the backup (replayed from the archive) compared.
+const majors = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').filter((m) => /^\d+$/.test(m)).sort((a, b) => Number(a) - Number(b)) : [];
+const canHost = isRoot && majors.length > 0 && existsSync('/usr/bin/pg_createcluster')
+  && spawnSync('dpkg-query', ['-W', 'cairn'], { encoding: 'utf8' }).status !== 0;
+
+test('the host story: the .deb checks, backs up, dumps and restores a pg_createcluster cluster with /etc/cairn/cairn.conf only (the drill: TODO)', { timeout: 600_000, skip: canHost ? false : 'needs root, pg_createcluster and no cairn package installed' }, async () => {
+  const deb = join(root, 'dist', `cairn_${version}_amd64.deb`);
+  assert.ok(existsSync(deb), 'the first test built the .deb');
+  const major = majors.at(-1)!;
+  const name = `cairnhost${process.pid}`;
+  const port = await freePort();
+  const pgdata = `/var/lib/postgresql/${major}/${name}`;
+  const repo = await makeTempDir('host-repo');
+  // What postgres's tools see: no CAIRN_*, no PGHOST; PGPORT because the
+  // cluster is not on 5432 (psql and cairn-dump connect through libpq's default socket).
+  const env = { PATH: '/usr/local/bin:/usr/bin:/bin', PGPORT: String(port) };
+  const asPg = (cmd: string, args: string[], allowFail = false) => runAsPg(cmd, args, { env, allowFail, timeoutMs: 300_000 });
+  const sql = async (q: string) => (await asPg('psql', ['-XAtq', '-d', 'postgres', '-c', q])).stdout.trim();
+  try {
+    sh('dpkg', ['-i', deb]);
+    sh('pg_createcluster', [major, name, '--port', String(port)]);
+    writeFileSync(`/etc/postgresql/${major}/${name}/conf.d/cairn.conf`, "archive_mode = on\narchive_command = 'cairn-wal-push %p'\n");
+    writeFileSync('/etc/cairn/cairn.conf', `[global]\nrepo = ${repo}\npgdata = ${pgdata}\n`);
+    sh('pg_ctlcluster', [major, name, 'start']);
+    await sql('create table t as select generate_series(1, 5000) i');
+
+    let r = await asPg('/usr/bin/cairn-check', []);
+    assert.match(r.stdout, /reached every repository/);
+    r = await asPg('/usr/bin/cairn-basebackup', ['--type', 'full']);
+    const backup = r.stdout.trim();
+    assert.match(backup, /^\d{8}-\d{6}F$/, 'a full backup id');
+    r = await asPg('/usr/bin/cairn-dump', ['--dbname', 'postgres']);
+    assert.match(r.stdout, /^postgres\//m);
+    await sql('insert into t select generate_series(5001, 6000); select pg_switch_wal()');
+    const want = await sql('select count(*), sum(i) from t');
+    // TODO(issue 14 item 2, on main): cairn-drill of a cluster whose
+    // configuration is outside PGDATA (postgresql.conf in /etc/postgresql).
+    // On this branch the scratch server finds no postgresql.conf and does not
+    // start; once main's drill handles it, run and assert:
+    //   r = await asPg('/usr/bin/cairn-drill', ['--scratch-dir', await makeTempDir('host-drill'), '--timeout', '5min']);
+    //   assert.match(r.stdout, /passed/i);
+    r = await asPg('/usr/bin/cairn-info', []);
+    assert.ok(r.stdout.includes(backup), r.stdout);
+    sh('pg_ctlcluster', [major, name, 'stop']);
+
+    // Restore into a fresh data directory at the cluster's path; its
+    // configuration stays in /etc/postgresql.
+    // TODO(issue 14 item 2, on main): restore the way the README tells a
+    // Debian user, `cairn-restore --pgdata DIR --config-dir /etc/postgresql/MAJOR/NAME`,
+    // once cairn-restore --config-dir is on this branch.
+    renameSync(pgdata, `${pgdata}.old`);
+    r = await asPg('/usr/bin/cairn-restore', ['--pgdata', pgdata]);
+    sh('pg_ctlcluster', [major, name, 'start']);
+    for (let i = 0; (await sql('select pg_is_in_recovery()')) !== 'f'; i++) {
+      assert.ok(i < 600, 'recovery did not end');
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.equal(await sql('select count(*), sum(i) from t'), want);
+  } finally {
+    spawnSync('pg_dropcluster', ['--stop', major, name], { encoding: 'utf8' });
+    rmSync(`${pgdata}.old`, { recursive: true, force: true });
+    spawnSync('dpkg', ['--purge', 'cairn'], { encoding: 'utf8' });
+  }
+  assert.ok(!existsSync('/usr/lib/cairn') && !existsSync(pgdata), 'the package and the cluster are gone');
 });
