@@ -25,7 +25,9 @@ while [ $# -gt 0 ]; do
 done
 case $prefix in /*) ;; *) err "--prefix \"$prefix\" is not an absolute path" "give the directory from / (the links point at it)" 2 ;; esac
 case $bindir in /*) ;; *) err "--bindir \"$bindir\" is not an absolute path" "give the directory from / (the links point at it)" 2 ;; esac
-[ -x "$here/node/bin/node" ] && [ -d "$here/bin" ] || err "\"$here\" is not an unpacked cairn release (no node/bin/node or bin/)" "run the install.sh inside the directory the tarball unpacks to"
+if [ ! -x "$here/node/bin/node" ] || [ ! -d "$here/bin" ]; then
+  err "\"$here\" is not an unpacked cairn release (no node/bin/node or bin/)" "run the install.sh inside the directory the tarball unpacks to"
+fi
 prefix=${prefix%/}
 bindir=${bindir%/}
 [ -n "$prefix" ] || err "--prefix / would replace the root directory" "give a directory of its own, e.g. /opt/cairn" 2

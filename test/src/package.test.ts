@@ -34,6 +34,9 @@ function sh(cmd: string, args: string[]): string {
 }
 
 test('npm run package: the tarball installs with install.sh and runs without Node on PATH; the .deb installs with dpkg', { timeout: 600_000 }, async () => {
+  const lint = spawnSync('shellcheck', [join(root, 'scripts/install.sh')], { encoding: 'utf8' });
+  assert.equal(lint.error, undefined, 'shellcheck is installed by scripts/bootstrap.sh');
+  assert.equal(lint.status, 0, lint.stdout);
   const built = spawnSync(join(root, 'scripts/node'), [join(root, 'scripts/package.mjs')], { cwd: root, encoding: 'utf8', timeout: 480_000 });
   assert.equal(built.status, 0, built.stderr);
   const tarball = join(root, 'dist', `cairn-${version}-linux-x64.tar.gz`);
@@ -155,6 +158,9 @@ test('npm run package: the tarball installs with install.sh and runs without Nod
 // for main's handling of configuration outside PGDATA: TODO below); then a
 // restore into a fresh data directory started with pg_ctlcluster, the rows
 // written after the backup (replayed from the archive) compared.
+// While it runs /etc/cairn/cairn.conf names its repository and data
+// directory for every cairn tool on the machine: the suites running alongside
+// set CAIRN_REPO and PGDATA (or --pgdata), which win over the file.
 const majors = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').filter((m) => /^\d+$/.test(m)).sort((a, b) => Number(a) - Number(b)) : [];
 const canHost = isRoot && majors.length > 0 && existsSync('/usr/bin/pg_createcluster')
   && spawnSync('dpkg-query', ['-W', 'cairn'], { encoding: 'utf8' }).status !== 0;
