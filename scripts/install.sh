@@ -49,6 +49,12 @@ fi
 if [ -d "$prefix" ] && [ -n "$(ls -A "$prefix")" ] && [ ! -f "$prefix/VERSION" ]; then
   err "\"$prefix\" is not empty and holds no cairn install (no VERSION)" "choose an empty or new --prefix"
 fi
+for exe in "$here"/bin/cairn "$here"/bin/cairn-*; do
+  name=${exe##*/}
+  if [ -e "$bindir/$name" ] && [ ! -L "$bindir/$name" ]; then
+    err "\"$bindir/$name\" exists and is not a link" "remove it (another cairn install?) and run install.sh again"
+  fi
+done
 
 # Copy beside, then swap: a failed copy leaves the old install whole.
 mkdir -p "$parent" "$bindir"
@@ -63,9 +69,6 @@ rm -rf "$prefix.old.$$"
 n=0
 for exe in "$prefix"/bin/cairn "$prefix"/bin/cairn-*; do
   name=${exe##*/}
-  if [ -e "$bindir/$name" ] && [ ! -L "$bindir/$name" ]; then
-    err "\"$bindir/$name\" exists and is not a link" "remove it (another cairn install?) and run install.sh again"
-  fi
   ln -sfn "$exe" "$bindir/$name"
   n=$((n + 1))
 done

@@ -73,6 +73,13 @@ test('npm run package: the tarball installs with install.sh and runs without Nod
   let r = await runAsMe(install, ['--prefix', 'opt/cairn'], { allowFail: true });
   assert.equal(r.code, 2);
   assert.match(r.stderr, /^install\.sh: error: --prefix "opt\/cairn" is not an absolute path\n/);
+  const blocked = join(tmp, 'blocked');
+  mkdirSync(blocked);
+  writeFileSync(join(blocked, 'cairn-info'), 'not a link of ours\n');
+  r = await runAsMe(install, ['--prefix', join(tmp, 'other'), '--bindir', blocked], { allowFail: true });
+  assert.equal(r.code, 3, r.stderr);
+  assert.match(r.stderr, /^install\.sh: error: ".*\/blocked\/cairn-info" exists and is not a link\n/);
+  assert.ok(!existsSync(join(tmp, 'other')), 'refused before copying');
   if (isRoot) {
     // The postgres user cannot write /usr/local/bin: refused before anything is copied.
     r = await runAsPg(install, ['--prefix', join(tmp, 'other')], { allowFail: true });
