@@ -15,7 +15,9 @@ import { invocationProblem, toolOfExecutable } from './tool-args.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 const base = join(root, 'k8s', 'base');
-const INSTALLED = '/opt/cairn/';
+// The image installs the release tarball with install.sh: the tools are
+// linked in /usr/local/bin, as scripts/package.mjs's bin/ has them.
+const BINDIR = '/usr/local/bin/';
 
 // Kubernetes reads YAML 1.1 (sigs.k8s.io/yaml): parse the same way.
 function parseYamlFile(path: string): Record<string, any>[] {
@@ -133,8 +135,8 @@ test('every container command is a built cairn bin and its args are accepted by 
   const problems: string[] = [];
   for (const { where, c } of containers()) {
     const [exe, ...rest] = c['command'] as string[];
-    assert.ok(exe!.startsWith(`${INSTALLED}node_modules/.bin/`), `${where}: command is a bin of the image`);
-    assert.ok(existsSync(join(root, exe!.slice(INSTALLED.length))), `${where}: ${exe} exists in the layout the image copies`);
+    assert.ok(exe!.startsWith(BINDIR), `${where}: command is a bin of the image (${BINDIR})`);
+    assert.ok(existsSync(join(root, 'node_modules/.bin', exe!.slice(BINDIR.length))), `${where}: ${exe} is built (the package links every bin)`);
     const tool = toolOfExecutable(exe!);
     assert.ok(tool, `${where}: calls a cairn tool`);
     const p = await invocationProblem(tool, [...rest, ...((c['args'] ?? []) as unknown[]).map(String)]);
@@ -170,14 +172,12 @@ test('kubectl kustomize renders the base', { skip: kubectl.status === 0 ? false 
 const dockerfile = readFileSync(join(root, 'k8s', 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
 const instructions = dockerfile.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
 
-test('Dockerfile: Node 24 slim base pinned to its major, every COPY source exists in the repository, a non-root user', () => {
+test('Dockerfile: builds on Node 24 slim pinned to its major, runs on Debian slim (the tarball brings Node), every COPY source exists in the repository, a non-root user', () => {
   const args = new Map(instructions.filter((l) => /^ARG \w+=/.test(l)).map((l) => l.slice(4).split('=') as [string, string]));
-  const froms = instructions.filter((l) => l.startsWith('FROM '));
+  const froms = instructions.filter((l) => l.startsWith('FROM ')).map((f) => f.split(/\s+/)[1]!.replace(/\$\{(\w+)\}/g, (_, n: string) => args.get(n) ?? ''));
   assert.ok(froms.length >= 2, 'multi-stage');
-  for (const f of froms) {
-    const image = f.split(/\s+/)[1]!.replace(/\$\{(\w+)\}/g, (_, n: string) => args.get(n) ?? '');
-    assert.match(image, /^node:24-[a-z]+-slim$/, `${f}: node 24 slim, pinned to the major`);
-  }
+  for (const image of froms.slice(0, -1)) assert.match(image, /^node:24-[a-z]+-slim$/, `${image}: node 24 slim, pinned to the major`);
+  assert.match(froms.at(-1)!, /^debian:[a-z]+-slim$/, 'the runtime stage is Debian slim');
   for (const l of instructions.filter((x) => x.startsWith('COPY ') && !x.includes('--from='))) {
     const parts = l.split(/\s+/).slice(1).filter((p) => !p.startsWith('--'));
     for (const src of parts.slice(0, -1)) assert.ok(existsSync(join(root, src)), `${l}: ${src} exists in the build context (the repository root)`);
@@ -188,15 +188,16 @@ test('Dockerfile: Node 24 slim base pinned to its major, every COPY source exist
   assert.equal(args.get('PG_MAJOR'), '15');
 });
 
-test('Dockerfile: ENTRYPOINT and CMD name paths the built layout has, and the build filter names the dispatcher package', () => {
+test('Dockerfile: the runtime installs the tarball the build stage writes, ENTRYPOINT is its dispatcher, and the build filter names the dispatcher package', () => {
   const entry = JSON.parse(instructions.find((l) => l.startsWith('ENTRYPOINT '))!.slice('ENTRYPOINT '.length)) as string[];
-  assert.ok(entry[0]!.startsWith(INSTALLED));
-  assert.ok(existsSync(join(root, entry[0]!.slice(INSTALLED.length))), `${entry[0]} exists after the build`);
-  // The copied layout: every /opt/cairn/<dir> the runtime stage takes exists.
-  for (const l of instructions.filter((x) => x.startsWith('COPY --from=build'))) {
-    const src = l.split(/\s+/)[2]!;
-    assert.ok(existsSync(join(root, src.slice(INSTALLED.length))), `${l}: ${src}`);
-  }
+  assert.equal(entry[0], `${BINDIR}cairn`);
+  // The build stage writes dist/cairn-<version>-linux-x64.tar.gz (the name scripts/package.mjs
+  // gives it) and the runtime takes that file and runs its install.sh.
+  assert.match(dockerfile, /node scripts\/package\.mjs --no-build --no-deb/);
+  assert.match(readFileSync(join(root, 'scripts/package.mjs'), 'utf8'), /join\(out, `\$\{name\}-linux-x64\.tar\.gz`\)/);
+  const copies = instructions.filter((x) => x.startsWith('COPY --from=build'));
+  assert.deepEqual(copies.map((l) => l.split(/\s+/)[2]), ['/opt/cairn/dist/cairn-*-linux-x64.tar.gz']);
+  assert.match(dockerfile, /\/tmp\/cairn\/cairn-\*\/install\.sh /, 'the runtime runs install.sh (default /opt/cairn, /usr/local/bin)');
   const filter = /--filter=(@[\w/-]+)\.\.\./.exec(dockerfile)?.[1];
   const pkg = JSON.parse(readFileSync(join(root, 'packages/cli/package.json'), 'utf8')) as { name: string; dependencies: Record<string, string> };
   assert.equal(filter, pkg.name);

@@ -11,11 +11,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkInvocation, firstSimpleCommand, invocationProblem, toolOfExecutable } from './tool-args.js';
 import { cronFieldProblem, parseCronD, parseUnit, type UnitFile } from './ops-parsers.js';
+import { parseConfigFile } from '@cairn/core/config/config-file';
 
 const root = new URL('../../', import.meta.url).pathname;
 const cronDir = join(root, 'cron');
 const unitDir = join(cronDir, 'systemd');
-const INSTALLED_BIN = '/opt/cairn/node_modules/.bin/';
+// Where the .deb (/usr/bin) and install.sh (/usr/local/bin) put cairn-*: the
+// units name the commands plainly (systemd's fixed search path holds both)
+// and the crontab's PATH holds both.
+const INSTALLED_DIRS = ['/usr/local/bin', '/usr/bin'];
 
 // ---- crontab ----
 
@@ -39,7 +43,9 @@ test('crontab: the parser itself rejects bad fields (so the checks below can fai
 test('crontab: every line parses and runs as postgres with CAIRN_* settings set at the top', () => {
   const { env, jobs } = parseCronD(readFileSync(join(cronDir, 'crontab'), 'utf8'));
   assert.ok(env.get('CAIRN_CONFIG'), 'CAIRN_CONFIG is set');
-  assert.match(env.get('PATH') ?? '', /^\/opt\/cairn\/node_modules\/\.bin:/, 'PATH starts with the cairn bins');
+  const path = (env.get('PATH') ?? '').split(':');
+  for (const dir of INSTALLED_DIRS) assert.ok(path.includes(dir), `PATH holds ${dir}, where cairn-* is installed`);
+  assert.ok(!path.some((d) => d.includes('node_modules')), 'PATH names no checkout (node_modules)');
   assert.ok(jobs.length >= 8, `8 jobs or more, found ${jobs.length}`);
   for (const j of jobs) assert.equal(j.user, 'postgres', `line ${j.line} runs as postgres`);
 });
@@ -128,7 +134,7 @@ test('systemd: one oneshot service and one timer per job, run as postgres, with 
 function execStart(job: string): { exe: string; tool: string; argv: string[] } {
   const line = one(units.get(`${job}.service`)!, 'Service', 'ExecStart')!;
   const [exe, ...argv] = firstSimpleCommand(line);
-  assert.ok(exe!.startsWith(INSTALLED_BIN), `${job}: ExecStart is an absolute path under ${INSTALLED_BIN}`);
+  assert.match(exe!, /^cairn-[a-z-]+$/, `${job}: ExecStart names the command plainly, found on systemd's search path (${INSTALLED_DIRS.join(', ')})`);
   const tool = toolOfExecutable(exe!);
   assert.ok(tool, `${job}: ExecStart calls a cairn tool`);
   return { exe: exe!, tool, argv };
@@ -162,16 +168,16 @@ test('systemd: every OnCalendar is a valid calendar expression (systemd-analyze 
   assert.notEqual(spawnSync('systemd-analyze', ['calendar', '*-*-* 25:00:00'], { encoding: 'utf8' }).status, 0);
 });
 
-test('systemd: systemd-analyze verify passes (bins pointed at this checkout)', { skip: haveAnalyze ? false : 'systemd-analyze is not installed' }, (t) => {
+test('systemd: systemd-analyze verify passes (commands pointed at this checkout\'s bins)', { skip: haveAnalyze ? false : 'systemd-analyze is not installed' }, (t) => {
   // verify checks that ExecStart's program exists: point the copies at the
-  // bins built in this checkout, which the installed layout mirrors.
+  // bins built in this checkout (the package installs the same wrappers).
   const dir = mkdtempSync(join(tmpdir(), 'cairn-units-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const here = join(root, 'node_modules/.bin/');
   for (const n of unitNames) {
-    writeFileSync(join(dir, n), readFileSync(join(unitDir, n), 'utf8').replaceAll(INSTALLED_BIN, here));
+    writeFileSync(join(dir, n), readFileSync(join(unitDir, n), 'utf8').replaceAll(/^ExecStart=cairn-/gm, `ExecStart=${here}cairn-`));
   }
-  for (const job of JOBS) assert.ok(existsSync(execStart(job).exe.replace(INSTALLED_BIN, here)), `${job}: its bin exists after the build`);
+  for (const job of JOBS) assert.ok(existsSync(here + execStart(job).exe), `${job}: its bin exists after the build`);
   const r = spawnSync('systemd-analyze', ['verify', ...unitNames.map((n) => join(dir, n))], { encoding: 'utf8' });
   // verify exits 0 on unknown keys and only warns: any output is a failure.
   assert.equal(r.status, 0, r.stderr);
@@ -197,4 +203,16 @@ test('cron/cairn.env.example holds only KEY=value lines and no password', () => 
     assert.match(line, /^[A-Z_][A-Z0-9_]*=\S*$/, `line ${i + 1}`);
     assert.doesNotMatch(line, /PASSWORD|SECRET|TOKEN|ACCESS_KEY/, `line ${i + 1} holds no credential`);
   }
+});
+
+test('cron/cairn.conf.example (the .deb\'s /etc/cairn/cairn.conf) parses, and so does every key it shows commented out', () => {
+  const text = readFileSync(join(cronDir, 'cairn.conf.example'), 'utf8');
+  const active = parseConfigFile(text, 'cairn.conf.example');
+  assert.deepEqual([...active.values()].flatMap((m) => [...m.keys()]), [], 'as shipped it sets nothing');
+  // The examples are `#key = value` lines (no space after #): uncommented,
+  // each must be a key some tool knows.
+  const shown = text.replace(/^#(?=[a-z-]+ = )/gm, '');
+  const keys = [...parseConfigFile(shown, 'cairn.conf.example').values()].flatMap((m) => [...m.keys()]);
+  assert.ok(keys.includes('repo') && keys.includes('pgdata'), `the example shows repo and pgdata: ${keys.join(', ')}`);
+  assert.throws(() => parseConfigFile('[global]\nrepos = /x\n', 'bad.conf'), /unknown key "repos"/);
 });

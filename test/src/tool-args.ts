@@ -22,7 +22,7 @@ export function expandPlaceholders(arg: string): string {
   return arg.replace(/\$\{[A-Za-z_][A-Za-z0-9_]*\}|\$\([A-Za-z_][A-Za-z0-9_]*\)|\$[A-Za-z_][A-Za-z0-9_]*/g, PLACEHOLDER_VALUE);
 }
 
-/** `cairn-basebackup` or `/opt/cairn/node_modules/.bin/cairn-dump` → the tool name; undefined for anything else. */
+/** `cairn-basebackup` or `/usr/bin/cairn-dump` → the tool name; undefined for anything else. */
 export function toolOfExecutable(path: string): string | undefined {
   const base = path.slice(path.lastIndexOf('/') + 1);
   const m = /^cairn-([a-z-]+)$/.exec(base);

@@ -68,11 +68,16 @@ export interface DrillOutcome {
   kept?: { dir: string; pgdata: string; socketDir: string; port: number };
 }
 
-/** The installed executable `name` beside this tool (node_modules/.bin), else the one on PATH. */
+/**
+ * The installed executable `name` beside this tool (node_modules/.bin in a
+ * checkout, bin/ in a package: scripts/package.mjs), else the one on PATH.
+ */
 export function siblingTool(name: string): string {
   for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
-    const candidate = join(dir, 'node_modules/.bin', name);
-    if (existsSync(candidate)) return candidate;
+    for (const sub of ['node_modules/.bin', 'bin']) {
+      const candidate = join(dir, sub, name);
+      if (existsSync(candidate)) return candidate;
+    }
   }
   return name;
 }

@@ -59,12 +59,17 @@ function givenSettings(settings: Settings, names: string[], defs: readonly Setti
   });
 }
 
-/** The installed cairn-wal-get beside this tool (node_modules/.bin), else the one on PATH. */
+/**
+ * The installed cairn-wal-get beside this tool (node_modules/.bin in a
+ * checkout, bin/ in a package: scripts/package.mjs), else the one on PATH.
+ */
 function walGetPath(): string {
   // Climb from this file (in dist/ or a bundle chunk) to the installation root.
   for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
-    const candidate = join(dir, 'node_modules/.bin/cairn-wal-get');
-    if (existsSync(candidate)) return candidate;
+    for (const sub of ['node_modules/.bin', 'bin']) {
+      const candidate = join(dir, sub, 'cairn-wal-get');
+      if (existsSync(candidate)) return candidate;
+    }
   }
   return 'cairn-wal-get';
 }
