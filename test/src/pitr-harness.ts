@@ -153,15 +153,17 @@ export async function currentTimeline(c: Cluster): Promise<number> {
 
 /**
  * Switch to a new segment and wait until the one just finished is in the
- * archive. A WAL record first: on a segment nothing was written to since the
- * last switch, pg_switch_wal() returns the segment's start, a boundary, which
- * PostgreSQL 17 and later's pg_walfile_name names as the unfinished segment
- * starting there (up to 16: the one before), archived only after the next
- * activity (~15-45 s later). docs/gotchas.md §Real hosts.
+ * archive. On a segment nothing was written to since the last switch,
+ * pg_switch_wal() returns the segment boundary, which PostgreSQL 17+'s
+ * pg_walfile_name names as the unfinished segment starting there (up to 16:
+ * the one before): the byte before a boundary names the finished one on every
+ * version, as cairn-check does (docs/gotchas.md §Real hosts).
  */
 export async function switchAndWaitArchived(c: Cluster): Promise<string> {
-  const out = await c.psql("select pg_logical_emit_message(false, 'cairn-test', 'switch'); select pg_walfile_name(pg_switch_wal())");
-  const last = out.split('\n').at(-1)!;
+  const last = await c.psql(
+    "select pg_walfile_name(case when (l - '0/0'::pg_lsn) % s = 0 and l > '0/0'::pg_lsn then l - 1 else l end) " +
+      "from (select pg_switch_wal() l, (select setting::numeric from pg_settings where name = 'wal_segment_size') s) x",
+  );
   await c.waitForArchived(last, 120_000);
   return last;
 }
