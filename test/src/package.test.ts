@@ -145,10 +145,10 @@ test('npm run package: the tarball installs with install.sh and runs without Nod
   if (!isRoot || installed) return;
   try {
     sh('dpkg', ['-i', deb]);
-    r = await runAsMe('/usr/bin/cairn-info', ['--help'], { env: { PATH: sys } });
+    r = await runAsMe('/usr/bin/cairn-info', ['--help'], { env: { PATH: sys, CAIRN_CONFIG: undefined } });
     assert.match(r.stdout, /^cairn-info /);
     // The conffile as shipped configures nothing: the error names it.
-    r = await runAsMe('/usr/bin/cairn-info', [], { env: { PATH: sys }, allowFail: true });
+    r = await runAsMe('/usr/bin/cairn-info', [], { env: { PATH: sys, CAIRN_CONFIG: undefined }, allowFail: true });
     assert.equal(r.code, 3, r.stderr);
     assert.match(r.stderr, /no repository configured; .*\(\/etc\/cairn\/cairn\.conf\)/);
     assert.equal(readFileSync('/etc/cairn/cairn.conf', 'utf8'), readFileSync(join(root, 'cron/cairn.conf.example'), 'utf8'));
@@ -161,18 +161,20 @@ test('npm run package: the tarball installs with install.sh and runs without Nod
 // The host story as a Debian operator lives it (issue 14 item 7): the .deb,
 // a packaged cluster (pg_createcluster: its configuration in /etc/postgresql),
 // archive_command = 'cairn-wal-push %p' and /etc/cairn/cairn.conf, no CAIRN_*
-// and no PGHOST; as postgres: check, full backup, dump, info (the drill waits
-// for main's handling of configuration outside PGDATA: TODO below); then a
-// restore into a fresh data directory started with pg_ctlcluster, the rows
-// written after the backup (replayed from the archive) compared.
+// and no PGHOST; as postgres: check, full backup, dump, a drill (its scratch
+// server on the configuration the backup kept from /etc/postgresql), info;
+// then the README's Debian restore: the old data directory and configuration
+// moved aside, cairn-restore --config-dir /etc/postgresql/MAJOR/NAME, started
+// with pg_ctlcluster, the configuration as it was and the rows written after
+// the backup (replayed from the archive) compared.
 // While it runs /etc/cairn/cairn.conf names its repository and data
 // directory for every cairn tool on the machine: the suites running alongside
-// set CAIRN_REPO and PGDATA (or --pgdata), which win over the file.
+// read an empty config file instead (testkit baseEnv's CAIRN_CONFIG).
 const majors = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').filter((m) => /^\d+$/.test(m)).sort((a, b) => Number(a) - Number(b)) : [];
 const canHost = isRoot && majors.length > 0 && existsSync('/usr/bin/pg_createcluster')
   && spawnSync('dpkg-query', ['-W', 'cairn'], { encoding: 'utf8' }).status !== 0;
 
-test('the host story: the .deb checks, backs up, dumps and restores a pg_createcluster cluster with /etc/cairn/cairn.conf only (the drill: TODO)', { timeout: 600_000, skip: canHost ? false : 'needs root, pg_createcluster and no cairn package installed' }, async () => {
+test('the host story: the .deb checks, backs up, dumps and drills and restores a pg_createcluster cluster with /etc/cairn/cairn.conf only', { timeout: 600_000, skip: canHost ? false : 'needs root, pg_createcluster and no cairn package installed' }, async () => {
   const deb = join(root, 'dist', `cairn_${version}_amd64.deb`);
   assert.ok(existsSync(deb), 'the first test built the .deb');
   const major = majors.at(-1)!;
@@ -182,7 +184,8 @@ test('the host story: the .deb checks, backs up, dumps and restores a pg_createc
   const repo = await makeTempDir('host-repo');
   // What postgres's tools see: no CAIRN_*, no PGHOST; PGPORT because the
   // cluster is not on 5432 (psql and cairn-dump connect through libpq's default socket).
-  const env = { PATH: '/usr/local/bin:/usr/bin:/bin', PGPORT: String(port) };
+  // (CAIRN_CONFIG: undefined lifts the testkit's empty config: the tools read /etc/cairn/cairn.conf.)
+  const env = { PATH: '/usr/local/bin:/usr/bin:/bin', PGPORT: String(port), CAIRN_CONFIG: undefined };
   const asPg = (cmd: string, args: string[], allowFail = false) => runAsPg(cmd, args, { env, allowFail, timeoutMs: 300_000 });
   const sql = async (q: string) => (await asPg('psql', ['-XAtq', '-d', 'postgres', '-c', q])).stdout.trim();
   try {
@@ -202,23 +205,32 @@ test('the host story: the .deb checks, backs up, dumps and restores a pg_createc
     assert.match(r.stdout, /^postgres\//m);
     await sql('insert into t select generate_series(5001, 6000); select pg_switch_wal()');
     const want = await sql('select count(*), sum(i) from t');
-    // TODO(issue 14 item 2, on main): cairn-drill of a cluster whose
-    // configuration is outside PGDATA (postgresql.conf in /etc/postgresql).
-    // On this branch the scratch server finds no postgresql.conf and does not
-    // start; once main's drill handles it, run and assert:
-    //   r = await asPg('/usr/bin/cairn-drill', ['--scratch-dir', await makeTempDir('host-drill'), '--timeout', '5min']);
-    //   assert.match(r.stdout, /passed/i);
+    // The drill's scratch server runs on the configuration the backup kept
+    // from /etc/postgresql (PGDATA holds no postgresql.conf).
+    const scratch = await makeTempDir('host-drill');
+    r = await asPg('/usr/bin/cairn-drill', ['--scratch-dir', scratch, '--timeout', '5min', '--log-level', 'info'], true);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /reads the backup's settings from .*config\/postgresql\.conf/);
+    assert.match(r.stderr, /cairn-drill: drill \S+ of backup \S+ .*: ok\n/);
     r = await asPg('/usr/bin/cairn-info', []);
     assert.ok(r.stdout.includes(backup), r.stdout);
     sh('pg_ctlcluster', [major, name, 'stop']);
 
-    // Restore into a fresh data directory at the cluster's path; its
-    // configuration stays in /etc/postgresql.
-    // TODO(issue 14 item 2, on main): restore the way the README tells a
-    // Debian user, `cairn-restore --pgdata DIR --config-dir /etc/postgresql/MAJOR/NAME`,
-    // once cairn-restore --config-dir is on this branch.
+    // The README's Debian restore: the old data directory and configuration
+    // kept aside, an empty data directory, the configuration from the backup.
+    const etc = `/etc/postgresql/${major}/${name}`;
+    const confFiles = ['postgresql.conf', 'pg_hba.conf', 'pg_ident.conf', 'conf.d/cairn.conf'];
+    const confBefore = confFiles.map((f) => readFileSync(join(etc, f), 'utf8'));
     renameSync(pgdata, `${pgdata}.old`);
-    r = await asPg('/usr/bin/cairn-restore', ['--pgdata', pgdata]);
+    for (const f of confFiles) renameSync(join(etc, f), join(etc, `${f.replace('/', '-')}.old`));
+    await asPg('install', ['-d', '-m', '0700', pgdata]);
+    r = await asPg('/usr/bin/cairn-restore', ['--pgdata', pgdata, '--config-dir', etc, '--log-level', 'info']);
+    assert.deepEqual(confFiles.map((f) => readFileSync(join(etc, f), 'utf8')), confBefore, 'the configuration as it was');
+    // Written again over what is there: refused without --force, before anything is written.
+    const again = await makeTempDir('host-again', { owner: 'pg' });
+    r = await asPg('/usr/bin/cairn-restore', ['--pgdata', again, '--config-dir', etc], true);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /exists; cairn-restore does not overwrite it/);
     sh('pg_ctlcluster', [major, name, 'start']);
     for (let i = 0; (await sql('select pg_is_in_recovery()')) !== 'f'; i++) {
       assert.ok(i < 600, 'recovery did not end');
@@ -228,6 +240,7 @@ test('the host story: the .deb checks, backs up, dumps and restores a pg_createc
   } finally {
     spawnSync('pg_dropcluster', ['--stop', major, name], { encoding: 'utf8' });
     rmSync(`${pgdata}.old`, { recursive: true, force: true });
+    rmSync(`/etc/postgresql/${major}/${name}`, { recursive: true, force: true });
     spawnSync('dpkg', ['--purge', 'cairn'], { encoding: 'utf8' });
   }
   assert.ok(!existsSync('/usr/lib/cairn') && !existsSync(pgdata), 'the package and the cluster are gone');

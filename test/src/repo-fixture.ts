@@ -67,7 +67,13 @@ export async function makeRepo(kind: 'fs' | 's3', encrypted: boolean, opts: { en
       for (const n of await readdir(d).catch(() => [] as string[])) {
         const p = join(d, n);
         const r = rel ? `${rel}/${n}` : n;
-        if ((await stat(p)).isDirectory()) await walk(p, r, out);
+        // A lock or temp entry removed while the walk reads the tree is gone, not an error.
+        const st = await stat(p).catch((err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT') return undefined;
+          throw err;
+        });
+        if (st === undefined) continue;
+        if (st.isDirectory()) await walk(p, r, out);
         else out.push(r);
       }
       return out;
@@ -79,7 +85,13 @@ export async function makeRepo(kind: 'fs' | 's3', encrypted: boolean, opts: { en
       keys,
       async objects(prefix = '') {
         const m = new Map<string, Buffer>();
-        for (const k of await keys(prefix)) m.set(k, await readFile(join(dir, k)));
+        for (const k of await keys(prefix)) {
+          const body = await readFile(join(dir, k)).catch((err: NodeJS.ErrnoException) => {
+            if (err.code === 'ENOENT') return undefined; // removed since the walk (a lock, a temp file)
+            throw err;
+          });
+          if (body !== undefined) m.set(k, body);
+        }
         return m;
       },
       async tamper(key, bytes) {

@@ -2,9 +2,13 @@
 // ("postgres" if present, else one we create), with an environment we control.
 import { execFileSync, spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { constants, tmpdir, userInfo } from 'node:os';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { onCleanup } from './cleanup.js';
 import { nodeBin, pgBinDir } from './paths.js';
+
+/** packages/testkit/empty.conf (readable by the pg user, as the checkout is). */
+const EMPTY_CONFIG = join(dirname(fileURLToPath(import.meta.url)), '..', 'empty.conf');
 
 export interface PgUser {
   name: string;
@@ -91,12 +95,16 @@ export function pgUser(): PgUser {
  * (so `#!/usr/bin/env node` tools run on Node 24, also from archive_command),
  * then the PostgreSQL bindir; a neutral HOME; a C.UTF-8 locale; TZ and TMPDIR
  * passed through. No PG*, AWS_* or CAIRN_* from the test runner leaks in.
+ * CAIRN_CONFIG names an empty file: no tool under test reads the machine's
+ * /etc/cairn/cairn.conf (the host story in package.test.ts writes one while
+ * other suites run; a test of that file passes CAIRN_CONFIG: undefined).
  */
 export function baseEnv(extra?: Record<string, string | undefined>): Record<string, string> {
   const env: Record<string, string> = {
     PATH: [dirname(nodeBin()), pgBinDir(), '/usr/local/bin', '/usr/bin', '/bin', '/usr/sbin', '/sbin'].join(':'),
     HOME: tmpdir(),
     LANG: 'C.UTF-8',
+    CAIRN_CONFIG: EMPTY_CONFIG,
   };
   for (const key of ['TZ', 'TMPDIR']) {
     const v = process.env[key];
