@@ -6,6 +6,7 @@ import { appendFile, chown, lstat, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { CairnError, EXIT, isCairnError } from '@cairn/core/cli/errors';
+import { confString, shellWord } from '@cairn/core/util/literals';
 import { programErrorLine, runProgram } from '@cairn/core/util/program';
 import { connectScratch, type ScratchAddress } from '@cairn/core/drill/scratch-client';
 
@@ -104,7 +105,6 @@ export class Scratch {
    */
   async configure(port: number, major: number): Promise<string | undefined> {
     this.port = port;
-    const q = (v: string) => `'${v.replaceAll("'", "''")}'`;
     const hba = join(this.dir, 'pg_hba.conf');
     const ident = join(this.dir, 'pg_ident.conf');
     await writeFile(hba, '# cairn-drill scratch server: unix socket only\nlocal all all trust\n', { mode: 0o600 });
@@ -122,8 +122,8 @@ export class Scratch {
     }
     const main = [
       '# cairn-drill: the backup\'s own settings, then the data directory it must run on',
-      own !== undefined ? `include ${q(own)}` : '# (the backup holds no postgresql.conf: PostgreSQL\'s defaults)',
-      `data_directory = ${q(this.pgdata)}`,
+      own !== undefined ? `include ${confString(own)}` : '# (the backup holds no postgresql.conf: PostgreSQL\'s defaults)',
+      `data_directory = ${confString(this.pgdata)}`,
       '',
     ];
     await writeFile(this.configFile, main.join('\n'), { mode: 0o600 });
@@ -134,13 +134,13 @@ export class Scratch {
       '# added by cairn-drill: a scratch copy that must not archive, listen on the network or stream',
       `port = ${port}`,
       "listen_addresses = ''",
-      `unix_socket_directories = ${q(this.dir)}`,
-      `hba_file = ${q(hba)}`,
-      `ident_file = ${q(ident)}`,
+      `unix_socket_directories = ${confString(this.dir)}`,
+      `hba_file = ${confString(hba)}`,
+      `ident_file = ${confString(ident)}`,
       "external_pid_file = ''",
       // Before 15 the statistics collector's files went to a directory that
       // Debian puts under /var/run/postgresql, shared with the source.
-      ...(major < 15 ? [`stats_temp_directory = ${q(join(this.dir, 'pg_stat_tmp'))}`] : []),
+      ...(major < 15 ? [`stats_temp_directory = ${confString(join(this.dir, 'pg_stat_tmp'))}`] : []),
       'archive_mode = off',
       "primary_conninfo = ''",
       'hot_standby = off',
@@ -163,7 +163,7 @@ export class Scratch {
     // (a FATAL in recovery). pg_ctl hands -o to the postmaster through
     // /bin/sh: the path is quoted for it.
     const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
-    const opts = `-c config_file=${shellQuote(this.configFile)}`;
+    const opts = `-c config_file=${shellWord(this.configFile)}`;
     const r = await this.runAsServer(pgCtl, ['start', '-D', this.pgdata, '-l', this.log, '-w', '-t', String(secs), '-o', opts], timeoutMs + 10_000);
     if (r.code !== 0) {
       const why = serverLogProblem(await this.readLog());
@@ -218,8 +218,6 @@ export class Scratch {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-const shellQuote = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
 
 /**
  * What a scratch server's log says went wrong: its FATAL and PANIC lines

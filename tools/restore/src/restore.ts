@@ -26,6 +26,7 @@ import type { RestorePlan } from '@cairn/core/restore/plan-format';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { createLimiter } from '@cairn/core/util/limit';
 import { fsyncDir, localWriteError } from '@cairn/core/util/local-file';
+import { confString } from '@cairn/core/util/literals';
 import { quote } from '@cairn/core/wal/quote';
 import { checkDestructiveTarget, ensureRealDir, RESTORE_MARKER, writeFileNoFollow, writeRestoreMarker } from './target-dir.js';
 import { checkConfigTargets, reportUnwrittenConfig, writeConfigFiles } from './config-files.js';
@@ -91,16 +92,6 @@ async function sha256OfFile(path: string): Promise<{ sha256: string; size: numbe
     size += c.length;
   }
   return { sha256: h.digest('hex'), size };
-}
-
-/** A postgresql.conf string literal. */
-export function confString(v: string): string {
-  return `'${v.replaceAll("'", "''")}'`;
-}
-
-/** A word for /bin/sh (restore_command runs through the shell). */
-export function shellWord(v: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(v) ? v : `'${v.replaceAll("'", "'\\''")}'`;
 }
 
 export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<RestoreResult> {

@@ -87,11 +87,14 @@ export function backupChainIds(m: Pick<BackupManifest, 'id' | 'references'>): Se
  * it says holds it (`ref`), that backup being in `chain` (backupChainIds).
  */
 export function namesChainObject(f: Pick<ManifestFile, 'key' | 'ref'>, cluster: string, chain: ReadonlySet<string>): boolean {
-  if (typeof f.key !== 'string' || typeof f.ref !== 'string' || !chain.has(f.ref)) return false;
-  const prefix = `${cluster}/backups/${f.ref}/data/`;
-  if (!f.key.startsWith(prefix) || f.key.length === prefix.length) return false;
+  return typeof f.ref === 'string' && chain.has(f.ref) && isKeyBelow(f.key, `${cluster}/backups/${f.ref}/data/`);
+}
+
+/** A valid object key below `prefix` (not the prefix itself). */
+function isKeyBelow(key: unknown, prefix: string): boolean {
+  if (typeof key !== 'string' || !key.startsWith(prefix) || key.length === prefix.length) return false;
   try {
-    assertValidKey(f.key);
+    assertValidKey(key);
     return true;
   } catch {
     return false;
@@ -100,14 +103,7 @@ export function namesChainObject(f: Pick<ManifestFile, 'key' | 'ref'>, cluster: 
 
 /** Whether a configuration entry names an object under this backup's own config/ prefix (never another backup's). */
 export function namesConfigObject(c: Pick<ManifestFile, 'key' | 'ref'>, cluster: string, id: string): boolean {
-  const prefix = `${cluster}/backups/${id}/config/`;
-  if (typeof c?.key !== 'string' || c.ref !== id || !c.key.startsWith(prefix) || c.key.length === prefix.length) return false;
-  try {
-    assertValidKey(c.key);
-    return true;
-  } catch {
-    return false;
-  }
+  return c?.ref === id && isKeyBelow(c.key, `${cluster}/backups/${id}/config/`);
 }
 
 const CONFIG_SETTINGS: readonly unknown[] = ['config_file', 'hba_file', 'ident_file', 'include'] satisfies ConfigFileSetting[];
