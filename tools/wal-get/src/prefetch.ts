@@ -126,7 +126,14 @@ export async function runPrefetch(job: PrefetchJob, env: NodeJS.ProcessEnv): Pro
       const now = Date.now();
       for (const n of window) {
         if (inflight.size >= job.concurrency) break;
-        if (present.has(n) || inflight.has(n) || (missUntil.get(n) ?? 0) > now) continue;
+        // `present` was listed before this pass's awaits, so a fetch that
+        // finished since is in neither `present` nor `inflight`: without
+        // `delivered` it was fetched again (under load, most passes), and the
+        // second copy replaced the ready entry under a new inode, or came back
+        // after PostgreSQL had taken the first. A delivered name still here
+        // was in the spool after the listing (the loop above drops the others):
+        // it is there, or taken since, which the next pass reads as the position.
+        if (present.has(n) || inflight.has(n) || delivered.has(n) || (missUntil.get(n) ?? 0) > now) continue;
         void fetchOne(n);
       }
       await sleep(POLL_MS);

@@ -121,14 +121,24 @@ for (const [kind, make] of drivers()) {
 
     it('a holder whose renewals fail stops before its lease runs out', async () => {
       const d = make();
-      const l = await acquireLeases(d, 'main', { tool: 'basebackup', ttlMs: 300 });
+      // The lease reads the test's clock: with real time a loaded machine
+      // makes the first renewal tick (or the acquiring write) late, and a
+      // failure seen that late is rightly already past the point of stopping
+      // (fixed 150/250 ms sleeps failed under load). Ticks still run on real
+      // timers; only the time they see is set here.
+      let clock = Date.parse('2026-01-01T00:00:00.000Z');
+      const l = await acquireLeases(d, 'main', { tool: 'basebackup', ttlMs: 300, now: () => new Date(clock) });
+      let failed = 0;
       d.write = async () => {
+        failed++;
         throw new Error('storage unreachable');
       };
-      await new Promise((r) => setTimeout(r, 150));
-      assert.equal(l.signal.aborted, false, 'one failed renewal is retried');
-      await new Promise((r) => setTimeout(r, 250));
-      assert.equal(l.signal.aborted, true);
+      clock += 150; // 150 ms left: more than a renewal interval (ttl/3)
+      // Renewals run one after another: when the second write fails, the first renewal has ended.
+      await until(() => failed >= 2, 'a renewal attempted twice');
+      assert.equal(l.signal.aborted, false, 'a failed renewal is retried while the lease has time left');
+      clock += 100; // 50 ms left: less than a renewal interval, not yet run out
+      await until(() => l.signal.aborted, 'stopped');
       assert.match((l.signal.reason as Error).message, /could not be renewed before it ran out/);
       await l.release();
     });
