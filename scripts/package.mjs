@@ -118,7 +118,9 @@ for (const rel of closure) {
     mkdirSync(dirname(join(tree, rel)), { recursive: true });
     symlinkSync(relative(dirname(join(tree, rel)), join(tree, target)), join(tree, rel));
   } else {
-    cpSync(src, join(tree, rel), { recursive: true, filter: (f) => !f.endsWith('.map') });
+    // Without source maps and the tests some packages ship (pg-protocol's
+    // *.test.js): an install, and the image, hold no test files.
+    cpSync(src, join(tree, rel), { recursive: true, filter: (f) => !f.endsWith('.map') && !/\.(test|spec)\.[cm]?[jt]s$|\/__tests__$/.test(f) });
   }
   copied.push(rel);
 }
@@ -148,6 +150,7 @@ writeFileSync(join(tree, 'package.json'), JSON.stringify({ name: 'cairn', versio
 cpSync(join(root, 'README.md'), join(tree, 'README.md'));
 cpSync(join(root, 'cron'), join(tree, 'cron'), { recursive: true });
 cpSync(join(root, 'k8s'), join(tree, 'k8s'), { recursive: true });
+cpSync(join(root, 'deploy'), join(tree, 'deploy'), { recursive: true });
 cpSync(join(root, 'scripts/install.sh'), join(tree, 'install.sh'));
 writeFileSync(join(tree, 'VERSION'), `${version}\n`);
 

@@ -167,43 +167,34 @@ test('kubectl kustomize renders the base', { skip: kubectl.status === 0 ? false 
   assert.ok(images.length > 0 && images.every((i) => i !== '"image":"cairn"'), 'the images: entry replaced every image');
 });
 
-// ---- Dockerfile (static: no Docker daemon here) ----
+// ---- deploy/docker/Dockerfile (static; scripts/ci-containers.sh builds and runs it) ----
 
-const dockerfile = readFileSync(join(root, 'k8s', 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
+const dockerfile = readFileSync(join(root, 'deploy', 'docker', 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
 const instructions = dockerfile.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
 
-test('Dockerfile: builds on Node 24 slim pinned to its major, runs on Debian slim (the tarball brings Node), every COPY source exists in the repository, a non-root user', () => {
+test('Dockerfile: installs the release tarball on BASE (default Debian slim) with no npm or build inside, PostgreSQL from Debian or PGDG, uid 999', () => {
   const args = new Map(instructions.filter((l) => /^ARG \w+=/.test(l)).map((l) => l.slice(4).split('=') as [string, string]));
-  const froms = instructions.filter((l) => l.startsWith('FROM ')).map((f) => f.split(/\s+/)[1]!.replace(/\$\{(\w+)\}/g, (_, n: string) => args.get(n) ?? ''));
-  assert.ok(froms.length >= 2, 'multi-stage');
-  for (const image of froms.slice(0, -1)) assert.match(image, /^node:24-[a-z]+-slim$/, `${image}: node 24 slim, pinned to the major`);
-  assert.match(froms.at(-1)!, /^debian:[a-z]+-slim$/, 'the runtime stage is Debian slim');
-  for (const l of instructions.filter((x) => x.startsWith('COPY ') && !x.includes('--from='))) {
-    const parts = l.split(/\s+/).slice(1).filter((p) => !p.startsWith('--'));
-    for (const src of parts.slice(0, -1)) assert.ok(existsSync(join(root, src)), `${l}: ${src} exists in the build context (the repository root)`);
-  }
-  assert.match(instructions.filter((l) => l.startsWith('USER ')).at(-1) ?? '', /^USER 999(:999)?$/, 'runs as uid 999');
-  assert.match(dockerfile, /postgresql-client-\$\{PG_MAJOR\}/);
-  assert.match(dockerfile, /"postgresql-\$\{PG_MAJOR\}"/, 'the server binaries, for cairn-drill');
+  assert.equal(args.get('BASE'), 'debian:bookworm-slim');
   assert.equal(args.get('PG_MAJOR'), '15');
-});
-
-test('Dockerfile: the runtime installs the tarball the build stage writes, ENTRYPOINT is its dispatcher, and the build filter names the dispatcher package', () => {
+  assert.equal(args.get('PG_SOURCE'), 'debian');
+  assert.doesNotMatch(instructions.join('\n'), /\bnpm\b|\bnpx\b|turbo|tsc\b/, 'no npm and no TypeScript build in the image');
+  // The tarball scripts/package.mjs writes is the only thing taken from the context, and install.sh installs it.
+  assert.match(readFileSync(join(root, 'scripts/package.mjs'), 'utf8'), /join\(out, `\$\{name\}-linux-x64\.tar\.gz`\)/);
+  const fromContext = instructions.filter((l) => /^(COPY|ADD) /.test(l) && !l.includes('--from='));
+  assert.deepEqual(fromContext.map((l) => l.split(/\s+/)[1]), ['cairn-*-linux-x64.tar.gz']);
+  assert.match(dockerfile, /install\.sh --prefix \/opt\/cairn --bindir /);
+  assert.match(dockerfile, /"postgresql-\$\{PG_MAJOR\}" "postgresql-client-\$\{PG_MAJOR\}"/, 'server binaries too, for cairn-drill');
+  assert.match(dockerfile, /debian\) apt-get update ;;/);
+  assert.match(dockerfile, /pgdg\)/);
+  assert.match(instructions.filter((l) => l.startsWith('USER ')).at(-1) ?? '', /^USER 999:999$/, 'runs as uid 999');
   const entry = JSON.parse(instructions.find((l) => l.startsWith('ENTRYPOINT '))!.slice('ENTRYPOINT '.length)) as string[];
   assert.equal(entry[0], `${BINDIR}cairn`);
-  // The build stage writes dist/cairn-<version>-linux-x64.tar.gz (the name scripts/package.mjs
-  // gives it) and the runtime takes that file and runs its install.sh.
-  assert.match(dockerfile, /node scripts\/package\.mjs --no-build --no-deb/);
-  assert.match(readFileSync(join(root, 'scripts/package.mjs'), 'utf8'), /join\(out, `\$\{name\}-linux-x64\.tar\.gz`\)/);
-  const copies = instructions.filter((x) => x.startsWith('COPY --from=build'));
-  assert.deepEqual(copies.map((l) => l.split(/\s+/)[2]), ['/opt/cairn/dist/cairn-*-linux-x64.tar.gz']);
-  assert.match(dockerfile, /\/tmp\/cairn\/cairn-\*\/install\.sh /, 'the runtime runs install.sh (default /opt/cairn, /usr/local/bin)');
-  const filter = /--filter=(@[\w/-]+)\.\.\./.exec(dockerfile)?.[1];
-  const pkg = JSON.parse(readFileSync(join(root, 'packages/cli/package.json'), 'utf8')) as { name: string; dependencies: Record<string, string> };
-  assert.equal(filter, pkg.name);
-  // Every tool a manifest calls is a dependency of the dispatcher, so the filtered build builds it.
-  for (const { c } of containers()) assert.ok(pkg.dependencies[`@cairn/${toolOfExecutable(c['command'][0])}`], c['command'][0]);
-  // The context exclusions leave the sources in.
-  const ignore = readFileSync(join(root, 'k8s', 'Dockerfile.dockerignore'), 'utf8');
-  assert.doesNotMatch(ignore, /^(src|packages|tools|\*\*\/src)\/?$/m);
+});
+
+test('postgres.Dockerfile: the documented two lines, cairn from the cairn image into an official postgres image', () => {
+  const pg = readFileSync(join(root, 'deploy', 'docker', 'postgres.Dockerfile'), 'utf8');
+  const lines = pg.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  assert.deepEqual(lines.filter((l) => l.startsWith('COPY ')), ['COPY --from=cairn /opt/cairn /opt/cairn']);
+  assert.match(pg, /^ARG POSTGRES_IMAGE=postgres:\d+$/m);
+  assert.match(pg, /^#\s+COPY --from=cairn:[\d.]+ \/opt\/cairn \/opt\/cairn$/m, 'the recipe for a Dockerfile of one\'s own');
 });

@@ -91,6 +91,31 @@ test('crontab: every cairn command line is accepted by its tool', async () => {
   assert.deepEqual(problems, []);
 });
 
+// deploy/compose/crontab: cron/crontab's schedule for a server in another
+// container (schedule.sh installs it in the cairn service).
+test('compose crontab: the schedule of cron/crontab (but prom-export, which the service serves), backups with --remote, every line accepted by its tool', async () => {
+  const compose = parseCronD(readFileSync(join(cronDir, '..', 'deploy', 'compose', 'crontab'), 'utf8'));
+  const host = cronInvocations().filter((j) => j.tool !== 'prom-export');
+  const jobs = compose.jobs.map((j) => {
+    assert.equal(j.user, 'postgres', `line ${j.line} runs as postgres`);
+    const [exe, ...argv] = firstSimpleCommand(j.command);
+    const tool = toolOfExecutable(exe ?? '');
+    assert.ok(tool, `line ${j.line} calls a cairn tool: ${j.command}`);
+    return { line: j.line, schedule: j.schedule.join(' '), tool, argv };
+  });
+  assert.deepEqual(jobs.map((j) => `${j.schedule} ${j.tool}`), host.map((j) => `${j.schedule} ${j.tool}`));
+  jobs.forEach((j, k) => {
+    const expected = j.tool === 'basebackup' ? ['--remote', ...host[k]!.argv] : host[k]!.argv;
+    assert.deepEqual(j.argv, expected, `line ${j.line}: the host crontab's flags${j.tool === 'basebackup' ? ' with --remote' : ''}`);
+  });
+  const problems: string[] = [];
+  for (const j of jobs) {
+    const p = await invocationProblem(j.tool, j.argv);
+    if (p) problems.push(`line ${j.line}: ${p}`);
+  }
+  assert.deepEqual(problems, []);
+});
+
 test('the flag check rejects what the tools reject: unknown flags, bad values, missing values', async () => {
   await assert.rejects(checkInvocation('basebackup', ['--typ', 'full']), /unknown option '--typ'/);
   await assert.rejects(checkInvocation('basebackup', ['--type', 'ful']), /invalid --type "ful"/);
