@@ -170,7 +170,16 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
             } else {
               systemId = await systemOfTextFile(name.name);
             }
-            return { systemId, segSize, sha256: sha256Hex(data), encoded: await encodeBuffer(data, spec), bytesIn: data.length };
+            // Compression runs on the threadpool while this thread hashes.
+            const encoding = encodeBuffer(data, spec);
+            let sha256: string;
+            try {
+              sha256 = sha256Hex(data);
+            } finally {
+              // The buffer goes back to the pool only once zstd is done with it.
+              await encoding.catch(() => undefined);
+            }
+            return { systemId, segSize, sha256, encoded: await encoding, bytesIn: data.length };
           } finally {
             // The plaintext is not needed once encoded: free it for the next
             // file while this one uploads.

@@ -9,7 +9,8 @@ import { PUSH_AHEAD_JOB_ENV } from '@cairn/core/spool/contract';
 import { isPrivate } from '@cairn/core/spool/spool-dir';
 import { spawnWorker } from '@cairn/core/spool/worker';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
-import { createLimiter, sleep } from '@cairn/core/util/limit';
+import { sleep } from '@cairn/core/util/limit';
+import type { WalFileName } from '@cairn/core/wal/index';
 import { collectGarbage, createArchiver, type ArchiverOptions } from './archiver.js';
 import { PushSpool } from './push-spool.js';
 
@@ -26,6 +27,8 @@ export interface PushWorkerJob extends ArchiverOptions {
 /** Scans without work before the worker exits (new .ready files keep coming during a burst). */
 const IDLE_SCANS = 5;
 const IDLE_SCAN_MS = 200;
+/** A rescan that found nothing new while other files are still being archived waits this long. */
+const BUSY_SCAN_MS = 20;
 /** A worker never runs longer than this; the next archive_command starts another. */
 const MAX_RUN_MS = 10 * 60_000;
 
@@ -47,37 +50,65 @@ export async function runPushWorker(job: PushWorkerJob, env: NodeJS.ProcessEnv):
     const key = await loadKey(job.keyFile);
     const signal = new AbortController().signal;
     const archiver = createArchiver(drivers, key, job, { log: silentLogger, signal, now: () => new Date() });
-    const limit = createLimiter(Math.max(1, job.concurrency));
-    const started = Date.now();
-    let idle = 0;
-    while (idle < IDLE_SCANS && Date.now() - started < MAX_RUN_MS) {
-      const files = await spool.readyFiles(job.walDir, job.batch);
-      if (files.length === 0) {
-        idle++;
-        await sleep(IDLE_SCAN_MS);
-        continue;
+    await drain(spool, job, async (f) => {
+      if ((await spool.claimant(f.name.name)) !== undefined) return;
+      await spool.claim(f.name.name);
+      try {
+        await archiver.archive(f.path, f.name);
+        await spool.record(f.name.name, f.path);
+        collectGarbage();
+      } catch {
+        // PostgreSQL's own call archives it and reports what is wrong.
+      } finally {
+        await spool.unclaim(f.name.name);
       }
-      idle = 0;
-      await Promise.all(
-        files.map((f) =>
-          limit(async () => {
-            if ((await spool.claimant(f.name.name)) !== undefined) return;
-            await spool.claim(f.name.name);
-            try {
-              await archiver.archive(f.path, f.name);
-              await spool.record(f.name.name, f.path);
-              collectGarbage();
-            } catch {
-              // PostgreSQL's own call archives it and reports what is wrong.
-            } finally {
-              await spool.unclaim(f.name.name);
-            }
-          }),
-        ),
-      );
-    }
+    });
   } finally {
     if (drivers) await closeRepositories(drivers);
     await spool.unlockWorker();
   }
+}
+
+type ReadyFile = { name: WalFileName; path: string };
+
+/**
+ * `job.concurrency` lanes, each taking the next waiting file as soon as its
+ * last one is done: no lane waits for a batch's slowest file, and a lane that
+ * finds the queue empty rescans archive_status/ while the others go on
+ * archiving (one scan at a time, shared). Files in flight are never queued
+ * twice. The loop ends after IDLE_SCANS empty scans with nothing in flight,
+ * or after MAX_RUN_MS.
+ */
+async function drain(spool: PushSpool, job: PushWorkerJob, archive: (f: ReadyFile) => Promise<void>): Promise<void> {
+  const started = Date.now();
+  const queue: ReadyFile[] = [];
+  const inFlight = new Set<string>();
+  let idle = 0;
+  let scan: Promise<void> | undefined;
+  const refill = () =>
+    (scan ??= (async () => {
+      const fresh = (await spool.readyFiles(job.walDir, job.batch + inFlight.size)).filter((f) => !inFlight.has(f.name.name) && !queue.some((q) => q.name.name === f.name.name));
+      queue.push(...fresh);
+      if (fresh.length > 0) idle = 0;
+      else if (inFlight.size === 0) {
+        idle++;
+        await sleep(IDLE_SCAN_MS);
+      } else await sleep(BUSY_SCAN_MS);
+    })().finally(() => (scan = undefined)));
+  const lane = async () => {
+    while (idle < IDLE_SCANS && Date.now() - started < MAX_RUN_MS) {
+      const f = queue.shift();
+      if (f === undefined) {
+        await refill();
+        continue;
+      }
+      inFlight.add(f.name.name);
+      try {
+        await archive(f);
+      } finally {
+        inFlight.delete(f.name.name);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, job.concurrency) }, lane));
 }

@@ -24,10 +24,10 @@ export function encodedExtension(spec: EncodeSpec): string {
 
 const ENC_EXT = '.enc';
 
-/** New stages (streams are single-use) for writing: compress, then encrypt. */
-export function encodeStages(spec: EncodeSpec): Transform[] {
+/** New stages (streams are single-use) for writing: compress, then encrypt. `size`: the exact plaintext length, when known. */
+export function encodeStages(spec: EncodeSpec, size?: number): Transform[] {
   const stages: Transform[] = [];
-  const compress = createCompressStage(spec.compress);
+  const compress = createCompressStage(spec.compress, size);
   if (compress) stages.push(compress);
   if (spec.key !== undefined) stages.push(createEncryptStage(spec.key));
   return stages;
@@ -97,7 +97,7 @@ export interface BufferCodecOptions {
 
 /** Encodes a small object (JSON, a history file) in memory with the same stages. */
 export async function encodeBuffer(buf: Buffer, spec: EncodeSpec, opts: BufferCodecOptions = {}): Promise<Buffer> {
-  return collect(Readable.from(buf.length > 0 ? [buf] : []), encodeStages(spec), 'encoded object', opts);
+  return collect(Readable.from(buf.length > 0 ? [buf] : []), encodeStages(spec, buf.length), 'encoded object', opts);
 }
 
 /** Decodes a small stored object (Buffer or stream) to memory, choosing stages from `storedName`. */

@@ -76,6 +76,9 @@ interface Intent {
   mtime: number;
 }
 
+/** Intents are written and removed without fsyncs: one lost or back after a crash is as good as a stale one. */
+const NOT_DURABLE = { durable: false } as const;
+
 /** The first looks come quickly (a racing push of 16 MiB takes tens of ms), later ones once a second. */
 function defaultPause(round: number, signal?: AbortSignal): Promise<void> {
   return sleep(Math.min(1000, 20 * 2 ** Math.min(round, 6)), signal);
@@ -142,7 +145,7 @@ export async function storeWal(driver: StorageDriver, args: StoreWalArgs): Promi
   };
   const withdraw = async () => {
     raised = false;
-    await driver.remove(mine, signal);
+    await driver.remove(mine, signal, NOT_DURABLE);
   };
   const listIntents = async (): Promise<Intent[]> => {
     const out: Intent[] = [];
@@ -215,7 +218,7 @@ export async function storeWal(driver: StorageDriver, args: StoreWalArgs): Promi
       await pause(round, signal);
     }
   } finally {
-    if (raised) await driver.remove(mine, signal).catch(() => {});
+    if (raised) await driver.remove(mine, signal, NOT_DURABLE).catch(() => {});
   }
 }
 

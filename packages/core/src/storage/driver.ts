@@ -46,6 +46,11 @@ export interface WriteOptions {
   durable?: boolean;
 }
 
+export interface RemoveOptions {
+  /** false: no fsync and no pruning of empty directories (fs). Default true. */
+  durable?: boolean;
+}
+
 export interface StorageDriver {
   /** The repository URL with no credentials, for messages. */
   readonly url: string;
@@ -98,8 +103,13 @@ export interface StorageDriver {
    */
   syncKeys?(keys: string[], signal?: AbortSignal): Promise<void>;
 
-  /** Deletes `key`; succeeds if it does not exist. */
-  remove(key: string, signal?: AbortSignal): Promise<void>;
+  /**
+   * Deletes `key`; succeeds if it does not exist. On fs the removal is made
+   * durable (fsync of the directory) and directories left empty are pruned,
+   * unless `opts.durable` is false: then it is one unlink, for objects whose
+   * loss or return after a crash does no harm (a WAL push's intent).
+   */
+  remove(key: string, signal?: AbortSignal, opts?: RemoveOptions): Promise<void>;
 
   /**
    * Leftovers of writes that never finished under `dirPrefix` ('' or ending

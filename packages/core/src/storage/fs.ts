@@ -19,6 +19,7 @@ import {
   type DebrisInfo,
   type DriverFeatures,
   type ObjectInfo,
+  type RemoveOptions,
   type StorageDriver,
   type WriteOptions,
   consumeBody,
@@ -247,7 +248,7 @@ export class FsDriver implements StorageDriver {
     yield* this.walk(prefix.slice(0, slash + 1), prefix.slice(slash + 1), signal);
   }
 
-  async remove(key: string, signal?: AbortSignal): Promise<void> {
+  async remove(key: string, signal?: AbortSignal, opts: RemoveOptions = {}): Promise<void> {
     const path = this.pathOf(key);
     signal?.throwIfAborted();
     try {
@@ -256,6 +257,10 @@ export class FsDriver implements StorageDriver {
       if (isMissing(err) || errnoOf(err) === 'EISDIR') return;
       throw this.fail(err, `remove "${key}"`);
     }
+    // The directory stays for the next such object (a WAL intent every
+    // segment): pruning it would cost an rmdir now and a mkdir with fsyncs of
+    // its parents on the next write. expire removes it as debris when idle.
+    if (opts.durable === false) return;
     const dir = dirname(path);
     await this.io(() => fsyncDir(dir), `remove "${key}"`);
     await this.pruneEmptyDirs(dir);
