@@ -33,7 +33,7 @@ import {
   tempBase,
   timeSync,
 } from './lib/proc.mjs';
-import { mb, reportTail, round, summarize, table } from './lib/stats.mjs';
+import { mb, median, reportTail, round, summarize, table } from './lib/stats.mjs';
 
 const WAL_PUSH = toolBin('cairn-wal-push');
 const WAL_GET = toolBin('cairn-wal-get');
@@ -49,6 +49,7 @@ const opt = {
   segments: int('BENCH_SEGMENTS', 200),
   scale: int('BENCH_SCALE', 20),
   runs: Math.max(1, int('BENCH_RUNS', 10)),
+  drainRuns: Math.max(1, int('BENCH_DRAIN_RUNS', 3)),
   level: int('BENCH_COMPRESS_LEVEL', 1),
   extraLevel: env.BENCH_EXTRA_LEVEL === undefined ? 3 : int('BENCH_EXTRA_LEVEL', 0),
   skipPgbr: flag('BENCH_SKIP_PGBACKREST'),
@@ -458,26 +459,40 @@ async function benchGetLatency(ctx) {
 
 // ---- 2. draining the backlog ------------------------------------------------
 
-function drainContenders(ctx) {
+/**
+ * The drain contenders of round `round`. Round 0 drains into the archives the
+ * recovery phase reads (ctx.cpArchive, ctx.cairnRepo, ctx.pgbrRepo); later
+ * rounds (BENCH_DRAIN_RUNS) each get fresh ones, so no contender finds its
+ * segments already stored. S3 runs in round 0 only.
+ */
+function drainContenders(ctx, round = 0) {
   const list = [];
-  const need = (key) => opt.phases.has('drain') || ['cp', 'cairn_file', 'pgbr_async'].includes(key);
+  const need = (key) => opt.phases.has('drain') || (round === 0 && ['cp', 'cairn_file', 'pgbr_async'].includes(key));
+  const fresh = (name, shared) => (round === 0 ? { dir: shared, dispose: undefined } : { dir: makeDir(`${name}-r${round}`), dispose: () => removeDir(join(tempBase(), `${name}-r${round}`)) });
   if (need('cp')) {
     list.push({
       key: 'cp',
       label: 'cp (test ! -f && cp, no fsync)',
-      prepare: () => ({ command: `test ! -f ${ctx.cpArchive}/%f && cp %p ${ctx.cpArchive}/%f`, repo: ctx.cpArchive, count: /^[0-9A-F]{24}$/ }),
+      prepare: () => {
+        const a = fresh('archive-cp', ctx.cpArchive);
+        return { command: `test ! -f ${a.dir}/%f && cp %p ${a.dir}/%f`, repo: a.dir, count: /^[0-9A-F]{24}$/, dispose: a.dispose };
+      },
     });
   }
   if (need('cairn_file')) {
     list.push({
       key: 'cairn_file',
       label: `cairn-wal-push file repo ${Z}`,
-      prepare: (srvName) => ({
-        command: `${WAL_PUSH} %p %f`,
-        env: { CAIRN_REPO: ctx.cairnRepo, CAIRN_COMPRESS: Z, CAIRN_SPOOL_DIR: makeDir(`spool-${srvName}`) },
-        repo: ctx.cairnRepo,
-        count: /^[0-9A-F]{24}-[0-9a-f]{64}\.zst$/,
-      }),
+      prepare: (srvName) => {
+        const r = fresh('repo-cairn', ctx.cairnRepo);
+        return {
+          command: `${WAL_PUSH} %p %f`,
+          env: { CAIRN_REPO: r.dir, CAIRN_COMPRESS: Z, CAIRN_SPOOL_DIR: makeDir(`spool-${srvName}`) },
+          repo: r.dir,
+          count: /^[0-9A-F]{24}-[0-9a-f]{64}\.zst$/,
+          dispose: r.dispose,
+        };
+      },
     });
   }
   if (opt.phases.has('drain') && opt.extraLevel && opt.extraLevel !== opt.level) {
@@ -496,7 +511,7 @@ function drainContenders(ctx) {
       },
     });
   }
-  if (opt.phases.has('drain') && !opt.skipS3) {
+  if (round === 0 && opt.phases.has('drain') && !opt.skipS3) {
     list.push({
       key: 'cairn_s3',
       label: `cairn-wal-push S3 (s3rver) ${Z}`,
@@ -508,16 +523,21 @@ function drainContenders(ctx) {
       }),
     });
   }
+  // A copy of pgBackRest's repository as the load left it (stanza made, none of the backlog archived).
+  const pgbrCopy = () => {
+    const repo = makeDir(`repo-pgbackrest-copy-${Math.random().toString(16).slice(2, 10)}`);
+    cpSync(ctx.pgbrPristine, repo, { recursive: true, preserveTimestamps: true });
+    execFileSync('chown', ['-R', `${pgUser.uid}:${pgUser.gid}`, repo]);
+    return { dir: repo, dispose: () => removeDir(repo) };
+  };
   if (!opt.skipPgbr && opt.phases.has('drain')) {
     list.push({
       key: 'pgbr_sync',
       label: `pgBackRest archive-push sync zst:${opt.level}`,
       prepare: (srvName, pgdata) => {
-        const repo = join(tempBase(), 'repo-pgbackrest-sync');
-        cpSync(ctx.pgbrRepo, repo, { recursive: true, preserveTimestamps: true });
-        execFileSync('chown', ['-R', `${pgUser.uid}:${pgUser.gid}`, repo]);
-        const conf = writePgbrConf(makeDir(`pgbr-${srvName}`), { repo, level: opt.level, pgdata });
-        return { command: pgbrCmd(conf, 'archive-push', '%p'), repo, count: /^[0-9A-F]{24}-[0-9a-f]{40}\.zst$/, dispose: () => removeDir(repo) };
+        const r = pgbrCopy();
+        const conf = writePgbrConf(makeDir(`pgbr-${srvName}`), { repo: r.dir, level: opt.level, pgdata });
+        return { command: pgbrCmd(conf, 'archive-push', '%p'), repo: r.dir, count: /^[0-9A-F]{24}-[0-9a-f]{40}\.zst$/, dispose: r.dispose };
       },
     });
   }
@@ -526,13 +546,14 @@ function drainContenders(ctx) {
       key: 'pgbr_async',
       label: `pgBackRest archive-push async zst:${opt.level}, process-max=${opt.pgbrProcessMax}`,
       prepare: (srvName, pgdata) => {
+        const r = round === 0 ? { dir: ctx.pgbrRepo, dispose: undefined } : pgbrCopy();
         const conf = writePgbrConf(makeDir(`pgbr-${srvName}`), {
-          repo: ctx.pgbrRepo,
+          repo: r.dir,
           level: opt.level,
           pgdata,
           extra: { 'archive-async': 'y', 'process-max': String(opt.pgbrProcessMax) },
         });
-        return { command: pgbrCmd(conf, 'archive-push', '%p'), repo: ctx.pgbrRepo, count: /^[0-9A-F]{24}-[0-9a-f]{40}\.zst$/ };
+        return { command: pgbrCmd(conf, 'archive-push', '%p'), repo: r.dir, count: /^[0-9A-F]{24}-[0-9a-f]{40}\.zst$/, dispose: r.dispose };
       },
     });
   }
@@ -596,11 +617,35 @@ async function drainOne(ctx, c) {
   return result;
 }
 
+/**
+ * BENCH_DRAIN_RUNS rounds, the order reversed every other round; the figure
+ * of each contender is the median of its rounds (segments/s from the median
+ * time). Round 0 fills the archives the recovery phase reads.
+ */
 async function benchDrain(ctx) {
-  const list = drainContenders(ctx);
-  say(`2. draining ${ctx.ready.length} .ready segments: ${list.map((c) => c.key).join(', ')}`);
+  if (!opt.skipPgbr) {
+    ctx.pgbrPristine = join(tempBase(), 'repo-pgbackrest-pristine');
+    cpSync(ctx.pgbrRepo, ctx.pgbrPristine, { recursive: true, preserveTimestamps: true });
+  }
+  const rounds = opt.phases.has('drain') ? opt.drainRuns : 1;
+  const all = {};
+  for (let round = 0; round < rounds; round++) {
+    const list = drainContenders(ctx, round);
+    if (round % 2 === 1) list.reverse();
+    say(`2. draining ${ctx.ready.length} .ready segments, round ${round + 1} of ${rounds}: ${list.map((c) => c.key).join(', ')}`);
+    for (const c of list) (all[c.key] ??= []).push(await drainOne(ctx, c));
+  }
   const out = {};
-  for (const c of list) out[c.key] = await drainOne(ctx, c);
+  for (const [key, runs] of Object.entries(all)) {
+    const ok = runs.filter((r) => r.seconds !== undefined);
+    const first = runs[0];
+    if (ok.length === 0) {
+      out[key] = first;
+      continue;
+    }
+    const seconds = round(median(ok.map((r) => r.seconds)), 2);
+    out[key] = { ...first, seconds, segPerSec: round(first.segments / seconds, 1), runs: runs.map((r) => r.seconds ?? null), failedCount: runs.reduce((n, r) => n + (r.failedCount ?? 0), 0) };
+  }
   return out;
 }
 
