@@ -188,6 +188,23 @@ test('the spool block is the same in both wrappers, and shellcheck passes them',
   assert.equal(r.status, 0, r.stdout);
 });
 
+test('the push fast path starts one process, stat: each one costs milliseconds of every archive_command call', async () => {
+  const { pgdata, walPath } = await dataDir();
+  // Shims in front of the real commands log what the wrapper starts.
+  const shim = await makeTempDir('contract-shim', { owner: 'me' });
+  const started = join(shim, 'started');
+  for (const cmd of ['stat', 'rm', 'sleep', 'mv', 'cat', 'readlink', 'test']) {
+    await writeFile(join(shim, cmd), `#!/bin/sh\necho ${cmd} >> '${started}'\nexec /usr/bin/${cmd} "$@"\n`, { mode: 0o755 });
+  }
+  const env = { CAIRN_NODE: '/bin/false' };
+  const args = [`pg_wal/${SEG}`, SEG];
+  const rec = await recordFor(plan(args, args, pgdata, env), walPath);
+  const r = runWrapper(PUSH_BIN, args, pgdata, { ...env, PATH: `${shim}:/usr/bin:/bin` });
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(await usedUp(rec));
+  assert.deepEqual((await readFile(started, 'utf8')).trim().split('\n'), ['stat']);
+});
+
 test('pg_wal moved by initdb -X (a link): the default spool is in its target, and both sides find it', async () => {
   const pgdata = await realpath(await makeTempDir('contract-x', { owner: 'me' }));
   const walTarget = await realpath(await makeTempDir('contract-waldir', { owner: 'me' }));
