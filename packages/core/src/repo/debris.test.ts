@@ -16,7 +16,7 @@ import { parseDuration } from '../util/duration.js';
 import { planExpire } from '../expire/plan.js';
 import { abandonedDebris, describeRepoDebris, listRepoDebris, sweepRepoDebris } from './debris.js';
 import { walIntentKey } from './layout.js';
-import { WAL_INTENT_STALE_MS } from './wal-archive.js';
+import { storeWal, WAL_INTENT_STALE_MS } from './wal-archive.js';
 
 const root = mkdtempSync(join(tmpdir(), 'cairn-debris-test-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -38,6 +38,17 @@ async function fixture(name: string) {
 }
 
 describe('repository debris (fs)', () => {
+  it('WAL pushes leave nothing behind: their intents go, and so do the directories that held them', async () => {
+    const dir = join(root, 'pushes');
+    const driver = new FsDriver(dir);
+    const sha = 'ab'.repeat(32);
+    for (const n of [1, 2, 3]) {
+      const walName = `00000001000000000000000${n}`;
+      assert.equal(await storeWal(driver, { cluster: 'main', systemId: '7312345678901234567', walName, sha256: sha, ext: '.zst', body: () => Buffer.from('x') }), 'stored');
+    }
+    assert.deepEqual(await listRepoDebris(driver, 'main'), []);
+    assert.deepEqual(await readdir(join(dir, 'main')), ['wal']);
+  });
   it('lists temp files with their writer and empty directories, children first', async () => {
     const { driver, dead, live, other } = await fixture('list');
     const items = await listRepoDebris(driver, 'main');

@@ -74,7 +74,18 @@ export async function ensureRepoConfig(
 ): Promise<RepoConfig> {
   let cfg = await readRepoConfig(driver, cluster, signal);
   if (cfg === undefined) {
-    await refuseOrphanedCluster(driver, cluster, signal);
+    try {
+      await refuseOrphanedCluster(driver, cluster, signal);
+    } catch (err) {
+      // Every writer creates repo.json before its first object, so objects
+      // beside a repo.json that is there now come from a first use that ran
+      // alongside ours (a basebackup while the first WAL push stored
+      // repo.json and its system between our read and our listing).
+      cfg = await readRepoConfig(driver, cluster, signal);
+      if (cfg === undefined) throw err;
+    }
+  }
+  if (cfg === undefined) {
     const fresh: RepoConfig = {
       format: REPO_FORMAT,
       cipher: key === undefined ? 'none' : CIPHER,

@@ -75,6 +75,28 @@ test('repo.json: created once, key checked', async () => {
   await assert.rejects(ensureRepoConfig(d, 'plain', k1, new Date()), (e: unknown) => e instanceof CairnError && e.code === 'KEY_MISMATCH');
 });
 
+test('repo.json: a first use racing ours (its repo.json and first object land between our read and our listing) is no orphaned cluster', async () => {
+  const d = new MemoryDriver('unit-repo-config-race');
+  const list = d.list.bind(d);
+  let raced = false;
+  // The other writer (the first WAL push) does its whole first use just before our listing.
+  d.list = async function* (prefix: string, signal?: AbortSignal) {
+    if (!raced && prefix === 'main/') {
+      raced = true;
+      await ensureRepoConfig(new Proxy(d, { get: (t, k) => (k === 'list' ? list : Reflect.get(t, k)) }), 'main', undefined, new Date(0));
+      await ensureSystemRegistered(d, 'main', { systemId: SYS, firstSeen: 'x', registeredBy: 'test' }, { force: false });
+    }
+    yield* list(prefix, signal);
+  };
+  const cfg = await ensureRepoConfig(d, 'main', undefined, new Date(1));
+  assert.ok(raced);
+  assert.equal(cfg.created, new Date(0).toISOString(), 'the other writer\'s repo.json, not a second one');
+  // A cluster that really lost repo.json is still refused.
+  const orphan = new MemoryDriver('unit-repo-config-orphan');
+  await ensureSystemRegistered(orphan, 'main', { systemId: SYS, firstSeen: 'x', registeredBy: 'test' }, { force: false });
+  await assert.rejects(ensureRepoConfig(orphan, 'main', undefined, new Date()), (e: unknown) => e instanceof CairnError && e.code === 'FORMAT_INVALID' && /no repo\.json/.test(e.message));
+});
+
 test('systems: first registers, another is refused unless forced', async () => {
   const d = new MemoryDriver('unit-systems');
   const rec = (id: string) => ({ systemId: id, firstSeen: 'x', registeredBy: 'test' });

@@ -47,7 +47,7 @@ export interface WriteOptions {
 }
 
 export interface RemoveOptions {
-  /** false: no fsync and no pruning of empty directories (fs). Default true. */
+  /** false: no fsyncs (fs). Default true. */
   durable?: boolean;
 }
 
@@ -104,10 +104,10 @@ export interface StorageDriver {
   syncKeys?(keys: string[], signal?: AbortSignal): Promise<void>;
 
   /**
-   * Deletes `key`; succeeds if it does not exist. On fs the removal is made
-   * durable (fsync of the directory) and directories left empty are pruned,
-   * unless `opts.durable` is false: then it is one unlink, for objects whose
-   * loss or return after a crash does no harm (a WAL push's intent).
+   * Deletes `key`; succeeds if it does not exist. On fs directories left
+   * empty are pruned, and the removal is made durable (fsync of the
+   * directory) unless `opts.durable` is false: for objects whose loss or
+   * return after a crash does no harm (a WAL push's intent).
    */
   remove(key: string, signal?: AbortSignal, opts?: RemoveOptions): Promise<void>;
 

@@ -190,7 +190,8 @@ export class FsDriver implements StorageDriver {
       fd = openSync(temp, 'wx', FILE_MODE);
     } catch (err) {
       if (!isMissing(err)) throw this.fail(err, `write "${key}"`);
-      await this.ensureDir(dir);
+      // Not durable: syncKeys makes the directories durable when it matters.
+      await this.ensureDir(dir, false);
       try {
         fd = openSync(temp, 'wx', FILE_MODE);
       } catch (err2) {
@@ -257,11 +258,13 @@ export class FsDriver implements StorageDriver {
       if (isMissing(err) || errnoOf(err) === 'EISDIR') return;
       throw this.fail(err, `remove "${key}"`);
     }
-    // The directory stays for the next such object (a WAL intent every
-    // segment): pruning it would cost an rmdir now and a mkdir with fsyncs of
-    // its parents on the next write. expire removes it as debris when idle.
-    if (opts.durable === false) return;
     const dir = dirname(path);
+    // Not durable (a WAL intent, every segment): no fsyncs, here or for the
+    // directories pruned; the next such write makes them again unsynced too.
+    if (opts.durable === false) {
+      await this.pruneEmptyDirs(dir, false);
+      return;
+    }
     await this.io(() => fsyncDir(dir), `remove "${key}"`);
     await this.pruneEmptyDirs(dir);
   }
@@ -361,11 +364,11 @@ export class FsDriver implements StorageDriver {
     }
   }
 
-  private async ensureDir(dir: string): Promise<void> {
+  private async ensureDir(dir: string, durable = true): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         const first = await fsp.mkdir(dir, { recursive: true, mode: DIR_MODE });
-        if (first === undefined) return;
+        if (first === undefined || !durable) return;
         // A new directory is durable only once its parent's entry is: fsync the
         // parent of every directory just created.
         const created = [first];
@@ -437,7 +440,7 @@ export class FsDriver implements StorageDriver {
   }
 
   /** Removes directories left empty by a remove, up to (not including) the root. */
-  private async pruneEmptyDirs(dir: string): Promise<void> {
+  private async pruneEmptyDirs(dir: string, durable = true): Promise<void> {
     let d = dir;
     let removed = false;
     while (d !== this.root && d.startsWith(this.root + sep)) {
@@ -449,7 +452,7 @@ export class FsDriver implements StorageDriver {
       removed = true;
       d = dirname(d);
     }
-    if (removed) await fsyncDir(d).catch(() => {});
+    if (removed && durable) await fsyncDir(d).catch(() => {});
   }
 
   private async *mapReadErrors(source: AsyncIterable<Buffer>, key: string): AsyncGenerator<Buffer> {
