@@ -468,7 +468,11 @@ async function benchGetLatency(ctx) {
 function drainContenders(ctx, round = 0) {
   const list = [];
   const need = (key) => opt.phases.has('drain') || (round === 0 && ['cp', 'cairn_file', 'pgbr_async'].includes(key));
-  const fresh = (name, shared) => (round === 0 ? { dir: shared, dispose: undefined } : { dir: makeDir(`${name}-r${round}`), dispose: () => removeDir(join(tempBase(), `${name}-r${round}`)) });
+  const fresh = (name, shared) => {
+    if (round === 0) return { dir: shared, dispose: undefined };
+    const dir = makeDir(`${name}-r${round}`);
+    return { dir, dispose: () => removeDir(dir) };
+  };
   if (need('cp')) {
     list.push({
       key: 'cp',

@@ -31,6 +31,12 @@ export async function fileIdentity(path: string): Promise<string | undefined> {
   }
 }
 
+/** A file waiting in archive_status/, as readyFiles returns it. */
+export interface ReadyFile {
+  name: WalFileName;
+  path: string;
+}
+
 export class PushSpool {
   constructor(readonly dir: string) {}
 
@@ -99,7 +105,7 @@ export class PushSpool {
    * archives them (history files first, then oldest first), that are neither
    * recorded nor claimed by a live process.
    */
-  async readyFiles(walDir: string, max: number): Promise<{ name: WalFileName; path: string }[]> {
+  async readyFiles(walDir: string, max: number): Promise<ReadyFile[]> {
     let entries: string[];
     try {
       entries = await readdir(join(walDir, 'archive_status'));
@@ -116,7 +122,7 @@ export class PushSpool {
         return ha - hb || (a < b ? -1 : a > b ? 1 : 0);
       });
     await this.prune(new Set(ready));
-    const out: { name: WalFileName; path: string }[] = [];
+    const out: ReadyFile[] = [];
     for (const n of ready) {
       if (out.length >= max) break;
       const path = join(walDir, n);

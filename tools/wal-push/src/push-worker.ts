@@ -10,9 +10,8 @@ import { isPrivate } from '@cairn/core/spool/spool-dir';
 import { spawnWorker } from '@cairn/core/spool/worker';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { sleep } from '@cairn/core/util/limit';
-import type { WalFileName } from '@cairn/core/wal/index';
 import { collectGarbage, createArchiver, type ArchiverOptions } from './archiver.js';
-import { PushSpool } from './push-spool.js';
+import { PushSpool, type ReadyFile } from './push-spool.js';
 
 export interface PushWorkerJob extends ArchiverOptions {
   repos: string[];
@@ -69,8 +68,6 @@ export async function runPushWorker(job: PushWorkerJob, env: NodeJS.ProcessEnv):
   }
 }
 
-type ReadyFile = { name: WalFileName; path: string };
-
 /**
  * `job.concurrency` lanes, each taking the next waiting file as soon as its
  * last one is done: no lane waits for a batch's slowest file, and a lane that
@@ -87,7 +84,8 @@ async function drain(spool: PushSpool, job: PushWorkerJob, archive: (f: ReadyFil
   let scan: Promise<void> | undefined;
   const refill = () =>
     (scan ??= (async () => {
-      const fresh = (await spool.readyFiles(job.walDir, job.batch + inFlight.size)).filter((f) => !inFlight.has(f.name.name) && !queue.some((q) => q.name.name === f.name.name));
+      // Only an empty queue is refilled, so what the scan finds is new unless it is in flight.
+      const fresh = (await spool.readyFiles(job.walDir, job.batch + inFlight.size)).filter((f) => !inFlight.has(f.name.name));
       queue.push(...fresh);
       if (fresh.length > 0) idle = 0;
       else if (inFlight.size === 0) {

@@ -261,12 +261,9 @@ export class FsDriver implements StorageDriver {
     const dir = dirname(path);
     // Not durable (a WAL intent, every segment): no fsyncs, here or for the
     // directories pruned; the next such write makes them again unsynced too.
-    if (opts.durable === false) {
-      await this.pruneEmptyDirs(dir, false);
-      return;
-    }
-    await this.io(() => fsyncDir(dir), `remove "${key}"`);
-    await this.pruneEmptyDirs(dir);
+    const durable = opts.durable !== false;
+    if (durable) await this.io(() => fsyncDir(dir), `remove "${key}"`);
+    await this.pruneEmptyDirs(dir, durable);
   }
 
   async close(): Promise<void> {}
