@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { CairnError } from '../cli/errors.js';
 import { createCountStage, createDecryptStage, createEncryptStage, storedEncoding, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
-import { createZstdFrameSplitter } from './zstd-frames.js';
+import { createZstdFrameSplitter } from '../codec/zstd-frames.js';
 
 function lowerFirst(s: string): string {
   return s.charAt(0).toLowerCase() + s.slice(1);

@@ -5,7 +5,7 @@
 import { Transform } from 'node:stream';
 import zlib from 'node:zlib';
 import { CairnError } from '../cli/errors.js';
-import { createZstdFrameCheck } from './zstd-frame.js';
+import { createZstdFrameCheck } from './zstd-frames.js';
 
 export type CompressAlg = 'zstd' | 'gzip' | 'none';
 
@@ -134,7 +134,7 @@ function checkLevel(spec: CompressSpec): void {
 
 /**
  * The stages that undo `alg`, with errors naming `label`. zstd gets a frame
- * check in front of the decoder (see zstd-frame.ts). Errors of the zlib
+ * check in front of the decoder (see zstd-frames.ts). Errors of the zlib
  * engine (bad data, checksum, truncation) become FORMAT_INVALID.
  */
 export function createDecompressStages(alg: CompressAlg, label: string): Transform[] {

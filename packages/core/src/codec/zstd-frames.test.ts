@@ -1,0 +1,62 @@
+// The frame walker in both modes: what each accepts and refuses, however the
+// bytes are chunked.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Readable, Writable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
+import { rejectsWith, testData } from './test-helpers.js';
+import { createZstdFrameCheck, createZstdFrameSplitter } from './zstd-frames.js';
+
+const frame = (data: Buffer) => zlib.zstdCompressSync(data, { params: { [zlib.constants.ZSTD_c_checksumFlag]: 1 } });
+const skippable = (n: number) => Buffer.concat([Buffer.from([0x5a, 0x2a, 0x4d, 0x18]), Buffer.from(Uint32Array.of(n).buffer), Buffer.alloc(n, 7)]);
+
+/** Runs `bytes` through `stage` in chunks of `size`; returns what came out, one entry per push. */
+async function run(stage: Transform, bytes: Buffer, size: number): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  const chunks = [];
+  for (let i = 0; i < bytes.length; i += size) chunks.push(bytes.subarray(i, i + size));
+  await pipeline([Readable.from(chunks), stage, new Writable({ objectMode: true, write(c: Buffer, _e, cb) { out.push(c); cb(); } })]);
+  return out;
+}
+
+test('split: one Buffer per frame, skippable frames dropped, in chunks of any size', async () => {
+  const a = frame(testData(300_000, 'a'));
+  const b = frame(testData(1000, 'b'));
+  const e = frame(Buffer.alloc(0));
+  const bytes = Buffer.concat([a, skippable(10), b, skippable(0), e]);
+  for (const size of [1, 3, 7, 4096, bytes.length]) {
+    const frames = await run(createZstdFrameSplitter('"f"'), bytes, size);
+    assert.deepEqual(frames.map((f) => f.length), [a.length, b.length, e.length], `chunks of ${size}`);
+    assert.ok(Buffer.concat(frames).equals(Buffer.concat([a, b, e])));
+  }
+  assert.deepEqual(await run(createZstdFrameSplitter('"f"'), Buffer.alloc(0), 1), []);
+});
+
+test('split: refuses truncation, garbage, a reserved block type and a frame over 64 MiB', async () => {
+  const a = frame(testData(300_000, 'a'));
+  const split = (bytes: Buffer, re: RegExp) => rejectsWith(run(createZstdFrameSplitter('"f"'), bytes, 65536), 'FORMAT_INVALID', re);
+  await split(a.subarray(0, a.length - 1), /^corrupt zstd data in "f": truncated/);
+  await split(Buffer.concat([a, Buffer.from('xyz')]), /truncated/);
+  await split(Buffer.concat([a, Buffer.from('not zstd')]), /bad magic number/);
+  await split(skippable(5).subarray(0, 9), /truncated/);
+  // A raw block header of type 3 (reserved) right after a minimal frame header.
+  await split(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x00, 0x07, 0x00, 0x00]), /reserved block type/);
+  // Blocks are at most 128 KiB.
+  await split(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x00, 0x01, 0x00, 0x20]), /block larger than 128 KiB/);
+  // 600 raw blocks of 128 KiB: 75 MiB in one frame.
+  const block = Buffer.concat([Buffer.from([0x00, 0x00, 0x10]), Buffer.alloc(128 * 1024)]);
+  await split(Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x00]), ...Array.from({ length: 600 }, () => block)]), /a frame larger than 64 MiB/);
+});
+
+test('check: passes exactly one frame through unchanged, plus empty frames after it', async () => {
+  const a = frame(testData(300_000, 'a'));
+  const e = frame(Buffer.alloc(0));
+  for (const size of [1, 5, 65536]) {
+    assert.ok(Buffer.concat(await run(createZstdFrameCheck('f'), Buffer.concat([a, e, e]), size)).equals(Buffer.concat([a, e, e])));
+    await rejectsWith(run(createZstdFrameCheck('f'), Buffer.concat([a, e, Buffer.from([0x28, 0xb5])]), size), 'FORMAT_INVALID', /^corrupt zstd data in "f": unexpected data after the end of the zstd frame$/);
+    await rejectsWith(run(createZstdFrameCheck('f'), Buffer.concat([a, skippable(0)]), size), 'FORMAT_INVALID', /unexpected data after the end/);
+  }
+  await rejectsWith(run(createZstdFrameCheck('f'), Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x00, 0x01, 0x00, 0x20]), 64), 'FORMAT_INVALID', /block larger than 128 KiB/);
+});
