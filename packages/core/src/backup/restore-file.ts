@@ -3,7 +3,7 @@
 // and its worker threads.
 
 import { createHash } from 'node:crypto';
-import { closeSync, constants, openSync, writeSync } from 'node:fs';
+import { constants } from 'node:fs';
 import { chmod, chown, open, unlink, utimes } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -11,6 +11,7 @@ import type { EncryptionKey } from '../codec/index.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { checksumMismatch, decodeFileInto, decodeFileStages, decodeZstdFrameSync, zstdFrameStages } from './file-codec.js';
 import { localWriteError } from '../util/local-file.js';
+import { openFileSink, type FileSink } from '../util/direct-write.js';
 
 export interface FileToRestore {
   /** The stored object. */
@@ -64,18 +65,17 @@ export async function restoreFile(driver: StorageDriver, key: EncryptionKey | un
   await setAttributes(f);
 }
 
-/** write(2) size: a piece goes to the page cache in 1 MiB calls, as pgBackRest's buffer. */
-const WRITE_SIZE = 1024 * 1024;
-
 /**
  * restoreFile for a thread that owns the file (a file worker): each zstd
  * frame is decoded, hashed and written with synchronous calls on this
  * thread, so a piece's bytes stay on one CPU from the decompressor to the
- * page cache. Through the threadpool (decode on one thread, hash on this
- * one, write on a third) a 1 GiB relation segment took 4.5 s instead of
- * 2.9 s on a 2-core VM, most of it in the kernel's copy of bytes another
- * CPU had just written. Only the stored object is still read (and
- * decrypted) as a stream. Other encodings go through restoreFile.
+ * disk. Through the threadpool (decode on one thread, hash on this one,
+ * write on a third) a 1 GiB relation segment took 4.5 s instead of 2.9 s on
+ * a 2-core VM, most of it in the kernel's copy of bytes another CPU had just
+ * written. The file goes around the page cache where it can (util/
+ * direct-write.ts): the restore syncs everything before pg_control anyway,
+ * and PostgreSQL reads each page once. Only the stored object is still read
+ * (and decrypted) as a stream. Other encodings go through restoreFile.
  */
 export async function restoreFileHere(driver: StorageDriver, key: EncryptionKey | undefined, f: FileToRestore, signal?: AbortSignal): Promise<void> {
   const stages = zstdFrameStages(f.key, key, f.label);
@@ -83,10 +83,10 @@ export async function restoreFileHere(driver: StorageDriver, key: EncryptionKey 
   const source = await driver.read(f.key, signal);
   const hash = createHash('sha256');
   let size = 0;
-  let fd: number | undefined;
+  let out: FileSink | undefined;
   try {
-    fd = openSync(f.path, RESTORE_WRITE_FLAGS, f.mode);
-    const out = fd;
+    out = openFileSink(f.path, RESTORE_WRITE_FLAGS, f.mode, true);
+    const file = out;
     const sink = new Writable({
       objectMode: true,
       write(frame: Buffer, _enc, cb) {
@@ -96,20 +96,22 @@ export async function restoreFileHere(driver: StorageDriver, key: EncryptionKey 
           size += piece.length;
           // More than the manifest says: damaged, and not worth writing on.
           if (size > f.size) throw checksumMismatch(f, hash.digest('hex'), size);
-          for (let off = 0; off < piece.length; ) off += writeSync(out, piece, off, Math.min(WRITE_SIZE, piece.length - off));
-          cb();
+          const wait = file.write(piece);
+          if (wait) wait.then(() => cb(), cb);
+          else cb();
         } catch (err) {
           cb(err as Error);
         }
       },
     });
     await pipeline([source, ...stages, sink], signal ? { signal } : {});
-    closeSync(fd);
-    fd = undefined;
+    await out.finish();
+    out = undefined;
     const got = hash.digest('hex');
     if (got !== f.sha256 || size !== f.size) throw checksumMismatch(f, got, size);
   } catch (err) {
-    if (fd !== undefined) closeSync(fd);
+    await out?.close();
+    source.destroy();
     await unlink(f.path).catch(() => {});
     throw localWriteError(err, f.path);
   }
