@@ -176,7 +176,7 @@ describe('cairn-verify (fs repository with two timelines)', { timeout: 600_000 }
     // The human report: the problem with its hint, exit 1.
     const human = await runCairn('verify', ['--set', incr.id], { env });
     assert.equal(human.code, 1);
-    assert.match(human.stderr, /^problem: backup "\d{8}-\d{6}I": (corrupt data|.*fails its checksum)/m);
+    assert.match(human.stderr, /^problem: backup "\d{8}-\d{6}I": (corrupt (zstd |gzip )?data|.*fails its checksum)/m);
     assert.match(human.stderr, /^ {2}hint: .*take a new full backup/m);
     assert.match(human.stderr, /1 problem$/m);
   });

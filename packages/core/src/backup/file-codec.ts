@@ -14,12 +14,9 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { CairnError } from '../cli/errors.js';
-import { createCountStage, createDecryptStage, createEncryptStage, storedEncoding, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
+import { createCountStage, createDecompressStages, createEncryptStage, decryptStages, storedEncoding, zstdParams, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
+import { checksumMismatch as mismatch, corruptDataFrom } from '../codec/errors.js';
 import { createZstdFrameSplitter } from '../codec/zstd-frames.js';
-
-function lowerFirst(s: string): string {
-  return s.charAt(0).toLowerCase() + s.slice(1);
-}
 
 /** Input bytes per frame. */
 export const PIECE_SIZE = 4 * 1024 * 1024;
@@ -66,11 +63,7 @@ function compressPiece(piece: Buffer, spec: EncodeSpec): Promise<Buffer> {
         // One output buffer for the whole piece: zlib's default 16 KiB pieces
         // cost a main-thread callback each.
         chunkSize: OUT_CHUNK,
-        params: {
-          [zlib.constants.ZSTD_c_compressionLevel]: spec.compress.level,
-          [zlib.constants.ZSTD_c_checksumFlag]: 1,
-          [zlib.constants.ZSTD_c_contentSizeFlag]: 1,
-        },
+        params: zstdParams(spec.compress.level),
       });
     case 'gzip':
       return gzip(piece, { level: spec.compress.level, chunkSize: OUT_CHUNK });
@@ -86,13 +79,7 @@ function compressWhole(buf: Buffer, spec: EncodeSpec): Promise<Buffer> | Buffer 
   if (buf.length > SYNC_LIMIT) return compressPiece(buf, spec);
   switch (spec.compress.alg) {
     case 'zstd':
-      return zlib.zstdCompressSync(buf, {
-        params: {
-          [zlib.constants.ZSTD_c_compressionLevel]: spec.compress.level,
-          [zlib.constants.ZSTD_c_checksumFlag]: 1,
-          [zlib.constants.ZSTD_c_contentSizeFlag]: 1,
-        },
-      });
+      return zlib.zstdCompressSync(buf, { params: zstdParams(spec.compress.level) });
     case 'gzip':
       return zlib.gzipSync(buf, { level: spec.compress.level });
     default:
@@ -318,14 +305,6 @@ export async function* rechunk(source: AsyncIterable<Buffer>, size = PIECE_SIZE,
   if (buf && len > 0) yield buf.subarray(0, len);
 }
 
-/** A zstd frame that does not decode: the stored object is damaged. */
-function corruptZstd(label: string, err: unknown): CairnError {
-  return new CairnError('FORMAT_INVALID', `corrupt zstd data in ${label}: ${lowerFirst((err as Error).message)}`, {
-    hint: 'the stored object is damaged or truncated; restore it from another repository',
-    cause: err,
-  });
-}
-
 /**
  * Decodes zstd frames in parallel (up to `window` at once on the threadpool),
  * in order. Each frame carries its XXH64, which zstd checks.
@@ -334,7 +313,7 @@ function createParallelZstdDecode(label: string, window: number): Transform {
   const pending: Promise<Buffer>[] = [];
   const start = (frame: Buffer) => {
     const p = zstdDecompress(frame, { chunkSize: OUT_CHUNK, maxOutputLength: 2 * 1024 * 1024 * 1024 - 1 }).catch((err: unknown) => {
-      throw corruptZstd(label, err);
+      throw corruptDataFrom('zstd', label, err);
     });
     p.catch(() => {});
     pending.push(p);
@@ -367,29 +346,21 @@ export function decodeZstdFrameSync(frame: Buffer, label: string): Buffer {
   try {
     return zlib.zstdDecompressSync(frame, { chunkSize: PIECE_SIZE, maxOutputLength: 2 * 1024 * 1024 * 1024 - 1 });
   } catch (err) {
-    throw corruptZstd(label, err);
+    throw corruptDataFrom('zstd', label, err);
   }
 }
 
-/** The decrypt stage of an encrypted stored object, or none. */
-function decryptStages(storedKey: string, key: EncryptionKey | undefined, label: string): Transform[] {
-  if (!storedEncoding(storedKey).encrypted) return [];
-  if (key === undefined) {
-    throw new CairnError('KEY_INVALID', `"${label}" is encrypted and no encryption key is configured`, {
-      hint: 'give the repository key with --encryption-key-file / CAIRN_ENCRYPTION_KEY_FILE',
-    });
-  }
-  // The decrypt stage quotes its label itself; ours already carries quotes.
-  return [createDecryptStage(key, label.replaceAll('"', ''))];
-}
-
-/** Stages that turn a stored backup object back into plaintext, chosen from its key. */
+/**
+ * Stages that turn a stored backup object back into plaintext, chosen from
+ * its key: the codec's decrypt stage, then zstd frames split and decoded in
+ * parallel, or the codec's decompress stages (gzip: concatenated members
+ * decode as one stream, as with `gzip -d`).
+ */
 export function decodeFileStages(storedKey: string, key: EncryptionKey | undefined, label: string, window = 4): Transform[] {
   const enc = storedEncoding(storedKey);
-  const stages = decryptStages(storedKey, key, label);
+  const stages = decryptStages(enc, key, label);
   if (enc.alg === 'zstd') stages.push(createZstdFrameSplitter(label), createParallelZstdDecode(label, window));
-  // Like `gzip -d`, Node's gunzip decodes concatenated members as one stream.
-  else if (enc.alg === 'gzip') stages.push(zlib.createGunzip({ chunkSize: 1024 * 1024 }));
+  else stages.push(...createDecompressStages(enc.alg, label));
   return stages;
 }
 
@@ -399,15 +370,14 @@ export function decodeFileStages(storedKey: string, key: EncryptionKey | undefin
  * frame itself with decodeZstdFrameSync. Undefined for any other encoding.
  */
 export function zstdFrameStages(storedKey: string, key: EncryptionKey | undefined, label: string): Transform[] | undefined {
-  if (storedEncoding(storedKey).alg !== 'zstd') return undefined;
-  return [...decryptStages(storedKey, key, label), createZstdFrameSplitter(label)];
+  const enc = storedEncoding(storedKey);
+  if (enc.alg !== 'zstd') return undefined;
+  return [...decryptStages(enc, key, label), createZstdFrameSplitter(label)];
 }
 
-/** The error for plaintext that is not what the manifest says. */
+/** The error for plaintext that is not what the manifest says (codec/errors.ts words it). */
 export function checksumMismatch(expect: { sha256: string; size: number; label: string }, got: string, size: number): CairnError {
-  return new CairnError('CHECKSUM_MISMATCH', `backup file ${expect.label} fails its checksum (expected sha256 ${expect.sha256.slice(0, 12)}… of ${expect.size} bytes, got ${got.slice(0, 12)}… of ${size})`, {
-    hint: 'the stored object is corrupted; run cairn-verify, and restore another backup or from another repository',
-  });
+  return mismatch('backup', `backup file ${expect.label}`, expect, { sha256: got, size });
 }
 
 /**
@@ -421,17 +391,14 @@ export async function decodeWhole(stored: Buffer, storedKey: string, key: Encryp
   try {
     if (enc.encrypted) {
       const parts: Buffer[] = [];
-      await pipeline([Readable.from([stored]), ...decryptStages(storedKey, key, expect.label), new Writable({ write(c: Buffer, _e, cb) { parts.push(c); cb(); } })]);
+      await pipeline([Readable.from([stored]), ...decryptStages(enc, key, expect.label), new Writable({ write(c: Buffer, _e, cb) { parts.push(c); cb(); } })]);
       data = Buffer.concat(parts);
     }
     if (enc.alg === 'zstd') data = zlib.zstdDecompressSync(data, { maxOutputLength: Math.max(expect.size, 1) + 1 });
     else if (enc.alg === 'gzip') data = zlib.gunzipSync(data, { maxOutputLength: Math.max(expect.size, 1) + 1 });
   } catch (err) {
     if (err instanceof CairnError) throw err;
-    throw new CairnError('FORMAT_INVALID', `corrupt data in ${expect.label}: ${lowerFirst((err as Error).message)}`, {
-      hint: 'the stored object is damaged or truncated; restore it from another repository',
-      cause: err,
-    });
+    throw corruptDataFrom(enc.alg, expect.label, err);
   }
   const got = createHash('sha256').update(data).digest('hex');
   if (got !== expect.sha256 || data.length !== expect.size) throw checksumMismatch(expect, got, data.length);

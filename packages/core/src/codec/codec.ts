@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { CairnError } from '../cli/errors.js';
 import { compressExtension, createCompressStage, createDecompressStages, type CompressAlg, type CompressSpec } from './compress.js';
 import { createDecryptStage, createEncryptStage, type EncryptionKey } from './encrypt.js';
+import { named } from './errors.js';
 
 export interface EncodeSpec {
   compress: CompressSpec;
@@ -76,17 +77,23 @@ export function decodeStagesForExtension(ext: string, key: EncryptionKey | undef
 }
 
 function stagesFor(enc: StoredEncoding, key: EncryptionKey | undefined, label: string): Transform[] {
-  const stages: Transform[] = [];
-  if (enc.encrypted) {
-    if (key === undefined) {
-      throw new CairnError('KEY_INVALID', `"${label}" is encrypted and no encryption key is configured`, {
-        hint: 'give the repository key with --encryption-key-file / CAIRN_ENCRYPTION_KEY_FILE',
-      });
-    }
-    stages.push(createDecryptStage(key, label));
+  return [...decryptStages(enc, key, label), ...createDecompressStages(enc.alg, label)];
+}
+
+/**
+ * The decrypt stage of an object whose encoding is `enc`, or none when it is
+ * not encrypted: the one place that picks it, for decodeStagesFor and for
+ * backup files (backup/file-codec.ts), which decompress frames themselves.
+ * Throws KEY_INVALID when the object is encrypted and no key was given.
+ */
+export function decryptStages(enc: StoredEncoding, key: EncryptionKey | undefined, label: string): Transform[] {
+  if (!enc.encrypted) return [];
+  if (key === undefined) {
+    throw new CairnError('KEY_INVALID', `${named(label)} is encrypted and no encryption key is configured`, {
+      hint: 'give the repository key with --encryption-key-file / CAIRN_ENCRYPTION_KEY_FILE',
+    });
   }
-  stages.push(...createDecompressStages(enc.alg, label));
-  return stages;
+  return [createDecryptStage(key, label)];
 }
 
 export interface BufferCodecOptions {
@@ -119,7 +126,7 @@ async function collect(source: Readable, stages: Transform[], label: string, opt
     write(chunk: Buffer, _enc, cb) {
       total += chunk.length;
       if (opts.maxBytes !== undefined && total > opts.maxBytes) {
-        cb(new CairnError('FORMAT_INVALID', `"${label}" is larger than ${opts.maxBytes} bytes`, {
+        cb(new CairnError('FORMAT_INVALID', `${named(label)} is larger than ${opts.maxBytes} bytes`, {
           hint: 'the stored object is not what its name says or is damaged',
         }));
         return;

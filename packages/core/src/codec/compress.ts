@@ -5,6 +5,7 @@
 import { Transform } from 'node:stream';
 import zlib from 'node:zlib';
 import { CairnError } from '../cli/errors.js';
+import { corruptDataFrom } from './errors.js';
 import { createZstdFrameCheck } from './zstd-frames.js';
 
 export type CompressAlg = 'zstd' | 'gzip' | 'none';
@@ -58,6 +59,22 @@ export function compressExtension(alg: CompressAlg): string {
   return alg === 'zstd' ? '.zst' : alg === 'gzip' ? '.gz' : '';
 }
 
+/**
+ * The zstd parameters of every zstd object cairn writes, streamed or in one
+ * call: the level, and an XXH64 of the content in every frame (off by default
+ * in libzstd), so that `zstd -d` and our decoder detect corruption on their
+ * own, even without the manifest's SHA-256 (`zstd -lv` shows "Check: XXH64").
+ * The content size goes into the frame header whenever it is known (one-shot
+ * calls, or a stream given pledgedSrcSize); libzstd's default, stated here.
+ */
+export function zstdParams(level: number): Record<number, number> {
+  return {
+    [zlib.constants.ZSTD_c_compressionLevel]: level,
+    [zlib.constants.ZSTD_c_checksumFlag]: 1,
+    [zlib.constants.ZSTD_c_contentSizeFlag]: 1,
+  };
+}
+
 /** Output piece size of the zlib engines (see createCompressStage). */
 const CHUNK_SIZE = 1024 * 1024;
 
@@ -80,13 +97,7 @@ export function createCompressStage(spec: CompressSpec, size?: number): Transfor
         // main thread per segment; 1 MiB pieces cost next to nothing.
         chunkSize: CHUNK_SIZE,
         ...(size !== undefined ? { pledgedSrcSize: size } : {}),
-        params: {
-          [zlib.constants.ZSTD_c_compressionLevel]: spec.level,
-          // XXH64 of the content in every frame (off by default in libzstd):
-          // `zstd -d` and our decoder then detect corruption on their own,
-          // even without the manifest's SHA-256 (`zstd -lv` shows "Check: XXH64").
-          [zlib.constants.ZSTD_c_checksumFlag]: 1,
-        },
+        params: zstdParams(spec.level),
       });
     case 'gzip':
       checkLevel(spec);
@@ -168,13 +179,7 @@ function isEngineError(err: unknown): err is Error & { code: string } {
 function withDataErrors(stream: Transform, alg: string, label: string): Transform {
   const destroy = stream.destroy.bind(stream);
   stream.destroy = ((err?: Error) => {
-    if (isEngineError(err)) {
-      const why = err.message.charAt(0).toLowerCase() + err.message.slice(1);
-      err = new CairnError('FORMAT_INVALID', `corrupt ${alg} data in "${label}": ${why}`, {
-        hint: 'the stored object is damaged or truncated; restore it from another repository',
-        cause: err,
-      });
-    }
+    if (isEngineError(err)) err = corruptDataFrom(alg, label, err);
     return destroy(err);
   }) as typeof stream.destroy;
   return stream;

@@ -50,6 +50,7 @@ import { open } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { inspect } from 'node:util';
 import { CairnError } from '../cli/errors.js';
+import { named } from './errors.js';
 
 const MAGIC = Buffer.from('CAIRNENC', 'ascii');
 const VERSION = 1;
@@ -296,7 +297,7 @@ export function createDecryptStage(key: EncryptionKey, label: string): Transform
   let index = 0;
 
   const failed = (cause?: unknown) =>
-    new CairnError('DECRYPT_FAILED', `cannot decrypt "${label}": wrong encryption key or corrupted data`, {
+    new CairnError('DECRYPT_FAILED', `cannot decrypt ${named(label)}: wrong encryption key or corrupted data`, {
       hint: 'check that --encryption-key-file is the key this repository was written with; if it is, the stored object is damaged: restore it from another repository',
       cause,
     });
@@ -304,13 +305,13 @@ export function createDecryptStage(key: EncryptionKey, label: string): Transform
   const readHeader = () => {
     const h = Buffer.from(queue.take(ENCRYPTION_HEADER_SIZE));
     if (!h.subarray(0, MAGIC.length).equals(MAGIC)) {
-      throw new CairnError('FORMAT_INVALID', `"${label}" is not an encrypted cairn object (bad header)`, {
+      throw new CairnError('FORMAT_INVALID', `${named(label)} is not an encrypted cairn object (bad header)`, {
         hint: 'the stored object is damaged or not what its name says; restore it from another repository',
       });
     }
     const version = h[MAGIC.length]!;
     if (version !== VERSION) {
-      throw new CairnError('FORMAT_INVALID', `"${label}" uses encryption format version ${version}, which this cairn cannot read`, {
+      throw new CairnError('FORMAT_INVALID', `${named(label)} uses encryption format version ${version}, which this cairn cannot read`, {
         hint: 'upgrade cairn to read it (or, if no cairn wrote such a version, the object is damaged)',
       });
     }
@@ -355,7 +356,7 @@ export function createDecryptStage(key: EncryptionKey, label: string): Transform
         if (header === undefined) {
           // Fewer bytes than a header: truncated, or not encrypted at all.
           throw queue.length === 0
-            ? new CairnError('FORMAT_INVALID', `"${label}" is empty, but an encrypted object is never empty`, {
+            ? new CairnError('FORMAT_INVALID', `${named(label)} is empty, but an encrypted object is never empty`, {
                 hint: 'the stored object is damaged; restore it from another repository',
               })
             : failed();

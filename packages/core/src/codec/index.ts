@@ -9,6 +9,7 @@ export {
   compressExtension,
   createCompressStage,
   createDecompressStages,
+  zstdParams,
 } from './compress.js';
 export {
   type EncryptionKey,
@@ -31,6 +32,7 @@ export {
   storedEncoding,
   decodeStagesFor,
   decodeStagesForExtension,
+  decryptStages,
   encodeBuffer,
   decodeToBuffer,
 } from './codec.js';

@@ -8,6 +8,7 @@ import { PassThrough, Transform, type Readable, type TransformCallback } from 'n
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { CairnError } from '../cli/errors.js';
+import { checksumMismatch } from '../codec/errors.js';
 import { createCountStage, createHashStage, decodeStagesForExtension, encodeStages, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
 import { ObjectNotFoundError, type StorageDriver } from '../storage/driver.js';
 import type { DumpObject } from './manifest.js';
@@ -107,9 +108,7 @@ export function createVerifyStage(obj: DumpObject, label: string, holdBack = HOL
       const sha = hash.digest('hex');
       if (size !== obj.size || sha !== obj.sha256) {
         held = [];
-        cb(new CairnError('CHECKSUM_MISMATCH', `${label} fails its checksum: ${size} bytes with SHA-256 ${sha.slice(0, 16)}…, the manifest says ${obj.size} bytes with ${obj.sha256.slice(0, 16)}…`, {
-          hint: 'the stored object is damaged; restore another dump (cairn-info lists them) and run cairn-verify',
-        }));
+        cb(checksumMismatch('dump', label, obj, { sha256: sha, size }));
         return;
       }
       for (const c of held) this.push(c);

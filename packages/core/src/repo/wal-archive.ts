@@ -8,9 +8,11 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CairnError } from '../cli/errors.js';
 import { createHashStage, decodeStagesFor, type EncryptionKey } from '../codec/index.js';
+import { checksumMismatch } from '../codec/errors.js';
 import { WriteConflictError, type StorageDriver } from '../storage/driver.js';
 import { parseWalIntentKey, parseWalObjectName, walFilePrefix, walIntentKey, walIntentPrefix, walObjectKey, type WalObjectName } from './layout.js';
 import { sleep } from '../util/limit.js';
+import { quote } from '../wal/quote.js';
 
 export interface StoredWal extends WalObjectName {
   key: string;
@@ -234,14 +236,12 @@ export async function readWalInto(
   sink: Writable,
   signal?: AbortSignal,
 ): Promise<{ bytes: number }> {
-  const label = `${stored.walName} in repository "${driver.url}"`;
+  const label = `WAL file ${quote(stored.walName)} in repository ${quote(driver.url)}`;
   const source = await driver.read(stored.key, signal);
   const hash = createHashStage();
   await pipeline([source, ...decodeStagesFor(stored.key, key, label), hash.stage, sink], signal ? { signal } : {});
   if (hash.digest() !== stored.sha256) {
-    throw new CairnError('CHECKSUM_MISMATCH', `WAL file ${label} fails its checksum (expected sha256 ${stored.sha256.slice(0, 12)}…, got ${hash.digest().slice(0, 12)}…)`, {
-      hint: 'the stored object is corrupted; run cairn-verify, and restore from another repository if you have one',
-    });
+    throw checksumMismatch('wal', label, { sha256: stored.sha256 }, { sha256: hash.digest(), size: hash.bytes() });
   }
   return { bytes: hash.bytes() };
 }
