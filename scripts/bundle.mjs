@@ -4,7 +4,8 @@
 // segment; a bundle halves the ESM loader's start-up work (measured: ~50 ms
 // against ~95 ms for --version). The AWS SDK stays external and is loaded
 // only for s3:// repositories. execa stays external too: its cross-spawn
-// require()s node built-ins, which an ESM bundle cannot do.
+// require()s node built-ins, which an ESM bundle cannot do. zstd-napi is a
+// native addon (optional: codec/zstd-native.ts loads it if it is there).
 //
 // usage (from a tool's directory): node ../../scripts/bundle.mjs cli.js [other-entry.js …]
 import { build } from 'esbuild';
@@ -24,7 +25,7 @@ await build({
   format: 'esm',
   platform: 'node',
   target: 'node24',
-  external: ['@aws-sdk/*', '@smithy/*', 'pg', 'pg-native', 'execa'],
+  external: ['@aws-sdk/*', '@smithy/*', 'pg', 'pg-native', 'execa', 'zstd-napi'],
   sourcemap: 'linked',
   logLevel: 'warning',
   chunkNames: 'chunks/[name]-[hash]',

@@ -120,7 +120,9 @@ for (const rel of closure) {
   } else {
     // Without source maps and the tests some packages ship (pg-protocol's
     // *.test.js): an install, and the image, hold no test files.
-    cpSync(src, join(tree, rel), { recursive: true, filter: (f) => !f.endsWith('.map') && !/\.(test|spec)\.[cm]?[jt]s$|\/__tests__$/.test(f) });
+    // zstd-napi: its built addon, not the C sources and objects it was built from.
+    const native = rel === 'node_modules/zstd-napi' ? (f) => !/\/zstd-napi\/(deps|src)(\/|$)|\/build\/(?!Release(\/binding\.node)?$)[^/]+$|\/build\/Release\/(?!binding\.node$)/.test(f) : () => true;
+    cpSync(src, join(tree, rel), { recursive: true, filter: (f) => native(f) && !f.endsWith('.map') && !/\.(test|spec)\.[cm]?[jt]s$|\/__tests__$/.test(f) });
   }
   copied.push(rel);
 }

@@ -34,8 +34,16 @@ export function runFileWorker(): void {
   // The worker owns the file: decoded, hashed and written on this thread.
   const decode = async (job: DecodeJob): Promise<void> => restoreFileHere(await driver(), await key(), job);
 
+  // Jobs arrive as soon as they are assigned (file-worker.ts) and run one
+  // after the other: this thread's pieces and staging buffers serve one file.
+  let tail: Promise<unknown> = Promise.resolve();
   parentPort!.on('message', (m: { id: number; job: EncodeJob | DecodeJob }) => {
-    const work = m.job.kind === 'encode' ? encode(m.job) : decode(m.job);
+    const job = m.job;
+    const work = (async (): Promise<unknown> => {
+      await tail;
+      return job.kind === 'encode' ? encode(job) : decode(job);
+    })();
+    tail = work.catch(() => {});
     work.then(
       (result) => parentPort!.postMessage({ id: m.id, result }),
       (err: unknown) => {

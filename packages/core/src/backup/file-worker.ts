@@ -62,23 +62,24 @@ export function findWorkerEntry(callerUrl: string, name = 'file-worker.js'): URL
 }
 
 export function createFileWorkers(entry: URL, count: number, setup: WorkerSetup): FileWorkers {
-  const workers: { w: Worker; busy: boolean }[] = [];
-  const waiting: ((slot: { w: Worker; busy: boolean }) => void)[] = [];
-  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+  // Each job goes to its worker at once, to the one with the fewest bytes
+  // queued, and the worker runs its jobs one after the other. Handed out as
+  // workers came free, a job waited for the main thread to read the last
+  // one's reply, and the main thread was busy with small files: a worker
+  // idled 0.6 s between two files of a 1.6 GB restore here.
+  const workers: { w: Worker; queued: number }[] = [];
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void; slot: { queued: number }; size: number }>();
   let nextId = 1;
   let failure: Error | undefined;
 
   for (let i = 0; i < count; i++) {
     const w = new Worker(entry, { workerData: setup });
-    const slot = { w, busy: false };
+    const slot = { w, queued: 0 };
     w.on('message', (m: Reply) => {
       const p = pending.get(m.id);
       pending.delete(m.id);
-      // Handed straight to the next waiting job, the slot stays busy.
-      const next = waiting.shift();
-      slot.busy = next !== undefined;
-      if (next) next(slot);
       if (!p) return;
+      p.slot.queued -= p.size;
       if (m.error) {
         const e = m.error;
         if (e.code) p.reject(new CairnError(e.code as ErrorCode, e.message, e.hint === undefined ? {} : { hint: e.hint }));
@@ -95,24 +96,15 @@ export function createFileWorkers(entry: URL, count: number, setup: WorkerSetup)
     workers.push(slot);
   }
 
-  // A slot is marked busy here, before anything awaits: marked after the
-  // await, every job started in one tick took the first worker and the
-  // others idled.
-  const take = (): Promise<{ w: Worker; busy: boolean }> => {
-    const free = workers.find((s) => !s.busy);
-    if (free) {
-      free.busy = true;
-      return Promise.resolve(free);
-    }
-    return new Promise((r) => waiting.push(r));
-  };
-
   const run = async <T>(job: EncodeJob | DecodeJob): Promise<T> => {
     if (failure) throw new CairnError('INTERNAL', `a file worker failed: ${failure.message}`);
-    const slot = await take();
+    const slot = workers.reduce((a, b) => (b.queued < a.queued ? b : a));
+    // A job counts at least 1 byte, so empty files spread too.
+    const size = Math.max(1, job.size);
+    slot.queued += size;
     const id = nextId++;
     return new Promise<T>((resolve, reject) => {
-      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      pending.set(id, { resolve: resolve as (v: unknown) => void, reject, slot, size });
       slot.w.postMessage({ id, job });
     });
   };

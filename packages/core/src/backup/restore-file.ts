@@ -9,7 +9,8 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { EncryptionKey } from '../codec/index.js';
 import type { StorageDriver } from '../storage/driver.js';
-import { checksumMismatch, decodeFileInto, decodeFileStages, decodeZstdFrameSync, zstdFrameStages } from './file-codec.js';
+import { nativeZstd } from '../codec/zstd-native.js';
+import { checksumMismatch, decodeFileInto, decodeFileStages, decodeZstdFrameSync, PIECE_SIZE, zstdFrameStages } from './file-codec.js';
 import { localWriteError } from '../util/local-file.js';
 import { openFileSink, type FileSink } from '../util/direct-write.js';
 
@@ -66,6 +67,23 @@ export async function restoreFile(driver: StorageDriver, key: EncryptionKey | un
 }
 
 /**
+ * Decodes one frame of a file at a time. With zstd-napi, into one buffer
+ * reused for every frame (a piece is used before the next frame is decoded):
+ * three times faster here than node:zlib, which allocates each piece anew
+ * (codec/zstd-native.ts). A frame bigger than a piece, or damaged, goes
+ * through node:zlib (which names the damage).
+ */
+function frameDecoder(label: string): (frame: Buffer) => Buffer {
+  const native = nativeZstd();
+  if (native === undefined) return (frame) => decodeZstdFrameSync(frame, label);
+  const into = Buffer.allocUnsafe(PIECE_SIZE);
+  return (frame) => {
+    const n = native.decodeFrameInto(frame, into);
+    return n === undefined ? decodeZstdFrameSync(frame, label) : into.subarray(0, n);
+  };
+}
+
+/**
  * restoreFile for a thread that owns the file (a file worker): each zstd
  * frame is decoded, hashed and written with synchronous calls on this
  * thread, so a piece's bytes stay on one CPU from the decompressor to the
@@ -83,6 +101,7 @@ export async function restoreFileHere(driver: StorageDriver, key: EncryptionKey 
   const source = await driver.read(f.key, signal);
   const hash = createHash('sha256');
   let size = 0;
+  const decode = frameDecoder(f.label);
   let out: FileSink | undefined;
   try {
     out = openFileSink(f.path, RESTORE_WRITE_FLAGS, f.mode, true);
@@ -91,7 +110,7 @@ export async function restoreFileHere(driver: StorageDriver, key: EncryptionKey 
       objectMode: true,
       write(frame: Buffer, _enc, cb) {
         try {
-          const piece = decodeZstdFrameSync(frame, f.label);
+          const piece = decode(frame);
           hash.update(piece);
           size += piece.length;
           // More than the manifest says: damaged, and not worth writing on.
