@@ -103,10 +103,21 @@ function copyWorkspace(rel) {
 }
 
 // The production dependency closure of the dispatcher (every tool, core, and
-// their npm dependencies), as npm resolved it in this checkout.
-const closure = run('npm', ['ls', '--omit=dev', '--all', '--parseable', '--workspace', '@cairn/cli'], { capture: true })
-  .split('\n').map((l) => l.trim()).filter((l) => l.startsWith(join(root, 'node_modules') + '/'))
-  .map((l) => relative(root, l)).sort();
+// their npm dependencies), as npm resolved it in this checkout, without what
+// a package needs only to be installed: zstd-napi lists its build tools
+// (prebuild-install, node-addon-api's headers, @types/node) as dependencies.
+const INSTALL_ONLY = { 'zstd-napi': new Set(['@types/node', 'node-addon-api', 'prebuild-install']) };
+const closureSet = new Set();
+const walkDeps = (node, name) => {
+  for (const [dep, child] of Object.entries(node.dependencies ?? {})) {
+    if (INSTALL_ONLY[name]?.has(dep)) continue;
+    if (child.path?.startsWith(join(root, 'node_modules') + '/')) closureSet.add(relative(root, child.path));
+    walkDeps(child, dep);
+  }
+};
+// (The --long tree of the AWS SDK is megabytes: a bigger buffer than spawnSync's 1 MiB.)
+walkDeps(JSON.parse(run('npm', ['ls', '--omit=dev', '--all', '--json', '--long', '--workspace', '@cairn/cli'], { capture: true, maxBuffer: 256 * 1024 * 1024 })), '');
+const closure = [...closureSet].sort();
 const copied = [];
 for (const rel of closure) {
   if (copied.some((c) => rel.startsWith(c + '/'))) continue; // inside a package already copied

@@ -179,7 +179,13 @@ export async function encodeFile(
   spec: EncodeSpec,
   slots: Slots,
   write: (body: Readable) => Promise<void>,
-  opts: { inspect?: (piece: Buffer, offset: number) => void; signal?: AbortSignal; pool?: PiecePool } = {},
+  opts: {
+    inspect?: (piece: Buffer, offset: number) => void;
+    signal?: AbortSignal;
+    pool?: PiecePool;
+    /** Compresses a piece on this thread instead of the threadpool (a worker that owns the file: codec/zstd-native.ts). */
+    compressHere?: (piece: Buffer) => Buffer;
+  } = {},
 ): Promise<EncodedFile> {
   const hash = createHash('sha256');
   let size = 0;
@@ -197,7 +203,7 @@ export async function encodeFile(
         hash.update(piece);
         size += piece.length;
         await slots.acquire();
-        const p = compressPiece(piece, spec);
+        const p = opts.compressHere ? Promise.resolve(opts.compressHere(piece)) : compressPiece(piece, spec);
         p.catch(() => {}); // observed by the reader below
         // Compressed, the piece is free again (uncompressed, it is the output).
         if (opts.pool && spec.compress.alg !== 'none') p.then(() => opts.pool!.give(piece), () => {});
@@ -207,7 +213,8 @@ export async function encodeFile(
       if (size === 0) {
         // An empty file is still one frame, so `zstd -d` of the object works.
         await slots.acquire();
-        const p = compressPiece(Buffer.alloc(0), spec);
+        const empty = Buffer.alloc(0);
+        const p = opts.compressHere ? Promise.resolve(opts.compressHere(empty)) : compressPiece(empty, spec);
         p.catch(() => {});
         queue.push(p);
       }

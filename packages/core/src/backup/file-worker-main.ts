@@ -4,6 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { CairnError } from '../cli/errors.js';
 import { loadEncryptionKey, parseCompress, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
+import { nativeZstd } from '../codec/zstd-native.js';
 import { createPageCheck } from '../pg/page-checksum.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { openStorage } from '../storage/open.js';
@@ -27,7 +28,17 @@ export function runFileWorker(): void {
     const k = await key();
     const spec: EncodeSpec = { compress: parseCompress(setup.compress), ...(k ? { key: k } : {}) };
     const check = job.pageCheck ? createPageCheck(job.pageCheck.firstBlock, BigInt(job.pageCheck.startLsn)) : undefined;
-    const r = await encodeFile(readFilePieces(job.path, job.size, pool), spec, slots, (body) => d.write(job.key, body, { durable: false }), { pool, ...(check ? { inspect: check.inspect } : {}) });
+    // zstd through zstd-napi on this thread where it is installed: this
+    // thread owns the file, and it compresses a 1 GiB relation segment in
+    // 1.3 s of CPU against node:zlib's 1.5-2.0 s on the threadpool (and 3%
+    // smaller; codec/zstd-native.ts).
+    const z = spec.compress.alg === 'zstd' ? nativeZstd() : undefined;
+    const compressHere = z ? (piece: Buffer) => z.encodeFrame(piece, spec.compress.level) : undefined;
+    const r = await encodeFile(readFilePieces(job.path, job.size, pool), spec, slots, (body) => d.write(job.key, body, { durable: false }), {
+      pool,
+      ...(check ? { inspect: check.inspect } : {}),
+      ...(compressHere ? { compressHere } : {}),
+    });
     return { ...r, badPages: check?.bad ?? [] };
   };
 

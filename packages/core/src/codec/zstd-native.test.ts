@@ -41,3 +41,26 @@ test('decodeFrameInto leaves to node:zlib what does not fit and what is damaged'
   assert.equal(z.decodeFrameInto(bad, Buffer.alloc(4 * MiB)), undefined, 'a damaged frame');
   assert.equal(z.decodeFrameInto(frame.subarray(0, frame.length - 10), Buffer.alloc(4 * MiB)), undefined, 'a truncated frame');
 });
+
+test('encodeFrame writes one frame that node:zlib and the stock decoder read, with its size and XXH64', (t) => {
+  const z = nativeZstd();
+  if (!z) return t.skip('zstd-napi is not installed');
+  for (const plain of [Buffer.alloc(0), randomBytes(1000), Buffer.concat([randomBytes(MiB), Buffer.alloc(3 * MiB, 9)])]) {
+    const frame = z.encodeFrame(plain, 1);
+    assert.ok(zlib.zstdDecompressSync(frame).equals(plain), `${plain.length} bytes round-trip through node:zlib`);
+    assert.equal(frame.readUInt32LE(0), 0xfd2fb528, 'a zstd frame');
+    const fhd = frame[4]!;
+    assert.equal((fhd >> 2) & 1, 1, 'the content checksum flag is set');
+    assert.ok(fhd >> 6 !== 0 || (fhd & 0x20) !== 0, 'the frame records its size');
+    // Damage is caught by the checksum.
+    if (plain.length > 0) {
+      const bad = Buffer.from(frame);
+      bad[bad.length - 1]! ^= 1;
+      assert.throws(() => zlib.zstdDecompressSync(bad));
+    }
+  }
+  // The output buffer is reused inside: frames handed out earlier stay intact.
+  const a = z.encodeFrame(Buffer.alloc(100_000, 1), 3);
+  z.encodeFrame(randomBytes(200_000), 3);
+  assert.ok(zlib.zstdDecompressSync(a).equals(Buffer.alloc(100_000, 1)));
+});
