@@ -92,7 +92,17 @@ async function freeId(driver: StorageDriver, cluster: string, start: Date, type:
 async function waitForWal(driver: StorageDriver, cluster: string, systemId: string, wal: string, timeoutMs: number, ctx: ToolContext): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if ((await findWal(driver, cluster, systemId, wal, ctx.signal)).length > 0) return;
+    // A listing that fails for a passing reason (a response cut off, once the
+    // driver's own retries are spent) is one poll lost, not the backup: the
+    // loop polls again until the deadline (s3-faults e2e, 10% of bodies cut).
+    let found = false;
+    try {
+      found = (await findWal(driver, cluster, systemId, wal, ctx.signal)).length > 0;
+    } catch (err) {
+      if (!(err instanceof CairnError) || !err.transient || Date.now() > deadline) throw err;
+      ctx.log.debug(`looking for ${wal}: ${err.message}; trying again`);
+    }
+    if (found) return;
     if (Date.now() > deadline) {
       throw new CairnError('NOT_FOUND', `WAL segment "${wal}" that ends the backup did not reach repository "${driver.url}" within ${Math.round(timeoutMs / 1000)} s`, {
         hint: "check that archive_command is 'cairn-wal-push %p' with this repository and that pg_stat_archiver shows no failures; raise --archive-timeout if archiving lags",
