@@ -5,17 +5,19 @@
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { runCleanups } from '@cairn/testkit/cleanup';
 import { createCluster } from '@cairn/testkit/pg-cluster';
+import { makeTempDir } from '@cairn/testkit/tmp';
 import { makeRepo } from './repo-fixture.js';
-import { commandLine } from './tools.js';
+import { commandLine, runCairn } from './tools.js';
 
 after(runCleanups);
 
-test('a backlog of .ready segments drains through push-ahead with no gap', { timeout: 300_000 }, async () => {
-  const repo = await makeRepo('fs', false);
-  const c = await createCluster({ name: 'backlog', archiveCommand: '/bin/false', env: repo.env });
+for (const encrypted of [false, true]) test(`a backlog of .ready segments drains through push-ahead with no gap${encrypted ? ' (encrypted)' : ''}`, { timeout: 300_000 }, async () => {
+  const repo = await makeRepo('fs', encrypted);
+  const c = await createCluster({ name: encrypted ? 'backlog-enc' : 'backlog', archiveCommand: '/bin/false', env: repo.env });
   await c.start();
   await c.psql('create table t(i int)');
   for (let i = 0; i < 24; i++) await c.psql('insert into t select generate_series(1,100); select pg_switch_wal()');
@@ -44,6 +46,14 @@ test('a backlog of .ready segments drains through push-ahead with no gap', { tim
   assert.equal(new Set(names).size, names.length, 'one copy of each');
   const lastNo = Number.parseInt(last.slice(16), 16);
   for (let n = 1; n <= lastNo; n++) assert.ok(names.includes(`0000000100000000${n.toString(16).toUpperCase().padStart(8, '0')}`), `segment ${n}`);
+  // Each one reads back whole (wal-get checks the SHA-256 of what it decoded).
+  // The push-ahead worker encodes them on its threads (codec/segment-encoder.ts).
+  const back = await makeTempDir('wal-back');
+  for (const n of names) {
+    const r = await runCairn('wal-get', [n, join(back, n), '--prefetch', '0'], { env: repo.env, cwd: c.pgdata });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await stat(join(back, n))).size, 16 * 1024 * 1024, n);
+  }
   // PostgreSQL marked them all done itself; every record was used by its call.
   assert.equal(await c.psql("select count(*) from pg_ls_archive_statusdir() where name like '%.ready'"), '0');
   // One context directory (this data directory, these settings) under the configured root.

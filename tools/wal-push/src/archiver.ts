@@ -26,6 +26,7 @@ import { storeWal, type StoreOutcome } from '@cairn/core/repo/wal-archive';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { checkSegmentHeader, readWalPageHeader, type WalFileName } from '@cairn/core/wal/index';
 import { createLimiter } from '@cairn/core/util/limit';
+import type { EncodedSegment, SegmentEncoder } from '@cairn/core/codec/segment-encoder';
 import { ReadPool, type PooledRead } from './read-pool.js';
 
 
@@ -46,6 +47,8 @@ export interface ArchiverContext {
   log: Logger;
   signal: AbortSignal;
   now: () => Date;
+  /** Encoder threads (the push-ahead worker, for zstd): segments are read, hashed and compressed there. */
+  encoder?: SegmentEncoder;
 }
 
 /** Push-ahead collects garbage when buffer memory passes this (target: ≤ 150 MB peak RSS). */
@@ -139,6 +142,39 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
       }
       const label = name.name;
       const hasHeader = name.kind === 'segment' || name.kind === 'partial';
+      const unreadable = (err: unknown) =>
+        new CairnError('FILE_UNREADABLE', `cannot read WAL file "${walPath}": ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
+          hint: 'check that the file exists and the user running cairn-wal-push may read it',
+        });
+      /** The system and segment size from a segment's first bytes (`head`), checked against its name and `size`. */
+      const segmentHeader = (head: Buffer, size: number) => {
+        const header = readWalPageHeader(head, label);
+        checkSegmentHeader(head, name.name, label);
+        if (name.kind === 'segment' && size !== header.segmentSize) {
+          throw new CairnError('FORMAT_INVALID', `WAL segment "${label}" is ${size} bytes, its header says ${header.segmentSize}`, {
+            hint: 'the file is truncated or not a WAL segment; do not archive it',
+          });
+        }
+        return { systemId: header.systemId, segSize: header.segmentSize };
+      };
+
+      if (st.size <= IN_MEMORY_LIMIT && hasHeader && ctx.encoder && spec.compress.alg === 'zstd') {
+        // Read, hashed and compressed on an encoder thread, into a lent buffer.
+        let seg: EncodedSegment;
+        try {
+          seg = await ctx.encoder.encode(walPath, st.size);
+        } catch (err) {
+          throw err instanceof CairnError ? err : unreadable(err);
+        }
+        try {
+          const { systemId, segSize } = segmentHeader(seg.head, seg.size);
+          const body = key ? await encodeBuffer(seg.frame, { compress: { alg: 'none', level: 0 }, key }) : seg.frame;
+          const outcome = await storeEverywhere(name, systemId, segSize, seg.sha256, () => body);
+          return { outcome, sha256: seg.sha256, bytesIn: seg.size, bytesOut: body.length };
+        } finally {
+          seg.release();
+        }
+      }
 
       if (st.size <= IN_MEMORY_LIMIT) {
         // Read, hash and compress under a tighter limit than uploads: that
@@ -149,24 +185,14 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
           try {
             read = await pool.readWhole(walPath, st.size);
           } catch (err) {
-            throw new CairnError('FILE_UNREADABLE', `cannot read WAL file "${walPath}": ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
-              hint: 'check that the file exists and the user running cairn-wal-push may read it',
-            });
+            throw unreadable(err);
           }
           try {
             const data = read.data;
             let systemId: string;
             let segSize: number | undefined;
             if (hasHeader) {
-              const header = readWalPageHeader(data, label);
-              checkSegmentHeader(data, name.name, label);
-              if (name.kind === 'segment' && data.length !== header.segmentSize) {
-                throw new CairnError('FORMAT_INVALID', `WAL segment "${label}" is ${data.length} bytes, its header says ${header.segmentSize}`, {
-                  hint: 'the file is truncated or not a WAL segment; do not archive it',
-                });
-              }
-              systemId = header.systemId;
-              segSize = header.segmentSize;
+              ({ systemId, segSize } = segmentHeader(data, data.length));
             } else {
               systemId = await systemOfTextFile(name.name);
             }
@@ -227,13 +253,14 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
  * compressed-output garbage outside the JS heap, which V8 frees only at its
  * next major GC; over a 32-file run that lifted peak RSS to ~150–170 MB, and
  * collecting when buffers pass 96 MB keeps the peak well below 150 MB. The
- * bin runs node with --expose-gc; without it this does nothing.
+ * bin runs node with --expose-gc; without it this does nothing. `held`:
+ * buffer bytes that are reused, not garbage (the segment encoder's outputs).
  */
-export function collectGarbage(): void {
+export function collectGarbage(held = 0): void {
   const gc = (globalThis as { gc?: (opts?: { type: 'major' }) => void }).gc;
   // A major GC costs ~10–20 ms: only when buffers (live: the read pool and
   // the outputs in flight, ~50 MB) have piled up. Not RSS: it does not shrink
   // after a collection, so it would trigger one for every file.
-  if (gc && process.memoryUsage().arrayBuffers > GC_ABOVE_BUFFERS) gc({ type: 'major' });
+  if (gc && process.memoryUsage().arrayBuffers - held > GC_ABOVE_BUFFERS) gc({ type: 'major' });
 }
 

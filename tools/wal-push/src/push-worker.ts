@@ -10,6 +10,9 @@ import { isPrivate } from '@cairn/core/spool/spool-dir';
 import { spawnWorker } from '@cairn/core/spool/worker';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { sleep } from '@cairn/core/util/limit';
+import { findWorkerEntry } from '@cairn/core/backup/file-worker';
+import { createSegmentEncoder, type SegmentEncoder } from '@cairn/core/codec/segment-encoder';
+import { availableParallelism } from 'node:os';
 import { collectGarbage, createArchiver, type ArchiverOptions } from './archiver.js';
 import { PushSpool, type ReadyFile } from './push-spool.js';
 
@@ -44,18 +47,23 @@ export async function runPushWorker(job: PushWorkerJob, env: NodeJS.ProcessEnv):
   if (!(await isPrivate(job.spoolDir))) return;
   if (!(await spool.lockWorker())) return;
   const drivers = await openRepositories(job.repos, env).catch(() => undefined);
+  let encoder: SegmentEncoder | undefined;
   try {
     if (!drivers) return;
     const key = await loadKey(job.keyFile);
     const signal = new AbortController().signal;
-    const archiver = createArchiver(drivers, key, job, { log: silentLogger, signal, now: () => new Date() });
+    // Segments are read, hashed and compressed on threads, one per core
+    // (codec/segment-encoder.ts); without zstd-napi, as PostgreSQL's own call does.
+    const entry = job.compress.alg === 'zstd' ? findWorkerEntry(import.meta.url, 'encode-thread.js') : undefined;
+    if (entry) encoder = createSegmentEncoder(entry, Math.min(job.concurrency, availableParallelism()), job.compress.level);
+    const archiver = createArchiver(drivers, key, job, { log: silentLogger, signal, now: () => new Date(), ...(encoder ? { encoder } : {}) });
     await drain(spool, job, async (f) => {
       if ((await spool.claimant(f.name.name)) !== undefined) return;
       await spool.claim(f.name.name);
       try {
         await archiver.archive(f.path, f.name);
         await spool.record(f.name.name, f.path);
-        collectGarbage();
+        collectGarbage(encoder?.heldBytes);
       } catch {
         // PostgreSQL's own call archives it and reports what is wrong.
       } finally {
@@ -63,6 +71,7 @@ export async function runPushWorker(job: PushWorkerJob, env: NodeJS.ProcessEnv):
       }
     });
   } finally {
+    await encoder?.close();
     if (drivers) await closeRepositories(drivers);
     await spool.unlockWorker();
   }

@@ -35,6 +35,13 @@ export interface NativeZstd {
    * Buffer of exactly the frame's length.
    */
   encodeFrame(piece: Buffer, level: number): Buffer;
+  /**
+   * The same frame written into `dst` (at least zstdBound(piece.length)
+   * bytes, e.g. a buffer reused from file to file); returns its length.
+   */
+  encodeFrameInto(piece: Uint8Array, level: number, dst: Uint8Array): number;
+  /** The most bytes one frame of `size` bytes can take. */
+  bound(size: number): number;
 }
 
 let loaded: NativeZstd | null | undefined;
@@ -56,6 +63,15 @@ function load(): NativeZstd | null {
   const cctx = new b.CCtx();
   let cctxLevel: number | undefined;
   let out: Buffer | undefined;
+  const encodeFrameInto = (piece: Uint8Array, level: number, dst: Uint8Array): number => {
+    if (cctxLevel !== level) {
+      cctx.setParameter(b.CParameter.compressionLevel, level);
+      cctx.setParameter(b.CParameter.checksumFlag, 1);
+      cctx.setParameter(b.CParameter.contentSizeFlag, 1);
+      cctxLevel = level;
+    }
+    return cctx.compress2(dst, piece);
+  };
   return {
     decodeFrameInto(frame, dst) {
       // Frames compressed in one call through node:zlib do not record their
@@ -70,16 +86,11 @@ function load(): NativeZstd | null {
       }
     },
     encodeFrame(piece, level) {
-      if (cctxLevel !== level) {
-        cctx.setParameter(b.CParameter.compressionLevel, level);
-        cctx.setParameter(b.CParameter.checksumFlag, 1);
-        cctx.setParameter(b.CParameter.contentSizeFlag, 1);
-        cctxLevel = level;
-      }
       const bound = b.compressBound(piece.length);
       if (out === undefined || out.length < bound) out = Buffer.allocUnsafe(bound);
-      const n = cctx.compress2(out, piece);
-      return Buffer.from(out.subarray(0, n));
+      return Buffer.from(out.subarray(0, encodeFrameInto(piece, level, out)));
     },
+    encodeFrameInto,
+    bound: (size) => b.compressBound(size),
   };
 }

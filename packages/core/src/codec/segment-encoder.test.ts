@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import zlib from 'node:zlib';
+import { createSegmentEncoder, SEGMENT_HEAD_BYTES } from './segment-encoder.js';
+import { nativeZstd } from './zstd-native.js';
+
+const MiB = 1024 * 1024;
+const entry = new URL('./segment-encoder-thread.js', import.meta.url);
+const dirP = mkdtemp(join(tmpdir(), 'cairn-segenc-'));
+after(async () => rm(await dirP, { recursive: true, force: true }));
+
+/** Part random, part repeated: compressible like WAL, and no two files alike. */
+const content = (size: number) => {
+  const b = Buffer.alloc(size, 0x5a);
+  randomBytes(Math.min(size, 256 * 1024)).copy(b, 0);
+  if (size > MiB) randomBytes(MiB).copy(b, size - MiB);
+  return b;
+};
+
+test('each file comes back hashed, with its head and one zstd frame that records its size', async (t) => {
+  if (!nativeZstd()) return t.skip('zstd-napi is not installed');
+  const enc = createSegmentEncoder(entry, 2, 1)!;
+  try {
+    const dir = await dirP;
+    const files = await Promise.all([0, 1, 8191, SEGMENT_HEAD_BYTES + 1, 16 * MiB, 16 * MiB, 3 * MiB, 16 * MiB].map(async (size, i) => {
+      const data = content(size);
+      const path = join(dir, `f${i}`);
+      await writeFile(path, data);
+      return { path, data };
+    }));
+    // All at once: more files than threads queue, and none gets another's bytes.
+    const got = await Promise.all(files.map(async (f) => {
+      const e = await enc.encode(f.path, f.data.length);
+      const frame = Buffer.from(e.frame); // the lent buffer goes back below
+      const r = { sha256: e.sha256, head: e.head, frame };
+      e.release();
+      return r;
+    }));
+    for (const [i, f] of files.entries()) {
+      const g = got[i]!;
+      assert.equal(g.sha256, createHash('sha256').update(f.data).digest('hex'), `file ${i}: hash`);
+      assert.ok(g.head.equals(f.data.subarray(0, SEGMENT_HEAD_BYTES)), `file ${i}: head`);
+      assert.ok(zlib.zstdDecompressSync(g.frame).equals(f.data), `file ${i}: the frame decodes to the file`);
+      // Frame header descriptor (RFC 8878 3.1.1.1.1): content size and XXH64, as zstdParams asks.
+      assert.equal(g.frame.readUInt32LE(0), 0xfd2fb528, `file ${i}: a zstd frame`);
+      const d = g.frame[4]!;
+      assert.ok((d & 0xc0) !== 0 || (d & 0x20) !== 0, `file ${i}: content size recorded`);
+      assert.ok((d & 0x04) !== 0, `file ${i}: XXH64 flag`);
+    }
+  } finally {
+    await enc.close();
+  }
+});
+
+test('output buffers are lent and reused, not allocated per file', async (t) => {
+  const z = nativeZstd();
+  if (!z) return t.skip('zstd-napi is not installed');
+  const enc = createSegmentEncoder(entry, 2, 1)!;
+  try {
+    const path = join(await dirP, 'reuse');
+    await writeFile(path, content(4 * MiB));
+    for (let i = 0; i < 6; i++) (await enc.encode(path, 4 * MiB)).release();
+    assert.equal(enc.heldBytes, z.bound(4 * MiB), 'one buffer served six files one after the other');
+    const a = await enc.encode(path, 4 * MiB);
+    const b = await enc.encode(path, 4 * MiB);
+    assert.equal(enc.heldBytes, 2 * z.bound(4 * MiB), 'two lent at once are two buffers');
+    assert.ok(a.frame.equals(b.frame));
+    a.release();
+    a.release(); // a second release is a no-op, not a buffer handed out twice
+    b.release();
+    await enc.encode(path, 4 * MiB).then((e) => e.release());
+    assert.equal(enc.heldBytes, 2 * z.bound(4 * MiB));
+  } finally {
+    await enc.close();
+  }
+});
+
+test('a missing or shrunken file rejects with its code, and the threads go on', async (t) => {
+  if (!nativeZstd()) return t.skip('zstd-napi is not installed');
+  const enc = createSegmentEncoder(entry, 1, 1)!;
+  try {
+    const dir = await dirP;
+    await assert.rejects(enc.encode(join(dir, 'nope'), 100), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
+    const short = join(dir, 'short');
+    const data = content(1000);
+    await writeFile(short, data);
+    await assert.rejects(enc.encode(short, 2000), (e: NodeJS.ErrnoException) => e.code === 'ESHRUNK' && /1000 of 2000/.test(e.message));
+    const e = await enc.encode(short, 1000);
+    assert.ok(zlib.zstdDecompressSync(e.frame).equals(data));
+    e.release();
+  } finally {
+    await enc.close();
+  }
+});
