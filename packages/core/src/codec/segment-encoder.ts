@@ -6,10 +6,11 @@
 // per segment and kept 1.4 of 2 cores busy (SHA-256 10 ms on the main thread,
 // which then idled waiting for zstd; Buffer.concat of the output, and a fresh
 // 2-3 MB output per segment that the VM faults in page by page and V8
-// collects late). Here each thread reads into its own buffer, hashes, and has
-// zstd-napi write one frame into an output buffer the main thread lends it
-// and takes back once the frame is stored: ~32 ms of CPU per segment, both
-// cores busy, nothing allocated per segment.
+// collects late). Here each thread reads the file 1 MiB at a time into one
+// buffer, hashes each piece and has zstd-napi stream it into one frame, in an
+// output buffer the main thread lends it and takes back once the frame is
+// stored: both cores busy, nothing allocated per segment, and 1 MiB of input
+// per thread rather than the whole segment.
 //
 // The frame is what codec/compress.ts writes for a buffer of known size: one
 // zstd frame with its content size and XXH64 (zstdParams). Without zstd-napi
@@ -152,31 +153,41 @@ export function createSegmentEncoder(entry: URL, threads: number, level: number)
   };
 }
 
+/** Bytes read, hashed and compressed at a time: they stay in the core's cache between the three. */
+const PIECE = 1024 * 1024;
+
 /** The body of an encoder thread: one job at a time, synchronously (the thread owns its buffers). */
 export function runSegmentEncoderThread(): void {
   const { level } = workerData as Setup;
   const z = nativeZstd();
-  let input = Buffer.alloc(0);
+  const piece = Buffer.allocUnsafe(PIECE);
   parentPort!.on('message', (job: Job) => {
     try {
       if (!z) throw new Error('zstd-napi is not loaded on this thread');
-      if (input.length < job.size) input = Buffer.allocUnsafe(job.size);
-      const data = input.subarray(0, job.size);
+      const hash = createHash('sha256');
+      const frame = z.frameWriter(job.size, level, new Uint8Array(job.out));
+      const head = new Uint8Array(Math.min(SEGMENT_HEAD_BYTES, job.size));
       const fd = openSync(job.path, 'r');
       try {
-        let off = 0;
-        while (off < job.size) {
-          const n = readSync(fd, data, off, job.size - off, off);
-          if (n === 0) throw Object.assign(new Error(`file shrank while being read (${off} of ${job.size} bytes)`), { code: 'ESHRUNK' });
-          off += n;
+        for (let off = 0; off < job.size; ) {
+          const want = Math.min(PIECE, job.size - off);
+          let got = 0;
+          while (got < want) {
+            const n = readSync(fd, piece, got, want - got, off + got);
+            if (n === 0) throw Object.assign(new Error(`file shrank while being read (${off + got} of ${job.size} bytes)`), { code: 'ESHRUNK' });
+            got += n;
+          }
+          const bytes = piece.subarray(0, want);
+          if (off < head.length) head.set(bytes.subarray(0, head.length - off), off);
+          hash.update(bytes);
+          frame.push(bytes);
+          off += want;
         }
       } finally {
         closeSync(fd);
       }
-      const sha256 = createHash('sha256').update(data).digest('hex');
-      const length = z.encodeFrameInto(data, level, new Uint8Array(job.out));
-      const head = new Uint8Array(data.subarray(0, Math.min(SEGMENT_HEAD_BYTES, job.size)));
-      parentPort!.postMessage({ id: job.id, sha256, head, length } satisfies Reply, [head.buffer]);
+      const length = frame.end();
+      parentPort!.postMessage({ id: job.id, sha256: hash.digest('hex'), head, length } satisfies Reply, [head.buffer]);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       parentPort!.postMessage({ id: job.id, error: { message: e.message, ...(e.code ? { code: e.code } : {}) } } satisfies Reply);

@@ -16,8 +16,16 @@ import { createRequire } from 'node:module';
 
 interface Binding {
   DCtx: new () => { decompress(dst: Uint8Array, src: Uint8Array): number };
-  CCtx: new () => { setParameter(p: number, v: number): void; compress2(dst: Uint8Array, src: Uint8Array): number };
+  CCtx: new () => {
+    setParameter(p: number, v: number): void;
+    compress2(dst: Uint8Array, src: Uint8Array): number;
+    reset(r: number): void;
+    setPledgedSrcSize(size: number): void;
+    compressStream2(dst: Uint8Array, src: Uint8Array, end: number): [left: number, produced: number, consumed: number];
+  };
   CParameter: { compressionLevel: number; checksumFlag: number; contentSizeFlag: number };
+  EndDirective: { continue: number; end: number };
+  ResetDirective: { sessionOnly: number };
   getFrameContentSize(src: Uint8Array): number | null;
   compressBound(size: number): number;
 }
@@ -42,6 +50,12 @@ export interface NativeZstd {
   encodeFrameInto(piece: Uint8Array, level: number, dst: Uint8Array): number;
   /** The most bytes one frame of `size` bytes can take. */
   bound(size: number): number;
+  /**
+   * The same frame, fed piece by piece: `size` bytes in all, written into
+   * `dst` (at least bound(size) bytes). Each piece may be reused once push
+   * returns; end() returns the frame's length. One frame at a time per thread.
+   */
+  frameWriter(size: number, level: number, dst: Uint8Array): { push(piece: Uint8Array): void; end(): number };
 }
 
 let loaded: NativeZstd | null | undefined;
@@ -63,13 +77,16 @@ function load(): NativeZstd | null {
   const cctx = new b.CCtx();
   let cctxLevel: number | undefined;
   let out: Buffer | undefined;
-  const encodeFrameInto = (piece: Uint8Array, level: number, dst: Uint8Array): number => {
+  const setLevel = (level: number) => {
     if (cctxLevel !== level) {
       cctx.setParameter(b.CParameter.compressionLevel, level);
       cctx.setParameter(b.CParameter.checksumFlag, 1);
       cctx.setParameter(b.CParameter.contentSizeFlag, 1);
       cctxLevel = level;
     }
+  };
+  const encodeFrameInto = (piece: Uint8Array, level: number, dst: Uint8Array): number => {
+    setLevel(level);
     return cctx.compress2(dst, piece);
   };
   return {
@@ -91,6 +108,28 @@ function load(): NativeZstd | null {
       return Buffer.from(out.subarray(0, encodeFrameInto(piece, level, out)));
     },
     encodeFrameInto,
+    frameWriter(size, level, dst) {
+      setLevel(level);
+      cctx.reset(b.ResetDirective.sessionOnly);
+      cctx.setPledgedSrcSize(size);
+      let at = 0;
+      const feed = (src: Uint8Array, end: boolean) => {
+        for (;;) {
+          const [left, produced, consumed] = cctx.compressStream2(dst.subarray(at), src, end ? b.EndDirective.end : b.EndDirective.continue);
+          at += produced;
+          src = src.subarray(consumed);
+          if (end ? left === 0 : src.length === 0) return;
+          if (produced === 0 && consumed === 0) throw new Error('zstd made no progress: the output buffer is too small');
+        }
+      };
+      return {
+        push: (piece) => feed(piece, false),
+        end: () => {
+          feed(new Uint8Array(0), true);
+          return at;
+        },
+      };
+    },
     bound: (size) => b.compressBound(size),
   };
 }
