@@ -5,6 +5,7 @@
 import { userInfo } from 'node:os';
 import type { Client, ClientConfig } from 'pg';
 import { CairnError } from '../cli/errors.js';
+import { lookupPgpass, pgpassPath } from './pgpass.js';
 import { describeAddress, serverAddress, type ServerAddress } from './server-address.js';
 
 export type PgClient = Client;
@@ -27,10 +28,11 @@ export interface ConnectOptions {
  * explicitly: pg falls back to process.env for any it is not given, and
  * nothing below a tool's cli.ts reads process.env (docs/style.md). The user
  * is libpq's: PGUSER, else the effective OS user (not $USER, which su keeps).
- * Only PGPASSWORD left unset still reaches pg's own fallback (process.env and
- * its ~/.pgpass reader): the bins hand the process environment over whole.
+ * Without PGPASSWORD the password comes from the password file, read as libpq
+ * reads it (pgpass.ts), only when the server asks for one. `ignored` collects
+ * why a password file was passed over, for the connection error.
  */
-export function pgClientConfig(o: ConnectOptions): ClientConfig {
+export function pgClientConfig(o: ConnectOptions, ignored: string[] = []): ClientConfig {
   const env = o.env;
   const set = (v: string | undefined) => (v !== undefined && v !== '' ? v : undefined);
   const user = set(env['PGUSER']) ?? userInfo().username;
@@ -47,6 +49,15 @@ export function pgClientConfig(o: ConnectOptions): ClientConfig {
   };
   const password = set(env['PGPASSWORD']);
   if (password !== undefined) config.password = password;
+  else {
+    const lookup = { host: addr.host, port: addr.port, database: config.database!, user };
+    config.password = async () => {
+      const found = lookupPgpass(pgpassPath(env), lookup);
+      if (found.ignored !== undefined) ignored.push(found.ignored);
+      // undefined: no password to offer (pg then says the server wanted one).
+      return found.password as string;
+    };
+  }
   const options = set(env['PGOPTIONS']);
   if (options !== undefined) config.options = options;
   if (Number.isFinite(timeout) && timeout > 0) config.connectionTimeoutMillis = timeout * 1000;
@@ -76,13 +87,20 @@ function sslFromMode(mode: string | undefined): ClientConfig['ssl'] {
 export async function connectPg(o: ConnectOptions): Promise<PgClient> {
   const { default: pg } = await import('pg');
   const addr = o.address ?? serverAddress(o.env);
-  const client = new pg.Client(pgClientConfig({ ...o, address: addr }));
+  const ignored: string[] = [];
+  const client = new pg.Client(pgClientConfig({ ...o, address: addr }, ignored));
   try {
     await client.connect();
   } catch (err) {
     await client.end().catch(() => {});
-    throw new CairnError('PG_CONNECT', `cannot connect to PostgreSQL${o.database !== undefined ? ` database ${JSON.stringify(o.database)}` : ''} at ${describeAddress(addr)}: ${(err as Error).message}`, {
-      hint: `set PGHOST, PGPORT, PGUSER${o.needs ? ` (${o.needs})` : ''} and PGPASSWORD or PGPASSFILE as for psql`,
+    // pg's words when the server wants a password and it has none.
+    const why = /client password must be a string/.test((err as Error).message)
+      ? 'the server asks for a password and none was found (PGPASSWORD, or a matching line in the password file)'
+      : (err as Error).message;
+    throw new CairnError('PG_CONNECT', `cannot connect to PostgreSQL${o.database !== undefined ? ` database ${JSON.stringify(o.database)}` : ''} at ${describeAddress(addr)}: ${why}`, {
+      hint: ignored.length > 0
+        ? `${ignored[0]}, so it was not read (chmod 0600 it)`
+        : `set PGHOST, PGPORT, PGUSER${o.needs ? ` (${o.needs})` : ''} and PGPASSWORD or PGPASSFILE as for psql`,
       cause: err,
     });
   }

@@ -72,6 +72,9 @@ test('pgClientConfig takes every setting from the given environment, not process
     Object.assign(process.env, { PGHOST: 'wrong.example', PGPORT: '1', PGUSER: 'wrong', PGDATABASE: 'wrong', PGSSLMODE: 'require' });
     const c = pgClientConfig({ env: { PGHOST: 'db.example', PGPORT: '6000', PGUSER: 'backup', PGPASSWORD: 's3cret', PGSSLMODE: 'disable' }, application: 'cairn-test' });
     assert.deepEqual({ ...c }, { host: 'db.example', port: 6000, user: 'backup', database: 'backup', application_name: 'cairn-test', ssl: false, password: 's3cret' });
+    // Without PGPASSWORD, the password file (pgpass.ts), never process.env's PGPASSWORD.
+    process.env['PGPASSWORD'] = 'wrong';
+    assert.equal(typeof pgClientConfig({ env: { PGHOST: 'db.example' }, application: 'x' }).password, 'function');
     // The user is the effective OS user when PGUSER is unset; no TLS over a socket.
     const s = pgClientConfig({ env: { PGHOST: '/run/pg', PGSSLMODE: 'require' }, application: 'cairn-test', database: 'postgres' });
     assert.equal(s.user, userInfo().username);
