@@ -99,7 +99,7 @@ export async function connectPg(o: ConnectOptions): Promise<PgClient> {
       : (err as Error).message;
     throw new CairnError('PG_CONNECT', `cannot connect to PostgreSQL${o.database !== undefined ? ` database ${JSON.stringify(o.database)}` : ''} at ${describeAddress(addr)}: ${why}`, {
       hint: ignored.length > 0
-        ? `${ignored[0]}, so it was not read (chmod 0600 it)`
+        ? `${ignored[0]}, so it was not read`
         : `set PGHOST, PGPORT, PGUSER${o.needs ? ` (${o.needs})` : ''} and PGPASSWORD or PGPASSFILE as for psql`,
       cause: err,
     });
