@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
 import { parseCompress, type EncodeSpec, type EncryptionKey } from '@cairn/core/codec/index';
-import { createSlots, readFilePieces } from '@cairn/core/backup/file-codec';
+import { createSlots, readFilePieces } from '@cairn/core/codec/file-codec';
 import { createFileWorkers, findWorkerEntry, type FileWorkers } from '@cairn/core/backup/file-worker';
 import {
   backupId,

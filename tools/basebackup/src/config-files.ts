@@ -9,7 +9,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize, relative } from 'node:path';
 import type { Logger } from '@cairn/core/cli/log';
 import { encodedExtension, type EncodeSpec } from '@cairn/core/codec/index';
-import { encodeWhole } from '@cairn/core/backup/file-codec';
+import { encodeWhole } from '@cairn/core/codec/file-codec';
 import { backupConfigKey, type ConfigFileSetting, type ManifestConfigFile } from '@cairn/core/backup/manifest';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { quote } from '@cairn/core/wal/quote';

@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { Logger } from '@cairn/core/cli/log';
 import { encodedExtension, type EncodeSpec } from '@cairn/core/codec/index';
-import { encodeFile, encodeWhole, PIECE_SIZE, rechunk, type Slots } from '@cairn/core/backup/file-codec';
+import { encodeFile, encodeWhole, PIECE_SIZE, rechunk, type Slots } from '@cairn/core/codec/file-codec';
 import type { FileWorkers } from '@cairn/core/backup/file-worker';
 import { backupFileKey, type BackupManifest, type ManifestDir, type ManifestFile } from '@cairn/core/backup/manifest';
 import { createPageCheck, firstBlockOf, isChecksummedRelationFile } from '@cairn/core/pg/page-checksum';

@@ -9,7 +9,7 @@ import { buffer } from 'node:stream/consumers';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { Logger } from '@cairn/core/cli/log';
 import type { EncryptionKey } from '@cairn/core/codec/index';
-import { decodeWhole } from '@cairn/core/backup/file-codec';
+import { decodeWhole } from '@cairn/core/codec/file-codec';
 import type { ManifestConfigFile } from '@cairn/core/backup/manifest';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { localWriteError } from '@cairn/core/util/local-file';

@@ -16,7 +16,7 @@ import { buffer } from 'node:stream/consumers';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
 import type { EncryptionKey } from '@cairn/core/codec/index';
-import { decodeWhole, SMALL_FILE } from '@cairn/core/backup/file-codec';
+import { decodeWhole, SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { RESTORE_WRITE_FLAGS, restoreFile } from '@cairn/core/backup/restore-file';
 import { createFileWorkers, findWorkerEntry } from '@cairn/core/backup/file-worker';
 import { backupChain, missingParentError, readChainLinks } from '@cairn/core/backup/chain';

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { buffer } from 'node:stream/consumers';
 import { describe, test } from 'node:test';
-import { createSlots, encodeFile, encodeWhole, PIECE_SIZE, rechunk } from '@cairn/core/backup/file-codec';
+import { createSlots, encodeFile, encodeWhole, PIECE_SIZE, rechunk } from '@cairn/core/codec/file-codec';
 import { backupFileKey, manifestKey, MANIFEST_FORMAT, type BackupManifest, type ManifestFile } from '@cairn/core/backup/manifest';
 import { encodeBuffer, encodedExtension, encryptionKeyFromBytes, parseCompress, sha256Hex, type EncodeSpec, type EncryptionKey } from '@cairn/core/codec/index';
 import { ensureRepoConfig } from '@cairn/core/repo/repo-config';

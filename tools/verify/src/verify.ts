@@ -8,7 +8,7 @@
 import { CairnError, isCairnError } from '@cairn/core/cli/errors';
 import { formatBytes } from '@cairn/core/cli/format';
 import { createCountStage, type EncryptionKey } from '@cairn/core/codec/index';
-import { decodeFileInto, decodeFileStages, decodeWhole, PIECE_SIZE } from '@cairn/core/backup/file-codec';
+import { decodeFileInto, decodeFileStages, decodeWhole, PIECE_SIZE } from '@cairn/core/codec/file-codec';
 import { readChainLinks, walkChain } from '@cairn/core/backup/chain';
 import { backupsPrefix, listBackupIds, summarize, type BackupManifest, type BackupSummary, type ManifestFile } from '@cairn/core/backup/manifest';
 import { listDumps, resolveDumpRef, type DumpRef } from '@cairn/core/dump/manifest';

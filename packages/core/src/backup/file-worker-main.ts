@@ -8,7 +8,7 @@ import { nativeZstd } from '../codec/zstd-native.js';
 import { createPageCheck } from '../pg/page-checksum.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { openStorage } from '../storage/open.js';
-import { createPiecePool, createSlots, encodeFile, readFilePieces } from './file-codec.js';
+import { createPiecePool, createSlots, encodeFile, readFilePieces } from '../codec/file-codec.js';
 import { restoreFileHere } from './restore-file.js';
 import type { DecodeJob, EncodeJob, EncodeResult, WorkerSetup } from './file-worker.js';
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { encryptionKeyFromBytes, parseCompress, type EncodeSpec } from '../codec/index.js';
 import { MemoryDriver } from '../storage/memory.js';
-import { createSlots, encodeFile, PIECE_SIZE, rechunk } from './file-codec.js';
+import { createSlots, encodeFile, PIECE_SIZE, rechunk } from '../codec/file-codec.js';
 import { restoreFile, restoreFileHere, type FileToRestore } from './restore-file.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cairn-restore-file-'));

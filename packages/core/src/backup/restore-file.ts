@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import type { EncryptionKey } from '../codec/index.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { nativeZstd } from '../codec/zstd-native.js';
-import { checksumMismatch, decodeFileInto, decodeFileStages, decodeZstdFrameSync, PIECE_SIZE, zstdFrameStages } from './file-codec.js';
+import { checksumMismatch, decodeFileInto, decodeFileStages, decodeZstdFrameSync, PIECE_SIZE, zstdFrameStages } from '../codec/file-codec.js';
 import { localWriteError } from '../util/local-file.js';
 import { openFileSink, type FileSink } from '../util/direct-write.js';
 

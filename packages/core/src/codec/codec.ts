@@ -83,7 +83,7 @@ function stagesFor(enc: StoredEncoding, key: EncryptionKey | undefined, label: s
 /**
  * The decrypt stage of an object whose encoding is `enc`, or none when it is
  * not encrypted: the one place that picks it, for decodeStagesFor and for
- * backup files (backup/file-codec.ts), which decompress frames themselves.
+ * backup files (file-codec.ts), which decompress frames themselves.
  * Throws KEY_INVALID when the object is encrypted and no key was given.
  */
 export function decryptStages(enc: StoredEncoding, key: EncryptionKey | undefined, label: string): Transform[] {

@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkManifest } from '../backup/manifest.js';
-import { decodeFileInto, decodeFileStages, decodeWhole, decodeZstdFrameSync, zstdFrameStages } from '../backup/file-codec.js';
+import { decodeFileInto, decodeFileStages, decodeWhole, decodeZstdFrameSync, zstdFrameStages } from './file-codec.js';
 import { decodeStagesFor, decodeToBuffer, encryptionKeyFromBytes, storedEncoding } from './index.js';
 
 const dir = new URL('../../src/testing/fixtures/codec-v1/', import.meta.url);

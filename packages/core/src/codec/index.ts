@@ -4,11 +4,13 @@
 // How each kind of object is stored (the extension says the encoding, and
 // readers choose decoders from it, never from today's settings):
 //   WAL segments, history files  one zstd frame (its size in the header when
-//                                wal-push encodes from memory), or one gzip member
+//                                wal-push encodes from memory, and from the
+//                                push-ahead worker's threads: segment-encoder.ts),
+//                                or one gzip member
 //   dump objects                 one zstd frame of unknown size, or one gzip
 //                                member; encodeStages, streamed
 //   backup files                 4 MiB pieces, each its own zstd frame or gzip
-//                                member, concatenated (backup/file-codec.ts); a
+//                                member, concatenated (file-codec.ts); a
 //                                file of one piece (or empty) is one frame
 //   JSON (manifests, repo.json,  plain, never compressed or encrypted
 //     systems, drill results)

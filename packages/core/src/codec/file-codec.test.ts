@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { test } from 'node:test';
-import { encryptionKeyFromBytes, parseCompress, sha256Hex, type EncodeSpec } from '../codec/index.js';
+import { encryptionKeyFromBytes, parseCompress, sha256Hex, type EncodeSpec } from './index.js';
 import { createSlots, decodeFileInto, decodeFileStages, encodeFile, rechunk, PIECE_SIZE } from './file-codec.js';
 
 async function* chunks(buf: Buffer, size: number): AsyncGenerator<Buffer> {

@@ -14,9 +14,9 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { CairnError } from '../cli/errors.js';
-import { createCountStage, createDecompressStages, createEncryptStage, decryptStages, storedEncoding, zstdParams, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
-import { checksumMismatch as mismatch, corruptDataFrom } from '../codec/errors.js';
-import { createZstdFrameSplitter } from '../codec/zstd-frames.js';
+import { createCountStage, createDecompressStages, createEncryptStage, decryptStages, storedEncoding, zstdParams, type EncodeSpec, type EncryptionKey } from './index.js';
+import { checksumMismatch as mismatch, corruptDataFrom } from './errors.js';
+import { createZstdFrameSplitter } from './zstd-frames.js';
 
 /** Input bytes per frame. */
 export const PIECE_SIZE = 4 * 1024 * 1024;
