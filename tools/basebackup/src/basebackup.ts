@@ -11,7 +11,8 @@ import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
 import { parseCompress, type EncodeSpec, type EncryptionKey } from '@cairn/core/codec/index';
 import { createSlots, readFilePieces } from '@cairn/core/codec/file-codec';
-import { createFileWorkers, findWorkerEntry, type FileWorkers } from '@cairn/core/backup/file-worker';
+import { createFileWorkers, type FileWorkers } from '@cairn/core/backup/file-worker';
+import { findWorkerEntry } from '@cairn/core/util/worker-entry';
 import {
   backupId,
   backupPrefix,

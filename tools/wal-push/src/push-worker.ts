@@ -10,7 +10,7 @@ import { isPrivate } from '@cairn/core/spool/spool-dir';
 import { spawnWorker } from '@cairn/core/spool/worker';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { sleep } from '@cairn/core/util/limit';
-import { findWorkerEntry } from '@cairn/core/backup/file-worker';
+import { findWorkerEntry } from '@cairn/core/util/worker-entry';
 import { createSegmentEncoder, type SegmentEncoder } from '@cairn/core/codec/segment-encoder';
 import { availableParallelism } from 'node:os';
 import { collectGarbage, createArchiver, type ArchiverOptions } from './archiver.js';

@@ -4,7 +4,6 @@
 // for the whole backup). Each worker owns one big file at a time, end to end:
 // read, hash, check pages, (de)compress on the threadpool, store or write.
 
-import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { CairnError, type ErrorCode } from '../cli/errors.js';
 import type { FileToRestore } from './restore-file.js';
@@ -52,14 +51,6 @@ export interface FileWorkers {
   close(): Promise<void>;
 }
 
-/** The worker entry file beside the calling module (dist/ or a bundle and its chunks/). */
-export function findWorkerEntry(callerUrl: string, name = 'file-worker.js'): URL | undefined {
-  for (const rel of [`./${name}`, `../${name}`]) {
-    const u = new URL(rel, callerUrl);
-    if (existsSync(u)) return u;
-  }
-  return undefined;
-}
 
 export function createFileWorkers(entry: URL, count: number, setup: WorkerSetup): FileWorkers {
   // Each job goes to its worker at once, to the one with the fewest bytes

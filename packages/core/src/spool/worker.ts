@@ -3,8 +3,8 @@
 // the environment.
 
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { findWorkerEntry } from '../util/worker-entry.js';
 import type { WorkerJobEnv } from './contract.js';
 
 /**
@@ -13,8 +13,9 @@ import type { WorkerJobEnv } from './contract.js';
  * level up when the caller sits in a bundle's chunks/ directory.
  */
 export function spawnWorker(entry: string, fromUrl: string, job: { envName: WorkerJobEnv; value: unknown }, env: NodeJS.ProcessEnv, nodeArgs: string[] = []): void {
-  const path = ['./', '../'].map((rel) => fileURLToPath(new URL(rel + entry, fromUrl))).find((p) => existsSync(p));
-  if (!path) throw new Error(`${entry} not found beside the build`);
+  const url = findWorkerEntry(fromUrl, entry);
+  if (!url) throw new Error(`${entry} not found beside the build`);
+  const path = fileURLToPath(url);
   const child = spawn(process.execPath, [...nodeArgs, path], {
     detached: true,
     stdio: 'ignore',
