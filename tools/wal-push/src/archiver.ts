@@ -69,7 +69,7 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
   const systemReady = new Map<string, Promise<unknown>>();
   let pgdataSystem: Promise<string | undefined> | undefined;
   const pool = new ReadPool();
-  const encodeLimit = createLimiter(Math.max(1, Math.min(opts.concurrency, availableParallelism())));
+  const encodeLimit = createLimiter(encodeWidth(opts.concurrency));
 
   const ensureRepo = (d: StorageDriver) => {
     let p = repoReady.get(d);
@@ -167,10 +167,10 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
           throw err instanceof CairnError ? err : unreadable(err);
         }
         try {
-          const { systemId, segSize } = segmentHeader(seg.head, seg.size);
+          const { systemId, segSize } = segmentHeader(seg.head, st.size);
           const body = key ? await encodeBuffer(seg.frame, { compress: { alg: 'none', level: 0 }, key }) : seg.frame;
           const outcome = await storeEverywhere(name, systemId, segSize, seg.sha256, () => body);
-          return { outcome, sha256: seg.sha256, bytesIn: seg.size, bytesOut: body.length };
+          return { outcome, sha256: seg.sha256, bytesIn: st.size, bytesOut: body.length };
         } finally {
           seg.release();
         }
@@ -246,6 +246,11 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
       return { outcome, sha256, bytesIn: st.size, bytesOut };
     },
   };
+}
+
+/** Files read, hashed and compressed at once: never wider than the cores. */
+export function encodeWidth(concurrency: number): number {
+  return Math.max(1, Math.min(concurrency, availableParallelism()));
 }
 
 /**

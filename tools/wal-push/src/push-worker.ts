@@ -11,9 +11,8 @@ import { spawnWorker } from '@cairn/core/spool/worker';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { sleep } from '@cairn/core/util/limit';
 import { findWorkerEntry } from '@cairn/core/util/worker-entry';
-import { createSegmentEncoder, type SegmentEncoder } from '@cairn/core/codec/segment-encoder';
-import { availableParallelism } from 'node:os';
-import { collectGarbage, createArchiver, type ArchiverOptions } from './archiver.js';
+import type { SegmentEncoder } from '@cairn/core/codec/segment-encoder';
+import { collectGarbage, createArchiver, encodeWidth, type ArchiverOptions } from './archiver.js';
 import { PushSpool, type ReadyFile } from './push-spool.js';
 
 export interface PushWorkerJob extends ArchiverOptions {
@@ -54,8 +53,13 @@ export async function runPushWorker(job: PushWorkerJob, env: NodeJS.ProcessEnv):
     const signal = new AbortController().signal;
     // Segments are read, hashed and compressed on threads, one per core
     // (codec/segment-encoder.ts); without zstd-napi, as PostgreSQL's own call does.
+    // Imported here, not at the top: PostgreSQL's own call loads this module
+    // (startPushWorker) and must not pay for the encoder's.
     const entry = job.compress.alg === 'zstd' ? findWorkerEntry(import.meta.url, 'encode-thread.js') : undefined;
-    if (entry) encoder = createSegmentEncoder(entry, Math.min(job.concurrency, availableParallelism()), job.compress.level);
+    if (entry) {
+      const { createSegmentEncoder } = await import('@cairn/core/codec/segment-encoder');
+      encoder = createSegmentEncoder(entry, encodeWidth(job.concurrency), job.compress.level);
+    }
     const archiver = createArchiver(drivers, key, job, { log: silentLogger, signal, now: () => new Date(), ...(encoder ? { encoder } : {}) });
     await drain(spool, job, async (f) => {
       if ((await spool.claimant(f.name.name)) !== undefined) return;

@@ -31,8 +31,6 @@ export interface EncodedSegment {
   head: Buffer;
   /** One zstd frame of the whole file, in a lent buffer: valid until release(). */
   frame: Buffer;
-  /** Bytes read (the size asked for). */
-  size: number;
   /** Gives the frame's buffer back for another file. Call it once, after the frame is stored or dropped. */
   release(): void;
 }
@@ -66,6 +64,8 @@ interface Reply {
   head?: Uint8Array;
   length?: number;
   error?: { message: string; code?: string };
+  /** The thread itself failed (not the file): the encoder is unusable. */
+  fatal?: boolean;
 }
 
 /**
@@ -105,7 +105,9 @@ export function createSegmentEncoder(entry: URL, threads: number, level: number)
     });
     w.on('error', (err) => {
       failure = err;
-      for (const settle of pending.values()) settle({ id: 0, error: { message: `an encoder thread failed: ${err.message}` } });
+      // Files queued for any thread fail too: the encoder is not used again.
+      const fatal: Reply = { id: 0, fatal: true, error: { message: `an encoder thread failed: ${err.message}` } };
+      for (const settle of [...pending.values(), ...waiting.splice(0).map((q) => q.settle)]) settle(fatal);
       pending.clear();
     });
     all.push(w);
@@ -129,7 +131,7 @@ export function createSegmentEncoder(entry: URL, threads: number, level: number)
       });
       if (r.error) {
         free.push(out);
-        if (r.id === 0) throw new CairnError('INTERNAL', r.error.message);
+        if (r.fatal) throw new CairnError('INTERNAL', r.error.message);
         throw Object.assign(new Error(r.error.message), r.error.code ? { code: r.error.code } : {});
       }
       let released = false;
@@ -137,7 +139,6 @@ export function createSegmentEncoder(entry: URL, threads: number, level: number)
         sha256: r.sha256!,
         head: Buffer.from(r.head!.buffer, r.head!.byteOffset, r.head!.byteLength),
         frame: Buffer.from(out, 0, r.length!),
-        size,
         release: () => {
           if (!released) free.push(out);
           released = true;

@@ -43,11 +43,6 @@ export interface NativeZstd {
    * Buffer of exactly the frame's length.
    */
   encodeFrame(piece: Buffer, level: number): Buffer;
-  /**
-   * The same frame written into `dst` (at least zstdBound(piece.length)
-   * bytes, e.g. a buffer reused from file to file); returns its length.
-   */
-  encodeFrameInto(piece: Uint8Array, level: number, dst: Uint8Array): number;
   /** The most bytes one frame of `size` bytes can take. */
   bound(size: number): number;
   /**
@@ -85,10 +80,6 @@ function load(): NativeZstd | null {
       cctxLevel = level;
     }
   };
-  const encodeFrameInto = (piece: Uint8Array, level: number, dst: Uint8Array): number => {
-    setLevel(level);
-    return cctx.compress2(dst, piece);
-  };
   return {
     decodeFrameInto(frame, dst) {
       // Frames compressed in one call through node:zlib do not record their
@@ -105,9 +96,9 @@ function load(): NativeZstd | null {
     encodeFrame(piece, level) {
       const bound = b.compressBound(piece.length);
       if (out === undefined || out.length < bound) out = Buffer.allocUnsafe(bound);
-      return Buffer.from(out.subarray(0, encodeFrameInto(piece, level, out)));
+      setLevel(level);
+      return Buffer.from(out.subarray(0, cctx.compress2(out, piece)));
     },
-    encodeFrameInto,
     frameWriter(size, level, dst) {
       setLevel(level);
       cctx.reset(b.ResetDirective.sessionOnly);
