@@ -31,6 +31,22 @@ function viaProxy(url: string, proxyEndpoint: string, defaults = false): string 
   return u.toString().replace(/^http:/, 's3:');
 }
 
+/**
+ * An S3 repository seen through a fault proxy (SDK defaults), and a source
+ * cluster archiving into it with a marker table and pgbench scale 1.
+ */
+async function proxiedSource(name: string) {
+  const repo = await makeRepo('s3', false);
+  const target = new URL(repo.endpoint!);
+  const proxy = await startFaultProxy({ host: target.hostname, port: Number(target.port) });
+  const via = { ...repo, env: { ...repo.env, CAIRN_REPO: viaProxy(repo.url, proxy.endpoint, true) } };
+  const src = await createCluster({ name, archiveCommand: commandLine('wal-push', '%p %f'), archiveTimeout: '1s', env: via.env });
+  await src.start();
+  await src.psql('create table marker(v text); insert into marker values (1)');
+  await src.pgbench(['-i', '-s', '1', '-q']);
+  return { proxy, repo: via, src };
+}
+
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await check())) {
@@ -132,15 +148,7 @@ test('wal-get against an S3 endpoint that accepts connections and never answers:
 });
 
 test('restore, verify and basebackup complete with S3 responses cut mid-body', { timeout: 600_000 }, async () => {
-  const repo = await makeRepo('s3', false);
-  const target = new URL(repo.endpoint!);
-  const proxy = await startFaultProxy({ host: target.hostname, port: Number(target.port) });
-  const url = viaProxy(repo.url, proxy.endpoint, true);
-  const flaky = { ...repo, env: { ...repo.env, CAIRN_REPO: url } };
-  const src = await createCluster({ name: 's3-cut', archiveCommand: commandLine('wal-push', '%p %f'), archiveTimeout: '1s', env: flaky.env });
-  await src.start();
-  await src.psql('create table marker(v text); insert into marker values (1)');
-  await src.pgbench(['-i', '-s', '1', '-q']);
+  const { proxy, repo: flaky, src } = await proxiedSource('s3-cut');
   await takeBackup(src, flaky, 'full');
   // 1% of responses is a handful here: cut 10% so every tool meets several.
   proxy.cutBodies(0.1);
@@ -156,6 +164,27 @@ test('restore, verify and basebackup complete with S3 responses cut mid-body', {
   const { cluster } = await restoreAndStart(flaky, 's3-cut-dst', ['--set', incr, '--target', 'immediate', '--target-action', 'promote']);
   await assertRestoredEquals(cluster, snapshot, 'restored through a link cutting 10% of bodies');
   assert.ok(proxy.cutResponses - beforeVerify >= 10, `${proxy.cutResponses - beforeVerify} responses cut during verify and restore`);
+  await cluster.destroy();
+  await src.destroy();
+  await proxy.stop();
+});
+
+test('basebackup and restore keep tens of requests in flight to a far-away store (20 ms a request)', { timeout: 600_000 }, async () => {
+  const { proxy, repo: far, src } = await proxiedSource('s3-far');
+  proxy.delay(20);
+  // A fresh cluster is ~1,000 files, nearly all under 1 MiB: one request each.
+  proxy.resetMaxInFlight();
+  const id = await takeBackup(src, far, 'full');
+  const duringBackup = proxy.maxInFlight;
+  const snapshot = await src.psql(SNAPSHOT_SQL);
+  await src.stop();
+  proxy.resetMaxInFlight();
+  const { cluster } = await restoreAndStart(far, 's3-far-dst', ['--set', id, '--target', 'immediate', '--target-action', 'promote']);
+  const duringRestore = proxy.maxInFlight;
+  await assertRestoredEquals(cluster, snapshot, 'restored from a store 20 ms away');
+  // 8 at a time was the limit before (issue 17): a store this far away needs more.
+  assert.ok(duringBackup >= 16, `basebackup kept ${duringBackup} requests in flight at most`);
+  assert.ok(duringRestore >= 16, `restore kept ${duringRestore} requests in flight at most`);
   await cluster.destroy();
   await src.destroy();
   await proxy.stop();

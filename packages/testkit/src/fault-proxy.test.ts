@@ -45,7 +45,10 @@ describe('s3 driver through a fault-injecting proxy', () => {
     await driver.write('small', Buffer.from('hello'));
     await driver.write('big', randomBytes(1024 * 1024));
   });
-  afterEach(() => proxy.setMode('pass'));
+  afterEach(() => {
+    proxy.setMode('pass');
+    proxy.delay(0);
+  });
   after(async () => {
     await driver?.close();
     await proxy?.stop();
@@ -57,6 +60,16 @@ describe('s3 driver through a fault-injecting proxy', () => {
     assert.equal((await readAll(await driver.read('small'))).toString(), 'hello');
     assert.equal((await driver.stat('big'))?.size, 1024 * 1024);
     assert.ok(proxy.requests >= before + 2);
+  });
+
+  it('holds each request back by delay(ms), and counts the requests in flight at once', async () => {
+    proxy.delay(150);
+    const t0 = performance.now();
+    const sizes = await Promise.all(Array.from({ length: 6 }, () => driver.stat('small')));
+    const took = performance.now() - t0;
+    assert.deepEqual(sizes.map((x) => x?.size), [5, 5, 5, 5, 5, 5]);
+    assert.ok(took >= 150, `6 requests at once took ${Math.round(took)} ms, at least the delay`);
+    assert.ok(proxy.maxInFlight >= 6, `${proxy.maxInFlight} in flight at once, 6 sent together`);
   });
 
   for (const [mode, code, status] of [

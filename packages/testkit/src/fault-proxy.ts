@@ -2,7 +2,9 @@
 // on command (5xx, stalls, dropped connections, refused connections, a fraction
 // of response bodies cut at random), so tests
 // can prove storage errors are classified and bounded. The mode is read per
-// request, so it also applies to the SDK's kept-alive connections.
+// request, so it also applies to the SDK's kept-alive connections. It can
+// also hold every request back for a fixed time, as a far-away store does
+// (`delay`), and counts how many requests were in flight at once.
 
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -39,6 +41,14 @@ export interface FaultProxy {
   readonly requests: number;
   /** Write requests held unanswered by 'stall-writes' so far. */
   readonly stalledWrites: number;
+  /**
+   * Holds every request back this long before it is forwarded or answered:
+   * a round trip to a store in another region (0: none, the default).
+   */
+  delay(ms: number): void;
+  /** The most requests in flight at once (received, not yet answered) since the start or resetMaxInFlight(). */
+  readonly maxInFlight: number;
+  resetMaxInFlight(): void;
   stop(): Promise<void>;
 }
 
@@ -53,6 +63,9 @@ export async function startFaultProxy(target: { host: string; port: number }): P
   let stalledWrites = 0;
   let cutFraction = 0;
   let cutResponses = 0;
+  let delayMs = 0;
+  let inFlight = 0;
+  let maxInFlight = 0;
   let stopped = false;
   const sockets = new Set<Socket>();
   const server = createServer();
@@ -62,6 +75,21 @@ export async function startFaultProxy(target: { host: string; port: number }): P
   });
   server.on('request', (req, res) => {
     requests++;
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    let done = false;
+    const settle = () => {
+      if (!done) {
+        done = true;
+        inFlight--;
+      }
+    };
+    res.on('close', settle);
+    if (delayMs > 0) setTimeout(() => handle(req, res), delayMs);
+    else handle(req, res);
+  });
+
+  function handle(req: IncomingMessage, res: ServerResponse): void {
     switch (mode) {
       case 'pass':
         forward(req, res, 'pass');
@@ -90,7 +118,7 @@ export async function startFaultProxy(target: { host: string; port: number }): P
         req.socket.destroy();
         return;
     }
-  });
+  }
 
   function forward(req: IncomingMessage, res: ServerResponse, mode: 'pass' | 'drop' | 'stall-body'): void {
     let how: 'pass' | 'drop' | 'stall-body' = mode;
@@ -213,6 +241,15 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     },
     cutBodies(fraction: number) {
       cutFraction = fraction;
+    },
+    delay(ms: number) {
+      delayMs = ms;
+    },
+    get maxInFlight() {
+      return maxInFlight;
+    },
+    resetMaxInFlight() {
+      maxInFlight = inFlight;
     },
     setMode(next: FaultMode) {
       if (stopped) throw new Error('fault proxy is stopped');

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
 import { parseCompress, type EncodeSpec, type EncryptionKey } from '@cairn/core/codec/index';
-import { createSlots, readFilePieces } from '@cairn/core/codec/file-codec';
+import { createSlots, readFilePieces, SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { createFileWorkers, type FileWorkers } from '@cairn/core/backup/file-worker';
 import { findWorkerEntry } from '@cairn/core/util/worker-entry';
 import {
@@ -175,7 +175,9 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
   let pgManifest: { 'WAL-Ranges'?: { Timeline: number; 'Start-LSN': string; 'End-LSN': string }[] } | undefined;
   let systemId: string | undefined;
   let pgMajor = '';
+  // As in local mode (runBackup): small files as many at once as the store takes.
   const limit = createLimiter(Math.max(8, o.jobs * 4));
+  const many = createLimiter(Math.max(o.driver.features.requests, o.jobs * 4));
   const pending: Promise<ManifestFile>[] = [];
   const smallText = async (body: AsyncIterable<Buffer>) => {
     const parts: Buffer[] = [];
@@ -208,7 +210,7 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
         const bytes = await smallText(entry.body());
         if (h.path === 'PG_VERSION') pgMajor = bytes.toString('utf8').trim();
         else if (bytes.length >= 8) systemId = bytes.readBigUInt64LE(0).toString();
-        pending.push(limit(() => store.addFile(info, async function* () { yield bytes; }, { once: true })));
+        pending.push(many(() => store.addFile(info, async function* () { yield bytes; }, { once: true })));
         continue;
       }
       // The tar yields each body once, in order: hand it over and wait until it
@@ -223,7 +225,7 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
           consumed();
         }
       };
-      const p = limit(() => store.addFile(info, once, { once: true }));
+      const p = (info.size <= SMALL_FILE ? many : limit)(() => store.addFile(info, once, { once: true }));
       p.catch(() => consumed());
       pending.push(p);
       await Promise.race([read, p]);
@@ -341,9 +343,13 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
     });
     for (const d of walk.dirs) store.addDir(d);
     // Many files at once: most are small and wait on I/O, not CPU; the
-    // pieces in flight (slots) bound memory and CPU.
+    // pieces in flight (slots) bound memory and CPU. Small files, each one
+    // request to the store, go as many at once as the store takes
+    // (features.requests: tens for an object store, where each PUT is a
+    // round trip).
     const limit = createLimiter(Math.max(8, o.jobs * 4));
-    const one = (f: FileInfo) => limit(async () => {
+    const many = createLimiter(Math.max(o.driver.features.requests, o.jobs * 4));
+    const one = (f: FileInfo) => (f.size <= SMALL_FILE ? many : limit)(async () => {
       try {
         return await store.addFile(f, () => readFilePieces(walk.source.get(f.path)!, f.size), { source: walk.source.get(f.path)! });
       } catch (err) {

@@ -302,9 +302,12 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   };
   const written: string[] = [];
 
-  // Many small files wait on I/O; bigger ones hold up to two decoded 4 MiB
-  // pieces each (and big ones are in the workers): 8 at once keeps memory flat.
+  // Many small files wait on I/O: the store's requests in flight (tens for
+  // an object store, whose every GET is a round trip). Bigger ones hold up
+  // to two decoded 4 MiB pieces each (and big ones are in the workers): 8 at
+  // once keeps memory flat.
   const limit = createLimiter(8);
+  const many = createLimiter(o.driver.features.requests);
   // Big files each in a worker thread: their SHA-256 runs there, beside the
   // small files on this thread (see @cairn/core/backup/file-worker).
   const entry = manifest.files.some((f) => f.size >= BIG_FILE) ? findWorkerEntry(import.meta.url) : undefined;
@@ -315,7 +318,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     const rest = manifest.files.filter((f) => f !== control);
     // Big files first: they set the length of the restore.
     rest.sort((a, b) => b.size - a.size);
-    await Promise.all(rest.map((f) => limit(() => (abort.signal.aborted ? Promise.resolve() : writeOne(f).catch((err) => {
+    await Promise.all(rest.map((f) => (f.size <= SMALL_FILE ? many : limit)(() => (abort.signal.aborted ? Promise.resolve() : writeOne(f).catch((err) => {
       abort.abort();
       throw err;
     })))));

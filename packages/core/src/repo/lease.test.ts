@@ -202,7 +202,7 @@ async function until(cond: () => boolean, what: string): Promise<void> {
 
 /** A driver whose create-if-absent is check-then-write with a gap, like S3 without If-None-Match. */
 class RacyDriver extends MemoryDriver {
-  override readonly features = { atomicIfAbsent: false };
+  override readonly features = { atomicIfAbsent: false, requests: 8 };
   override async write(key: string, body: Buffer | import('node:stream').Readable, opts: WriteOptions = {}): Promise<void> {
     if (opts.ifAbsent) {
       const exists = (await this.stat(key)) !== undefined;

@@ -59,13 +59,13 @@ class World {
 /** The store as one pusher sees it: each request waits for the scheduler. */
 class GatedDriver implements StorageDriver {
   readonly url = 'memory://model';
-  readonly features: { atomicIfAbsent: boolean };
+  readonly features: { atomicIfAbsent: boolean; requests: number };
   constructor(
     private readonly world: World,
     private readonly actor: number,
     atomic: boolean,
   ) {
-    this.features = { atomicIfAbsent: atomic };
+    this.features = { atomicIfAbsent: atomic, requests: 8 };
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {

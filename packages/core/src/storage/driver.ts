@@ -31,7 +31,20 @@ export interface DriverFeatures {
    * driver still honours ifAbsent, but as check-then-write (a small race window).
    */
   atomicIfAbsent: boolean;
+  /**
+   * How many requests for small objects to keep in flight. A local file
+   * system gains nothing past a few; an object store answers each request a
+   * round trip later (tens of ms in another region), so tens in flight hide
+   * that latency. Independent of the CPU workers (--jobs). The tools use it
+   * for files up to SMALL_FILE (1 MiB: each holds about twice its size in
+   * memory, so a few tens of MiB in all); bigger ones keep smaller limits.
+   */
+  requests: number;
 }
+
+/** `features.requests` of local stores, and of object stores unless configured. */
+export const LOCAL_REQUESTS = 8;
+export const REMOTE_REQUESTS = 32;
 
 export interface WriteOptions {
   /** Reject with WriteConflictError when the key already exists. */

@@ -23,6 +23,7 @@ import {
   type StorageDriver,
   type WriteOptions,
   consumeBody,
+  LOCAL_REQUESTS,
 } from './driver.js';
 
 /**
@@ -45,7 +46,7 @@ const TRANSIENT_ERRNOS = new Set(['EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY', 'EINTR'
 
 export class FsDriver implements StorageDriver {
   readonly url: string;
-  readonly features: DriverFeatures = { atomicIfAbsent: true };
+  readonly features: DriverFeatures = { atomicIfAbsent: true, requests: LOCAL_REQUESTS };
   /** Absolute path of the repository's root directory. */
   readonly root: string;
   /** Directories whose dead writers' temp files this instance has removed already. */

@@ -13,6 +13,7 @@ import {
   type ObjectInfo,
   type StorageDriver,
   type WriteOptions,
+  LOCAL_REQUESTS,
 } from './driver.js';
 
 interface StoredObject {
@@ -33,7 +34,7 @@ export function clearMemoryStores(name?: string): void {
 
 export class MemoryDriver implements StorageDriver {
   readonly url: string;
-  readonly features: DriverFeatures = { atomicIfAbsent: true };
+  readonly features: DriverFeatures = { atomicIfAbsent: true, requests: LOCAL_REQUESTS };
   private readonly objects: Store;
 
   /** With a name: the shared store of `memory://name`; without: a private one. */

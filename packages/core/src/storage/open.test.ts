@@ -19,6 +19,7 @@ const S3_BASE = {
   requestTimeoutMs: S3_DEFAULTS.requestTimeoutMs,
   maxAttempts: S3_DEFAULTS.maxAttempts,
   conditionalWrites: false,
+  requests: S3_DEFAULTS.requests,
 } as const;
 
 describe('parseRepoUrl', () => {
@@ -126,7 +127,7 @@ describe('unknown query parameters', () => {
       () => parseRepoUrl('s3://bucket/x?region=eu-west-1&regoin=eu-west-1&secret=hunter2', { env: {} }),
       (err: unknown) => {
         assert.ok(isCairnError(err, 'CONFIG_INVALID'), String(err));
-        assert.equal(err.message, 'invalid repository URL "s3://bucket/x?region=eu-west-1&regoin=***&secret=***": unknown parameter "regoin" (known: endpoint, region, force-path-style, connect-timeout-ms, request-timeout-ms, max-attempts, conditional-writes)');
+        assert.equal(err.message, 'invalid repository URL "s3://bucket/x?region=eu-west-1&regoin=***&secret=***": unknown parameter "regoin" (known: endpoint, region, force-path-style, connect-timeout-ms, request-timeout-ms, max-attempts, conditional-writes, requests)');
         return true;
       },
     );
@@ -155,7 +156,14 @@ describe('openStorage', () => {
     }
     const plain = await openStorage('s3://bucket/p', { env: {} });
     assert.equal(plain.features.atomicIfAbsent, false);
+    assert.equal(plain.features.requests, 32, 'tens of requests in flight to an object store by default');
     await plain.close();
+    const few = await openStorage('s3://bucket/p?requests=4', { env: {} });
+    assert.equal(few.features.requests, 4);
+    await few.close();
+    await assert.rejects(openStorage('s3://bucket/p?requests=0', { env: {} }), /requests/);
+    const local = await openStorage('/tmp/cairn-open-test', { env: {} });
+    assert.equal(local.features.requests, 8);
   });
 
   it('does not load the AWS SDK for file and memory URLs', () => {

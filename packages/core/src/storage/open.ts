@@ -8,7 +8,7 @@ import { posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CairnError } from '../cli/errors.js';
 import { redactSecrets } from '../cli/message.js';
-import type { StorageDriver } from './driver.js';
+import { REMOTE_REQUESTS, type StorageDriver } from './driver.js';
 import { FsDriver } from './fs.js';
 import { MemoryDriver } from './memory.js';
 import type { S3Options } from './s3.js';
@@ -34,6 +34,7 @@ export const S3_DEFAULTS = {
   // bytes; a read cut or stalled mid-body resumes where it stopped.
   requestTimeoutMs: 5_000,
   maxAttempts: 3,
+  requests: REMOTE_REQUESTS,
 } as const;
 
 const URL_HINT = 'use /abs/path, file:///abs/path or s3://bucket/prefix?endpoint=…&region=…';
@@ -109,6 +110,7 @@ export function parseRepoUrl(url: string, opts: OpenStorageOptions): RepoLocatio
         requestTimeoutMs: S3_DEFAULTS.requestTimeoutMs,
         maxAttempts: S3_DEFAULTS.maxAttempts,
         conditionalWrites: false,
+        requests: S3_DEFAULTS.requests,
       };
       const endpoint = params.get('endpoint');
       if (endpoint !== undefined) loc.endpoint = parseEndpoint(endpoint, invalid);
@@ -122,6 +124,7 @@ export function parseRepoUrl(url: string, opts: OpenStorageOptions): RepoLocatio
       loc.connectTimeoutMs = parseInteger(params, 'connect-timeout-ms', loc.connectTimeoutMs, 1, 3_600_000, invalid);
       loc.requestTimeoutMs = parseInteger(params, 'request-timeout-ms', loc.requestTimeoutMs, 1, 86_400_000, invalid);
       loc.maxAttempts = parseInteger(params, 'max-attempts', loc.maxAttempts, 1, 100, invalid);
+      loc.requests = parseInteger(params, 'requests', loc.requests ?? S3_DEFAULTS.requests, 1, 256, invalid);
       return loc;
     }
 

@@ -9,4 +9,5 @@ export const S3_URL_PARAMS: readonly string[] = [
   'request-timeout-ms',
   'max-attempts',
   'conditional-writes',
+  'requests',
 ];

@@ -26,6 +26,7 @@ import {
   type StorageDriver,
   type WriteOptions,
   consumeBody,
+  REMOTE_REQUESTS,
 } from './driver.js';
 
 export interface S3Options {
@@ -54,6 +55,8 @@ export interface S3Options {
   retryWindowMs?: number;
   /** The server honours `If-None-Match: *` (AWS S3 since 2024; not s3rver), so ifAbsent is atomic. */
   conditionalWrites: boolean;
+  /** Requests for small objects kept in flight (features.requests); default REMOTE_REQUESTS. */
+  requests?: number;
 }
 
 export interface S3DriverInit {
@@ -135,7 +138,7 @@ export class S3Driver implements StorageDriver {
     this.bucket = opts.bucket;
     this.base = opts.prefix === '' ? '' : opts.prefix + '/';
     this.url = init.url ?? `s3://${opts.bucket}/${opts.prefix}`;
-    this.features = { atomicIfAbsent: opts.conditionalWrites };
+    this.features = { atomicIfAbsent: opts.conditionalWrites, requests: opts.requests ?? REMOTE_REQUESTS };
     this.retryWindowMs = opts.retryWindowMs ?? 2 * opts.requestTimeoutMs;
     this.client =
       init.client ??
@@ -150,9 +153,13 @@ export class S3Driver implements StorageDriver {
         // socketTimeout is the idle timeout that also covers a body stalling
         // mid-stream; the handler's requestTimeout only logs a warning unless
         // told to throw, and would cap a slow but moving upload.
+        // Sockets: the SDK's 50 by default, more when more requests are
+        // to be in flight (a request past the limit would queue unseen).
         requestHandler: {
           connectionTimeout: opts.connectTimeoutMs,
           socketTimeout: opts.requestTimeoutMs,
+          httpAgent: { keepAlive: true, maxSockets: Math.max(50, (opts.requests ?? REMOTE_REQUESTS) + 16) },
+          httpsAgent: { keepAlive: true, maxSockets: Math.max(50, (opts.requests ?? REMOTE_REQUESTS) + 16) },
         },
       });
   }
