@@ -169,7 +169,7 @@ test('restore, verify and basebackup complete with S3 responses cut mid-body', {
   await proxy.stop();
 });
 
-test('basebackup and restore keep tens of requests in flight to a far-away store (20 ms a request)', { timeout: 600_000 }, async () => {
+test('basebackup, verify and restore keep tens of requests in flight to a far-away store (20 ms a request)', { timeout: 600_000 }, async () => {
   const { proxy, repo: far, src } = await proxiedSource('s3-far');
   proxy.delay(20);
   // A fresh cluster is ~1,000 files, nearly all under 1 MiB: one request each.
@@ -177,7 +177,13 @@ test('basebackup and restore keep tens of requests in flight to a far-away store
   const id = await takeBackup(src, far, 'full');
   const duringBackup = proxy.maxInFlight;
   const snapshot = await src.psql(SNAPSHOT_SQL);
+  const last = await src.psql('select pg_walfile_name(pg_switch_wal())');
+  await src.waitForArchived(last, 120_000);
   await src.stop();
+  proxy.resetMaxInFlight();
+  const v = await runCairn('verify', [], { env: far.env, timeoutMs: 300_000 });
+  assert.equal(v.code, 0, v.stderr);
+  const duringVerify = proxy.maxInFlight;
   proxy.resetMaxInFlight();
   const { cluster } = await restoreAndStart(far, 's3-far-dst', ['--set', id, '--target', 'immediate', '--target-action', 'promote']);
   const duringRestore = proxy.maxInFlight;
@@ -185,6 +191,7 @@ test('basebackup and restore keep tens of requests in flight to a far-away store
   // 8 at a time was the limit before (issue 17): a store this far away needs more.
   assert.ok(duringBackup >= 16, `basebackup kept ${duringBackup} requests in flight at most`);
   assert.ok(duringRestore >= 16, `restore kept ${duringRestore} requests in flight at most`);
+  assert.ok(duringVerify >= 16, `verify kept ${duringVerify} requests in flight at most`);
   await cluster.destroy();
   await src.destroy();
   await proxy.stop();

@@ -8,7 +8,7 @@
 import { CairnError, isCairnError } from '@cairn/core/cli/errors';
 import { formatBytes } from '@cairn/core/cli/format';
 import { createCountStage, type EncryptionKey } from '@cairn/core/codec/index';
-import { decodeFileInto, decodeFileStages, decodeWhole, PIECE_SIZE } from '@cairn/core/codec/file-codec';
+import { decodeFileInto, decodeFileStages, decodeWhole, PIECE_SIZE, SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { readChainLinks, walkChain } from '@cairn/core/backup/chain';
 import { backupsPrefix, listBackupIds, summarize, type BackupManifest, type BackupSummary, type ManifestFile } from '@cairn/core/backup/manifest';
 import { listDumps, resolveDumpRef, type DumpRef } from '@cairn/core/dump/manifest';
@@ -186,7 +186,11 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
       }
       backups++;
       ctx.log.info(`backup ${m.id}: verifying ${todo.length} objects`);
-      await forEachLimit(todo, opts.jobs, async (f) => {
+      // Small objects are one request each: as many in flight as the store
+      // takes (tens for an object store), beside --jobs big ones.
+      const small = todo.filter((f) => f.size <= SMALL_FILE);
+      const big = todo.filter((f) => f.size > SMALL_FILE);
+      const one = async (f: ManifestFile) => {
         const label = `"${f.path}" (${quote(f.key)})`;
         try {
           const r = await verifyBackupObject(driver, f, key, label, signal);
@@ -198,7 +202,13 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
           if (finding === undefined) throw err;
           problems.push(backupObjectProblem(finding, m.id, f, err as Error));
         }
-      }, signal);
+      };
+      // Both pools finish (or fail) before the first error is thrown.
+      const runs = await Promise.allSettled([
+        forEachLimit(small, Math.max(opts.jobs, driver.features.requests), one, signal),
+        forEachLimit(big, opts.jobs, one, signal),
+      ]);
+      for (const r of runs) if (r.status === 'rejected') throw r.reason;
     };
 
     if (scope.kind === 'all') {
