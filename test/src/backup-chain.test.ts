@@ -3,8 +3,13 @@
 // --delta into a used data dir keeps the files that still match.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { runCleanups } from '@cairn/testkit/cleanup';
+import { makeTempDir } from '@cairn/testkit/tmp';
 import { binPath } from '@cairn/testkit/paths';
 import { baseEnv, runAsPg } from '@cairn/testkit/run-as';
 import { createCluster, type Cluster } from '@cairn/testkit/pg-cluster';
@@ -108,6 +113,24 @@ describe('backup chains (fs repository)', { timeout: 600_000 }, () => {
     }
     const incrManifest = await readStoredManifest(repo, incr.id);
     assert.ok(incrManifest.files.some((f) => f.ref === diff.id), 'incr references files the diff stored');
+  });
+
+  it('packs the small files into a few tar bundles that tar and zstd read by hand (issue 17)', async () => {
+    const { repo, full } = state();
+    const objects = await repo.keys(`main/backups/${full.id}/`);
+    const m = await readStoredManifest(repo, full.id);
+    assert.ok(m.files.length > 900, `${m.files.length} files in the cluster`);
+    assert.ok(objects.length < 50, `a fresh cluster's full backup is ${objects.length} objects: ${objects.join(', ')}`);
+    const bundled = m.files.filter((f) => f.bundle !== undefined);
+    assert.ok(bundled.length > m.files.length * 0.9, `${bundled.length} of ${m.files.length} files bundled`);
+    for (const f of m.files) if (f.bundle === undefined) assert.ok(f.size > 1024 * 1024, `"${f.path}" (${f.size} bytes) is stored alone`);
+    // By hand, as the README shows: tar -xf the bundle, zstd -d the member.
+    const f = bundled.find((x) => x.path === 'PG_VERSION')!;
+    const dir = await makeTempDir('bundle-by-hand');
+    execFileSync('tar', ['-xf', join(repo.url, f.bundle!.key), '-C', dir, f.key.slice(`main/backups/${full.id}/`.length)]);
+    const plain = execFileSync('zstd', ['-d', '-c', '-q', join(dir, f.key.slice(`main/backups/${full.id}/`.length))]);
+    assert.equal(plain.toString(), readFileSync(join(state().src.pgdata, 'PG_VERSION'), 'utf8'));
+    assert.equal(createHash('sha256').update(plain).digest('hex'), f.sha256);
   });
 
   it('restores the incremental and the second full to the same rows', async () => {

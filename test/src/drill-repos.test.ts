@@ -177,10 +177,26 @@ describe('cairn-drill (fs and S3 repositories)', { timeout: 600_000 }, () => {
     const { fs, fsBackup, target, scratch } = state();
     const m = await readStoredManifest(fs, fsBackup);
     const victim = m.files.filter((f) => f.path.startsWith('base/') && f.size > 8192 && f.key.endsWith('.zst')).sort((a, b) => b.size - a.size)[0]!;
-    const original = (await fs.objects(victim.key)).get(victim.key)!;
-    const plain = zstdDecompressSync(original);
+    // A file under 1 MiB is a member of a bundle: its bytes there are
+    // replaced by a well-formed zstd frame of other bytes, padded with a
+    // skippable frame to the same length, so only its SHA-256 can tell.
+    const objectKey = victim.bundle?.key ?? victim.key;
+    const original = (await fs.objects(objectKey)).get(objectKey)!;
+    const from = victim.bundle?.offset ?? 0;
+    const stored = original.subarray(from, from + victim.storedSize);
+    const plain = zstdDecompressSync(stored);
     plain[Math.floor(plain.length / 2)] = plain[Math.floor(plain.length / 2)]! ^ 0x01;
-    await fs.tamper(victim.key, zstdCompressSync(plain));
+    const other = zstdCompressSync(plain);
+    let tampered = other;
+    if (victim.bundle) {
+      const pad = victim.storedSize - other.length - 8;
+      assert.ok(pad >= 0, `the other bytes compress to ${other.length}, the member is ${victim.storedSize}`);
+      const skippable = Buffer.alloc(8 + pad);
+      skippable.writeUInt32LE(0x184d2a50, 0);
+      skippable.writeUInt32LE(pad, 4);
+      tampered = Buffer.concat([original.subarray(0, from), other, skippable, original.subarray(from + victim.storedSize)]);
+    }
+    await fs.tamper(objectKey, tampered);
     try {
       const { code, result, stderr } = await drillJson(fs, ['--target-time', target]);
       assert.equal(code, 4, stderr);
@@ -192,7 +208,7 @@ describe('cairn-drill (fs and S3 repositories)', { timeout: 600_000 }, () => {
       assert.match(stderr, /^ {2}error: cairn-restore of backup .* failed \(exit status 4\)/m);
       assert.deepEqual((await storedResults(fs)).at(-1), result);
     } finally {
-      await fs.tamper(victim.key, original);
+      await fs.tamper(objectKey, original);
     }
     await assertCleanedUp(scratch);
   });

@@ -177,7 +177,7 @@ export interface StoredManifest {
   timeline: number;
   start: { lsn: string; wal: string; time: string };
   stop: { lsn: string; wal: string; time: string };
-  files: { path: string; size: number; sha256: string; ref: string; key: string; storedSize: number }[];
+  files: { path: string; size: number; sha256: string; ref: string; key: string; storedSize: number; bundle?: { key: string; offset: number } }[];
   totals: { size: number; storedSize: number; filesStored: number; filesReferenced: number };
 }
 

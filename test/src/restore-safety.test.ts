@@ -42,6 +42,12 @@ const state = (): State => {
 const manifestPath = (s: State) => join(s.repo.url, 'main', 'backups', s.backup, 'manifest.json');
 
 /** Runs `body` with the stored manifest rewritten by `edit`; the original is put back after. */
+/** The stored bytes of a file entry: its object, or its stretch of a bundle. */
+async function storedBytes(repoDir: string, f: Entry): Promise<Buffer> {
+  if (!f.bundle) return readFile(join(repoDir, f.key));
+  return (await readFile(join(repoDir, f.bundle.key))).subarray(f.bundle.offset, f.bundle.offset + f.storedSize);
+}
+
 async function withManifest(edit: (m: Manifest) => void, body: () => Promise<void>): Promise<void> {
   const s = state();
   const m = JSON.parse(s.original) as Manifest;
@@ -145,10 +151,11 @@ describe('restore safety: crafted manifests and destructive flags (fs repository
     const orig = entry(JSON.parse(s.original) as Manifest, 'PG_VERSION');
     const stray = `main/stray/PG_VERSION${orig.key.slice(orig.key.lastIndexOf('PG_VERSION') + 'PG_VERSION'.length)}`;
     await mkdir(join(s.repo.url, 'main', 'stray'), { recursive: true });
-    await writeFile(join(s.repo.url, stray), await readFile(join(s.repo.url, orig.key)));
+    await writeFile(join(s.repo.url, stray), await storedBytes(s.repo.url, orig));
     await chownToPgUser(join(s.repo.url, 'main', 'stray'));
     try {
-      await withManifest((m) => (entry(m, 'PG_VERSION').key = stray), async () => {
+      // The entry stored alone, under a key outside the prefix.
+      await withManifest((m) => Object.assign(entry(m, 'PG_VERSION'), { key: stray, bundle: undefined }), async () => {
         const r = await restoreAsRoot(pgdata);
         await refusedBeforeWriting(r, pgdata, new RegExp(`file entry "PG_VERSION" names object "${stray}", outside the prefix of backup`));
         const problems = await verifyProblems();
@@ -233,11 +240,12 @@ describe('restore safety: crafted manifests and destructive flags (fs repository
       const dst = await makeTempDir('safety-missing');
       const r = await runCairn('restore', restoreArgs(dst), { env: s.repo.env, timeoutMs: 300_000 });
       assert.equal(r.code, 4, `${what}: ${r.stderr}`);
-      assert.match(r.lines[0]!, /^cairn-restore: error: object "main\/backups\/\d{8}-\d{6}F\/data\/.+" not found in repository /, what);
+      assert.match(r.lines[0]!, /^cairn-restore: error: object "main\/backups\/\d{8}-\d{6}F\/(data|bundles)\/.+" not found in repository /, what);
       assert.equal(existsSync(join(dst, 'global', 'pg_control')), false, `${what}: no pg_control, so the directory cannot be started`);
     };
     const victim = entry(JSON.parse(s.original) as Manifest, 'PG_VERSION');
-    const objPath = join(s.repo.url, victim.key);
+    // A small file is a member of a bundle: the bundle goes.
+    const objPath = join(s.repo.url, victim.bundle?.key ?? victim.key);
     await rename(objPath, `${objPath}.aside`);
     try {
       await missing('a small file');
@@ -246,7 +254,7 @@ describe('restore safety: crafted manifests and destructive flags (fs repository
     }
     // Files from 32 MiB on are decoded in a worker thread: its error crosses
     // the thread boundary and must keep its status.
-    await withManifest((m) => m.files.push({ ...entry(m, 'PG_VERSION'), path: 'big-and-gone', size: 40 * 1024 * 1024, key: `${victim.key}.gone` }), () => missing('a big file'));
+    await withManifest((m) => m.files.push({ ...entry(m, 'PG_VERSION'), path: 'big-and-gone', size: 40 * 1024 * 1024, key: `${victim.key}.gone`, bundle: undefined }), () => missing('a big file'));
   });
   it('a parent missing from the repository: the one error (exit 4) from restore-plan and from restore of an older plan', async () => {
     const s = state();

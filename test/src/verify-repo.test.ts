@@ -156,9 +156,11 @@ describe('cairn-verify (fs repository with two timelines)', { timeout: 600_000 }
     const f = incr.files.find((x) => x.ref === full.id && x.size > 8192);
     assert.ok(f, 'the incremental references a file of the full');
     const { dir, env } = await copyRepo('corrupt');
-    const path = join(dir, f.key);
+    // A small file is a member of a bundle: flip a byte in its stretch of it.
+    const path = join(dir, f.bundle?.key ?? f.key);
     const bytes = await readFile(path);
-    bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0xff;
+    const at = (f.bundle?.offset ?? 0) + (f.storedSize >> 1);
+    bytes[at] = bytes[at]! ^ 0xff;
     await writeFile(path, bytes);
 
     const all = await verifyJson(env);
@@ -181,17 +183,21 @@ describe('cairn-verify (fs repository with two timelines)', { timeout: 600_000 }
     assert.match(human.stderr, /1 problem$/m);
   });
 
-  it('finds a missing backup file', async () => {
+  it('finds a missing backup file (a bundle: each of its files)', async () => {
     const { incr } = state();
     const f = incr.files.find((x) => x.ref === incr.id);
     assert.ok(f, 'the incremental stored a file of its own');
     const { dir, env } = await copyRepo('missing');
-    await rm(join(dir, f.key));
+    const gone = f.bundle?.key ?? f.key;
+    await rm(join(dir, gone));
+    const lost = incr.files.filter((x) => x.ref === incr.id && (x.bundle?.key ?? x.key) === gone);
     const { code, json } = await verifyJson(env);
     assert.equal(code, 1);
-    assert.deepEqual(kinds(json), [`object-missing ${incr.id}`], JSON.stringify(json.problems, null, 2));
-    assert.equal(json.problems[0]!.key, f.key);
-    assert.match(json.problems[0]!.message, /is missing/);
+    assert.deepEqual(kinds(json), lost.map(() => `object-missing ${incr.id}`), JSON.stringify(json.problems, null, 2));
+    for (const p of json.problems) {
+      assert.equal(p.key, gone);
+      assert.match(p.message, /is missing/);
+    }
   });
 
   it('finds a WAL segment missing in the middle of the archive, and --set of a backup does not care', async () => {

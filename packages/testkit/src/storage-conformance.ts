@@ -9,6 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
 import {
   ObjectNotFoundError,
+  readRange,
   WriteConflictError,
   type ObjectInfo,
   type StorageDriver,
@@ -129,6 +130,20 @@ export function describeStorageConformance(name: string, setup: () => Promise<Co
       assert.ok(info.mtime instanceof Date);
       assert.ok(Math.abs(info.mtime.getTime() - started) < 120_000, `mtime ${info.mtime.toISOString()} is not now`);
       assert.ok((await readAll(await driver.read('buf/one.bin'))).equals(data));
+    });
+
+    it('reads byte ranges: exact bytes, empty, to the end; a range past the end or a missing key is an error', async () => {
+      const data = randomBytes(300_001);
+      await driver.write('range/obj', data);
+      for (const [off, len] of [[0, 1], [0, data.length], [12_345, 100_000], [data.length - 7, 7], [5, 0]] as const) {
+        for (const read of [(k: string, o: number, l: number) => readRange(driver, k, o, l), (k: string, o: number, l: number) => readRange({ ...driver, readRange: undefined, read: driver.read.bind(driver), url: driver.url }, k, o, l)]) {
+          const got = await read('range/obj', off, len);
+          assert.ok(got.equals(data.subarray(off, off + len)), `bytes ${off}+${len}`);
+        }
+      }
+      await assert.rejects(readRange(driver, 'range/obj', data.length - 10, 11), /too few for bytes/);
+      await assert.rejects(readRange(driver, 'range/obj', data.length + 10, 5), /too few for bytes/);
+      await assert.rejects(readRange(driver, 'range/missing', 0, 5), ObjectNotFoundError);
     });
 
     it('stores an empty object', async () => {

@@ -11,6 +11,7 @@ import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
 import { parseCompress, type EncodeSpec, type EncryptionKey } from '@cairn/core/codec/index';
 import { createSlots, readFilePieces, SMALL_FILE } from '@cairn/core/codec/file-codec';
+import { createBundler } from '@cairn/core/backup/bundle';
 import { createFileWorkers, type FileWorkers } from '@cairn/core/backup/file-worker';
 import { findWorkerEntry } from '@cairn/core/util/worker-entry';
 import {
@@ -340,6 +341,8 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
       driver: o.driver, cluster: o.cluster, id, spec: sh.spec, slots: sh.slots, parent, checksumDelta: o.checksumDelta,
       pageCheckLsn: dataChecksums ? startLsn : undefined, log: ctx.log, signal: ctx.signal, onBytes: sh.progress.add,
       ...(workers ? { workers } : {}),
+      // Small files in few objects (docs in @cairn/core/backup/bundle).
+      bundler: createBundler({ driver: o.driver, cluster: o.cluster, id, signal: ctx.signal }),
     });
     for (const d of walk.dirs) store.addDir(d);
     // Many files at once: most are small and wait on I/O, not CPU; the
@@ -364,6 +367,8 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
     if (control) await one(control);
     const config = await storeConfigFiles({ driver: o.driver, cluster: o.cluster, id, spec: sh.spec, log: ctx.log, signal: ctx.signal },
       configFilesToStore([src.pgdata, pgdata, info!.dir], await serverConfigPaths(q, ctx)));
+    // The last bundle is written with the files, not after the stop.
+    await store.finishBundles();
     ctx.log.debug(`files copied after ${Date.now() - sh.t0} ms`);
 
     // wait_for_archive => false: PostgreSQL would poll its archive status once
@@ -422,8 +427,11 @@ async function finish(o: BasebackupOptions, ctx: ToolContext, f: Finish): Promis
   await waitForWal(o.driver, o.cluster, f.systemId, stopWal, o.archiveTimeoutMs, ctx);
   ctx.log.debug(`${stopWal} is in the repository after ${Date.now() - f.t0} ms`);
   // Files were written atomically but not yet durably: make them durable in
-  // one batch before the manifest that makes the backup exist.
-  await o.driver.syncKeys?.([...f.store.files().filter((x) => x.ref === f.id), ...(f.config ?? [])].map((x) => x.key), ctx.signal);
+  // one batch before the manifest that makes the backup exist. Bundled
+  // files are in the bundles.
+  const bundles = await f.store.finishBundles();
+  const alone = [...f.store.files().filter((x) => x.ref === f.id && x.bundle === undefined), ...(f.config ?? [])].map((x) => x.key);
+  await o.driver.syncKeys?.([...alone, ...bundles], ctx.signal);
   const files = f.store.files().slice().sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const storedFiles = files.filter((x) => x.ref === f.id);
   const manifest: BackupManifest = {

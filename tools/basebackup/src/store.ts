@@ -10,7 +10,8 @@ import type { Logger } from '@cairn/core/cli/log';
 import { encodedExtension, type EncodeSpec } from '@cairn/core/codec/index';
 import { encodeFile, encodeWhole, PIECE_SIZE, rechunk, type Slots } from '@cairn/core/codec/file-codec';
 import type { FileWorkers } from '@cairn/core/backup/file-worker';
-import { backupFileKey, type BackupManifest, type ManifestDir, type ManifestFile } from '@cairn/core/backup/manifest';
+import { BUNDLE_FILE_MAX, type Bundler, type BundleRef } from '@cairn/core/backup/bundle';
+import { backupFileKey, backupPrefix, type BackupManifest, type ManifestDir, type ManifestFile } from '@cairn/core/backup/manifest';
 import { createPageCheck, firstBlockOf, isChecksummedRelationFile } from '@cairn/core/pg/page-checksum';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 
@@ -39,6 +40,8 @@ export interface StoreOptions {
   onBytes?: (n: number) => void;
   /** Worker threads for big files read from PGDATA (local mode). */
   workers?: FileWorkers;
+  /** Packs small files into bundles (local mode; @cairn/core/backup/bundle). */
+  bundler?: Bundler;
 }
 
 /** Files from this size on go to a worker thread when there are workers. */
@@ -55,6 +58,8 @@ export interface BackupStore {
   dirs(): ManifestDir[];
   /** Stored bytes so far. */
   storedSize(): number;
+  /** Writes the last bundle and waits for all of them: the bundle keys (none without a bundler). */
+  finishBundles(): Promise<string[]>;
 }
 
 export function createBackupStore(o: StoreOptions): BackupStore {
@@ -69,6 +74,7 @@ export function createBackupStore(o: StoreOptions): BackupStore {
 
   const reference = (info: FileInfo, p: ManifestFile): ManifestFile => {
     const f: ManifestFile = { path: info.path, size: info.size, mode: info.mode, mtime: info.mtime, sha256: p.sha256, ref: p.ref, key: p.key, storedSize: p.storedSize };
+    if (p.bundle) f.bundle = p.bundle;
     if (p.badPages) f.badPages = p.badPages;
     files.push(f);
     return f;
@@ -83,29 +89,37 @@ export function createBackupStore(o: StoreOptions): BackupStore {
    * file turns out to have grown past one piece, the pieces read so far come
    * back for the streaming path.
    */
-  const storeSmall = async (key: string, pieces: AsyncGenerator<Buffer>, inspect: ((p: Buffer, off: number) => void) | undefined) => {
+  const memberPrefix = backupPrefix(o.cluster, o.id);
+  const storeSmall = async (key: string, pieces: AsyncGenerator<Buffer>, inspect: ((p: Buffer, off: number) => void) | undefined, mtime: number, alone: boolean) => {
     const first = await pieces.next();
     const buf = first.done ? Buffer.alloc(0) : first.value;
     const second = first.done ? first : await pieces.next();
     if (!second.done) return { leftover: [buf, second.value] };
     inspect?.(buf, 0);
     const e = await encodeWhole(buf, o.spec);
+    const result = { size: e.size, sha256: e.sha256, storedSize: e.stored.length };
+    if (o.bundler && !alone && buf.length <= BUNDLE_FILE_MAX) {
+      const bundle = await o.bundler.add(key.slice(memberPrefix.length), e.stored, mtime);
+      if (bundle) return { result: { ...result, bundle } };
+    }
     await o.driver.write(key, e.stored, { signal: o.signal, durable: false });
-    return { result: { size: e.size, sha256: e.sha256, storedSize: e.stored.length } };
+    return { result };
   };
 
   /** The manifest entry of a file this backup stored; bad pages are reported here. */
-  const storedEntry = (info: FileInfo, key: string, r: { size: number; sha256: string; storedSize: number }, bad: number[]): ManifestFile => {
+  const storedEntry = (info: FileInfo, key: string, r: { size: number; sha256: string; storedSize: number; bundle?: BundleRef }, bad: number[]): ManifestFile => {
     if (bad.length > 0) {
       o.log.warn(`page checksum failures in "${info.path}": block${bad.length > 1 ? 's' : ''} ${bad.slice(0, 10).join(', ')}${bad.length > 10 ? ', …' : ''}`);
     }
     stored += r.storedSize;
     const f: ManifestFile = { path: info.path, size: r.size, mode: info.mode, mtime: info.mtime, sha256: r.sha256, ref: o.id, key, storedSize: r.storedSize };
+    if (r.bundle) f.bundle = r.bundle;
     if (bad.length > 0) f.badPages = bad;
     return f;
   };
 
-  const store = async (info: FileInfo, open: OpenFile, source?: string): Promise<ManifestFile> => {
+  /** `once`: the caller may remove the object again (stream mode), so it is stored alone. */
+  const store = async (info: FileInfo, open: OpenFile, source?: string, once = false): Promise<ManifestFile> => {
     const key = backupFileKey(o.cluster, o.id, info.path, ext);
     const checkLsn = isChecksummedRelationFile(info.path) ? o.pageCheckLsn : undefined;
     if (o.workers && source !== undefined && info.size >= BIG_FILE) {
@@ -122,7 +136,7 @@ export function createBackupStore(o: StoreOptions): BackupStore {
       }
     };
     const pieces = rechunk(counted(open()), undefined, info.size);
-    const small = info.size <= PIECE_SIZE ? await storeSmall(key, pieces, check?.inspect) : { leftover: [] };
+    const small = info.size <= PIECE_SIZE ? await storeSmall(key, pieces, check?.inspect, info.mtime, once) : { leftover: [] };
     const r = small.result ?? await encodeFile(prepend(small.leftover ?? [], pieces), o.spec, o.slots, (body: Readable) => o.driver.write(key, body, { signal: o.signal, durable: false }), {
       signal: o.signal,
       ...(check ? { inspect: check.inspect } : {}),
@@ -142,7 +156,7 @@ export function createBackupStore(o: StoreOptions): BackupStore {
         if (opts.once) {
           // A stream can be read only once: store it, and drop the copy when
           // the content turns out to be the parent's.
-          const f = await store(info, open);
+          const f = await store(info, open, undefined, true);
           if (f.sha256 === p.sha256) {
             await o.driver.remove(f.key, o.signal);
             stored -= f.storedSize;
@@ -172,6 +186,7 @@ export function createBackupStore(o: StoreOptions): BackupStore {
     files: () => files,
     dirs: () => dirs,
     storedSize: () => stored,
+    finishBundles: async () => (o.bundler ? o.bundler.finish() : []),
   };
 }
 

@@ -18,6 +18,7 @@ import type { ToolContext } from '@cairn/core/cli/run';
 import type { EncryptionKey } from '@cairn/core/codec/index';
 import { decodeWhole, SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { RESTORE_WRITE_FLAGS, restoreFile } from '@cairn/core/backup/restore-file';
+import { createSpanReader, type SpanFile } from '@cairn/core/backup/bundle';
 import { createFileWorkers } from '@cairn/core/backup/file-worker';
 import { findWorkerEntry } from '@cairn/core/util/worker-entry';
 import { backupChain, missingParentError, readChainLinks } from '@cairn/core/backup/chain';
@@ -253,6 +254,8 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     if (slash > 0) await ensureRealDir(root, rel.slice(0, slash), parentMode, made);
   }
 
+  // Bundled files are read a span of neighbours at a time (backup/bundle.ts).
+  const spans = createSpanReader(o.driver, manifest.files.filter((f) => f.bundle !== undefined) as SpanFile[], ctx.signal);
   const writeOne = async (f: ManifestFile): Promise<void> => {
     const path = target(f.path);
     const mode = restoredFileMode(f.mode, groupAccess);
@@ -261,6 +264,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       if (st?.isFile() && st.size === f.size) {
         const local = await sha256OfFile(path);
         if (local.sha256 === f.sha256) {
+          if (f.bundle) spans.skip(f as SpanFile);
           await chmod(path, mode);
           await utimes(path, f.mtime, f.mtime);
           result.filesKept++;
@@ -276,7 +280,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       // synchronous calls. Each promise-based call is a trip through the
       // threadpool that costs more than the syscall, and a cluster is a
       // thousand small files.
-      const stored = o.driver.readSmall ? await o.driver.readSmall(f.key, ctx.signal) : await buffer(await o.driver.read(f.key, ctx.signal));
+      const stored = f.bundle ? await spans.read(f as SpanFile) : o.driver.readSmall ? await o.driver.readSmall(f.key, ctx.signal) : await buffer(await o.driver.read(f.key, ctx.signal));
       const data = await decodeWhole(stored, f.key, o.key, { sha256: f.sha256, size: f.size, label });
       let fd: number | undefined;
       try {
@@ -315,10 +319,12 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   try {
     const control = manifest.files.find((f) => f.path === CONTROL);
     const abort = new AbortController();
-    const rest = manifest.files.filter((f) => f !== control);
-    // Big files first: they set the length of the restore.
+    const rest = manifest.files.filter((f) => f !== control && f.bundle === undefined);
+    // Big files first: they set the length of the restore; bundled ones
+    // (all small) after them, span by span.
     rest.sort((a, b) => b.size - a.size);
-    await Promise.all(rest.map((f) => (f.size <= SMALL_FILE ? many : limit)(() => (abort.signal.aborted ? Promise.resolve() : writeOne(f).catch((err) => {
+    const ordered = [...rest, ...(spans.order as ManifestFile[]).filter((f) => f !== control)];
+    await Promise.all(ordered.map((f) => (f.size <= SMALL_FILE ? many : limit)(() => (abort.signal.aborted ? Promise.resolve() : writeOne(f).catch((err) => {
       abort.abort();
       throw err;
     })))));

@@ -8,6 +8,7 @@
 import { CairnError, isCairnError } from '@cairn/core/cli/errors';
 import { formatBytes } from '@cairn/core/cli/format';
 import { createCountStage, type EncryptionKey } from '@cairn/core/codec/index';
+import { createSpanReader, type SpanFile } from '@cairn/core/backup/bundle';
 import { decodeFileInto, decodeFileStages, decodeWhole, PIECE_SIZE, SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { readChainLinks, walkChain } from '@cairn/core/backup/chain';
 import { backupsPrefix, listBackupIds, summarize, type BackupManifest, type BackupSummary, type ManifestFile } from '@cairn/core/backup/manifest';
@@ -188,12 +189,14 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
       ctx.log.info(`backup ${m.id}: verifying ${todo.length} objects`);
       // Small objects are one request each: as many in flight as the store
       // takes (tens for an object store), beside --jobs big ones.
-      const small = todo.filter((f) => f.size <= SMALL_FILE);
-      const big = todo.filter((f) => f.size > SMALL_FILE);
+      // Bundled files a span of neighbours at a time (backup/bundle.ts).
+      const spans = createSpanReader(driver, todo.filter((f) => f.bundle !== undefined) as SpanFile[], signal);
+      const small = [...todo.filter((f) => f.size <= SMALL_FILE && f.bundle === undefined), ...(spans.order as ManifestFile[])];
+      const big = todo.filter((f) => f.size > SMALL_FILE && f.bundle === undefined);
       const one = async (f: ManifestFile) => {
         const label = `"${f.path}" (${quote(f.key)})`;
         try {
-          const r = await verifyBackupObject(driver, f, key, label, signal);
+          const r = await verifyBackupObject(driver, f, key, label, signal, spans);
           n.objects++;
           n.bytes += r.bytes;
           n.storedBytes += r.storedBytes;
@@ -290,8 +293,15 @@ function checkChain(b: BackupSummary, manifests: ReadonlyMap<string, BackupSumma
 }
 
 /** Decodes one backup object and checks its plaintext size and SHA-256; throws on a finding. */
-async function verifyBackupObject(driver: StorageDriver, f: ManifestFile, key: EncryptionKey | undefined, label: string, signal: AbortSignal): Promise<{ bytes: number; storedBytes: number }> {
+type SpanReader = ReturnType<typeof createSpanReader>;
+
+async function verifyBackupObject(driver: StorageDriver, f: ManifestFile, key: EncryptionKey | undefined, label: string, signal: AbortSignal, spans: SpanReader): Promise<{ bytes: number; storedBytes: number }> {
   const expect = { sha256: f.sha256, size: f.size, label };
+  if (f.bundle) {
+    const buf = await spans.read(f as SpanFile);
+    await decodeWhole(buf, f.key, key, expect);
+    return { bytes: f.size, storedBytes: buf.length };
+  }
   // Most files of a cluster are a few kB: one read and one decode in memory.
   if (f.size <= PIECE_SIZE && f.storedSize <= PIECE_SIZE && driver.readSmall) {
     const buf = await driver.readSmall(f.key, signal);
@@ -306,8 +316,9 @@ async function verifyBackupObject(driver: StorageDriver, f: ManifestFile, key: E
 
 function backupObjectProblem(finding: 'missing' | 'corrupt', id: string, f: ManifestFile, err: Error): VerifyProblem {
   const shared = f.ref === id ? '' : ` (stored by backup ${quote(f.ref)}, so every backup referencing it is affected)`;
+  const where = f.bundle ? `bundle ${quote(f.bundle.key)}` : `object ${quote(f.key)}`;
   return finding === 'missing'
-    ? { kind: 'object-missing', subject: id, key: f.key, message: `backup ${quote(id)}: object ${quote(f.key)} of "${f.path}" is missing${shared}`, hint: 'this backup cannot be restored: take a new full backup, and restore another one meanwhile (cairn-restore --set)' }
+    ? { kind: 'object-missing', subject: id, key: f.bundle?.key ?? f.key, message: `backup ${quote(id)}: ${where} of "${f.path}" is missing${shared}`, hint: 'this backup cannot be restored: take a new full backup, and restore another one meanwhile (cairn-restore --set)' }
     : { kind: 'object-corrupt', subject: id, key: f.key, message: `backup ${quote(id)}: ${err.message}${shared}`, hint: 'this backup cannot be restored from this repository: take a new full backup; restore another backup or from another repository meanwhile' };
 }
 

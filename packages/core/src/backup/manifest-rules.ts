@@ -86,8 +86,10 @@ export function backupChainIds(m: Pick<BackupManifest, 'id' | 'references'>): Se
  * Whether a file entry names an object under the data/ prefix of the backup
  * it says holds it (`ref`), that backup being in `chain` (backupChainIds).
  */
-export function namesChainObject(f: Pick<ManifestFile, 'key' | 'ref'>, cluster: string, chain: ReadonlySet<string>): boolean {
-  return typeof f.ref === 'string' && chain.has(f.ref) && isKeyBelow(f.key, `${cluster}/backups/${f.ref}/data/`);
+export function namesChainObject(f: Pick<ManifestFile, 'key' | 'ref' | 'bundle'>, cluster: string, chain: ReadonlySet<string>): boolean {
+  if (typeof f.ref !== 'string' || !chain.has(f.ref) || !isKeyBelow(f.key, `${cluster}/backups/${f.ref}/data/`)) return false;
+  // A bundled file's bytes are in a bundle of the same backup.
+  return f.bundle === undefined || isKeyBelow(f.bundle.key, `${cluster}/backups/${f.ref}/bundles/`);
 }
 
 /** A valid object key below `prefix` (not the prefix itself). */
@@ -180,7 +182,7 @@ export function checkManifestRules(m: BackupManifest, cluster: string): Manifest
     files.add(f.path);
     const ref = String(f.ref);
     if (!namesChainObject(f, cluster, chain)) {
-      refuse(`file entry ${quote(f.path)} names object ${quote(String(f.key))}, outside the prefix of backup ${quote(ref)}${chain.has(ref) ? '' : ', which is not in its chain'}`);
+      refuse(`file entry ${quote(f.path)} names object ${quote(String(f.bundle?.key ?? f.key))}, outside the prefix of backup ${quote(ref)}${chain.has(ref) ? '' : ', which is not in its chain'}`);
     }
   }
   // Configuration files: written below --config-dir only, from this backup's config/ objects.

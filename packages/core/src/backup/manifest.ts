@@ -77,6 +77,13 @@ export interface ManifestFile {
   key: string;
   /** Bytes the object takes in the repository. */
   storedSize: number;
+  /**
+   * Set when the stored bytes are a member of a bundle (backup/bundle.ts):
+   * storedSize bytes from `offset` of object `key`, which lies below the
+   * bundles/ prefix of backup `ref`. `key` above is then the key the file
+   * would have had alone (the member's name); no object has it.
+   */
+  bundle?: { key: string; offset: number };
   /** Block numbers whose page checksum failed (absent when none or not checked). */
   badPages?: number[];
 }
@@ -207,6 +214,9 @@ export function checkManifest(m: unknown, where: string): BackupManifest {
   for (const f of o.files) {
     if (typeof f.path !== 'string' || typeof f.key !== 'string' || typeof f.sha256 !== 'string' || typeof f.size !== 'number') {
       throw invalid(`bad file entry ${quote(String(f?.path))}`, where);
+    }
+    if (f.bundle !== undefined && (typeof f.bundle !== 'object' || f.bundle === null || typeof f.bundle.key !== 'string' || !Number.isSafeInteger(f.bundle.offset) || f.bundle.offset < 0 || !Number.isSafeInteger(f.storedSize) || f.storedSize < 0)) {
+      throw invalid(`bad bundle of file entry ${quote(f.path)}`, where);
     }
   }
   return o as BackupManifest;

@@ -110,6 +110,14 @@ export interface StorageDriver {
   readSmall?(key: string, signal?: AbortSignal): Promise<Buffer>;
 
   /**
+   * `length` bytes of the object from byte `offset` on, as one Buffer (a
+   * ranged GET on S3): the members of a bundle (backup/bundle.ts). Same
+   * errors as read(); an object shorter than offset + length is an error,
+   * never a short Buffer. Optional: readRange() below falls back to read().
+   */
+  readRange?(key: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer>;
+
+  /**
    * Makes objects written with `durable: false` durable (fs: fsync of each
    * file and of their directories). Drivers whose writes are always durable
    * (S3) need not implement it.
@@ -217,4 +225,29 @@ export async function consumeBody<T>(body: Readable | Buffer, write: () => Promi
     if (!Buffer.isBuffer(body)) body.destroy();
     throw err;
   }
+}
+
+/** `driver.readRange`, or the same bytes out of a whole read() where a driver has none. */
+export async function readRange(driver: StorageDriver, key: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+  if (driver.readRange) return driver.readRange(key, offset, length, signal);
+  const out = Buffer.alloc(length);
+  let pos = 0;
+  let got = 0;
+  for await (const chunk of await driver.read(key, signal)) {
+    const c = chunk as Buffer;
+    const from = Math.max(0, offset - pos);
+    const to = Math.min(c.length, offset + length - pos);
+    if (to > from) got += c.copy(out, got, from, to);
+    pos += c.length;
+    if (got === length) break;
+  }
+  if (got < length) throw shortRange(driver.url, key, offset, length, pos);
+  return out;
+}
+
+/** The error of a range that runs past the object's end. */
+export function shortRange(url: string, key: string, offset: number, length: number, size: number): CairnError {
+  return new CairnError('FORMAT_INVALID', `repository "${url}": object "${key}" has ${size} bytes, too few for bytes ${offset}–${offset + length - 1}`, {
+    hint: 'the object was cut short or replaced: run cairn-verify, and take a new backup',
+  });
 }

@@ -24,6 +24,7 @@ import {
   type WriteOptions,
   consumeBody,
   LOCAL_REQUESTS,
+  shortRange,
 } from './driver.js';
 
 /**
@@ -80,6 +81,29 @@ export class FsDriver implements StorageDriver {
     } catch (err) {
       if (isMissing(err) || errnoOf(err) === 'EISDIR') throw new ObjectNotFoundError(key, this.url);
       throw this.fail(err, `read "${key}"`);
+    }
+  }
+
+  async readRange(key: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    signal?.throwIfAborted();
+    const out = Buffer.alloc(length);
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(this.pathOf(key), 'r');
+    } catch (err) {
+      if (isMissing(err) || errnoOf(err) === 'EISDIR') throw new ObjectNotFoundError(key, this.url);
+      throw this.fail(err, `read "${key}"`);
+    }
+    try {
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await this.io(() => fh.read(out, got, length - got, offset + got), `read "${key}"`);
+        if (bytesRead === 0) throw shortRange(this.url, key, offset, length, offset + got);
+        got += bytesRead;
+      }
+      return out;
+    } finally {
+      await fh.close().catch(() => {});
     }
   }
 

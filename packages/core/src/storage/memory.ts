@@ -14,6 +14,7 @@ import {
   type StorageDriver,
   type WriteOptions,
   LOCAL_REQUESTS,
+  shortRange,
 } from './driver.js';
 
 interface StoredObject {
@@ -55,6 +56,15 @@ export class MemoryDriver implements StorageDriver {
     signal?.throwIfAborted();
     const obj = this.objects.get(key);
     return obj && { key, size: obj.data.length, mtime: obj.mtime };
+  }
+
+  async readRange(key: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    assertValidKey(key);
+    signal?.throwIfAborted();
+    const obj = this.objects.get(key);
+    if (obj === undefined) throw new ObjectNotFoundError(key, this.url);
+    if (offset + length > obj.data.length) throw shortRange(this.url, key, offset, length, obj.data.length);
+    return Buffer.from(obj.data.subarray(offset, offset + length));
   }
 
   async read(key: string, signal?: AbortSignal): Promise<Readable> {

@@ -27,6 +27,7 @@ import {
   type WriteOptions,
   consumeBody,
   REMOTE_REQUESTS,
+  shortRange,
 } from './driver.js';
 
 export interface S3Options {
@@ -186,6 +187,55 @@ export class S3Driver implements StorageDriver {
     // release the connection from here too.
     out.once('close', () => first.body.destroy());
     return signal ? addAbortSignal(signal, out) : out;
+  }
+
+  /**
+   * One ranged GET; a body cut off is retried whole (the range is small,
+   * a bundle's span), up to maxAttempts times.
+   */
+  async readRange(key: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    if (length === 0) {
+      if ((await this.stat(key, signal)) === undefined) throw new ObjectNotFoundError(key, this.url);
+      return Buffer.alloc(0);
+    }
+    const Key = this.keyOf(key);
+    const Range = `bytes=${offset}-${offset + length - 1}`;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const r = await this.send((c) => c.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range }), { abortSignal: signal }));
+        const body = r.Body as Readable;
+        const size = Number(/\/(\d+)$/.exec(r.ContentRange ?? '')?.[1] ?? r.ContentLength ?? 0);
+        if (!(r.ContentRange ?? '').startsWith(`bytes ${offset}-`)) {
+          body.destroy();
+          if (r.ContentRange === undefined && r.ContentLength !== undefined && r.ContentLength < offset + length) throw shortRange(this.url, key, offset, length, r.ContentLength);
+          throw new CairnError('STORAGE_UNAVAILABLE', `repository "${this.url}": cannot read "${key}": the server ignored the range "${Range}"`, {
+            hint: 'use an S3 server that honours Range requests',
+          });
+        }
+        const parts: Buffer[] = [];
+        for await (const c of body) parts.push(c as Buffer);
+        // More than asked, from the right start (s3rver reads "bytes=0-0"
+        // as "bytes=0-"): the first `length` bytes are the range.
+        const all = Buffer.concat(parts);
+        const out = all.length > length ? all.subarray(0, length) : all;
+        if (out.length !== length) {
+          if (size > 0 && size < offset + length) throw shortRange(this.url, key, offset, length, size);
+          throw new CairnError('STORAGE_UNAVAILABLE', `repository "${this.url}": cannot read "${key}": the body of ${Range} ended after ${out.length} bytes`, { transient: true });
+        }
+        return out;
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        if (isNotFound(err)) throw new ObjectNotFoundError(key, this.url);
+        // 416: the range starts past the end.
+        if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 416) {
+          const st = await this.stat(key, signal);
+          throw shortRange(this.url, key, offset, length, st?.size ?? 0);
+        }
+        const e = err instanceof CairnError ? err : this.fail(err, `read "${key}"`);
+        if (!(e instanceof CairnError) || !e.transient || attempt >= this.opts.maxAttempts) throw e;
+        await sleep(Math.min(100 * 2 ** (attempt - 1), 2_000), signal);
+      }
+    }
   }
 
   /** One GET, from byte `from` on (a ranged re-read) and only of the same object version when `etag` is given. */
