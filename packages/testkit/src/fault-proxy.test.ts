@@ -155,6 +155,21 @@ describe('s3 driver through a fault-injecting proxy', () => {
     await assert.rejects(driver.stat('small'), assertTransient('stat after a success', /no answer within/));
   });
 
+  it('readRange: a range cut mid-body every time resumes from where it stopped, and returns the same bytes', async () => {
+    const d = await openStorage(url.replace('max-attempts=1', 'max-attempts=3'), { env: process.env });
+    try {
+      const want = (await readAll(await d.read('big'))).subarray(1000, 1000 + 300_000);
+      proxy.cutBodies(1);
+      const cutBefore = proxy.cutResponses;
+      const got = await d.readRange!('big', 1000, 300_000);
+      assert.ok(got.equals(want), 'same bytes');
+      assert.ok(proxy.cutResponses - cutBefore >= 2, `${proxy.cutResponses - cutBefore} cuts`);
+    } finally {
+      proxy.cutBodies(0);
+      await d.close();
+    }
+  });
+
   it('resumes a read cut mid-body with a ranged GET, and returns the same bytes', async () => {
     const d = await openStorage(url.replace('max-attempts=1', 'max-attempts=3'), { env: process.env });
     try {

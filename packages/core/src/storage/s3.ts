@@ -190,8 +190,9 @@ export class S3Driver implements StorageDriver {
   }
 
   /**
-   * One ranged GET; a body cut off is retried whole (the range is small,
-   * a bundle's span), up to maxAttempts times.
+   * Ranged GETs: a body cut off or stalled resumes from the first byte not
+   * yet received, bounded as resumableBody is (maxAttempts failures in a row
+   * without a byte of progress, MAX_RESUMES in all).
    */
   async readRange(key: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
     if (length === 0) {
@@ -199,43 +200,62 @@ export class S3Driver implements StorageDriver {
       return Buffer.alloc(0);
     }
     const Key = this.keyOf(key);
-    const Range = `bytes=${offset}-${offset + length - 1}`;
-    for (let attempt = 1; ; attempt++) {
+    const out = Buffer.alloc(length);
+    let got = 0;
+    let failures = 0;
+    let resumes = 0;
+    let etag: string | undefined;
+    while (got < length) {
+      const before = got;
+      const Range = `bytes=${offset + got}-${offset + length - 1}`;
       try {
-        const r = await this.send((c) => c.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range }), { abortSignal: signal }));
+        const r = await this.send((c) => c.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range, ...(etag === undefined ? {} : { IfMatch: etag }) }), { abortSignal: signal }));
         const body = r.Body as Readable;
-        const size = Number(/\/(\d+)$/.exec(r.ContentRange ?? '')?.[1] ?? r.ContentLength ?? 0);
-        if (!(r.ContentRange ?? '').startsWith(`bytes ${offset}-`)) {
+        etag ??= r.ETag;
+        if (!(r.ContentRange ?? '').startsWith(`bytes ${offset + got}-`)) {
           body.destroy();
-          if (r.ContentRange === undefined && r.ContentLength !== undefined && r.ContentLength < offset + length) throw shortRange(this.url, key, offset, length, r.ContentLength);
           throw new CairnError('STORAGE_UNAVAILABLE', `repository "${this.url}": cannot read "${key}": the server ignored the range "${Range}"`, {
             hint: 'use an S3 server that honours Range requests',
           });
         }
-        const parts: Buffer[] = [];
-        for await (const c of body) parts.push(c as Buffer);
-        // More than asked, from the right start (s3rver reads "bytes=0-0"
-        // as "bytes=0-"): the first `length` bytes are the range.
-        const all = Buffer.concat(parts);
-        const out = all.length > length ? all.subarray(0, length) : all;
-        if (out.length !== length) {
-          if (size > 0 && size < offset + length) throw shortRange(this.url, key, offset, length, size);
-          throw new CairnError('STORAGE_UNAVAILABLE', `repository "${this.url}": cannot read "${key}": the body of ${Range} ended after ${out.length} bytes`, { transient: true });
+        const size = Number(/\/(\d+)$/.exec(r.ContentRange ?? '')?.[1] ?? 0);
+        if (size > 0 && size < offset + length) {
+          body.destroy();
+          throw shortRange(this.url, key, offset, length, size);
         }
-        return out;
+        // More than asked, from the right start (s3rver reads "bytes=0-0"
+        // as "bytes=0-"): only the range is kept.
+        for await (const c of body) {
+          const chunk = c as Buffer;
+          const take = Math.min(chunk.length, length - got);
+          chunk.copy(out, got, 0, take);
+          got += take;
+          if (got === length) {
+            body.destroy();
+            break;
+          }
+        }
+        if (got < length) throw new CairnError('STORAGE_UNAVAILABLE', `repository "${this.url}": cannot read "${key}": the body of ${Range} ended early`, { transient: true });
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         if (isNotFound(err)) throw new ObjectNotFoundError(key, this.url);
+        if (etag !== undefined && isConditionFailed(err)) {
+          throw new CairnError('STORAGE_UNAVAILABLE', `repository "${this.url}": cannot read "${key}": the object changed while it was read`, { cause: err });
+        }
         // 416: the range starts past the end.
         if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 416) {
           const st = await this.stat(key, signal);
           throw shortRange(this.url, key, offset, length, st?.size ?? 0);
         }
+        if (got > before) failures = 0;
         const e = err instanceof CairnError ? err : this.fail(err, `read "${key}"`);
-        if (!(e instanceof CairnError) || !e.transient || attempt >= this.opts.maxAttempts) throw e;
-        await sleep(Math.min(100 * 2 ** (attempt - 1), 2_000), signal);
+        failures++;
+        resumes++;
+        if (!(e instanceof CairnError) || !e.transient || failures >= this.opts.maxAttempts || resumes > MAX_RESUMES) throw e;
+        await sleep(Math.min(100 * 2 ** (failures - 1), 2_000), signal);
       }
     }
+    return out;
   }
 
   /** One GET, from byte `from` on (a ranged re-read) and only of the same object version when `etag` is given. */
