@@ -51,7 +51,7 @@ async function main() {
   const res = { date: date.toISOString(), kind: 'remote', options: opt, problems, runs: [] };
   await checkBuiltAndPostgres([BASEBACKUP, RESTORE, WAL_PUSH]);
   if (!existsSync(join(TESTKIT, 's3-server.js'))) throw new Error('packages/testkit is not built: run npm run build');
-  res.env = { ...(await hostVersions()), commit: gitCommit() };
+  res.env = { ...(await hostVersions()), cairn: (await run(BASEBACKUP, ['--version'])).stdout.trim(), commit: gitCommit() };
   say(`temp dir ${tempBase()}; options: scale=${opt.scale} delay=${opt.delayMs} ms runs=${opt.runs} ${Z} jobs=${opt.jobs}${opt.requests ? ` requests=${opt.requests}` : ''}`);
   const { startS3Server, s3TestEnv } = await import(pathToFileURL(join(TESTKIT, 's3-server.js')).href);
   const { startFaultProxy } = await import(pathToFileURL(join(TESTKIT, 'fault-proxy.js')).href);
