@@ -143,6 +143,19 @@ export async function basebackup(o: BasebackupOptions, toolCtx: ToolContext): Pr
   }
 }
 
+/**
+ * The limiter for a file of `size` bytes. Many files at once: most are small
+ * and wait on I/O, not CPU; the pieces in flight (slots) bound memory and
+ * CPU. Small files, each one request to the store, go as many at once as the
+ * store takes (features.requests: tens for an object store, where each PUT
+ * is a round trip).
+ */
+function fileLimiter(o: BasebackupOptions): (size: number) => <T>(job: () => Promise<T>) => Promise<T> {
+  const big = createLimiter(Math.max(8, o.jobs * 4));
+  const small = createLimiter(Math.max(o.driver.features.requests, o.jobs * 4));
+  return (size) => (size <= SMALL_FILE ? small : big);
+}
+
 async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<BasebackupResult> {
   const t0 = Date.now();
   const spec: EncodeSpec = { compress: parseCompress(o.compress), ...(o.key ? { key: o.key } : {}) };
@@ -176,9 +189,7 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
   let pgManifest: { 'WAL-Ranges'?: { Timeline: number; 'Start-LSN': string; 'End-LSN': string }[] } | undefined;
   let systemId: string | undefined;
   let pgMajor = '';
-  // As in local mode (runBackup): small files as many at once as the store takes.
-  const limit = createLimiter(Math.max(8, o.jobs * 4));
-  const many = createLimiter(Math.max(o.driver.features.requests, o.jobs * 4));
+  const limitFor = fileLimiter(o);
   const pending: Promise<ManifestFile>[] = [];
   const smallText = async (body: AsyncIterable<Buffer>) => {
     const parts: Buffer[] = [];
@@ -211,7 +222,7 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
         const bytes = await smallText(entry.body());
         if (h.path === 'PG_VERSION') pgMajor = bytes.toString('utf8').trim();
         else if (bytes.length >= 8) systemId = bytes.readBigUInt64LE(0).toString();
-        pending.push(many(() => store.addFile(info, async function* () { yield bytes; }, { once: true })));
+        pending.push(limitFor(bytes.length)(() => store.addFile(info, async function* () { yield bytes; }, { once: true })));
         continue;
       }
       // The tar yields each body once, in order: hand it over and wait until it
@@ -226,7 +237,7 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
           consumed();
         }
       };
-      const p = (info.size <= SMALL_FILE ? many : limit)(() => store.addFile(info, once, { once: true }));
+      const p = limitFor(info.size)(() => store.addFile(info, once, { once: true }));
       p.catch(() => consumed());
       pending.push(p);
       await Promise.race([read, p]);
@@ -345,14 +356,8 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
       bundler: createBundler({ driver: o.driver, cluster: o.cluster, id, signal: ctx.signal }),
     });
     for (const d of walk.dirs) store.addDir(d);
-    // Many files at once: most are small and wait on I/O, not CPU; the
-    // pieces in flight (slots) bound memory and CPU. Small files, each one
-    // request to the store, go as many at once as the store takes
-    // (features.requests: tens for an object store, where each PUT is a
-    // round trip).
-    const limit = createLimiter(Math.max(8, o.jobs * 4));
-    const many = createLimiter(Math.max(o.driver.features.requests, o.jobs * 4));
-    const one = (f: FileInfo) => (f.size <= SMALL_FILE ? many : limit)(async () => {
+    const limitFor = fileLimiter(o);
+    const one = (f: FileInfo) => limitFor(f.size)(async () => {
       try {
         return await store.addFile(f, () => readFilePieces(walk.source.get(f.path)!, f.size), { source: walk.source.get(f.path)! });
       } catch (err) {

@@ -18,7 +18,7 @@ import type { ToolContext } from '@cairn/core/cli/run';
 import type { EncryptionKey } from '@cairn/core/codec/index';
 import { decodeWhole, SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { RESTORE_WRITE_FLAGS, restoreFile } from '@cairn/core/backup/restore-file';
-import { createSpanReader, type SpanFile } from '@cairn/core/backup/bundle';
+import { createSpanReader, isBundled } from '@cairn/core/backup/bundle';
 import { createFileWorkers } from '@cairn/core/backup/file-worker';
 import { findWorkerEntry } from '@cairn/core/util/worker-entry';
 import { backupChain, missingParentError, readChainLinks } from '@cairn/core/backup/chain';
@@ -255,7 +255,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   }
 
   // Bundled files are read a span of neighbours at a time (backup/bundle.ts).
-  const spans = createSpanReader(o.driver, manifest.files.filter((f) => f.bundle !== undefined) as SpanFile[], ctx.signal);
+  const spans = createSpanReader(o.driver, manifest.files.filter(isBundled), ctx.signal);
   const writeOne = async (f: ManifestFile): Promise<void> => {
     const path = target(f.path);
     const mode = restoredFileMode(f.mode, groupAccess);
@@ -264,7 +264,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       if (st?.isFile() && st.size === f.size) {
         const local = await sha256OfFile(path);
         if (local.sha256 === f.sha256) {
-          if (f.bundle) spans.skip(f as SpanFile);
+          if (isBundled(f)) spans.skip(f);
           await chmod(path, mode);
           await utimes(path, f.mtime, f.mtime);
           result.filesKept++;
@@ -280,7 +280,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       // synchronous calls. Each promise-based call is a trip through the
       // threadpool that costs more than the syscall, and a cluster is a
       // thousand small files.
-      const stored = f.bundle ? await spans.read(f as SpanFile) : o.driver.readSmall ? await o.driver.readSmall(f.key, ctx.signal) : await buffer(await o.driver.read(f.key, ctx.signal));
+      const stored = isBundled(f) ? await spans.read(f) : o.driver.readSmall ? await o.driver.readSmall(f.key, ctx.signal) : await buffer(await o.driver.read(f.key, ctx.signal));
       const data = await decodeWhole(stored, f.key, o.key, { sha256: f.sha256, size: f.size, label });
       let fd: number | undefined;
       try {
@@ -319,11 +319,11 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   try {
     const control = manifest.files.find((f) => f.path === CONTROL);
     const abort = new AbortController();
-    const rest = manifest.files.filter((f) => f !== control && f.bundle === undefined);
+    const rest = manifest.files.filter((f) => f !== control && !isBundled(f));
     // Big files first: they set the length of the restore; bundled ones
     // (all small) after them, span by span.
     rest.sort((a, b) => b.size - a.size);
-    const ordered = [...rest, ...(spans.order as ManifestFile[]).filter((f) => f !== control)];
+    const ordered = [...rest, ...spans.order.filter((f) => f !== control)];
     await Promise.all(ordered.map((f) => (f.size <= SMALL_FILE ? many : limit)(() => (abort.signal.aborted ? Promise.resolve() : writeOne(f).catch((err) => {
       abort.abort();
       throw err;

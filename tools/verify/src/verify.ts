@@ -8,7 +8,7 @@
 import { CairnError, isCairnError } from '@cairn/core/cli/errors';
 import { formatBytes } from '@cairn/core/cli/format';
 import { createCountStage, type EncryptionKey } from '@cairn/core/codec/index';
-import { createSpanReader, type SpanFile } from '@cairn/core/backup/bundle';
+import { createSpanReader, isBundled, type SpanReader } from '@cairn/core/backup/bundle';
 import { decodeFileInto, decodeFileStages, decodeWhole, PIECE_SIZE, SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { readChainLinks, walkChain } from '@cairn/core/backup/chain';
 import { backupsPrefix, listBackupIds, summarize, type BackupManifest, type BackupSummary, type ManifestFile } from '@cairn/core/backup/manifest';
@@ -190,9 +190,10 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
       // Small objects are one request each: as many in flight as the store
       // takes (tens for an object store), beside --jobs big ones.
       // Bundled files a span of neighbours at a time (backup/bundle.ts).
-      const spans = createSpanReader(driver, todo.filter((f) => f.bundle !== undefined) as SpanFile[], signal);
-      const small = [...todo.filter((f) => f.size <= SMALL_FILE && f.bundle === undefined), ...(spans.order as ManifestFile[])];
-      const big = todo.filter((f) => f.size > SMALL_FILE && f.bundle === undefined);
+      const spans = createSpanReader(driver, todo.filter(isBundled), signal);
+      const alone = todo.filter((f) => !isBundled(f));
+      const small = [...alone.filter((f) => f.size <= SMALL_FILE), ...spans.order];
+      const big = alone.filter((f) => f.size > SMALL_FILE);
       const one = async (f: ManifestFile) => {
         const label = `"${f.path}" (${quote(f.key)})`;
         try {
@@ -293,12 +294,10 @@ function checkChain(b: BackupSummary, manifests: ReadonlyMap<string, BackupSumma
 }
 
 /** Decodes one backup object and checks its plaintext size and SHA-256; throws on a finding. */
-type SpanReader = ReturnType<typeof createSpanReader>;
-
 async function verifyBackupObject(driver: StorageDriver, f: ManifestFile, key: EncryptionKey | undefined, label: string, signal: AbortSignal, spans: SpanReader): Promise<{ bytes: number; storedBytes: number }> {
   const expect = { sha256: f.sha256, size: f.size, label };
-  if (f.bundle) {
-    const buf = await spans.read(f as SpanFile);
+  if (isBundled(f)) {
+    const buf = await spans.read(f);
     await decodeWhole(buf, f.key, key, expect);
     return { bytes: f.size, storedBytes: buf.length };
   }

@@ -167,6 +167,20 @@ export interface SpanFile {
   storedSize: number;
 }
 
+/** Whether a manifest entry's bytes are in a bundle. */
+export function isBundled<F extends { bundle?: BundleRef }>(f: F): f is F & { bundle: BundleRef } {
+  return f.bundle !== undefined;
+}
+
+export interface SpanReader<F extends SpanFile = SpanFile> {
+  /** The files in the order that keeps few spans alive. */
+  readonly order: readonly F[];
+  /** The stored bytes of `f` (one of the files given). */
+  read(f: SpanFile): Promise<Buffer>;
+  /** `f` will not be read (restore --delta kept it): its span may go sooner. */
+  skip(f: SpanFile): void;
+}
+
 /** Neighbouring members closer than this are read in one request, the gap read over. */
 export const SPAN_GAP = 256 * 1024;
 /** A span is at most this long (unless one member alone is longer). */
@@ -179,7 +193,7 @@ export const SPAN_MAX = 8 * 1024 * 1024;
  * has taken its bytes, so callers that go through the files in the order
  * `order` returns (by bundle and offset) hold a few spans at a time.
  */
-export function createSpanReader(driver: StorageDriver, files: readonly SpanFile[], signal?: AbortSignal) {
+export function createSpanReader<F extends SpanFile>(driver: StorageDriver, files: readonly F[], signal?: AbortSignal): SpanReader<F> {
   interface Span {
     key: string;
     start: number;
@@ -195,7 +209,7 @@ export function createSpanReader(driver: StorageDriver, files: readonly SpanFile
   for (const f of order) {
     const start = f.bundle.offset;
     const end = start + f.storedSize;
-    if (cur && cur.key === f.bundle.key && start >= cur.start && start - cur.end <= SPAN_GAP && end - cur.start <= SPAN_MAX) {
+    if (cur && cur.key === f.bundle.key && start - cur.end <= SPAN_GAP && end - cur.start <= SPAN_MAX) {
       cur.end = Math.max(cur.end, end);
       cur.left++;
     } else {
@@ -204,10 +218,8 @@ export function createSpanReader(driver: StorageDriver, files: readonly SpanFile
     spanOf.set(placeOf(f), cur);
   }
   return {
-    /** The files in the order that keeps few spans alive. */
     order,
-    /** The stored bytes of `f` (one of the files given). */
-    async read(f: SpanFile): Promise<Buffer> {
+    async read(f) {
       const s = spanOf.get(placeOf(f));
       if (s === undefined) throw new CairnError('INTERNAL', 'span reader: a file it was not given');
       s.data ??= readRange(driver, s.key, s.start, s.end - s.start, signal);
@@ -219,8 +231,7 @@ export function createSpanReader(driver: StorageDriver, files: readonly SpanFile
         if (--s.left === 0) s.data = undefined;
       }
     },
-    /** `f` will not be read (restore --delta kept it): its span may go sooner. */
-    skip(f: SpanFile): void {
+    skip(f) {
       const s = spanOf.get(placeOf(f));
       if (s !== undefined && --s.left === 0) s.data = undefined;
     },

@@ -8,6 +8,7 @@
 // A file unchanged since the parent backup is not stored again: its entry
 // names the backup whose object holds it (`ref`) and that object's key.
 
+import type { BundleRef } from './bundle.js';
 import { CairnError } from '../cli/errors.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { readJsonObject } from '../repo/json-object.js';
@@ -83,7 +84,7 @@ export interface ManifestFile {
    * bundles/ prefix of backup `ref`. `key` above is then the key the file
    * would have had alone (the member's name); no object has it.
    */
-  bundle?: { key: string; offset: number };
+  bundle?: BundleRef;
   /** Block numbers whose page checksum failed (absent when none or not checked). */
   badPages?: number[];
 }

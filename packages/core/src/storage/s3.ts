@@ -139,7 +139,11 @@ export class S3Driver implements StorageDriver {
     this.bucket = opts.bucket;
     this.base = opts.prefix === '' ? '' : opts.prefix + '/';
     this.url = init.url ?? `s3://${opts.bucket}/${opts.prefix}`;
-    this.features = { atomicIfAbsent: opts.conditionalWrites, requests: opts.requests ?? REMOTE_REQUESTS };
+    const requests = opts.requests ?? REMOTE_REQUESTS;
+    this.features = { atomicIfAbsent: opts.conditionalWrites, requests };
+    // Sockets: the SDK's 50 by default, more when more requests are to be
+    // in flight (a request past the limit would queue unseen).
+    const agent = { keepAlive: true, maxSockets: Math.max(50, requests + 16) };
     this.retryWindowMs = opts.retryWindowMs ?? 2 * opts.requestTimeoutMs;
     this.client =
       init.client ??
@@ -154,13 +158,11 @@ export class S3Driver implements StorageDriver {
         // socketTimeout is the idle timeout that also covers a body stalling
         // mid-stream; the handler's requestTimeout only logs a warning unless
         // told to throw, and would cap a slow but moving upload.
-        // Sockets: the SDK's 50 by default, more when more requests are
-        // to be in flight (a request past the limit would queue unseen).
         requestHandler: {
           connectionTimeout: opts.connectTimeoutMs,
           socketTimeout: opts.requestTimeoutMs,
-          httpAgent: { keepAlive: true, maxSockets: Math.max(50, (opts.requests ?? REMOTE_REQUESTS) + 16) },
-          httpsAgent: { keepAlive: true, maxSockets: Math.max(50, (opts.requests ?? REMOTE_REQUESTS) + 16) },
+          httpAgent: agent,
+          httpsAgent: agent,
         },
       });
   }
@@ -189,85 +191,40 @@ export class S3Driver implements StorageDriver {
     return signal ? addAbortSignal(signal, out) : out;
   }
 
-  /**
-   * Ranged GETs: a body cut off or stalled resumes from the first byte not
-   * yet received, bounded as resumableBody is (maxAttempts failures in a row
-   * without a byte of progress, MAX_RESUMES in all).
-   */
+  /** One ranged GET, resumed as read() is when the body is cut off or stalls. */
   async readRange(key: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
     if (length === 0) {
       if ((await this.stat(key, signal)) === undefined) throw new ObjectNotFoundError(key, this.url);
       return Buffer.alloc(0);
     }
-    const Key = this.keyOf(key);
+    const last = offset + length - 1;
+    const first = await this.getObject(key, offset, undefined, signal, last);
     const out = Buffer.alloc(length);
     let got = 0;
-    let failures = 0;
-    let resumes = 0;
-    let etag: string | undefined;
-    while (got < length) {
-      const before = got;
-      const Range = `bytes=${offset + got}-${offset + length - 1}`;
-      try {
-        const r = await this.send((c) => c.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range, ...(etag === undefined ? {} : { IfMatch: etag }) }), { abortSignal: signal }));
-        const body = r.Body as Readable;
-        etag ??= r.ETag;
-        if (!(r.ContentRange ?? '').startsWith(`bytes ${offset + got}-`)) {
-          body.destroy();
-          throw new CairnError('STORAGE_UNAVAILABLE', `repository "${this.url}": cannot read "${key}": the server ignored the range "${Range}"`, {
-            hint: 'use an S3 server that honours Range requests',
-          });
-        }
-        const size = Number(/\/(\d+)$/.exec(r.ContentRange ?? '')?.[1] ?? 0);
-        if (size > 0 && size < offset + length) {
-          body.destroy();
-          throw shortRange(this.url, key, offset, length, size);
-        }
-        // More than asked, from the right start (s3rver reads "bytes=0-0"
-        // as "bytes=0-"): only the range is kept.
-        for await (const c of body) {
-          const chunk = c as Buffer;
-          const take = Math.min(chunk.length, length - got);
-          chunk.copy(out, got, 0, take);
-          got += take;
-          if (got === length) {
-            body.destroy();
-            break;
-          }
-        }
-        if (got < length) throw new CairnError('STORAGE_UNAVAILABLE', `repository "${this.url}": cannot read "${key}": the body of ${Range} ended early`, { transient: true });
-      } catch (err) {
-        if (signal?.aborted) throw signal.reason;
-        if (isNotFound(err)) throw new ObjectNotFoundError(key, this.url);
-        if (etag !== undefined && isConditionFailed(err)) {
-          throw new CairnError('STORAGE_UNAVAILABLE', `repository "${this.url}": cannot read "${key}": the object changed while it was read`, { cause: err });
-        }
-        // 416: the range starts past the end.
-        if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 416) {
-          const st = await this.stat(key, signal);
-          throw shortRange(this.url, key, offset, length, st?.size ?? 0);
-        }
-        if (got > before) failures = 0;
-        const e = err instanceof CairnError ? err : this.fail(err, `read "${key}"`);
-        failures++;
-        resumes++;
-        if (!(e instanceof CairnError) || !e.transient || failures >= this.opts.maxAttempts || resumes > MAX_RESUMES) throw e;
-        await sleep(Math.min(100 * 2 ** (failures - 1), 2_000), signal);
-      }
+    // Only the range is kept: s3rver answers "bytes=0-0" with the whole object.
+    for await (const chunk of this.resumableBody(key, first, signal, offset, last)) {
+      got += chunk.copy(out, got, 0, Math.min(chunk.length, length - got));
+      if (got === length) break;
     }
+    // A shorter object answers the bytes it has.
+    if (got < length) throw shortRange(this.url, key, offset, length, offset + got);
     return out;
   }
 
-  /** One GET, from byte `from` on (a ranged re-read) and only of the same object version when `etag` is given. */
-  private async getObject(key: string, from: number, etag: string | undefined, signal?: AbortSignal): Promise<GotObject> {
+  /**
+   * One GET, from byte `from` on (a ranged re-read) up to byte `last` if
+   * given, and only of the same object version when `etag` is given.
+   */
+  private async getObject(key: string, from: number, etag: string | undefined, signal?: AbortSignal, last?: number): Promise<GotObject> {
     const Key = this.keyOf(key);
-    const ranged = from > 0 ? { Range: `bytes=${from}-`, ...(etag === undefined ? {} : { IfMatch: etag }) } : {};
+    const range = from > 0 || last !== undefined ? `bytes=${from}-${last ?? ''}` : undefined;
+    const ranged = range !== undefined ? { Range: range, ...(etag === undefined ? {} : { IfMatch: etag }) } : {};
     try {
       const r = await this.send((c) => c.send(new GetObjectCommand({ Bucket: this.bucket, Key, ...ranged }), { abortSignal: signal }));
       const body = r.Body as Readable;
-      if (from > 0 && !(r.ContentRange ?? '').startsWith(`bytes ${from}-`)) {
+      if (range !== undefined && !(r.ContentRange ?? '').startsWith(`bytes ${from}-`)) {
         body.destroy();
-        throw new CairnError('STORAGE_UNAVAILABLE', `repository "${this.url}": cannot read "${key}": the server ignored the range "bytes=${from}-" of a resumed read`, {
+        throw new CairnError('STORAGE_UNAVAILABLE', `repository "${this.url}": cannot read "${key}": the server ignored the range "${range}"`, {
           hint: 'use an S3 server that honours Range requests',
         });
       }
@@ -277,6 +234,10 @@ export class S3Driver implements StorageDriver {
       // 412: the object changed under the read (never for what cairn writes once).
       if (from > 0 && isConditionFailed(err)) {
         throw new CairnError('STORAGE_UNAVAILABLE', `repository "${this.url}": cannot read "${key}": the object changed while it was read`, { cause: err });
+      }
+      // 416: a range that starts past the end.
+      if (last !== undefined && (err as SdkError).$metadata?.httpStatusCode === 416) {
+        throw shortRange(this.url, key, from, last - from + 1, (await this.stat(key, signal))?.size ?? 0);
       }
       throw this.fail(err, `read "${key}"`);
     }
@@ -289,7 +250,7 @@ export class S3Driver implements StorageDriver {
    * restore must still finish). Bounded: maxAttempts failures in a row
    * without a byte of progress, MAX_RESUMES in all, and the retry window.
    */
-  private async *resumableBody(key: string, first: GotObject, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  private async *resumableBody(key: string, first: GotObject, signal?: AbortSignal, start = 0, last?: number): AsyncGenerator<Buffer> {
     const total = first.length;
     let cur = first;
     let received = 0;
@@ -319,7 +280,7 @@ export class S3Driver implements StorageDriver {
         resumes++;
         if (!(e instanceof CairnError) || !e.transient || failures >= this.opts.maxAttempts || resumes > MAX_RESUMES || total === undefined) throw e;
         await sleep(Math.min(100 * 2 ** (failures - 1), 2_000), signal);
-        cur = await this.getObject(key, received, first.etag, signal);
+        cur = await this.getObject(key, start + received, first.etag, signal, last);
       }
     }
   }
