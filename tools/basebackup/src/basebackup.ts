@@ -12,6 +12,7 @@ import type { ToolContext } from '@cairn/core/cli/run';
 import { parseCompress, type EncodeSpec, type EncryptionKey } from '@cairn/core/codec/index';
 import { createSlots, readFilePieces, SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { createBundler } from '@cairn/core/backup/bundle';
+import { pageLevelBlocker } from '@cairn/core/backup/pages';
 import { createFileWorkers, type FileWorkers } from '@cairn/core/backup/file-worker';
 import { findWorkerEntry } from '@cairn/core/util/worker-entry';
 import {
@@ -19,6 +20,7 @@ import {
   backupPrefix,
   manifestKey,
   MANIFEST_FORMAT,
+  MANIFEST_FORMAT_PAGES,
   type BackupManifest,
   type BackupType,
   type ManifestConfigFile,
@@ -52,6 +54,8 @@ export interface BasebackupOptions {
   compress: string;
   type: BackupType;
   checksumDelta: boolean;
+  /** diff/incr in local mode: main forks page by page (@cairn/core/backup/pages), where the rule holds. */
+  pageLevel: boolean;
   jobs: number;
   archiveTimeoutMs: number;
   /** For the worker threads, which open the key themselves. */
@@ -344,14 +348,29 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
     started = true;
     const startLsn = parseLsn(start!.lsn);
     ctx.log.debug(`backup started at ${start!.lsn} after ${Date.now() - sh.t0} ms`);
+    // Page-level only where its rule holds (@cairn/core/backup/pages).
+    let pages: { parentStartLsn: bigint } | undefined;
+    if (o.pageLevel && parent) {
+      const [tl] = await q<{ tl: number }>('select timeline_id tl from pg_control_checkpoint()');
+      const blocker = pageLevelBlocker(parent, { systemId, timeline: Number(tl!.tl), startLsn, dataChecksums, source: 'local' });
+      if (blocker === undefined) pages = { parentStartLsn: parseLsn(parent.start.lsn) };
+      else ctx.log.info(`relation files are compared whole, not page by page: ${blocker}`);
+    }
+    // A clock that went back since the parent makes mtimes meaningless: compare contents.
+    let checksumDelta = o.checksumDelta;
+    if (parent && !checksumDelta && Date.parse(parent.start.time) > sh.startedAt.getTime()) {
+      ctx.log.warn(`parent ${parent.id} started after this backup by the clock (${parent.start.time}): the clock went back, so files are compared by content, not mtime`);
+      checksumDelta = true;
+    }
     const walk = await walkPgData(pgdata);
     sh.progress.total(walk.totalSize);
     const entry = walk.files.some((f) => f.size >= BIG_FILE) ? findWorkerEntry(import.meta.url) : undefined;
     workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, env: ctx.env, keyFile: o.keyFile, compress: o.compress }) : undefined;
     const store = createBackupStore({
-      driver: o.driver, cluster: o.cluster, id, spec: sh.spec, slots: sh.slots, parent, checksumDelta: o.checksumDelta,
+      driver: o.driver, cluster: o.cluster, id, spec: sh.spec, slots: sh.slots, parent, checksumDelta,
       pageCheckLsn: dataChecksums ? startLsn : undefined, log: ctx.log, signal: ctx.signal, onBytes: sh.progress.add,
       ...(workers ? { workers } : {}),
+      ...(pages ? { pages } : {}),
       // Small files in few objects (docs in @cairn/core/backup/bundle).
       bundler: createBundler({ driver: o.driver, cluster: o.cluster, id, signal: ctx.signal }),
     });
@@ -440,7 +459,7 @@ async function finish(o: BasebackupOptions, ctx: ToolContext, f: Finish): Promis
   const files = f.store.files().slice().sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const storedFiles = files.filter((x) => x.ref === f.id);
   const manifest: BackupManifest = {
-    format: MANIFEST_FORMAT,
+    format: files.some((x) => x.pages !== undefined) ? MANIFEST_FORMAT_PAGES : MANIFEST_FORMAT,
     tool: { name: 'cairn-basebackup', version: CAIRN_VERSION },
     id: f.id,
     type: f.type,

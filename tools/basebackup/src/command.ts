@@ -27,6 +27,7 @@ export const basebackupTool = defineTool({
     { name: 'remote', type: 'boolean', description: 'run pg_basebackup -D - -Ft -X none against the server in PGHOST/PGPORT and store its stream', default: false },
     { name: 'pg-bin', type: 'string', description: 'directory of pg_basebackup (default: PATH)', valueHint: 'DIR' },
     { name: 'checksum-delta', type: 'boolean', description: 'diff/incr: compare file contents with the parent (SHA-256), not only size and mtime', default: false },
+    { name: 'page-level', type: 'boolean', description: 'diff/incr: store only the pages of relation files that changed since the parent (needs data checksums; otherwise files are compared whole); --no-page-level stores every changed file whole', default: true },
     { name: 'jobs', type: 'integer', description: 'files and pieces processed at once (default: the number of cores)', valueHint: 'N', min: 1, max: 256 },
     { name: 'checkpoint', type: 'string', description: 'fast (start at once) or spread (wait for the next checkpoint)', default: 'fast', valueHint: 'MODE', choices: ['fast', 'spread'] },
     { name: 'archive-timeout', type: 'integer', description: 'seconds to wait for the backup\'s last WAL segment to reach the repository', default: 120, valueHint: 'SECONDS', min: 1 },
@@ -68,7 +69,7 @@ export const basebackupTool = defineTool({
       // The backup lease keeps a second backup (same parent, same id) and expire out.
       const leaseOpts = leaseOptionsFor('basebackup', s['lock-wait'] * 1000, ctx);
       const { manifest: m } = await withLeases(driver!, repo.cluster, leaseOpts, (signal) => basebackup({
-        driver: driver!, cluster: repo.cluster, key, keyFile: repo.keyFile, compress, type, checksumDelta: s['checksum-delta'],
+        driver: driver!, cluster: repo.cluster, key, keyFile: repo.keyFile, compress, type, checksumDelta: s['checksum-delta'], pageLevel: s['page-level'],
         jobs, archiveTimeoutMs: s['archive-timeout'] * 1000, source, label: s.label ?? '',
       }, { ...ctx, signal }));
       const secs = m.durationSeconds;

@@ -105,7 +105,7 @@ export async function walkPgData(pgdata: string): Promise<WalkResult> {
       }
       if (!st.isFile()) continue; // sockets, fifos: nothing PostgreSQL needs back
       if (skipFile(childRel, name, rel === '')) continue;
-      out.files.push({ path: childRel, size: st.size, mode: st.mode & 0o7777, mtime: Math.floor(st.mtimeMs) / 1000 });
+      out.files.push({ path: childRel, size: st.size, mode: st.mode & 0o7777, mtime: Math.floor(st.mtimeMs) / 1000, ino: st.ino });
       out.source.set(childRel, childAbs);
       out.totalSize += st.size;
     }

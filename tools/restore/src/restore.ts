@@ -18,6 +18,7 @@ import type { ToolContext } from '@cairn/core/cli/run';
 import type { EncryptionKey } from '@cairn/core/codec/index';
 import { decodeWhole, SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { RESTORE_WRITE_FLAGS, restoreFile } from '@cairn/core/backup/restore-file';
+import { chainStateOf, restorePagedFile } from '@cairn/core/backup/restore-pages';
 import { createSpanReader, isBundled } from '@cairn/core/backup/bundle';
 import { createFileWorkers } from '@cairn/core/backup/file-worker';
 import { findWorkerEntry } from '@cairn/core/util/worker-entry';
@@ -255,10 +256,36 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   }
 
   // Bundled files are read a span of neighbours at a time (backup/bundle.ts).
-  const spans = createSpanReader(o.driver, manifest.files.filter(isBundled), ctx.signal);
+  // Page-level files read their layers themselves (backup/restore-pages.ts).
+  const spans = createSpanReader(o.driver, manifest.files.filter((f): f is ManifestFile & { bundle: NonNullable<ManifestFile['bundle']> } => isBundled(f) && !f.pages), ctx.signal);
   const writeOne = async (f: ManifestFile): Promise<void> => {
     const path = target(f.path);
     const mode = restoredFileMode(f.mode, groupAccess);
+    if (f.pages) {
+      // --delta: a file that is this one, or an earlier state of its chain, keeps what it has.
+      let keep = -1;
+      if (o.delta) {
+        const st = await lstat(path).catch(() => undefined);
+        if (st?.isFile()) {
+          const local = await sha256OfFile(path);
+          if (local.sha256 === f.sha256 && local.size === f.size) {
+            await chmod(path, mode);
+            await utimes(path, f.mtime, f.mtime);
+            result.filesKept++;
+            result.bytesKept += f.size;
+            return;
+          }
+          keep = chainStateOf(f, local);
+        }
+      }
+      const label = `"${f.path}" of backup ${f.ref}`;
+      const n = await restorePagedFile(o.driver, o.key, f, { path, mode, mtime: f.mtime, label, ...(owner ? { owner: { uid: owner.uid, gid: owner.gid } } : {}) }, keep, ctx.signal);
+      result.filesFetched++;
+      result.bytesWritten += n;
+      result.bytesKept += f.size - n;
+      written.push(path);
+      return;
+    }
     if (o.delta) {
       const st = await lstat(path).catch(() => undefined);
       if (st?.isFile() && st.size === f.size) {
@@ -319,7 +346,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   try {
     const control = manifest.files.find((f) => f.path === CONTROL);
     const abort = new AbortController();
-    const rest = manifest.files.filter((f) => f !== control && !isBundled(f));
+    const rest = manifest.files.filter((f) => f !== control && (!isBundled(f) || f.pages));
     // Big files first: they set the length of the restore; bundled ones
     // (all small) after them, span by span.
     rest.sort((a, b) => b.size - a.size);

@@ -9,6 +9,7 @@ import { CairnError, isCairnError } from '@cairn/core/cli/errors';
 import { formatBytes } from '@cairn/core/cli/format';
 import { createCountStage, type EncryptionKey } from '@cairn/core/codec/index';
 import { createSpanReader, isBundled, type SpanReader } from '@cairn/core/backup/bundle';
+import { objectEntries } from '@cairn/core/backup/pages';
 import { decodeFileInto, decodeFileStages, decodeWhole, PIECE_SIZE, SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { readChainLinks, walkChain } from '@cairn/core/backup/chain';
 import { backupsPrefix, listBackupIds, summarize, type BackupManifest, type BackupSummary, type ManifestFile } from '@cairn/core/backup/manifest';
@@ -176,7 +177,8 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
       m = screenManifest(m, cluster, problems);
       const todo: ManifestFile[] = [];
       // The configuration kept from outside PGDATA is read back like the data.
-      for (const f of [...m.files, ...(m.config ?? [])]) {
+      // A page-level file is its base and layers, each an object (backup/pages.ts).
+      for (const f of [...m.files.flatMap(objectEntries), ...(m.config ?? [])]) {
         const prev = seen.get(f.key);
         if (prev === undefined) {
           seen.set(f.key, f.sha256);

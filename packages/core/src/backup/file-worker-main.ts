@@ -5,10 +5,12 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { CairnError } from '../cli/errors.js';
 import { loadEncryptionKey, parseCompress, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
 import { nativeZstd } from '../codec/zstd-native.js';
-import { createPageCheck } from '../pg/page-checksum.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { openStorage } from '../storage/open.js';
-import { createPiecePool, createSlots, encodeFile, readFilePieces } from '../codec/file-codec.js';
+import type { Readable } from 'node:stream';
+import { createPiecePool, createSlots, encodeFile, encodeWhole, PIECE_SIZE, readFilePieces } from '../codec/file-codec.js';
+import { createPageCheck, firstBlockOf } from '../pg/page-checksum.js';
+import { NotWholePages, storeChangedPages } from './pages.js';
 import { restoreFileHere } from './restore-file.js';
 import type { DecodeJob, EncodeJob, EncodeResult, WorkerSetup } from './file-worker.js';
 
@@ -34,7 +36,28 @@ export function runFileWorker(): void {
     // smaller; codec/zstd-native.ts).
     const z = spec.compress.alg === 'zstd' ? nativeZstd() : undefined;
     const compressHere = z ? (piece: Buffer) => z.encodeFrame(piece, spec.compress.level) : undefined;
-    const r = await encodeFile(readFilePieces(job.path, job.size, pool), spec, slots, (body) => d.write(job.key, body, { durable: false }), {
+    const write = (body: Readable | Buffer) => d.write(job.key, body, { durable: false });
+    if (job.pages) {
+      const firstBlock = job.pageCheck?.firstBlock ?? firstBlockOf(job.path);
+      try {
+        const pages = await storeChangedPages(readFilePieces(job.path, job.size, pool), {
+          firstBlock, parentStartLsn: BigInt(job.pages.parentStartLsn), parentBlocks: job.pages.parentBlocks, pieceSize: PIECE_SIZE,
+          ...(check ? { inspect: check.inspect } : {}),
+        }, {
+          async small(buf) {
+            const e = await encodeWhole(buf, spec);
+            await write(e.stored);
+            return { size: e.size, sha256: e.sha256, storedSize: e.stored.length };
+          },
+          stream: (pieces) => encodeFile(pieces, spec, slots, write, compressHere ? { compressHere } : {}),
+        });
+        return { size: pages.fileSize, sha256: pages.fileSha256, storedSize: pages.layer?.storedSize ?? 0, badPages: check?.bad ?? [], pages };
+      } catch (err) {
+        if (!(err instanceof NotWholePages)) throw err;
+        return { size: 0, sha256: '', storedSize: 0, badPages: [] };
+      }
+    }
+    const r = await encodeFile(readFilePieces(job.path, job.size, pool), spec, slots, write, {
       pool,
       ...(check ? { inspect: check.inspect } : {}),
       ...(compressHere ? { compressHere } : {}),

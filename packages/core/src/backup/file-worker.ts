@@ -7,6 +7,7 @@
 import { Worker } from 'node:worker_threads';
 import { CairnError, type ErrorCode } from '../cli/errors.js';
 import type { FileToRestore } from './restore-file.js';
+import type { ChangedPages } from './pages.js';
 
 export interface EncodeJob {
   kind: 'encode';
@@ -17,6 +18,8 @@ export interface EncodeJob {
   size: number;
   /** Verify page checksums: first block number and the backup's start LSN (decimal). */
   pageCheck?: { firstBlock: number; startLsn: string };
+  /** Page-level (backup/pages.ts): store only the pages changed since the parent began (decimal LSN), over its copy of parentBlocks pages. */
+  pages?: { parentStartLsn: string; parentBlocks: number };
 }
 
 export interface EncodeResult {
@@ -24,6 +27,8 @@ export interface EncodeResult {
   sha256: string;
   storedSize: number;
   badPages: number[];
+  /** Page-level jobs: what was stored; undefined when the file must be stored whole (not whole pages). */
+  pages?: ChangedPages;
 }
 
 export interface DecodeJob extends FileToRestore {

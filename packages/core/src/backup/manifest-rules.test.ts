@@ -160,3 +160,27 @@ test('configuration files from outside PGDATA: relative, once, a known setting, 
     assert.throws(() => assertManifestRestorable(m, 'main', 'm'), /unsafe to restore: (the )?configuration file/);
   }
 });
+
+test('page layers must name chain objects, whole pages and ascending blocks that match their sizes', () => {
+  const key = (id: string) => `main/backups/${id}/data/base/1/16384.zst`;
+  const base = { ref: PARENT, key: key(PARENT), storedSize: 10, size: 4 * 8192, sha256: 'b'.repeat(64) };
+  const layer = { ref: ID, key: key(ID), storedSize: 5, size: 2 * 8192, sha256: 'c'.repeat(64), blocks: '1,3', fileSize: 4 * 8192, fileSha256: 'a'.repeat(64) };
+  const paged = (pages: unknown, over: Partial<ManifestFile> = {}) => withFile(file('base/1/16384', { size: 4 * 8192, key: key(ID), pages: pages as ManifestFile['pages'], ...over }));
+  assert.deepEqual(checkManifestRules(paged({ base, layers: [layer] }), 'main'), []);
+  const cases: [BackupManifest, RegExp][] = [
+    [paged({ base: { ...base, ref: '20261121-010000F', key: key('20261121-010000F') }, layers: [layer] }), /names object .* outside its chain/],
+    [paged({ base: { ...base, key: 'main/backups/x/../../etc' }, layers: [layer] }), /outside its chain/],
+    [paged({ base: { ...base, size: 100 }, layers: [layer] }), /not whole pages/],
+    [paged({ base, layers: [{ ...layer, blocks: '3,1' }] }), /not ascending/],
+    [paged({ base, layers: [{ ...layer, blocks: '1-3' }] }), /does not match its size/],
+    [paged({ base, layers: [{ ...layer, blocks: '1,4' }] }), /past the size it records/],
+    [paged({ base, layers: [{ ...layer, fileSha256: 'd'.repeat(64) }] }), /newest page layer is not the file/],
+    [paged({ base, layers: [{ ...layer, fileSize: 100 }] }), /malformed/],
+  ];
+  for (const [m, re] of cases) {
+    assert.throws(() => assertManifestRestorable(m, 'main', 'm'), re);
+    const problems: VerifyProblem[] = [];
+    const kept = screenManifest(m, 'main', problems);
+    assert.ok(problems.length > 0 && !kept.files.some((f) => f.path === 'base/1/16384'), `verify reports ${re} and reads nothing of the entry`);
+  }
+});

@@ -6,6 +6,8 @@
 import { CairnError } from '../cli/errors.js';
 import { assertValidKey } from '../storage/driver.js';
 import { quote } from '../wal/quote.js';
+import { BLCKSZ } from '../pg/page-checksum.js';
+import { countBlocks, decodeBlocks } from './pages.js';
 import { isBackupId, type BackupManifest, type ConfigFileSetting, type ManifestFile } from './manifest.js';
 
 export interface ManifestFinding {
@@ -90,6 +92,36 @@ export function namesChainObject(f: Pick<ManifestFile, 'key' | 'ref' | 'bundle'>
   if (typeof f.ref !== 'string' || !chain.has(f.ref) || !isKeyBelow(f.key, `${cluster}/backups/${f.ref}/data/`)) return false;
   // A bundled file's bytes are in a bundle of the same backup.
   return f.bundle === undefined || isKeyBelow(f.bundle.key, `${cluster}/backups/${f.ref}/bundles/`);
+}
+
+/**
+ * Why the page layers of a page-level entry (backup/pages.ts) cannot be laid
+ * down safely: objects outside the chain, sizes that are not whole pages,
+ * block lists that are not ascending or do not match their object's size.
+ */
+export function pageChainProblem(f: ManifestFile, cluster: string, chain: ReadonlySet<string>): string | undefined {
+  const pc = f.pages!;
+  const isSize = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+  const pieces = [pc.base, ...pc.layers];
+  for (const p of pieces) {
+    if (typeof p !== 'object' || p === null || typeof p.sha256 !== 'string' || !isSize(p.size) || !isSize(p.storedSize)) return 'a page layer is malformed';
+    if (!namesChainObject(p, cluster, chain)) return `a page layer names object ${quote(String(p.bundle?.key ?? p.key))}, outside its chain`;
+  }
+  if (pc.base.size % BLCKSZ !== 0) return 'the base of its page layers is not whole pages';
+  for (const l of pc.layers) {
+    if (!isSize(l.fileSize) || l.fileSize % BLCKSZ !== 0 || typeof l.fileSha256 !== 'string' || typeof l.blocks !== 'string') return 'a page layer is malformed';
+    let ranges: [number, number][];
+    try {
+      ranges = decodeBlocks(l.blocks, 'page layer');
+    } catch (err) {
+      return (err as Error).message;
+    }
+    if (countBlocks(ranges) * BLCKSZ !== l.size) return `a page layer's block list does not match its size (${l.size} bytes)`;
+    if (ranges.length > 0 && ranges[ranges.length - 1]![1] * BLCKSZ >= l.fileSize) return 'a page layer writes past the size it records';
+  }
+  const last = pc.layers[pc.layers.length - 1]!;
+  if (last.fileSize !== f.size || last.fileSha256 !== f.sha256 || last.key !== f.key || last.ref !== f.ref) return 'its newest page layer is not the file it describes';
+  return undefined;
 }
 
 /** A valid object key below `prefix` (not the prefix itself). */
@@ -183,6 +215,10 @@ export function checkManifestRules(m: BackupManifest, cluster: string): Manifest
     const ref = String(f.ref);
     if (!namesChainObject(f, cluster, chain)) {
       refuse(`file entry ${quote(f.path)} names object ${quote(String(f.bundle?.key ?? f.key))}, outside the prefix of backup ${quote(ref)}${chain.has(ref) ? '' : ', which is not in its chain'}`);
+    }
+    if (f.pages !== undefined) {
+      const why = pageChainProblem(f, cluster, chain);
+      if (why !== undefined) refuse(`file entry ${quote(f.path)}: ${why}`);
     }
   }
   // Configuration files: written below --config-dir only, from this backup's config/ objects.

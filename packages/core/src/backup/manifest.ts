@@ -9,6 +9,7 @@
 // names the backup whose object holds it (`ref`) and that object's key.
 
 import type { BundleRef } from './bundle.js';
+import type { PageChain } from './pages.js';
 import { CairnError } from '../cli/errors.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { readJsonObject } from '../repo/json-object.js';
@@ -16,6 +17,12 @@ import { utcStamp } from '../util/time-id.js';
 import { quote } from '../wal/quote.js';
 
 export const MANIFEST_FORMAT = 'cairn.backup/1';
+/**
+ * A manifest with page-level entries (ManifestFile.pages): a cairn that
+ * predates them must refuse it (exit 4, "written by a newer cairn") rather
+ * than restore a layer as if it were the whole file.
+ */
+export const MANIFEST_FORMAT_PAGES = 'cairn.backup/2';
 
 export type BackupType = 'full' | 'diff' | 'incr';
 
@@ -87,6 +94,15 @@ export interface ManifestFile {
   bundle?: BundleRef;
   /** Block numbers whose page checksum failed (absent when none or not checked). */
   badPages?: number[];
+  /** Inode number on the backed-up server (local backups): a different one means another file under the same name. */
+  ino?: number;
+  /**
+   * Page-level (backup/pages.ts): the file is `pages.base` with each layer's
+   * pages laid over it, oldest first, cut to `size`. ref, key, storedSize and
+   * bundle above are then those of the newest layer; sha256 and size are the
+   * whole file's.
+   */
+  pages?: PageChain;
 }
 
 /**
@@ -133,7 +149,7 @@ export interface WalPosition {
 }
 
 export interface BackupManifest {
-  format: typeof MANIFEST_FORMAT;
+  format: typeof MANIFEST_FORMAT | typeof MANIFEST_FORMAT_PAGES;
   tool: { name: string; version: string };
   id: string;
   type: BackupType;
@@ -206,7 +222,7 @@ function invalid(what: string, where: string): CairnError {
 export function checkManifest(m: unknown, where: string): BackupManifest {
   if (typeof m !== 'object' || m === null) throw invalid('not an object', where);
   const o = m as Partial<BackupManifest>;
-  if (o.format !== MANIFEST_FORMAT) throw invalid(`format ${quote(String(o.format))}, expected ${MANIFEST_FORMAT}`, where);
+  if (o.format !== MANIFEST_FORMAT && o.format !== MANIFEST_FORMAT_PAGES) throw invalid(`format ${quote(String(o.format))}, expected ${MANIFEST_FORMAT} or ${MANIFEST_FORMAT_PAGES}`, where);
   if (typeof o.id !== 'string' || !isBackupId(o.id)) throw invalid('bad id', where);
   if (o.type !== 'full' && o.type !== 'diff' && o.type !== 'incr') throw invalid('bad type', where);
   if (o.type !== 'full' && (typeof o.parent !== 'string' || !isBackupId(o.parent))) throw invalid('a diff/incr backup without parent', where);
@@ -218,6 +234,10 @@ export function checkManifest(m: unknown, where: string): BackupManifest {
     }
     if (f.bundle !== undefined && (typeof f.bundle !== 'object' || f.bundle === null || typeof f.bundle.key !== 'string' || !Number.isSafeInteger(f.bundle.offset) || f.bundle.offset < 0 || !Number.isSafeInteger(f.storedSize) || f.storedSize < 0)) {
       throw invalid(`bad bundle of file entry ${quote(f.path)}`, where);
+    }
+    if (f.pages !== undefined && o.format === MANIFEST_FORMAT) throw invalid(`file entry ${quote(f.path)} has page layers, which ${MANIFEST_FORMAT} does not have`, where);
+    if (f.pages !== undefined && (typeof f.pages !== 'object' || f.pages === null || typeof f.pages.base !== 'object' || f.pages.base === null || !Array.isArray(f.pages.layers) || f.pages.layers.length === 0)) {
+      throw invalid(`bad page layers of file entry ${quote(f.path)}`, where);
     }
   }
   return o as BackupManifest;

@@ -2,7 +2,7 @@
 // manifest cairn-restore would refuse, or whose modes it would have to mask,
 // is a problem; objects it names outside its chain are not read.
 
-import { backupChainIds, checkManifestRules, namesChainObject, namesConfigObject } from '../backup/manifest-rules.js';
+import { backupChainIds, checkManifestRules, namesChainObject, namesConfigObject, pageChainProblem } from '../backup/manifest-rules.js';
 import { manifestKey, type BackupManifest } from '../backup/manifest.js';
 import { quote } from '../wal/quote.js';
 import type { VerifyProblem } from './result-format.js';
@@ -32,7 +32,7 @@ export function screenManifest(m: BackupManifest, cluster: string, problems: Ver
     });
   });
   const chain = backupChainIds(m);
-  const files = m.files.filter((f) => namesChainObject(f, cluster, chain));
+  const files = m.files.filter((f) => namesChainObject(f, cluster, chain) && (f.pages === undefined || pageChainProblem(f, cluster, chain) === undefined));
   // A configuration entry is read only from this backup's own config/ objects.
   const config = Array.isArray(m.config) ? m.config.filter((c) => namesConfigObject(c, cluster, m.id)) : undefined;
   return files.length === m.files.length && config?.length === m.config?.length ? m : { ...m, files, ...(config !== undefined ? { config } : {}) };
