@@ -6,7 +6,9 @@
 // BENCH_REMOTE_DELAY_MS (20 ms: a store in another region, or R2), runs
 // interleaved, medians. Target: S3 within 1.5× of the file repository, for
 // both. BENCH_REMOTE_REQUESTS sets the S3 URL's `requests` (default: the
-// driver's own) to compare with fewer in flight. See README.md.
+// driver's own) to compare with fewer in flight. The proxy honours
+// If-None-Match: * as AWS S3, R2 and MinIO do (BENCH_REMOTE_IF_NONE_MATCH=0:
+// as s3rver, which ignores it). See README.md.
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,6 +30,8 @@ const opt = {
   delayMs: int('BENCH_REMOTE_DELAY_MS', 20),
   runs: Math.max(1, int('BENCH_REMOTE_RUNS', 3)),
   requests: int('BENCH_REMOTE_REQUESTS', 0),
+  // The store honours If-None-Match: * as AWS S3, R2 and MinIO do (s3rver alone does not); 0: as s3rver.
+  ifNoneMatch: env.BENCH_REMOTE_IF_NONE_MATCH !== '0',
   level: int('BENCH_COMPRESS_LEVEL', 1),
   jobs: Math.max(1, int('BENCH_JOBS', 2)),
   timeoutS: int('BENCH_TIMEOUT_S', 600),
@@ -42,7 +46,13 @@ async function timedRun(cmd, args, e) {
   const t0 = performance.now();
   const r = await run(cmd, args, { asPg: true, env: e, allowFail: true, timeoutMs: opt.timeoutS * 1000 });
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.code}):\n${(r.stderr || r.stdout).trimEnd().split('\n').slice(-10).join('\n')}`);
-  return { seconds: round((performance.now() - t0) / 1000, 2), stdout: r.stdout };
+  return { seconds: round((performance.now() - t0) / 1000, 2), stdout: r.stdout, stderr: r.stderr ?? '' };
+}
+
+/** cairn-basebackup --log-level debug: "... after N ms" since its start, per phase. */
+function phasesOf(stderr) {
+  const at = (re) => round(Number(re.exec(stderr)?.[1]) / 1000, 2);
+  return { started: at(/backup started at \S+ after (\d+) ms/), copied: at(/files copied after (\d+) ms/), stopped: at(/backup stopped at \S+ after (\d+) ms/), walInRepo: at(/is in the repository after (\d+) ms/) };
 }
 
 async function main() {
@@ -75,20 +85,22 @@ async function main() {
     await srv.psql('checkpoint');
     const expected = await srv.psql(CHECK);
     proxy.delay(opt.delayMs);
+    proxy.honourIfNoneMatch(opt.ifNoneMatch);
     for (let i = 0; i < opt.runs; i++) {
       const order = i % 2 === 0 ? ['file', 's3'] : ['s3', 'file'];
       for (const where of order) {
         const repo = where === 'file' ? fileRepo : s3Repo;
         syncDisks();
         const requestsBefore = proxy.requests;
-        const b = await timedRun(BASEBACKUP, ['--pgdata', srv.pgdata, '--repo', repo, '--compress', Z, '--jobs', String(opt.jobs), '--json'], { ...repoEnv, ...srv.clientEnv() });
+        const b = await timedRun(BASEBACKUP, ['--pgdata', srv.pgdata, '--repo', repo, '--compress', Z, '--jobs', String(opt.jobs), '--json', '--log-level', 'debug'], { ...repoEnv, ...srv.clientEnv() });
+        const phases = phasesOf(b.stderr);
         const id = JSON.parse(b.stdout.trim().split('\n').pop()).id;
         const dest = join(makeDir(`restore-${where}-${i}`), 'pgdata');
         syncDisks();
         const r = await timedRun(RESTORE, ['--repo', repo, '--pgdata', dest, '--set', id, '--target', 'immediate', '--jobs', String(opt.jobs)], repoEnv);
         const requests = where === 's3' ? proxy.requests - requestsBefore : undefined;
-        say(`  ${i + 1}/${opt.runs} ${where}: backup ${b.seconds} s, restore ${r.seconds} s${requests !== undefined ? `, ${requests} requests` : ''}`);
-        res.runs.push({ where, backup: b.seconds, restore: r.seconds, requests });
+        say(`  ${i + 1}/${opt.runs} ${where}: backup ${b.seconds} s (started ${phases.started}, copied ${phases.copied}, stopped ${phases.stopped}, WAL in repo ${phases.walInRepo} s), restore ${r.seconds} s${requests !== undefined ? `, ${requests} requests` : ''}`);
+        res.runs.push({ where, backup: b.seconds, restore: r.seconds, requests, phases });
         if (i === opt.runs - 1) {
           // cairn-restore wrote the restore_command; S3 credentials come from the env.
           const v = new Server(`check-${where}`, { pgdata: dest, env: repoEnv });
@@ -122,7 +134,7 @@ function report(res) {
   const L = [];
   L.push('');
   L.push(`cairn far-away object store bench ${res.date} — ${res.env.cairn ?? ''} @ ${res.env.commit}; ${res.env.node ?? ''}`);
-  L.push(`pgbench scale ${opt.scale}; S3 = s3rver on 127.0.0.1 behind a proxy adding ${opt.delayMs} ms to every request; ${Z}, --jobs ${opt.jobs}${opt.requests ? `, requests=${opt.requests}` : ', requests: the driver default'}; median of ${opt.runs}`);
+  L.push(`pgbench scale ${opt.scale}; S3 = s3rver on 127.0.0.1 behind a proxy adding ${opt.delayMs} ms to every request${opt.ifNoneMatch ? ' and honouring If-None-Match: * (as AWS S3, R2, MinIO)' : ' (If-None-Match ignored, as s3rver)'}; ${Z}, --jobs ${opt.jobs}${opt.requests ? `, requests=${opt.requests}` : ', requests: the driver default'}; median of ${opt.runs}`);
   const rows = [['', 'file repository', `S3 (+${opt.delayMs} ms)`, 'S3 / file', `target ≤ ${TARGET}×`]];
   for (const k of ['backup', 'restore']) {
     const s = res.summary?.[k];
@@ -133,6 +145,10 @@ function report(res) {
   L.push(table(rows));
   const reqs = res.runs.filter((r) => r.requests !== undefined).map((r) => r.requests);
   if (reqs.length) L.push(`  requests to S3 per backup + restore: ${median(reqs)}`);
+  for (const where of ['file', 's3']) {
+    const ph = res.runs.filter((r) => r.where === where && r.phases).map((r) => r.phases);
+    if (ph.length) L.push(`  ${where} backup phases (median, s from its start): started ${median(ph.map((p) => p.started))}, files copied ${median(ph.map((p) => p.copied))}, stopped ${median(ph.map((p) => p.stopped))}, last WAL in the repository ${median(ph.map((p) => p.walInRepo))}`);
+  }
   L.push(...reportTail(res));
   return L.join('\n');
 }

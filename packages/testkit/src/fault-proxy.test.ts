@@ -9,6 +9,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { isCairnError, type CairnError } from '@cairn/core/cli/errors';
 import { WriteConflictError, type StorageDriver } from '@cairn/core/storage/driver';
 import { openStorage } from '@cairn/core/storage/open';
+import { acquireLeases } from '@cairn/core/repo/lease';
 import { S3Driver, type S3DriverInit } from '@cairn/core/storage/s3';
 import { runCleanups } from './cleanup.js';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
@@ -182,6 +183,43 @@ describe('s3 driver through a fault-injecting proxy', () => {
       assert.ok(proxy.cutResponses - cutBefore >= 2, `${proxy.cutResponses - cutBefore} cuts`);
     } finally {
       proxy.cutBodies(0);
+      await d.close();
+    }
+  });
+
+  it('honours If-None-Match: * on request, as AWS S3 does; the driver\'s probe tells which store it has', async () => {
+    const probe = await openStorage(url, { env: process.env });
+    try {
+      await probe.write('cond/a', Buffer.from('one'));
+      // s3rver behind the proxy: the header is ignored, the object rewritten with the same bytes.
+      assert.equal(await probe.probeConditionalWrite!('cond/a', Buffer.from('one')), false);
+      assert.equal(probe.features.atomicIfAbsent, false);
+      proxy.honourIfNoneMatch(true);
+      await assert.rejects(probe.write('cond/a', Buffer.from('two'), { ifAbsent: true }), WriteConflictError);
+      // Racing conditional writes of a new key: exactly one wins.
+      const racing = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => probe.probeConditionalWrite!('cond/b', Buffer.from(String(i)))));
+      assert.deepEqual(racing.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'fulfilled']);
+      assert.equal(racing.filter((r) => r.status === 'fulfilled' && r.value === false).length, 1, 'one write created the object');
+      assert.equal(await probe.probeConditionalWrite!('cond/a', Buffer.from('one')), true);
+      assert.equal(probe.features.atomicIfAbsent, true, 'proven atomic for this driver from now on');
+      assert.equal((await readAll(await probe.read('cond/a'))).toString(), 'one');
+    } finally {
+      proxy.honourIfNoneMatch(false);
+      await probe.close();
+    }
+  });
+
+  it('a lease on a store that honours If-None-Match is taken at once, without the read-back pause', async () => {
+    const d = await openStorage(url.replace('/faults?', '/faults-lease?'), { env: process.env });
+    proxy.honourIfNoneMatch(true);
+    try {
+      // A pause of ten minutes: only the probe's proof lets this return.
+      const held = await acquireLeases(d, 'main', { tool: 'expire', confirmMs: 600_000 });
+      assert.deepEqual(held.records.map((r) => r.name), ['backup', 'dump']);
+      await assert.rejects(acquireLeases(d, 'main', { tool: 'basebackup', confirmMs: 600_000 }), /lease "backup" of cluster "main"/);
+      await held.release();
+    } finally {
+      proxy.honourIfNoneMatch(false);
       await d.close();
     }
   });

@@ -46,6 +46,13 @@ export interface FaultProxy {
    * a round trip to a store in another region (0: none, the default).
    */
   delay(ms: number): void;
+  /**
+   * Honour `If-None-Match: *` on PutObject and CompleteMultipartUpload as
+   * AWS S3, R2 and MinIO do (s3rver ignores it): such a write to a key that
+   * exists is answered 412, atomically with other conditional writes through
+   * this proxy. Off by default (s3rver's behaviour).
+   */
+  honourIfNoneMatch(on: boolean): void;
   /** The most requests in flight at once (received, not yet answered) since the start or resetMaxInFlight(). */
   readonly maxInFlight: number;
   resetMaxInFlight(): void;
@@ -67,6 +74,9 @@ export async function startFaultProxy(target: { host: string; port: number }): P
   let inFlight = 0;
   let maxInFlight = 0;
   let stopped = false;
+  let ifNoneMatch = false;
+  /** Conditional writes in progress, per object path: one at a time. */
+  const conditional = new Map<string, Promise<void>>();
   const sockets = new Set<Socket>();
   const server = createServer();
   server.on('connection', (socket) => {
@@ -92,7 +102,8 @@ export async function startFaultProxy(target: { host: string; port: number }): P
   function handle(req: IncomingMessage, res: ServerResponse): void {
     switch (mode) {
       case 'pass':
-        forward(req, res, 'pass');
+        if (ifNoneMatch && isConditionalWrite(req)) conditionalWrite(req, res);
+        else forward(req, res, 'pass');
         return;
       case 'drop':
       case 'stall-body':
@@ -173,7 +184,44 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     req.pipe(upstream);
   }
 
-  function answerError(req: IncomingMessage, res: ServerResponse, e: (typeof ERRORS)[keyof typeof ERRORS]): void {
+  /** A PUT of a whole object or the completion of a multipart upload, with If-None-Match: *. */
+  function isConditionalWrite(req: IncomingMessage): boolean {
+    if (req.headers['if-none-match'] !== '*') return false;
+    const query = new URL(req.url ?? '/', 'http://x').searchParams;
+    return (req.method === 'PUT' && !query.has('partNumber')) || (req.method === 'POST' && query.has('uploadId'));
+  }
+
+  /** Answers 412 when the object exists (HEAD upstream), else forwards; one at a time per object. */
+  function conditionalWrite(req: IncomingMessage, res: ServerResponse): void {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    const before = conditional.get(path) ?? Promise.resolve();
+    const mine = before.then(
+      () =>
+        new Promise<void>((resolve) => {
+          const head = request({ host: target.host, port: target.port, method: 'HEAD', path, agent: false }, (hres) => {
+            hres.resume();
+            if (hres.statusCode === 200) {
+              answerError(req, res, { status: 412, code: 'PreconditionFailed', message: 'At least one of the pre-conditions you specified did not hold' });
+              res.on('close', () => resolve());
+              return;
+            }
+            res.on('close', () => resolve());
+            forward(req, res, 'pass');
+          });
+          head.on('error', () => {
+            res.socket?.destroy();
+            resolve();
+          });
+          head.end();
+        }),
+    );
+    conditional.set(path, mine);
+    void mine.then(() => {
+      if (conditional.get(path) === mine) conditional.delete(path);
+    });
+  }
+
+  function answerError(req: IncomingMessage, res: ServerResponse, e: { status: number; code: string; message: string }): void {
     const body =
       '<?xml version="1.0" encoding="UTF-8"?>\n' +
       `<Error><Code>${e.code}</Code><Message>${e.message}</Message><RequestId>cairn-fault-proxy</RequestId></Error>`;
@@ -244,6 +292,9 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     },
     delay(ms: number) {
       delayMs = ms;
+    },
+    honourIfNoneMatch(on: boolean) {
+      ifNoneMatch = on;
     },
     get maxInFlight() {
       return maxInFlight;

@@ -209,6 +209,10 @@ async function acquireOne(driver: StorageDriver, cluster: string, name: string, 
       // After a takeover the old holder may yet renew over us (it read its
       // record just before we removed it): confirm as on non-atomic storage.
       if (driver.features.atomicIfAbsent && !tookOver) return rec;
+      // A store that refuses a second conditional write of the record made
+      // the first one atomic: no need to wait and read it back (one round
+      // trip instead of a second on AWS S3, R2 or MinIO; s3rver ignores it).
+      if (!tookOver && (await driver.probeConditionalWrite?.(key, encode(rec), opts.signal))) return rec;
       await sleep(opts.confirmMs ?? 1000, opts.signal);
       const stored = await readLease(driver, cluster, name);
       if (stored?.holder === rec.holder) return rec;

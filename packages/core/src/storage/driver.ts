@@ -118,6 +118,16 @@ export interface StorageDriver {
   readRange?(key: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer>;
 
   /**
+   * Whether the store refuses a write with `If-None-Match: *` to `key`, which
+   * this process has just written with `body`: true proves ifAbsent writes
+   * are atomic here (AWS S3, R2, MinIO), and features.atomicIfAbsent becomes
+   * true for this driver. Where the store ignores the header the object is
+   * written again with the same bytes and the answer is false (so is it on
+   * any error). Optional: drivers atomic by construction need no probe.
+   */
+  probeConditionalWrite?(key: string, body: Buffer, signal?: AbortSignal): Promise<boolean>;
+
+  /**
    * Makes objects written with `durable: false` durable (fs: fsync of each
    * file and of their directories). Drivers whose writes are always durable
    * (S3) need not implement it.

@@ -122,7 +122,7 @@ interface SdkError {
 
 export class S3Driver implements StorageDriver {
   readonly url: string;
-  readonly features: DriverFeatures;
+  features: DriverFeatures;
   private readonly client: S3Client;
   private readonly bucket: string;
   /** '' or 'prefix/': what every stored key starts with. */
@@ -282,6 +282,19 @@ export class S3Driver implements StorageDriver {
         await sleep(Math.min(100 * 2 ** (failures - 1), 2_000), signal);
         cur = await this.getObject(key, start + received, first.etag, signal, last);
       }
+    }
+  }
+
+  async probeConditionalWrite(key: string, body: Buffer, signal?: AbortSignal): Promise<boolean> {
+    if (this.features.atomicIfAbsent) return true;
+    const input = { Bucket: this.bucket, Key: this.keyOf(key), Body: body, ContentLength: body.length, IfNoneMatch: '*' };
+    try {
+      await this.send((c) => c.send(new PutObjectCommand(input), { abortSignal: signal }));
+      return false;
+    } catch (err) {
+      if (!isConditionFailed(err)) return false;
+      this.features = { ...this.features, atomicIfAbsent: true };
+      return true;
     }
   }
 
