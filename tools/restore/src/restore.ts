@@ -279,7 +279,9 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
         }
       }
       const label = `"${f.path}" of backup ${f.ref}`;
-      const n = await restorePagedFile(o.driver, o.key, f, { path, mode, mtime: f.mtime, label, ...(owner ? { owner: { uid: owner.uid, gid: owner.gid } } : {}) }, keep, ctx.signal);
+      const t = { path, mode, mtime: f.mtime, label, ...(owner ? { owner: { uid: owner.uid, gid: owner.gid } } : {}) };
+      // Big ones in a worker thread, as whole files: the read-back and its SHA-256 run there.
+      const n = workers && f.size >= BIG_FILE ? await workers.pages({ kind: 'pages', file: f, target: t, keep, size: f.size }) : await restorePagedFile(o.driver, o.key, f, t, keep, ctx.signal);
       result.filesFetched++;
       result.bytesWritten += n;
       result.bytesKept += f.size - n;

@@ -12,7 +12,8 @@ import { createPiecePool, createSlots, encodeFile, encodeWhole, PIECE_SIZE, read
 import { createPageCheck, firstBlockOf } from '../pg/page-checksum.js';
 import { NotWholePages, storeChangedPages } from './pages.js';
 import { restoreFileHere } from './restore-file.js';
-import type { DecodeJob, EncodeJob, EncodeResult, WorkerSetup } from './file-worker.js';
+import type { DecodeJob, EncodeJob, EncodeResult, PagesJob, WorkerSetup } from './file-worker.js';
+import { restorePagedFile } from './restore-pages.js';
 
 export function runFileWorker(): void {
   const setup = workerData as WorkerSetup;
@@ -71,10 +72,11 @@ export function runFileWorker(): void {
   // Jobs arrive as soon as they are assigned (file-worker.ts) and run one
   // after the other: this thread's pieces and staging buffers serve one file.
   let tail: Promise<unknown> = Promise.resolve();
-  parentPort!.on('message', (m: { id: number; job: EncodeJob | DecodeJob }) => {
+  parentPort!.on('message', (m: { id: number; job: EncodeJob | DecodeJob | PagesJob }) => {
     const job = m.job;
     const work = (async (): Promise<unknown> => {
       await tail;
+      if (job.kind === 'pages') return restorePagedFile(await driver(), await key(), job.file, job.target, job.keep);
       return job.kind === 'encode' ? encode(job) : decode(job);
     })();
     tail = work.catch(() => {});

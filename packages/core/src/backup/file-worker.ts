@@ -8,6 +8,8 @@ import { Worker } from 'node:worker_threads';
 import { CairnError, type ErrorCode } from '../cli/errors.js';
 import type { FileToRestore } from './restore-file.js';
 import type { ChangedPages } from './pages.js';
+import type { ManifestFile } from './manifest.js';
+import type { PagedTarget } from './restore-pages.js';
 
 export interface EncodeJob {
   kind: 'encode';
@@ -35,6 +37,16 @@ export interface DecodeJob extends FileToRestore {
   kind: 'decode';
 }
 
+/** A page-level file laid down in a worker (backup/restore-pages.ts); the result is the bytes of pages written. */
+export interface PagesJob {
+  kind: 'pages';
+  file: ManifestFile;
+  target: PagedTarget;
+  /** --delta: the chain state the file on disk is in (-1: none). */
+  keep: number;
+  size: number;
+}
+
 export interface WorkerSetup {
   repoUrl: string;
   /** The tool context's environment (the S3 region); a thread does not read process.env (docs/style.md). */
@@ -53,6 +65,7 @@ interface Reply {
 export interface FileWorkers {
   encode(job: EncodeJob): Promise<EncodeResult>;
   decode(job: DecodeJob): Promise<void>;
+  pages(job: PagesJob): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -92,7 +105,7 @@ export function createFileWorkers(entry: URL, count: number, setup: WorkerSetup)
     workers.push(slot);
   }
 
-  const run = async <T>(job: EncodeJob | DecodeJob): Promise<T> => {
+  const run = async <T>(job: EncodeJob | DecodeJob | PagesJob): Promise<T> => {
     if (failure) throw new CairnError('INTERNAL', `a file worker failed: ${failure.message}`);
     const slot = workers.reduce((a, b) => (b.queued < a.queued ? b : a));
     // A job counts at least 1 byte, so empty files spread too.
@@ -108,6 +121,7 @@ export function createFileWorkers(entry: URL, count: number, setup: WorkerSetup)
   return {
     encode: (job) => run<EncodeResult>(job),
     decode: (job) => run<void>(job),
+    pages: (job) => run<number>(job),
     async close() {
       await Promise.allSettled(workers.map((s) => s.w.terminate()));
     },
