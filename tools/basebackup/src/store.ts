@@ -154,36 +154,31 @@ export function createBackupStore(o: StoreOptions): BackupStore {
     const firstBlock = firstBlockOf(info.path);
     const parentBlocks = p.size / BLCKSZ;
     let r: ChangedPages;
-    let bad: number[];
+    // Page-level needs data checksums (pageLevelBlocker), so pageCheckLsn is this backup's start.
+    const startLsn = o.pageCheckLsn ?? 0n;
     try {
       if (o.workers && info.size >= BIG_FILE) {
         const w = await o.workers.encode({
           kind: 'encode', path: source, key, size: info.size,
-          ...(o.pageCheckLsn !== undefined ? { pageCheck: { firstBlock, startLsn: o.pageCheckLsn.toString() } } : {}),
-          pages: { parentStartLsn: parentStartLsn.toString(), parentBlocks },
+          pages: { parentStartLsn: parentStartLsn.toString(), startLsn: startLsn.toString(), parentBlocks, firstBlock },
         });
         if (w.pages === undefined) return undefined;
         r = w.pages;
-        bad = w.badPages;
         o.onBytes?.(r.fileSize);
       } else {
-        const check = o.pageCheckLsn !== undefined ? createPageCheck(firstBlock, o.pageCheckLsn) : undefined;
         r = await storeChangedPages(readFilePieces(source, info.size), {
-          firstBlock, parentStartLsn, parentBlocks, pieceSize: PIECE_SIZE,
-          inspect: (piece, off) => {
-            check?.inspect(piece, off);
-            o.onBytes?.(piece.length);
-          },
+          firstBlock, parentStartLsn, startLsn, parentBlocks, pieceSize: PIECE_SIZE,
+          inspect: (piece) => o.onBytes?.(piece.length),
         }, {
           small: (buf) => storeBuffer(key, buf, info.mtime),
           stream: (pieces) => encodeFile(pieces, o.spec, o.slots, (body: Readable) => o.driver.write(key, body, { signal: o.signal, durable: false }), { signal: o.signal }),
         });
-        bad = check?.bad ?? [];
       }
     } catch (err) {
       if (err instanceof NotWholePages) return undefined;
       throw err;
     }
+    const bad = r.badPages;
     if (r.layer === undefined) {
       if (r.fileSize === p.size && r.fileSha256 === p.sha256) return reference({ ...info, size: r.fileSize }, p);
       // No page changed, yet the bytes differ from the parent's: the rule's

@@ -9,7 +9,7 @@ import type { StorageDriver } from '../storage/driver.js';
 import { openStorage } from '../storage/open.js';
 import type { Readable } from 'node:stream';
 import { createPiecePool, createSlots, encodeFile, encodeWhole, PIECE_SIZE, readFilePieces } from '../codec/file-codec.js';
-import { createPageCheck, firstBlockOf } from '../pg/page-checksum.js';
+import { createPageCheck } from '../pg/page-checksum.js';
 import { NotWholePages, storeChangedPages } from './pages.js';
 import { restoreFileHere } from './restore-file.js';
 import type { DecodeJob, EncodeJob, EncodeResult, PagesJob, WorkerSetup } from './file-worker.js';
@@ -39,11 +39,9 @@ export function runFileWorker(): void {
     const compressHere = z ? (piece: Buffer) => z.encodeFrame(piece, spec.compress.level) : undefined;
     const write = (body: Readable | Buffer) => d.write(job.key, body, { durable: false });
     if (job.pages) {
-      const firstBlock = job.pageCheck?.firstBlock ?? firstBlockOf(job.path);
       try {
         const pages = await storeChangedPages(readFilePieces(job.path, job.size, pool), {
-          firstBlock, parentStartLsn: BigInt(job.pages.parentStartLsn), parentBlocks: job.pages.parentBlocks, pieceSize: PIECE_SIZE,
-          ...(check ? { inspect: check.inspect } : {}),
+          firstBlock: job.pages.firstBlock, parentStartLsn: BigInt(job.pages.parentStartLsn), startLsn: BigInt(job.pages.startLsn), parentBlocks: job.pages.parentBlocks, pieceSize: PIECE_SIZE,
         }, {
           async small(buf) {
             const e = await encodeWhole(buf, spec);
@@ -52,7 +50,7 @@ export function runFileWorker(): void {
           },
           stream: (pieces) => encodeFile(pieces, spec, slots, write, compressHere ? { compressHere } : {}),
         });
-        return { size: pages.fileSize, sha256: pages.fileSha256, storedSize: pages.layer?.storedSize ?? 0, badPages: check?.bad ?? [], pages };
+        return { size: pages.fileSize, sha256: pages.fileSha256, storedSize: pages.layer?.storedSize ?? 0, badPages: pages.badPages, pages };
       } catch (err) {
         if (!(err instanceof NotWholePages)) throw err;
         return { size: 0, sha256: '', storedSize: 0, badPages: [] };

@@ -20,8 +20,12 @@ export interface EncodeJob {
   size: number;
   /** Verify page checksums: first block number and the backup's start LSN (decimal). */
   pageCheck?: { firstBlock: number; startLsn: string };
-  /** Page-level (backup/pages.ts): store only the pages changed since the parent began (decimal LSN), over its copy of parentBlocks pages. */
-  pages?: { parentStartLsn: string; parentBlocks: number };
+  /**
+   * Page-level (backup/pages.ts): store only the pages changed since the
+   * parent began, over its copy of parentBlocks pages; bad pages are found
+   * against startLsn (this backup's start) in the same pass. Decimal LSNs.
+   */
+  pages?: { parentStartLsn: string; startLsn: string; parentBlocks: number; firstBlock: number };
 }
 
 export interface EncodeResult {

@@ -114,19 +114,32 @@ async function* piecesOf(buf: Buffer, size: number): AsyncGenerator<Buffer> {
 describe('selecting changed pages', () => {
   it('yields the changed pages in order, and every page past the parent\'s size', async () => {
     const file = Buffer.concat([page(1n, 0), page(PARENT_START, 1), page(2n, 2), Buffer.alloc(BLCKSZ), page(3n, 4), page(4n, 5)]);
-    const sel: PageSelection = { blocks: [], fileSize: 0 };
+    const sel: PageSelection = { blocks: [], bad: [], fileSize: 0 };
     const out: Buffer[] = [];
-    for await (const p of selectChangedPages(piecesOf(file, 3 * BLCKSZ), { firstBlock: 0, parentStartLsn: PARENT_START, parentBlocks: 5, pieceSize: 2 * BLCKSZ }, sel)) out.push(Buffer.from(p));
+    for await (const p of selectChangedPages(piecesOf(file, 3 * BLCKSZ), { firstBlock: 0, parentStartLsn: PARENT_START, startLsn: PARENT_START + 100n, parentBlocks: 5, pieceSize: 2 * BLCKSZ }, sel)) out.push(Buffer.from(p));
     assert.deepEqual(sel.blocks, [1, 3, 5]);
+    assert.deepEqual(sel.bad, []);
     assert.equal(sel.fileSize, file.length);
     assert.deepEqual(out.map((b) => b.length), [2 * BLCKSZ, BLCKSZ]);
     assert.ok(Buffer.concat(out).equals(Buffer.concat([file.subarray(BLCKSZ, 2 * BLCKSZ), file.subarray(3 * BLCKSZ, 4 * BLCKSZ), file.subarray(5 * BLCKSZ)])));
   });
   it('gives up on a file that is not whole pages', async () => {
-    const sel: PageSelection = { blocks: [], fileSize: 0 };
+    const sel: PageSelection = { blocks: [], bad: [], fileSize: 0 };
     await assert.rejects(async () => {
-      for await (const _ of selectChangedPages(piecesOf(Buffer.alloc(BLCKSZ + 100), BLCKSZ), { firstBlock: 0, parentStartLsn: PARENT_START, parentBlocks: 1, pieceSize: BLCKSZ }, sel)) { /* drain */ }
+      for await (const _ of selectChangedPages(piecesOf(Buffer.alloc(BLCKSZ + 100), BLCKSZ), { firstBlock: 0, parentStartLsn: PARENT_START, startLsn: PARENT_START, parentBlocks: 1, pieceSize: BLCKSZ }, sel)) { /* drain */ }
     }, (err: Error) => err.constructor.name === 'NotWholePages');
+  });
+  it('reports a page whose checksum fails before this backup began as bad, in the same pass, and stores it', async () => {
+    const start = PARENT_START + 1000n;
+    const damaged = page(PARENT_START - 7n, 131072 + 1);
+    damaged[5000] = damaged[5000]! ^ 0xff; // a flipped byte, LSN and header intact
+    const torn = page(start + 5n, 131072 + 2);
+    torn[6000] = torn[6000]! ^ 0xff; // changed since this backup began: may be torn, replay rewrites it
+    const file = Buffer.concat([page(PARENT_START - 9n, 131072), damaged, torn]);
+    const sel: PageSelection = { blocks: [], bad: [], fileSize: 0 };
+    for await (const _ of selectChangedPages(piecesOf(file, 4 * BLCKSZ), { firstBlock: 131072, parentStartLsn: PARENT_START, startLsn: start, parentBlocks: 3, pieceSize: 4 * BLCKSZ }, sel)) { /* drain */ }
+    assert.deepEqual(sel.blocks, [1, 2]);
+    assert.deepEqual(sel.bad, [131072 + 1]);
   });
 });
 
@@ -137,7 +150,7 @@ describe('laying down a page chain', () => {
   /** Stores `file` page-level over `parent`'s state in backup `n`; returns the entry. */
   async function layer(d: MemoryDriver, n: number, file: Buffer, parentEntry: ManifestFile): Promise<ManifestFile> {
     const key = `main/backups/${id(n)}/data/base/5/16384.zst`;
-    const r = await storeChangedPages(piecesOf(file, 4 * BLCKSZ), { firstBlock: 0, parentStartLsn: BigInt(n) << 32n, parentBlocks: parentEntry.size / BLCKSZ, pieceSize: 4 * BLCKSZ }, {
+    const r = await storeChangedPages(piecesOf(file, 4 * BLCKSZ), { firstBlock: 0, parentStartLsn: BigInt(n) << 32n, startLsn: (BigInt(n) << 32n) + 1000n, parentBlocks: parentEntry.size / BLCKSZ, pieceSize: 4 * BLCKSZ }, {
       async small(buf) {
         const e = await encodeWhole(buf, spec);
         await d.write(key, e.stored);

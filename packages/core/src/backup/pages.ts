@@ -180,26 +180,41 @@ const PD_VALID_FLAG_BITS = 0x0007;
 const SIZE_OF_PAGE_HEADER = 24;
 const PG_PAGE_LAYOUT_VERSION = 4;
 
+/** classifyPage: the page is stored. */
+export const PAGE_CHANGED = 1;
+/** classifyPage: its data checksum failed although its LSN is before this backup's start. */
+export const PAGE_BAD = 2;
+
 /**
- * Whether the page at `o` of `buf` (block `block` of its relation fork)
- * is certainly the page a backup that started at `parentStart` (split in
- * uint32 halves) copied: see the rule at the top of this file.
+ * The page at `o` of `buf` (block `block` of its relation fork), against the
+ * parent's start LSN and this backup's (each split in uint32 halves): stored
+ * (PAGE_CHANGED) unless certainly the page the parent copied (the rule at the
+ * top of this file), and PAGE_BAD when its checksum fails, as the page check
+ * of a full backup decides (pg/page-checksum.ts: new pages and pages changed
+ * since this backup began are not checked). One checksum per page for both.
  */
-export function pageUnchanged(buf: Uint8Array, o: number, block: number, parentHi: number, parentLo: number): boolean {
+export function classifyPage(buf: Uint8Array, o: number, block: number, parentHi: number, parentLo: number, startHi: number, startLo: number): number {
   const u16 = (at: number) => buf[o + at]! | (buf[o + at + 1]! << 8);
   const upper = u16(14);
-  if (upper === 0) return false; // new or zeroed
+  if (upper === 0) return PAGE_CHANGED; // new or zeroed
+  const hi = (buf[o]! | (buf[o + 1]! << 8) | (buf[o + 2]! << 16) | (buf[o + 3]! << 24)) >>> 0;
+  const lo = (buf[o + 4]! | (buf[o + 5]! << 8) | (buf[o + 6]! << 16) | (buf[o + 7]! << 24)) >>> 0;
+  if (hi > startHi || (hi === startHi && lo >= startLo)) return PAGE_CHANGED; // may be torn; replay rewrites it
+  if (pageChecksum(buf.subarray(o, o + BLCKSZ), block) !== u16(8)) return PAGE_CHANGED | PAGE_BAD;
   const lower = u16(12);
   const special = u16(16);
   const sizeVersion = u16(18);
-  if ((u16(10) & ~PD_VALID_FLAG_BITS) !== 0) return false;
-  if (lower < SIZE_OF_PAGE_HEADER || lower > upper || upper > special || special > BLCKSZ) return false;
-  if ((sizeVersion & 0xff00) !== BLCKSZ || (sizeVersion & 0xff) !== PG_PAGE_LAYOUT_VERSION) return false;
-  const hi = (buf[o]! | (buf[o + 1]! << 8) | (buf[o + 2]! << 16) | (buf[o + 3]! << 24)) >>> 0;
-  const lo = (buf[o + 4]! | (buf[o + 5]! << 8) | (buf[o + 6]! << 16) | (buf[o + 7]! << 24)) >>> 0;
-  if (hi === 0 && lo === 0) return false;
-  if (hi > parentHi || (hi === parentHi && lo >= parentLo)) return false;
-  return pageChecksum(buf.subarray(o, o + BLCKSZ), block) === u16(8);
+  if ((u16(10) & ~PD_VALID_FLAG_BITS) !== 0) return PAGE_CHANGED;
+  if (lower < SIZE_OF_PAGE_HEADER || lower > upper || upper > special || special > BLCKSZ) return PAGE_CHANGED;
+  if ((sizeVersion & 0xff00) !== BLCKSZ || (sizeVersion & 0xff) !== PG_PAGE_LAYOUT_VERSION) return PAGE_CHANGED;
+  if (hi === 0 && lo === 0) return PAGE_CHANGED;
+  if (hi > parentHi || (hi === parentHi && lo >= parentLo)) return PAGE_CHANGED;
+  return 0;
+}
+
+/** Whether the page is certainly the one a backup that started at the parent's LSN copied (classifyPage). */
+export function pageUnchanged(buf: Uint8Array, o: number, block: number, parentHi: number, parentLo: number): boolean {
+  return (classifyPage(buf, o, block, parentHi, parentLo, 0xffff_ffff, 0xffff_ffff) & PAGE_CHANGED) === 0;
 }
 
 /** Thrown out of selectChangedPages when the file turned out not to be whole pages: store it whole. */
@@ -208,6 +223,8 @@ export class NotWholePages extends Error {}
 export interface PageSelection {
   /** Block numbers (relative to the file) of the pages yielded. */
   blocks: number[];
+  /** Block numbers (of the relation fork) whose checksum failed (PAGE_BAD). */
+  bad: number[];
   /** Bytes of the file read. */
   fileSize: number;
 }
@@ -215,16 +232,19 @@ export interface PageSelection {
 /**
  * Reads `pieces` (the file in order, each a multiple of BLCKSZ but the last)
  * and yields the changed pages packed into pieces of at most `pieceSize`.
- * `each` sees every input piece first (whole-file hash, page checks).
+ * `each` sees every input piece first (whole-file hash). Pages whose
+ * checksum fails are collected in `sel.bad`, as a full backup reports them.
  * `sel` is filled in as pages go.
  */
 export async function* selectChangedPages(
   pieces: AsyncIterable<Buffer>,
-  o: { firstBlock: number; parentStartLsn: bigint; parentBlocks: number; pieceSize: number; each?: (piece: Buffer, offset: number) => void },
+  o: { firstBlock: number; parentStartLsn: bigint; startLsn: bigint; parentBlocks: number; pieceSize: number; each?: (piece: Buffer, offset: number) => void },
   sel: PageSelection,
 ): AsyncGenerator<Buffer> {
   const hi = Number(o.parentStartLsn >> 32n);
   const lo = Number(o.parentStartLsn & 0xffff_ffffn);
+  const sHi = Number(o.startLsn >> 32n);
+  const sLo = Number(o.startLsn & 0xffff_ffffn);
   let out = Buffer.allocUnsafe(o.pieceSize);
   let used = 0;
   let offset = 0;
@@ -234,7 +254,9 @@ export async function* selectChangedPages(
     const whole = piece.length - (piece.length % BLCKSZ);
     for (let at = 0; at < whole; at += BLCKSZ) {
       const rel = (offset + at) / BLCKSZ;
-      if (rel < o.parentBlocks && pageUnchanged(piece, at, o.firstBlock + rel, hi, lo)) continue;
+      const c = classifyPage(piece, at, o.firstBlock + rel, hi, lo, sHi, sLo);
+      if ((c & PAGE_BAD) !== 0) sel.bad.push(o.firstBlock + rel);
+      if (c === 0 && rel < o.parentBlocks) continue;
       piece.copy(out, used, at, at + BLCKSZ);
       used += BLCKSZ;
       sel.blocks.push(rel);
@@ -258,6 +280,8 @@ export interface ChangedPages {
   fileSha256: string;
   /** Block numbers stored, ascending. */
   blocks: number[];
+  /** Block numbers whose page checksum failed. */
+  badPages: number[];
   /** The layer object, when `store` was called (there were pages to store). */
   layer?: { size: number; sha256: string; storedSize: number; bundle?: BundleRef };
 }
@@ -270,14 +294,14 @@ export interface ChangedPages {
  */
 export async function storeChangedPages(
   pieces: AsyncIterable<Buffer>,
-  o: { firstBlock: number; parentStartLsn: bigint; parentBlocks: number; pieceSize: number; inspect?: (piece: Buffer, offset: number) => void },
+  o: { firstBlock: number; parentStartLsn: bigint; startLsn: bigint; parentBlocks: number; pieceSize: number; inspect?: (piece: Buffer, offset: number) => void },
   store: {
     small(buf: Buffer): Promise<{ size: number; sha256: string; storedSize: number; bundle?: BundleRef }>;
     stream(pieces: AsyncIterable<Buffer>): Promise<{ size: number; sha256: string; storedSize: number }>;
   },
 ): Promise<ChangedPages> {
   const hash = createHash('sha256');
-  const sel: PageSelection = { blocks: [], fileSize: 0 };
+  const sel: PageSelection = { blocks: [], bad: [], fileSize: 0 };
   const gen = selectChangedPages(pieces, {
     ...o,
     each: (piece, offset) => {
@@ -300,5 +324,5 @@ export async function storeChangedPages(
       layer = await store.stream(all());
     }
   }
-  return { fileSize: sel.fileSize, fileSha256: hash.digest('hex'), blocks: sel.blocks, ...(layer ? { layer } : {}) };
+  return { fileSize: sel.fileSize, fileSha256: hash.digest('hex'), blocks: sel.blocks, badPages: sel.bad, ...(layer ? { layer } : {}) };
 }
