@@ -18,7 +18,7 @@ import type { ToolContext } from '@cairn/core/cli/run';
 import type { EncryptionKey } from '@cairn/core/codec/index';
 import { decodeWhole, SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { RESTORE_WRITE_FLAGS, restoreFile } from '@cairn/core/backup/restore-file';
-import { chainStateOf, restorePagedFile } from '@cairn/core/backup/restore-pages';
+import { restorePaged } from '@cairn/core/backup/restore-pages';
 import { createSpanReader, isBundled } from '@cairn/core/backup/bundle';
 import { createFileWorkers } from '@cairn/core/backup/file-worker';
 import { findWorkerEntry } from '@cairn/core/util/worker-entry';
@@ -262,36 +262,26 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     const path = target(f.path);
     const mode = restoredFileMode(f.mode, groupAccess);
     if (f.pages) {
-      // --delta: a file that is this one, or an earlier state of its chain, keeps what it has.
-      let keep = -1;
-      if (o.delta) {
-        const st = await lstat(path).catch(() => undefined);
-        if (st?.isFile()) {
-          const local = await sha256OfFile(path);
-          if (local.sha256 === f.sha256 && local.size === f.size) {
-            await chmod(path, mode);
-            await utimes(path, f.mtime, f.mtime);
-            result.filesKept++;
-            result.bytesKept += f.size;
-            return;
-          }
-          keep = chainStateOf(f, local);
-        }
-      }
+      // Page-level (backup/restore-pages.ts); big ones in a worker thread, as whole files.
       const label = `"${f.path}" of backup ${f.ref}`;
       const t = { path, mode, mtime: f.mtime, label, ...(owner ? { owner: { uid: owner.uid, gid: owner.gid } } : {}) };
-      // Big ones in a worker thread, as whole files: the read-back and its SHA-256 run there.
-      const n = workers && f.size >= BIG_FILE ? await workers.pages({ kind: 'pages', file: f, target: t, keep, size: f.size }) : await restorePagedFile(o.driver, o.key, f, t, keep, ctx.signal);
+      const r = workers && f.size >= BIG_FILE ? await workers.pages({ kind: 'pages', file: f, target: t, delta: o.delta, size: f.size }) : await restorePaged(o.driver, o.key, f, t, o.delta, ctx.signal);
+      if (r.kept) {
+        result.filesKept++;
+        result.bytesKept += f.size;
+        return;
+      }
       result.filesFetched++;
-      result.bytesWritten += n;
-      result.bytesKept += f.size - n;
+      result.bytesWritten += r.written;
+      result.bytesKept += f.size - r.written;
       written.push(path);
       return;
     }
     if (o.delta) {
       const st = await lstat(path).catch(() => undefined);
       if (st?.isFile() && st.size === f.size) {
-        const local = await sha256OfFile(path);
+        // Big files hashed in the worker threads, beside the rest.
+        const local = workers && f.size >= BIG_FILE ? ((await workers.hash({ kind: 'hash', path, size: f.size })) ?? { sha256: '', size: -1 }) : await sha256OfFile(path);
         if (local.sha256 === f.sha256) {
           if (isBundled(f)) spans.skip(f);
           await chmod(path, mode);

@@ -12,8 +12,8 @@ import { createPiecePool, createSlots, encodeFile, encodeWhole, PIECE_SIZE, read
 import { createPageCheck } from '../pg/page-checksum.js';
 import { NotWholePages, storeChangedPages } from './pages.js';
 import { restoreFileHere } from './restore-file.js';
-import type { DecodeJob, EncodeJob, EncodeResult, PagesJob, WorkerSetup } from './file-worker.js';
-import { restorePagedFile } from './restore-pages.js';
+import type { DecodeJob, EncodeJob, EncodeResult, HashJob, PagesJob, WorkerSetup } from './file-worker.js';
+import { hashLocalFile, restorePaged } from './restore-pages.js';
 
 export function runFileWorker(): void {
   const setup = workerData as WorkerSetup;
@@ -70,11 +70,12 @@ export function runFileWorker(): void {
   // Jobs arrive as soon as they are assigned (file-worker.ts) and run one
   // after the other: this thread's pieces and staging buffers serve one file.
   let tail: Promise<unknown> = Promise.resolve();
-  parentPort!.on('message', (m: { id: number; job: EncodeJob | DecodeJob | PagesJob }) => {
+  parentPort!.on('message', (m: { id: number; job: EncodeJob | DecodeJob | PagesJob | HashJob }) => {
     const job = m.job;
     const work = (async (): Promise<unknown> => {
       await tail;
-      if (job.kind === 'pages') return restorePagedFile(await driver(), await key(), job.file, job.target, job.keep);
+      if (job.kind === 'pages') return restorePaged(await driver(), await key(), job.file, job.target, job.delta);
+      if (job.kind === 'hash') return hashLocalFile(job.path);
       return job.kind === 'encode' ? encode(job) : decode(job);
     })();
     tail = work.catch(() => {});

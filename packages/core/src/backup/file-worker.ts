@@ -41,13 +41,20 @@ export interface DecodeJob extends FileToRestore {
   kind: 'decode';
 }
 
-/** A page-level file laid down in a worker (backup/restore-pages.ts); the result is the bytes of pages written. */
+/** A page-level file laid down in a worker (restorePaged in backup/restore-pages.ts). */
 export interface PagesJob {
   kind: 'pages';
   file: ManifestFile;
   target: PagedTarget;
-  /** --delta: the chain state the file on disk is in (-1: none). */
-  keep: number;
+  /** --delta: keep the file on disk, or build on the state of the chain it is in. */
+  delta: boolean;
+  size: number;
+}
+
+/** Size and SHA-256 of a file on disk (--delta), in a worker: undefined when it is not a regular file. */
+export interface HashJob {
+  kind: 'hash';
+  path: string;
   size: number;
 }
 
@@ -69,7 +76,8 @@ interface Reply {
 export interface FileWorkers {
   encode(job: EncodeJob): Promise<EncodeResult>;
   decode(job: DecodeJob): Promise<void>;
-  pages(job: PagesJob): Promise<number>;
+  pages(job: PagesJob): Promise<{ written: number; kept: boolean }>;
+  hash(job: HashJob): Promise<{ size: number; sha256: string } | undefined>;
   close(): Promise<void>;
 }
 
@@ -109,7 +117,7 @@ export function createFileWorkers(entry: URL, count: number, setup: WorkerSetup)
     workers.push(slot);
   }
 
-  const run = async <T>(job: EncodeJob | DecodeJob | PagesJob): Promise<T> => {
+  const run = async <T>(job: EncodeJob | DecodeJob | PagesJob | HashJob): Promise<T> => {
     if (failure) throw new CairnError('INTERNAL', `a file worker failed: ${failure.message}`);
     const slot = workers.reduce((a, b) => (b.queued < a.queued ? b : a));
     // A job counts at least 1 byte, so empty files spread too.
@@ -125,7 +133,8 @@ export function createFileWorkers(entry: URL, count: number, setup: WorkerSetup)
   return {
     encode: (job) => run<EncodeResult>(job),
     decode: (job) => run<void>(job),
-    pages: (job) => run<number>(job),
+    pages: (job) => run<{ written: number; kept: boolean }>(job),
+    hash: (job) => run<{ size: number; sha256: string } | undefined>(job),
     async close() {
       await Promise.allSettled(workers.map((s) => s.w.terminate()));
     },

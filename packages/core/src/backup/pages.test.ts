@@ -4,8 +4,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { encodeWhole } from '../codec/file-codec.js';
-import { parseCompress } from '../codec/index.js';
+import { createSlots, encodeFile, encodeWhole, PIECE_SIZE } from '../codec/file-codec.js';
+import { encryptionKeyFromBytes, parseCompress } from '../codec/index.js';
 import { BLCKSZ, pageChecksum } from '../pg/page-checksum.js';
 import { MemoryDriver } from '../storage/memory.js';
 import type { ManifestFile } from './manifest.js';
@@ -227,4 +227,54 @@ describe('laying down a page chain', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe('laying down big page objects', () => {
+  for (const encrypted of [false, true]) {
+    it(`streams base and layers of several frames each, in one pass${encrypted ? ' (encrypted)' : ''}`, async () => {
+      const key = encrypted ? encryptionKeyFromBytes(Buffer.from('a test key of enough bytes for AES-256-GCM, tests only')) : undefined;
+      const spec = { compress: parseCompress('zstd:1'), ...(key ? { key } : {}) };
+      const ext = encrypted ? '.zst.enc' : '.zst';
+      const d = new MemoryDriver('pages-big');
+      const store = async (name: string, data: Buffer) => {
+        const k = `main/backups/${name}/data/base/5/16384${ext}`;
+        const r = await encodeFile(piecesOf(data, PIECE_SIZE), spec, createSlots(4), (body) => d.write(k, body));
+        return { ref: name, key: k, storedSize: r.storedSize, size: r.size, sha256: r.sha256 };
+      };
+      const n = 1500; // ~11.7 MiB: three frames
+      const base = randomBytes(n * BLCKSZ);
+      const b = await store('20260101-000000F', base);
+      assert.ok(b.storedSize > PIECE_SIZE, 'the base is read as a stream');
+      // Layer: every third page, and the file grows by 700 pages.
+      const blocks = Array.from({ length: n + 700 }, (_, i) => i).filter((i) => i % 3 === 0 || i >= n);
+      const layerData = randomBytes(blocks.length * BLCKSZ);
+      const final = Buffer.concat([base, Buffer.alloc(700 * BLCKSZ)]);
+      blocks.forEach((blk, k) => layerData.copy(final, blk * BLCKSZ, k * BLCKSZ, (k + 1) * BLCKSZ));
+      const l = await store('20260102-000000I', layerData);
+      assert.ok(l.storedSize > PIECE_SIZE);
+      const sha = createHash('sha256').update(final).digest('hex');
+      const f: ManifestFile = {
+        path: 'base/5/16384', size: final.length, mode: 0o600, mtime: 1, sha256: sha, ref: l.ref, key: l.key, storedSize: l.storedSize,
+        pages: { base: b, layers: [{ ...l, blocks: encodeBlocks(blocks), fileSize: final.length, fileSha256: sha }] },
+      };
+      const dir = mkdtempSync(join(tmpdir(), 'cairn-pages-big-'));
+      try {
+        const path = join(dir, '16384');
+        const t = { path, mode: 0o600, mtime: 5, label: 't' };
+        assert.equal(await restorePagedFile(d, key, f, t), final.length);
+        assert.ok(readFileSync(path).equals(final));
+        // --delta over the base: only the layer's pages are written.
+        writeFileSync(path, base);
+        assert.equal(await restorePagedFile(d, key, f, t, chainStateOf(f, { size: base.length, sha256: b.sha256 })), blocks.length * BLCKSZ);
+        assert.ok(readFileSync(path).equals(final));
+        // A layer that ends before its block list does: refused, the file removed.
+        const short = await store('20260103-000000I', layerData.subarray(0, 800 * BLCKSZ));
+        const bad = { ...f, pages: { base: b, layers: [{ ...f.pages!.layers[0]!, ...short, size: layerData.length }] } };
+        await assert.rejects(restorePagedFile(d, key, bad, t), /ends before the pages its block list names/);
+        assert.throws(() => readFileSync(path), /ENOENT/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 });

@@ -73,7 +73,7 @@ export async function restoreFile(driver: StorageDriver, key: EncryptionKey | un
  * (codec/zstd-native.ts). A frame bigger than a piece, or damaged, goes
  * through node:zlib (which names the damage).
  */
-function frameDecoder(label: string): (frame: Buffer) => Buffer {
+export function frameDecoder(label: string): (frame: Buffer) => Buffer {
   const native = nativeZstd();
   if (native === undefined) return (frame) => decodeZstdFrameSync(frame, label);
   const into = Buffer.allocUnsafe(PIECE_SIZE);

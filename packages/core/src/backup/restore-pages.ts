@@ -1,27 +1,29 @@
 // Restoring a page-level file (backup/pages.ts) in one pass: decide for
 // every page which object holds its newest version (the base, or the last
-// layer that wrote it since the file was last cut shorter), read each object
-// that holds a needed page once, write only those pages at their offsets,
-// cut the file to its size, then read it back and check its SHA-256 against
-// the manifest. A file that fails is removed, like any restored file.
+// layer that wrote it since the file was last cut shorter), then read those
+// objects front to back all at once, each once, and write the file in
+// order, hashing it as it goes; its SHA-256 is checked against the manifest
+// when the last page is written. A file that fails is removed, like any
+// restored file.
 //
 // --delta: when the file on disk is the file as an earlier link of the chain
 // left it (its SHA-256 is the base's or a layer's fileSha256), only the pages
 // newer than that state are fetched and written over it.
 
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fchownSync, ftruncateSync, futimesSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
-import { Writable } from 'node:stream';
+import { chmodSync, closeSync, constants, fchmodSync, fchownSync, fstatSync, ftruncateSync, futimesSync, openSync, readSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { CairnError } from '../cli/errors.js';
 import type { EncryptionKey } from '../codec/index.js';
-import { checksumMismatch, decodeFileInto, decodeFileStages, decodeWhole, PIECE_SIZE } from '../codec/file-codec.js';
+import { checksumMismatch, decodeFileStages, decodeWhole, PIECE_SIZE, zstdFrameStages } from '../codec/file-codec.js';
 import { BLCKSZ } from '../pg/page-checksum.js';
 import { readRange, type StorageDriver } from '../storage/driver.js';
 import { localWriteError } from '../util/local-file.js';
 import { quote } from '../wal/quote.js';
 import type { ManifestFile } from './manifest.js';
 import { decodeBlocks, type StoredPiece } from './pages.js';
-import { RESTORE_WRITE_FLAGS } from './restore-file.js';
+import { frameDecoder, RESTORE_WRITE_FLAGS } from './restore-file.js';
 
 const NONE = 255;
 
@@ -77,107 +79,159 @@ export function chainStateOf(f: ManifestFile, local: { size: number; sha256: str
 }
 
 /**
- * Writes the pages of one object that the restored file takes from it:
- * page k of the object's plaintext goes to block `blockOf(k)` when
- * `wanted(block)`. Runs of neighbouring pages are one write.
+ * The plaintext of one stored object, in order, in chunks. Small and bundled
+ * objects are read and checked whole (decodeWhole); big zstd objects frame
+ * by frame, decoded with zstd-napi into one buffer reused for every frame
+ * (the caller is done with a chunk before it asks for the next); other
+ * encodings through the stream stages. A big object's own SHA-256 is not
+ * checked: only the pages the file takes from it matter, and the file's
+ * SHA-256 is, once it is whole.
  */
-function pageWriter(fd: number, blockOf: (k: number) => number, wanted: (block: number) => boolean): { put(chunk: Buffer): void; end(): void } {
-  let k = 0;
-  let carry = Buffer.alloc(0);
-  const pages = (buf: Buffer) => {
-    const count = Math.floor(buf.length / BLCKSZ);
-    for (let i = 0; i < count; ) {
-      const block = blockOf(k + i);
-      if (!wanted(block)) {
-        i++;
-        continue;
-      }
-      let j = i + 1;
-      while (j < count && blockOf(k + j) === block + (j - i) && wanted(block + (j - i))) j++;
-      const from = i * BLCKSZ;
-      const len = (j - i) * BLCKSZ;
-      for (let done = 0; done < len; ) done += writeSync(fd, buf, from + done, len - done, block * BLCKSZ + done);
-      i = j;
-    }
-    k += count;
-    return buf.subarray(count * BLCKSZ);
-  };
-  return {
-    put(chunk) {
-      let buf = chunk;
-      if (carry.length > 0) {
-        const need = BLCKSZ - carry.length;
-        carry = Buffer.concat([carry, buf.subarray(0, need)]);
-        buf = buf.subarray(need);
-        if (carry.length < BLCKSZ) return;
-        pages(carry);
-        carry = Buffer.alloc(0);
-      }
-      const rest = pages(buf);
-      if (rest.length > 0) carry = Buffer.from(rest);
-    },
-    end() {
-      if (carry.length > 0) throw new CairnError('FORMAT_INVALID', 'a page object is not whole pages');
-    },
-  };
-}
-
-/** Reads one stored object and hands its plaintext to `put`, checked against its size and SHA-256. */
-async function readPiece(driver: StorageDriver, key: EncryptionKey | undefined, p: StoredPiece, label: string, put: (chunk: Buffer) => void, signal?: AbortSignal): Promise<void> {
-  const expect = { sha256: p.sha256, size: p.size, label: `${label} (${quote(p.key)} of backup ${p.ref})` };
+async function* plaintextOf(driver: StorageDriver, key: EncryptionKey | undefined, p: StoredPiece, label: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  const what = `${label} (${quote(p.key)} of backup ${p.ref})`;
   if (p.bundle || p.storedSize <= PIECE_SIZE) {
     const stored = p.bundle ? await readRange(driver, p.bundle.key, p.bundle.offset, p.storedSize, signal) : driver.readSmall ? await driver.readSmall(p.key, signal) : await readRange(driver, p.key, 0, p.storedSize, signal);
-    put(await decodeWhole(stored, p.key, key, expect));
+    yield await decodeWhole(stored, p.key, key, { sha256: p.sha256, size: p.size, label: what });
     return;
   }
-  const sink = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      try {
-        put(chunk);
-        cb();
-      } catch (err) {
-        cb(err as Error);
-      }
-    },
-  });
-  await decodeFileInto(await driver.read(p.key, signal), decodeFileStages(p.key, key, expect.label, 2), sink, expect, signal);
+  const source = await driver.read(p.key, signal);
+  const frames = zstdFrameStages(p.key, key, what);
+  // Object mode: each zstd frame stays one chunk.
+  const out = new PassThrough({ objectMode: true });
+  pipeline([source, ...(frames ?? decodeFileStages(p.key, key, what, 2)), out]).catch((err: unknown) => out.destroy(err as Error));
+  const decode = frames ? frameDecoder(what) : (b: Buffer) => b;
+  try {
+    for await (const chunk of out as AsyncIterable<Buffer>) yield decode(chunk);
+  } finally {
+    out.destroy();
+    source.destroy();
+  }
 }
 
+/** Reads the pages of one object forward: take(k, n) gives pages k..k+n-1, skipping what lies before. */
+class PageCursor {
+  private chunk: Buffer = Buffer.alloc(0);
+  /** Page index of chunk[0]. */
+  private first = 0;
+  private carry: Buffer | undefined;
+
+  constructor(private readonly it: AsyncGenerator<Buffer>, private readonly label: string) {}
+
+  private async more(): Promise<void> {
+    const next = await this.it.next();
+    if (next.done) throw new CairnError('FORMAT_INVALID', `${this.label}: a page object ends before the pages its block list names`, { hint: 'the repository is damaged: run cairn-verify and restore another backup' });
+    this.first += Math.floor(this.chunk.length / BLCKSZ);
+    let c = next.value;
+    if (this.carry) {
+      c = Buffer.concat([this.carry, c]);
+      this.carry = undefined;
+    }
+    const whole = c.length - (c.length % BLCKSZ);
+    if (whole < c.length) this.carry = Buffer.from(c.subarray(whole));
+    this.chunk = c.subarray(0, whole);
+  }
+
+  /** Pages k.. of the object, as many as lie in one chunk (at most n, at least 1). */
+  async take(k: number, n: number): Promise<Buffer> {
+    while (k >= this.first + this.chunk.length / BLCKSZ) await this.more();
+    const from = (k - this.first) * BLCKSZ;
+    return this.chunk.subarray(from, Math.min(this.chunk.length, from + n * BLCKSZ));
+  }
+
+  async close(): Promise<void> {
+    await this.it.return(undefined);
+  }
+}
+
+const OUT_BUFFER = 1024 * 1024;
+
 /**
- * Restores page-level file `f` to `t.path`. `keep` (--delta): the chain
- * state the file on disk is in (chainStateOf); its pages up to that state
- * stay. Returns the bytes of pages written.
+ * Restores page-level file `f` to `t.path` in one sequential pass: every
+ * page is taken from the object holding its newest version (each object
+ * read once, front to back, all at the same time), hashed and written in
+ * file order, so the file's SHA-256 is known when the last page is
+ * written. `keep` (--delta): the chain state the file on disk is in
+ * (chainStateOf); its pages up to that state are read and hashed where they
+ * are, not fetched or written. Returns the bytes of pages written.
  */
 export async function restorePagedFile(driver: StorageDriver, key: EncryptionKey | undefined, f: ManifestFile, t: PagedTarget, keep = -1, signal?: AbortSignal): Promise<number> {
   const { src, order } = pageSources(f, t.label);
   const pieces = [f.pages!.base, ...f.pages!.layers];
+  const cursors = new Map<number, PageCursor>();
+  const cursor = (i: number) => {
+    let c = cursors.get(i);
+    if (!c) cursors.set(i, (c = new PageCursor(plaintextOf(driver, key, pieces[i]!, t.label, signal), t.label)));
+    return c;
+  };
+  /** Per layer, the index in its object of the next page it gives. */
+  const next = new Array<number>(pieces.length).fill(0);
+  const hash = createHash('sha256');
   let fd: number | undefined;
   let written = 0;
   try {
-    // Read back below, so opened for reading too; an existing file kept (--delta) is not cut first.
-    const flags = (RESTORE_WRITE_FLAGS & ~constants.O_WRONLY & ~(keep >= 0 ? constants.O_TRUNC : 0)) | constants.O_RDWR;
+    // Read too when pages are kept (--delta); an existing file kept is not cut first.
+    const flags = keep >= 0 ? (RESTORE_WRITE_FLAGS & ~constants.O_WRONLY & ~constants.O_TRUNC) | constants.O_RDWR : RESTORE_WRITE_FLAGS;
     fd = openSync(t.path, flags, t.mode);
-    const out = fd;
-    for (let i = 0; i < pieces.length; i++) {
-      if (i <= keep || !src.includes(i)) continue;
-      const w = pageWriter(out, i === 0 ? (k) => k : (k) => order[i - 1]![k]!, (block) => block < src.length && src[block] === i);
-      await readPiece(driver, key, pieces[i]!, t.label, (chunk) => w.put(chunk), signal);
-      w.end();
+    const file = fd;
+    const out = Buffer.allocUnsafe(Math.min(OUT_BUFFER, Math.max(BLCKSZ, f.size)));
+    let used = 0;
+    let outAt = 0; // file offset of out[0]
+    const flush = () => {
+      for (let done = 0; done < used; ) done += writeSync(file, out, done, used - done, outAt + done);
+      written += used;
+      outAt += used;
+      used = 0;
+    };
+    for (let b = 0; b < src.length; ) {
+      const s = src[b]!;
+      let run = 1;
+      while (b + run < src.length && src[b + run] === s) run++;
+      if (s <= keep) {
+        // Already on disk as the chain left it: hash it where it is.
+        flush();
+        for (let left = run * BLCKSZ, at = b * BLCKSZ; left > 0; ) {
+          const n = readSync(file, out, 0, Math.min(out.length, left), at);
+          if (n <= 0) throw new CairnError('FORMAT_INVALID', `${t.label}: the file on disk is shorter than the state it was taken for`);
+          hash.update(out.subarray(0, n));
+          at += n;
+          left -= n;
+        }
+        outAt = (b + run) * BLCKSZ;
+        b += run;
+        continue;
+      }
+      // Pages b..b+run-1 from object s: the base by block number, a layer by its list.
+      let k: number;
+      if (s === 0) k = b;
+      else {
+        const list = order[s - 1]!;
+        while (list[next[s]!]! < b) next[s]!++;
+        k = next[s]!;
+      }
+      for (let got = 0; got < run; ) {
+        const pages = await cursor(s).take(k + got, run - got);
+        for (let at = 0; at < pages.length; ) {
+          if (used === out.length) flush();
+          const n = Math.min(out.length - used, pages.length - at);
+          pages.copy(out, used, at, at + n);
+          hash.update(pages.subarray(at, at + n));
+          used += n;
+          at += n;
+        }
+        got += pages.length / BLCKSZ;
+      }
+      if (s > 0) next[s]! += run;
+      b += run;
     }
-    for (const s of src) if (s > keep) written += BLCKSZ;
-    ftruncateSync(out, f.size);
-    // The whole file, as PostgreSQL will read it.
-    const hash = createHash('sha256');
-    const buf = Buffer.allocUnsafe(Math.min(PIECE_SIZE, Math.max(f.size, 1)));
-    let size = 0;
-    for (let n; (n = readSync(out, buf, 0, buf.length, size)) > 0; size += n) hash.update(buf.subarray(0, n));
+    flush();
+    ftruncateSync(file, f.size);
     const got = hash.digest('hex');
-    if (got !== f.sha256 || size !== f.size) throw checksumMismatch({ sha256: f.sha256, size: f.size, label: t.label }, got, size);
-    futimesSync(out, t.mtime, t.mtime);
-    fchmodSync(out, t.mode);
+    if (got !== f.sha256) throw checksumMismatch({ sha256: f.sha256, size: f.size, label: t.label }, got, f.size);
+    futimesSync(file, t.mtime, t.mtime);
+    fchmodSync(file, t.mode);
     if (t.owner) {
       try {
-        fchownSync(out, t.owner.uid, t.owner.gid);
+        fchownSync(file, t.owner.uid, t.owner.gid);
       } catch {
         /* as restoreFile: ownership is best effort */
       }
@@ -195,6 +249,49 @@ export async function restorePagedFile(driver: StorageDriver, key: EncryptionKey
     throw localWriteError(err, t.path);
   } finally {
     if (fd !== undefined) closeSync(fd);
+    await Promise.allSettled([...cursors.values()].map((c) => c.close()));
   }
   return written;
 }
+
+/** Size and SHA-256 of a regular file (never through a link), or undefined when there is none. */
+export function hashLocalFile(path: string): { size: number; sha256: string } | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+  try {
+    if (!fstatSync(fd).isFile()) return undefined;
+    const hash = createHash('sha256');
+    const buf = Buffer.allocUnsafe(PIECE_SIZE);
+    let size = 0;
+    for (let n; (n = readSync(fd, buf, 0, buf.length, size)) > 0; size += n) hash.update(buf.subarray(0, n));
+    return { size, sha256: hash.digest('hex') };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * A page-level file restored, or with --delta (`delta`) kept when the file
+ * on disk is already it (mode and mtime set) or laid over an earlier state
+ * of its chain (chainStateOf).
+ */
+export async function restorePaged(driver: StorageDriver, key: EncryptionKey | undefined, f: ManifestFile, t: PagedTarget, delta: boolean, signal?: AbortSignal): Promise<{ written: number; kept: boolean }> {
+  let keep = -1;
+  if (delta) {
+    const local = hashLocalFile(t.path);
+    if (local !== undefined) {
+      if (local.sha256 === f.sha256 && local.size === f.size) {
+        chmodSync(t.path, t.mode);
+        utimesSync(t.path, t.mtime, t.mtime);
+        return { written: 0, kept: true };
+      }
+      keep = chainStateOf(f, local);
+    }
+  }
+  return { written: await restorePagedFile(driver, key, f, t, keep, signal), kept: false };
+}
+
