@@ -193,7 +193,7 @@ export function createBackupStore(o: StoreOptions): BackupStore {
     const l = r.layer;
     const layer: PageLayer = {
       ref: o.id, key, storedSize: l.storedSize, ...(l.bundle ? { bundle: l.bundle } : {}), size: l.size, sha256: l.sha256,
-      blocks: encodeBlocks(r.blocks), fileSize: r.fileSize, fileSha256: r.fileSha256,
+      blocks: encodeBlocks(r.blocks), fileSize: r.fileSize, fileSha256: r.fileSha256, mtime: info.mtime,
     };
     const f = storedEntry({ ...info, size: r.fileSize }, key, { size: r.fileSize, sha256: r.fileSha256, storedSize: l.storedSize, ...(l.bundle ? { bundle: l.bundle } : {}) }, bad);
     f.pages = { base: p.pages?.base ?? pieceOf(p), layers: [...(p.pages?.layers ?? []), layer] };

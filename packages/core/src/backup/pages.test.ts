@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -10,7 +10,7 @@ import { BLCKSZ, pageChecksum } from '../pg/page-checksum.js';
 import { MemoryDriver } from '../storage/memory.js';
 import type { ManifestFile } from './manifest.js';
 import { decodeBlocks, encodeBlocks, objectEntries, pageLevelBlocker, pageUnchanged, selectChangedPages, storeChangedPages, type PageLayer, type PageSelection } from './pages.js';
-import { chainStateOf, pageSources, restorePagedFile } from './restore-pages.js';
+import { chainStateOf, pageSources, restorePaged, restorePagedFile } from './restore-pages.js';
 
 const PARENT_START = 0x1_0000_0100n; // 1/100
 
@@ -267,6 +267,19 @@ describe('laying down big page objects', () => {
         writeFileSync(path, base);
         assert.equal(await restorePagedFile(d, key, f, t, chainStateOf(f, { size: base.length, sha256: b.sha256 })), blocks.length * BLCKSZ);
         assert.ok(readFileSync(path).equals(final));
+        // --delta on a file with the base's size and mtime, as a restore of the base leaves it: one pass, the layer's pages only.
+        const withMtime = { ...f, pages: { base: { ...b, mtime: 1_700_000_000.5 }, layers: f.pages!.layers } };
+        writeFileSync(path, base);
+        utimesSync(path, 1_700_000_000.5, 1_700_000_000.5);
+        assert.deepEqual(await restorePaged(d, key, withMtime, t, true), { written: blocks.length * BLCKSZ, kept: false });
+        assert.ok(readFileSync(path).equals(final));
+        // The same size and mtime over other bytes: the guess fails its SHA-256 and the file is restored whole.
+        const other = randomBytes(base.length);
+        writeFileSync(path, other);
+        utimesSync(path, 1_700_000_000.5, 1_700_000_000.5);
+        assert.deepEqual(await restorePaged(d, key, withMtime, t, true), { written: final.length, kept: false });
+        assert.ok(readFileSync(path).equals(final));
+        assert.deepEqual(await restorePaged(d, key, withMtime, t, true), { written: 0, kept: true });
         // A layer that ends before its block list does: refused, the file removed.
         const short = await store('20260103-000000I', layerData.subarray(0, 800 * BLCKSZ));
         const bad = { ...f, pages: { base: b, layers: [{ ...f.pages!.layers[0]!, ...short, size: layerData.length }] } };

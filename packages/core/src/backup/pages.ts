@@ -64,6 +64,12 @@ export interface StoredPiece {
   /** Plaintext size and SHA-256 of the object. */
   size: number;
   sha256: string;
+  /**
+   * The file's mtime when this was stored. A --delta restore takes a file on
+   * disk with this state's size and mtime (as a restore of it leaves it) to
+   * be in this state, and proves it with the SHA-256 when the file is whole.
+   */
+  mtime?: number;
 }
 
 /** Pages stored by one backup: `blocks` of the file, in that order, and the file as it then was. */
@@ -114,7 +120,7 @@ export function pageLevelBlocker(parent: BackupManifest | undefined, cur: { syst
 
 /** The whole-file object behind a manifest entry that is not page-level. */
 export function pieceOf(f: ManifestFile): StoredPiece {
-  return { ref: f.ref, key: f.key, storedSize: f.storedSize, ...(f.bundle ? { bundle: f.bundle } : {}), size: f.size, sha256: f.sha256 };
+  return { ref: f.ref, key: f.key, storedSize: f.storedSize, ...(f.bundle ? { bundle: f.bundle } : {}), size: f.size, sha256: f.sha256, mtime: f.mtime };
 }
 
 /** Every object a file is rebuilt from, in the order they are laid down. */
