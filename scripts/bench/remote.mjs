@@ -10,7 +10,7 @@
 // If-None-Match: * as AWS S3, R2 and MinIO do (BENCH_REMOTE_IF_NONE_MATCH=0:
 // as s3rver, which ignores it). See README.md.
 
-import { existsSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
@@ -30,6 +30,8 @@ const opt = {
   delayMs: int('BENCH_REMOTE_DELAY_MS', 20),
   runs: Math.max(1, int('BENCH_REMOTE_RUNS', 3)),
   requests: int('BENCH_REMOTE_REQUESTS', 0),
+  // A file to write the S3 backups' requests to (start, end ms, method, path, status), to see where the time goes.
+  trace: env.BENCH_REMOTE_TRACE || '',
   // The store honours If-None-Match: * as AWS S3, R2 and MinIO do (s3rver alone does not); 0: as s3rver.
   ifNoneMatch: env.BENCH_REMOTE_IF_NONE_MATCH !== '0',
   level: int('BENCH_COMPRESS_LEVEL', 1),
@@ -47,6 +49,19 @@ async function timedRun(cmd, args, e) {
   const r = await run(cmd, args, { asPg: true, env: e, allowFail: true, timeoutMs: opt.timeoutS * 1000 });
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.code}):\n${(r.stderr || r.stdout).trimEnd().split('\n').slice(-10).join('\n')}`);
   return { seconds: round((performance.now() - t0) / 1000, 2), stdout: r.stdout, stderr: r.stderr ?? '' };
+}
+
+/** Appends the proxy's trace (ms from the first request) and the tool's stderr to opt.trace, and stops tracing. */
+function writeTrace(proxy, title, stderr, base) {
+  const t = proxy.traced;
+  const lines = t.map((e) => `${round(e.start - base, 0)}\t${round((e.end ?? NaN) - base, 0)}\t${e.method}\t${e.status ?? ''}\t${e.url}`);
+  // The tool's log lines with their times in the same ms, so the two read side by side.
+  const log = stderr.split('\n').map((l) => {
+    const m = /^\{"time":"([^"]+)".*"msg":"(.*)"\}$/.exec(l);
+    return m ? `${Date.parse(m[1]) - base}\tlog\t${m[2]}` : l;
+  });
+  appendFileSync(opt.trace, `# ${title} (ms from the command's start), ${t.length} requests\n${lines.join('\n')}\n${log.join('\n')}\n`);
+  proxy.trace(false);
 }
 
 /** cairn-basebackup --log-level debug: "... after N ms" since its start, per phase. */
@@ -92,12 +107,18 @@ async function main() {
         const repo = where === 'file' ? fileRepo : s3Repo;
         syncDisks();
         const requestsBefore = proxy.requests;
+        if (where === 's3' && opt.trace) proxy.trace(true);
+        const bStart = Date.now();
         const b = await timedRun(BASEBACKUP, ['--pgdata', srv.pgdata, '--repo', repo, '--compress', Z, '--jobs', String(opt.jobs), '--json', '--log-level', 'debug'], { ...repoEnv, ...srv.clientEnv() });
         const phases = phasesOf(b.stderr);
+        if (where === 's3' && opt.trace) writeTrace(proxy, `run ${i + 1}: backup ${b.seconds} s`, b.stderr, bStart);
         const id = JSON.parse(b.stdout.trim().split('\n').pop()).id;
         const dest = join(makeDir(`restore-${where}-${i}`), 'pgdata');
         syncDisks();
-        const r = await timedRun(RESTORE, ['--repo', repo, '--pgdata', dest, '--set', id, '--target', 'immediate', '--jobs', String(opt.jobs)], repoEnv);
+        if (where === 's3' && opt.trace) proxy.trace(true);
+        const rStart = Date.now();
+        const r = await timedRun(RESTORE, ['--repo', repo, '--pgdata', dest, '--set', id, '--target', 'immediate', '--jobs', String(opt.jobs), '--log-level', 'debug'], repoEnv);
+        if (where === 's3' && opt.trace) writeTrace(proxy, `run ${i + 1}: restore ${r.seconds} s`, r.stderr, rStart);
         const requests = where === 's3' ? proxy.requests - requestsBefore : undefined;
         say(`  ${i + 1}/${opt.runs} ${where}: backup ${b.seconds} s (started ${phases.started}, copied ${phases.copied}, stopped ${phases.stopped}, WAL in repo ${phases.walInRepo} s), restore ${r.seconds} s${requests !== undefined ? `, ${requests} requests` : ''}`);
         res.runs.push({ where, backup: b.seconds, restore: r.seconds, requests, phases });

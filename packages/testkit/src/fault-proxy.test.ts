@@ -310,7 +310,18 @@ describe('s3 driver conditional writes (fake server)', () => {
     const d = new S3Driver({ ...options, conditionalWrites: false }, { client });
     assert.equal(d.features.atomicIfAbsent, false);
     await assert.rejects(d.write('k', Buffer.from('x'), { ifAbsent: true }), WriteConflictError);
-    assert.deepEqual(sent.map((s) => s.name), ['HeadObjectCommand']);
+    // The first look also asks whether the bucket is there, alongside the HEAD.
+    assert.deepEqual(sent.map((s) => s.name).sort(), ['HeadObjectCommand', 'ListObjectsV2Command']);
+  });
+
+  it('on a store known to honour If-None-Match, or after the caller looked, sends the PUT alone', async () => {
+    const atomic = fakeClient({ head: 'present', put: 412 });
+    await assert.rejects(new S3Driver(options, { client: atomic.client }).write('k', Buffer.from('x'), { ifAbsent: true }), WriteConflictError);
+    assert.deepEqual(atomic.sent.map((s) => s.name), ['PutObjectCommand']);
+    const looked = fakeClient({ head: 'present', put: 'ok' });
+    await new S3Driver({ ...options, conditionalWrites: false }, { client: looked.client }).write('k', Buffer.from('x'), { ifAbsent: true, lookedFirst: true });
+    assert.deepEqual(looked.sent.map((s) => s.name), ['PutObjectCommand']);
+    assert.equal(looked.sent[0]?.input.IfNoneMatch, '*', 'still conditional');
   });
 
   it('sends no condition on a plain write', async () => {

@@ -56,7 +56,24 @@ export interface FaultProxy {
   /** The most requests in flight at once (received, not yet answered) since the start or resetMaxInFlight(). */
   readonly maxInFlight: number;
   resetMaxInFlight(): void;
+  /**
+   * Starts (or stops, with false) recording every request: when it came in
+   * and was answered (Date.now()), method, path and status.
+   * Starting again clears what was recorded.
+   */
+  trace(on: boolean): void;
+  readonly traced: readonly TracedRequest[];
   stop(): Promise<void>;
+}
+
+export interface TracedRequest {
+  /** When the request came in and when its response ended: ms since the epoch (Date.now()). */
+  start: number;
+  end?: number;
+  method: string;
+  /** The path and query, as sent. */
+  url: string;
+  status?: number;
 }
 
 const ERRORS = {
@@ -75,6 +92,7 @@ export async function startFaultProxy(target: { host: string; port: number }): P
   let maxInFlight = 0;
   let stopped = false;
   let ifNoneMatch = false;
+  let tracing: TracedRequest[] | undefined;
   /** Conditional writes in progress, per object path: one at a time. */
   const conditional = new Map<string, Promise<void>>();
   const sockets = new Set<Socket>();
@@ -95,6 +113,14 @@ export async function startFaultProxy(target: { host: string; port: number }): P
       }
     };
     res.on('close', settle);
+    if (tracing) {
+      const entry: TracedRequest = { start: Date.now(), method: req.method ?? '', url: req.url ?? '' };
+      tracing.push(entry);
+      res.on('close', () => {
+        entry.end = Date.now();
+        entry.status = res.statusCode;
+      });
+    }
     if (delayMs > 0) setTimeout(() => handle(req, res), delayMs);
     else handle(req, res);
   });
@@ -247,6 +273,7 @@ export async function startFaultProxy(target: { host: string; port: number }): P
       });
     });
 
+  let traced: TracedRequest[] = [];
   let port = 0;
   await listen();
   port = (server.address() as { port: number }).port;
@@ -301,6 +328,13 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     },
     resetMaxInFlight() {
       maxInFlight = inFlight;
+    },
+    trace(on: boolean) {
+      tracing = on ? [] : undefined;
+      traced = tracing ?? traced;
+    },
+    get traced() {
+      return traced;
     },
     setMode(next: FaultMode) {
       if (stopped) throw new Error('fault proxy is stopped');

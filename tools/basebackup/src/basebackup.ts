@@ -62,6 +62,49 @@ export interface BasebackupOptions {
   keyFile: string | undefined;
   source: { kind: 'local'; pgdata: string; fastCheckpoint: boolean } | { kind: 'stream'; input: AsyncIterable<Buffer>; program?: Program };
   label: string;
+  /** What prepareBackup started before the lease was held (default: started here). */
+  prep?: BackupPrep;
+}
+
+/**
+ * What a backup may look at before it holds the backup lease, started while
+ * the lease is taken (on a far-away store each is a round trip or more): the
+ * repository's configuration and key, created on first use as every writer
+ * does (wal-push holds no lease for it either), and in local mode the
+ * server's session and what the server says it is.
+ */
+export interface BackupPrep {
+  repo: Promise<unknown>;
+  /** The session, from now on the caller's to end (local mode). */
+  take(): Promise<Session>;
+  /** Ends the session unless it was taken; for every way the run ends. */
+  abandon(): void;
+}
+
+export function prepareBackup(o: Pick<BasebackupOptions, 'driver' | 'cluster' | 'key' | 'source'>, toolCtx: ToolContext): BackupPrep {
+  const ctx = backupContext(o, toolCtx);
+  const repo = ensureRepoConfig(o.driver, o.cluster, o.key, ctx.now(), ctx.signal);
+  const session = o.source.kind === 'local' ? openSession(ctx) : undefined;
+  // Each is reported where it is awaited.
+  repo.catch(() => {});
+  session?.catch(() => {});
+  let taken = false;
+  return {
+    repo,
+    take() {
+      if (!session) throw new Error('no session in stream mode');
+      taken = true;
+      return session;
+    },
+    abandon() {
+      if (!taken) session?.then((sn) => sn.client.end(), () => {}).catch(() => {});
+    },
+  };
+}
+
+/** The server libpq would reach; in local mode the one that owns --pgdata, from its postmaster.pid (docs/gotchas.md §Real hosts). */
+function backupContext(o: Pick<BasebackupOptions, 'source'>, toolCtx: ToolContext): ToolContext {
+  return { ...toolCtx, env: libpqEnv(toolCtx.env, o.source.kind === 'local' ? { pgdata: o.source.pgdata } : {}) };
 }
 
 export interface BasebackupResult {
@@ -96,7 +139,8 @@ async function freeId(driver: StorageDriver, cluster: string, start: Date, type:
 }
 
 async function waitForWal(driver: StorageDriver, cluster: string, systemId: string, wal: string, timeoutMs: number, ctx: ToolContext): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const started = Date.now();
+  const deadline = started + timeoutMs;
   for (;;) {
     // A listing that fails for a passing reason (a response cut off, once the
     // driver's own retries are spent) is one poll lost, not the backup: the
@@ -114,7 +158,9 @@ async function waitForWal(driver: StorageDriver, cluster: string, systemId: stri
         hint: "check that archive_command is 'cairn-wal-push %p' with this repository and that pg_stat_archiver shows no failures; raise --archive-timeout if archiving lags",
       });
     }
-    await sleep(100, ctx.signal);
+    // The segment usually lands within a second or two: look often then
+    // (each look is one listing), less often once archiving is plainly slow.
+    await sleep(Date.now() - started < 5000 ? 25 : 100, ctx.signal);
   }
 }
 
@@ -125,9 +171,7 @@ async function waitForWal(driver: StorageDriver, cluster: string, systemId: stri
  * Only while its manifest is certainly absent; best effort.
  */
 export async function basebackup(o: BasebackupOptions, toolCtx: ToolContext): Promise<BasebackupResult> {
-  // The server libpq would reach; in local mode the one that owns --pgdata,
-  // from its postmaster.pid (docs/gotchas.md §Real hosts).
-  const ctx: ToolContext = { ...toolCtx, env: libpqEnv(toolCtx.env, o.source.kind === 'local' ? { pgdata: o.source.pgdata } : {}) };
+  const ctx = backupContext(o, toolCtx);
   taken.clear();
   try {
     return await runBackup(o, ctx);
@@ -163,10 +207,19 @@ function fileLimiter(o: BasebackupOptions): (size: number) => <T>(job: () => Pro
 async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<BasebackupResult> {
   const t0 = Date.now();
   const spec: EncodeSpec = { compress: parseCompress(o.compress), ...(o.key ? { key: o.key } : {}) };
-  await ensureRepoConfig(o.driver, o.cluster, o.key, ctx.now(), ctx.signal);
-  await sweepLeftovers(o.driver, o.cluster, 'backups/', ctx);
+  // In local mode the server is asked what it is while the repository is
+  // read: on a far-away store each step below is a round trip.
+  const prep = o.prep ?? prepareBackup(o, ctx);
   const catalog: BackupManifest[] = [];
-  for await (const m of eachBackupManifest(o.driver, o.cluster, { signal: ctx.signal })) catalog.push(m);
+  try {
+    await prep.repo;
+    await sweepLeftovers(o.driver, o.cluster, 'backups/', ctx);
+    for await (const m of eachBackupManifest(o.driver, o.cluster, { signal: ctx.signal })) catalog.push(m);
+  } catch (err) {
+    // The repository's error is the one reported; the session is closed.
+    prep.abandon();
+    throw err;
+  }
   const slots = createSlots(Math.max(2, o.jobs * 2));
   const progress = createProgress(ctx, 'backup');
 
@@ -174,7 +227,7 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
   const startedAt = ctx.now();
 
   if (o.source.kind === 'local') {
-    return await backupLocal(o, o.source, ctx, { spec, catalog, slots, progress, t0, startedAt, type });
+    return await backupLocal(o, o.source, await prep.take(), ctx, { spec, catalog, slots, progress, t0, startedAt, type });
   }
   // Stream: the system id arrives with global/pg_control at the end of the
   // tar, so pick the parent by cluster and check the system at the end.
@@ -307,18 +360,50 @@ async function serverConfigPaths(q: <T>(sql: string, params?: unknown[]) => Prom
   }
 }
 
-async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastCheckpoint: boolean }, ctx: ToolContext, sh: Shared): Promise<BasebackupResult> {
+interface ServerInfo {
+  v: string;
+  dir: string;
+  sys: string;
+  seg: string;
+  ck: string;
+  rec: boolean;
+  su: string | null;
+}
+
+interface Session {
+  client: Awaited<ReturnType<typeof connectPg>>;
+  info: ServerInfo;
+}
+
+/** The session a local backup runs in, and what the server says it is. The caller ends the client. */
+async function openSession(ctx: ToolContext): Promise<Session> {
   const client = await connectPg({ env: ctx.env, application: 'cairn-basebackup', needs: 'a superuser or a role with pg_backup_start rights' });
-  let started = false;
-  let workers: FileWorkers | undefined;
   try {
-    const q = async <T>(sql: string, params: unknown[] = []) => (await client.query(sql, params)).rows as T[];
-    const [info] = await q<{ v: string; dir: string; sys: string; seg: string; ck: string; rec: boolean; su: string | null }>(
+    const { rows } = await client.query<ServerInfo>(
       `select current_setting('server_version_num') v, current_setting('data_directory') dir,
               (select rolname from pg_roles where oid = 10) su,
               (select system_identifier::text from pg_control_system()) sys,
               (select setting from pg_settings where name = 'wal_segment_size') seg, current_setting('data_checksums') ck, pg_is_in_recovery() rec`,
     );
+    return { client, info: rows[0]! };
+  } catch (err) {
+    await client.end().catch(() => {});
+    throw err;
+  }
+}
+
+async function backupLocal(
+  o: BasebackupOptions,
+  src: { pgdata: string; fastCheckpoint: boolean },
+  session: Session,
+  ctx: ToolContext,
+  sh: Shared,
+): Promise<BasebackupResult> {
+  const { client, info } = session;
+  let started = false;
+  let workers: FileWorkers | undefined;
+  try {
+    const q = async <T>(sql: string, params: unknown[] = []) => (await client.query(sql, params)).rows as T[];
     const pgVersionNum = Number(info!.v);
     if (pgVersionNum < 150000) {
       throw new CairnError('CONFIG_INVALID', `PostgreSQL ${Math.floor(pgVersionNum / 10000)} is not supported for local backups`, { hint: 'use --remote (pg_basebackup) for servers before 15' });
@@ -333,17 +418,20 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
     const systemId = info!.sys;
     const segSize = Number(info!.seg);
     const dataChecksums = info!.ck === 'on';
-    const others = await listSystems(o.driver, o.cluster, ctx.signal);
-    if (others.length > 0 && !others.includes(systemId)) ctx.log.warn(`registering system ${systemId} in cluster "${o.cluster}" beside ${others.join(', ')}`);
-    await ensureSystemRegistered(o.driver, o.cluster, { systemId, firstSeen: ctx.now().toISOString(), registeredBy: `cairn-basebackup ${CAIRN_VERSION}`, walSegmentSize: segSize, pgVersion: String(pgVersionNum) }, { force: true, signal: ctx.signal });
-
     let type = sh.type;
     const parent = pickParent(sh.catalog, type, systemId);
     if (type !== 'full' && !parent) {
       ctx.log.warn(`no backup of system ${systemId} to base a ${type} backup on: taking a full backup`);
       type = 'full';
     }
-    const id = await freeId(o.driver, o.cluster, sh.startedAt, type, ctx.signal);
+    // Three looks at the repository at once (each a round trip on an object store).
+    const [others, registered, id] = await Promise.all([
+      listSystems(o.driver, o.cluster, ctx.signal),
+      ensureSystemRegistered(o.driver, o.cluster, { systemId, firstSeen: ctx.now().toISOString(), registeredBy: `cairn-basebackup ${CAIRN_VERSION}`, walSegmentSize: segSize, pgVersion: String(pgVersionNum) }, { force: true, signal: ctx.signal }),
+      freeId(o.driver, o.cluster, sh.startedAt, type, ctx.signal),
+    ]);
+    const besides = others.filter((x) => x !== systemId);
+    if (registered === 'registered' && besides.length > 0) ctx.log.warn(`registered system ${systemId} in cluster "${o.cluster}" beside ${besides.join(', ')}`);
     const [start] = await q<{ lsn: string }>('select pg_backup_start($1, $2)::text lsn', [o.label || `cairn ${id}`, src.fastCheckpoint]);
     started = true;
     const startLsn = parseLsn(start!.lsn);

@@ -7,7 +7,7 @@ import { COMPRESS_SETTING } from '@cairn/core/config/settings';
 import { summarize } from '@cairn/core/backup/manifest';
 import { leaseOptionsFor, LOCK_WAIT_SETTING, withLeases } from '@cairn/core/repo/lease';
 import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
-import { basebackup, defaultJobs, streamInput } from './basebackup.js';
+import { basebackup, prepareBackup, defaultJobs, streamInput } from './basebackup.js';
 import { formatBytes } from '@cairn/core/cli/format';
 import { assertReadableFile, assertUsableDirectory } from '@cairn/core/util/user-path';
 import { resolve } from 'node:path';
@@ -68,10 +68,16 @@ export const basebackupTool = defineTool({
           : { kind: 'stream' as const, ...streamInput(fromTar, remote, s['pg-bin'], checkpoint === 'fast', ctx) };
       // The backup lease keeps a second backup (same parent, same id) and expire out.
       const leaseOpts = leaseOptionsFor('basebackup', s['lock-wait'] * 1000, ctx);
-      const { manifest: m } = await withLeases(driver!, repo.cluster, leaseOpts, (signal) => basebackup({
-        driver: driver!, cluster: repo.cluster, key, keyFile: repo.keyFile, compress, type, checksumDelta: s['checksum-delta'], pageLevel: s['page-level'],
-        jobs, archiveTimeoutMs: s['archive-timeout'] * 1000, source, label: s.label ?? '',
-      }, { ...ctx, signal }));
+      const prep = prepareBackup({ driver: driver!, cluster: repo.cluster, key, source }, ctx);
+      let m;
+      try {
+        ({ manifest: m } = await withLeases(driver!, repo.cluster, leaseOpts, (signal) => basebackup({
+          driver: driver!, cluster: repo.cluster, key, keyFile: repo.keyFile, compress, type, checksumDelta: s['checksum-delta'], pageLevel: s['page-level'],
+          jobs, archiveTimeoutMs: s['archive-timeout'] * 1000, source, label: s.label ?? '', prep,
+        }, { ...ctx, signal })));
+      } finally {
+        prep.abandon();
+      }
       const secs = m.durationSeconds;
       const t = m.totals;
       ctx.stderr.write(

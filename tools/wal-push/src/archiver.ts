@@ -21,6 +21,7 @@ import {
 } from '@cairn/core/codec/index';
 import { readSystemIdFromPgData } from '@cairn/core/pg/control-file';
 import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
+import { systemKey } from '@cairn/core/repo/layout';
 import { ensureSystemRegistered, listSystems } from '@cairn/core/repo/systems';
 import { storeWal, type StoreOutcome } from '@cairn/core/repo/wal-archive';
 import type { StorageDriver } from '@cairn/core/storage/driver';
@@ -79,19 +80,27 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
     }
     return p;
   };
+  /** The repository's configuration, then the system: the system's record is looked for alongside the first. */
   const ensureSystem = (d: StorageDriver, systemId: string, segSize: number | undefined) => {
     const k = `${drivers.indexOf(d)}:${systemId}`;
     let p = systemReady.get(k);
     if (!p) {
-      p = ensureSystemRegistered(d, opts.cluster, {
+      p = ensureSystemAfterRepo(d, systemId, segSize);
+      systemReady.set(k, p);
+    }
+    return p;
+  };
+  const ensureSystemAfterRepo = async (d: StorageDriver, systemId: string, segSize: number | undefined) => {
+    const look = d.stat(systemKey(opts.cluster, systemId), ctx.signal);
+    look.catch(() => {});
+    await ensureRepo(d);
+    if ((await look) !== undefined) return 'known';
+    return await ensureSystemRegistered(d, opts.cluster, {
         systemId,
         firstSeen: ctx.now().toISOString(),
         registeredBy: 'wal-push',
         ...(segSize ? { walSegmentSize: segSize } : {}),
       }, { force: opts.registerSystem, signal: ctx.signal });
-      systemReady.set(k, p);
-    }
-    return p;
   };
 
   /** The system a history or backup file belongs to: it carries no identifier. */
@@ -109,11 +118,9 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
 
   const storeEverywhere = async (name: WalFileName, systemId: string, segSize: number | undefined, sha256: string, body: () => Buffer | NodeJS.ReadableStream) => {
     const results = await Promise.allSettled(
-      drivers.map(async (d) => {
-        await ensureRepo(d);
-        await ensureSystem(d, systemId, segSize);
-        return storeWal(d, { cluster: opts.cluster, systemId, walName: name.name, sha256, ext, body, signal: ctx.signal });
-      }),
+      drivers.map((d) =>
+        storeWal(d, { cluster: opts.cluster, systemId, walName: name.name, sha256, ext, body, signal: ctx.signal, ready: ensureSystem(d, systemId, segSize) }),
+      ),
     );
     // Finish every repository, then fail as a whole if any failed: PostgreSQL
     // must keep the file until all of them have it (docs/style.md §Streams).

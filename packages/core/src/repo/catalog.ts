@@ -167,22 +167,52 @@ async function tolerating<T>(o: ReadManifestsOptions, bad: Omit<InvalidManifest,
 }
 
 /**
+ * Manifests read ahead of the one a loop is at: on an object store each read
+ * is a round trip, so one at a time costs the repository's distance once per
+ * backup; a few at a time keeps memory bounded by that few.
+ */
+const MANIFEST_READ_AHEAD = 4;
+
+/**
+ * `read` of each item, started at most `ahead` before it is taken, handed out
+ * in order as unsettled reads (in a box: a generator would await a bare
+ * promise), so the caller meets each failure in order too.
+ */
+function* readAhead<I, T>(items: readonly I[], ahead: number, read: (item: I) => Promise<T>): Generator<{ item: I; value: Promise<T> }> {
+  const started: { item: I; value: Promise<T> }[] = [];
+  let next = 0;
+  for (;;) {
+    while (next < items.length && started.length < ahead) {
+      const item = items[next++]!;
+      const value = read(item);
+      value.catch(() => {}); // met by the caller when it takes this one; a loop that stops early leaves it
+      started.push({ item, value });
+    }
+    const first = started.shift();
+    if (!first) return;
+    yield first;
+  }
+}
+
+/**
  * The one loop over backup manifests: each backup that exists (or each of
- * `ids`), oldest first, read one at a time so a caller that keeps only a
- * summary never holds every file list.
+ * `ids`), oldest first, a few read ahead (MANIFEST_READ_AHEAD) so a caller
+ * that keeps only a summary never holds every file list.
  */
 export async function* eachBackupManifest(driver: StorageDriver, cluster: string, o: ReadManifestsOptions & { ids?: readonly string[] } = {}): AsyncGenerator<BackupManifest> {
-  for (const id of o.ids ?? (await listBackupIds(driver, cluster, o.signal))) {
-    const m = await tolerating(o, { kind: 'backup', id, key: manifestKey(cluster, id) }, () => readManifest(driver, cluster, id, o.signal));
+  const ids = o.ids ?? (await listBackupIds(driver, cluster, o.signal));
+  for (const { item: id, value } of readAhead(ids, MANIFEST_READ_AHEAD, (id) => readManifest(driver, cluster, id, o.signal))) {
+    const m = await tolerating(o, { kind: 'backup', id, key: manifestKey(cluster, id) }, () => value);
     if (m) yield m;
   }
 }
 
 /** The same loop over dump manifests: each dump that exists (or each of `refs`), oldest first. */
 export async function* eachDumpManifest(driver: StorageDriver, cluster: string, o: ReadManifestsOptions & { refs?: readonly DumpRef[] } = {}): AsyncGenerator<DumpManifest> {
-  for (const ref of o.refs ?? (await listDumps(driver, cluster, o.signal))) {
+  const refs = o.refs ?? (await listDumps(driver, cluster, o.signal));
+  for (const { item: ref, value } of readAhead(refs, MANIFEST_READ_AHEAD, (ref) => readDumpManifest(driver, cluster, ref.dir, ref.id, o.signal))) {
     const bad = { kind: 'dump' as const, id: `${ref.dir}/${ref.id}`, key: dumpManifestKey(cluster, ref.dir, ref.id), dump: ref };
-    const m = await tolerating(o, bad, () => readDumpManifest(driver, cluster, ref.dir, ref.id, o.signal));
+    const m = await tolerating(o, bad, () => value);
     if (m) yield m;
   }
 }

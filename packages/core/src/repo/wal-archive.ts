@@ -69,6 +69,12 @@ export interface StoreWalArgs {
   body: () => Buffer | NodeJS.ReadableStream;
   signal?: AbortSignal;
   race?: WalRaceOptions;
+  /**
+   * The caller's checks of the repository (its configuration and key, the
+   * system): the first look for a stored copy runs alongside them, nothing
+   * is written before they pass, and their failure is the one reported.
+   */
+  ready?: Promise<unknown>;
 }
 
 interface Intent {
@@ -113,7 +119,10 @@ export async function storeWal(driver: StorageDriver, args: StoreWalArgs): Promi
     if (existing.length > 0) throw duplicateError(walName, driver.url, existing[0]!.sha256, sha256);
     return undefined;
   };
-  const before = await decide();
+  const [ready, first] = await Promise.allSettled([args.ready, decide()]);
+  if (ready.status === 'rejected') throw ready.reason;
+  if (first.status === 'rejected') throw first.reason;
+  const before = first.value;
   if (before) return before;
 
   const nonce = args.race?.nonce ?? randomBytes(8).toString('hex');
@@ -165,7 +174,7 @@ export async function storeWal(driver: StorageDriver, args: StoreWalArgs): Promi
     if (now) return now;
     let wrote = false;
     try {
-      await driver.write(walObjectKey(cluster, systemId, walName, sha256, ext), args.body() as Buffer, { ifAbsent: true, ...(signal ? { signal } : {}) });
+      await driver.write(walObjectKey(cluster, systemId, walName, sha256, ext), args.body() as Buffer, { ifAbsent: true, lookedFirst: true, ...(signal ? { signal } : {}) });
       wrote = true;
     } catch (err) {
       // The same key holds the same content (checksum and codec in the name).

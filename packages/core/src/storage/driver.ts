@@ -49,6 +49,13 @@ export const REMOTE_REQUESTS = 32;
 export interface WriteOptions {
   /** Reject with WriteConflictError when the key already exists. */
   ifAbsent?: boolean;
+  /**
+   * With ifAbsent: the caller has just looked (listed the key's prefix) and
+   * not found the key, so a driver whose ifAbsent is check-then-write may
+   * take that look as its check instead of a round trip of its own. The
+   * write is still conditional where the store honours it.
+   */
+  lookedFirst?: boolean;
   signal?: AbortSignal;
   /**
    * false: the object is still atomic (whole or absent) but may not survive a

@@ -169,16 +169,20 @@ export class S3Driver implements StorageDriver {
 
   async stat(key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined> {
     const Key = this.keyOf(key);
+    // A HEAD has no body, so a missing bucket also answers a bare 404. Tell
+    // the two apart once: "not found" must never stand for "misconfigured"
+    // (wal-get's exit 1 ends recovery, docs/design.md §4.4). The first stat
+    // asks alongside its HEAD rather than after it: one round trip, not two,
+    // on the way of every tool's first look. Its answer counts only on a 404.
+    const bucket = this.bucketChecked ? undefined : this.checkBucket(`stat "${key}"`, signal);
+    bucket?.catch(() => {});
     try {
       const r = await this.send((c) => c.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal }));
       return { key, size: r.ContentLength ?? 0, mtime: r.LastModified ?? new Date(0) };
     } catch (err) {
       if (!isNotFound(err)) throw this.fail(err, `stat "${key}"`);
     }
-    // A HEAD has no body, so a missing bucket also answers a bare 404. Tell
-    // the two apart once: "not found" must never stand for "misconfigured"
-    // (wal-get's exit 1 ends recovery, docs/design.md §4.4).
-    await this.checkBucket(`stat "${key}"`, signal);
+    await (bucket ?? this.checkBucket(`stat "${key}"`, signal));
     return undefined;
   }
 
@@ -306,7 +310,10 @@ export class S3Driver implements StorageDriver {
   private async writeObject(Key: string, key: string, body: Readable | Buffer, opts: WriteOptions): Promise<void> {
     const { signal } = opts;
     signal?.throwIfAborted();
-    if (opts.ifAbsent && (await this.stat(key, signal)) !== undefined) throw new WriteConflictError(key, this.url);
+    // Where the server is known to honour If-None-Match (below), it alone
+    // decides; otherwise a HEAD looks first, unless the caller just did.
+    const look = opts.ifAbsent && !this.features.atomicIfAbsent && !opts.lookedFirst;
+    if (look && (await this.stat(key, signal)) !== undefined) throw new WriteConflictError(key, this.url);
     // Sent as well as the HEAD above: where the server honours it, it closes
     // the race between HEAD and PUT (412); s3rver ignores it.
     const conditional = opts.ifAbsent ? { IfNoneMatch: '*' } : {};
