@@ -60,6 +60,7 @@ export interface BasebackupOptions {
   archiveTimeoutMs: number;
   /** For the worker threads, which open the key themselves. */
   keyFile: string | undefined;
+  keyCommand?: string | undefined;
   source: { kind: 'local'; pgdata: string; fastCheckpoint: boolean } | { kind: 'stream'; input: AsyncIterable<Buffer>; program?: Program };
   label: string;
 }
@@ -365,7 +366,7 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
     const walk = await walkPgData(pgdata);
     sh.progress.total(walk.totalSize);
     const entry = walk.files.some((f) => f.size >= BIG_FILE) ? findWorkerEntry(import.meta.url) : undefined;
-    workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, env: ctx.env, keyFile: o.keyFile, compress: o.compress }) : undefined;
+    workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, env: ctx.env, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: o.compress }) : undefined;
     const store = createBackupStore({
       driver: o.driver, cluster: o.cluster, id, spec: sh.spec, slots: sh.slots, parent, checksumDelta,
       pageCheckLsn: dataChecksums ? startLsn : undefined, log: ctx.log, signal: ctx.signal, onBytes: sh.progress.add,

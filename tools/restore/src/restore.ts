@@ -48,6 +48,7 @@ export interface RestoreOptions {
   restoreCommand: string;
   /** For the worker threads, which open the key themselves. */
   keyFile: string | undefined;
+  keyCommand?: string | undefined;
   /** Where the configuration files the backup kept from outside PGDATA go; undefined: not written. */
   configDir: string | undefined;
 }
@@ -334,7 +335,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   // Big files each in a worker thread: their SHA-256 runs there, beside the
   // small files on this thread (see @cairn/core/backup/file-worker).
   const entry = manifest.files.some((f) => f.size >= BIG_FILE) ? findWorkerEntry(import.meta.url) : undefined;
-  const workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, env: ctx.env, keyFile: o.keyFile, compress: 'none' }) : undefined;
+  const workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, env: ctx.env, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: 'none' }) : undefined;
   try {
     const control = manifest.files.find((f) => f.path === CONTROL);
     const abort = new AbortController();

@@ -3,7 +3,8 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { CairnError } from '../cli/errors.js';
-import { loadEncryptionKey, parseCompress, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
+import { loadKey } from '../repo/repositories.js';
+import { parseCompress, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
 import { nativeZstd } from '../codec/zstd-native.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { openStorage } from '../storage/open.js';
@@ -20,7 +21,7 @@ export function runFileWorker(): void {
   let driverP: Promise<StorageDriver> | undefined;
   let keyP: Promise<EncryptionKey | undefined> | undefined;
   const driver = () => (driverP ??= openStorage(setup.repoUrl, { env: setup.env }));
-  const key = () => (keyP ??= setup.keyFile === undefined ? Promise.resolve(undefined) : loadEncryptionKey(setup.keyFile));
+  const key = () => (keyP ??= loadKey(setup, setup.env));
   // Pieces in flight for this worker's one file: enough to keep the
   // threadpool busy compressing while this thread hashes.
   const slots = createSlots(3);

@@ -63,6 +63,7 @@ export interface WorkerSetup {
   /** The tool context's environment (the S3 region); a thread does not read process.env (docs/style.md). */
   env: Record<string, string | undefined>;
   keyFile: string | undefined;
+  keyCommand?: string | undefined;
   /** zstd:1, … (encode jobs). */
   compress: string;
 }

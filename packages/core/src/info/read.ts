@@ -10,7 +10,7 @@ import { createWalArchiveCollector, readHistories, readRepoCatalog } from '../re
 import { compareDrillIds } from '../drill/result-format.js';
 import { readJsonObject } from '../repo/json-object.js';
 import { openCluster } from '../repo/repo-config.js';
-import { closeRepositories, loadKey, openRepositories } from '../repo/repositories.js';
+import { closeRepositories, loadKey, openRepositories, type KeySource } from '../repo/repositories.js';
 import { listReaderLeases } from '../repo/reader-lease.js';
 import { readSystem, type SystemRecord } from '../repo/systems.js';
 import type { StorageDriver } from '../storage/driver.js';
@@ -98,10 +98,9 @@ export async function readInfoReport(
   return damaged.length > 0 ? { ...report, damaged } : report;
 }
 
-export interface InfoOptions {
+export interface InfoOptions extends KeySource {
   repos: string[];
   cluster: string;
-  keyFile: string | undefined;
 }
 
 export type InfoReadError = InfoDocument['errors'][number];
@@ -140,7 +139,7 @@ export async function readRepositoryReport(
  * others are still reported; an internal error stops everything.
  */
 export async function readInfoDocument(opts: InfoOptions, ctx: { now: () => Date; signal: AbortSignal; env: NodeJS.ProcessEnv; log: { warn: (line: string) => void } }): Promise<InfoDocument> {
-  const key = await loadKey(opts.keyFile);
+  const key = await loadKey(opts, ctx.env, ctx.signal);
   const now = ctx.now();
   const doc: InfoDocument = { format: INFO_FORMAT, createdAt: now.toISOString(), repositories: [], errors: [] };
   for (const url of opts.repos) {
