@@ -163,8 +163,9 @@ function fileLimiter(o: BasebackupOptions): (size: number) => <T>(job: () => Pro
 
 async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<BasebackupResult> {
   const t0 = Date.now();
-  const spec: EncodeSpec = { compress: parseCompress(o.compress), ...(o.key ? { key: o.key } : {}) };
-  await ensureRepoConfig(o.driver, o.cluster, o.key, ctx.now(), ctx.signal);
+  // Objects are encrypted with the cluster's data key (or, in a cluster made before data keys, the operator's key).
+  const dataKey = (await ensureRepoConfig(o.driver, o.cluster, o.key, ctx.now(), ctx.signal)).dataKey;
+  const spec: EncodeSpec = { compress: parseCompress(o.compress), ...(dataKey ? { key: dataKey } : {}) };
   await sweepLeftovers(o.driver, o.cluster, 'backups/', ctx);
   const catalog: BackupManifest[] = [];
   for await (const m of eachBackupManifest(o.driver, o.cluster, { signal: ctx.signal })) catalog.push(m);
@@ -366,7 +367,7 @@ async function backupLocal(o: BasebackupOptions, src: { pgdata: string; fastChec
     const walk = await walkPgData(pgdata);
     sh.progress.total(walk.totalSize);
     const entry = walk.files.some((f) => f.size >= BIG_FILE) ? findWorkerEntry(import.meta.url) : undefined;
-    workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, env: ctx.env, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: o.compress }) : undefined;
+    workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, env: ctx.env, cluster: o.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: o.compress }) : undefined;
     const store = createBackupStore({
       driver: o.driver, cluster: o.cluster, id, spec: sh.spec, slots: sh.slots, parent, checksumDelta,
       pageCheckLsn: dataChecksums ? startLsn : undefined, log: ctx.log, signal: ctx.signal, onBytes: sh.progress.add,

@@ -108,8 +108,8 @@ export async function expire(opts: ExpireOptions, ctx: { now: () => Date; signal
 
 async function planRepository(driver: StorageDriver, opts: ExpireOptions, now: Date, signal: AbortSignal): Promise<ExpireResult> {
   // A wrong key is told before any history file fails to decode.
-  await openCluster(driver, opts.cluster, opts.key, signal);
-  const catalog = await readExpireCatalog(driver, opts.cluster, opts.key, signal);
+  const key = (await openCluster(driver, opts.cluster, opts.key, signal))?.dataKey ?? opts.key;
+  const catalog = await readExpireCatalog(driver, opts.cluster, key, signal);
   return planExpire(catalog, opts.policy, now);
 }
 

@@ -24,13 +24,14 @@ const DRILL_KEY_RE = /\/drills\/(\d{8}-\d{6}(?:-\d+)?)\.json$/;
 export async function readInfoReport(
   driver: StorageDriver,
   cluster: string,
-  key: EncryptionKey | undefined,
+  operatorKey: EncryptionKey | undefined,
   now: Date,
   signal?: AbortSignal,
   warn: (line: string) => void = () => {},
 ): Promise<InfoReport> {
   // A wrong or missing key is told before any history file fails to decode.
-  const cfg = await openCluster(driver, cluster, key, signal);
+  const cfg = await openCluster(driver, cluster, operatorKey, signal);
+  const key = cfg?.dataKey ?? operatorKey;
   // A damaged manifest leaves its backup or dump out of the report, listed
   // in `damaged` and told on stderr, rather than hiding the whole repository;
   // the exit status is still 4.
