@@ -16,7 +16,7 @@ const MAX_KEY_OUTPUT = 64 * 1024;
 /** How much of the command's stderr a message quotes. */
 const STDERR_IN_MESSAGE = 400;
 
-const HINT = 'run the command by hand as this user to see why; --encryption-key-command / CAIRN_ENCRYPTION_KEY_COMMAND / encryption-key-command';
+const HINT = 'run the command by hand as this user to see why, or correct encryption-key-command (--encryption-key-command, CAIRN_ENCRYPTION_KEY_COMMAND)';
 
 function invalid(message: string): CairnError {
   return new CairnError('CONFIG_INVALID', message, {
