@@ -24,7 +24,7 @@ after(runCleanups);
 
 const root = repoRoot();
 const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
-const TOOLS = ['basebackup', 'check', 'drill', 'dump', 'expire', 'info', 'prom-export', 'restore', 'restore-plan', 'verify', 'wal-get', 'wal-push'];
+const TOOLS = ['basebackup', 'check', 'drill', 'dump', 'expire', 'info', 'prom-export', 'rekey', 'restore', 'restore-plan', 'verify', 'wal-get', 'wal-push'];
 const isRoot = process.getuid?.() === 0;
 
 function sh(cmd: string, args: string[]): string {

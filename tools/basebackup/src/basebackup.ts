@@ -60,6 +60,7 @@ export interface BasebackupOptions {
   archiveTimeoutMs: number;
   /** For the worker threads, which open the key themselves. */
   keyFile: string | undefined;
+  keyCommand?: string | undefined;
   source: { kind: 'local'; pgdata: string; fastCheckpoint: boolean } | { kind: 'stream'; input: AsyncIterable<Buffer>; program?: Program };
   label: string;
   /** What prepareBackup started before the lease was held (default: started here). */
@@ -74,7 +75,7 @@ export interface BasebackupOptions {
  * server's session and what the server says it is.
  */
 export interface BackupPrep {
-  repo: Promise<unknown>;
+  repo: ReturnType<typeof ensureRepoConfig>;
   /** The session, from now on the caller's to end (local mode). */
   take(): Promise<Session>;
   /** Ends the session unless it was taken; for every way the run ends. */
@@ -206,13 +207,15 @@ function fileLimiter(o: BasebackupOptions): (size: number) => <T>(job: () => Pro
 
 async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<BasebackupResult> {
   const t0 = Date.now();
-  const spec: EncodeSpec = { compress: parseCompress(o.compress), ...(o.key ? { key: o.key } : {}) };
   // In local mode the server is asked what it is while the repository is
   // read: on a far-away store each step below is a round trip.
   const prep = o.prep ?? prepareBackup(o, ctx);
+  let spec: EncodeSpec;
   const catalog: BackupManifest[] = [];
   try {
-    await prep.repo;
+    // Objects are encrypted with the cluster's data key (or, in a cluster made before data keys, the operator's key).
+    const dataKey = (await prep.repo).dataKey;
+    spec = { compress: parseCompress(o.compress), ...(dataKey ? { key: dataKey } : {}) };
     await sweepLeftovers(o.driver, o.cluster, 'backups/', ctx);
     for await (const m of eachBackupManifest(o.driver, o.cluster, { signal: ctx.signal })) catalog.push(m);
   } catch (err) {
@@ -453,7 +456,7 @@ async function backupLocal(
     const walk = await walkPgData(pgdata);
     sh.progress.total(walk.totalSize);
     const entry = walk.files.some((f) => f.size >= BIG_FILE) ? findWorkerEntry(import.meta.url) : undefined;
-    workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, env: ctx.env, keyFile: o.keyFile, compress: o.compress }) : undefined;
+    workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, env: ctx.env, cluster: o.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: o.compress }) : undefined;
     const store = createBackupStore({
       driver: o.driver, cluster: o.cluster, id, spec: sh.spec, slots: sh.slots, parent, checksumDelta,
       pageCheckLsn: dataChecksums ? startLsn : undefined, log: ctx.log, signal: ctx.signal, onBytes: sh.progress.add,

@@ -58,7 +58,7 @@ export const basebackupTool = defineTool({
     // A missing --from-tar file was an unhandled stream error (exit 1, a trace).
     if (fromTar !== undefined && fromTar !== '-') assertReadableFile(resolve(ctx.cwd, fromTar), '--from-tar', { allowFifo: true, mustExist: true });
     if (modes === 0) assertUsableDirectory(resolve(ctx.cwd, pgdata!), '--pgdata');
-    const key = await loadKey(repo.keyFile);
+    const key = await loadKey(repo, ctx.env, ctx.signal);
     if (repo.repos.length > 1) ctx.log.warn(`backing up to the first repository "${repo.repos[0]}" only; run once per repository to keep copies in several`);
     const [driver] = await openRepositories(repo.repos.slice(0, 1), ctx.env);
     try {
@@ -72,7 +72,7 @@ export const basebackupTool = defineTool({
       let m;
       try {
         ({ manifest: m } = await withLeases(driver!, repo.cluster, leaseOpts, (signal) => basebackup({
-          driver: driver!, cluster: repo.cluster, key, keyFile: repo.keyFile, compress, type, checksumDelta: s['checksum-delta'], pageLevel: s['page-level'],
+          driver: driver!, cluster: repo.cluster, key, keyFile: repo.keyFile, keyCommand: repo.keyCommand, compress, type, checksumDelta: s['checksum-delta'], pageLevel: s['page-level'],
           jobs, archiveTimeoutMs: s['archive-timeout'] * 1000, source, label: s.label ?? '', prep,
         }, { ...ctx, signal })));
       } finally {

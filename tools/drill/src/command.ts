@@ -94,7 +94,7 @@ export const drillTool = defineTool({
     const config = s.config;
 
     const out = await drill({
-      repos: repo.repos, cluster: repo.cluster, keyFile, configFile: config ? resolve(ctx.cwd, config) : undefined,
+      repos: repo.repos, cluster: repo.cluster, keyFile, keyCommand: repo.keyCommand, configFile: config ? resolve(ctx.cwd, config) : undefined,
       source, checks, scratchParent, keep: s.keep, timeoutMs: timeout.ms, runAs,
       dbUser: s['db-user'], checkDb: s['check-db'], amcheck: s.amcheck,
       pgBin: s['pg-bin'],

@@ -12,7 +12,7 @@ import { CairnError, EXIT, isCairnError, toCairnError } from '@cairn/core/cli/er
 import type { ToolContext } from '@cairn/core/cli/run';
 import { findPgProgram } from '@cairn/core/pg/binaries';
 import { describeExit, programErrorLine, runProgram } from '@cairn/core/util/program';
-import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
+import { closeRepositories, keySourceArgs, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { readRepoConfig } from '@cairn/core/repo/repo-config';
 import { makePlanFromRepositories } from '@cairn/core/restore/load-plan';
 import { DRILL_LEASE_LIFETIME_MS, holdReaderLease, leaseFieldsFromPlan, type HeldReaderLease, type ReaderLeaseFields } from '@cairn/core/repo/reader-lease';
@@ -39,6 +39,7 @@ export interface DrillOptions {
   repos: string[];
   cluster: string;
   keyFile: string | undefined;
+  keyCommand?: string | undefined;
   /** --config, passed on to cairn-restore (and so to cairn-wal-get). */
   configFile: string | undefined;
   source: DrillSource;
@@ -113,7 +114,7 @@ export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOut
   const start = ctx.now();
   const t0 = performance.now();
   const elapsed = () => Math.round(performance.now() - t0) / 1000;
-  const key = await loadKey(o.keyFile);
+  const key = await loadKey(o, ctx.env, ctx.signal);
   const drivers = await openRepositories(o.repos, ctx.env);
   const timing: Timing = { restoreSeconds: null, replaySeconds: null, rtoSeconds: null };
   const checks: DrillCheck[] = [];
@@ -146,7 +147,7 @@ export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOut
   let dbUser = '';
   const restoreArgs = (repo: string) => {
     const a = ['--repo', repo, '--cluster', o.cluster];
-    if (o.keyFile) a.push('--encryption-key-file', o.keyFile);
+    a.push(...keySourceArgs(o));
     if (o.configFile) a.push('--config', o.configFile);
     return a;
   };

@@ -57,7 +57,7 @@ export const dumpTool = defineTool({
     }
     const tmpDir = resolve(ctx.cwd, s['tmp-dir'] ?? ctx.env['TMPDIR'] ?? tmpdir());
     if (jobs > 1) assertUsableDirectory(tmpDir, '--tmp-dir', { writable: true });
-    const key = await loadKey(repo.keyFile);
+    const key = await loadKey(repo, ctx.env, ctx.signal);
     if (repo.repos.length > 1) ctx.log.warn(`dumping to the first repository "${repo.repos[0]}" only; run once per repository to keep copies in several`);
     const [driver] = await openRepositories(repo.repos.slice(0, 1), ctx.env);
     const json = s.json;

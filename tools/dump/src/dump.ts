@@ -246,8 +246,9 @@ async function dumpGlobals(run: Run, pgDumpall: PgBinary, maintenanceDb: string)
 export async function dump(o: DumpOptions, toolCtx: ToolContext): Promise<DumpResult> {
   // node-postgres and pg_dump reach the server libpq would (docs/gotchas.md §Real hosts).
   const ctx: ToolContext = { ...toolCtx, env: libpqEnv(toolCtx.env) };
-  const spec: EncodeSpec = { compress: parseCompress(o.compress), ...(o.key ? { key: o.key } : {}) };
-  await ensureRepoConfig(o.driver, o.cluster, o.key, ctx.now(), ctx.signal);
+  // Objects are encrypted with the cluster's data key (or, in a cluster made before data keys, the operator's key).
+  const dataKey = (await ensureRepoConfig(o.driver, o.cluster, o.key, ctx.now(), ctx.signal)).dataKey;
+  const spec: EncodeSpec = { compress: parseCompress(o.compress), ...(dataKey ? { key: dataKey } : {}) };
   // What a killed dump left: pg_dump's local directory (table data) and temp objects.
   for (const dir of await removeDeadWorkDirs(o.tmpDir, 'cairn-dump')) ctx.log.info(`removed "${dir}", left by a cairn-dump that was killed`);
   await sweepLeftovers(o.driver, o.cluster, 'dumps/', ctx);

@@ -43,7 +43,7 @@ export const expireTool = defineTool({
     const policy = policyFrom(s);
     const repo = repoSettingsFrom(s, ctx.log);
     const dryRun = s['dry-run'];
-    const key = await loadKey(repo.keyFile);
+    const key = await loadKey(repo, ctx.env, ctx.signal);
     const drivers = await openRepositories(repo.repos, ctx.env);
     try {
       await expire(

@@ -81,6 +81,8 @@ export interface RepositoryOutcome {
   plan: ExpirePlan;
   /** Keys deleted (0 for a dry run). */
   keysRemoved: number;
+  /** Objects the storage would not delete yet (Object Lock retention), with the rest of their backup, dump or WAL range. */
+  kept?: { step: string; name: string; key: string; reason: string }[];
 }
 
 /** Plans (and applies) expiry in each repository in turn; the first error stops it. */
@@ -99,7 +101,8 @@ export async function expire(opts: ExpireOptions, ctx: { now: () => Date; signal
     out.push(await withLeases(driver, opts.cluster, leaseOpts, async (signal) => {
       const { plan, steps } = await planRepository(driver, opts, ctx.now(), signal);
       const done = await applyExpire(driver, steps, signal);
-      return { plan, keysRemoved: done.keysRemoved };
+      for (const k of done.kept) ctx.log.warn(`kept ${k.step} ${JSON.stringify(k.name)}: the storage would not delete ${JSON.stringify(k.key)} yet (${k.reason}); a later run removes it once its retention ends`);
+      return { plan, keysRemoved: done.keysRemoved, ...(done.kept.length > 0 ? { kept: done.kept } : {}) };
     }));
     opts.onRepository?.(out.at(-1)!);
   }
@@ -108,8 +111,8 @@ export async function expire(opts: ExpireOptions, ctx: { now: () => Date; signal
 
 async function planRepository(driver: StorageDriver, opts: ExpireOptions, now: Date, signal: AbortSignal): Promise<ExpireResult> {
   // A wrong key is told before any history file fails to decode.
-  await openCluster(driver, opts.cluster, opts.key, signal);
-  const catalog = await readExpireCatalog(driver, opts.cluster, opts.key, signal);
+  const key = (await openCluster(driver, opts.cluster, opts.key, signal))?.dataKey ?? opts.key;
+  const catalog = await readExpireCatalog(driver, opts.cluster, key, signal);
   return planExpire(catalog, opts.policy, now);
 }
 
@@ -125,7 +128,8 @@ export function formatSummary(o: RepositoryOutcome, dryRun: boolean): string {
     `${count(t.backupsRemoved, 'backup')} (${t.backupsKept} kept), ${count(t.dumpsRemoved, 'dump')} (${t.dumpsKept} kept), ` +
     `${count(t.walSegmentsRemoved, 'WAL segment')} (${count(t.walFilesRemoved, 'file')}), ${count(t.debrisObjectsRemoved, 'debris object')}` +
     `${t.readersRemoved > 0 ? `, ${count(t.readersRemoved, 'lapsed reader lease')}` : ''}; ` +
-    `${dryRun ? 'would free' : 'freed'} ${formatBytes(t.bytes)}${readersKept(t)}\n`
+    `${dryRun ? 'would free' : 'freed'} ${formatBytes(t.bytes)}${readersKept(t)}` +
+    `${o.kept && o.kept.length > 0 ? `; ${count(o.kept.length, 'object')} kept: not deletable yet (retention)` : ''}\n`
   );
 }
 

@@ -21,7 +21,7 @@ export const infoTool = defineTool({
   ],
   async run(ctx) {
     const repo = repoSettingsFrom(ctx.settings, ctx.log);
-    const doc = await info({ repos: repo.repos, cluster: repo.cluster, keyFile: repo.keyFile }, ctx);
+    const doc = await info({ repos: repo.repos, cluster: repo.cluster, keyFile: repo.keyFile, keyCommand: repo.keyCommand }, ctx);
     if (ctx.settings.json) {
       ctx.stdout.write(JSON.stringify(doc, null, 2) + '\n');
     } else {

@@ -35,7 +35,7 @@ export const promExportTool = defineTool({
     const address = listen === undefined ? undefined : parseListen(listen);
     if (textfile !== undefined) await checkTextfileDir(textfile);
     const repo = repoSettingsFrom(s, ctx.log);
-    const opts = { repos: repo.repos, cluster: repo.cluster, key: await loadKey(repo.keyFile) };
+    const opts = { repos: repo.repos, cluster: repo.cluster, key: await loadKey(repo, ctx.env, ctx.signal) };
 
     if (address !== undefined) {
       await serveMetrics({ ...opts, listen: address, cacheSeconds }, ctx);

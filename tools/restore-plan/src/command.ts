@@ -25,7 +25,7 @@ export const restorePlanTool = defineTool({
     // Flags first: a typo is told before any repository is touched.
     const { target, set } = parseTarget(s);
     const repo = repoSettingsFrom(s, ctx.log);
-    const plan = await restorePlan({ repos: repo.repos, cluster: repo.cluster, keyFile: repo.keyFile, target, ...(set === undefined ? {} : { set }) }, ctx);
+    const plan = await restorePlan({ repos: repo.repos, cluster: repo.cluster, keyFile: repo.keyFile, keyCommand: repo.keyCommand, target, ...(set === undefined ? {} : { set }) }, ctx);
     ctx.stdout.write(JSON.stringify(plan, null, 2) + '\n');
     if (s.json) {
       for (const w of plan.warnings) ctx.log.warn(w);

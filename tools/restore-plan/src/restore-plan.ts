@@ -10,12 +10,13 @@ export interface RestorePlanOptions {
   repos: string[];
   cluster: string;
   keyFile: string | undefined;
+  keyCommand?: string | undefined;
   target: RecoveryTarget;
   set?: string;
 }
 
 export async function restorePlan(opts: RestorePlanOptions, ctx: { now: () => Date; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<RestorePlan> {
-  const key = await loadKey(opts.keyFile);
+  const key = await loadKey(opts, ctx.env, ctx.signal);
   const drivers = await openRepositories(opts.repos, ctx.env);
   try {
     return await makePlanFromRepositories({

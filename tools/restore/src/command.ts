@@ -13,7 +13,7 @@ import { defineTool, type ToolContext } from '@cairn/core/cli/run';
 import { formatBytes } from '@cairn/core/cli/format';
 import type { SettingDef, Settings } from '@cairn/core/config/settings';
 import { PG_BIN_SETTING } from '@cairn/core/pg/binaries';
-import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
+import { closeRepositories, keySourceArgs, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
 import { TARGET_SETTINGS, parseTarget } from '@cairn/core/restore/target';
 import { parsePlan } from '@cairn/core/restore/parse-plan';
 import { makePlanFromRepositories } from '@cairn/core/restore/load-plan';
@@ -130,7 +130,7 @@ export const restoreTool = defineTool({
     if (adopt !== undefined && !isReaderLeaseId(adopt)) throw new CairnError('USAGE', `invalid --lease ${JSON.stringify(adopt)}`, { hint: 'give the id of a reader lease (cairn-info lists them), or leave --lease out' });
     // Flag mistakes exit 2 before any repository is opened.
     const parsed = planArg === undefined ? parseTarget(s) : undefined;
-    const key = await loadKey(repo.keyFile);
+    const key = await loadKey(repo, ctx.env, ctx.signal);
     const drivers = await openRepositories(repo.repos, ctx.env);
     try {
       let plan: RestorePlan;
@@ -156,12 +156,12 @@ export const restoreTool = defineTool({
       let r;
       try {
         const args = ['%f', '%p', '--repo', plan.repo, '--cluster', repo.cluster];
-        if (repo.keyFile) args.push('--encryption-key-file', resolve(ctx.cwd, repo.keyFile));
+        args.push(...keySourceArgs(repo, (p) => resolve(ctx.cwd, p)));
         const cfg = s.config;
         if (cfg) args.push('--config', resolve(ctx.cwd, cfg));
         args.push(...lease.restoreCommandArgs);
         const restoreCommand = s['restore-command'] ?? [shellWord(walGetPath()), ...args.map((a) => (a.startsWith('%') ? a : shellWord(a)))].join(' ');
-        r = await restore({ plan, driver, key, pgdata, delta: s.delta, force: s.force, tablespaceMap: tsMap, jobs, restoreCommand, keyFile: repo.keyFile, configDir: s['config-dir'] === undefined ? undefined : resolve(ctx.cwd, s['config-dir']) }, ctx);
+        r = await restore({ plan, driver, key, pgdata, delta: s.delta, force: s.force, tablespaceMap: tsMap, jobs, restoreCommand, keyFile: repo.keyFile, keyCommand: repo.keyCommand, configDir: s['config-dir'] === undefined ? undefined : resolve(ctx.cwd, s['config-dir']) }, ctx);
       } catch (err) {
         await lease.abandon();
         throw err;
@@ -197,7 +197,7 @@ async function runDumpRestore(ctx: ToolContext<typeof RESTORE_SETTINGS>, ref: st
   const jobs = s.jobs ?? 1;
   const tmpDir = resolve(ctx.cwd, s['tmp-dir'] ?? ctx.env['TMPDIR'] ?? tmpdir());
   if (s['tmp-dir'] !== undefined) assertUsableDirectory(tmpDir, '--tmp-dir', { writable: true });
-  const key = await loadKey(repo.keyFile);
+  const key = await loadKey(repo, ctx.env, ctx.signal);
   const drivers = await openRepositories(repo.repos, ctx.env);
   try {
     // The first repository that has the dump.

@@ -7,6 +7,7 @@
 // --jobs go through a local directory that is checked whole before
 // pg_restore starts.
 
+import { openCluster } from '@cairn/core/repo/repo-config';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
@@ -147,6 +148,8 @@ export async function restoreDump(o: DumpRestoreOptions, toolCtx: ToolContext): 
   // node-postgres, psql and pg_restore reach the server libpq would (docs/gotchas.md §Real hosts).
   const ctx: ToolContext = { ...toolCtx, env: libpqEnv(toolCtx.env) };
   const t0 = Date.now();
+  // Objects decrypt with the cluster's data key (or the operator's key in a cluster made before data keys).
+  o = { ...o, key: (await openCluster(o.driver, o.cluster, o.key, ctx.signal))?.dataKey ?? o.key };
   // `@globals/ID`, as cairn-dump printed it, names the globals dump too.
   const globals = o.globals || o.ref.startsWith(`${GLOBALS_DIR}/`);
   const ref = resolveDumpRef(await listDumps(o.driver, o.cluster, ctx.signal), globals ? o.ref.slice(o.ref.lastIndexOf('/') + 1) : o.ref, { globals });

@@ -7,6 +7,7 @@
 // it is checked before anything is written (core backup/manifest-rules), and
 // nothing is written through a symbolic link (target-dir.ts).
 
+import { openCluster } from '@cairn/core/repo/repo-config';
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, fchmodSync, fchownSync, futimesSync, openSync, writeSync } from 'node:fs';
 import { chmod, chown, lstat, mkdir, open, readdir, readFile, readlink, rm, stat, symlink, utimes } from 'node:fs/promises';
@@ -48,6 +49,7 @@ export interface RestoreOptions {
   restoreCommand: string;
   /** For the worker threads, which open the key themselves. */
   keyFile: string | undefined;
+  keyCommand?: string | undefined;
   /** Where the configuration files the backup kept from outside PGDATA go; undefined: not written. */
   configDir: string | undefined;
 }
@@ -100,6 +102,9 @@ async function sha256OfFile(path: string): Promise<{ sha256: string; size: numbe
 export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<RestoreResult> {
   const t0 = Date.now();
   const plan = o.plan;
+  // Objects decrypt with the cluster's data key (or, in a cluster made
+  // before data keys, the operator's key); a wrong key is told here.
+  o = { ...o, key: (await openCluster(o.driver, plan.cluster, o.key, ctx.signal))?.dataKey ?? o.key };
   const manifest = await readManifest(o.driver, plan.cluster, plan.backup.id, ctx.signal);
   if (!manifest) {
     throw new CairnError('NOT_FOUND', `backup "${plan.backup.id}" is not in repository "${o.driver.url}" cluster "${plan.cluster}"`, {
@@ -334,7 +339,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   // Big files each in a worker thread: their SHA-256 runs there, beside the
   // small files on this thread (see @cairn/core/backup/file-worker).
   const entry = manifest.files.some((f) => f.size >= BIG_FILE) ? findWorkerEntry(import.meta.url) : undefined;
-  const workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, env: ctx.env, keyFile: o.keyFile, compress: 'none' }) : undefined;
+  const workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, env: ctx.env, cluster: o.plan.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: 'none' }) : undefined;
   try {
     const control = manifest.files.find((f) => f.path === CONTROL);
     const abort = new AbortController();

@@ -47,7 +47,7 @@ export const verifyTool = defineTool({
     const walGapGraceMs = now.getTime() - parseDuration(s['wal-gap-grace'], '--wal-gap-grace').before(now).getTime();
     const scope: VerifyScope = set !== undefined ? { kind: 'set', id: set } : dump !== undefined ? { kind: 'dump', ref: dump } : { kind: 'all' };
     const repo = repoSettingsFrom(s, ctx.log);
-    const key = await loadKey(repo.keyFile);
+    const key = await loadKey(repo, ctx.env, ctx.signal);
     const drivers = await openRepositories(repo.repos, ctx.env);
     let failed = false;
     // docs/design.md §4.10: a progress line on a terminal, redrawn every second.

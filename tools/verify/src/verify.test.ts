@@ -21,7 +21,8 @@ const SEG = 16 * 1024 * 1024;
 const SYS = '7300000000000000001';
 const ID = '20261121-020000F';
 const key = encryptionKeyFromBytes(randomBytes(32));
-const spec: EncodeSpec = { compress: parseCompress('zstd:1'), key };
+/** Objects are encrypted with the cluster's data key, set once the repository exists. */
+let spec: EncodeSpec = { compress: parseCompress('zstd:1'), key };
 const ext = encodedExtension(spec);
 const HISTORY = '1\t0/5000100\tno recovery target specified\n';
 const log = { info() {}, warn() {}, debug() {} };
@@ -50,7 +51,7 @@ async function storeWalFile(driver: MemoryDriver, walName: string, data: Buffer)
 /** A repository with one full backup (segments 2–3 of timeline 1), WAL 1–6, timeline 2 from segment 5. */
 async function makeRepository(): Promise<{ driver: MemoryDriver; files: ManifestFile[] }> {
   const driver = new MemoryDriver();
-  await ensureRepoConfig(driver, 'main', key, new Date());
+  spec = { ...spec, key: (await ensureRepoConfig(driver, 'main', key, new Date())).dataKey! };
   // Compressible but not trivially so: several zstd frames for the big one.
   const big = Buffer.alloc(PIECE_SIZE * 2 + 12345);
   for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE(i, i);

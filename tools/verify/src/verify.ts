@@ -126,7 +126,7 @@ export async function verifyRepository(opts: VerifyOptions, ctx: VerifyContext):
 }
 
 async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<VerifyResult> {
-  const { driver, cluster, key, scope } = opts;
+  const { driver, cluster, scope } = opts;
   const { signal } = ctx;
   const started = ctx.now();
   const problems: VerifyProblem[] = [];
@@ -136,7 +136,9 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
   ctx.watch?.(n, problems);
 
   // A wrong or missing key is a configuration error, not a thousand corrupt objects.
-  const cfg = await openCluster(driver, cluster, key, signal);
+  const cfg = await openCluster(driver, cluster, opts.key, signal);
+  // The cluster's data key, or (clusters without one) the operator's key.
+  const key = cfg?.dataKey ?? opts.key;
   if (cfg === undefined && !(await hasAnyObject(driver, `${cluster}/`, signal))) {
     // Nothing to verify is not "no problems": a wrong --cluster or --repo would pass silently.
     throw new CairnError('CONFIG_INVALID', `cluster ${quote(cluster)} is not in ${where}`, {

@@ -61,6 +61,7 @@ export const walGetTool = defineTool({
       repos: repo.repos,
       cluster: repo.cluster,
       keyFile: repo.keyFile,
+      keyCommand: repo.keyCommand,
       pgdata: ctx.cwd,
       systemId: s['system-id'],
       prefetch,

@@ -8,6 +8,7 @@
 import { CairnError, toCairnError } from '@cairn/core/cli/errors';
 import type { Logger } from '@cairn/core/cli/log';
 import type { EncryptionKey } from '@cairn/core/codec/index';
+import { dataKeyResolver } from '@cairn/core/repo/data-key';
 import { openCluster } from '@cairn/core/repo/repo-config';
 import { findWal, type StoredWal } from '@cairn/core/repo/wal-archive';
 import { readWalChecked } from '@cairn/core/repo/wal-read';
@@ -38,7 +39,19 @@ export type FetchResult = { found: true; sha256: string; repo: string; bytes: nu
  * appears at `dest`.
  */
 async function fetchCopy(driver: StorageDriver, stored: StoredWal, target: FetchTarget, dest: string, durable: boolean, signal: AbortSignal): Promise<number> {
-  return writeStreamAtomic(dest, async (sink) => (await readWalChecked(driver, stored, target.systemId, target.key, sink, signal)).bytes, { durable });
+  const key = await dataKeyOf(driver, target, signal);
+  return writeStreamAtomic(dest, async (sink) => (await readWalChecked(driver, stored, target.systemId, key, sink, signal)).bytes, { durable });
+}
+
+/** Per operator key and cluster, each repository's data key, looked up once per process (prefetch fetches many segments). */
+const resolvers = new WeakMap<EncryptionKey, Map<string, ReturnType<typeof dataKeyResolver>>>();
+function dataKeyOf(driver: StorageDriver, target: FetchTarget, signal: AbortSignal): Promise<EncryptionKey | undefined> {
+  if (target.key === undefined) return Promise.resolve(undefined);
+  let byCluster = resolvers.get(target.key);
+  if (byCluster === undefined) resolvers.set(target.key, (byCluster = new Map()));
+  let r = byCluster.get(target.cluster);
+  if (r === undefined) byCluster.set(target.cluster, (r = dataKeyResolver(target.cluster, target.key)));
+  return r(driver, signal);
 }
 
 /** Turns a decrypt failure into "wrong key" when repo.json says so. */

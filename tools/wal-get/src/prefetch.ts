@@ -25,6 +25,7 @@ export interface PrefetchJob {
   repos: string[];
   cluster: string;
   keyFile: string | undefined;
+  keyCommand?: string | undefined;
   systemId: string;
   segmentSize: number;
   /** Segments kept ahead. */
@@ -58,7 +59,7 @@ export async function runPrefetch(job: PrefetchJob, env: NodeJS.ProcessEnv): Pro
   const drivers = await openRepositories(job.repos, env).catch(() => undefined);
   try {
     if (!drivers) return;
-    const key = await loadKey(job.keyFile);
+    const key = await loadKey(job, env);
     const signal = new AbortController().signal;
     const delivered = new Set<string>();
     const inflight = new Set<string>();

@@ -26,6 +26,7 @@ export interface WalGetOptions {
   repos: string[];
   cluster: string;
   keyFile: string | undefined;
+  keyCommand?: string | undefined;
   /** PGDATA (restore_command runs there): pg_control names the system. */
   pgdata: string;
   systemId: string | undefined;
@@ -95,7 +96,7 @@ export async function walGet(opts: WalGetOptions, ctx: WalGetContext): Promise<W
     return { found: true, walName: name.name, source: 'spool' };
   }
 
-  const key = await loadKey(opts.keyFile);
+  const key = await loadKey(opts, ctx.env, ctx.signal);
   const drivers = await openRepositories(opts.repos, ctx.env);
   try {
     const fromDest = await findSystemIdAbove(dirname(opts.destPath));
@@ -138,6 +139,7 @@ export async function walGet(opts: WalGetOptions, ctx: WalGetContext): Promise<W
             repos: opts.repos,
             cluster: opts.cluster,
             keyFile: opts.keyFile,
+            keyCommand: opts.keyCommand,
             systemId,
             segmentSize,
             count: opts.prefetch,

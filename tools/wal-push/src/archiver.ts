@@ -20,8 +20,8 @@ import {
   type EncryptionKey,
 } from '@cairn/core/codec/index';
 import { readSystemIdFromPgData } from '@cairn/core/pg/control-file';
-import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
 import { systemKey } from '@cairn/core/repo/layout';
+import { ensureRepoConfig, type OpenedRepoConfig } from '@cairn/core/repo/repo-config';
 import { ensureSystemRegistered, listSystems } from '@cairn/core/repo/systems';
 import { storeWal, type StoreOutcome } from '@cairn/core/repo/wal-archive';
 import type { StorageDriver } from '@cairn/core/storage/driver';
@@ -64,15 +64,19 @@ export interface Archiver {
 
 /** One archiving session over the open repositories; caches per-repo checks. */
 export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | undefined, opts: ArchiverOptions, ctx: ArchiverContext): Archiver {
-  const spec: EncodeSpec = { compress: opts.compress, ...(key ? { key } : {}) };
-  const ext = encodedExtension(spec);
-  const repoReady = new Map<StorageDriver, Promise<unknown>>();
+  // Compressed once for every repository, encrypted per repository: each
+  // cluster has its own data key (repo/data-key.ts), so the same segment's
+  // stored bytes differ between repositories.
+  const spec: EncodeSpec = { compress: opts.compress };
+  const ext = encodedExtension({ ...spec, ...(key ? { key } : {}) });
+  const repoReady = new Map<StorageDriver, Promise<OpenedRepoConfig>>();
   const systemReady = new Map<string, Promise<unknown>>();
   let pgdataSystem: Promise<string | undefined> | undefined;
   const pool = new ReadPool();
   const encodeLimit = createLimiter(encodeWidth(opts.concurrency));
 
-  const ensureRepo = (d: StorageDriver) => {
+
+  const ensureRepo = (d: StorageDriver): Promise<OpenedRepoConfig> => {
     let p = repoReady.get(d);
     if (!p) {
       p = ensureRepoConfig(d, opts.cluster, key, ctx.now(), ctx.signal);
@@ -116,11 +120,27 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
     });
   };
 
-  const storeEverywhere = async (name: WalFileName, systemId: string, segSize: number | undefined, sha256: string, body: () => Buffer | NodeJS.ReadableStream) => {
+  /** The compressed file as one buffer, or a stream made anew for each repository and attempt, encrypted with the repository's key. */
+  type Body = { compressed: Buffer } | { stream: (k: EncryptionKey | undefined) => NodeJS.ReadableStream };
+  const storeEverywhere = async (name: WalFileName, systemId: string, segSize: number | undefined, sha256: string, body: Body): Promise<{ outcome: StoreOutcome; bufferedOut: number }> => {
+    // The stored size of a buffered file: the same in every repository (encryption adds a fixed overhead per size).
+    let bufferedOut = 'compressed' in body ? body.compressed.length : 0;
     const results = await Promise.allSettled(
-      drivers.map((d) =>
-        storeWal(d, { cluster: opts.cluster, systemId, walName: name.name, sha256, ext, body, signal: ctx.signal, ready: ensureSystem(d, systemId, segSize) }),
-      ),
+      drivers.map(async (d) => {
+        // The system's checks (after the repository's) run alongside storeWal's first look.
+        const ready = ensureSystem(d, systemId, segSize);
+        ready.catch(() => {});
+        const k = key === undefined ? undefined : (await ensureRepo(d)).dataKey;
+        let thunk: () => Buffer | NodeJS.ReadableStream;
+        if ('compressed' in body) {
+          const b = k ? await encodeBuffer(body.compressed, { compress: { alg: 'none', level: 0 }, key: k }) : body.compressed;
+          bufferedOut = b.length;
+          thunk = () => b;
+        } else {
+          thunk = () => body.stream(k);
+        }
+        return storeWal(d, { cluster: opts.cluster, systemId, walName: name.name, sha256, ext, body: thunk, signal: ctx.signal, ready });
+      }),
     );
     // Finish every repository, then fail as a whole if any failed: PostgreSQL
     // must keep the file until all of them have it (docs/style.md §Streams).
@@ -134,7 +154,7 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
       });
     }
     const outcomes = results.map((r) => (r as PromiseFulfilledResult<StoreOutcome>).value);
-    return outcomes.every((o) => o === 'identical') ? 'identical' : 'stored';
+    return { outcome: outcomes.every((o) => o === 'identical') ? 'identical' : 'stored', bufferedOut };
   };
 
   return {
@@ -175,9 +195,8 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
         }
         try {
           const { systemId, segSize } = segmentHeader(seg.head, st.size);
-          const body = key ? await encodeBuffer(seg.frame, { compress: { alg: 'none', level: 0 }, key }) : seg.frame;
-          const outcome = await storeEverywhere(name, systemId, segSize, seg.sha256, () => body);
-          return { outcome, sha256: seg.sha256, bytesIn: st.size, bytesOut: body.length };
+          const { outcome, bufferedOut } = await storeEverywhere(name, systemId, segSize, seg.sha256, { compressed: seg.frame });
+          return { outcome, sha256: seg.sha256, bytesIn: st.size, bytesOut: bufferedOut };
         } finally {
           seg.release();
         }
@@ -219,8 +238,8 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
             read.release();
           }
         });
-        const outcome = await storeEverywhere(name, systemId, segSize, sha256, () => encoded);
-        return { outcome, sha256, bytesIn, bytesOut: encoded.length };
+        const { outcome, bufferedOut } = await storeEverywhere(name, systemId, segSize, sha256, { compressed: encoded });
+        return { outcome, sha256, bytesIn, bytesOut: bufferedOut };
       }
 
       // Large segments (wal_segment_size up to 1 GiB): hash in one pass, then
@@ -240,13 +259,13 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
       const sha256 = hash1.digest();
       let bytesOut = 0;
       let pass2: ReturnType<typeof createHashStage> | undefined;
-      const outcome = await storeEverywhere(name, header.systemId, header.segmentSize, sha256, () => {
+      const { outcome } = await storeEverywhere(name, header.systemId, header.segmentSize, sha256, { stream: (k) => {
         pass2 = createHashStage();
         const out = new PassThrough();
         out.on('data', (c: Buffer) => (bytesOut += c.length));
-        pipeline([createReadStream(walPath), pass2.stage, ...encodeStages(spec), out], { signal: ctx.signal }).catch((err) => out.destroy(err));
+        pipeline([createReadStream(walPath), pass2.stage, ...encodeStages({ ...spec, ...(k ? { key: k } : {}) }), out], { signal: ctx.signal }).catch((err) => out.destroy(err));
         return out;
-      });
+      } });
       if (pass2 && pass2.digest() !== sha256) {
         throw new CairnError('FORMAT_INVALID', `WAL file "${label}" changed while it was being archived`, { hint: 'PostgreSQL never changes a .ready file; check what else writes to pg_wal' });
       }

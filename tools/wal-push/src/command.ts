@@ -53,6 +53,7 @@ export const walPushTool = defineTool({
       cluster: repo.cluster,
       compress,
       keyFile: repo.keyFile,
+      keyCommand: repo.keyCommand,
       pgdata: ctx.cwd,
       systemId: s['system-id'],
       registerSystem: s['register-system'],

@@ -18,6 +18,7 @@ import { PushSpool, type ReadyFile } from './push-spool.js';
 export interface PushWorkerJob extends ArchiverOptions {
   repos: string[];
   keyFile: string | undefined;
+  keyCommand?: string | undefined;
   /** pg_wal/ of the server. */
   walDir: string;
   spoolDir: string;
@@ -49,7 +50,7 @@ export async function runPushWorker(job: PushWorkerJob, env: NodeJS.ProcessEnv):
   let encoder: SegmentEncoder | undefined;
   try {
     if (!drivers) return;
-    const key = await loadKey(job.keyFile);
+    const key = await loadKey(job, env);
     const signal = new AbortController().signal;
     // Segments are read, hashed and compressed on threads, one per core
     // (codec/segment-encoder.ts); without zstd-napi, as PostgreSQL's own call does.

@@ -21,6 +21,7 @@ export interface WalPushOptions extends ArchiverOptions {
   walName: string;
   repos: string[];
   keyFile: string | undefined;
+  keyCommand?: string | undefined;
   /** How many .ready files the push-ahead worker takes per scan (0: no worker). */
   pushAhead: number;
   /** Where the push spool (records, claims) is and the context it is keyed by; undefined: none. */
@@ -65,7 +66,7 @@ export async function walPush(opts: WalPushOptions, ctx: WalPushContext): Promis
     if (await spool.consume(name.name, opts.walPath)) return spooled();
   }
 
-  const key = await loadKey(opts.keyFile);
+  const key = await loadKey(opts, ctx.env, ctx.signal);
   const drivers = await openRepositories(opts.repos, ctx.env);
   try {
     if (spool) {
@@ -80,6 +81,7 @@ export async function walPush(opts: WalPushOptions, ctx: WalPushContext): Promis
           concurrency: opts.concurrency,
           repos: opts.repos,
           keyFile: opts.keyFile,
+          keyCommand: opts.keyCommand,
           walDir: dirname(opts.walPath),
           spoolDir: spool.dir,
           batch: opts.pushAhead,

@@ -3,7 +3,9 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { CairnError } from '../cli/errors.js';
-import { loadEncryptionKey, parseCompress, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
+import { dataKeyResolver } from '../repo/data-key.js';
+import { loadKey } from '../repo/repositories.js';
+import { parseCompress, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
 import { nativeZstd } from '../codec/zstd-native.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { openStorage } from '../storage/open.js';
@@ -20,7 +22,11 @@ export function runFileWorker(): void {
   let driverP: Promise<StorageDriver> | undefined;
   let keyP: Promise<EncryptionKey | undefined> | undefined;
   const driver = () => (driverP ??= openStorage(setup.repoUrl, { env: setup.env }));
-  const key = () => (keyP ??= setup.keyFile === undefined ? Promise.resolve(undefined) : loadEncryptionKey(setup.keyFile));
+  const key = () => (keyP ??= (async () => {
+    const operator = await loadKey(setup, setup.env);
+    // The cluster's data key (repo/data-key.ts), as the main thread uses.
+    return operator === undefined ? undefined : dataKeyResolver(setup.cluster, operator)(await driver());
+  })());
   // Pieces in flight for this worker's one file: enough to keep the
   // threadpool busy compressing while this thread hashes.
   const slots = createSlots(3);

@@ -25,7 +25,7 @@ parentPort.on('message', (m) => {
 const job = (n: number, size: number): DecodeJob => ({ kind: 'decode', key: `k${n}`, path: `/nowhere/${n}`, sha256: '', size, mode: 0o600, mtime: 0, label: `"${n}"` });
 
 test('each job goes at once to the worker with the fewest bytes queued', async () => {
-  const workers = createFileWorkers(pathToFileURL(entry), 2, { repoUrl: 'memory://x', env: {}, keyFile: undefined, compress: 'none' });
+  const workers = createFileWorkers(pathToFileURL(entry), 2, { repoUrl: 'memory://x', env: {}, cluster: 'main', keyFile: undefined, compress: 'none' });
   try {
     // decode() resolves to what the worker answered: here its thread id.
     // 100 → A; 60 → B; 50 → B (60 < 100); 10 → A (100 < 110).

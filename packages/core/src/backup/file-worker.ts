@@ -62,7 +62,10 @@ export interface WorkerSetup {
   repoUrl: string;
   /** The tool context's environment (the S3 region); a thread does not read process.env (docs/style.md). */
   env: Record<string, string | undefined>;
+  /** The key source: a thread loads the operator's key itself and opens `cluster`'s data key with it. */
+  cluster: string;
   keyFile: string | undefined;
+  keyCommand?: string | undefined;
   /** zstd:1, … (encode jobs). */
   compress: string;
 }

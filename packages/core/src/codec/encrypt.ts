@@ -117,10 +117,7 @@ export function encryptionKeyFromBytes(material: Buffer, source = 'encryption ke
       hint: KEY_HINT,
     });
   }
-  const master = Buffer.from(hkdfSync('sha256', material, 'cairn', 'cairn master key v1', 32));
-  const key = new Key(hmac(master, 'cairn key id v1').subarray(0, 8).toString('hex'));
-  secrets.set(key, master);
-  return key;
+  return keyFromMaster(Buffer.from(hkdfSync('sha256', material, 'cairn', 'cairn master key v1', 32)));
 }
 
 /**
@@ -371,4 +368,77 @@ export function createDecryptStage(key: EncryptionKey, label: string): Transform
       }
     },
   });
+}
+
+// Envelope encryption (issue 18 item 4): a cluster's objects are encrypted
+// under a data key (32 random bytes, used as the master key above), stored
+// in the repository wrapped by the operator's key (repo/data-key.ts). A
+// rotation wraps the same data key with a new operator key: one small object,
+// no re-encryption. The wrapping is AES-256-GCM under
+//   wrap key = HKDF-SHA256(ikm = operator master, salt = 16 random bytes,
+//                          info = "cairn data key wrap v1", 32)
+// with a random 96-bit nonce (one encryption per wrap key: the salt is new
+// each time) and the caller's associated data (the object's format, cluster
+// and version), so a wrapped key cannot be moved to another name unnoticed.
+
+/** A fresh random data key. */
+export function randomEncryptionKey(): EncryptionKey {
+  return keyFromMaster(randomBytes(32));
+}
+
+function keyFromMaster(master: Buffer): EncryptionKey {
+  const key = new Key(hmac(master, 'cairn key id v1').subarray(0, 8).toString('hex'));
+  secrets.set(key, master);
+  return key;
+}
+
+export interface WrappedKey {
+  /** base64: HKDF salt (16), GCM nonce (12), sealed data key (32) + tag (16). */
+  salt: string;
+  nonce: string;
+  sealed: string;
+}
+
+function wrapKeyOf(wrapping: EncryptionKey, salt: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', masterOf(wrapping), salt, 'cairn data key wrap v1', 32));
+}
+
+/** Seals `data`'s secret under `wrapping`, binding `aad`. */
+export function wrapEncryptionKey(data: EncryptionKey, wrapping: EncryptionKey, aad: Buffer): WrappedKey {
+  const salt = randomBytes(SALT_SIZE);
+  const nonce = randomBytes(NONCE_SIZE);
+  const k = wrapKeyOf(wrapping, salt);
+  try {
+    const cipher = createCipheriv('aes-256-gcm', k, nonce, { authTagLength: TAG_SIZE });
+    cipher.setAAD(aad);
+    const sealed = Buffer.concat([cipher.update(masterOf(data)), cipher.final(), cipher.getAuthTag()]);
+    return { salt: salt.toString('base64'), nonce: nonce.toString('base64'), sealed: sealed.toString('base64') };
+  } finally {
+    k.fill(0);
+  }
+}
+
+/**
+ * Opens a wrapped key; undefined when `wrapping` is not the key it was
+ * sealed with or the object was changed (GCM cannot tell these apart: the
+ * caller's key check can).
+ */
+export function unwrapEncryptionKey(w: WrappedKey, wrapping: EncryptionKey, aad: Buffer): EncryptionKey | undefined {
+  const salt = Buffer.from(String(w.salt), 'base64');
+  const nonce = Buffer.from(String(w.nonce), 'base64');
+  const sealed = Buffer.from(String(w.sealed), 'base64');
+  if (salt.length !== SALT_SIZE || nonce.length !== NONCE_SIZE || sealed.length !== 32 + TAG_SIZE) return undefined;
+  const k = wrapKeyOf(wrapping, salt);
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', k, nonce, { authTagLength: TAG_SIZE });
+    decipher.setAAD(aad);
+    decipher.setAuthTag(sealed.subarray(32));
+    const master = decipher.update(sealed.subarray(0, 32));
+    decipher.final();
+    return keyFromMaster(Buffer.from(master));
+  } catch {
+    return undefined;
+  } finally {
+    k.fill(0);
+  }
 }

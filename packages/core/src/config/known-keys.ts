@@ -7,7 +7,7 @@
 export const KNOWN_CONFIG_KEYS: readonly string[] = [
   'all', 'amcheck', 'archive-timeout', 'cache-seconds', 'check-db', 'check-sql', 'checkpoint', 'checksum-delta',
   'cluster', 'compress', 'concurrency', 'config', 'config-dir', 'db-user', 'dbname', 'debris-grace', 'delta', 'dry-run',
-  'encryption-key-file', 'errors-as-not-found', 'exclude-table', 'force', 'from-tar', 'jobs', 'json',
+  'encryption-key-command', 'encryption-key-file', 'errors-as-not-found', 'exclude-table', 'force', 'from-tar', 'jobs', 'json',
   'keep-daily', 'keep-diff', 'keep-dumps', 'keep-dumps-daily', 'keep-dumps-monthly', 'keep-dumps-weekly',
   'keep-dumps-within', 'keep-dumps-yearly', 'keep-full', 'keep-monthly', 'keep-weekly', 'keep-within', 'keep-yearly',
   'label', 'lease-lifetime', 'listen', 'lock-wait', 'log-level', 'page-level', 'pg-bin', 'pgdata', 'plan', 'prefetch', 'prefetch-concurrency',

@@ -61,6 +61,7 @@ export const COMMON_SETTINGS = [
   { name: 'repo', type: 'list', description: 'repository URL (repeatable): /path, file:///path or s3://bucket/prefix?endpoint=…&region=…&force-path-style=true', valueHint: 'URL' },
   { name: 'cluster', type: 'string', description: 'cluster name inside the repository', default: 'main', valueHint: 'NAME' },
   { name: 'encryption-key-file', type: 'string', description: 'file holding the repository encryption key', valueHint: 'FILE' },
+  { name: 'encryption-key-command', type: 'string', description: 'command that prints the repository encryption key (run without a shell; e.g. vault, aws kms decrypt, gpg -d, age -d)', valueHint: 'CMD' },
   { name: 'log-level', type: 'string', description: 'error, warn, info or debug', default: 'warn', valueHint: 'LEVEL' },
   { name: 'json', type: 'boolean', description: 'machine-readable output', default: false },
 ] as const satisfies readonly SettingDef[];

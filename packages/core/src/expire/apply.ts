@@ -7,6 +7,7 @@ import { dumpsPrefix } from '../dump/manifest.js';
 import { readHistories, readRepoCatalog } from '../repo/catalog.js';
 import { listRepoDebris } from '../repo/debris.js';
 import { listReaderLeases } from '../repo/reader-lease.js';
+import { isCairnError } from '../cli/errors.js';
 import type { ObjectInfo, StorageDriver } from '../storage/driver.js';
 import type { ExpireCatalog, ExpireStep, ExpireWal } from './plan.js';
 
@@ -37,25 +38,45 @@ export interface ApplyProgress {
   stepsDone: number;
   keysRemoved: number;
   bytesFreed: number;
+  /**
+   * Objects the storage would not delete yet (S3 Object Lock retention,
+   * a bucket policy: STORAGE_DENIED on delete), kept with the reason; the
+   * rest of their step is kept too (issue 18 item 5).
+   */
+  kept: { step: ExpireStep['kind']; name: string; key: string; reason: string }[];
 }
 
 /**
  * Deletes the keys of each step, in order, one at a time: a backup's
  * manifest goes first and the backup stops existing with it, so an
  * interruption leaves only debris (which a later run removes), never a
- * backup with a manifest and missing objects. Stops at the first error.
+ * backup with a manifest and missing objects. An object the storage
+ * refuses to delete (STORAGE_DENIED) is not an error: it and the rest of its
+ * step are kept and reported (a refused manifest keeps the whole backup, a
+ * refused object after it leaves debris a later run removes); the next step
+ * goes on. Any other error stops it.
  */
 export async function applyExpire(driver: StorageDriver, steps: readonly ExpireStep[], signal?: AbortSignal, progress?: (p: ApplyProgress) => void): Promise<ApplyProgress> {
-  const done: ApplyProgress = { stepsDone: 0, keysRemoved: 0, bytesFreed: 0 };
+  const done: ApplyProgress = { stepsDone: 0, keysRemoved: 0, bytesFreed: 0, kept: [] };
   for (const step of steps) {
+    let whole = true;
     for (const key of step.keys) {
       signal?.throwIfAborted();
-      if (step.kind === 'leftover') await driver.removeDebris?.(key, signal);
-      else await driver.remove(key, signal);
+      try {
+        if (step.kind === 'leftover') await driver.removeDebris?.(key, signal);
+        else await driver.remove(key, signal);
+      } catch (err) {
+        if (!isCairnError(err, 'STORAGE_DENIED')) throw err;
+        // Write-once storage keeps an object until its retention ends: not
+        // deletable *yet* is expire's "kept", not a failure of the run.
+        done.kept.push({ step: step.kind, name: step.name, key, reason: err.message });
+        whole = false;
+        break;
+      }
       done.keysRemoved++;
     }
     done.stepsDone++;
-    done.bytesFreed += step.bytes;
+    if (whole) done.bytesFreed += step.bytes;
     progress?.(done);
   }
   return done;

@@ -10,7 +10,7 @@ import { createWalArchiveCollector, readHistories, readRepoCatalog } from '../re
 import { compareDrillIds } from '../drill/result-format.js';
 import { readJsonObject } from '../repo/json-object.js';
 import { openCluster } from '../repo/repo-config.js';
-import { closeRepositories, loadKey, openRepositories } from '../repo/repositories.js';
+import { closeRepositories, loadKey, openRepositories, type KeySource } from '../repo/repositories.js';
 import { listReaderLeases } from '../repo/reader-lease.js';
 import { readSystem, type SystemRecord } from '../repo/systems.js';
 import type { StorageDriver } from '../storage/driver.js';
@@ -24,13 +24,14 @@ const DRILL_KEY_RE = /\/drills\/(\d{8}-\d{6}(?:-\d+)?)\.json$/;
 export async function readInfoReport(
   driver: StorageDriver,
   cluster: string,
-  key: EncryptionKey | undefined,
+  operatorKey: EncryptionKey | undefined,
   now: Date,
   signal?: AbortSignal,
   warn: (line: string) => void = () => {},
 ): Promise<InfoReport> {
   // A wrong or missing key is told before any history file fails to decode.
-  const cfg = await openCluster(driver, cluster, key, signal);
+  const cfg = await openCluster(driver, cluster, operatorKey, signal);
+  const key = cfg?.dataKey ?? operatorKey;
   // A damaged manifest leaves its backup or dump out of the report, listed
   // in `damaged` and told on stderr, rather than hiding the whole repository;
   // the exit status is still 4.
@@ -98,10 +99,9 @@ export async function readInfoReport(
   return damaged.length > 0 ? { ...report, damaged } : report;
 }
 
-export interface InfoOptions {
+export interface InfoOptions extends KeySource {
   repos: string[];
   cluster: string;
-  keyFile: string | undefined;
 }
 
 export type InfoReadError = InfoDocument['errors'][number];
@@ -140,7 +140,7 @@ export async function readRepositoryReport(
  * others are still reported; an internal error stops everything.
  */
 export async function readInfoDocument(opts: InfoOptions, ctx: { now: () => Date; signal: AbortSignal; env: NodeJS.ProcessEnv; log: { warn: (line: string) => void } }): Promise<InfoDocument> {
-  const key = await loadKey(opts.keyFile);
+  const key = await loadKey(opts, ctx.env, ctx.signal);
   const now = ctx.now();
   const doc: InfoDocument = { format: INFO_FORMAT, createdAt: now.toISOString(), repositories: [], errors: [] };
   for (const url of opts.repos) {

@@ -22,6 +22,21 @@ export function repoConfigKey(cluster: string): string {
   return `${cluster}/repo.json`;
 }
 
+/** The wrapped data keys (repo/data-key.ts): one object per version, never rewritten. */
+export function dataKeysPrefix(cluster: string): string {
+  return `${cluster}/keys/`;
+}
+
+export function dataKeyKey(cluster: string, version: number): string {
+  return `${cluster}/keys/datakey-${String(version).padStart(6, '0')}.json`;
+}
+
+/** The version in a data key object's name, or undefined for another object. */
+export function parseDataKeyKey(cluster: string, key: string): number | undefined {
+  const m = /^datakey-(\d{6,})\.json$/.exec(key.slice(dataKeysPrefix(cluster).length));
+  return key.startsWith(dataKeysPrefix(cluster)) && m ? Number(m[1]) : undefined;
+}
+
 export function systemsPrefix(cluster: string): string {
   return `${cluster}/systems/`;
 }

@@ -1,15 +1,24 @@
 // repo.json: the cluster's format version and cipher, and a key check (never
 // the key) so a wrong key is told apart from corrupted data. Written once by
 // the first tool that stores anything in the cluster.
+//
+// Format 2 (issue 18): an encrypted cluster created by this cairn has a data
+// key (repo/data-key.ts) and repo.json's key check is the data key's, so an
+// older cairn refuses it ("newer format") instead of using the operator key
+// on it. Format 1 clusters are encrypted under the operator key itself (until
+// a cairn-rekey gives them a data key object).
 
 import { CairnError } from '../cli/errors.js';
 import { keyCheck, keyMatches, type EncryptionKey } from '../codec/index.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { CAIRN_VERSION } from '../version.js';
+import { createDataKey, openDataKey } from './data-key.js';
 import { createJsonObject, readJsonObject } from './json-object.js';
-import { repoConfigKey } from './layout.js';
+import { dataKeysPrefix, repoConfigKey } from './layout.js';
 
-export const REPO_FORMAT = 1;
+export const REPO_FORMAT = 2;
+/** Format of clusters without envelope encryption (no key, or created before issue 18). */
+const REPO_FORMAT_DIRECT = 1;
 export const CIPHER = 'aes-256-gcm-stream-v1';
 
 export interface RepoConfig {
@@ -19,6 +28,24 @@ export interface RepoConfig {
   keyCheck?: string;
   created: string;
   createdBy: string;
+}
+
+/**
+ * repo.json as a tool opened it, with the key the cluster's objects are
+ * encrypted and decrypted with (`dataKey`, not enumerable: never serialised):
+ * the data key when the cluster has one, else the operator's key; undefined
+ * for an unencrypted cluster.
+ */
+export type OpenedRepoConfig = RepoConfig & { readonly dataKey: EncryptionKey | undefined };
+
+function opened(cfg: RepoConfig, dataKey: EncryptionKey | undefined): OpenedRepoConfig {
+  return Object.defineProperty({ ...cfg }, 'dataKey', { value: dataKey, enumerable: false }) as OpenedRepoConfig;
+}
+
+/** The key a cluster's objects use: its data key when it has one, else the operator's key itself (older clusters). */
+async function dataKeyFor(driver: StorageDriver, cluster: string, key: EncryptionKey | undefined, signal?: AbortSignal): Promise<EncryptionKey | undefined> {
+  if (key === undefined) return undefined;
+  return (await openDataKey(driver, cluster, key, signal))?.key ?? key;
 }
 
 export async function readRepoConfig(driver: StorageDriver, cluster: string, signal?: AbortSignal): Promise<RepoConfig | undefined> {
@@ -58,10 +85,12 @@ function checkKeyAgainst(cfg: RepoConfig, key: EncryptionKey | undefined, url: s
  * the configured key against it, so a wrong or missing key is told before
  * anything fails to decode. A cluster without repo.json gives undefined.
  */
-export async function openCluster(driver: StorageDriver, cluster: string, key: EncryptionKey | undefined, signal?: AbortSignal): Promise<RepoConfig | undefined> {
+export async function openCluster(driver: StorageDriver, cluster: string, key: EncryptionKey | undefined, signal?: AbortSignal): Promise<OpenedRepoConfig | undefined> {
   const cfg = await readRepoConfig(driver, cluster, signal);
-  if (cfg !== undefined) checkKeyAgainst(cfg, key, driver.url, cluster);
-  return cfg;
+  if (cfg === undefined) return undefined;
+  const dataKey = cfg.cipher === 'none' ? key : await dataKeyFor(driver, cluster, key, signal);
+  checkKeyAgainst(cfg, dataKey, driver.url, cluster);
+  return opened(cfg, dataKey);
 }
 
 /** Reads repo.json, creating it on first use; then checks the key. */
@@ -71,7 +100,7 @@ export async function ensureRepoConfig(
   key: EncryptionKey | undefined,
   now: Date,
   signal?: AbortSignal,
-): Promise<RepoConfig> {
+): Promise<OpenedRepoConfig> {
   let cfg = await readRepoConfig(driver, cluster, signal);
   if (cfg === undefined) {
     try {
@@ -85,18 +114,22 @@ export async function ensureRepoConfig(
       if (cfg === undefined) throw err;
     }
   }
+  let dataKey = cfg?.cipher === 'none' ? key : await dataKeyFor(driver, cluster, key, signal);
   if (cfg === undefined) {
+    // A new encrypted cluster gets a data key first (a first writer that
+    // died between the two left the data key: it is used, not replaced).
+    if (key !== undefined && dataKey === key) dataKey = (await createDataKey(driver, cluster, key, now, signal)).key;
     const fresh: RepoConfig = {
-      format: REPO_FORMAT,
-      cipher: key === undefined ? 'none' : CIPHER,
-      ...(key === undefined ? {} : { keyCheck: keyCheck(key) }),
+      format: dataKey === undefined ? REPO_FORMAT_DIRECT : REPO_FORMAT,
+      cipher: dataKey === undefined ? 'none' : CIPHER,
+      ...(dataKey === undefined ? {} : { keyCheck: keyCheck(dataKey) }),
       created: now.toISOString(),
       createdBy: `cairn ${CAIRN_VERSION}`,
     };
     cfg = await createJsonObject(driver, repoConfigKey(cluster), fresh, signal);
   }
-  checkKeyAgainst(cfg, key, driver.url, cluster);
-  return cfg;
+  checkKeyAgainst(cfg, dataKey, driver.url, cluster);
+  return opened(cfg, dataKey);
 }
 
 /**
@@ -109,7 +142,8 @@ async function refuseOrphanedCluster(driver: StorageDriver, cluster: string, sig
   const mine = new Set([repoConfigKey(cluster)]);
   for await (const o of driver.list(`${cluster}/`, signal)) {
     // Leases are taken before the first backup writes repo.json.
-    if (mine.has(o.key) || o.key.startsWith(`${cluster}/locks/`)) continue;
+    // A data key is stored before repo.json (a first writer that died between them leaves it).
+    if (mine.has(o.key) || o.key.startsWith(`${cluster}/locks/`) || o.key.startsWith(dataKeysPrefix(cluster))) continue;
     const encrypted = o.key.endsWith('.enc');
     throw new CairnError('FORMAT_INVALID', `repository "${driver.url}" cluster "${cluster}" holds objects (e.g. "${o.key}") but no repo.json`, {
       hint: `restore ${repoConfigKey(cluster)} from a copy of the repository; cairn will not start it afresh over existing${encrypted ? ' encrypted' : ''} data`,

@@ -9,10 +9,16 @@ import type { StorageDriver } from '../storage/driver.js';
 import { openStorage, parseRepoUrl } from '../storage/open.js';
 import { assertClusterName } from './layout.js';
 
-export interface RepoSettings {
+/** Where the operator's encryption key comes from: a file or a command (never both). */
+export interface KeySource {
+  keyFile: string | undefined;
+  /** --encryption-key-command: run without a shell (codec/key-command.ts). */
+  keyCommand?: string | undefined;
+}
+
+export interface RepoSettings extends KeySource {
   repos: string[];
   cluster: string;
-  keyFile: string | undefined;
 }
 
 /**
@@ -32,8 +38,17 @@ export function repoSettingsFrom(settings: Settings, log?: Logger): RepoSettings
   const cluster = String(settings['cluster'] ?? 'main');
   assertClusterName(cluster);
   const keyFile = settings['encryption-key-file'] as string | undefined;
+  const keyCommand = settings['encryption-key-command'] as string | undefined;
+  if (keyFile !== undefined && keyFile !== '' && keyCommand !== undefined && keyCommand.trim() !== '') {
+    throw new CairnError('CONFIG_INVALID', 'both an encryption key file and an encryption key command are configured', {
+      hint: 'keep one of --encryption-key-file / CAIRN_ENCRYPTION_KEY_FILE / encryption-key-file and --encryption-key-command / CAIRN_ENCRYPTION_KEY_COMMAND / encryption-key-command',
+    });
+  }
   if (keyFile !== undefined && keyFile !== '' && log !== undefined) warnOpenKeyFile(keyFile, log);
-  return { repos, cluster, keyFile: keyFile === '' ? undefined : keyFile };
+  return {
+    repos, cluster, keyFile: keyFile === '' ? undefined : keyFile,
+    ...(keyCommand !== undefined && keyCommand.trim() !== '' ? { keyCommand } : {}),
+  };
 }
 
 /**
@@ -56,8 +71,24 @@ function warnOpenKeyFile(path: string, log: Logger): void {
   }
 }
 
-export async function loadKey(keyFile: string | undefined): Promise<EncryptionKey | undefined> {
-  return keyFile === undefined ? undefined : loadEncryptionKey(keyFile);
+/**
+ * The operator's key from its source: undefined when none is configured.
+ * `env` is the environment a key command runs in (the tool context's).
+ * The command's module (and execa) loads only when a command is configured:
+ * wal-push starts once per segment.
+ */
+export async function loadKey(src: KeySource, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<EncryptionKey | undefined> {
+  if (src.keyCommand !== undefined) {
+    const { runKeyCommand } = await import('../codec/key-command.js');
+    return runKeyCommand(src.keyCommand, env, signal ? { signal } : {});
+  }
+  return src.keyFile === undefined ? undefined : loadEncryptionKey(src.keyFile);
+}
+
+/** The flags that hand the same key source to a child cairn tool (restore_command, drill). */
+export function keySourceArgs(src: KeySource, resolvePath: (p: string) => string = (p) => p): string[] {
+  if (src.keyCommand !== undefined) return ['--encryption-key-command', src.keyCommand];
+  return src.keyFile === undefined ? [] : ['--encryption-key-file', resolvePath(src.keyFile)];
 }
 
 /** Opens each URL; `env` is the tool context's environment (AWS_REGION). */

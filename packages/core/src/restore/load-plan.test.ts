@@ -58,7 +58,8 @@ async function putWal(d: MemoryDriver, name: string, data: Buffer, key?: Encrypt
 /** A repository with one backup on timeline 1 (segments 2–3), timeline 2 from 0/5000100, WAL 1–4 on 1 and 5–6 on 2. */
 async function makeRepo(name: string, key?: EncryptionKey): Promise<MemoryDriver> {
   const d = new MemoryDriver(name);
-  await ensureRepoConfig(d, 'main', key, NOW);
+  // Objects are encrypted with the cluster's data key.
+  key = (await ensureRepoConfig(d, 'main', key, NOW)).dataKey;
   const m = manifest('20261121-020000F', 1, 2, 3);
   await d.write(manifestKey('main', m.id), Buffer.from(JSON.stringify(m)));
   const body = Buffer.alloc(1024, 1);

@@ -51,9 +51,9 @@ export async function makePlanFromRepositories(args: MakePlanArgs): Promise<Rest
 
 /** Reads one repository's catalog and plans from it. */
 export async function planFromRepository(driver: StorageDriver, args: Omit<MakePlanArgs, 'drivers'>): Promise<RestorePlan> {
-  const { cluster, key, signal } = args;
+  const { cluster, signal } = args;
   // A wrong or missing key is told before any history file fails to decode.
-  await openCluster(driver, cluster, key, signal);
+  const key = (await openCluster(driver, cluster, args.key, signal))?.dataKey ?? args.key;
 
   const backups = await readBackupSummaries(driver, cluster, signal ? { signal } : {});
 

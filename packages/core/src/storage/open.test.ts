@@ -127,7 +127,7 @@ describe('unknown query parameters', () => {
       () => parseRepoUrl('s3://bucket/x?region=eu-west-1&regoin=eu-west-1&secret=hunter2', { env: {} }),
       (err: unknown) => {
         assert.ok(isCairnError(err, 'CONFIG_INVALID'), String(err));
-        assert.equal(err.message, 'invalid repository URL "s3://bucket/x?region=eu-west-1&regoin=***&secret=***": unknown parameter "regoin" (known: endpoint, region, force-path-style, connect-timeout-ms, request-timeout-ms, max-attempts, conditional-writes, requests)');
+        assert.equal(err.message, 'invalid repository URL "s3://bucket/x?region=eu-west-1&regoin=***&secret=***": unknown parameter "regoin" (known: endpoint, region, force-path-style, connect-timeout-ms, request-timeout-ms, max-attempts, conditional-writes, requests, sse, sse-kms-key-id, object-lock-mode, object-lock-days)');
         return true;
       },
     );

@@ -125,6 +125,25 @@ export function parseRepoUrl(url: string, opts: OpenStorageOptions): RepoLocatio
       loc.requestTimeoutMs = parseInteger(params, 'request-timeout-ms', loc.requestTimeoutMs, 1, 86_400_000, invalid);
       loc.maxAttempts = parseInteger(params, 'max-attempts', loc.maxAttempts, 1, 100, invalid);
       loc.requests = parseInteger(params, 'requests', loc.requests ?? S3_DEFAULTS.requests, 1, 256, invalid);
+      // Server-side options (issue 18 item 5), sent on every object written.
+      const sse = params.get('sse');
+      const kmsKeyId = params.get('sse-kms-key-id');
+      if (sse !== undefined) {
+        if (sse !== 'aws:kms' && sse !== 'AES256') throw invalid(`sse "${sse}" is not aws:kms or AES256`);
+        if (kmsKeyId !== undefined && sse !== 'aws:kms') throw invalid('sse-kms-key-id needs sse=aws:kms');
+        if (kmsKeyId !== undefined && !/^[A-Za-z0-9:/_.-]{1,2048}$/.test(kmsKeyId)) throw invalid(`sse-kms-key-id "${kmsKeyId}" is not a KMS key id, alias or ARN`);
+        loc.sse = { algorithm: sse, ...(kmsKeyId !== undefined ? { kmsKeyId } : {}) };
+      } else if (kmsKeyId !== undefined) {
+        throw invalid('sse-kms-key-id needs sse=aws:kms');
+      }
+      const lockMode = params.get('object-lock-mode');
+      const lockDays = params.get('object-lock-days');
+      if (lockMode !== undefined || lockDays !== undefined) {
+        if (lockMode === undefined || lockDays === undefined) throw invalid('object-lock-mode and object-lock-days go together');
+        const mode = lockMode.toUpperCase();
+        if (mode !== 'GOVERNANCE' && mode !== 'COMPLIANCE') throw invalid(`object-lock-mode "${lockMode}" is not governance or compliance`);
+        loc.objectLock = { mode, days: parseInteger(params, 'object-lock-days', 0, 1, 36_500, invalid) };
+      }
       return loc;
     }
 

@@ -10,4 +10,8 @@ export const S3_URL_PARAMS: readonly string[] = [
   'max-attempts',
   'conditional-writes',
   'requests',
+  'sse',
+  'sse-kms-key-id',
+  'object-lock-mode',
+  'object-lock-days',
 ];

@@ -58,6 +58,10 @@ export interface S3Options {
   conditionalWrites: boolean;
   /** Requests for small objects kept in flight (features.requests); default REMOTE_REQUESTS. */
   requests?: number;
+  /** Server-side encryption asked for on every object written (PutObject, CreateMultipartUpload): `sse=aws:kms|AES256`. */
+  sse?: { algorithm: 'aws:kms' | 'AES256'; kmsKeyId?: string };
+  /** Object Lock retention set on every object written: `object-lock-mode=governance|compliance&object-lock-days=N`. */
+  objectLock?: { mode: 'GOVERNANCE' | 'COMPLIANCE'; days: number };
 }
 
 export interface S3DriverInit {
@@ -289,9 +293,24 @@ export class S3Driver implements StorageDriver {
     }
   }
 
+  /**
+   * What every object written carries (issue 18 item 5): server-side
+   * encryption, and an Object Lock retention counted from now. S3 requires a
+   * checksum on a PUT with a retention: CRC32 is asked for, the SDK computes it.
+   */
+  private writeParams(): Record<string, unknown> {
+    const o = this.opts;
+    return {
+      ...(o.sse ? { ServerSideEncryption: o.sse.algorithm, ...(o.sse.kmsKeyId !== undefined ? { SSEKMSKeyId: o.sse.kmsKeyId } : {}) } : {}),
+      ...(o.objectLock
+        ? { ObjectLockMode: o.objectLock.mode, ObjectLockRetainUntilDate: new Date(Date.now() + o.objectLock.days * 86_400_000), ChecksumAlgorithm: 'CRC32' }
+        : {}),
+    };
+  }
+
   async probeConditionalWrite(key: string, body: Buffer, signal?: AbortSignal): Promise<boolean> {
     if (this.features.atomicIfAbsent) return true;
-    const input = { Bucket: this.bucket, Key: this.keyOf(key), Body: body, ContentLength: body.length, IfNoneMatch: '*' };
+    const input = { Bucket: this.bucket, Key: this.keyOf(key), Body: body, ContentLength: body.length, IfNoneMatch: '*', ...this.writeParams() };
     try {
       await this.send((c) => c.send(new PutObjectCommand(input), { abortSignal: signal }));
       return false;
@@ -319,7 +338,7 @@ export class S3Driver implements StorageDriver {
     const conditional = opts.ifAbsent ? { IfNoneMatch: '*' } : {};
     if (Buffer.isBuffer(body)) {
       try {
-        const input = { Bucket: this.bucket, Key, Body: body, ContentLength: body.length, ...conditional };
+        const input = { Bucket: this.bucket, Key, Body: body, ContentLength: body.length, ...conditional, ...this.writeParams() };
         await this.send((c) => c.send(new PutObjectCommand(input), { abortSignal: signal }));
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
@@ -338,7 +357,8 @@ export class S3Driver implements StorageDriver {
     body.on('error', onBodyError);
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: this.bucket, Key, Body: body, ...conditional },
+      // Upload sends these on its PutObject or CreateMultipartUpload.
+      params: { Bucket: this.bucket, Key, Body: body, ...conditional, ...this.writeParams() },
       // We abort the upload ourselves: Upload's own abort replaces the real
       // error with Abort's when that fails (s3rver lacks AbortMultipartUpload).
       leavePartsOnError: true,
