@@ -75,6 +75,8 @@ export interface BasebackupOptions {
  * server's session and what the server says it is.
  */
 export interface BackupPrep {
+  /** The environment libpq is given (backupContext): derived once, here. */
+  env: NodeJS.ProcessEnv;
   repo: ReturnType<typeof ensureRepoConfig>;
   /** The session, from now on the caller's to end (local mode). */
   take(): Promise<Session>;
@@ -83,7 +85,11 @@ export interface BackupPrep {
 }
 
 export function prepareBackup(o: Pick<BasebackupOptions, 'driver' | 'cluster' | 'key' | 'source'>, toolCtx: ToolContext): BackupPrep {
-  const ctx = backupContext(o, toolCtx);
+  return startPrep(o, backupContext(o, toolCtx));
+}
+
+/** prepareBackup with the backup's context already derived. */
+function startPrep(o: Pick<BasebackupOptions, 'driver' | 'cluster' | 'key' | 'source'>, ctx: ToolContext): BackupPrep {
   const repo = ensureRepoConfig(o.driver, o.cluster, o.key, ctx.now(), ctx.signal);
   const session = o.source.kind === 'local' ? openSession(ctx) : undefined;
   // Each is reported where it is awaited.
@@ -91,6 +97,7 @@ export function prepareBackup(o: Pick<BasebackupOptions, 'driver' | 'cluster' | 
   session?.catch(() => {});
   let taken = false;
   return {
+    env: ctx.env,
     repo,
     take() {
       if (!session) throw new Error('no session in stream mode');
@@ -172,7 +179,7 @@ async function waitForWal(driver: StorageDriver, cluster: string, systemId: stri
  * Only while its manifest is certainly absent; best effort.
  */
 export async function basebackup(o: BasebackupOptions, toolCtx: ToolContext): Promise<BasebackupResult> {
-  const ctx = backupContext(o, toolCtx);
+  const ctx = o.prep ? { ...toolCtx, env: o.prep.env } : backupContext(o, toolCtx);
   taken.clear();
   try {
     return await runBackup(o, ctx);
@@ -209,7 +216,7 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
   const t0 = Date.now();
   // In local mode the server is asked what it is while the repository is
   // read: on a far-away store each step below is a round trip.
-  const prep = o.prep ?? prepareBackup(o, ctx);
+  const prep = o.prep ?? startPrep(o, ctx);
   let spec: EncodeSpec;
   const catalog: BackupManifest[] = [];
   try {
@@ -407,20 +414,20 @@ async function backupLocal(
   let workers: FileWorkers | undefined;
   try {
     const q = async <T>(sql: string, params: unknown[] = []) => (await client.query(sql, params)).rows as T[];
-    const pgVersionNum = Number(info!.v);
+    const pgVersionNum = Number(info.v);
     if (pgVersionNum < 150000) {
       throw new CairnError('CONFIG_INVALID', `PostgreSQL ${Math.floor(pgVersionNum / 10000)} is not supported for local backups`, { hint: 'use --remote (pg_basebackup) for servers before 15' });
     }
     const pgdata = await realpath(src.pgdata);
-    const serverDir = await realpath(info!.dir).catch(() => info!.dir);
+    const serverDir = await realpath(info.dir).catch(() => info.dir);
     if (pgdata !== serverDir) {
-      throw new CairnError('CONFIG_INVALID', `--pgdata "${src.pgdata}" is not the data directory of the server cairn connected to ("${info!.dir}")`, {
+      throw new CairnError('CONFIG_INVALID', `--pgdata "${src.pgdata}" is not the data directory of the server cairn connected to ("${info.dir}")`, {
         hint: 'point PGHOST/PGPORT at the server whose data directory you back up, or use --remote',
       });
     }
-    const systemId = info!.sys;
-    const segSize = Number(info!.seg);
-    const dataChecksums = info!.ck === 'on';
+    const systemId = info.sys;
+    const segSize = Number(info.seg);
+    const dataChecksums = info.ck === 'on';
     let type = sh.type;
     const parent = pickParent(sh.catalog, type, systemId);
     if (type !== 'full' && !parent) {
@@ -481,7 +488,7 @@ async function backupLocal(
     await Promise.all(walk.files.filter((f) => f !== control).map(one));
     if (control) await one(control);
     const config = await storeConfigFiles({ driver: o.driver, cluster: o.cluster, id, spec: sh.spec, log: ctx.log, signal: ctx.signal },
-      configFilesToStore([src.pgdata, pgdata, info!.dir], await serverConfigPaths(q, ctx)));
+      configFilesToStore([src.pgdata, pgdata, info.dir], await serverConfigPaths(q, ctx)));
     // The last bundle is written with the files, not after the stop.
     await store.finishBundles();
     ctx.log.debug(`files copied after ${Date.now() - sh.t0} ms`);
@@ -495,7 +502,7 @@ async function backupLocal(
     const bl = parseBackupLabel(stop!.labelfile);
     return await finish(o, ctx, {
       id, type, parent, store, spec: sh.spec, t0: sh.t0, progress: sh.progress, systemId, pgMajor: String(Math.floor(pgVersionNum / 10000)), pgVersionNum,
-      ...(info!.su ? { superuser: info!.su } : {}),
+      ...(info.su ? { superuser: info.su } : {}),
       segSize, label: stop!.labelfile, spcmap: stop!.spcmapfile === '' ? null : stop!.spcmapfile, tablespaces: walk.tablespaces,
       startLsn, startTime: bl.startTime, stopLsn: parseLsn(stop!.lsn), timeline: bl.timeline, checkpointLsn: bl.checkpointLsn, dataChecksums, source: 'local',
       config,

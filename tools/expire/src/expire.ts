@@ -6,7 +6,7 @@ import { CairnError } from '@cairn/core/cli/errors';
 import { formatBytes } from '@cairn/core/cli/format';
 import type { Settings } from '@cairn/core/config/settings';
 import type { EncryptionKey } from '@cairn/core/codec/index';
-import { applyExpire, readExpireCatalog } from '@cairn/core/expire/apply';
+import { applyExpire, readExpireCatalog, type ApplyProgress } from '@cairn/core/expire/apply';
 import { hasBackupPolicy, hasDumpPolicy, planExpire, type ExpirePlan, type ExpirePolicy, type ExpireResult } from '@cairn/core/expire/plan';
 import { leaseOptionsFor, withLeases } from '@cairn/core/repo/lease';
 import { openCluster } from '@cairn/core/repo/repo-config';
@@ -82,7 +82,7 @@ export interface RepositoryOutcome {
   /** Keys deleted (0 for a dry run). */
   keysRemoved: number;
   /** Objects the storage would not delete yet (Object Lock retention), with the rest of their backup, dump or WAL range. */
-  kept?: { step: string; name: string; key: string; reason: string }[];
+  kept?: ApplyProgress['kept'];
 }
 
 /** Plans (and applies) expiry in each repository in turn; the first error stops it. */

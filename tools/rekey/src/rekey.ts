@@ -33,30 +33,25 @@ export interface RekeyOutcome {
 export async function rekey(o: RekeyOptions, ctx: Pick<ToolContext, 'env' | 'now' | 'signal'>): Promise<RekeyOutcome> {
   const out: RekeyOutcome = { format: 'cairn.rekey/1', results: [], errors: [] };
   for (const url of o.repos) {
-    const drivers = await openRepositories([url], ctx.env).catch((err: unknown) => {
-      const e = toCairnError(err);
-      if (e.code === 'INTERNAL') throw e;
-      out.errors.push({ repo: url, code: e.code, message: e.message, hint: e.hint ?? null });
-      return undefined;
-    });
-    if (!drivers) continue;
-    const driver = drivers[0]!;
+    let driver: Awaited<ReturnType<typeof openRepositories>>[number] | undefined;
     try {
-      const cfg = await readRepoConfig(driver, o.cluster, ctx.signal);
+      [driver] = await openRepositories([url], ctx.env);
+      const cfg = await readRepoConfig(driver!, o.cluster, ctx.signal);
       if (cfg === undefined) {
-        throw new CairnError('CONFIG_INVALID', `repository "${driver.url}" holds no cluster "${o.cluster}"`, { hint: 'check --repo and --cluster; a new cluster takes its key when it is first written' });
+        throw new CairnError('CONFIG_INVALID', `repository "${driver!.url}" holds no cluster "${o.cluster}"`, { hint: 'check --repo and --cluster; a new cluster takes its key when it is first written' });
       }
       if (cfg.cipher === 'none' || cfg.keyCheck === undefined) {
-        throw new CairnError('CONFIG_INVALID', `repository "${driver.url}" cluster "${o.cluster}" is not encrypted: there is no key to rotate`, { hint: 'encryption is chosen when a cluster is created: back up into a new --cluster with a key' });
+        throw new CairnError('CONFIG_INVALID', `repository "${driver!.url}" cluster "${o.cluster}" is not encrypted: there is no key to rotate`, { hint: 'encryption is chosen when a cluster is created: back up into a new --cluster with a key' });
       }
-      out.results.push(await rekeyDataKey(driver, o.cluster, cfg.keyCheck, o.oldKey, o.newKey, ctx.now(), ctx.signal));
+      out.results.push(await rekeyDataKey(driver!, o.cluster, cfg.keyCheck, o.oldKey, o.newKey, ctx.now(), ctx.signal));
     } catch (err) {
-      ctx.signal.throwIfAborted();
+      // A repository that cannot be opened or rotated is reported; the others are still done.
+      if (driver) ctx.signal.throwIfAborted();
       const e = toCairnError(err);
       if (e.code === 'INTERNAL') throw e;
-      out.errors.push({ repo: driver.url, code: e.code, message: e.message, hint: e.hint ?? null });
+      out.errors.push({ repo: driver?.url ?? url, code: e.code, message: e.message, hint: e.hint ?? null });
     } finally {
-      await closeRepositories(drivers);
+      if (driver) await closeRepositories([driver]);
     }
   }
   return out;

@@ -75,7 +75,6 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
   const pool = new ReadPool();
   const encodeLimit = createLimiter(encodeWidth(opts.concurrency));
 
-
   const ensureRepo = (d: StorageDriver): Promise<OpenedRepoConfig> => {
     let p = repoReady.get(d);
     if (!p) {
@@ -89,22 +88,21 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
     const k = `${drivers.indexOf(d)}:${systemId}`;
     let p = systemReady.get(k);
     if (!p) {
-      p = ensureSystemAfterRepo(d, systemId, segSize);
+      p = (async () => {
+        const look = d.stat(systemKey(opts.cluster, systemId), ctx.signal);
+        look.catch(() => {});
+        await ensureRepo(d);
+        if ((await look) !== undefined) return 'known';
+        return await ensureSystemRegistered(d, opts.cluster, {
+          systemId,
+          firstSeen: ctx.now().toISOString(),
+          registeredBy: 'wal-push',
+          ...(segSize ? { walSegmentSize: segSize } : {}),
+        }, { force: opts.registerSystem, signal: ctx.signal });
+      })();
       systemReady.set(k, p);
     }
     return p;
-  };
-  const ensureSystemAfterRepo = async (d: StorageDriver, systemId: string, segSize: number | undefined) => {
-    const look = d.stat(systemKey(opts.cluster, systemId), ctx.signal);
-    look.catch(() => {});
-    await ensureRepo(d);
-    if ((await look) !== undefined) return 'known';
-    return await ensureSystemRegistered(d, opts.cluster, {
-        systemId,
-        firstSeen: ctx.now().toISOString(),
-        registeredBy: 'wal-push',
-        ...(segSize ? { walSegmentSize: segSize } : {}),
-      }, { force: opts.registerSystem, signal: ctx.signal });
   };
 
   /** The system a history or backup file belongs to: it carries no identifier. */
@@ -126,20 +124,22 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
     // The stored size of a buffered file: the same in every repository (encryption adds a fixed overhead per size).
     let bufferedOut = 'compressed' in body ? body.compressed.length : 0;
     const results = await Promise.allSettled(
-      drivers.map(async (d) => {
-        // The system's checks (after the repository's) run alongside storeWal's first look.
-        const ready = ensureSystem(d, systemId, segSize);
-        ready.catch(() => {});
-        const k = key === undefined ? undefined : (await ensureRepo(d)).dataKey;
-        let thunk: () => Buffer | NodeJS.ReadableStream;
-        if ('compressed' in body) {
-          const b = k ? await encodeBuffer(body.compressed, { compress: { alg: 'none', level: 0 }, key: k }) : body.compressed;
-          bufferedOut = b.length;
-          thunk = () => b;
-        } else {
-          thunk = () => body.stream(k);
-        }
-        return storeWal(d, { cluster: opts.cluster, systemId, walName: name.name, sha256, ext, body: thunk, signal: ctx.signal, ready });
+      drivers.map((d) => {
+        // The body is made with the repository's key once its configuration
+        // is read; storeWal writes nothing before `ready`, and its first look
+        // for a stored copy runs alongside.
+        let made: () => Buffer | NodeJS.ReadableStream;
+        const bodyReady = ensureRepo(d).then(async ({ dataKey: k }) => {
+          if ('compressed' in body) {
+            const b = k ? await encodeBuffer(body.compressed, { compress: { alg: 'none', level: 0 }, key: k }) : body.compressed;
+            bufferedOut = b.length;
+            made = () => b;
+          } else {
+            made = () => body.stream(k);
+          }
+        });
+        const ready = Promise.all([ensureSystem(d, systemId, segSize), bodyReady]);
+        return storeWal(d, { cluster: opts.cluster, systemId, walName: name.name, sha256, ext, body: () => made(), signal: ctx.signal, ready });
       }),
     );
     // Finish every repository, then fail as a whole if any failed: PostgreSQL

@@ -221,6 +221,11 @@ export async function rekeyDataKey(
   return { cluster, repo: driver.url, fromVersion: current?.version ?? 0, version, dataKeyId: data.id, oldKeyId: oldKey.id, newKeyId: newKey.id, removed, kept };
 }
 
+/** The key a cluster's objects use: its data key when it has one, else the operator's key itself (clusters from before data keys). */
+export async function clusterKey(driver: StorageDriver, cluster: string, operator: EncryptionKey, signal?: AbortSignal): Promise<EncryptionKey> {
+  return (await openDataKey(driver, cluster, operator, signal))?.key ?? operator;
+}
+
 /**
  * The key each repository's objects decrypt with, looked up once per driver:
  * for readers that go straight to an object without opening repo.json
@@ -232,7 +237,7 @@ export function dataKeyResolver(cluster: string, operator: EncryptionKey | undef
     if (operator === undefined) return Promise.resolve(undefined);
     let p = cache.get(driver);
     if (p === undefined) {
-      p = openDataKey(driver, cluster, operator, signal).then((d) => d?.key ?? operator);
+      p = clusterKey(driver, cluster, operator, signal);
       // A failed lookup (storage blip) is tried again next time.
       p.catch(() => cache.delete(driver));
       cache.set(driver, p);

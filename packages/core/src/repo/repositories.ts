@@ -38,8 +38,9 @@ export function repoSettingsFrom(settings: Settings, log?: Logger): RepoSettings
   const cluster = String(settings['cluster'] ?? 'main');
   assertClusterName(cluster);
   const keyFile = settings['encryption-key-file'] as string | undefined;
-  const keyCommand = settings['encryption-key-command'] as string | undefined;
-  if (keyFile !== undefined && keyFile !== '' && keyCommand !== undefined && keyCommand.trim() !== '') {
+  const command = settings['encryption-key-command'] as string | undefined;
+  const keyCommand = command !== undefined && command.trim() !== '' ? command : undefined;
+  if (keyFile !== undefined && keyFile !== '' && keyCommand !== undefined) {
     throw new CairnError('CONFIG_INVALID', 'both an encryption key file and an encryption key command are configured', {
       hint: 'keep one of --encryption-key-file / CAIRN_ENCRYPTION_KEY_FILE / encryption-key-file and --encryption-key-command / CAIRN_ENCRYPTION_KEY_COMMAND / encryption-key-command',
     });
@@ -47,7 +48,7 @@ export function repoSettingsFrom(settings: Settings, log?: Logger): RepoSettings
   if (keyFile !== undefined && keyFile !== '' && log !== undefined) warnOpenKeyFile(keyFile, log);
   return {
     repos, cluster, keyFile: keyFile === '' ? undefined : keyFile,
-    ...(keyCommand !== undefined && keyCommand.trim() !== '' ? { keyCommand } : {}),
+    ...(keyCommand !== undefined ? { keyCommand } : {}),
   };
 }
 
