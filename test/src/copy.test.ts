@@ -1,7 +1,9 @@
-// cairn-copy (issue 18 item 2): a file repository with a full and a
+// cairn-copy (issue 18 item 2): an encrypted file repository (envelope
+// encryption: a wrapped data key) with a full and a
 // page-level incr backup, a dump, WAL and a verify result is copied into an
-// empty S3 repository; a first copy is killed (-9) midway, a second one
-// running beside it is refused by the lease, the rerun finishes, a third
+// empty S3 repository; a first copy is killed (-9) midway while it holds a
+// reader lease on the source, a second one running beside it is refused by
+// the target's lease, the rerun finishes, a third
 // copies nothing, cairn-verify is clean on the copy, and a restore from the
 // copy to a time target holds exactly the source's rows at that time.
 
@@ -73,11 +75,12 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
   const copyEnv = () => ({ ...state().dst.env, CAIRN_REPO: '' });
 
   it('builds a source: full and page-level incr backups, a dump, WAL and a verify result', async () => {
-    const src = await makeRepo('fs', false);
+    const src = await makeRepo('fs', true);
     const s3 = await makeRepo('s3', false);
     const target = new URL(s3.endpoint!);
     const proxy = await startFaultProxy({ host: target.hostname, port: Number(target.port) });
-    const dst = { ...s3, env: { ...s3.env, CAIRN_REPO: viaProxy(s3.url, proxy.endpoint) } };
+    // The copy opens with the source's key: its wrapped data key is copied too.
+    const dst = { ...s3, encrypted: true, env: { ...s3.env, CAIRN_ENCRYPTION_KEY_FILE: src.keyFile!, CAIRN_REPO: viaProxy(s3.url, proxy.endpoint) } };
     const cluster = await createCluster({ name: 'copy-src', archiveCommand: walPushCommand(), archiveTimeout: '1s', env: src.env });
     await cluster.start();
     await cluster.psql("create table marker(v text); insert into marker values ('a')");
@@ -119,15 +122,26 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
 
   it('refuses a target with other encryption settings, in one line', async () => {
     const s = state();
-    const other = await makeRepo('fs', false);
-    await mkdir(join(other.url, 'main'), { recursive: true });
-    await writeFile(join(other.url, 'main/repo.json'), JSON.stringify({ format: 1, cipher: 'aes-256-gcm-stream-v1', keyCheck: 'x', created: new Date().toISOString(), createdBy: 'test' }));
-    await chownToPgUser(join(other.url, 'main'));
-    await chownToPgUser(join(other.url, 'main/repo.json'));
-    const r = await runCairn('copy', ['--from', s.src.url, '--to', other.url], { env: copyEnv() });
-    assert.equal(r.code, 3, r.stderr);
-    assert.match(r.lines[0]!, /cannot copy cluster "main" .*: the source is not encrypted, the target encrypted/);
-    assert.deepEqual(await other.keys(), ['main/repo.json'], 'nothing copied');
+    const cases = [
+      { cfg: { format: 1, cipher: 'none' }, why: /: the source is encrypted \(aes-256-gcm-stream-v1\), the target not encrypted;/ },
+      { cfg: { format: 2, cipher: 'aes-256-gcm-stream-v1', keyCheck: 'x' }, why: /: their objects are encrypted with different data keys;/ },
+    ];
+    for (const c of cases) {
+      const other = await makeRepo('fs', false);
+      await mkdir(join(other.url, 'main'), { recursive: true });
+      await writeFile(join(other.url, 'main/repo.json'), JSON.stringify({ ...c.cfg, created: new Date().toISOString(), createdBy: 'test' }));
+      await chownToPgUser(join(other.url, 'main'));
+      await chownToPgUser(join(other.url, 'main/repo.json'));
+      const r = await runCairn('copy', ['--from', s.src.url, '--to', other.url], { env: copyEnv() });
+      assert.equal(r.code, 3, r.stderr);
+      assert.match(r.lines[0]!, /cannot copy cluster "main" /);
+      assert.match(r.lines[0]!, c.why);
+      assert.deepEqual(await other.keys(), ['main/repo.json'], 'nothing copied');
+    }
+    // And the source's own key is needed to check what is copied.
+    const nokey = await runCairn('copy', copyArgs(), { env: { ...copyEnv(), CAIRN_ENCRYPTION_KEY_FILE: '' } });
+    assert.equal(nokey.code, 3, nokey.stderr);
+    assert.match(nokey.lines[0]!, /is encrypted and no encryption key is configured/);
   });
 
   it('killed (-9) midway, a second copy meanwhile refused by the lease; a rerun completes, a third copies nothing', async () => {
@@ -146,6 +160,13 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
       await sleep(100);
     }
     assert.ok(seen.length > 0, 'the first copy reached the backups');
+    // It holds a reader lease on the source, so the source's expire keeps what it copies.
+    const readers = [...(await s.src.objects('main/readers/')).values()].map((b) => JSON.parse(b.toString()) as { purpose: string; chain: string[]; dumps: string[]; wal: unknown[] });
+    assert.equal(readers.length, 1, 'one reader lease on the source');
+    assert.equal(readers[0]!.purpose, 'copy');
+    assert.deepEqual(readers[0]!.chain, [s.full, s.incr]);
+    assert.deepEqual(readers[0]!.dumps.length, 1);
+    assert.ok(readers[0]!.wal.length >= 1, 'and the WAL');
     const second = await runCairn('copy', copyArgs(), { env: copyEnv() });
     assert.equal(second.code, 5, `a second copy beside the first: ${second.stderr}`);
     assert.match(second.stderr, /lease/);
@@ -170,6 +191,7 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
     assert.equal(k.copied.objects, 0, 'a third copy has nothing to do');
     assert.deepEqual(k.backups.present, [s.full, s.incr]);
     assert.match(again.stderr, /^cairn-copy: copied 0 object\(s\)/m);
+    assert.equal((await s.src.keys('main/readers/')).length, 1, 'the finished copies removed their reader leases (the killed one lapses)');
 
     // Byte for byte: every object of the source's backups, dumps, WAL and results is in the copy.
     const srcKeys = (await s.src.keys('main/')).filter((k) => !k.startsWith('main/locks/') && !k.startsWith('main/readers/'));

@@ -9,9 +9,9 @@ import { defineTool } from '@cairn/core/cli/run';
 import { createProgress } from '@cairn/core/cli/progress';
 import { acquireLeases, leaseOptionsFor, LOCK_WAIT_SETTING } from '@cairn/core/repo/lease';
 import { assertClusterName } from '@cairn/core/repo/layout';
-import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
+import { closeRepositories, keySourceFrom, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { parseRepoUrl } from '@cairn/core/storage/open';
-import { copyRepository, formatSummary } from './copy.js';
+import { copyRepository, formatSummary, holdSourceLease } from './copy.js';
 
 export const copyTool = defineTool({
   name: 'copy',
@@ -45,8 +45,7 @@ export const copyTool = defineTool({
     if (fromUrl === toUrl) throw new CairnError('USAGE', '--from and --to name the same repository', { hint: 'give two different repositories' });
     const cluster = String(s.cluster ?? 'main');
     assertClusterName(cluster);
-    const keyFile = s['encryption-key-file'];
-    const key = await loadKey(keyFile === undefined || keyFile === '' ? undefined : keyFile);
+    const key = await loadKey(keySourceFrom(s, ctx.log), ctx.env, ctx.signal);
     const dryRun = s['dry-run'];
     const drivers = await openRepositories([fromUrl, toUrl], ctx.env);
     const [from, to] = drivers as [NonNullable<(typeof drivers)[0]>, NonNullable<(typeof drivers)[1]>];
@@ -59,10 +58,13 @@ export const copyTool = defineTool({
       // A dry run writes nothing and takes none.
       const leases = dryRun ? undefined : await acquireLeases(to, cluster, leaseOptionsFor('copy', s['lock-wait'] * 1000, ctx));
       let result;
+      let reader: Awaited<ReturnType<typeof holdSourceLease>> | undefined;
       try {
         const signal = leases ? AbortSignal.any([ctx.signal, leases.signal]) : ctx.signal;
+        // And a reader lease on the source, so its cairn-expire keeps what is being copied.
+        reader = dryRun ? undefined : await holdSourceLease(from, cluster, { now: () => new Date(), signal, log: ctx.log });
         result = await copyRepository(
-          { from, to, cluster, key, dryRun, jobs: s.jobs ?? 4 },
+          { from, to, cluster, key, dryRun, jobs: s.jobs ?? 4, sourceWal: reader?.wal },
           {
             signal,
             log: ctx.log,
@@ -75,6 +77,7 @@ export const copyTool = defineTool({
         );
       } finally {
         progress.done();
+        await reader?.lease.release();
         await leases?.release();
       }
       if (s.json) ctx.stdout.write(JSON.stringify(result, null, 2) + '\n');

@@ -13,19 +13,20 @@ import { PassThrough, Readable, Transform, Writable, type TransformCallback } fr
 import { pipeline } from 'node:stream/promises';
 import { buffer } from 'node:stream/consumers';
 import { CairnError } from '@cairn/core/cli/errors';
-import { decodeStagesFor, keyMatches, type EncryptionKey } from '@cairn/core/codec/index';
+import { decodeStagesFor, type EncryptionKey } from '@cairn/core/codec/index';
 import { checksumMismatch, decodeFileStages, decodeWhole } from '@cairn/core/codec/file-codec';
 import { objectEntries } from '@cairn/core/backup/pages';
 import { backupPrefix, manifestKey, type BackupManifest } from '@cairn/core/backup/manifest';
 import { dumpManifestKey, dumpPrefix, listDumps, type DumpManifest } from '@cairn/core/dump/manifest';
 import { eachBackupManifest, eachDumpManifest, listWalArchive, type WalListing } from '@cairn/core/repo/catalog';
-import { repoConfigKey, systemsPrefix } from '@cairn/core/repo/layout';
+import { dataKeysPrefix, repoConfigKey, systemsPrefix } from '@cairn/core/repo/layout';
 import { openCluster, readRepoConfig, type RepoConfig } from '@cairn/core/repo/repo-config';
 import { storeWal, type StoredWal } from '@cairn/core/repo/wal-archive';
 import { listBackupIds } from '@cairn/core/backup/manifest';
 import { drillResultsPrefix } from '@cairn/core/drill/result-format';
 import { verifyResultsPrefix } from '@cairn/core/verify/result-format';
 import { WriteConflictError, type StorageDriver } from '@cairn/core/storage/driver';
+import { COPY_LEASE_LIFETIME_MS, holdReaderLease, waitForRunningExpire, type HeldReaderLease } from '@cairn/core/repo/reader-lease';
 import { forEachLimit } from '@cairn/core/util/limit';
 import { quote } from '@cairn/core/wal/quote';
 
@@ -35,11 +36,13 @@ export interface CopyOptions {
   from: StorageDriver;
   to: StorageDriver;
   cluster: string;
-  /** Needed when the source is encrypted: plaintext checksums are checked by decoding. */
+  /** The operator's key, needed when the source is encrypted: plaintext checksums are checked by decoding with the cluster's data key it opens. */
   key: EncryptionKey | undefined;
   dryRun: boolean;
   /** Objects copied at once. */
   jobs: number;
+  /** The source's WAL listing when holdSourceLease made one that is still good. */
+  sourceWal?: Map<string, WalListing> | undefined;
 }
 
 export interface CopyContext {
@@ -107,14 +110,11 @@ function describeCipher(cfg: RepoConfig): string {
  * same cipher, the same key. Objects are never re-encoded.
  */
 function checkTargetConfig(src: RepoConfig, dst: RepoConfig, from: string, to: string, cluster: string): void {
-  const same = src.format === dst.format && src.cipher === dst.cipher && (src.cipher === 'none' || src.keyCheck === dst.keyCheck);
+  // The key check is the check of the key the objects are encrypted under
+  // (the data key of a format 2 cluster): equal checks read the same bytes.
+  const same = src.cipher === dst.cipher && (src.cipher === 'none' || src.keyCheck === dst.keyCheck);
   if (same) return;
-  const why =
-    src.cipher !== dst.cipher
-      ? `the source is ${describeCipher(src)}, the target ${describeCipher(dst)}`
-      : src.format !== dst.format
-        ? `the source has format ${src.format}, the target ${dst.format}`
-        : 'they are encrypted with different keys';
+  const why = src.cipher !== dst.cipher ? `the source is ${describeCipher(src)}, the target ${describeCipher(dst)}` : 'their objects are encrypted with different data keys';
   throw new CairnError('KEY_MISMATCH', `cannot copy cluster ${quote(cluster)} from repository ${quote(from)} to ${quote(to)}: ${why}`, {
     hint: 'objects are copied as stored, never re-encoded: copy into a repository (or --cluster) made with the same encryption key, or into an empty one',
   });
@@ -189,9 +189,61 @@ function sourceStream(from: StorageDriver, key: string, stages: Transform[], cou
   return out;
 }
 
+/**
+ * What the copy reads, held in a reader lease on the source (as a restore
+ * holds its chain): every backup, dump and WAL segment listed now, so a
+ * cairn-expire of the source that starts while the copy runs keeps them. An
+ * expire already running planned without the lease: it is waited for, and
+ * the WAL is listed again after it.
+ */
+export async function holdSourceLease(
+  from: StorageDriver,
+  cluster: string,
+  ctx: { now: () => Date; signal: AbortSignal; log: CopyContext['log'] },
+): Promise<{ lease: HeldReaderLease; wal: Map<string, WalListing> | undefined }> {
+  const [wal, backups, dumps] = await Promise.all([listWalArchive(from, cluster, ctx.signal), listBackupIds(from, cluster, ctx.signal), listDumps(from, cluster, ctx.signal)]);
+  const ranges = new Map<number, { from: string; to: string }>();
+  for (const listing of wal.values()) {
+    for (const name of listing.segments.keys()) {
+      const tli = parseInt(name.slice(0, 8), 16);
+      const r = ranges.get(tli);
+      if (r === undefined) ranges.set(tli, { from: name, to: name });
+      else {
+        if (name < r.from) r.from = name;
+        if (name > r.to) r.to = name;
+      }
+    }
+  }
+  const systems = [...wal.keys()];
+  const lease = await holdReaderLease(
+    from,
+    cluster,
+    {
+      purpose: 'copy',
+      pgdata: null,
+      // A lease without a system holds its timelines in every system.
+      systemId: systems.length === 1 ? systems[0]! : null,
+      walSegmentSize: null,
+      backup: null,
+      chain: backups,
+      dumps: dumps.map((d) => `${d.dir}/${d.id}`),
+      wal: [...ranges].sort((a, b) => a[0] - b[0]).map(([timeline, r]) => ({ timeline, ...r })),
+      target: null,
+    },
+    { lifetimeMs: COPY_LEASE_LIFETIME_MS, now: ctx.now, tool: 'cairn-copy', signal: ctx.signal, onRenewError: (err) => ctx.log.warn(`could not renew the reader lease on ${quote(from.url)}: ${(err as Error).message}`) },
+  );
+  try {
+    const waited = await waitForRunningExpire(from, cluster, { signal: ctx.signal, maxWaitMs: 10 * 60_000, onWait: (holder) => ctx.log.info(`waiting for ${holder} on the source to finish`) });
+    return { lease, wal: waited ? undefined : wal };
+  } catch (err) {
+    await lease.release();
+    throw err;
+  }
+}
+
 export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promise<CopyResult> {
   const t0 = Date.now();
-  const { from, to, cluster, key, dryRun } = opts;
+  const { from, to, cluster, dryRun } = opts;
   const signal = ctx.signal;
   const result: CopyResult = {
     format: COPY_RESULT_FORMAT,
@@ -211,22 +263,23 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
 
   // 1. repo.json: the source's key (if any) must be the one given, and the
   // target's settings the source's (or the target has none yet).
-  const srcCfg = await openCluster(from, cluster, key, signal);
+  const srcCfg = await openCluster(from, cluster, opts.key, signal);
   if (srcCfg === undefined) {
     throw new CairnError('CONFIG_INVALID', `repository ${quote(from.url)} has no cluster ${quote(cluster)} (no ${repoConfigKey(cluster)})`, {
       hint: 'check --from and --cluster; cairn-info --repo URL lists what a repository holds',
     });
   }
-  if (srcCfg.cipher !== 'none' && key !== undefined && srcCfg.keyCheck !== undefined && !keyMatches(key, srcCfg.keyCheck)) {
-    throw new CairnError('KEY_MISMATCH', `the encryption key does not match repository ${quote(from.url)} cluster ${quote(cluster)}`, { hint: 'use the key file the repository was created with' });
-  }
+  // Objects decode with the cluster's data key (openCluster checked the
+  // operator's key against it), or the operator's key for older clusters.
+  const key = srcCfg.dataKey;
   const dstCfg = await readRepoConfig(to, cluster, signal);
   if (dstCfg !== undefined) checkTargetConfig(srcCfg, dstCfg, from.url, to.url, cluster);
   else {
     // A cluster without repo.json but with objects is refused by every
-    // writer (repo-config.ts); so is it here.
+    // writer (repo-config.ts); so is it here. Leases, and the data key a
+    // copy killed before repo.json stored, are no such objects.
     for await (const o of to.list(`${cluster}/`, signal)) {
-      if (o.key.startsWith(`${cluster}/locks/`)) continue;
+      if (o.key.startsWith(`${cluster}/locks/`) || o.key.startsWith(dataKeysPrefix(cluster))) continue;
       throw new CairnError('FORMAT_INVALID', `repository ${quote(to.url)} cluster ${quote(cluster)} holds objects (e.g. ${quote(o.key)}) but no repo.json`, {
         hint: `copy into an empty repository or cluster, or restore ${repoConfigKey(cluster)} there first`,
       });
@@ -304,6 +357,9 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
     return out;
   };
   if (dstCfg === undefined) {
+    // The wrapped data key first, then repo.json, as a first writer stores
+    // them: the target opens with the operator's key that opens the source.
+    await copyGroup(await plainItems(dataKeysPrefix(cluster)), undefined, dataKeysPrefix(cluster));
     const st = await from.stat(repoConfigKey(cluster), signal);
     await copyGroup([], { key: repoConfigKey(cluster), storedSize: st?.size ?? 0, check: { kind: 'plain' } }, repoConfigKey(cluster));
   }
@@ -313,7 +369,7 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
   // that appears in the target is restorable at once. Through the WAL
   // archive's own protocol (storeWal): a name stored with other content is
   // never overwritten, the same content is "already there".
-  const srcWal = await listWalArchive(from, cluster, signal);
+  const srcWal = opts.sourceWal ?? (await listWalArchive(from, cluster, signal));
   const dstWal = dryRun || (await hasAny(to, `${cluster}/wal/`, signal)) ? await listWalArchive(to, cluster, signal) : new Map<string, WalListing>();
   for (const [systemId, listing] of srcWal) {
     const theirs = new Map<string, StoredWal[]>();
