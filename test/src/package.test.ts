@@ -24,7 +24,8 @@ after(runCleanups);
 
 const root = repoRoot();
 const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
-const TOOLS = ['basebackup', 'check', 'drill', 'dump', 'expire', 'info', 'prom-export', 'rekey', 'restore', 'restore-plan', 'verify', 'wal-get', 'wal-push'];
+/** Every tool of the checkout (tools/<name>/): each must be in the packages. */
+const TOOLS = readdirSync(join(root, 'tools')).filter((t) => existsSync(join(root, 'tools', t, 'package.json'))).sort();
 const isRoot = process.getuid?.() === 0;
 
 function sh(cmd: string, args: string[]): string {

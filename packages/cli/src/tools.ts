@@ -15,5 +15,6 @@ export const TOOLS: Record<string, { summary: string; load: () => Promise<ToolDe
   drill: { summary: 'prove a restore works: restore into a scratch directory, start PostgreSQL, check, record RTO and data age', load: async () => (await import('@cairn/drill/command')).drillTool },
   check: { summary: 'check that archiving works end to end: repositories writable, settings right, a WAL switch reaches every repository', load: async () => (await import('@cairn/check/command')).checkTool },
   rekey: { summary: 'rotate the encryption key: wrap the data key with a new key (one small object per repository, no re-backup)', load: async () => (await import('@cairn/rekey/command')).rekeyTool },
+  copy: { summary: 'copy what another repository lacks: backups with their chains, dumps, WAL, results; checked on the way', load: async () => (await import('@cairn/copy/command')).copyTool },
   'prom-export': { summary: 'Prometheus metrics of the repository: to a textfile, on /metrics, or stdout', load: async () => (await import('@cairn/prom-export/command')).promExportTool },
 };

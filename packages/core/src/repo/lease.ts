@@ -12,6 +12,10 @@
 //                          references, or a running backup's or dump's
 //                          objects (they look like debris until the
 //                          manifest lands)
+//   copy       → backup + dump (of the target repository)
+//                          a copied backup's or dump's objects are debris
+//                          to expire until its manifest lands, and a backup
+//                          into the target would pick a parent being copied
 // A backup and a dump do not collide, so they run side by side.
 //
 // Taking over: a lease whose expiry has passed, or whose holder is a process
@@ -35,12 +39,13 @@ import { readJsonObject } from './json-object.js';
 
 export const LEASE_FORMAT = 'cairn.lease/1';
 
-export type LeaseTool = 'basebackup' | 'dump' | 'expire';
+export type LeaseTool = 'basebackup' | 'dump' | 'expire' | 'copy';
 
 const LEASES_OF: Record<LeaseTool, string[]> = {
   basebackup: ['backup'],
   dump: ['dump'],
   expire: ['backup', 'dump'],
+  copy: ['backup', 'dump'],
 };
 
 export interface LeaseRecord {

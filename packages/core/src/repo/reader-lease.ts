@@ -28,7 +28,10 @@ export const DEFAULT_RESTORE_LEASE_LIFETIME = '24h';
 /** A drill renews its own lease while it runs: a short lifetime frees what a killed drill held soon. */
 export const DRILL_LEASE_LIFETIME_MS = 10 * 60_000;
 
-export type ReaderPurpose = 'restore' | 'drill';
+/** cairn-copy renews its lease on the source as a drill does, for as long as it runs. */
+export const COPY_LEASE_LIFETIME_MS = DRILL_LEASE_LIFETIME_MS;
+
+export type ReaderPurpose = 'restore' | 'drill' | 'copy';
 
 /** A WAL range a recovery reads, proved present when it was planned (restore-plan's `wal`). */
 export interface LeaseWalRange {
@@ -140,7 +143,7 @@ export function readerLeaseProblem(v: unknown, id: string): string | undefined {
   const r = v as Partial<ReaderLease>;
   if (r.format !== READER_LEASE_FORMAT) return `format ${quote(String(r.format))} is not ${READER_LEASE_FORMAT}`;
   if (r.id !== id) return `its id ${quote(String(r.id))} is not its name`;
-  if (r.purpose !== 'restore' && r.purpose !== 'drill') return 'no purpose';
+  if (r.purpose !== 'restore' && r.purpose !== 'drill' && r.purpose !== 'copy') return 'no purpose';
   for (const k of ['createdAt', 'renewedAt', 'expiresAt'] as const) if (typeof r[k] !== 'string' || Number.isNaN(Date.parse(r[k]))) return `no readable ${k}`;
   if (!Array.isArray(r.chain) || !r.chain.every((x) => typeof x === 'string')) return 'no chain';
   if (!Array.isArray(r.dumps) || !r.dumps.every((x) => typeof x === 'string')) return 'no dumps';
@@ -200,7 +203,9 @@ export function isLiveReader(rec: ReaderLease, now: Date): boolean {
 export function describeReader(rec: ReaderLease): string {
   const what = rec.purpose === 'drill'
     ? `the drill of ${rec.backup !== null ? `backup ${rec.backup}` : `dump ${rec.dumps.join(', ')}`}`
-    : `the restore of backup ${rec.backup}${rec.pgdata !== null ? ` into ${quote(rec.pgdata)}` : ''}`;
+    : rec.purpose === 'copy'
+      ? `a cairn-copy from this repository (${rec.chain.length} backup(s), ${rec.dumps.length} dump(s))`
+      : `the restore of backup ${rec.backup}${rec.pgdata !== null ? ` into ${quote(rec.pgdata)}` : ''}`;
   return `${what} on host ${quote(rec.host)} (lease ${rec.id}, renewed at ${rec.renewedAt})`;
 }
 

@@ -37,6 +37,14 @@ export function repoSettingsFrom(settings: Settings, log?: Logger): RepoSettings
   for (const url of repos) parseRepoUrl(url, { env: {} });
   const cluster = String(settings['cluster'] ?? 'main');
   assertClusterName(cluster);
+  return { repos, cluster, ...keySourceFrom(settings, log) };
+}
+
+/**
+ * The operator key's source from the settings (a file or a command, never
+ * both); with a logger, warns about a key file other users can read.
+ */
+export function keySourceFrom(settings: Settings, log?: Logger): KeySource {
   const keyFile = settings['encryption-key-file'] as string | undefined;
   const command = settings['encryption-key-command'] as string | undefined;
   const keyCommand = command !== undefined && command.trim() !== '' ? command : undefined;
@@ -46,10 +54,7 @@ export function repoSettingsFrom(settings: Settings, log?: Logger): RepoSettings
     });
   }
   if (keyFile !== undefined && keyFile !== '' && log !== undefined) warnOpenKeyFile(keyFile, log);
-  return {
-    repos, cluster, keyFile: keyFile === '' ? undefined : keyFile,
-    ...(keyCommand !== undefined ? { keyCommand } : {}),
-  };
+  return { keyFile: keyFile === '' ? undefined : keyFile, ...(keyCommand !== undefined ? { keyCommand } : {}) };
 }
 
 /**

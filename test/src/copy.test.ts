@@ -1,0 +1,216 @@
+// cairn-copy (issue 18 item 2): an encrypted file repository (envelope
+// encryption: a wrapped data key) with a full and a
+// page-level incr backup, a dump, WAL and a verify result is copied into an
+// empty S3 repository; a first copy is killed (-9) midway while it holds a
+// reader lease on the source, a second one running beside it is refused by
+// the target's lease, the rerun finishes, a third
+// copies nothing, cairn-verify is clean on the copy, and a restore from the
+// copy to a time target holds exactly the source's rows at that time.
+
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { runCleanups } from '@cairn/testkit/cleanup';
+import { createCluster, type Cluster } from '@cairn/testkit/pg-cluster';
+import { startFaultProxy, type FaultProxy } from '@cairn/testkit/fault-proxy';
+import { binPath } from '@cairn/testkit/paths';
+import { spawnAsPg, killAndWait } from '@cairn/testkit/run-as';
+import { chownToPgUser } from '@cairn/testkit/tmp';
+import { makeRepo, type RepoFixture } from './repo-fixture.js';
+import {
+  assertRestoredEquals,
+  cairnOk,
+  captureUnderLock,
+  NOW_UTC_SQL,
+  restoreAndStart,
+  scalar,
+  sleep,
+  switchAndWaitArchived,
+  takeBackup,
+  walPushCommand,
+  type Capture,
+} from './pitr-harness.js';
+import { runCairn } from './tools.js';
+
+after(runCleanups);
+
+interface CopyJson {
+  format: string;
+  dryRun: boolean;
+  copied: { objects: number; bytes: number };
+  skipped: { objects: number; bytes: number };
+  backups: { copied: string[]; present: string[] };
+  dumps: { copied: string[]; present: string[] };
+  wal: { copied: number; present: number };
+  results: { copied: number; present: number };
+  problems: string[];
+}
+
+interface State {
+  src: RepoFixture;
+  dst: RepoFixture;
+  proxy: FaultProxy;
+  cluster: Cluster;
+  full: string;
+  incr: string;
+  dump: string;
+  time: Capture<string>;
+}
+
+/** The S3 repository URL through the proxy (no SDK retries, so a kill lands between requests). */
+function viaProxy(url: string, endpoint: string): string {
+  const u = new URL(url.replace(/^s3:/, 'http:'));
+  u.searchParams.set('endpoint', endpoint);
+  return u.toString().replace(/^http:/, 's3:');
+}
+
+describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 }, () => {
+  let st: State | undefined;
+  const state = (): State => {
+    assert.ok(st, 'the setup step failed; see the first failure');
+    return st;
+  };
+  const copyArgs = () => ['--from', state().src.url, '--to', state().dst.env['CAIRN_REPO']!];
+  const copyEnv = () => ({ ...state().dst.env, CAIRN_REPO: '' });
+
+  it('builds a source: full and page-level incr backups, a dump, WAL and a verify result', async () => {
+    const src = await makeRepo('fs', true);
+    const s3 = await makeRepo('s3', false);
+    const target = new URL(s3.endpoint!);
+    const proxy = await startFaultProxy({ host: target.hostname, port: Number(target.port) });
+    // The copy opens with the source's key: its wrapped data key is copied too.
+    const dst = { ...s3, encrypted: true, env: { ...s3.env, CAIRN_ENCRYPTION_KEY_FILE: src.keyFile!, CAIRN_REPO: viaProxy(s3.url, proxy.endpoint) } };
+    const cluster = await createCluster({ name: 'copy-src', archiveCommand: walPushCommand(), archiveTimeout: '1s', env: src.env });
+    await cluster.start();
+    await cluster.psql("create table marker(v text); insert into marker values ('a')");
+    await cluster.pgbench(['-i', '-s', '2', '-q']);
+    const full = await takeBackup(cluster, src, 'full');
+    let loadError: unknown;
+    const load = cluster.pgbench(['-c', '2', '-j', '2', '-T', '10', '-n']).catch((err: unknown) => {
+      loadError = err;
+    });
+    await sleep(3000);
+    const time = await captureUnderLock(cluster, (c) => scalar(c, NOW_UTC_SQL));
+    await sleep(2000);
+    const incr = await takeBackup(cluster, src, 'incr');
+    await load;
+    assert.equal(loadError, undefined, `pgbench: ${String(loadError)}`);
+    const d = await cairnOk('dump', ['--dbname', 'postgres'], { ...cluster.env, ...src.env });
+    const dump = d.stdout.trim();
+    await cluster.psql("insert into marker values ('b')");
+    await switchAndWaitArchived(cluster);
+    await cluster.stop();
+    await cairnOk('verify', [], src.env);
+    st = { src, dst, proxy, cluster, full, incr, dump, time };
+    const m = JSON.parse((await src.objects(`main/backups/${incr}/manifest.json`)).get(`main/backups/${incr}/manifest.json`)!.toString()) as { format: string };
+    assert.equal(m.format, 'cairn.backup/2', 'the incr backup is page-level (its chain reaches into the full one)');
+  });
+
+  it('--dry-run lists what it would copy and writes nothing', async () => {
+    const s = state();
+    const r = await runCairn('copy', [...copyArgs(), '--dry-run', '--json'], { env: copyEnv() });
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as CopyJson;
+    assert.equal(j.dryRun, true);
+    assert.deepEqual(j.backups.copied, [s.full, s.incr]);
+    assert.deepEqual(j.dumps.copied, [s.dump]);
+    assert.ok(j.wal.copied > 3, `WAL files to copy: ${j.wal.copied}`);
+    assert.ok(j.results.copied >= 1, 'the verify result');
+    assert.deepEqual(await s.dst.keys(), [], 'nothing written');
+  });
+
+  it('refuses a target with other encryption settings, in one line', async () => {
+    const s = state();
+    const cases = [
+      { cfg: { format: 1, cipher: 'none' }, why: /: the source is encrypted \(aes-256-gcm-stream-v1\), the target not encrypted;/ },
+      { cfg: { format: 2, cipher: 'aes-256-gcm-stream-v1', keyCheck: 'x' }, why: /: their objects are encrypted with different data keys;/ },
+    ];
+    for (const c of cases) {
+      const other = await makeRepo('fs', false);
+      await mkdir(join(other.url, 'main'), { recursive: true });
+      await writeFile(join(other.url, 'main/repo.json'), JSON.stringify({ ...c.cfg, created: new Date().toISOString(), createdBy: 'test' }));
+      await chownToPgUser(join(other.url, 'main'));
+      await chownToPgUser(join(other.url, 'main/repo.json'));
+      const r = await runCairn('copy', ['--from', s.src.url, '--to', other.url], { env: copyEnv() });
+      assert.equal(r.code, 3, r.stderr);
+      assert.match(r.lines[0]!, /cannot copy cluster "main" /);
+      assert.match(r.lines[0]!, c.why);
+      assert.deepEqual(await other.keys(), ['main/repo.json'], 'nothing copied');
+    }
+    // And the source's own key is needed to check what is copied.
+    const nokey = await runCairn('copy', copyArgs(), { env: { ...copyEnv(), CAIRN_ENCRYPTION_KEY_FILE: '' } });
+    assert.equal(nokey.code, 3, nokey.stderr);
+    assert.match(nokey.lines[0]!, /is encrypted and no encryption key is configured/);
+  });
+
+  it('killed (-9) midway, a second copy meanwhile refused by the lease; a rerun completes, a third copies nothing', async () => {
+    const s = state();
+    // A far-away store: each request waits, so the kill lands midway.
+    s.proxy.delay(40);
+    const child = spawnAsPg(binPath('copy'), copyArgs(), { env: copyEnv() });
+    let stderr = '';
+    child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
+    const t0 = Date.now();
+    let seen: string[] = [];
+    while (Date.now() - t0 < 120_000) {
+      seen = await s.dst.keys('main/backups/');
+      if (seen.length > 0) break;
+      assert.equal(child.exitCode, null, `the first copy ended before it was killed: ${stderr}`);
+      await sleep(100);
+    }
+    assert.ok(seen.length > 0, 'the first copy reached the backups');
+    // It holds a reader lease on the source, so the source's expire keeps what it copies.
+    const readers = [...(await s.src.objects('main/readers/')).values()].map((b) => JSON.parse(b.toString()) as { purpose: string; chain: string[]; dumps: string[]; wal: unknown[] });
+    assert.equal(readers.length, 1, 'one reader lease on the source');
+    assert.equal(readers[0]!.purpose, 'copy');
+    assert.deepEqual(readers[0]!.chain, [s.full, s.incr]);
+    assert.deepEqual(readers[0]!.dumps.length, 1);
+    assert.ok(readers[0]!.wal.length >= 1, 'and the WAL');
+    const second = await runCairn('copy', copyArgs(), { env: copyEnv() });
+    assert.equal(second.code, 5, `a second copy beside the first: ${second.stderr}`);
+    assert.match(second.stderr, /lease/);
+    child.kill('SIGKILL');
+    await killAndWait(child);
+    const manifests = (await s.dst.keys('main/backups/')).filter((k) => k.endsWith('/manifest.json'));
+    assert.ok(manifests.length < 2, `the kill landed before both backups were whole: ${manifests.join(', ')}`);
+    s.proxy.delay(0);
+
+    const r = await runCairn('copy', [...copyArgs(), '--json'], { env: copyEnv(), timeoutMs: 600_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /took over the stale lease/);
+    const j = JSON.parse(r.stdout) as CopyJson;
+    assert.deepEqual([...j.backups.present, ...j.backups.copied].sort(), [s.full, s.incr]);
+    assert.deepEqual([...j.dumps.present, ...j.dumps.copied], [s.dump]);
+    assert.ok(j.skipped.objects > 0, 'the rerun kept what the killed one copied');
+    assert.deepEqual(j.problems, []);
+
+    const again = await runCairn('copy', [...copyArgs(), '--json'], { env: copyEnv() });
+    assert.equal(again.code, 0, again.stderr);
+    const k = JSON.parse(again.stdout) as CopyJson;
+    assert.equal(k.copied.objects, 0, 'a third copy has nothing to do');
+    assert.deepEqual(k.backups.present, [s.full, s.incr]);
+    assert.match(again.stderr, /^cairn-copy: copied 0 object\(s\)/m);
+    assert.equal((await s.src.keys('main/readers/')).length, 1, 'the finished copies removed their reader leases (the killed one lapses)');
+
+    // Byte for byte: every object of the source's backups, dumps, WAL and results is in the copy.
+    const srcKeys = (await s.src.keys('main/')).filter((k) => !k.startsWith('main/locks/') && !k.startsWith('main/readers/'));
+    const dstObjects = await s.dst.objects('main/');
+    const srcObjects = await s.src.objects('main/');
+    for (const key of srcKeys) {
+      assert.ok(dstObjects.has(key), `${key} copied`);
+      assert.ok(dstObjects.get(key)!.equals(srcObjects.get(key)!), `${key} has the same bytes`);
+    }
+  });
+
+  it('the copy verifies clean and restores to the time target with the source rows', async () => {
+    const s = state();
+    const v = await runCairn('verify', ['--json'], { env: s.dst.env, timeoutMs: 300_000 });
+    assert.equal(v.code, 0, `cairn-verify on the copy:\n${v.stderr}`);
+    const { cluster, result } = await restoreAndStart(s.dst, 'copy-restored', ['--target-time', s.time.value, '--target-action', 'promote']);
+    assert.equal(result.backup, s.full, 'the time target lies between the two backups');
+    await assertRestoredEquals(cluster, s.time.snapshot, 'restore from the copy');
+    await cluster.destroy();
+    await s.proxy.stop();
+  });
+});

@@ -1,0 +1,536 @@
+// cairn-copy as a function: bring one repository's cluster to hold everything
+// another one holds — repo.json, systems, WAL and history files, backups with
+// every object their chains need, dumps, verify and drill results — copying
+// the stored bytes as they are (no re-encoding) and checking each object's
+// plaintext SHA-256 and stored size against what was recorded for it on the
+// way. A backup's or dump's manifest is written last, once all its objects
+// are durable in the target, so the target never shows one whose objects are
+// missing; what the target has already (same key, same size) is skipped, so
+// a rerun after a kill finishes the job.
+
+import { createHash } from 'node:crypto';
+import { PassThrough, Readable, Transform, Writable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { buffer } from 'node:stream/consumers';
+import { CairnError } from '@cairn/core/cli/errors';
+import { decodeStagesFor, type EncryptionKey } from '@cairn/core/codec/index';
+import { checksumMismatch, decodeFileStages, decodeWhole } from '@cairn/core/codec/file-codec';
+import { objectEntries } from '@cairn/core/backup/pages';
+import { backupPrefix, manifestKey, type BackupManifest } from '@cairn/core/backup/manifest';
+import { dumpManifestKey, dumpPrefix, listDumps, type DumpManifest } from '@cairn/core/dump/manifest';
+import { eachBackupManifest, eachDumpManifest, listWalArchive, type WalListing } from '@cairn/core/repo/catalog';
+import { dataKeysPrefix, repoConfigKey, systemsPrefix } from '@cairn/core/repo/layout';
+import { openCluster, readRepoConfig, type RepoConfig } from '@cairn/core/repo/repo-config';
+import { storeWal, type StoredWal } from '@cairn/core/repo/wal-archive';
+import { listBackupIds } from '@cairn/core/backup/manifest';
+import { drillResultsPrefix } from '@cairn/core/drill/result-format';
+import { verifyResultsPrefix } from '@cairn/core/verify/result-format';
+import { WriteConflictError, type StorageDriver } from '@cairn/core/storage/driver';
+import { COPY_LEASE_LIFETIME_MS, holdReaderLease, waitForRunningExpire, type HeldReaderLease } from '@cairn/core/repo/reader-lease';
+import { forEachLimit } from '@cairn/core/util/limit';
+import { quote } from '@cairn/core/wal/quote';
+
+export const COPY_RESULT_FORMAT = 'cairn.copy/1';
+
+export interface CopyOptions {
+  from: StorageDriver;
+  to: StorageDriver;
+  cluster: string;
+  /** The operator's key, needed when the source is encrypted: plaintext checksums are checked by decoding with the cluster's data key it opens. */
+  key: EncryptionKey | undefined;
+  dryRun: boolean;
+  /** Objects copied at once. */
+  jobs: number;
+  /** The source's WAL listing when holdSourceLease made one that is still good. */
+  sourceWal?: Map<string, WalListing> | undefined;
+}
+
+export interface CopyContext {
+  signal: AbortSignal;
+  log: { info(msg: string): void; warn(msg: string): void; debug(msg: string): void };
+  /** Stored bytes as they are copied (a progress line). */
+  onBytes?: (n: number) => void;
+  /** Told the total of stored bytes to copy once it is known per part. */
+  onPlanned?: (bytes: number) => void;
+}
+
+export interface CopyCounts {
+  objects: number;
+  bytes: number;
+}
+
+export interface CopyResult {
+  format: typeof COPY_RESULT_FORMAT;
+  from: string;
+  to: string;
+  cluster: string;
+  dryRun: boolean;
+  /** Objects written to the target (with --dry-run: that would be). */
+  copied: CopyCounts;
+  /** Objects the target had already (same key and size). */
+  skipped: CopyCounts;
+  backups: { copied: string[]; present: string[] };
+  dumps: { copied: string[]; present: string[] };
+  wal: { copied: number; present: number };
+  results: { copied: number; present: number };
+  /** What could not be copied, one line each (e.g. a WAL file the target holds with other content). */
+  problems: string[];
+  seconds: number;
+}
+
+/** One object to bring over, with what its bytes must decode to. */
+interface Item {
+  key: string;
+  storedSize: number;
+  /**
+   * How the bytes are checked. 'plain': stored size only (manifests, JSON
+   * records: nothing records a hash of them). 'object': decoded plaintext
+   * SHA-256 and size. 'bundle': each member's span decoded and checked.
+   */
+  check: { kind: 'plain' } | { kind: 'object'; sha256: string; size: number; backupFile?: boolean } | { kind: 'bundle'; members: BundleMember[] };
+}
+
+interface BundleMember {
+  name: string;
+  offset: number;
+  storedSize: number;
+  sha256: string;
+  size: number;
+}
+
+/** Bundles above this are not read whole (createBundler aims at 16 MiB). */
+const BUNDLE_MAX = 64 * 1024 * 1024;
+
+function describeCipher(cfg: RepoConfig): string {
+  return cfg.cipher === 'none' ? 'not encrypted' : `encrypted (${cfg.cipher})`;
+}
+
+/**
+ * The target must read the copied bytes as the source does: same format,
+ * same cipher, the same key. Objects are never re-encoded.
+ */
+function checkTargetConfig(src: RepoConfig, dst: RepoConfig, from: string, to: string, cluster: string): void {
+  // The key check is the check of the key the objects are encrypted under
+  // (the data key of a format 2 cluster): equal checks read the same bytes.
+  const same = src.cipher === dst.cipher && (src.cipher === 'none' || src.keyCheck === dst.keyCheck);
+  if (same) return;
+  const why = src.cipher !== dst.cipher ? `the source is ${describeCipher(src)}, the target ${describeCipher(dst)}` : 'their objects are encrypted with different data keys';
+  throw new CairnError('KEY_MISMATCH', `cannot copy cluster ${quote(cluster)} from repository ${quote(from)} to ${quote(to)}: ${why}`, {
+    hint: 'objects are copied as stored, never re-encoded: copy into a repository (or --cluster) made with the same encryption key, or into an empty one',
+  });
+}
+
+/** Keys (and sizes) under `prefix` in `driver`. */
+async function listSizes(driver: StorageDriver, prefix: string, signal: AbortSignal): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for await (const o of driver.list(prefix, signal)) out.set(o.key, o.size);
+  return out;
+}
+
+/**
+ * A pass-through stage that also feeds what it passes to a decoder and checks
+ * the plaintext's SHA-256 and size at the end: the bytes written to the target
+ * are exactly the bytes checked, and a mismatch fails the stage before the
+ * write completes, so the driver leaves nothing under the key.
+ */
+function createCheckingTap(storedKey: string, key: EncryptionKey | undefined, expect: { sha256: string; size: number; label: string }, backupFile = false): Transform {
+  const input = new PassThrough();
+  const hash = createHash('sha256');
+  let size = 0;
+  const sink = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      hash.update(chunk);
+      size += chunk.length;
+      cb();
+    },
+  });
+  // Backup files are zstd frames of 4 MiB pieces, each decoded on its own
+  // (as restore and verify do); WAL and dump objects are one stream.
+  const stages = backupFile ? decodeFileStages(storedKey, key, expect.label) : decodeStagesFor(storedKey, key, expect.label);
+  const decoded = pipeline([input, ...stages, sink]);
+  decoded.catch(() => {}); // awaited in flush; a failure before then ends the tap there too
+  let failed: unknown;
+  decoded.catch((err: unknown) => {
+    failed = err;
+  });
+  return new Transform({
+    transform(chunk: Buffer, _e, cb: TransformCallback) {
+      if (failed !== undefined) return cb(failed as Error);
+      this.push(chunk);
+      if (input.write(chunk)) cb();
+      else input.once('drain', () => cb());
+    },
+    flush(cb: TransformCallback) {
+      input.end();
+      decoded.then(() => {
+        const got = hash.digest('hex');
+        // WAL keys carry the SHA-256 but no size (expect.size < 0).
+        if (got !== expect.sha256 || (expect.size >= 0 && size !== expect.size)) cb(checksumMismatch(expect, got, size));
+        else cb();
+      }, (err: unknown) => cb(err as Error));
+    },
+  });
+}
+
+/** A stream of `key`'s bytes in `from`, through `stages`, that counts them. */
+function sourceStream(from: StorageDriver, key: string, stages: Transform[], counted: { n: number }, onBytes: ((n: number) => void) | undefined, signal: AbortSignal): Readable {
+  const out = new PassThrough();
+  const count = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      counted.n += chunk.length;
+      onBytes?.(chunk.length);
+      cb(null, chunk);
+    },
+  });
+  from.read(key, signal).then(
+    (src) => pipeline([src, count, ...stages, out], { signal }).catch((err: unknown) => out.destroy(err as Error)),
+    (err: unknown) => out.destroy(err as Error),
+  );
+  return out;
+}
+
+/**
+ * What the copy reads, held in a reader lease on the source (as a restore
+ * holds its chain): every backup, dump and WAL segment listed now, so a
+ * cairn-expire of the source that starts while the copy runs keeps them. An
+ * expire already running planned without the lease: it is waited for, and
+ * the WAL is listed again after it.
+ */
+export async function holdSourceLease(
+  from: StorageDriver,
+  cluster: string,
+  ctx: { now: () => Date; signal: AbortSignal; log: CopyContext['log'] },
+): Promise<{ lease: HeldReaderLease; wal: Map<string, WalListing> | undefined }> {
+  const [wal, backups, dumps] = await Promise.all([listWalArchive(from, cluster, ctx.signal), listBackupIds(from, cluster, ctx.signal), listDumps(from, cluster, ctx.signal)]);
+  const ranges = new Map<number, { from: string; to: string }>();
+  for (const listing of wal.values()) {
+    for (const name of listing.segments.keys()) {
+      const tli = parseInt(name.slice(0, 8), 16);
+      const r = ranges.get(tli);
+      if (r === undefined) ranges.set(tli, { from: name, to: name });
+      else {
+        if (name < r.from) r.from = name;
+        if (name > r.to) r.to = name;
+      }
+    }
+  }
+  const systems = [...wal.keys()];
+  const lease = await holdReaderLease(
+    from,
+    cluster,
+    {
+      purpose: 'copy',
+      pgdata: null,
+      // A lease without a system holds its timelines in every system.
+      systemId: systems.length === 1 ? systems[0]! : null,
+      walSegmentSize: null,
+      backup: null,
+      chain: backups,
+      dumps: dumps.map((d) => `${d.dir}/${d.id}`),
+      wal: [...ranges].sort((a, b) => a[0] - b[0]).map(([timeline, r]) => ({ timeline, ...r })),
+      target: null,
+    },
+    { lifetimeMs: COPY_LEASE_LIFETIME_MS, now: ctx.now, tool: 'cairn-copy', signal: ctx.signal, onRenewError: (err) => ctx.log.warn(`could not renew the reader lease on ${quote(from.url)}: ${(err as Error).message}`) },
+  );
+  try {
+    const waited = await waitForRunningExpire(from, cluster, { signal: ctx.signal, maxWaitMs: 10 * 60_000, onWait: (holder) => ctx.log.info(`waiting for ${holder} on the source to finish`) });
+    return { lease, wal: waited ? undefined : wal };
+  } catch (err) {
+    await lease.release();
+    throw err;
+  }
+}
+
+export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promise<CopyResult> {
+  const t0 = Date.now();
+  const { from, to, cluster, dryRun } = opts;
+  const signal = ctx.signal;
+  const result: CopyResult = {
+    format: COPY_RESULT_FORMAT,
+    from: from.url,
+    to: to.url,
+    cluster,
+    dryRun,
+    copied: { objects: 0, bytes: 0 },
+    skipped: { objects: 0, bytes: 0 },
+    backups: { copied: [], present: [] },
+    dumps: { copied: [], present: [] },
+    wal: { copied: 0, present: 0 },
+    results: { copied: 0, present: 0 },
+    problems: [],
+    seconds: 0,
+  };
+
+  // 1. repo.json: the source's key (if any) must be the one given, and the
+  // target's settings the source's (or the target has none yet).
+  const srcCfg = await openCluster(from, cluster, opts.key, signal);
+  if (srcCfg === undefined) {
+    throw new CairnError('CONFIG_INVALID', `repository ${quote(from.url)} has no cluster ${quote(cluster)} (no ${repoConfigKey(cluster)})`, {
+      hint: 'check --from and --cluster; cairn-info --repo URL lists what a repository holds',
+    });
+  }
+  // Objects decode with the cluster's data key (openCluster checked the
+  // operator's key against it), or the operator's key for older clusters.
+  const key = srcCfg.dataKey;
+  const dstCfg = await readRepoConfig(to, cluster, signal);
+  if (dstCfg !== undefined) checkTargetConfig(srcCfg, dstCfg, from.url, to.url, cluster);
+  else {
+    // A cluster without repo.json but with objects is refused by every
+    // writer (repo-config.ts); so is it here. Leases, and the data key a
+    // copy killed before repo.json stored, are no such objects.
+    for await (const o of to.list(`${cluster}/`, signal)) {
+      if (o.key.startsWith(`${cluster}/locks/`) || o.key.startsWith(dataKeysPrefix(cluster))) continue;
+      throw new CairnError('FORMAT_INVALID', `repository ${quote(to.url)} cluster ${quote(cluster)} holds objects (e.g. ${quote(o.key)}) but no repo.json`, {
+        hint: `copy into an empty repository or cluster, or restore ${repoConfigKey(cluster)} there first`,
+      });
+    }
+  }
+
+  const copyOne = async (item: Item, present: Map<string, number>): Promise<'copied' | 'present'> => {
+    const have = present.get(item.key);
+    if (have !== undefined) {
+      if (have !== item.storedSize) {
+        throw new CairnError('WRITE_CONFLICT', `object ${quote(item.key)} in repository ${quote(to.url)} has ${have} bytes, the source's ${item.storedSize}`, {
+          hint: 'the target holds other content under this key: run cairn-verify on both repositories',
+        });
+      }
+      result.skipped.objects++;
+      result.skipped.bytes += item.storedSize;
+      return 'present';
+    }
+    result.copied.objects++;
+    if (dryRun) {
+      result.copied.bytes += item.storedSize;
+      return 'copied';
+    }
+    const counted = { n: 0 };
+    const label = `${quote(item.key)} in repository ${quote(from.url)}`;
+    let body: Readable | Buffer;
+    if (item.check.kind === 'bundle') {
+      body = await readBundleChecked(from, item, key, label, signal);
+      counted.n = body.length;
+      ctx.onBytes?.(body.length);
+    } else {
+      const stages = item.check.kind === 'object' ? [createCheckingTap(item.key, key, { sha256: item.check.sha256, size: item.check.size, label }, item.check.backupFile === true)] : [];
+      body = sourceStream(from, item.key, stages, counted, ctx.onBytes, signal);
+    }
+    try {
+      await to.write(item.key, body, { ifAbsent: true, durable: false, signal });
+    } catch (err) {
+      // Another copy wrote it first (the lease makes that a stale one's
+      // leftover at most): the same key holds what its manifest says.
+      if (!(err instanceof WriteConflictError)) throw err;
+    }
+    if (counted.n !== item.storedSize) {
+      throw new CairnError('CHECKSUM_MISMATCH', `object ${label} has ${counted.n} bytes, ${item.storedSize} recorded`, { hint: 'run cairn-verify on the source repository' });
+    }
+    result.copied.bytes += counted.n;
+    return 'copied';
+  };
+
+  /** Copies `items`, makes them durable, then writes `last` (a manifest). */
+  const copyGroup = async (items: Item[], last: Item | undefined, prefix: string): Promise<void> => {
+    const present = await listSizes(to, prefix, signal);
+    if (items.some((i) => i.storedSize < 0)) {
+      const source = await listSizes(from, prefix, signal);
+      for (const i of items) {
+        if (i.storedSize >= 0) continue;
+        const size = source.get(i.key);
+        if (size === undefined) throw new CairnError('OBJECT_MISSING', `object ${quote(i.key)} not found in repository ${quote(from.url)}`, { hint: 'the source repository is damaged: run cairn-verify there' });
+        i.storedSize = size;
+      }
+    }
+    ctx.onPlanned?.(items.reduce((a, i) => a + (present.has(i.key) ? 0 : i.storedSize), 0));
+    const written: string[] = [];
+    await forEachLimit(items, opts.jobs, async (item) => {
+      if ((await copyOne(item, present)) === 'copied') written.push(item.key);
+    }, signal);
+    if (last === undefined) return;
+    if (!dryRun && written.length > 0) await to.syncKeys?.(written, signal);
+    await copyOne(last, present);
+  };
+
+  // 2. repo.json and the systems: small JSON records, copied byte for byte.
+  const plainItems = async (prefix: string): Promise<Item[]> => {
+    const out: Item[] = [];
+    for await (const o of from.list(prefix, signal)) out.push({ key: o.key, storedSize: o.size, check: { kind: 'plain' } });
+    return out;
+  };
+  if (dstCfg === undefined) {
+    // The wrapped data key first, then repo.json, as a first writer stores
+    // them: the target opens with the operator's key that opens the source.
+    await copyGroup(await plainItems(dataKeysPrefix(cluster)), undefined, dataKeysPrefix(cluster));
+    const st = await from.stat(repoConfigKey(cluster), signal);
+    await copyGroup([], { key: repoConfigKey(cluster), storedSize: st?.size ?? 0, check: { kind: 'plain' } }, repoConfigKey(cluster));
+  }
+  await copyGroup(await plainItems(systemsPrefix(cluster)), undefined, systemsPrefix(cluster));
+
+  // 3. WAL and history files, before the backups that need them, so a backup
+  // that appears in the target is restorable at once. Through the WAL
+  // archive's own protocol (storeWal): a name stored with other content is
+  // never overwritten, the same content is "already there".
+  const srcWal = opts.sourceWal ?? (await listWalArchive(from, cluster, signal));
+  const dstWal = dryRun || (await hasAny(to, `${cluster}/wal/`, signal)) ? await listWalArchive(to, cluster, signal) : new Map<string, WalListing>();
+  for (const [systemId, listing] of srcWal) {
+    const theirs = new Map<string, StoredWal[]>();
+    for (const w of dstWal.get(systemId)?.all ?? []) theirs.set(w.walName, [...(theirs.get(w.walName) ?? []), w]);
+    const todo: StoredWal[] = [];
+    const seen = new Set<string>();
+    for (const w of listing.all) {
+      if (seen.has(w.walName)) continue; // another encoding of the same file: one copy is enough
+      seen.add(w.walName);
+      const stored = theirs.get(w.walName) ?? [];
+      if (stored.some((s) => s.sha256 === w.sha256)) {
+        result.wal.present++;
+        result.skipped.objects++;
+        result.skipped.bytes += w.size;
+      } else if (stored.length > 0) {
+        result.problems.push(`WAL file ${quote(w.walName)} of system ${systemId} is in repository ${quote(to.url)} with other content (sha256 ${stored[0]!.sha256}, the source's ${w.sha256}); left as it is`);
+      } else todo.push(w);
+    }
+    ctx.onPlanned?.(todo.reduce((a, w) => a + w.size, 0));
+    await forEachLimit(todo, opts.jobs, async (w) => {
+      result.wal.copied++;
+      result.copied.objects++;
+      if (dryRun) {
+        result.copied.bytes += w.size;
+        return;
+      }
+      const counted = { n: 0 };
+      const label = `WAL file ${quote(w.walName)} in repository ${quote(from.url)}`;
+      try {
+        await storeWal(to, {
+          cluster, systemId, walName: w.walName, sha256: w.sha256, ext: w.ext, signal,
+          body: () => sourceStream(from, w.key, [createCheckingTap(w.key, key, { sha256: w.sha256, size: -1, label })], counted, ctx.onBytes, signal),
+        });
+      } catch (err) {
+        if (err instanceof CairnError && err.code === 'WAL_DUPLICATE') {
+          result.problems.push(err.message);
+          return;
+        }
+        throw err;
+      }
+      result.copied.bytes += counted.n;
+    }, signal);
+  }
+
+  // 4. Backups, oldest first: a backup's parents are older, so by the time
+  // its manifest is written every object its chain names is in the target.
+  const dstBackups = new Set(await listBackupIds(to, cluster, signal));
+  for await (const m of eachBackupManifest(from, cluster, { signal })) {
+    if (dstBackups.has(m.id)) {
+      result.backups.present.push(m.id);
+      continue;
+    }
+    const missing = m.references.filter((r) => !dstBackups.has(r));
+    if (missing.length > 0) {
+      result.problems.push(`backup ${quote(m.id)} not copied: its chain needs ${missing.map(quote).join(', ')}, which the target lacks`);
+      continue;
+    }
+    const mst = await from.stat(manifestKey(cluster, m.id), signal);
+    await copyGroup(backupItems(m), { key: manifestKey(cluster, m.id), storedSize: mst?.size ?? 0, check: { kind: 'plain' } }, backupPrefix(cluster, m.id));
+    dstBackups.add(m.id);
+    result.backups.copied.push(m.id);
+  }
+
+  // 5. Dumps: their objects, then the manifest.
+  const dstDumps = new Set((await listDumps(to, cluster, signal)).map((d) => `${d.dir}/${d.id}`));
+  for await (const m of eachDumpManifest(from, cluster, { signal })) {
+    const ref = { dir: dumpDirOf(m), id: m.id };
+    const name = `${ref.dir}/${ref.id}`;
+    if (dstDumps.has(name)) {
+      result.dumps.present.push(name);
+      continue;
+    }
+    const mKey = dumpManifestKey(cluster, ref.dir, ref.id);
+    const mst = await from.stat(mKey, signal);
+    const items: Item[] = m.objects.map((o) => ({ key: o.key, storedSize: o.storedSize, check: { kind: 'object', sha256: o.sha256, size: o.size } }));
+    await copyGroup(items, { key: mKey, storedSize: mst?.size ?? 0, check: { kind: 'plain' } }, dumpPrefix(cluster, ref.dir, ref.id));
+    result.dumps.copied.push(name);
+  }
+
+  // 6. Verify and drill results: one object per run, never rewritten.
+  for (const prefix of [verifyResultsPrefix(cluster), drillResultsPrefix(cluster)]) {
+    const present = await listSizes(to, prefix, signal);
+    for (const item of await plainItems(prefix)) {
+      if ((await copyOne(item, present)) === 'copied') result.results.copied++;
+      else result.results.present++;
+    }
+  }
+
+  result.seconds = (Date.now() - t0) / 1000;
+  return result;
+}
+
+async function hasAny(driver: StorageDriver, prefix: string, signal: AbortSignal): Promise<boolean> {
+  for await (const _ of driver.list(prefix, signal)) return true;
+  return false;
+}
+
+/** The key-safe directory of a dump's database, from its manifest's object keys. */
+function dumpDirOf(m: DumpManifest): string {
+  const k = m.objects[0]?.key;
+  const parts = k?.split('/') ?? [];
+  // <cluster>/dumps/<dir>/<id>/…
+  if (parts.length >= 4 && parts[1] === 'dumps' && parts[3] === m.id) return parts[2]!;
+  throw new CairnError('FORMAT_INVALID', `dump manifest ${quote(m.id)} names no object under dumps/<database>/${m.id}/`, { hint: 'run cairn-verify on the source repository' });
+}
+
+/**
+ * The objects backup `m` stored itself (its own files and page layers; those
+ * its entries reference in parent backups are the parents'): standalone
+ * objects, checked by decoding, and bundles, checked member by member.
+ */
+function backupItems(m: BackupManifest): Item[] {
+  const singles = new Map<string, Item>();
+  const bundles = new Map<string, BundleMember[]>();
+  for (const f of [...m.files, ...(m.config ?? [])]) {
+    for (const e of objectEntries(f)) {
+      if (e.ref !== m.id) continue;
+      if (e.bundle) {
+        const members = bundles.get(e.bundle.key) ?? [];
+        members.push({ name: e.key, offset: e.bundle.offset, storedSize: e.storedSize, sha256: e.sha256, size: e.size });
+        bundles.set(e.bundle.key, members);
+      } else if (!singles.has(e.key)) {
+        singles.set(e.key, { key: e.key, storedSize: e.storedSize, check: { kind: 'object', sha256: e.sha256, size: e.size, backupFile: true } });
+      }
+    }
+  }
+  const out = [...singles.values()];
+  for (const [bkey, members] of bundles) {
+    members.sort((a, b) => a.offset - b.offset);
+    // The manifest does not record a bundle's own size (tar headers and
+    // padding): copyGroup takes it from the source's listing.
+    out.push({ key: bkey, storedSize: -1, check: { kind: 'bundle', members } });
+  }
+  return out;
+}
+
+/** Reads a bundle whole and checks every member the manifest names in it. */
+async function readBundleChecked(from: StorageDriver, item: Item, key: EncryptionKey | undefined, label: string, signal: AbortSignal): Promise<Buffer> {
+  if (item.check.kind !== 'bundle') throw new Error('not a bundle');
+  const st = await from.stat(item.key, signal);
+  if (st !== undefined && st.size > BUNDLE_MAX) {
+    throw new CairnError('FORMAT_INVALID', `bundle ${label} has ${st.size} bytes, more than a bundle holds`, { hint: 'run cairn-verify on the source repository' });
+  }
+  const buf = from.readSmall ? await from.readSmall(item.key, signal) : await buffer(await from.read(item.key, signal));
+  for (const mb of item.check.members) {
+    if (mb.offset + mb.storedSize > buf.length) {
+      throw new CairnError('FORMAT_INVALID', `bundle ${label} has ${buf.length} bytes, too few for member ${quote(mb.name)}`, { hint: 'run cairn-verify on the source repository' });
+    }
+    await decodeWhole(buf.subarray(mb.offset, mb.offset + mb.storedSize), mb.name, key, { sha256: mb.sha256, size: mb.size, label: `${quote(mb.name)} in bundle ${label}` });
+  }
+  return buf;
+}
+
+/** One line: what was copied, from where to where, how fast. */
+export function formatSummary(r: CopyResult): string {
+  const mb = r.copied.bytes / 1e6;
+  const rate = r.seconds > 0 ? ` (${(mb / r.seconds).toFixed(1)} MB/s)` : '';
+  const verb = r.dryRun ? 'would copy' : 'copied';
+  return (
+    `cairn-copy: ${verb} ${r.copied.objects} object(s), ${mb.toFixed(1)} MB in ${r.seconds.toFixed(1)} s${r.dryRun ? '' : rate}: ` +
+    `${r.backups.copied.length} backup(s), ${r.dumps.copied.length} dump(s), ${r.wal.copied} WAL file(s), ${r.results.copied} result(s); ` +
+    `${r.skipped.objects} object(s) already there${r.problems.length > 0 ? `; ${r.problems.length} problem(s)` : ''}\n`
+  );
+}
