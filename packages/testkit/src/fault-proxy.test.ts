@@ -5,6 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { isCairnError, type CairnError } from '@cairn/core/cli/errors';
 import { WriteConflictError, type StorageDriver } from '@cairn/core/storage/driver';
@@ -220,6 +221,37 @@ describe('s3 driver through a fault-injecting proxy', () => {
       await held.release();
     } finally {
       proxy.honourIfNoneMatch(false);
+      await d.close();
+    }
+  });
+
+  it('write-once: refuses and records an overwrite and a delete, lets leases change, a new object land and an If-None-Match write fail with 412', async () => {
+    const d = await openStorage(url.replace('/faults?', '/faults-worm?'), { env: process.env });
+    proxy.writeOnce({ mutable: (k) => k.includes('/locks/'), deletable: (k) => k.endsWith('/expired') });
+    try {
+      const before = proxy.refused.length;
+      await d.write('kept', Buffer.from('one'));
+      await d.write('expired', Buffer.from('x'));
+      // A stream goes up in parts: its completion is the whole write.
+      const big = () => Readable.from([randomBytes(6 * 1024 * 1024), randomBytes(6 * 1024 * 1024), randomBytes(6 * 1024 * 1024)]);
+      await d.write('big-new', big());
+      await assert.rejects(d.write('kept', Buffer.from('two')), (err: unknown) => isCairnError(err) && /denied|AccessDenied|permission/i.test((err as Error).message));
+      await assert.rejects(d.write('big-new', big()), (err: unknown) => isCairnError(err));
+      await assert.rejects(d.remove('kept'), (err: unknown) => isCairnError(err));
+      await assert.rejects(d.write('kept', Buffer.from('three'), { ifAbsent: true }), WriteConflictError);
+      await d.remove('expired');
+      await d.write('main/locks/backup', Buffer.from('a'));
+      await d.write('main/locks/backup', Buffer.from('b'));
+      await d.remove('main/locks/backup');
+      assert.deepEqual(proxy.refused.slice(before), [
+        { method: 'PUT', key: 'faults-worm/kept', why: 'overwrite' },
+        { method: 'POST', key: 'faults-worm/big-new', why: 'overwrite' },
+        { method: 'DELETE', key: 'faults-worm/kept', why: 'delete' },
+      ]);
+      assert.equal((await readAll(await d.read('kept'))).toString(), 'one', 'the object is as first written');
+      assert.equal(await d.stat('expired'), undefined);
+    } finally {
+      proxy.writeOnce(undefined);
       await d.close();
     }
   });

@@ -5,6 +5,9 @@
 // request, so it also applies to the SDK's kept-alive connections. It can
 // also hold every request back for a fixed time, as a far-away store does
 // (`delay`), and counts how many requests were in flight at once.
+// With `writeOnce` it is a write-once store (issue 18 item 6): it refuses,
+// and records, every write over an object that exists and every delete but
+// those the test allows, so a test proves no tool rewrites what it stored.
 
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -63,7 +66,31 @@ export interface FaultProxy {
    */
   trace(on: boolean): void;
   readonly traced: readonly TracedRequest[];
+  /**
+   * Write-once storage, as S3 Object Lock asks of the tools (undefined: off,
+   * the default). A PUT, a server-side copy or the completion of a multipart
+   * upload onto a key that exists, and a DELETE of an object (a batch delete
+   * always), are answered 403 AccessDenied and recorded in `refused` —
+   * except on keys `mutable` allows (leases: renewed and released) and
+   * deletes `deletable` allows (what a running cairn-expire may remove). A
+   * write with `If-None-Match: *` onto an existing key is answered 412, as
+   * the store would: the writer asked for no overwrite. Keys are as stored,
+   * the bucket left out (`pg/main/wal/…`).
+   */
+  writeOnce(rules: WriteOnceRules | undefined): void;
+  readonly refused: readonly RefusedRequest[];
   stop(): Promise<void>;
+}
+
+export interface WriteOnceRules {
+  mutable: (key: string) => boolean;
+  deletable?: (key: string) => boolean;
+}
+
+export interface RefusedRequest {
+  method: string;
+  key: string;
+  why: 'overwrite' | 'delete';
 }
 
 export interface TracedRequest {
@@ -93,6 +120,8 @@ export async function startFaultProxy(target: { host: string; port: number }): P
   let stopped = false;
   let ifNoneMatch = false;
   let tracing: TracedRequest[] | undefined;
+  let worm: WriteOnceRules | undefined;
+  const refused: RefusedRequest[] = [];
   /** Conditional writes in progress, per object path: one at a time. */
   const conditional = new Map<string, Promise<void>>();
   const sockets = new Set<Socket>();
@@ -128,7 +157,8 @@ export async function startFaultProxy(target: { host: string; port: number }): P
   function handle(req: IncomingMessage, res: ServerResponse): void {
     switch (mode) {
       case 'pass':
-        if (ifNoneMatch && isConditionalWrite(req)) conditionalWrite(req, res);
+        if (worm !== undefined && refuseDelete(req, res, worm)) return;
+        if ((ifNoneMatch && isConditionalWrite(req)) || (worm !== undefined && isWholeWrite(req) && !worm.mutable(keyOf(req)))) conditionalWrite(req, res);
         else forward(req, res, 'pass');
         return;
       case 'drop':
@@ -210,14 +240,41 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     req.pipe(upstream);
   }
 
-  /** A PUT of a whole object or the completion of a multipart upload, with If-None-Match: *. */
-  function isConditionalWrite(req: IncomingMessage): boolean {
-    if (req.headers['if-none-match'] !== '*') return false;
+  /** A PUT of a whole object (or a server-side copy) or the completion of a multipart upload. */
+  function isWholeWrite(req: IncomingMessage): boolean {
     const query = new URL(req.url ?? '/', 'http://x').searchParams;
     return (req.method === 'PUT' && !query.has('partNumber')) || (req.method === 'POST' && query.has('uploadId'));
   }
 
-  /** Answers 412 when the object exists (HEAD upstream), else forwards; one at a time per object. */
+  /** A whole-object write with If-None-Match: *. */
+  function isConditionalWrite(req: IncomingMessage): boolean {
+    return req.headers['if-none-match'] === '*' && isWholeWrite(req);
+  }
+
+  /** The object key of a path-style request: the path after the bucket. */
+  function keyOf(req: IncomingMessage): string {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    return decodeURIComponent(path.replace(/^\/[^/]*\/?/, ''));
+  }
+
+  /** Write-once: answers (and records) a DELETE the rules do not allow; true when it did. */
+  function refuseDelete(req: IncomingMessage, res: ServerResponse, rules: WriteOnceRules): boolean {
+    const query = new URL(req.url ?? '/', 'http://x').searchParams;
+    const batch = req.method === 'POST' && query.has('delete');
+    // Aborting a multipart upload (DELETE ?uploadId) removes no object.
+    if (!batch && (req.method !== 'DELETE' || query.has('uploadId'))) return false;
+    const key = batch ? '(DeleteObjects)' : keyOf(req);
+    if (!batch && (rules.mutable(key) || rules.deletable?.(key) === true)) return false;
+    refused.push({ method: req.method ?? '', key, why: 'delete' });
+    answerError(req, res, { status: 403, code: 'AccessDenied', message: 'Access Denied: write-once storage (test double) refuses this delete' });
+    return true;
+  }
+
+  /**
+   * Answers 412 when the object exists (HEAD upstream) and the write asked
+   * If-None-Match: *; 403, recorded, when it exists and the store is
+   * write-once; else forwards. One at a time per object.
+   */
   function conditionalWrite(req: IncomingMessage, res: ServerResponse): void {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     const before = conditional.get(path) ?? Promise.resolve();
@@ -226,6 +283,12 @@ export async function startFaultProxy(target: { host: string; port: number }): P
         new Promise<void>((resolve) => {
           const head = request({ host: target.host, port: target.port, method: 'HEAD', path, agent: false }, (hres) => {
             hres.resume();
+            if (hres.statusCode === 200 && req.headers['if-none-match'] !== '*' && worm !== undefined) {
+              refused.push({ method: req.method ?? '', key: keyOf(req), why: 'overwrite' });
+              answerError(req, res, { status: 403, code: 'AccessDenied', message: 'Access Denied: write-once storage (test double) refuses this overwrite' });
+              res.on('close', () => resolve());
+              return;
+            }
             if (hres.statusCode === 200) {
               answerError(req, res, { status: 412, code: 'PreconditionFailed', message: 'At least one of the pre-conditions you specified did not hold' });
               res.on('close', () => resolve());
@@ -335,6 +398,12 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     },
     get traced() {
       return traced;
+    },
+    writeOnce(rules: WriteOnceRules | undefined) {
+      worm = rules;
+    },
+    get refused() {
+      return refused;
     },
     setMode(next: FaultMode) {
       if (stopped) throw new Error('fault proxy is stopped');
