@@ -9,14 +9,14 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { writeFile, mkdir } from 'node:fs/promises';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runCleanups } from '@cairn/testkit/cleanup';
 import { createCluster, type Cluster } from '@cairn/testkit/pg-cluster';
 import { startFaultProxy, type FaultProxy } from '@cairn/testkit/fault-proxy';
 import { binPath } from '@cairn/testkit/paths';
 import { spawnAsPg, killAndWait } from '@cairn/testkit/run-as';
-import { chownToPgUser } from '@cairn/testkit/tmp';
+import { chownToPgUser, makeTempDir } from '@cairn/testkit/tmp';
 import { makeRepo, type RepoFixture } from './repo-fixture.js';
 import {
   assertRestoredEquals,
@@ -201,6 +201,37 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
       assert.ok(dstObjects.has(key), `${key} copied`);
       assert.ok(dstObjects.get(key)!.equals(srcObjects.get(key)!), `${key} has the same bytes`);
     }
+  });
+
+  it('a source manifest that names objects outside its backup or dump is not copied, and nothing is written there', async () => {
+    const s = state();
+    const evil = await makeTempDir('copy-evil');
+    await cp(s.src.url, evil, { recursive: true });
+    const incrKey = join(evil, `main/backups/${s.incr}/manifest.json`);
+    const incr = JSON.parse(await readFile(incrKey, 'utf8')) as { files: { key: string; ref: string; bundle?: { key: string }; pages?: unknown }[] };
+    const own = incr.files.find((f) => f.ref === s.incr && f.pages === undefined);
+    assert.ok(own, 'the incr stores a file of its own');
+    if (own.bundle) own.bundle.key = 'main/systems/planted.json';
+    else own.key = 'main/systems/planted.json';
+    await writeFile(incrKey, JSON.stringify(incr));
+    const [dir, id] = s.dump.split('/') as [string, string];
+    const dumpKey = join(evil, `main/dumps/${dir}/${id}/manifest.json`);
+    const dump = JSON.parse(await readFile(dumpKey, 'utf8')) as { objects: { key: string }[] };
+    dump.objects[0]!.key = 'main/repo.json.planted';
+    await writeFile(dumpKey, JSON.stringify(dump));
+    // The objects the manifests point at are there, as a hostile source would have them.
+    await writeFile(join(evil, 'main/systems/planted.json'), '{}');
+    await writeFile(join(evil, 'main/repo.json.planted'), '{}');
+    await chownToPgUser(evil, { recursive: true });
+    const dst = await makeRepo('fs', false);
+    const r = await runCairn('copy', ['--from', evil, '--to', dst.url, '--json'], { env: copyEnv() });
+    assert.equal(r.code, 4, r.stderr);
+    assert.match(r.stderr, new RegExp(`backup "${s.incr}" not copied: .*systems/planted`));
+    assert.match(r.stderr, new RegExp(`dump "${s.dump}" not copied: .*outside the dump`));
+    const keys = await dst.keys();
+    assert.ok(keys.includes(`main/backups/${s.full}/manifest.json`), 'the full backup is copied');
+    assert.ok(!keys.some((k) => k.startsWith(`main/backups/${s.incr}/`) || k.startsWith(`main/dumps/${dir}/${id}/`)), 'nothing of the bad backup or dump');
+    assert.ok(!keys.includes('main/systems/planted.json') && !keys.includes('main/repo.json.planted'), 'nothing planted');
   });
 
   it('the copy verifies clean and restores to the time target with the source rows', async () => {

@@ -16,13 +16,14 @@ import { CairnError } from '@cairn/core/cli/errors';
 import { decodeStagesFor, type EncryptionKey } from '@cairn/core/codec/index';
 import { checksumMismatch, decodeFileStages, decodeWhole } from '@cairn/core/codec/file-codec';
 import { objectEntries } from '@cairn/core/backup/pages';
-import { backupPrefix, manifestKey, type BackupManifest } from '@cairn/core/backup/manifest';
-import { dumpManifestKey, dumpPrefix, listDumps, type DumpManifest } from '@cairn/core/dump/manifest';
-import { eachBackupManifest, eachDumpManifest, listWalArchive, type WalListing } from '@cairn/core/repo/catalog';
+import { backupPrefix, checkManifestAt, listBackupIds, manifestKey, type BackupManifest } from '@cairn/core/backup/manifest';
+import { checkManifestRules } from '@cairn/core/backup/manifest-rules';
+import { checkDumpManifestAt, dumpManifestKey, dumpPrefix, listDumps, type DumpManifest } from '@cairn/core/dump/manifest';
+import { listWalArchive, type WalListing } from '@cairn/core/repo/catalog';
+import { readJsonBytes } from '@cairn/core/repo/json-object';
 import { dataKeysPrefix, repoConfigKey, systemsPrefix } from '@cairn/core/repo/layout';
 import { openCluster, readRepoConfig, type RepoConfig } from '@cairn/core/repo/repo-config';
 import { storeWal, type StoredWal } from '@cairn/core/repo/wal-archive';
-import { listBackupIds } from '@cairn/core/backup/manifest';
 import { drillResultsPrefix } from '@cairn/core/drill/result-format';
 import { verifyResultsPrefix } from '@cairn/core/verify/result-format';
 import { WriteConflictError, type StorageDriver } from '@cairn/core/storage/driver';
@@ -84,10 +85,12 @@ interface Item {
   storedSize: number;
   /**
    * How the bytes are checked. 'plain': stored size only (manifests, JSON
-   * records: nothing records a hash of them). 'object': decoded plaintext
+   * records: nothing records a hash of them). 'read': these bytes, read and
+   * checked already (a manifest: what was checked is what is written).
+   * 'object': decoded plaintext
    * SHA-256 and size. 'bundle': each member's span decoded and checked.
    */
-  check: { kind: 'plain' } | { kind: 'object'; sha256: string; size: number; backupFile?: boolean } | { kind: 'bundle'; members: BundleMember[] };
+  check: { kind: 'plain' } | { kind: 'read'; bytes: Buffer } | { kind: 'object'; sha256: string; size: number; backupFile?: boolean } | { kind: 'bundle'; members: BundleMember[] };
 }
 
 interface BundleMember {
@@ -306,8 +309,8 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
     const counted = { n: 0 };
     const label = `${quote(item.key)} in repository ${quote(from.url)}`;
     let body: Readable | Buffer;
-    if (item.check.kind === 'bundle') {
-      body = await readBundleChecked(from, item, key, label, signal);
+    if (item.check.kind === 'bundle' || item.check.kind === 'read') {
+      body = item.check.kind === 'read' ? item.check.bytes : await readBundleChecked(from, item, key, label, signal);
       counted.n = body.length;
       ctx.onBytes?.(body.length);
     } else {
@@ -351,19 +354,21 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
   };
 
   // 2. repo.json and the systems: small JSON records, copied byte for byte.
-  const plainItems = async (prefix: string): Promise<Item[]> => {
+  // Only objects named as cairn names them: whatever else a source holds
+  // under these prefixes is no record of cairn's and is not carried over.
+  const plainItems = async (prefix: string, name: RegExp): Promise<Item[]> => {
     const out: Item[] = [];
-    for await (const o of from.list(prefix, signal)) out.push({ key: o.key, storedSize: o.size, check: { kind: 'plain' } });
+    for await (const o of from.list(prefix, signal)) if (name.test(o.key.slice(prefix.length))) out.push({ key: o.key, storedSize: o.size, check: { kind: 'plain' } });
     return out;
   };
   if (dstCfg === undefined) {
     // The wrapped data key first, then repo.json, as a first writer stores
     // them: the target opens with the operator's key that opens the source.
-    await copyGroup(await plainItems(dataKeysPrefix(cluster)), undefined, dataKeysPrefix(cluster));
+    await copyGroup(await plainItems(dataKeysPrefix(cluster), /^datakey-\d{6,}\.json$/), undefined, dataKeysPrefix(cluster));
     const st = await from.stat(repoConfigKey(cluster), signal);
     await copyGroup([], { key: repoConfigKey(cluster), storedSize: st?.size ?? 0, check: { kind: 'plain' } }, repoConfigKey(cluster));
   }
-  await copyGroup(await plainItems(systemsPrefix(cluster)), undefined, systemsPrefix(cluster));
+  await copyGroup(await plainItems(systemsPrefix(cluster), /^\d+\.json$/), undefined, systemsPrefix(cluster));
 
   // 3. WAL and history files, before the backups that need them, so a backup
   // that appears in the target is restorable at once. Through the WAL
@@ -416,43 +421,68 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
 
   // 4. Backups, oldest first: a backup's parents are older, so by the time
   // its manifest is written every object its chain names is in the target.
+  // Each manifest is read once, checked as restore checks it (the objects it
+  // names are its own or its chain's, every path stays inside the data
+  // directory) and those very bytes are written: a source that is damaged
+  // or hostile cannot make the copy write outside a backup's own prefix.
   const dstBackups = new Set(await listBackupIds(to, cluster, signal));
-  for await (const m of eachBackupManifest(from, cluster, { signal })) {
-    if (dstBackups.has(m.id)) {
-      result.backups.present.push(m.id);
+  for (const id of await listBackupIds(from, cluster, signal)) {
+    if (dstBackups.has(id)) {
+      result.backups.present.push(id);
+      continue;
+    }
+    const mKey = manifestKey(cluster, id);
+    const where = `${quote(mKey)} in repository ${quote(from.url)}`;
+    const read = await readJsonBytes<unknown>(from, mKey, signal);
+    if (read === undefined) continue; // expired since it was listed
+    let m: BackupManifest;
+    try {
+      m = checkManifestAt(read.value, id, where);
+      const unsafe = checkManifestRules(m, cluster).find((f) => f.kind === 'refuse');
+      if (unsafe) throw new CairnError('FORMAT_INVALID', `${where}: ${unsafe.message}`);
+    } catch (err) {
+      if (!(err instanceof CairnError) || err.code !== 'FORMAT_INVALID') throw err;
+      result.problems.push(`backup ${quote(id)} not copied: ${err.message}; run cairn-verify on the source`);
       continue;
     }
     const missing = m.references.filter((r) => !dstBackups.has(r));
     if (missing.length > 0) {
-      result.problems.push(`backup ${quote(m.id)} not copied: its chain needs ${missing.map(quote).join(', ')}, which the target lacks`);
+      result.problems.push(`backup ${quote(id)} not copied: its chain needs ${missing.map(quote).join(', ')}, which the target lacks`);
       continue;
     }
-    const mst = await from.stat(manifestKey(cluster, m.id), signal);
-    await copyGroup(backupItems(m), { key: manifestKey(cluster, m.id), storedSize: mst?.size ?? 0, check: { kind: 'plain' } }, backupPrefix(cluster, m.id));
-    dstBackups.add(m.id);
-    result.backups.copied.push(m.id);
+    await copyGroup(backupItems(m), { key: mKey, storedSize: read.bytes.length, check: { kind: 'read', bytes: read.bytes } }, backupPrefix(cluster, id));
+    dstBackups.add(id);
+    result.backups.copied.push(id);
   }
 
   // 5. Dumps: their objects, then the manifest.
   const dstDumps = new Set((await listDumps(to, cluster, signal)).map((d) => `${d.dir}/${d.id}`));
-  for await (const m of eachDumpManifest(from, cluster, { signal })) {
-    const ref = { dir: dumpDirOf(m), id: m.id };
+  for (const ref of await listDumps(from, cluster, signal)) {
     const name = `${ref.dir}/${ref.id}`;
     if (dstDumps.has(name)) {
       result.dumps.present.push(name);
       continue;
     }
     const mKey = dumpManifestKey(cluster, ref.dir, ref.id);
-    const mst = await from.stat(mKey, signal);
+    const read = await readJsonBytes<unknown>(from, mKey, signal);
+    if (read === undefined) continue; // expired since it was listed
+    let m: DumpManifest;
+    try {
+      m = checkDumpManifestAt(read.value, cluster, ref.dir, ref.id, `${quote(mKey)} in repository ${quote(from.url)}`);
+    } catch (err) {
+      if (!(err instanceof CairnError) || err.code !== 'FORMAT_INVALID') throw err;
+      result.problems.push(`dump ${quote(name)} not copied: ${err.message}; run cairn-verify on the source`);
+      continue;
+    }
     const items: Item[] = m.objects.map((o) => ({ key: o.key, storedSize: o.storedSize, check: { kind: 'object', sha256: o.sha256, size: o.size } }));
-    await copyGroup(items, { key: mKey, storedSize: mst?.size ?? 0, check: { kind: 'plain' } }, dumpPrefix(cluster, ref.dir, ref.id));
+    await copyGroup(items, { key: mKey, storedSize: read.bytes.length, check: { kind: 'read', bytes: read.bytes } }, dumpPrefix(cluster, ref.dir, ref.id));
     result.dumps.copied.push(name);
   }
 
   // 6. Verify and drill results: one object per run, never rewritten.
   for (const prefix of [verifyResultsPrefix(cluster), drillResultsPrefix(cluster)]) {
     const present = await listSizes(to, prefix, signal);
-    for (const item of await plainItems(prefix)) {
+    for (const item of await plainItems(prefix, /^\d{8}-\d{6}(?:-\d+)?\.json$/)) {
       if ((await copyOne(item, present)) === 'copied') result.results.copied++;
       else result.results.present++;
     }
@@ -465,15 +495,6 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
 async function hasAny(driver: StorageDriver, prefix: string, signal: AbortSignal): Promise<boolean> {
   for await (const _ of driver.list(prefix, signal)) return true;
   return false;
-}
-
-/** The key-safe directory of a dump's database, from its manifest's object keys. */
-function dumpDirOf(m: DumpManifest): string {
-  const k = m.objects[0]?.key;
-  const parts = k?.split('/') ?? [];
-  // <cluster>/dumps/<dir>/<id>/…
-  if (parts.length >= 4 && parts[1] === 'dumps' && parts[3] === m.id) return parts[2]!;
-  throw new CairnError('FORMAT_INVALID', `dump manifest ${quote(m.id)} names no object under dumps/<database>/${m.id}/`, { hint: 'run cairn-verify on the source repository' });
 }
 
 /**

@@ -246,7 +246,14 @@ export function checkManifest(m: unknown, where: string): BackupManifest {
 export async function readManifest(driver: StorageDriver, cluster: string, id: string, signal?: AbortSignal): Promise<BackupManifest | undefined> {
   const key = manifestKey(cluster, id);
   const m = await readJsonObject<unknown>(driver, key, signal);
-  return m === undefined ? undefined : checkManifest(m, `"${key}" in repository "${driver.url}"`);
+  return m === undefined ? undefined : checkManifestAt(m, id, `"${key}" in repository "${driver.url}"`);
+}
+
+/** checkManifest, and the manifest is the one of backup `id` (not another's stored under its name). */
+export function checkManifestAt(m: unknown, id: string, where: string): BackupManifest {
+  const checked = checkManifest(m, where);
+  if (checked.id !== id) throw invalid(`it names backup ${quote(checked.id)}, not ${quote(id)}`, where);
+  return checked;
 }
 
 /**

@@ -13,7 +13,7 @@
 // unescaped in a real database's directory.
 
 import { CairnError } from '../cli/errors.js';
-import type { StorageDriver } from '../storage/driver.js';
+import { assertValidKey, type StorageDriver } from '../storage/driver.js';
 import { readJsonObject } from '../repo/json-object.js';
 import { utcStamp } from '../util/time-id.js';
 import { quote } from '../wal/quote.js';
@@ -171,7 +171,29 @@ export function checkDumpManifest(m: unknown, where: string): DumpManifest {
 export async function readDumpManifest(driver: StorageDriver, cluster: string, dir: string, id: string, signal?: AbortSignal): Promise<DumpManifest | undefined> {
   const key = dumpManifestKey(cluster, dir, id);
   const m = await readJsonObject<unknown>(driver, key, signal);
-  return m === undefined ? undefined : checkDumpManifest(m, `"${key}" in repository "${driver.url}"`);
+  return m === undefined ? undefined : checkDumpManifestAt(m, cluster, dir, id, `"${key}" in repository "${driver.url}"`);
+}
+
+/**
+ * checkDumpManifest, and the manifest is dump `dir/id`'s: its id and
+ * directory are those it is stored under, and every object it names lies
+ * below that dump's prefix (a copied manifest never sends a reader, or
+ * cairn-copy's writes, to another object).
+ */
+export function checkDumpManifestAt(m: unknown, cluster: string, dir: string, id: string, where: string): DumpManifest {
+  const o = checkDumpManifest(m, where);
+  if (o.id !== id || o.dir !== dir) throw invalid(`it names dump ${quote(`${o.dir}/${o.id}`)}, not ${quote(`${dir}/${id}`)}`, where);
+  const prefix = dumpPrefix(cluster, dir, id);
+  for (const f of o.objects) {
+    let valid = f.key.startsWith(prefix) && f.key.length > prefix.length && f.key !== dumpManifestKey(cluster, dir, id);
+    try {
+      assertValidKey(f.key);
+    } catch {
+      valid = false;
+    }
+    if (!valid) throw invalid(`object ${quote(f.name)} is stored as ${quote(f.key)}, outside the dump`, where);
+  }
+  return o;
 }
 
 export interface DumpRef {

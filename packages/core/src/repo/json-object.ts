@@ -6,6 +6,11 @@ import { CairnError } from '../cli/errors.js';
 import { ObjectNotFoundError, WriteConflictError, type StorageDriver } from '../storage/driver.js';
 
 export async function readJsonObject<T>(driver: StorageDriver, key: string, signal?: AbortSignal): Promise<T | undefined> {
+  return (await readJsonBytes<T>(driver, key, signal))?.value;
+}
+
+/** readJsonObject, with the bytes it parsed (cairn-copy writes exactly what it checked). */
+export async function readJsonBytes<T>(driver: StorageDriver, key: string, signal?: AbortSignal): Promise<{ value: T; bytes: Buffer } | undefined> {
   let body: Buffer;
   try {
     body = await buffer(await driver.read(key, signal));
@@ -14,7 +19,7 @@ export async function readJsonObject<T>(driver: StorageDriver, key: string, sign
     throw err;
   }
   try {
-    return JSON.parse(body.toString('utf8')) as T;
+    return { value: JSON.parse(body.toString('utf8')) as T, bytes: body };
   } catch {
     throw new CairnError('FORMAT_INVALID', `"${key}" in repository "${driver.url}" is not valid JSON`, {
       hint: 'the repository is damaged; restore the file from a copy or ask for help before changing anything',
