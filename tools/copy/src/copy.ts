@@ -76,6 +76,8 @@ export interface CopyResult {
   results: { copied: number; present: number };
   /** What could not be copied, one line each (e.g. a WAL file the target holds with other content). */
   problems: string[];
+  /** Plaintext bytes decoded and checked against their SHA-256 on the way. */
+  checkedBytes: number;
   seconds: number;
 }
 
@@ -136,7 +138,7 @@ async function listSizes(driver: StorageDriver, prefix: string, signal: AbortSig
  * are exactly the bytes checked, and a mismatch fails the stage before the
  * write completes, so the driver leaves nothing under the key.
  */
-function createCheckingTap(storedKey: string, key: EncryptionKey | undefined, expect: { sha256: string; size: number; label: string }, backupFile = false): Transform {
+function createCheckingTap(storedKey: string, key: EncryptionKey | undefined, expect: { sha256: string; size: number; label: string }, onChecked: (bytes: number) => void, backupFile = false): Transform {
   const input = new PassThrough();
   const hash = createHash('sha256');
   let size = 0;
@@ -169,7 +171,10 @@ function createCheckingTap(storedKey: string, key: EncryptionKey | undefined, ex
         const got = hash.digest('hex');
         // WAL keys carry the SHA-256 but no size (expect.size < 0).
         if (got !== expect.sha256 || (expect.size >= 0 && size !== expect.size)) cb(checksumMismatch(expect, got, size));
-        else cb();
+        else {
+          onChecked(size);
+          cb();
+        }
       }, (err: unknown) => cb(err as Error));
     },
   });
@@ -261,7 +266,11 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
     wal: { copied: 0, present: 0 },
     results: { copied: 0, present: 0 },
     problems: [],
+    checkedBytes: 0,
     seconds: 0,
+  };
+  const checked = (n: number) => {
+    result.checkedBytes += n;
   };
 
   // 1. repo.json: the source's key (if any) must be the one given, and the
@@ -311,10 +320,11 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
     let body: Readable | Buffer;
     if (item.check.kind === 'bundle' || item.check.kind === 'read') {
       body = item.check.kind === 'read' ? item.check.bytes : await readBundleChecked(from, item, key, label, signal);
+      if (item.check.kind === 'bundle') checked(item.check.members.reduce((a, mb) => a + mb.size, 0));
       counted.n = body.length;
       ctx.onBytes?.(body.length);
     } else {
-      const stages = item.check.kind === 'object' ? [createCheckingTap(item.key, key, { sha256: item.check.sha256, size: item.check.size, label }, item.check.backupFile === true)] : [];
+      const stages = item.check.kind === 'object' ? [createCheckingTap(item.key, key, { sha256: item.check.sha256, size: item.check.size, label }, checked, item.check.backupFile === true)] : [];
       body = sourceStream(from, item.key, stages, counted, ctx.onBytes, signal);
     }
     try {
@@ -406,7 +416,7 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
       try {
         await storeWal(to, {
           cluster, systemId, walName: w.walName, sha256: w.sha256, ext: w.ext, signal,
-          body: () => sourceStream(from, w.key, [createCheckingTap(w.key, key, { sha256: w.sha256, size: -1, label })], counted, ctx.onBytes, signal),
+          body: () => sourceStream(from, w.key, [createCheckingTap(w.key, key, { sha256: w.sha256, size: -1, label }, checked)], counted, ctx.onBytes, signal),
         });
       } catch (err) {
         if (err instanceof CairnError && err.code === 'WAL_DUPLICATE') {
