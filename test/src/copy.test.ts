@@ -9,7 +9,7 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runCleanups } from '@cairn/testkit/cleanup';
 import { createCluster, type Cluster } from '@cairn/testkit/pg-cluster';
@@ -232,6 +232,29 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
     assert.ok(keys.includes(`main/backups/${s.full}/manifest.json`), 'the full backup is copied');
     assert.ok(!keys.some((k) => k.startsWith(`main/backups/${s.incr}/`) || k.startsWith(`main/dumps/${dir}/${id}/`)), 'nothing of the bad backup or dump');
     assert.ok(!keys.includes('main/systems/planted.json') && !keys.includes('main/repo.json.planted'), 'nothing planted');
+  });
+
+  it('an incr is not copied onto a target whose own copy of its parent holds other objects', async () => {
+    const s = state();
+    const dst = await makeRepo('fs', false);
+    const env = { ...copyEnv(), CAIRN_ENCRYPTION_KEY_FILE: s.src.keyFile! };
+    await runCairn('copy', ['--from', s.src.url, '--to', dst.url], { env }).then((r) => assert.equal(r.code, 0, r.stderr));
+    // The target keeps the full backup as if written there on its own: one
+    // object the incr references differs; the incr is taken away again.
+    type Entry = { key: string; ref: string; sha256: string; bundle?: { key: string; offset: number } };
+    const incr = JSON.parse(await readFile(join(dst.url, `main/backups/${s.incr}/manifest.json`), 'utf8')) as { files: Entry[] };
+    const borrowed = incr.files.find((f) => f.ref === s.full);
+    assert.ok(borrowed, 'the incr references a file of the full backup');
+    await rm(join(dst.url, `main/backups/${s.incr}`), { recursive: true });
+    const fullKey = join(dst.url, `main/backups/${s.full}/manifest.json`);
+    const full = JSON.parse(await readFile(fullKey, 'utf8')) as { files: Entry[] };
+    const same = (e: Entry) => e.key === borrowed.key && e.bundle?.key === borrowed.bundle?.key && e.bundle?.offset === borrowed.bundle?.offset;
+    full.files.find(same)!.sha256 = '0'.repeat(64);
+    await writeFile(fullKey, JSON.stringify(full));
+    const r = await runCairn('copy', ['--from', s.src.url, '--to', dst.url], { env });
+    assert.equal(r.code, 4, r.stderr);
+    assert.match(r.stderr, new RegExp(`backup "${s.incr}" not copied: it references object .* of backup "${s.full}", which repository .* holds with other content`));
+    assert.ok(!(await dst.keys()).some((k) => k.startsWith(`main/backups/${s.incr}/`)), 'nothing of the incr');
   });
 
   it('the copy verifies clean and restores to the time target with the source rows', async () => {

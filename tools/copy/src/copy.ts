@@ -16,7 +16,7 @@ import { CairnError } from '@cairn/core/cli/errors';
 import { decodeStagesFor, type EncryptionKey } from '@cairn/core/codec/index';
 import { checksumMismatch, decodeFileStages, decodeWhole } from '@cairn/core/codec/file-codec';
 import { objectEntries } from '@cairn/core/backup/pages';
-import { backupPrefix, checkManifestAt, listBackupIds, manifestKey, type BackupManifest } from '@cairn/core/backup/manifest';
+import { backupPrefix, checkManifestAt, listBackupIds, manifestKey, readManifest, type BackupManifest, type ManifestFile } from '@cairn/core/backup/manifest';
 import { checkManifestRules } from '@cairn/core/backup/manifest-rules';
 import { checkDumpManifestAt, dumpManifestKey, dumpPrefix, listDumps, type DumpManifest } from '@cairn/core/dump/manifest';
 import { listWalArchive, type WalListing } from '@cairn/core/repo/catalog';
@@ -301,7 +301,9 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
   const copyOne = async (item: Item, present: Map<string, number>): Promise<'copied' | 'present'> => {
     const have = present.get(item.key);
     if (have !== undefined) {
-      if (have !== item.storedSize) {
+      // A record (a system, a verify or drill result) the target has under
+      // the same name is its own: each repository keeps its own.
+      if (have !== item.storedSize && item.check.kind !== 'plain') {
         throw new CairnError('WRITE_CONFLICT', `object ${quote(item.key)} in repository ${quote(to.url)} has ${have} bytes, the source's ${item.storedSize}`, {
           hint: 'the target holds other content under this key: run cairn-verify on both repositories',
         });
@@ -436,6 +438,7 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
   // directory) and those very bytes are written: a source that is damaged
   // or hostile cannot make the copy write outside a backup's own prefix.
   const dstBackups = new Set(await listBackupIds(to, cluster, signal));
+  const targetChains = new Map<string, Map<string, string> | undefined>();
   for (const id of await listBackupIds(from, cluster, signal)) {
     if (dstBackups.has(id)) {
       result.backups.present.push(id);
@@ -458,6 +461,15 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
     const missing = m.references.filter((r) => !dstBackups.has(r));
     if (missing.length > 0) {
       result.problems.push(`backup ${quote(id)} not copied: its chain needs ${missing.map(quote).join(', ')}, which the target lacks`);
+      continue;
+    }
+    // Backups this run copied hold the source's very bytes (and with --dry-run are not there yet).
+    const differs = await chainDifference(m, to, cluster, new Set(result.backups.copied), targetChains, signal);
+    if (differs !== undefined) {
+      result.problems.push(
+        `backup ${quote(id)} not copied: it references ${differs}, which repository ${quote(to.url)} holds with other content ` +
+          '(each repository stored its own copy of that backup); take a new full backup there, or copy into an empty repository',
+      );
       continue;
     }
     await copyGroup(backupItems(m), { key: mKey, storedSize: read.bytes.length, check: { kind: 'read', bytes: read.bytes } }, backupPrefix(cluster, id));
@@ -505,6 +517,49 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
 async function hasAny(driver: StorageDriver, prefix: string, signal: AbortSignal): Promise<boolean> {
   for await (const _ of driver.list(prefix, signal)) return true;
   return false;
+}
+
+/** Where an object entry's bytes are: its key, or its bundle and offset. */
+function objectId(e: ManifestFile): string {
+  return e.bundle ? `${e.bundle.key}@${e.bundle.offset}` : e.key;
+}
+
+/** What must match for a reference to read the same bytes. */
+function objectFacts(e: ManifestFile): string {
+  return `${e.sha256}:${e.size}:${e.storedSize}`;
+}
+
+/**
+ * The first object of an older backup that `m` references and the target's
+ * copy of that backup does not hold as the source's does (another key, offset
+ * in a bundle, size or SHA-256), described for people; undefined when every
+ * reference reads the same bytes in the target. A backup the target holds
+ * already may have been written there on its own (basebackup to each
+ * repository): its objects then lie elsewhere, and an incr copied over it
+ * would not restore. `cache` keeps each target manifest's object index.
+ */
+async function chainDifference(
+  m: BackupManifest,
+  to: StorageDriver,
+  cluster: string,
+  copied: ReadonlySet<string>,
+  cache: Map<string, Map<string, string> | undefined>,
+  signal: AbortSignal,
+): Promise<string | undefined> {
+  for (const f of [...m.files, ...(m.config ?? [])]) {
+    for (const e of objectEntries(f)) {
+      if (e.ref === m.id || copied.has(e.ref)) continue;
+      if (!cache.has(e.ref)) {
+        const theirs = await readManifest(to, cluster, e.ref, signal).catch(() => undefined);
+        const index = theirs && new Map<string, string>();
+        for (const g of theirs ? [...theirs.files, ...(theirs.config ?? [])] : []) for (const x of objectEntries(g)) if (x.ref === theirs!.id) index!.set(objectId(x), objectFacts(x));
+        cache.set(e.ref, index);
+      }
+      const index = cache.get(e.ref);
+      if (index?.get(objectId(e)) !== objectFacts(e)) return `object ${quote(objectId(e))} of backup ${quote(e.ref)}`;
+    }
+  }
+  return undefined;
 }
 
 /**
