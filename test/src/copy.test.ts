@@ -9,7 +9,7 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runCleanups } from '@cairn/testkit/cleanup';
 import { createCluster, type Cluster } from '@cairn/testkit/pg-cluster';
@@ -138,6 +138,13 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
       assert.match(r.lines[0]!, c.why);
       assert.deepEqual(await other.keys(), ['main/repo.json'], 'nothing copied');
     }
+    // A typo in --from: one line, exit 3, and neither path is created (no lease was taken).
+    const base = await makeTempDir('copy-typo');
+    await chownToPgUser(base);
+    const typo = await runCairn('copy', ['--from', join(base, 'no-such-repo'), '--to', join(base, 'target')], { env: copyEnv() });
+    assert.equal(typo.code, 3, typo.stderr);
+    assert.match(typo.lines[0]!, /has no cluster "main"/);
+    assert.deepEqual(await readdir(base), [], 'nothing created');
     // And the source's own key is needed to check what is copied.
     const nokey = await runCairn('copy', copyArgs(), { env: { ...copyEnv(), CAIRN_ENCRYPTION_KEY_FILE: '' } });
     assert.equal(nokey.code, 3, nokey.stderr);
@@ -147,7 +154,7 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
   it('killed (-9) midway, a second copy meanwhile refused by the lease; a rerun completes, a third copies nothing', async () => {
     const s = state();
     // A far-away store: each request waits, so the kill lands midway.
-    s.proxy.delay(40);
+    s.proxy.delay(150);
     const child = spawnAsPg(binPath('copy'), copyArgs(), { env: copyEnv() });
     let stderr = '';
     child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));

@@ -11,7 +11,7 @@ import { acquireLeases, leaseOptionsFor, LOCK_WAIT_SETTING } from '@cairn/core/r
 import { assertClusterName } from '@cairn/core/repo/layout';
 import { closeRepositories, keySourceFrom, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { parseRepoUrl } from '@cairn/core/storage/open';
-import { copyRepository, formatSummary, holdSourceLease } from './copy.js';
+import { checkRepositories, copyRepository, formatSummary, holdSourceLease } from './copy.js';
 
 export const copyTool = defineTool({
   name: 'copy',
@@ -56,6 +56,7 @@ export const copyTool = defineTool({
       // objects of a backup whose manifest is not copied yet for debris, and
       // a second copy or a basebackup into it would collide with this one.
       // A dry run writes nothing and takes none.
+      await checkRepositories({ from, to, cluster, key }, ctx.signal);
       const leases = dryRun ? undefined : await acquireLeases(to, cluster, leaseOptionsFor('copy', s['lock-wait'] * 1000, ctx));
       let result;
       let reader: Awaited<ReturnType<typeof holdSourceLease>> | undefined;

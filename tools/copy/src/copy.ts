@@ -22,7 +22,7 @@ import { checkDumpManifestAt, dumpManifestKey, dumpPrefix, listDumps, type DumpM
 import { listWalArchive, type WalListing } from '@cairn/core/repo/catalog';
 import { readJsonBytes } from '@cairn/core/repo/json-object';
 import { dataKeysPrefix, repoConfigKey, systemsPrefix } from '@cairn/core/repo/layout';
-import { openCluster, readRepoConfig, type RepoConfig } from '@cairn/core/repo/repo-config';
+import { openCluster, readRepoConfig, type OpenedRepoConfig, type RepoConfig } from '@cairn/core/repo/repo-config';
 import { storeWal, type StoredWal } from '@cairn/core/repo/wal-archive';
 import { drillResultsPrefix } from '@cairn/core/drill/result-format';
 import { verifyResultsPrefix } from '@cairn/core/verify/result-format';
@@ -249,6 +249,36 @@ export async function holdSourceLease(
   }
 }
 
+/**
+ * Reads both repo.json files, writing nothing: the source's cluster must be
+ * there and open with the key given, and the target's settings must be the
+ * source's (or the target must have none yet, and no objects). The command
+ * runs it before it takes any lease, so a typo in --from leaves no trace.
+ */
+export async function checkRepositories(opts: Pick<CopyOptions, 'from' | 'to' | 'cluster' | 'key'>, signal: AbortSignal): Promise<{ srcCfg: OpenedRepoConfig; dstCfg: RepoConfig | undefined }> {
+  const { from, to, cluster } = opts;
+  const srcCfg = await openCluster(from, cluster, opts.key, signal);
+  if (srcCfg === undefined) {
+    throw new CairnError('CONFIG_INVALID', `repository ${quote(from.url)} has no cluster ${quote(cluster)} (no ${repoConfigKey(cluster)})`, {
+      hint: 'check --from and --cluster; cairn-info --repo URL lists what a repository holds',
+    });
+  }
+  const dstCfg = await readRepoConfig(to, cluster, signal);
+  if (dstCfg !== undefined) checkTargetConfig(srcCfg, dstCfg, from.url, to.url, cluster);
+  else {
+    // A cluster without repo.json but with objects is refused by every
+    // writer (repo-config.ts); so is it here. Leases, and the data key a
+    // copy killed before repo.json stored, are no such objects.
+    for await (const o of to.list(`${cluster}/`, signal)) {
+      if (o.key.startsWith(`${cluster}/locks/`) || o.key.startsWith(dataKeysPrefix(cluster))) continue;
+      throw new CairnError('FORMAT_INVALID', `repository ${quote(to.url)} cluster ${quote(cluster)} holds objects (e.g. ${quote(o.key)}) but no repo.json`, {
+        hint: `copy into an empty repository or cluster, or restore ${repoConfigKey(cluster)} there first`,
+      });
+    }
+  }
+  return { srcCfg, dstCfg };
+}
+
 export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promise<CopyResult> {
   const t0 = Date.now();
   const { from, to, cluster, dryRun } = opts;
@@ -273,30 +303,11 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
     result.checkedBytes += n;
   };
 
-  // 1. repo.json: the source's key (if any) must be the one given, and the
-  // target's settings the source's (or the target has none yet).
-  const srcCfg = await openCluster(from, cluster, opts.key, signal);
-  if (srcCfg === undefined) {
-    throw new CairnError('CONFIG_INVALID', `repository ${quote(from.url)} has no cluster ${quote(cluster)} (no ${repoConfigKey(cluster)})`, {
-      hint: 'check --from and --cluster; cairn-info --repo URL lists what a repository holds',
-    });
-  }
+  // 1. repo.json (again: a writer may have created the target's since the check).
+  const { srcCfg, dstCfg } = await checkRepositories(opts, signal);
   // Objects decode with the cluster's data key (openCluster checked the
   // operator's key against it), or the operator's key for older clusters.
   const key = srcCfg.dataKey;
-  const dstCfg = await readRepoConfig(to, cluster, signal);
-  if (dstCfg !== undefined) checkTargetConfig(srcCfg, dstCfg, from.url, to.url, cluster);
-  else {
-    // A cluster without repo.json but with objects is refused by every
-    // writer (repo-config.ts); so is it here. Leases, and the data key a
-    // copy killed before repo.json stored, are no such objects.
-    for await (const o of to.list(`${cluster}/`, signal)) {
-      if (o.key.startsWith(`${cluster}/locks/`) || o.key.startsWith(dataKeysPrefix(cluster))) continue;
-      throw new CairnError('FORMAT_INVALID', `repository ${quote(to.url)} cluster ${quote(cluster)} holds objects (e.g. ${quote(o.key)}) but no repo.json`, {
-        hint: `copy into an empty repository or cluster, or restore ${repoConfigKey(cluster)} there first`,
-      });
-    }
-  }
 
   const copyOne = async (item: Item, present: Map<string, number>): Promise<'copied' | 'present'> => {
     const have = present.get(item.key);
