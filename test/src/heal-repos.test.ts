@@ -169,6 +169,27 @@ describe('self-healing reads: restore and PITR from the second repository', { ti
     await cluster.destroy();
   });
 
+  it('cairn-verify over both repositories names the damaged copies in the first and the second as holding good ones', async () => {
+    const { a, b, env, backup, manifest, damaged } = state();
+    const r = await runCairn('verify', ['--json'], { env, timeoutMs: 300_000 });
+    assert.equal(r.code, 1, r.stderr);
+    const results = JSON.parse(`[${r.stdout.trim().replace(/\n}\n{/g, '\n},\n{')}]`) as { repo: string; ok: boolean; problems: { kind: string; subject: string; path?: string; goodCopy?: string; hint: string }[] }[];
+    assert.deepEqual(results.map((x) => x.repo), [a.url, b.url]);
+    assert.equal(results[1]!.ok, true, JSON.stringify(results[1]!.problems));
+    const problems = results[0]!.problems;
+    const bundled = manifest.files.filter((f) => f.bundle && f.path.startsWith('base/') && f.size > 8192).sort((x, y) => y.size - x.size)[0]!;
+    const big = manifest.files.filter((f) => !f.bundle && f.size >= 32 * 1024 * 1024).sort((x, y) => y.size - x.size)[0]!;
+    for (const f of [bundled, big]) {
+      const p = problems.find((q) => q.subject === backup && q.path === f.path);
+      assert.ok(p, `a problem for "${f.path}": ${JSON.stringify(problems)}`);
+      assert.equal(p.goodCopy, b.url, JSON.stringify(p));
+      assert.match(p.hint, new RegExp(`^repository "${esc(b.url)}" holds a good copy \\(same backup, same SHA-256\\)`));
+    }
+    const w = problems.find((q) => q.kind === 'wal-corrupt' && q.subject === damaged);
+    assert.ok(w, `the damaged WAL file is reported: ${JSON.stringify(problems)}`);
+    assert.equal(w.goodCopy, b.url, JSON.stringify(w));
+  });
+
   it('a second repository whose manifest of the same backup records other bytes for the file is not used for it: exit 4', async () => {
     const { a, b, env, backup, planFile } = state();
     const manifest = await readStoredManifest(a, backup);
