@@ -4,16 +4,22 @@
 // missing WAL segment and a damaged WAL segment in the first repository,
 // cairn-restore and the PITR it sets up take each from the second, say so
 // on stderr (and in the server log), and the restored cluster holds exactly
-// the rows at the target. A second repository whose manifest of the same
-// backup records other bytes for the file is not used for it (exit 4).
+// the rows at the target; cairn-drill of the same plan passes and repeats
+// those warnings; cairn-verify names the second repository as holding a good
+// copy of each damaged one. A second repository whose manifest of the same
+// backup records other bytes for the file is not used for it (exit 4), nor
+// is its copy of a WAL file with another SHA-256 (wal-get exits 126).
 
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { runCleanups } from '@cairn/testkit/cleanup';
 import { createCluster, type Cluster } from '@cairn/testkit/pg-cluster';
 import { chownToPgUser, makeTempDir } from '@cairn/testkit/tmp';
+import { decodeToBuffer, sha256Hex } from '@cairn/core/codec/index';
+import { walObjectKey } from '@cairn/core/repo/layout';
 import { makeRepo, type RepoFixture } from './repo-fixture.js';
 import {
   assertRestoredEquals,
@@ -47,6 +53,7 @@ interface State {
   /** WAL segments between the backup and the target: one removed from the first repository, one damaged there. */
   lost: string;
   damaged: string;
+  systemId: string;
 }
 
 let st: State | undefined;
@@ -112,7 +119,7 @@ describe('self-healing reads: restore and PITR from the second repository', { ti
     await src.stop();
 
     const plan = await cairnOk('restore-plan', ['--target-time', cap.value, '--target-action', 'promote'], env);
-    const parsed = JSON.parse(plan.stdout) as { repo: string; backup: { id: string }; walEnd: string };
+    const parsed = JSON.parse(plan.stdout) as { repo: string; systemId: string; backup: { id: string }; walEnd: string };
     assert.equal(parsed.repo, a.url, 'the plan reads the first repository');
     assert.equal(parsed.backup.id, backup);
     assert.ok(parsed.walEnd > damaged, `the target (${parsed.walEnd}) is after the damaged segment ${damaged}`);
@@ -120,7 +127,7 @@ describe('self-healing reads: restore and PITR from the second repository', { ti
     const planFile = join(dir, 'plan.json');
     await writeFile(planFile, plan.stdout);
     await chownToPgUser(dir, { recursive: true });
-    st = { a, b, env, backup, manifest: await readStoredManifest(a, backup), target: cap.value, snapshot: cap.snapshot, planFile, lost, damaged };
+    st = { a, b, env, backup, manifest: await readStoredManifest(a, backup), target: cap.value, snapshot: cap.snapshot, planFile, lost, damaged, systemId: parsed.systemId };
   });
 
   it('a damaged bundled file, a damaged big file, a lost and a damaged WAL segment in the first repository: restored and recovered from the second, with warnings', async () => {
@@ -169,6 +176,18 @@ describe('self-healing reads: restore and PITR from the second repository', { ti
     await cluster.destroy();
   });
 
+  it('cairn-drill of the same plan passes, repeating the restore\'s and wal-get\'s warnings', async () => {
+    const { a, b, env, planFile, lost, damaged } = state();
+    const scratch = await makeTempDir('heal-drill');
+    await chownToPgUser(scratch);
+    const r = await runCairn('drill', ['--plan', planFile, '--scratch-dir', scratch, '--no-amcheck'], { env, timeoutMs: 300_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`^cairn-drill: warn: cairn-restore: repository "${esc(a.url)}": .* was restored from repository "${esc(b.url)}" instead`, 'm'), r.stderr);
+    assert.match(r.stderr, new RegExp(`^cairn-drill: warn: cairn-wal-get: "${lost}" missing from repository "${esc(a.url)}": taken from repository "${esc(b.url)}" instead`, 'm'), r.stderr);
+    assert.match(r.stderr, new RegExp(`^cairn-drill: warn: cairn-wal-get: "${damaged}" damaged in repository "${esc(a.url)}": taken from repository "${esc(b.url)}" instead`, 'm'), r.stderr);
+    assert.match(r.stderr, /: ok$/m);
+  });
+
   it('cairn-verify over both repositories names the damaged copies in the first and the second as holding good ones', async () => {
     const { a, b, env, backup, manifest, damaged } = state();
     const r = await runCairn('verify', ['--json'], { env, timeoutMs: 300_000 });
@@ -204,5 +223,23 @@ describe('self-healing reads: restore and PITR from the second repository', { ti
     const r = await runCairn('restore', ['--pgdata', cluster.pgdata, '--plan', planFile], { env, timeoutMs: 300_000 });
     assert.equal(r.code, 4, r.stderr);
     assert.match(r.stderr, new RegExp(`repository "${esc(b.url)}" records other bytes for "${esc(bundled.path)}" in backup ${backup}`), r.stderr);
+  });
+
+  it('wal-get does not take a later repository\'s copy of a damaged WAL file whose SHA-256 differs: exit 126', async () => {
+    const { a, b, env, damaged, lost, systemId } = state();
+    // The second repository's copy of the damaged segment replaced by other bytes (those of another segment).
+    const goodKey = await walKeyOf(b, damaged);
+    const other = (await b.objects(await walKeyOf(b, lost))).values().next().value as Buffer;
+    const plain = await decodeToBuffer(other, 'x.zst', undefined, 'segment');
+    await b.remove(goodKey);
+    await b.tamper(walObjectKey('main', systemId, damaged, sha256Hex(plain), '.zst'), other);
+    const dir = await makeTempDir('heal-walget');
+    await mkdir(join(dir, 'pg_wal'));
+    await chownToPgUser(dir, { recursive: true });
+    const r = await runCairn('wal-get', [damaged, 'pg_wal/RECOVERYXLOG', '--prefetch', '0', '--retries', '0', '--system-id', systemId], { env, cwd: dir });
+    assert.equal(r.code, 126, r.stderr);
+    assert.match(r.stderr, new RegExp(`repository "${esc(b.url)}" holds "${damaged}" with SHA-256 ${sha256Hex(plain).slice(0, 12)}…, not [0-9a-f]{12}… as repository "${esc(a.url)}" records: not used`), r.stderr);
+    assert.doesNotMatch(r.stderr, /taken from repository/);
+    assert.equal(existsSync(join(dir, 'pg_wal', 'RECOVERYXLOG')), false, 'nothing at %p');
   });
 });
