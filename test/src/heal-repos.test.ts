@@ -176,6 +176,21 @@ describe('self-healing reads: restore and PITR from the second repository', { ti
     await cluster.destroy();
   });
 
+  it('restored with target flags instead: planned from the second, which holds every segment, saying why not from the first', async () => {
+    const { a, b, env, backup, target, snapshot, lost } = state();
+    const cluster = await createCluster({ name: 'heal-flags', initdb: false, env, conf: { archive_mode: 'off' } });
+    const r = await cairnOk('restore', ['--pgdata', cluster.pgdata, '--target-time', target, '--target-action', 'promote', '--json'], env);
+    const result = JSON.parse(r.stdout) as { backup: string; healed: number; plan: { repo: string } };
+    assert.equal(result.backup, backup);
+    assert.equal(result.plan.repo, b.url);
+    assert.equal(result.healed, 0);
+    assert.match(r.stderr, new RegExp(`repository \\\\"${esc(a.url)}\\\\" could not make a plan: WAL segment \\\\"${lost}\\\\" needed`), r.stderr);
+    await cluster.start({ timeoutSec: 300 });
+    await cluster.waitForRecoveryEnd(300_000);
+    await assertRestoredEquals(cluster, snapshot, 'PITR planned from the second repository');
+    await cluster.destroy();
+  });
+
   it('cairn-drill of the same plan passes, repeating the restore\'s and wal-get\'s warnings', async () => {
     const { a, b, env, planFile, lost, damaged } = state();
     const scratch = await makeTempDir('heal-drill');
