@@ -21,7 +21,7 @@ import { decodeWhole, SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { RESTORE_WRITE_FLAGS, restoreFile, type FileToRestore } from '@cairn/core/backup/restore-file';
 import { restorePaged } from '@cairn/core/backup/restore-pages';
 import { createSpanReader, isBundled } from '@cairn/core/backup/bundle';
-import { otherCopies, restoreFromOtherCopy, type FileCopy } from '@cairn/core/backup/other-copies';
+import { otherCopies, restoreFromOtherCopy, type BackupPart, type FileCopy } from '@cairn/core/backup/other-copies';
 import { readRange } from '@cairn/core/storage/driver';
 import { createFileWorkers } from '@cairn/core/backup/file-worker';
 import { findWorkerEntry } from '@cairn/core/util/worker-entry';
@@ -359,9 +359,9 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   };
   /** A damaged or missing copy in the repository read: the same file from another (other-copies.ts), with a warning. */
   const healed = { files: 0, warned: 0 };
-  const heal = <T>(err: unknown, f: ManifestFile, write: (c: FileCopy) => Promise<T>): Promise<T> =>
+  const heal = <T>(err: unknown, f: ManifestFile, write: (c: FileCopy) => Promise<T>, part: BackupPart = 'files'): Promise<T> =>
     restoreFromOtherCopy(err, {
-      bad: o.driver, file: f, backupId: manifest.id, copies,
+      bad: o.driver, file: f, part, backupId: manifest.id, copies,
       warn: (line) => {
         healed.files++;
         // A lost bundle is every file in it: the first few are told, then a count at the end.
@@ -417,7 +417,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     await give(auto);
     if (o.configDir === undefined) reportUnwrittenConfig(config, ctx.log);
     else if (config.length > 0) {
-      const paths = await writeConfigFiles({ driver: o.driver, key: o.key, configDir: o.configDir, owner, signal: ctx.signal }, config);
+      const paths = await writeConfigFiles({ driver: o.driver, key: o.key, configDir: o.configDir, owner, signal: ctx.signal, heal: (err, c, read) => heal(err, c, read, 'config') }, config);
       await syncFiles(paths, limit);
       ctx.log.info(`wrote ${paths.length} configuration file${paths.length > 1 ? 's' : ''} into ${quote(resolve(o.configDir))}: ${config.map((c) => c.path).join(', ')}`);
     }

@@ -81,3 +81,23 @@ test('an error that is not about the stored copy (a full disk) is not healed', a
   assert.equal(isDamagedCopy(disk), false);
   for (const code of ['CHECKSUM_MISMATCH', 'FORMAT_INVALID', 'DECRYPT_FAILED', 'OBJECT_MISSING'] as const) assert.equal(isDamagedCopy(new CairnError(code, 'x')), true, code);
 });
+
+test('a configuration file is matched among the configuration files, not a data file of the same path', async () => {
+  const d = new MemoryDriver('with-config');
+  const dataKey = (await ensureRepoConfig(d, 'main', operator, now)).dataKey!;
+  const conf = Buffer.from("shared_buffers = '128MB'\n");
+  const key = `main/backups/${ID}/config/postgresql.conf.zst.enc`;
+  const stored = await encodeBuffer(conf, { compress: parseCompress('zstd:1'), key: dataKey });
+  await d.write(key, stored);
+  const c = { path: 'postgresql.conf', size: conf.length, mode: 0o644, mtime: 0, sha256: sha256Hex(conf), ref: ID, key, storedSize: stored.length, setting: 'config_file' as const, source: '/etc/postgresql/15/main/postgresql.conf' };
+  // PGDATA's own postgresql.conf, other bytes under the same path.
+  const m = manifest({ ...want, path: 'postgresql.conf' });
+  await d.write(manifestKey('main', ID), Buffer.from(JSON.stringify({ ...m, config: [c] })));
+  const copies = otherCopies({ drivers: [d], cluster: 'main', key: operator, backupId: ID });
+  assert.deepEqual(await copies.find(c), [], 'not the data file');
+  assert.deepEqual(copies.skipped(c.path), ['repository "memory://with-config" records other bytes for "postgresql.conf" in backup 20261121-020000F']);
+  const warnings: string[] = [];
+  const got = await restoreFromOtherCopy(damaged, { bad: new MemoryDriver('first3'), file: c, part: 'config', backupId: ID, copies, warn: (l) => warnings.push(l) }, readCopy);
+  assert.ok(got.equals(conf));
+  assert.match(warnings[0]!, /; configuration file "postgresql\.conf" of backup 20261121-020000F was restored from repository "memory:\/\/with-config" instead/);
+});

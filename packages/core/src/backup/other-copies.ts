@@ -26,6 +26,9 @@ export function isDamagedCopy(err: unknown): boolean {
   return isCairnError(err) && DAMAGED.has(err.code);
 }
 
+/** Which list of the manifest a file is in: the data directory's files, or the configuration kept from outside it (paths of the two may coincide). */
+export type BackupPart = 'files' | 'config';
+
 /** A good candidate: the entry another repository's manifest of the same backup has for the file, and that repository's key. */
 export interface FileCopy {
   driver: StorageDriver;
@@ -41,15 +44,16 @@ export interface OtherCopies {
    * cannot be opened, lacks the backup, or records other bytes is skipped;
    * why is in `skipped(path)`. Never throws.
    */
-  find(want: ManifestFile): Promise<FileCopy[]>;
+  find(want: ManifestFile, part?: BackupPart): Promise<FileCopy[]>;
   /** Why each repository had no copy of `path`, for the error when none did. */
-  skipped(path: string): string[];
+  skipped(path: string, part?: BackupPart): string[];
 }
 
 interface Opened {
   driver: StorageDriver;
   key: EncryptionKey | undefined;
   files: Map<string, ManifestFile> | undefined;
+  config: Map<string, ManifestFile> | undefined;
   /** Why this repository cannot serve any file (unopenable, no such backup, unsafe manifest). */
   reason?: string;
 }
@@ -67,15 +71,15 @@ export function otherCopies(o: { drivers: readonly StorageDriver[]; cluster: str
       p = (async (): Promise<Opened> => {
         try {
           const cfg = await openCluster(driver, o.cluster, o.key, o.signal);
-          if (cfg === undefined) return { driver, key: undefined, files: undefined, reason: `holds no cluster ${quote(o.cluster)}` };
+          if (cfg === undefined) return { driver, key: undefined, files: undefined, config: undefined, reason: `holds no cluster ${quote(o.cluster)}` };
           const m = await readManifest(driver, o.cluster, o.backupId, o.signal);
-          if (m === undefined) return { driver, key: undefined, files: undefined, reason: `holds no backup ${o.backupId}` };
+          if (m === undefined) return { driver, key: undefined, files: undefined, config: undefined, reason: `holds no backup ${o.backupId}` };
           // Manifests are input (issue 11), in every repository.
           assertManifestRestorable(m, o.cluster, `${quote(manifestKey(o.cluster, m.id))} in repository ${quote(driver.url)}`);
-          return { driver, key: cfg.dataKey ?? o.key, files: new Map(m.files.map((f) => [f.path, f])) };
+          return { driver, key: cfg.dataKey ?? o.key, files: new Map(m.files.map((f) => [f.path, f])), config: new Map((m.config ?? []).map((f) => [f.path, f])) };
         } catch (err) {
           o.signal?.throwIfAborted();
-          return { driver, key: undefined, files: undefined, reason: toCairnError(err).message };
+          return { driver, key: undefined, files: undefined, config: undefined, reason: toCairnError(err).message };
         }
       })();
       opened.set(driver, p);
@@ -84,21 +88,21 @@ export function otherCopies(o: { drivers: readonly StorageDriver[]; cluster: str
   };
   const why = new Map<string, string[]>();
   return {
-    async find(want) {
+    async find(want, part = 'files') {
       const found: FileCopy[] = [];
       const reasons: string[] = [];
       for (const driver of o.drivers) {
         const r = await open(driver);
-        const f = r.files?.get(want.path);
-        if (r.files === undefined) reasons.push(`repository ${quote(driver.url)} ${r.reason}`);
+        const f = r[part]?.get(want.path);
+        if (r[part] === undefined) reasons.push(`repository ${quote(driver.url)} ${r.reason}`);
         else if (f === undefined) reasons.push(`repository ${quote(driver.url)} has no ${quote(want.path)} in backup ${o.backupId}`);
         else if (f.sha256 !== want.sha256 || f.size !== want.size) reasons.push(`repository ${quote(driver.url)} records other bytes for ${quote(want.path)} in backup ${o.backupId}`);
         else found.push({ driver, key: r.key, file: f });
       }
-      why.set(want.path, reasons);
+      why.set(`${part}:${want.path}`, reasons);
       return found;
     },
-    skipped: (path) => why.get(path) ?? [],
+    skipped: (path, part = 'files') => why.get(`${part}:${path}`) ?? [],
   };
 }
 
@@ -111,17 +115,17 @@ export function otherCopies(o: { drivers: readonly StorageDriver[]; cluster: str
  */
 export async function restoreFromOtherCopy<T>(
   err: unknown,
-  o: { bad: StorageDriver; file: ManifestFile; backupId: string; copies: OtherCopies | undefined; warn: (line: string) => void },
+  o: { bad: StorageDriver; file: ManifestFile; part?: BackupPart; backupId: string; copies: OtherCopies | undefined; warn: (line: string) => void },
   write: (copy: FileCopy) => Promise<T>,
 ): Promise<T> {
   if (o.copies === undefined || !isDamagedCopy(err)) throw err;
   const first = toCairnError(err);
   const tried: string[] = [];
-  for (const copy of await o.copies.find(o.file)) {
+  for (const copy of await o.copies.find(o.file, o.part)) {
     try {
       const r = await write(copy);
       o.warn(
-        `repository ${quote(o.bad.url)}: ${first.message}; ${quote(o.file.path)} of backup ${o.backupId} was restored from repository ${quote(copy.driver.url)} instead ` +
+        `repository ${quote(o.bad.url)}: ${first.message}; ${o.part === 'config' ? 'configuration file ' : ''}${quote(o.file.path)} of backup ${o.backupId} was restored from repository ${quote(copy.driver.url)} instead ` +
           `(same backup, same SHA-256 ${o.file.sha256.slice(0, 12)}…); run cairn-verify on ${quote(o.bad.url)}`,
       );
       return r;
@@ -130,7 +134,7 @@ export async function restoreFromOtherCopy<T>(
       tried.push(`repository ${quote(copy.driver.url)}: ${toCairnError(e).message}`);
     }
   }
-  const others = [...o.copies.skipped(o.file.path), ...tried];
+  const others = [...o.copies.skipped(o.file.path, o.part), ...tried];
   throw new CairnError(first.code, first.message, {
     hint: others.length === 0 ? (first.hint ?? 'restore it from another repository') : `no other configured repository has a good copy (${others.join('; ')}); ${first.hint ?? ''}`.replace(/; $/, ''),
     cause: err,
