@@ -93,6 +93,7 @@ export async function fetchWal(
     let recorded: { sha256: string; repo: string } | undefined;
     const passedOver: string[] = [];
     for (const driver of drivers) {
+      let disagrees = false;
       try {
         const copies = await findWal(driver, target.cluster, target.systemId, target.walName, opts.signal);
         if (copies.length === 0) {
@@ -110,6 +111,7 @@ export async function fetchWal(
         }
         const sha256 = copies[0]!.sha256;
         if (recorded !== undefined && recorded.sha256 !== sha256) {
+          disagrees = true;
           throw new CairnError('WAL_MISMATCH', `repository "${driver.url}" holds "${target.walName}" with SHA-256 ${sha256.slice(0, 12)}…, not ${recorded.sha256.slice(0, 12)}… as repository "${recorded.repo}" records: not used`, {
             hint: 'two repositories disagree about one WAL file: run cairn-verify on both, and do not remove either copy before comparing them',
           });
@@ -118,7 +120,7 @@ export async function fetchWal(
         if (passedOver.length > 0 && opts.heal === false) return { found: false };
         const bytes = await fetchCopy(driver, copies[0]!, target, dest, opts.durable, opts.signal);
         if (passedOver.length > 0) {
-          opts.log.warn(`"${target.walName}" ${passedOver.join(', ')}: taken from repository "${driver.url}" instead (SHA-256 ${sha256.slice(0, 12)}…); run cairn-verify on the other`);
+          opts.log.warn(`"${target.walName}" ${passedOver.join(', ')}: taken from repository "${driver.url}" instead (SHA-256 ${sha256.slice(0, 12)}…); run cairn-verify on ${passedOver.length === 1 ? 'that repository' : 'those repositories'}`);
         }
         return { found: true, sha256, repo: driver.url, bytes };
       } catch (thrown) {
@@ -127,7 +129,7 @@ export async function fetchWal(
         allSaidAbsent = false;
         retryable ||= err.transient;
         lastErr = err;
-        passedOver.push(`${DAMAGED.has(err.code) ? 'damaged' : 'unreadable'} in repository "${driver.url}"`);
+        passedOver.push(`${disagrees ? 'another copy' : DAMAGED.has(err.code) ? 'damaged' : 'unreadable'} in repository "${driver.url}"`);
         // With several repositories, say which one failed; the final error
         // (or another repository's copy) follows.
         if (drivers.length > 1) opts.log.warn(`"${target.walName}" from repository "${driver.url}": ${err.message}`);
