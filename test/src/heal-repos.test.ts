@@ -8,7 +8,9 @@
 // those warnings; cairn-verify names the second repository as holding a good
 // copy of each damaged one. A second repository whose manifest of the same
 // backup records other bytes for the file is not used for it (exit 4), nor
-// is its copy of a WAL file with another SHA-256 (wal-get exits 126).
+// is its copy of a WAL file with another SHA-256 (wal-get exits 126). A
+// page-level incremental backup whose newest layer is damaged in the first
+// repository is laid down from the second's chain.
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -81,24 +83,35 @@ async function walKeyOf(repo: RepoFixture, name: string): Promise<string> {
   return keys[0]!;
 }
 
+/**
+ * A file repository and an S3 one, a cluster archiving into both (wal-push
+ * stores every segment in each: CAIRN_REPO lists them), with a marker table
+ * and pgbench at scale 3 (pgbench_accounts, ~40 MB, is restored in a worker
+ * thread), and a full backup in the first.
+ */
+async function twoRepoCluster(name: string, marker: string): Promise<{ a: RepoFixture; b: RepoFixture; env: Record<string, string>; src: Cluster; full: string }> {
+  const a = await makeRepo('fs', false);
+  const b = await makeRepo('s3', false);
+  const env = { ...b.env, ...a.env, CAIRN_REPO: `${a.url},${b.url}` };
+  const src = await createCluster({ name, archiveCommand: walPushCommand(), archiveTimeout: '1s', env });
+  await src.start();
+  await src.psql(`create table marker(v text); insert into marker values ('${marker}')`);
+  await src.pgbench(['-i', '-s', '3', '-q']);
+  return { a, b, env, src, full: await takeBackup(src, a, 'full') };
+}
+
+/** Backup `id` of `from` into `to`, byte for byte, manifest last (what cairn-copy or a basebackup to every repository leaves). */
+async function copyBackup(from: RepoFixture, to: RepoFixture, id: string): Promise<void> {
+  const objects = await from.objects(`main/backups/${id}/`);
+  const manifestKey = `main/backups/${id}/manifest.json`;
+  for (const [k, v] of objects) if (k !== manifestKey) await to.tamper(k, v);
+  await to.tamper(manifestKey, objects.get(manifestKey)!);
+}
+
 describe('self-healing reads: restore and PITR from the second repository', { timeout: 900_000 }, () => {
   it('sets up: WAL in both repositories, a full backup copied into the second, a target between two WAL switches and more load', async () => {
-    const a = await makeRepo('fs', false);
-    const b = await makeRepo('s3', false);
-    // wal-push stores every segment in both (CAIRN_REPO lists them).
-    const env = { ...b.env, ...a.env, CAIRN_REPO: `${a.url},${b.url}` };
-    const src = await createCluster({ name: 'heal-src', archiveCommand: walPushCommand(), archiveTimeout: '1s', env });
-    await src.start();
-    await src.psql("create table marker(v text); insert into marker values ('a: before the backup')");
-    // Scale 3: pgbench_accounts (~40 MB) is restored in a worker thread.
-    await src.pgbench(['-i', '-s', '3', '-q']);
-    const backup = await takeBackup(src, a, 'full');
-    // The same backup in the second repository, byte for byte, manifest last
-    // (what cairn-copy or a basebackup to every repository leaves).
-    const objects = await a.objects(`main/backups/${backup}/`);
-    const manifestKey = `main/backups/${backup}/manifest.json`;
-    for (const [k, v] of objects) if (k !== manifestKey) await b.tamper(k, v);
-    await b.tamper(manifestKey, objects.get(manifestKey)!);
+    const { a, b, env, src, full: backup } = await twoRepoCluster('heal-src', 'a: before the backup');
+    await copyBackup(a, b, backup);
 
     // Two segments wholly after the backup: the one lost and the one damaged.
     await src.psql("insert into marker values ('b: first segment')");
@@ -256,5 +269,29 @@ describe('self-healing reads: restore and PITR from the second repository', { ti
     assert.match(r.stderr, new RegExp(`repository "${esc(b.url)}" holds "${damaged}" with SHA-256 ${sha256Hex(plain).slice(0, 12)}…, not [0-9a-f]{12}… as repository "${esc(a.url)}" records: not used`), r.stderr);
     assert.doesNotMatch(r.stderr, /taken from repository/);
     assert.equal(existsSync(join(dir, 'pg_wal', 'RECOVERYXLOG')), false, 'nothing at %p');
+  });
+});
+
+describe('self-healing reads of a page-level incremental backup', { timeout: 600_000 }, () => {
+  it('a damaged page layer in the first repository: the file is laid down from the second\'s chain, rows as at the backup', async () => {
+    const { a, b, env, src, full } = await twoRepoCluster('heal-incr', 'full');
+    await src.pgbench(['-c', '2', '-j', '2', '-t', '300', '-n']);
+    const imm = await captureUnderLock(src, () => takeBackup(src, a, 'incr'));
+    const incr = imm.value;
+    await switchAndWaitArchived(src);
+    await src.stop();
+    for (const id of [full, incr]) await copyBackup(a, b, id);
+    const m = await readStoredManifest(a, incr);
+    const paged = (m.files as (StoredManifest['files'][number] & { pages?: unknown })[]).filter((f) => f.pages !== undefined && f.ref === incr).sort((x, y) => y.size - x.size)[0];
+    assert.ok(paged, 'a page-level file whose newest layer is the incr\'s');
+    await flipBytes(a, paged.bundle?.key ?? paged.key, paged.bundle?.offset ?? 0, paged.storedSize);
+
+    const cluster = await createCluster({ name: 'heal-incr-rest', initdb: false, env, conf: { archive_mode: 'off' } });
+    const r = await cairnOk('restore', ['--pgdata', cluster.pgdata, '--target', 'immediate', '--set', incr, '--target-action', 'promote'], env);
+    assert.match(r.stderr, new RegExp(`^cairn-restore: warn: repository "${esc(a.url)}": .*; "${esc(paged.path)}" of backup ${incr} was restored from repository "${esc(b.url)}" instead \\(same backup, same SHA-256 ${paged.sha256.slice(0, 12)}…\\)`, 'm'), r.stderr);
+    await cluster.start({ timeoutSec: 300 });
+    await cluster.waitForRecoveryEnd(300_000);
+    await assertRestoredEquals(cluster, imm.snapshot, 'healed page-level incr');
+    await cluster.destroy();
   });
 });
