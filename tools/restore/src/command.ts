@@ -102,6 +102,7 @@ export const restoreTool = defineTool({
   description:
     'restore a backup into a data directory, configured to recover to the target through cairn-wal-get. ' +
     'Takes a plan from cairn-restore-plan (--plan FILE|-) or the same target flags. ' +
+    'With several repositories, a file missing or damaged in the plan\'s is taken from the next one holding the same backup with the same SHA-256 (a warning names both), and the restore_command lists them all. ' +
     'With --dump ID --dbname NAME it restores a logical dump from cairn-dump through pg_restore instead (checksum checked before anything commits). ' +
     'Exit: 0 ready to start (or dump restored), 1 no backup/WAL reaches the target or no such dump, 2 usage, 3 configuration (e.g. a non-empty --pgdata, --force/--delta on a directory without PG_VERSION; pg_restore failed), 4 a stored file fails its checksum or the backup manifest is unsafe (a path outside its root, an object outside its chain).',
   positionals: [],
