@@ -105,6 +105,12 @@ async function runRestore(args: string[], input: string | undefined, env: NodeJS
   return { code: e.code ?? EXIT.INTERNAL, stderr: e.stderr };
 }
 
+/** A child's warnings (`PROGRAM: warn: …` lines), told again on the drill's stderr. */
+function forwardWarnings(text: string, program: string, ctx: ToolContext): void {
+  const prefix = `${program}: warn: `;
+  for (const line of text.split('\n')) if (line.startsWith(prefix)) ctx.log.warn(`${program}: ${line.slice(prefix.length)}`);
+}
+
 /** The line of cairn-restore's stderr that says what failed. */
 function restoreError(stderr: string): string {
   return programErrorLine(stderr, { program: 'cairn-restore' });
@@ -146,7 +152,10 @@ export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOut
   // Settled once the backup is known: its manifest names the superuser.
   let dbUser = '';
   const restoreArgs = (repo: string) => {
-    const a = ['--repo', repo, '--cluster', o.cluster];
+    // The repository chosen first, then the other configured ones: a file or
+    // WAL segment missing or damaged in it is taken from the next that holds
+    // the same one (issue 18 item 3).
+    const a = ['--repo', repo, ...drivers.filter((d) => d.url !== repo).flatMap((d) => ['--repo', d.url]), '--cluster', o.cluster];
     a.push(...keySourceArgs(o));
     if (o.configFile) a.push('--config', o.configFile);
     return a;
@@ -208,6 +217,7 @@ export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOut
         const r = await runRestore(['--plan', '-', '--pgdata', scratch.pgdata, '--config-dir', scratch.keptConfigDir, ...leaseArgs, ...restoreArgs(plan.repo)], JSON.stringify(plan), ctx.env, ctx.signal);
         ctx.signal.throwIfAborted();
         if (r.code !== 0) throw new DrillFailure(`cairn-restore of backup ${plan.backup.id} failed (exit status ${r.code}): ${restoreError(r.stderr)}`, r.code);
+        forwardWarnings(r.stderr, 'cairn-restore', ctx);
         timing.restoreSeconds = Math.round(performance.now() - r0) / 1000;
         ctx.log.info(`backup ${plan.backup.id} restored into ${quote(scratch.pgdata)} in ${timing.restoreSeconds} s`);
 
@@ -221,6 +231,8 @@ export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOut
         newestCommit = await waitForPromotion(scratch, dbUser, o.checkDb, deadline, o.timeoutMs, ctx.signal);
         timing.replaySeconds = Math.round(performance.now() - s0) / 1000;
         timing.rtoSeconds = elapsed();
+        // restore_command's warnings (a segment taken from another repository) are in the server's log.
+        forwardWarnings(await scratch.readLog(), 'cairn-wal-get', ctx);
       } else {
         // 3'. A fresh cluster, then the dump restored into it.
         const initdb = (await findPgProgram('initdb', major, { pgBin: o.pgBin, env: ctx.env })).path;

@@ -25,6 +25,10 @@ import { assertUsableDirectory } from '@cairn/core/util/user-path';
 import { parseDuration } from '@cairn/core/util/duration';
 import { DEFAULT_RESTORE_LEASE_LIFETIME, isReaderLeaseId } from '@cairn/core/repo/reader-lease';
 import { takeRestoreLease } from './restore-lease.js';
+import { checkWalSource } from '@cairn/core/repo/wal-source';
+import type { EncryptionKey } from '@cairn/core/codec/index';
+import type { StorageDriver } from '@cairn/core/storage/driver';
+import { quote } from '@cairn/core/wal/quote';
 
 /** Settings of a logical restore (--dump); the rest are a physical restore's. */
 const DUMP_SETTINGS = [
@@ -98,6 +102,7 @@ export const restoreTool = defineTool({
   description:
     'restore a backup into a data directory, configured to recover to the target through cairn-wal-get. ' +
     'Takes a plan from cairn-restore-plan (--plan FILE|-) or the same target flags. ' +
+    'With several repositories, a file missing or damaged in the plan\'s is taken from the next one holding the same backup with the same SHA-256 (a warning names both), and the restore_command lists them all. ' +
     'With --dump ID --dbname NAME it restores a logical dump from cairn-dump through pg_restore instead (checksum checked before anything commits). ' +
     'Exit: 0 ready to start (or dump restored), 1 no backup/WAL reaches the target or no such dump, 2 usage, 3 configuration (e.g. a non-empty --pgdata, --force/--delta on a directory without PG_VERSION; pg_restore failed), 4 a stored file fails its checksum or the backup manifest is unsafe (a path outside its root, an object outside its chain).',
   positionals: [],
@@ -155,13 +160,14 @@ export const restoreTool = defineTool({
       const lease = await takeRestoreLease({ driver, cluster: repo.cluster, plan, pgdata, adopt, lifetimeMs: lifetimeMs(lifetime, ctx.now()) }, ctx);
       let r;
       try {
-        const args = ['%f', '%p', '--repo', plan.repo, '--cluster', repo.cluster];
+        const others = drivers.filter((d) => d !== driver);
+        const args = ['%f', '%p', ...(await walRepoArgs(driver, others, repo.cluster, plan.systemId, key, ctx)), '--cluster', repo.cluster];
         args.push(...keySourceArgs(repo, (p) => resolve(ctx.cwd, p)));
         const cfg = s.config;
         if (cfg) args.push('--config', resolve(ctx.cwd, cfg));
         args.push(...lease.restoreCommandArgs);
         const restoreCommand = s['restore-command'] ?? [shellWord(walGetPath()), ...args.map((a) => (a.startsWith('%') ? a : shellWord(a)))].join(' ');
-        r = await restore({ plan, driver, key, pgdata, delta: s.delta, force: s.force, tablespaceMap: tsMap, jobs, restoreCommand, keyFile: repo.keyFile, keyCommand: repo.keyCommand, configDir: s['config-dir'] === undefined ? undefined : resolve(ctx.cwd, s['config-dir']) }, ctx);
+        r = await restore({ plan, driver, key, pgdata, delta: s.delta, force: s.force, tablespaceMap: tsMap, jobs, restoreCommand, keyFile: repo.keyFile, keyCommand: repo.keyCommand, others, configDir: s['config-dir'] === undefined ? undefined : resolve(ctx.cwd, s['config-dir']) }, ctx);
       } catch (err) {
         await lease.abandon();
         throw err;
@@ -180,6 +186,27 @@ export const restoreTool = defineTool({
     }
   },
 });
+
+/**
+ * The --repo flags of the restore_command: the plan's repository first, then
+ * every other configured one that holds the plan's system, so cairn-wal-get
+ * takes a segment missing or damaged in one from the next (issue 18 item 3).
+ * One that does not hold it is left out: to wal-get it would turn the end of
+ * the archive into an error (docs/design.md §4.12).
+ */
+async function walRepoArgs(first: StorageDriver, others: StorageDriver[], cluster: string, systemId: string, key: EncryptionKey | undefined, ctx: ToolContext): Promise<string[]> {
+  const args = ['--repo', first.url];
+  for (const d of others) {
+    try {
+      await checkWalSource(d, cluster, systemId, key, ctx.signal);
+      args.push('--repo', d.url);
+    } catch (err) {
+      ctx.signal.throwIfAborted();
+      ctx.log.info(`repository ${quote(d.url)} is not in the restore_command: ${(err as Error).message}`);
+    }
+  }
+  return args;
+}
 
 /** cairn-restore --dump: flags checked, restoreDump() run, a summary on stderr. */
 async function runDumpRestore(ctx: ToolContext<typeof RESTORE_SETTINGS>, ref: string): Promise<number> {

@@ -10,7 +10,8 @@ import { CairnError } from '@cairn/core/cli/errors';
 import type { Logger } from '@cairn/core/cli/log';
 import type { EncryptionKey } from '@cairn/core/codec/index';
 import { decodeWhole } from '@cairn/core/codec/file-codec';
-import type { ManifestConfigFile } from '@cairn/core/backup/manifest';
+import type { ManifestConfigFile, ManifestFile } from '@cairn/core/backup/manifest';
+import type { FileCopy } from '@cairn/core/backup/other-copies';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { localWriteError } from '@cairn/core/util/local-file';
 import { quote } from '@cairn/core/wal/quote';
@@ -42,7 +43,11 @@ export async function checkConfigTargets(config: readonly ManifestConfigFile[], 
 
 /** Writes each file (decoded, SHA-256 checked) below `configDir`; returns the paths written. */
 export async function writeConfigFiles(
-  o: { driver: StorageDriver; key: EncryptionKey | undefined; configDir: string; owner: { uid: number; gid: number } | undefined; signal: AbortSignal },
+  o: {
+    driver: StorageDriver; key: EncryptionKey | undefined; configDir: string; owner: { uid: number; gid: number } | undefined; signal: AbortSignal;
+    /** A copy that is missing or damaged: the same file from another repository (backup/other-copies.ts), else the error again. */
+    heal?: (err: unknown, c: ManifestConfigFile, read: (copy: FileCopy) => Promise<Buffer>) => Promise<Buffer>;
+  },
   config: readonly ManifestConfigFile[],
 ): Promise<string[]> {
   const root = resolve(o.configDir);
@@ -50,9 +55,15 @@ export async function writeConfigFiles(
   const made = new Set<string>();
   const written: string[] = [];
   for (const c of config) {
-    const label = `configuration file "${c.path}" of backup ${c.ref} (${c.key})`;
-    const stored = o.driver.readSmall ? await o.driver.readSmall(c.key, o.signal) : await buffer(await o.driver.read(c.key, o.signal));
-    const data = await decodeWhole(stored, c.key, o.key, { sha256: c.sha256, size: c.size, label });
+    const read = async (driver: StorageDriver, key: EncryptionKey | undefined, f: ManifestFile): Promise<Buffer> => {
+      const label = `configuration file "${c.path}" of backup ${f.ref} (${f.key})`;
+      const stored = driver.readSmall ? await driver.readSmall(f.key, o.signal) : await buffer(await driver.read(f.key, o.signal));
+      return decodeWhole(stored, f.key, key, { sha256: f.sha256, size: f.size, label });
+    };
+    const data = await read(o.driver, o.key, c).catch((err: unknown) => {
+      if (o.heal === undefined) throw err;
+      return o.heal(err, c, (copy) => read(copy.driver, copy.key, copy.file));
+    });
     const rel = dirname(c.path);
     await ensureRealDir(root, rel === '.' ? '' : rel, 0o755, made);
     const path = join(root, c.path);

@@ -18,9 +18,11 @@ import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
 import type { EncryptionKey } from '@cairn/core/codec/index';
 import { decodeWhole, SMALL_FILE } from '@cairn/core/codec/file-codec';
-import { RESTORE_WRITE_FLAGS, restoreFile } from '@cairn/core/backup/restore-file';
+import { RESTORE_WRITE_FLAGS, restoreFile, type FileToRestore } from '@cairn/core/backup/restore-file';
 import { restorePaged } from '@cairn/core/backup/restore-pages';
 import { createSpanReader, isBundled } from '@cairn/core/backup/bundle';
+import { otherCopies, restoreFromOtherCopy, type BackupPart, type FileCopy } from '@cairn/core/backup/other-copies';
+import { readRange } from '@cairn/core/storage/driver';
 import { createFileWorkers } from '@cairn/core/backup/file-worker';
 import { findWorkerEntry } from '@cairn/core/util/worker-entry';
 import { backupChain, missingParentError, readChainLinks } from '@cairn/core/backup/chain';
@@ -52,7 +54,16 @@ export interface RestoreOptions {
   keyCommand?: string | undefined;
   /** Where the configuration files the backup kept from outside PGDATA go; undefined: not written. */
   configDir: string | undefined;
+  /**
+   * The other configured repositories, in order: a file whose stored copy
+   * in `driver` is missing or damaged is taken from the first of them that
+   * holds the same backup with the same SHA-256 for it (issue 18 item 3).
+   */
+  others?: StorageDriver[];
 }
+
+/** Files restored from another repository that each get their own warning line. */
+const HEAL_WARNINGS = 10;
 
 /** Files from this size on are restored in a worker thread. */
 const BIG_FILE = 32 * 1024 * 1024;
@@ -66,6 +77,8 @@ export interface RestoreResult {
   bytesWritten: number;
   bytesKept: number;
   removed: number;
+  /** Files taken from another repository because their copy in the plan's was missing or damaged. */
+  healed: number;
   seconds: number;
 }
 
@@ -102,6 +115,8 @@ async function sha256OfFile(path: string): Promise<{ sha256: string; size: numbe
 export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<RestoreResult> {
   const t0 = Date.now();
   const plan = o.plan;
+  // Copies in the other repositories decrypt with their own data keys.
+  const copies = o.others && o.others.length > 0 ? otherCopies({ drivers: o.others, cluster: plan.cluster, key: o.key, backupId: plan.backup.id, signal: ctx.signal }) : undefined;
   // Objects decrypt with the cluster's data key (or, in a cluster made
   // before data keys, the operator's key); a wrong key is told here.
   o = { ...o, key: (await openCluster(o.driver, plan.cluster, o.key, ctx.signal))?.dataKey ?? o.key };
@@ -194,7 +209,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     for (const name of existing) if (name !== RESTORE_MARKER) await rm(join(pgdata, name), { recursive: true, force: true });
   }
 
-  const result: RestoreResult = { backup: manifest.id, pgdata, files: manifest.files.length, filesFetched: 0, filesKept: 0, bytesWritten: 0, bytesKept: 0, removed: 0, seconds: 0 };
+  const result: RestoreResult = { backup: manifest.id, pgdata, files: manifest.files.length, filesFetched: 0, filesKept: 0, bytesWritten: 0, bytesKept: 0, removed: 0, healed: 0, seconds: 0 };
 
   // --delta: remove what the backup does not have (pg_wal's old segments
   // included). Links are removed, never followed, except a tablespace link
@@ -270,7 +285,8 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       // Page-level (backup/restore-pages.ts); big ones in a worker thread, as whole files.
       const label = `"${f.path}" of backup ${f.ref}`;
       const t = { path, mode, mtime: f.mtime, label, ...(owner ? { owner: { uid: owner.uid, gid: owner.gid } } : {}) };
-      const r = workers && f.size >= BIG_FILE ? await workers.pages({ kind: 'pages', file: f, target: t, delta: o.delta, size: f.size }) : await restorePaged(o.driver, o.key, f, t, o.delta, ctx.signal);
+      const r = await (workers && f.size >= BIG_FILE ? workers.pages({ kind: 'pages', file: f, target: t, delta: o.delta, size: f.size }) : restorePaged(o.driver, o.key, f, t, o.delta, ctx.signal))
+        .catch((err: unknown) => heal(err, f, (c) => restorePaged(c.driver, c.key, c.file, t, o.delta, ctx.signal)));
       if (r.kept) {
         result.filesKept++;
         result.bytesKept += f.size;
@@ -298,37 +314,60 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       }
     }
     const label = `"${f.path}" of backup ${f.ref} (${f.key})`;
-    const job = { key: f.key, path, sha256: f.sha256, size: f.size, mode, mtime: f.mtime, label, ...(owner ? { owner: { uid: owner.uid, gid: owner.gid } } : {}) };
-    if (f.size <= SMALL_FILE) {
-      // Small files (most of them): decode in memory and write with
-      // synchronous calls. Each promise-based call is a trip through the
-      // threadpool that costs more than the syscall, and a cluster is a
-      // thousand small files.
-      const stored = isBundled(f) ? await spans.read(f) : o.driver.readSmall ? await o.driver.readSmall(f.key, ctx.signal) : await buffer(await o.driver.read(f.key, ctx.signal));
-      const data = await decodeWhole(stored, f.key, o.key, { sha256: f.sha256, size: f.size, label });
-      let fd: number | undefined;
-      try {
-        fd = openSync(path, RESTORE_WRITE_FLAGS, mode);
-        let off = 0;
-        while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-        futimesSync(fd, f.mtime, f.mtime);
-        if ((mode & umask) !== 0) fchmodSync(fd, mode);
-        if (owner) fchownSync(fd, owner.uid, owner.gid);
-      } catch (err) {
-        throw localWriteError(err, path);
-      } finally {
-        if (fd !== undefined) closeSync(fd);
-      }
-    } else if (workers && f.size >= BIG_FILE) {
-      await workers.decode({ kind: 'decode', ...job });
-    } else {
-      await restoreFile(o.driver, o.key, job, 2, ctx.signal);
-    }
+    const job: FileToRestore = { key: f.key, path, sha256: f.sha256, size: f.size, mode, mtime: f.mtime, label, ...(owner ? { owner: { uid: owner.uid, gid: owner.gid } } : {}) };
+    await fetchFile(f, job, { driver: o.driver, key: o.key, primary: true }).catch((err: unknown) =>
+      heal(err, f, (c) => fetchFile(c.file, { ...job, key: c.file.key, label: `"${f.path}" of backup ${c.file.ref} (${c.file.key}) in repository ${quote(c.driver.url)}` }, { driver: c.driver, key: c.key, primary: false })));
     result.filesFetched++;
     result.bytesWritten += f.size;
     written.push(path);
   };
   const written: string[] = [];
+
+  /**
+   * Writes one whole file from a stored copy: the repository read
+   * (`primary`: its span reader and the worker threads) or another one's
+   * copy of the same file, read alone on this thread.
+   */
+  const fetchFile = async (f: ManifestFile, job: FileToRestore, src: { driver: StorageDriver; key: EncryptionKey | undefined; primary: boolean }): Promise<void> => {
+    if (f.size <= SMALL_FILE) {
+      // Small files (most of them): decode in memory and write with
+      // synchronous calls. Each promise-based call is a trip through the
+      // threadpool that costs more than the syscall, and a cluster is a
+      // thousand small files.
+      const stored = isBundled(f)
+        ? src.primary ? await spans.read(f) : await readRange(src.driver, f.bundle.key, f.bundle.offset, f.storedSize, ctx.signal)
+        : src.driver.readSmall ? await src.driver.readSmall(f.key, ctx.signal) : await buffer(await src.driver.read(f.key, ctx.signal));
+      const data = await decodeWhole(stored, f.key, src.key, { sha256: f.sha256, size: f.size, label: job.label });
+      let fd: number | undefined;
+      try {
+        fd = openSync(job.path, RESTORE_WRITE_FLAGS, job.mode);
+        let off = 0;
+        while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+        futimesSync(fd, job.mtime, job.mtime);
+        if ((job.mode & umask) !== 0) fchmodSync(fd, job.mode);
+        if (owner) fchownSync(fd, owner.uid, owner.gid);
+      } catch (err) {
+        throw localWriteError(err, job.path);
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    } else if (src.primary && workers && f.size >= BIG_FILE) {
+      await workers.decode({ kind: 'decode', ...job });
+    } else {
+      await restoreFile(src.driver, src.key, job, 2, ctx.signal);
+    }
+  };
+  /** A damaged or missing copy in the repository read: the same file from another (other-copies.ts), with a warning. */
+  const healed = { files: 0, warned: 0 };
+  const heal = <T>(err: unknown, f: ManifestFile, write: (c: FileCopy) => Promise<T>, part: BackupPart = 'files'): Promise<T> =>
+    restoreFromOtherCopy(err, {
+      bad: o.driver, file: f, part, backupId: manifest.id, copies,
+      warn: (line) => {
+        healed.files++;
+        // A lost bundle is every file in it: the first few are told, then a count at the end.
+        if (healed.warned++ < HEAL_WARNINGS) ctx.log.warn(line);
+      },
+    }, write);
 
   // Many small files wait on I/O: the store's requests in flight (tens for
   // an object store, whose every GET is a round trip). Bigger ones hold up
@@ -378,7 +417,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     await give(auto);
     if (o.configDir === undefined) reportUnwrittenConfig(config, ctx.log);
     else if (config.length > 0) {
-      const paths = await writeConfigFiles({ driver: o.driver, key: o.key, configDir: o.configDir, owner, signal: ctx.signal }, config);
+      const paths = await writeConfigFiles({ driver: o.driver, key: o.key, configDir: o.configDir, owner, signal: ctx.signal, heal: (err, c, read) => heal(err, c, read, 'config') }, config);
       await syncFiles(paths, limit);
       ctx.log.info(`wrote ${paths.length} configuration file${paths.length > 1 ? 's' : ''} into ${quote(resolve(o.configDir))}: ${config.map((c) => c.path).join(', ')}`);
     }
@@ -394,6 +433,8 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     }
     await rm(join(pgdata, RESTORE_MARKER), { force: true });
     await fsyncDir(pgdata);
+    if (healed.files > HEAL_WARNINGS) ctx.log.warn(`${healed.files} files of backup ${manifest.id} were restored from other repositories than ${quote(o.driver.url)} (${healed.files - HEAL_WARNINGS} not listed above); run cairn-verify on ${quote(o.driver.url)}`);
+    result.healed = healed.files;
     result.seconds = (Date.now() - t0) / 1000;
     return result;
   } finally {

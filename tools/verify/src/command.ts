@@ -10,7 +10,9 @@ import { defineTool } from '@cairn/core/cli/run';
 import { isBackupId } from '@cairn/core/backup/manifest';
 import { PG_BIN_SETTING } from '@cairn/core/pg/binaries';
 import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
+import type { VerifyResult } from '@cairn/core/verify/result-format';
 import { formatProgress, formatReport, storeVerifyResult, verifyRepository, type Counters, type VerifyScope } from './verify.js';
+import { findGoodCopies } from './good-copies.js';
 
 export const verifyTool = defineTool({
   name: 'verify',
@@ -65,16 +67,21 @@ export const verifyTool = defineTool({
       ctx.stderr.write('\r\x1b[K');
     };
     try {
+      const results: VerifyResult[] = [];
       for (const driver of drivers) {
-        let result;
         try {
-          result = await verifyRepository(
+          results.push(await verifyRepository(
             { driver, cluster: repo.cluster, key, scope, jobs, pgBin: pgBin === '' ? undefined : pgBin, walGapGraceMs },
             { now: ctx.now, signal: ctx.signal, env: ctx.env, log: ctx.log, ...(tty ? { watch } : {}) },
-          );
+          ));
         } finally {
           endProgress();
         }
+      }
+      // Each damaged copy: where a good one is (issue 18 item 3).
+      if (drivers.length > 1) await findGoodCopies(results, drivers, repo.cluster, ctx.signal);
+      for (const [i, driver] of drivers.entries()) {
+        const result = results[i]!;
         const warning = await storeVerifyResult(driver, result, ctx.signal);
         if (warning !== undefined) ctx.log.warn(warning);
         if (s.json) ctx.stdout.write(JSON.stringify(result, null, 2) + '\n');

@@ -321,8 +321,8 @@ function backupObjectProblem(finding: 'missing' | 'corrupt', id: string, f: Mani
   const shared = f.ref === id ? '' : ` (stored by backup ${quote(f.ref)}, so every backup referencing it is affected)`;
   const where = f.bundle ? `bundle ${quote(f.bundle.key)}` : `object ${quote(f.key)}`;
   return finding === 'missing'
-    ? { kind: 'object-missing', subject: id, key: f.bundle?.key ?? f.key, message: `backup ${quote(id)}: ${where} of "${f.path}" is missing${shared}`, hint: 'this backup cannot be restored: take a new full backup, and restore another one meanwhile (cairn-restore --set)' }
-    : { kind: 'object-corrupt', subject: id, key: f.key, message: `backup ${quote(id)}: ${err.message}${shared}`, hint: 'this backup cannot be restored from this repository: take a new full backup; restore another backup or from another repository meanwhile' };
+    ? { kind: 'object-missing', subject: id, key: f.bundle?.key ?? f.key, path: f.path, sha256: f.sha256, message: `backup ${quote(id)}: ${where} of "${f.path}" is missing${shared}`, hint: 'this backup cannot be restored: take a new full backup, and restore another one meanwhile (cairn-restore --set)' }
+    : { kind: 'object-corrupt', subject: id, key: f.key, path: f.path, sha256: f.sha256, message: `backup ${quote(id)}: ${err.message}${shared}`, hint: 'this backup cannot be restored from this repository: take a new full backup; restore another backup or from another repository meanwhile' };
 }
 
 // ---- WAL --------------------------------------------------------------------

@@ -25,7 +25,7 @@ function notFoundStatus(env: NodeJS.ProcessEnv): number {
 
 export const walGetTool = defineTool({
   name: 'wal-get',
-  description: 'fetch a WAL file from the repositories (restore_command)',
+  description: 'fetch a WAL file from the repositories (restore_command): the first that has it; one missing or damaged there is taken from the next holding it with the same SHA-256, with a warning',
   positionals: [
     { name: 'name', description: 'the WAL file name PostgreSQL asks for (%f)', required: true },
     { name: 'path', description: 'where to write it (%p, relative to the data directory)', required: true },

@@ -65,24 +65,42 @@ async function explainDecryptFailure(driver: StorageDriver, target: FetchTarget,
   return err;
 }
 
+/** Errors that say a stored copy is not the file its name records. */
+const DAMAGED: ReadonlySet<string> = new Set(['CHECKSUM_MISMATCH', 'FORMAT_INVALID', 'DECRYPT_FAILED', 'WAL_MISMATCH']);
+
 export async function fetchWal(
   drivers: StorageDriver[],
   target: FetchTarget,
   dest: string,
-  opts: { retry: RetryPolicy; durable: boolean; signal: AbortSignal; log: Logger },
+  opts: {
+    retry: RetryPolicy; durable: boolean; signal: AbortSignal; log: Logger;
+    /**
+     * false: a file missing or damaged in an earlier repository is left
+     * alone ({ found: false }) rather than taken from a later one, so that
+     * the prefetch worker, which cannot warn, leaves it to wal-get, which does.
+     */
+    heal?: boolean;
+  },
 ): Promise<FetchResult> {
   let lastErr: CairnError | undefined;
   for (let attempt = 1; ; attempt++) {
     let allSaidAbsent = true;
     let retryable = false;
     lastErr = undefined;
+    // Self-healing reads (issue 18 item 3): the SHA-256 the first repository
+    // that lists the file records; a later repository's copy is used only
+    // when it is the same file, and each one passed over is named.
+    let recorded: { sha256: string; repo: string } | undefined;
+    const passedOver: string[] = [];
     for (const driver of drivers) {
+      let disagrees = false;
       try {
         const copies = await findWal(driver, target.cluster, target.systemId, target.walName, opts.signal);
         if (copies.length === 0) {
           // An unmounted or mistyped repository lists nothing too: its
           // "absent" counts only once it proves it holds cluster and system.
           await checkWalSource(driver, target.cluster, target.systemId, target.key, opts.signal);
+          passedOver.push(`missing from repository "${driver.url}"`);
           continue;
         }
         allSaidAbsent = false;
@@ -91,14 +109,27 @@ export async function fetchWal(
             hint: 'run cairn-verify; do not remove either copy before comparing them',
           });
         }
+        const sha256 = copies[0]!.sha256;
+        if (recorded !== undefined && recorded.sha256 !== sha256) {
+          disagrees = true;
+          throw new CairnError('WAL_MISMATCH', `repository "${driver.url}" holds "${target.walName}" with SHA-256 ${sha256.slice(0, 12)}…, not ${recorded.sha256.slice(0, 12)}… as repository "${recorded.repo}" records: not used`, {
+            hint: 'two repositories disagree about one WAL file: run cairn-verify on both, and do not remove either copy before comparing them',
+          });
+        }
+        recorded ??= { sha256, repo: driver.url };
+        if (passedOver.length > 0 && opts.heal === false) return { found: false };
         const bytes = await fetchCopy(driver, copies[0]!, target, dest, opts.durable, opts.signal);
-        return { found: true, sha256: copies[0]!.sha256, repo: driver.url, bytes };
+        if (passedOver.length > 0) {
+          opts.log.warn(`"${target.walName}" ${passedOver.join(', ')}: taken from repository "${driver.url}" instead (SHA-256 ${sha256.slice(0, 12)}…); run cairn-verify on ${passedOver.length === 1 ? 'that repository' : 'those repositories'}`);
+        }
+        return { found: true, sha256, repo: driver.url, bytes };
       } catch (thrown) {
         if (opts.signal.aborted) throw thrown;
         const err = await explainDecryptFailure(driver, target, toCairnError(thrown), opts.signal);
         allSaidAbsent = false;
         retryable ||= err.transient;
         lastErr = err;
+        passedOver.push(`${disagrees ? 'another copy' : DAMAGED.has(err.code) ? 'damaged' : 'unreadable'} in repository "${driver.url}"`);
         // With several repositories, say which one failed; the final error
         // (or another repository's copy) follows.
         if (drivers.length > 1) opts.log.warn(`"${target.walName}" from repository "${driver.url}": ${err.message}`);

@@ -78,6 +78,9 @@ export async function runPrefetch(job: PrefetchJob, env: NodeJS.ProcessEnv): Pro
           durable: false,
           signal,
           log: silentLogger,
+          // A segment another repository must make up for is fetched by
+          // wal-get itself, which says so in the server log.
+          heal: false,
         });
         if (r.found) delivered.add(walName);
         else missUntil.set(walName, Date.now() + MISS_RETRY_MS);

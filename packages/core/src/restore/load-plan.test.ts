@@ -114,3 +114,28 @@ async function findKey(d: MemoryDriver, walName: string): Promise<string | undef
   for await (const o of d.list(`main/wal/${SYS}/`)) if (o.key.includes(`/${walName}-`)) return o.key;
   return undefined;
 }
+
+test('WAL only another repository holds: planned from the one with the backup, saying which segments come from where', async () => {
+  const key = encryptionKeyFromBytes(Buffer.from('0123456789abcdef0123456789abcdef'));
+  const a = await makeRepo('load-plan-lost', key);
+  await a.remove((await findKey(a, seg(1, 3)))!);
+  await a.remove((await findKey(a, '00000002.history'))!);
+  // The lender holds the WAL under its own data key, and no backup.
+  const b = await makeRepo('load-plan-lender', key);
+  await b.remove(manifestKey('main', '20261121-020000F'));
+  await rejectsWith(makePlanFromRepositories({ drivers: [a], cluster: 'main', key, target: LATEST, now: NOW }), 'NOT_FOUND', /^WAL segment "000000010000000000000003" needed/);
+  const plan = await makePlanFromRepositories({ drivers: [a, b], cluster: 'main', key, target: LATEST, now: NOW });
+  assert.equal(plan.repo, 'memory://load-plan-lost');
+  assert.equal(plan.targetTimeline, 2, 'the history file only the lender holds is read');
+  assert.deepEqual(plan.wal, [
+    { timeline: 1, from: seg(1, 2), to: seg(1, 4), segments: 3 },
+    { timeline: 2, from: seg(2, 5), to: seg(2, 6), segments: 2 },
+  ]);
+  assert.deepEqual(plan.warnings, [
+    'repository "memory://load-plan-lender" could not make a plan: no backups in cluster "main" of repository "memory://load-plan-lender"',
+    `1 WAL segment the plan needs is not in repository "memory://load-plan-lost" (${seg(1, 3)}): cairn-wal-get takes it from "memory://load-plan-lender"; run cairn-verify on "memory://load-plan-lost"`,
+  ]);
+  // A segment that no repository holds still fails the plan.
+  await b.remove((await findKey(b, seg(1, 3)))!);
+  await rejectsWith(makePlanFromRepositories({ drivers: [a, b], cluster: 'main', key, target: LATEST, now: NOW }), 'NOT_FOUND', /^WAL segment "000000010000000000000003" needed/);
+});

@@ -34,6 +34,11 @@ export interface VerifyProblem {
   message: string;
   /** One line: what to do. */
   hint: string;
+  /** A backup file's path and recorded SHA-256 (object-missing, object-corrupt): what another repository must hold to stand in. */
+  path?: string;
+  sha256?: string;
+  /** Another repository verified in the same run that holds a good copy (same backup or segment, same SHA-256): issue 18 item 3. */
+  goodCopy?: string;
 }
 
 export interface VerifyResult {
