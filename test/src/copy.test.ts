@@ -123,8 +123,8 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
   it('refuses a target with other encryption settings, in one line', async () => {
     const s = state();
     const cases = [
-      { cfg: { format: 1, cipher: 'none' }, why: /: the source is encrypted \(aes-256-gcm-stream-v1\), the target not encrypted;/ },
-      { cfg: { format: 2, cipher: 'aes-256-gcm-stream-v1', keyCheck: 'x' }, why: /: their objects are encrypted with different data keys;/ },
+      { cfg: { format: 1, cipher: 'none' }, why: /^cairn-copy: error: cannot copy cluster "main" .*: the source is encrypted \(aes-256-gcm-stream-v1\), the target not encrypted;/ },
+      { cfg: { format: 2, cipher: 'aes-256-gcm-stream-v1', keyCheck: 'x' }, why: /^cairn-copy: error: the encryption key does not match repository/ },
     ];
     for (const c of cases) {
       const other = await makeRepo('fs', false);
@@ -134,7 +134,6 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
       await chownToPgUser(join(other.url, 'main/repo.json'));
       const r = await runCairn('copy', ['--from', s.src.url, '--to', other.url], { env: copyEnv() });
       assert.equal(r.code, 3, r.stderr);
-      assert.match(r.lines[0]!, /cannot copy cluster "main" /);
       assert.match(r.lines[0]!, c.why);
       assert.deepEqual(await other.keys(), ['main/repo.json'], 'nothing copied');
     }
@@ -262,6 +261,38 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
     assert.equal(r.code, 4, r.stderr);
     assert.match(r.stderr, new RegExp(`backup "${s.incr}" not copied: it references object .* of backup "${s.full}", which repository .* holds with other content`));
     assert.ok(!(await dst.keys()).some((k) => k.startsWith(`main/backups/${s.incr}/`)), 'nothing of the incr');
+  });
+
+  it('into an encrypted repository with its own data key (WAL pushed there first): every object encrypted again, verify clean, restore equal', async () => {
+    const s = state();
+    const dst = await makeRepo('fs', true);
+    const env = { ...dst.env, CAIRN_ENCRYPTION_KEY_FILE: s.src.keyFile!, CAIRN_REPO: '' };
+    // The target is made by wal-push with the same operator key: its own data key.
+    // (The stopped server's lowest segment holds its shutdown checkpoint: its pages name it.)
+    const seg = (await readdir(join(s.cluster.pgdata, 'pg_wal'))).filter((n) => /^[0-9A-F]{24}$/.test(n)).sort()[0]!;
+    await cairnOk('wal-push', [join(s.cluster.pgdata, 'pg_wal', seg), seg], { ...s.cluster.env, ...env, CAIRN_REPO: dst.url });
+    const dataKey = (k: string) => k.startsWith('main/keys/');
+    const theirKey = (await dst.keys()).filter(dataKey);
+    assert.equal(theirKey.length, 1, 'the target has its own data key');
+    const r = await runCairn('copy', ['--from', s.src.url, '--to', dst.url, '--json'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /encrypted again under the target's data key/);
+    assert.equal((JSON.parse(r.stdout) as { reencrypted: boolean }).reencrypted, true);
+    assert.deepEqual((await dst.keys()).filter(dataKey), theirKey, 'its data key is its own still');
+    // Every encrypted object differs from the source's (another key), with the same size.
+    const srcObjects = await s.src.objects(`main/backups/${s.incr}/`);
+    const dstObjects = await dst.objects(`main/backups/${s.incr}/`);
+    for (const [k, v] of srcObjects) {
+      if (k.endsWith('manifest.json')) continue;
+      assert.equal(dstObjects.get(k)?.length, v.length, `${k}: same size`);
+      assert.ok(!dstObjects.get(k)!.equals(v), `${k}: encrypted again`);
+    }
+    const v = await runCairn('verify', [], { env: { ...env, CAIRN_REPO: dst.url }, timeoutMs: 300_000 });
+    assert.equal(v.code, 0, `cairn-verify on the re-encrypted copy:\n${v.stderr}`);
+    const { cluster, result } = await restoreAndStart({ ...dst, env: { ...env, CAIRN_REPO: dst.url } }, 'copy-reenc', ['--target-time', s.time.value, '--target-action', 'promote']);
+    assert.equal(result.backup, s.full);
+    await assertRestoredEquals(cluster, s.time.snapshot, 'restore from the re-encrypted copy');
+    await cluster.destroy();
   });
 
   it('the copy verifies clean and restores to the time target with the source rows', async () => {

@@ -17,12 +17,12 @@ export const copyTool = defineTool({
   name: 'copy',
   description:
     'copy what the target repository lacks from the source: backups with every object their chains need, dumps, WAL and history files, ' +
-    'verify and drill results. Stored bytes are copied as they are and checked against their recorded SHA-256 on the way; manifests are written last. ' +
+    'verify and drill results. Stored bytes are copied as they are (encrypted again for a target with its own data key) and checked against their recorded SHA-256 on the way; manifests are written last. ' +
     'A rerun (also after a kill) copies only what is still missing. Retention stays per repository (cairn-expire --repo …).',
   positionals: [],
   settings: [
     { name: 'from', type: 'string', description: 'the source repository URL', valueHint: 'URL', flagOnly: true },
-    { name: 'to', type: 'string', description: 'the target repository URL (same encryption key setup, or empty)', valueHint: 'URL', flagOnly: true },
+    { name: 'to', type: 'string', description: 'the target repository URL (empty, or encrypted as the source is and opened by the same key)', valueHint: 'URL', flagOnly: true },
     { name: 'dry-run', type: 'boolean', description: 'list what would be copied and write nothing', default: false, flagOnly: true },
     { name: 'jobs', type: 'integer', description: 'objects copied at once (default 4)', valueHint: 'N', min: 1, max: 256 },
     LOCK_WAIT_SETTING,

@@ -1,9 +1,9 @@
 // cairn-copy as a function: bring one repository's cluster to hold everything
 // another one holds — repo.json, systems, WAL and history files, backups with
 // every object their chains need, dumps, verify and drill results — copying
-// the stored bytes as they are (no re-encoding) and checking each object's
-// plaintext SHA-256 and stored size against what was recorded for it on the
-// way. A backup's or dump's manifest is written last, once all its objects
+// the stored bytes as they are (never recompressed; encrypted again only for
+// a target with its own data key) and checking each object's plaintext
+// SHA-256 and stored size against what was recorded for it on the way. A backup's or dump's manifest is written last, once all its objects
 // are durable in the target, so the target never shows one whose objects are
 // missing; what the target has already (same key, same size) is skipped, so
 // a rerun after a kill finishes the job.
@@ -13,7 +13,7 @@ import { PassThrough, Readable, Transform, Writable, type TransformCallback } fr
 import { pipeline } from 'node:stream/promises';
 import { buffer } from 'node:stream/consumers';
 import { CairnError } from '@cairn/core/cli/errors';
-import { decodeStagesFor, type EncryptionKey } from '@cairn/core/codec/index';
+import { createDecryptStage, createEncryptStage, decodeStagesFor, storedEncoding, type EncryptionKey } from '@cairn/core/codec/index';
 import { checksumMismatch, decodeFileStages, decodeWhole } from '@cairn/core/codec/file-codec';
 import { objectEntries } from '@cairn/core/backup/pages';
 import { backupPrefix, checkManifestAt, listBackupIds, manifestKey, readManifest, type BackupManifest, type ManifestFile } from '@cairn/core/backup/manifest';
@@ -78,6 +78,8 @@ export interface CopyResult {
   problems: string[];
   /** Plaintext bytes decoded and checked against their SHA-256 on the way. */
   checkedBytes: number;
+  /** Whether encrypted objects were encrypted again under the target's data key. */
+  reencrypted: boolean;
   seconds: number;
 }
 
@@ -111,17 +113,14 @@ function describeCipher(cfg: RepoConfig): string {
 }
 
 /**
- * The target must read the copied bytes as the source does: same format,
- * same cipher, the same key. Objects are never re-encoded.
+ * The target must hold what it is given as the source does: both encrypted
+ * or both not. Whether the bytes are copied as stored or re-encrypted is
+ * decided by the keys (checkRepositories).
  */
 function checkTargetConfig(src: RepoConfig, dst: RepoConfig, from: string, to: string, cluster: string): void {
-  // The key check is the check of the key the objects are encrypted under
-  // (the data key of a format 2 cluster): equal checks read the same bytes.
-  const same = src.cipher === dst.cipher && (src.cipher === 'none' || src.keyCheck === dst.keyCheck);
-  if (same) return;
-  const why = src.cipher !== dst.cipher ? `the source is ${describeCipher(src)}, the target ${describeCipher(dst)}` : 'their objects are encrypted with different data keys';
-  throw new CairnError('KEY_MISMATCH', `cannot copy cluster ${quote(cluster)} from repository ${quote(from)} to ${quote(to)}: ${why}`, {
-    hint: 'objects are copied as stored, never re-encoded: copy into a repository (or --cluster) made with the same encryption key, or into an empty one',
+  if (src.cipher === dst.cipher) return;
+  throw new CairnError('KEY_MISMATCH', `cannot copy cluster ${quote(cluster)} from repository ${quote(from)} to ${quote(to)}: the source is ${describeCipher(src)}, the target ${describeCipher(dst)}`, {
+    hint: 'cairn-copy does not add or strip encryption: copy into a repository (or --cluster) with the same setting, or into an empty one',
   });
 }
 
@@ -255,7 +254,10 @@ export async function holdSourceLease(
  * source's (or the target must have none yet, and no objects). The command
  * runs it before it takes any lease, so a typo in --from leaves no trace.
  */
-export async function checkRepositories(opts: Pick<CopyOptions, 'from' | 'to' | 'cluster' | 'key'>, signal: AbortSignal): Promise<{ srcCfg: OpenedRepoConfig; dstCfg: RepoConfig | undefined }> {
+export async function checkRepositories(
+  opts: Pick<CopyOptions, 'from' | 'to' | 'cluster' | 'key'>,
+  signal: AbortSignal,
+): Promise<{ srcCfg: OpenedRepoConfig; dstCfg: RepoConfig | undefined; reencrypt: Reencrypt | undefined }> {
   const { from, to, cluster } = opts;
   const srcCfg = await openCluster(from, cluster, opts.key, signal);
   if (srcCfg === undefined) {
@@ -264,8 +266,19 @@ export async function checkRepositories(opts: Pick<CopyOptions, 'from' | 'to' | 
     });
   }
   const dstCfg = await readRepoConfig(to, cluster, signal);
-  if (dstCfg !== undefined) checkTargetConfig(srcCfg, dstCfg, from.url, to.url, cluster);
-  else {
+  let reencrypt: Reencrypt | undefined;
+  if (dstCfg !== undefined) {
+    checkTargetConfig(srcCfg, dstCfg, from.url, to.url, cluster);
+    // Encrypted under another data key (each repository made its own, as
+    // wal-push does into every repository): the target is opened with the
+    // same operator key, and every encrypted object is decrypted and
+    // encrypted again under the target's data key on the way.
+    if (srcCfg.cipher !== 'none' && srcCfg.keyCheck !== dstCfg.keyCheck) {
+      const opened = await openCluster(to, cluster, opts.key, signal);
+      if (opened?.dataKey === undefined || srcCfg.dataKey === undefined) throw new CairnError('INTERNAL', 'an encrypted cluster opened without its key');
+      reencrypt = { from: srcCfg.dataKey, to: opened.dataKey };
+    }
+  } else {
     // A cluster without repo.json but with objects is refused by every
     // writer (repo-config.ts); so is it here. Leases, and the data key a
     // copy killed before repo.json stored, are no such objects.
@@ -276,7 +289,30 @@ export async function checkRepositories(opts: Pick<CopyOptions, 'from' | 'to' | 
       });
     }
   }
-  return { srcCfg, dstCfg };
+  return { srcCfg, dstCfg, reencrypt };
+}
+
+/** The source's and the target's data keys, when they differ. */
+interface Reencrypt {
+  from: EncryptionKey;
+  to: EncryptionKey;
+}
+
+/** Decrypts under the source's data key and encrypts under the target's: the stored size is unchanged (same chunking, same header size). */
+function reencryptStages(r: Reencrypt, label: string): Transform[] {
+  return [createDecryptStage(r.from, label), createEncryptStage(r.to)];
+}
+
+async function reencryptBuffer(r: Reencrypt, stored: Buffer, label: string): Promise<Buffer> {
+  const out: Buffer[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      out.push(chunk);
+      cb();
+    },
+  });
+  await pipeline([Readable.from([stored]), ...reencryptStages(r, label), sink]);
+  return Buffer.concat(out);
 }
 
 export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promise<CopyResult> {
@@ -297,6 +333,7 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
     results: { copied: 0, present: 0 },
     problems: [],
     checkedBytes: 0,
+    reencrypted: false,
     seconds: 0,
   };
   const checked = (n: number) => {
@@ -304,10 +341,18 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
   };
 
   // 1. repo.json (again: a writer may have created the target's since the check).
-  const { srcCfg, dstCfg } = await checkRepositories(opts, signal);
+  const { srcCfg, dstCfg, reencrypt } = await checkRepositories(opts, signal);
   // Objects decode with the cluster's data key (openCluster checked the
   // operator's key against it), or the operator's key for older clusters.
+  // What is written is checked with the key the target reads it with.
   const key = srcCfg.dataKey;
+  const written = reencrypt?.to ?? key;
+  result.reencrypted = reencrypt !== undefined;
+  /** The stages between the source's bytes and the target: re-encryption (for an encrypted object) and the check of what comes out. */
+  const stagesFor = (storedKey: string, expect: { sha256: string; size: number; label: string }, backupFile = false): Transform[] => [
+    ...(reencrypt !== undefined && storedEncoding(storedKey).encrypted ? reencryptStages(reencrypt, expect.label) : []),
+    createCheckingTap(storedKey, written, expect, checked, backupFile),
+  ];
 
   const copyOne = async (item: Item, present: Map<string, number>): Promise<'copied' | 'present'> => {
     const have = present.get(item.key);
@@ -332,12 +377,12 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
     const label = `${quote(item.key)} in repository ${quote(from.url)}`;
     let body: Readable | Buffer;
     if (item.check.kind === 'bundle' || item.check.kind === 'read') {
-      body = item.check.kind === 'read' ? item.check.bytes : await readBundleChecked(from, item, key, label, signal);
+      body = item.check.kind === 'read' ? item.check.bytes : await readBundleChecked(from, item, key, reencrypt, label, signal);
       if (item.check.kind === 'bundle') checked(item.check.members.reduce((a, mb) => a + mb.size, 0));
       counted.n = body.length;
       ctx.onBytes?.(body.length);
     } else {
-      const stages = item.check.kind === 'object' ? [createCheckingTap(item.key, key, { sha256: item.check.sha256, size: item.check.size, label }, checked, item.check.backupFile === true)] : [];
+      const stages = item.check.kind === 'object' ? stagesFor(item.key, { sha256: item.check.sha256, size: item.check.size, label }, item.check.backupFile === true) : [];
       body = sourceStream(from, item.key, stages, counted, ctx.onBytes, signal);
     }
     try {
@@ -429,7 +474,7 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
       try {
         await storeWal(to, {
           cluster, systemId, walName: w.walName, sha256: w.sha256, ext: w.ext, signal,
-          body: () => sourceStream(from, w.key, [createCheckingTap(w.key, key, { sha256: w.sha256, size: -1, label }, checked)], counted, ctx.onBytes, signal),
+          body: () => sourceStream(from, w.key, stagesFor(w.key, { sha256: w.sha256, size: -1, label }), counted, ctx.onBytes, signal),
         });
       } catch (err) {
         if (err instanceof CairnError && err.code === 'WAL_DUPLICATE') {
@@ -603,8 +648,12 @@ function backupItems(m: BackupManifest): Item[] {
   return out;
 }
 
-/** Reads a bundle whole and checks every member the manifest names in it. */
-async function readBundleChecked(from: StorageDriver, item: Item, key: EncryptionKey | undefined, label: string, signal: AbortSignal): Promise<Buffer> {
+/**
+ * Reads a bundle whole and checks every member the manifest names in it; with
+ * `reencrypt`, each encrypted member is encrypted again in place (same size:
+ * the tar headers and offsets stay) and checked under the target's key.
+ */
+async function readBundleChecked(from: StorageDriver, item: Item, key: EncryptionKey | undefined, reencrypt: Reencrypt | undefined, label: string, signal: AbortSignal): Promise<Buffer> {
   if (item.check.kind !== 'bundle') throw new Error('not a bundle');
   const st = await from.stat(item.key, signal);
   if (st !== undefined && st.size > BUNDLE_MAX) {
@@ -615,7 +664,16 @@ async function readBundleChecked(from: StorageDriver, item: Item, key: Encryptio
     if (mb.offset + mb.storedSize > buf.length) {
       throw new CairnError('FORMAT_INVALID', `bundle ${label} has ${buf.length} bytes, too few for member ${quote(mb.name)}`, { hint: 'run cairn-verify on the source repository' });
     }
-    await decodeWhole(buf.subarray(mb.offset, mb.offset + mb.storedSize), mb.name, key, { sha256: mb.sha256, size: mb.size, label: `${quote(mb.name)} in bundle ${label}` });
+    const expect = { sha256: mb.sha256, size: mb.size, label: `${quote(mb.name)} in bundle ${label}` };
+    const span = buf.subarray(mb.offset, mb.offset + mb.storedSize);
+    if (reencrypt === undefined || !storedEncoding(mb.name).encrypted) {
+      await decodeWhole(span, mb.name, key, expect);
+      continue;
+    }
+    const again = await reencryptBuffer(reencrypt, span, expect.label);
+    if (again.length !== span.length) throw new CairnError('INTERNAL', `re-encrypting ${expect.label} changed its size (${span.length} to ${again.length} bytes)`);
+    await decodeWhole(again, mb.name, reencrypt.to, expect);
+    again.copy(span);
   }
   return buf;
 }
@@ -628,6 +686,6 @@ export function formatSummary(r: CopyResult): string {
   return (
     `cairn-copy: ${verb} ${r.copied.objects} object(s), ${mb.toFixed(1)} MB in ${r.seconds.toFixed(1)} s${r.dryRun ? '' : rate}: ` +
     `${r.backups.copied.length} backup(s), ${r.dumps.copied.length} dump(s), ${r.wal.copied} WAL file(s), ${r.results.copied} result(s); ` +
-    `${r.skipped.objects} object(s) already there${r.problems.length > 0 ? `; ${r.problems.length} problem(s)` : ''}\n`
+    `${r.skipped.objects} object(s) already there${r.reencrypted ? '; encrypted again under the target\'s data key' : ''}${r.problems.length > 0 ? `; ${r.problems.length} problem(s)` : ''}\n`
   );
 }
