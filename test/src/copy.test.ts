@@ -263,7 +263,7 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
     assert.ok(!(await dst.keys()).some((k) => k.startsWith(`main/backups/${s.incr}/`)), 'nothing of the incr');
   });
 
-  it('into an encrypted repository with its own data key (WAL pushed there first): every object encrypted again, verify clean, restore equal', async () => {
+  it("into an encrypted repository with its own data key (WAL pushed there first): every object encrypted again, verify clean, restore equal, and a damaged file of the source healed from it", async () => {
     const s = state();
     const dst = await makeRepo('fs', true);
     const env = { ...dst.env, CAIRN_ENCRYPTION_KEY_FILE: s.src.keyFile!, CAIRN_REPO: '' };
@@ -293,6 +293,26 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
     assert.equal(result.backup, s.full);
     await assertRestoredEquals(cluster, s.time.snapshot, 'restore from the re-encrypted copy');
     await cluster.destroy();
+
+    // Self-healing across the two data keys: a damaged file in (a copy of)
+    // the source is taken from the re-encrypted copy, decrypted with its key.
+    const broken = await makeTempDir('copy-broken');
+    await cp(s.src.url, broken, { recursive: true });
+    type Entry = { path: string; key: string; ref: string; size: number; storedSize: number; bundle?: unknown; pages?: unknown };
+    const full = JSON.parse(await readFile(join(broken, `main/backups/${s.full}/manifest.json`), 'utf8')) as { files: Entry[] };
+    const big = full.files.filter((f) => f.ref === s.full && f.bundle === undefined && f.pages === undefined).sort((x, y) => y.size - x.size)[0]!;
+    const obj = await readFile(join(broken, big.key));
+    for (let i = (obj.length >> 1); i < (obj.length >> 1) + 16; i++) obj[i] = obj[i]! ^ 0x5a;
+    await writeFile(join(broken, big.key), obj);
+    await chownToPgUser(broken, { recursive: true });
+    const both = { ...env, CAIRN_REPO: `${broken},${dst.url}` };
+    const healed = await createCluster({ name: 'copy-healed', initdb: false, env: both, conf: { archive_mode: 'off' } });
+    const h = await cairnOk('restore', ['--pgdata', healed.pgdata, '--target-time', s.time.value, '--target-action', 'promote'], both);
+    assert.match(h.stderr, new RegExp(`"${big.path}" of backup ${s.full} was restored from repository "${dst.url}" instead`));
+    await healed.start({ timeoutSec: 300 });
+    await healed.waitForRecoveryEnd(300_000);
+    await assertRestoredEquals(healed, s.time.snapshot, 'restore healed from the re-encrypted copy');
+    await healed.destroy();
   });
 
   it('the copy verifies clean and restores to the time target with the source rows', async () => {
