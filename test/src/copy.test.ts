@@ -263,7 +263,7 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
     assert.ok(!(await dst.keys()).some((k) => k.startsWith(`main/backups/${s.incr}/`)), 'nothing of the incr');
   });
 
-  it("into an encrypted repository with its own data key (WAL pushed there first): every object encrypted again, verify clean, restore equal, and a damaged file of the source healed from it", async () => {
+  it('into an encrypted repository with its own data key (WAL pushed there first): every object encrypted again, verify clean, restore equal, and a damaged file of the source healed from it', async () => {
     const s = state();
     const dst = await makeRepo('fs', true);
     const env = { ...dst.env, CAIRN_ENCRYPTION_KEY_FILE: s.src.keyFile!, CAIRN_REPO: '' };
