@@ -625,7 +625,7 @@ async function finish(o: BasebackupOptions, ctx: ToolContext, f: Finish): Promis
   // holds no manifest, and the others go on.
   await eachTarget(f.store.live(), ctx.log, async (t) => {
     await waitForWal(t.driver, o.cluster, f.systemId, stopWal, o.archiveTimeoutMs, { ...ctx, signal: t.signal });
-    ctx.log.debug(`${stopWal} is in "${t.driver.url}" after ${Date.now() - f.t0} ms`);
+    ctx.log.debug(`${stopWal} is in the repository after ${Date.now() - f.t0} ms${f.targets.length > 1 ? ` ("${t.driver.url}")` : ''}`);
     // Files were written atomically but not yet durably: make them durable in
     // one batch before the manifest that makes the backup exist. Bundled
     // files are in the bundles.
