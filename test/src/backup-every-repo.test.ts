@@ -88,14 +88,18 @@ describe('basebackup and dump to every repository (file + S3)', { timeout: 900_0
     for (const l of await listings(s)) {
       assert.deepEqual(l.backups.map((b) => [b.id, b.type, b.parent]), [[full, 'full', null], [incr, 'incr', full]], `backups in "${l.repo}"`);
     }
-    // Each repository has a data key of its own, so their stored bytes differ.
-    const [fsKeys, s3Keys] = [await s.fs.keys('main/keys/'), await s.s3.keys('main/keys/')];
-    assert.equal(fsKeys.length, 1);
-    assert.equal(s3Keys.length, 1);
-    const fsObj = (await s.fs.objects(`main/backups/${incr}/manifest.json`)).get(`main/backups/${incr}/manifest.json`)!;
-    const s3Obj = (await s.s3.objects(`main/backups/${incr}/manifest.json`)).get(`main/backups/${incr}/manifest.json`)!;
-    assert.ok(fsObj && s3Obj, 'both manifests are stored');
-    assert.notDeepEqual(fsObj, s3Obj, 'encrypted under different data keys');
+    // Each repository has a data key of its own (wrapped by the one operator
+    // key), and the same file is stored under each: different bytes.
+    const dataKeyCheck = async (repo: RepoFixture) => {
+      const objs = await repo.objects('main/keys/');
+      assert.equal(objs.size, 1, `one data key object in "${repo.url}"`);
+      return (JSON.parse([...objs.values()][0]!.toString('utf8')) as { dataKeyCheck: string }).dataKeyCheck;
+    };
+    assert.notEqual(await dataKeyCheck(s.fs), await dataKeyCheck(s.s3), 'two data keys');
+    const bundle = `main/backups/${incr}/bundles/000001.tar`;
+    const [fsBundle, s3Bundle] = [(await s.fs.objects(bundle)).get(bundle), (await s.s3.objects(bundle)).get(bundle)];
+    assert.ok(fsBundle && s3Bundle, `"${bundle}" is stored in both`);
+    assert.notDeepEqual(fsBundle, s3Bundle, 'encrypted under different data keys');
     // Whole in both: verify reads every object back, in each repository.
     await cairnOk('verify', [], { ...s.env, CAIRN_REPO: s.fs.url });
     await cairnOk('verify', [], { ...s.env, CAIRN_REPO: s.s3Url });
@@ -154,5 +158,28 @@ describe('basebackup and dump to every repository (file + S3)', { timeout: 900_0
     await cairnOk('verify', ['--set', id], { ...s.env, CAIRN_REPO: s.fs.url });
     // S3: no manifest of it, so nothing that names missing objects.
     assert.deepEqual(await s.s3.keys(`main/backups/${id}/manifest.json`), []);
+  });
+
+  it('when the repositories\' parents differ, an incr becomes a full in every repository, and the log says why', async () => {
+    const s = state();
+    // The file repository's newest backup is the full of the step above; S3's is still the incr.
+    const r = await cairnOk('basebackup', ['--pgdata', s.src.pgdata, '--type', 'incr'], { ...s.src.env, ...s.env });
+    const id = r.stdout.trim();
+    assert.match(id, /F$/, 'a full');
+    assert.match(r.stderr, /the repositories' parents for a incr backup differ \(.*: \d{8}-\d{6}F, .*: \d{8}-\d{6}I\): taking a full backup in every repository/);
+    for (const l of await listings(s)) {
+      const b = l.backups.find((x) => x.id === id);
+      assert.ok(b, `"${l.repo}" holds ${id}`);
+      assert.equal(b.parent, null);
+    }
+  });
+
+  it('stream mode (--remote, a pg_basebackup tar) lands in both repositories from one stream', async () => {
+    const s = state();
+    const r = await cairnOk('basebackup', ['--remote', '--pg-bin', s.src.clientBindir, '--type', 'full'], { ...s.src.env, ...s.env });
+    const id = r.stdout.trim();
+    assert.match(id, /F$/);
+    for (const l of await listings(s)) assert.ok(l.backups.some((b) => b.id === id), `"${l.repo}" holds ${id}`);
+    for (const repo of [s.fs.url, s.s3Url]) await cairnOk('verify', ['--set', id], { ...s.env, CAIRN_REPO: repo });
   });
 });
