@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
-import { parseCompress, type EncodeSpec, type EncryptionKey } from '@cairn/core/codec/index';
+import { parseCompress, type EncryptionKey } from '@cairn/core/codec/index';
 import { createSlots, readFilePieces, SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { createBundler } from '@cairn/core/backup/bundle';
 import { pageLevelBlocker } from '@cairn/core/backup/pages';

@@ -2,7 +2,6 @@
 // time from the main thread and does the whole file.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { CairnError } from '../cli/errors.js';
 import { dataKeyResolver } from '../repo/data-key.js';
 import { loadKey } from '../repo/repositories.js';
 import { parseCompress, type EncodeSpec, type EncryptionKey } from '../codec/index.js';

@@ -64,8 +64,3 @@ export async function fanOut<T>(source: AsyncIterable<Buffer>, sinks: ((body: Re
   if (failedSource) throw sourceError;
   return results;
 }
-
-/** The first failure among `outcomes`, when none succeeded (undefined otherwise). */
-export function allFailed<T>(outcomes: readonly Outcome<T>[]): unknown {
-  return outcomes.length > 0 && outcomes.every((o) => !o.ok) ? (outcomes[0] as { error: unknown }).error : undefined;
-}
