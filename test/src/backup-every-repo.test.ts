@@ -127,6 +127,31 @@ describe('basebackup and dump to every repository (file + S3)', { timeout: 900_0
     assert.match(bad.stderr, /--repo-only "3" is none of the 2 configured repositories/);
   });
 
+  it('a dump lease held in S3 keeps S3 out: the file repository holds the dump and the run exits 5 naming S3', async () => {
+    const s = state();
+    const t = Date.now();
+    await s.s3.tamper('main/locks/dump', Buffer.from(JSON.stringify({
+      format: 'cairn.lease/1', name: 'dump', tool: 'cairn-dump', holder: 'planted', host: 'db-2', pid: 1234,
+      acquiredAt: new Date(t).toISOString(), renewedAt: new Date(t).toISOString(), expiresAt: new Date(t + 600_000).toISOString(),
+    })));
+    try {
+      const r = await runCairn('dump', ['--dbname', 'app'], { env: { ...s.src.env, ...s.env } });
+      assert.equal(r.code, 5, r.stderr);
+      const name = r.stdout.trim();
+      assert.match(name, /^app\/\d{8}-\d{6}L$/, `the dump the file repository holds, on stdout: ${r.stderr}`);
+      const s3Name = new URL(s.s3Url.replace(/^s3:/, 'http:')).hostname;
+      assert.match(r.stderr, new RegExp(`dump ${name} is not in repository "s3://${s3Name}/[^"]*" \\(lease "dump" of cluster "main" in repository "s3://${s3Name}/[^"]*" is held by cairn-dump \\(pid 1234 on host "db-2"`));
+      const [fsList, s3List] = await listings(s);
+      const id = name.split('/')[1];
+      assert.ok(fsList!.dumps.some((d) => d.id === id), 'the file repository holds the dump');
+      assert.ok(!s3List!.dumps.some((d) => d.id === id), 'S3 does not');
+      assert.deepEqual(await s.s3.keys(`main/dumps/app/${id}/`), [], 'and stores nothing of it');
+      await cairnOk('verify', ['--dump', name], { ...s.env, CAIRN_REPO: s.fs.url });
+    } finally {
+      await s.s3.remove('main/locks/dump');
+    }
+  });
+
   it('with S3 failing mid-backup, the file repository keeps the whole backup and the exit status names S3', async () => {
     const s = state();
     s.proxy.trace(true);

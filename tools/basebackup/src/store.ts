@@ -59,8 +59,9 @@ export function liveTargets(targets: readonly StoreTarget[]): StoreTarget[] {
 /** Drops `t` from the backup for `err`, said once on the log when there are others. */
 export function dropTarget(targets: readonly StoreTarget[], t: StoreTarget, err: unknown, log: Logger): void {
   if (t.failed !== undefined) return;
-  t.failed = err ?? new Error('failed');
-  if (targets.length > 1) log.warn(`repository "${t.driver.url}" drops out of this backup: ${(err as Error)?.message ?? String(err)}`);
+  // A lost lease (or SIGTERM) says why better than the AbortError it caused.
+  t.failed = (t.signal.aborted && t.signal.reason instanceof CairnError ? t.signal.reason : err) ?? new Error('failed');
+  if (targets.length > 1) log.warn(`repository "${t.driver.url}" drops out of this backup: ${(t.failed as Error)?.message ?? String(t.failed)}`);
 }
 
 /** Runs `job` for each target still going, at once; a failure drops that target only. Throws when none is left. */
