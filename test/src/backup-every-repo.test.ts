@@ -181,8 +181,13 @@ describe('basebackup and dump to every repository (file + S3)', { timeout: 900_0
     assert.ok(fsList!.backups.some((b) => b.id === id), 'the file repository lists the backup');
     assert.ok(!s3List!.backups.some((b) => b.id === id), 'S3 does not');
     await cairnOk('verify', ['--set', id], { ...s.env, CAIRN_REPO: s.fs.url });
-    // S3: no manifest of it, so nothing that names missing objects.
+    // S3: no manifest of it, so nothing that names missing objects; what it
+    // had stored of it is debris, which cairn-expire takes (here after a second).
     assert.deepEqual(await s.s3.keys(`main/backups/${id}/manifest.json`), []);
+    await new Promise((r) => setTimeout(r, 2000));
+    await cairnOk('expire', ['--keep-full', '100', '--keep-dumps-within', '100d', '--debris-grace', '1s'], { ...s.env, CAIRN_REPO: s.s3Url });
+    assert.deepEqual(await s.s3.keys(`main/backups/${id}/`), [], 'no debris of it left in S3');
+    assert.equal((await listings(s))[1]!.backups.length, 2, 'S3 keeps its full and incr');
   });
 
   it('when the repositories\' parents differ, an incr becomes a full in every repository, and the log says why', async () => {
