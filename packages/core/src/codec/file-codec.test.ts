@@ -148,3 +148,22 @@ test('encodeWholeMany: compressed once, encrypted per key', async () => {
   assert.ok((await decodeWhole(e.stored[0]!, 'x.zst.enc', keys[0], { sha256: e.sha256, size: e.size, label: '"x"' })).equals(buf));
   assert.ok((await decodeWhole(e.stored[1]!, 'x.zst', undefined, { sha256: e.sha256, size: e.size, label: '"x"' })).equals(buf));
 });
+
+test('a write that fails on a file of many pieces rejects, stops reading and frees its slots', async () => {
+  let read = 0;
+  async function* many(): AsyncGenerator<Buffer> {
+    for (let i = 0; i < 20; i++) {
+      read++;
+      yield Buffer.alloc(PIECE_SIZE, i);
+    }
+  }
+  const slots = createSlots(2);
+  const failing = async (body: Readable) => {
+    for await (const _ of body) throw new Error('write failed');
+  };
+  const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('hung')), 10_000).unref());
+  await assert.rejects(Promise.race([encodeFile(many(), { compress: parseCompress('zstd:1') }, slots, failing), timeout]), /write failed/);
+  assert.ok(read < 20, `stopped reading (${read} of 20 pieces read)`);
+  // Every slot is free again: two can be taken at once.
+  await Promise.race([Promise.all([slots.acquire(), slots.acquire()]), timeout]);
+});

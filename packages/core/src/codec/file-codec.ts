@@ -226,6 +226,17 @@ export async function encodeFileMany(
   let wake: (() => void) | undefined;
   let inputDone = false;
   let inputError: unknown;
+  // Once no sink takes more (every write failed), reading stops: without
+  // this the reader waited for a slot that nobody would free, for ever.
+  let stopReading!: () => void;
+  const stopped = new Promise<false>((r) => (stopReading = () => r(false)));
+  const acquire = async (): Promise<boolean> => {
+    const a = slots.acquire();
+    if (await Promise.race([a.then(() => true), stopped])) return true;
+    // Given up: the slot, once it comes, goes back.
+    a.then(() => slots.release(), () => {});
+    return false;
+  };
 
   const feed = (async () => {
     try {
@@ -234,7 +245,7 @@ export async function encodeFileMany(
         opts.inspect?.(piece, size);
         hash.update(piece);
         size += piece.length;
-        await slots.acquire();
+        if (!(await acquire())) break;
         const p = opts.compressHere ? Promise.resolve(opts.compressHere(piece)) : compressPiece(piece, spec);
         p.catch(() => {}); // observed by the reader below
         // Compressed, the piece is free again (uncompressed, it is the output).
@@ -242,9 +253,8 @@ export async function encodeFileMany(
         queue.push(p);
         wake?.();
       }
-      if (size === 0) {
+      if (size === 0 && (await acquire())) {
         // An empty file is still one frame, so `zstd -d` of the object works.
-        await slots.acquire();
         const empty = Buffer.alloc(0);
         const p = opts.compressHere ? Promise.resolve(opts.compressHere(empty)) : compressPiece(empty, spec);
         p.catch(() => {});
@@ -293,6 +303,7 @@ export async function encodeFileMany(
   try {
     stored = await fanOut(ordered(), sinks);
   } finally {
+    stopReading();
     await feed;
     // Pieces compressed but never written (a failed write): give their slots back.
     while (queue.length > 0) {
