@@ -152,6 +152,32 @@ describe('basebackup and dump to every repository (file + S3)', { timeout: 900_0
     }
   });
 
+  it('a backup lease held in S3 keeps S3 out, and what the holder may be writing there under the same id is left alone', async () => {
+    const s = state();
+    const t = Date.now();
+    await s.s3.tamper('main/locks/backup', Buffer.from(JSON.stringify({
+      format: 'cairn.lease/1', name: 'backup', tool: 'cairn-basebackup', holder: 'planted', host: 'db-2', pid: 1234,
+      acquiredAt: new Date(t).toISOString(), renewedAt: new Date(t).toISOString(), expiresAt: new Date(t + 600_000).toISOString(),
+    })));
+    // The holder's objects, not yet with a manifest, under every id this run may take.
+    const stamp = (d: Date) => d.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+    const decoys = Array.from({ length: 90 }, (_, i) => `main/backups/${stamp(new Date(t + i * 1000))}F/data/PG_VERSION.zst`);
+    await Promise.all(decoys.map((k) => s.s3.tamper(k, Buffer.from('the other run\'s object'))));
+    try {
+      const r = await runCairn('basebackup', ['--pgdata', s.src.pgdata, '--type', 'full'], { env: { ...s.src.env, ...s.env } });
+      assert.equal(r.code, 5, r.stderr);
+      const id = r.stdout.trim();
+      assert.ok(decoys.some((k) => k.includes(`/${id}/`)), `the run took an id (${id}) the holder's objects are under`);
+      const s3Name = new URL(s.s3Url.replace(/^s3:/, 'http:')).hostname;
+      assert.match(r.stderr, new RegExp(`backup ${id} is not in repository "s3://${s3Name}/[^"]*" \\(lease "backup" of cluster "main"`));
+      const left = new Set(await s.s3.keys('main/backups/'));
+      assert.deepEqual(decoys.filter((k) => !left.has(k)), [], 'every object of the holder is still there');
+      await cairnOk('verify', ['--set', id], { ...s.env, CAIRN_REPO: s.fs.url });
+    } finally {
+      await Promise.all([s.s3.remove('main/locks/backup'), ...decoys.map((k) => s.s3.remove(k))]);
+    }
+  });
+
   it('with S3 failing mid-backup, the file repository keeps the whole backup and the exit status names S3', async () => {
     const s = state();
     s.proxy.trace(true);

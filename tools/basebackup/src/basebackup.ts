@@ -247,14 +247,18 @@ export async function basebackup(o: BasebackupOptions, toolCtx: ToolContext): Pr
       }
     }
   };
+  // Only where this run holds the lease: in a repository whose lease another
+  // run holds, objects under our id may be that run's (the id was free only
+  // where we looked).
+  const ours = o.repos.filter((x) => x.failed === undefined);
   try {
     const r = await runBackup(o, ctx);
     // A repository that dropped out holds no manifest of this backup, only
     // objects: they go now, or stay as debris for the next run or expire.
-    await takeBack(o.repos.filter((x) => r.failed.some((f) => f.url === x.driver.url)).map((x) => x.driver));
+    await takeBack(ours.filter((x) => r.failed.some((f) => f.url === x.driver.url)).map((x) => x.driver));
     return r;
   } catch (err) {
-    await takeBack(o.repos.map((x) => x.driver));
+    await takeBack(ours.map((x) => x.driver));
     throw err;
   }
 }

@@ -86,6 +86,11 @@ interface Target {
   spec: EncodeSpec;
   signal: AbortSignal;
   failed?: unknown;
+  /**
+   * This run holds the repository's lease: what it stored there may be taken
+   * back. Where another run holds it, objects under our id may be that run's.
+   */
+  leased: boolean;
 }
 
 /** A run's context: what every database's dump shares. */
@@ -197,7 +202,7 @@ async function storeProgramOutput(
   } catch (err) {
     p.kill();
     const e = await p.exited;
-    await Promise.allSettled(run.targets.map((t) => t.driver.remove(key)));
+    await Promise.allSettled(run.targets.filter((t) => t.leased).map((t) => t.driver.remove(key)));
     throw whyStopped(ctx.signal, isProgramFailure(err) ? pgDumpFailed(what, program.path.split('/').pop()!, e) : err);
   }
 }
@@ -301,7 +306,7 @@ async function dumpDirectory(run: Run, database: string): Promise<DumpManifest> 
     const stop = ctx.now();
     return await commit(run, (t) => manifestFor(run, t, database, dir, 'directory', run.pgDump.version, objects.map((x) => x(t)), start, stop));
   } catch (err) {
-    await Promise.allSettled(run.targets.flatMap((t) => written.map((k) => t.driver.remove(k))));
+    await Promise.allSettled(run.targets.filter((t) => t.leased).flatMap((t) => written.map((k) => t.driver.remove(k))));
     throw whyStopped(ctx.signal, err);
   } finally {
     // pg_dump's directory holds table data: never leave it behind.
@@ -325,7 +330,7 @@ export async function dump(o: DumpOptions, toolCtx: ToolContext): Promise<DumpRe
   // node-postgres and pg_dump reach the server libpq would (docs/gotchas.md §Real hosts).
   const ctx: ToolContext = { ...toolCtx, env: libpqEnv(toolCtx.env) };
   const compress = parseCompress(o.compress);
-  const targets: Target[] = o.repos.map((r) => ({ driver: r.driver, spec: { compress }, signal: r.signal ?? ctx.signal, ...(r.failed !== undefined ? { failed: r.failed } : {}) }));
+  const targets: Target[] = o.repos.map((r) => ({ driver: r.driver, spec: { compress }, signal: r.signal ?? ctx.signal, leased: r.failed === undefined, ...(r.failed !== undefined ? { failed: r.failed } : {}) }));
   await eachTarget(targets, ctx, async (t) => {
     // Objects are encrypted with each repository's own data key (or, in a
     // cluster made before data keys, the operator's key).
@@ -375,7 +380,7 @@ export async function dump(o: DumpOptions, toolCtx: ToolContext): Promise<DumpRe
   const failed = targets.filter((t) => t.failed !== undefined).map((t) => ({ url: t.driver.url, error: t.failed }));
   // A repository that dropped out keeps no manifest of this run's later
   // dumps, only objects: they go now, or stay as debris for expire.
-  for (const t of targets.filter((x) => x.failed !== undefined)) {
+  for (const t of targets.filter((x) => x.failed !== undefined && x.leased)) {
     for (const dir of dirs) {
       try {
         if ((await t.driver.stat(dumpManifestKey(o.cluster, dir, id))) !== undefined) continue;
