@@ -44,6 +44,16 @@ const state = (): State => {
   return st;
 };
 
+/** A lease of another run on another host, live for ten minutes, as it would have written it; when. */
+async function plantLease(repo: RepoFixture, name: string, tool: string): Promise<number> {
+  const t = Date.now();
+  await repo.tamper(`main/locks/${name}`, Buffer.from(JSON.stringify({
+    format: 'cairn.lease/1', name, tool, holder: 'planted', host: 'db-2', pid: 1234,
+    acquiredAt: new Date(t).toISOString(), renewedAt: new Date(t).toISOString(), expiresAt: new Date(t + 600_000).toISOString(),
+  })));
+  return t;
+}
+
 async function info(env: Record<string, string>): Promise<InfoDocument> {
   return JSON.parse((await cairnOk('info', ['--json'], env)).stdout) as InfoDocument;
 }
@@ -129,11 +139,7 @@ describe('basebackup and dump to every repository (file + S3)', { timeout: 900_0
 
   it('a dump lease held in S3 keeps S3 out: the file repository holds the dump and the run exits 5 naming S3', async () => {
     const s = state();
-    const t = Date.now();
-    await s.s3.tamper('main/locks/dump', Buffer.from(JSON.stringify({
-      format: 'cairn.lease/1', name: 'dump', tool: 'cairn-dump', holder: 'planted', host: 'db-2', pid: 1234,
-      acquiredAt: new Date(t).toISOString(), renewedAt: new Date(t).toISOString(), expiresAt: new Date(t + 600_000).toISOString(),
-    })));
+    await plantLease(s.s3, 'dump', 'cairn-dump');
     try {
       const r = await runCairn('dump', ['--dbname', 'app'], { env: { ...s.src.env, ...s.env } });
       assert.equal(r.code, 5, r.stderr);
@@ -154,11 +160,7 @@ describe('basebackup and dump to every repository (file + S3)', { timeout: 900_0
 
   it('a backup lease held in S3 keeps S3 out, and what the holder may be writing there under the same id is left alone', async () => {
     const s = state();
-    const t = Date.now();
-    await s.s3.tamper('main/locks/backup', Buffer.from(JSON.stringify({
-      format: 'cairn.lease/1', name: 'backup', tool: 'cairn-basebackup', holder: 'planted', host: 'db-2', pid: 1234,
-      acquiredAt: new Date(t).toISOString(), renewedAt: new Date(t).toISOString(), expiresAt: new Date(t + 600_000).toISOString(),
-    })));
+    const t = await plantLease(s.s3, 'backup', 'cairn-basebackup');
     // The holder's objects, not yet with a manifest, under every id this run may take.
     const stamp = (d: Date) => d.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
     const decoys = Array.from({ length: 90 }, (_, i) => `main/backups/${stamp(new Date(t + i * 1000))}F/data/PG_VERSION.zst`);
