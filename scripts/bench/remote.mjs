@@ -12,11 +12,10 @@
 
 import { appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
-import { Server } from './lib/cluster.mjs';
-import { checkBuiltAndPostgres, finishBench, gitCommit, hostVersions, int, problem, problems, ROOT, runGuarded, say, toolBin } from './lib/common.mjs';
-import { installCleanupHooks, makeDir, PG_BIN, removeDir, run, syncDisks, tempBase } from './lib/proc.mjs';
+import { Server, startPgbenchSource } from './lib/cluster.mjs';
+import { checkBuiltAndPostgres, finishBench, gitCommit, hostVersions, int, problem, problems, ROOT, runGuarded, say, sharedOptions, timedRun, toolBin } from './lib/common.mjs';
+import { installCleanupHooks, makeDir, removeDir, run, syncDisks, tempBase } from './lib/proc.mjs';
 import { median, reportTail, round, table } from './lib/stats.mjs';
 
 const BASEBACKUP = toolBin('cairn-basebackup');
@@ -34,21 +33,15 @@ const opt = {
   trace: env.BENCH_REMOTE_TRACE || '',
   // The store honours If-None-Match: * as AWS S3, R2 and MinIO do (s3rver alone does not); 0: as s3rver.
   ifNoneMatch: env.BENCH_REMOTE_IF_NONE_MATCH !== '0',
-  level: int('BENCH_COMPRESS_LEVEL', 1),
-  jobs: Math.max(1, int('BENCH_JOBS', 2)),
-  timeoutS: int('BENCH_TIMEOUT_S', 600),
-  outDir: env.BENCH_OUT || join(ROOT, 'bench-results'),
+  ...sharedOptions(),
 };
 const Z = `zstd:${opt.level}`;
 /** Issue 17: S3 behind the delay within this factor of the file repository. */
 const TARGET = 1.5;
 const CHECK = "select count(*) || '/' || sum(abalance) from pgbench_accounts";
 
-async function timedRun(cmd, args, e) {
-  const t0 = performance.now();
-  const r = await run(cmd, args, { asPg: true, env: e, allowFail: true, timeoutMs: opt.timeoutS * 1000 });
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.code}):\n${(r.stderr || r.stdout).trimEnd().split('\n').slice(-10).join('\n')}`);
-  return { seconds: round((performance.now() - t0) / 1000, 2), stdout: r.stdout, stderr: r.stderr ?? '' };
+function timed(cmd, args, e) {
+  return timedRun(cmd, args, e, opt.timeoutS);
 }
 
 /** Appends the proxy's trace (ms from the first request) and the tool's stderr to opt.trace, and stops tracing. */
@@ -90,14 +83,7 @@ async function main() {
     const s3Repo = `s3://cairn-bench/remote?${q}`;
     const repoEnv = { ...s3Env, CAIRN_COMPRESS: Z };
     // The archive_command pushes every segment to both repositories.
-    const srv = new Server('remote', { env: { ...repoEnv, CAIRN_REPO: `${fileRepo},${s3Repo}`, CAIRN_SPOOL_DIR: makeDir('spool') } });
-    await srv.initdb();
-    await srv.configure();
-    srv.setConf({ archive_mode: 'on', archive_command: `${WAL_PUSH} %p %f`, wal_level: 'replica', max_wal_size: '4GB', autovacuum: 'off', log_min_messages: 'warning' });
-    await srv.start();
-    say(`pgbench -i -s ${opt.scale}`);
-    await run(join(PG_BIN, 'pgbench'), ['-i', '-s', String(opt.scale), '-q'], { asPg: true, env: srv.clientEnv(), timeoutMs: 3600_000 });
-    await srv.psql('checkpoint');
+    const srv = await startPgbenchSource('remote', { ...repoEnv, CAIRN_REPO: `${fileRepo},${s3Repo}` }, WAL_PUSH, opt.scale, say);
     const expected = await srv.psql(CHECK);
     proxy.delay(opt.delayMs);
     proxy.honourIfNoneMatch(opt.ifNoneMatch);
@@ -109,7 +95,7 @@ async function main() {
         const requestsBefore = proxy.requests;
         if (where === 's3' && opt.trace) proxy.trace(true);
         const bStart = Date.now();
-        const b = await timedRun(BASEBACKUP, ['--pgdata', srv.pgdata, '--repo', repo, '--compress', Z, '--jobs', String(opt.jobs), '--json', '--log-level', 'debug'], { ...repoEnv, ...srv.clientEnv() });
+        const b = await timed(BASEBACKUP, ['--pgdata', srv.pgdata, '--repo', repo, '--compress', Z, '--jobs', String(opt.jobs), '--json', '--log-level', 'debug'], { ...repoEnv, ...srv.clientEnv() });
         const phases = phasesOf(b.stderr);
         if (where === 's3' && opt.trace) writeTrace(proxy, `run ${i + 1}: backup ${b.seconds} s`, b.stderr, bStart);
         const id = JSON.parse(b.stdout.trim().split('\n').pop()).id;
@@ -117,7 +103,7 @@ async function main() {
         syncDisks();
         if (where === 's3' && opt.trace) proxy.trace(true);
         const rStart = Date.now();
-        const r = await timedRun(RESTORE, ['--repo', repo, '--pgdata', dest, '--set', id, '--target', 'immediate', '--jobs', String(opt.jobs), '--log-level', 'debug'], repoEnv);
+        const r = await timed(RESTORE, ['--repo', repo, '--pgdata', dest, '--set', id, '--target', 'immediate', '--jobs', String(opt.jobs), '--log-level', 'debug'], repoEnv);
         if (where === 's3' && opt.trace) writeTrace(proxy, `run ${i + 1}: restore ${r.seconds} s`, r.stderr, rStart);
         const requests = where === 's3' ? proxy.requests - requestsBefore : undefined;
         say(`  ${i + 1}/${opt.runs} ${where}: backup ${b.seconds} s (started ${phases.started}, copied ${phases.copied}, stopped ${phases.stopped}, WAL in repo ${phases.walInRepo} s), restore ${r.seconds} s${requests !== undefined ? `, ${requests} requests` : ''}`);

@@ -180,3 +180,20 @@ export class Server {
     return this.log().trimEnd().split('\n').slice(-lines).join('\n');
   }
 }
+
+/**
+ * A started server archiving with `walPush` (cairn-wal-push) to the
+ * repositories `env` names, holding pgbench's tables at `scale`, after a
+ * checkpoint: the source of the backup benches.
+ */
+export async function startPgbenchSource(name, env, walPush, scale, say) {
+  const srv = new Server(name, { env: { ...env, CAIRN_SPOOL_DIR: makeDir('spool') } });
+  await srv.initdb();
+  await srv.configure();
+  srv.setConf({ archive_mode: 'on', archive_command: `${walPush} %p %f`, wal_level: 'replica', max_wal_size: '4GB', autovacuum: 'off', log_min_messages: 'warning' });
+  await srv.start();
+  say(`pgbench -i -s ${scale}`);
+  await run(join(PG_BIN, 'pgbench'), ['-i', '-s', String(scale), '-q'], { asPg: true, env: srv.clientEnv(), timeoutMs: 3600_000 });
+  await srv.psql('checkpoint');
+  return srv;
+}

@@ -115,3 +115,21 @@ export function finishBench(name, res, date, outDir, report) {
   say(`results written to ${file}`);
   if (problems.some((p) => p.startsWith('bench aborted'))) process.exitCode = 1;
 }
+
+/** Runs a tool as the pg user and times it; throws with its last lines of output unless it exits 0. */
+export async function timedRun(cmd, args, env, timeoutS) {
+  const t0 = performance.now();
+  const r = await run(cmd, args, { asPg: true, env, allowFail: true, timeoutMs: timeoutS * 1000 });
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.code}):\n${(r.stderr || r.stdout).trimEnd().split('\n').slice(-10).join('\n')}`);
+  return { seconds: round((performance.now() - t0) / 1000, 2), stdout: r.stdout, stderr: r.stderr ?? '' };
+}
+
+/** The options most bench parts share: zstd level, --jobs, a command's time limit, where results go. */
+export function sharedOptions() {
+  return {
+    level: int('BENCH_COMPRESS_LEVEL', 1),
+    jobs: Math.max(1, int('BENCH_JOBS', 2)),
+    timeoutS: int('BENCH_TIMEOUT_S', 600),
+    outDir: process.env.BENCH_OUT || join(ROOT, 'bench-results'),
+  };
+}

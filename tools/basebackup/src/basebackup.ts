@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { ToolContext } from '@cairn/core/cli/run';
-import { parseCompress, type EncodeSpec, type EncryptionKey } from '@cairn/core/codec/index';
+import { parseCompress, type EncryptionKey } from '@cairn/core/codec/index';
 import { createSlots, readFilePieces, SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { createBundler } from '@cairn/core/backup/bundle';
 import { pageLevelBlocker } from '@cairn/core/backup/pages';
@@ -44,11 +44,20 @@ import { walkPgData } from './pgdata-walk.js';
 import { createProgress } from '@cairn/core/cli/progress';
 import { connectPg } from '@cairn/core/pg/connect';
 import { libpqEnv } from '@cairn/core/pg/server-address';
-import { BIG_FILE, createBackupStore, referencesOf, type BackupStore, type FileInfo } from './store.js';
+import { BIG_FILE, createBackupStore, eachTarget, liveTargets, referencesOf, type BackupStore, type FileInfo, type StoreTarget } from './store.js';
 import { configFilesToStore, includedFiles, storeConfigFiles, type ServerConfigPaths } from './config-files.js';
 
-export interface BasebackupOptions {
+/** A repository the backup goes to; `failed` when it is out before the start (its lease could not be taken). */
+export interface BackupRepo {
   driver: StorageDriver;
+  /** Aborts when this repository's lease is lost (the run's signal is in it). */
+  signal?: AbortSignal;
+  failed?: unknown;
+}
+
+export interface BasebackupOptions {
+  /** Every repository the backup goes to, from one read of the source (issue 18 item 1). */
+  repos: BackupRepo[];
   cluster: string;
   key: EncryptionKey | undefined;
   compress: string;
@@ -77,28 +86,29 @@ export interface BasebackupOptions {
 export interface BackupPrep {
   /** The environment libpq is given (backupContext): derived once, here. */
   env: NodeJS.ProcessEnv;
-  repo: ReturnType<typeof ensureRepoConfig>;
+  /** Per repository of the options, in order. */
+  repos: ReturnType<typeof ensureRepoConfig>[];
   /** The session, from now on the caller's to end (local mode). */
   take(): Promise<Session>;
   /** Ends the session unless it was taken; for every way the run ends. */
   abandon(): void;
 }
 
-export function prepareBackup(o: Pick<BasebackupOptions, 'driver' | 'cluster' | 'key' | 'source'>, toolCtx: ToolContext): BackupPrep {
+export function prepareBackup(o: Pick<BasebackupOptions, 'repos' | 'cluster' | 'key' | 'source'>, toolCtx: ToolContext): BackupPrep {
   return startPrep(o, backupContext(o, toolCtx));
 }
 
 /** prepareBackup with the backup's context already derived. */
-function startPrep(o: Pick<BasebackupOptions, 'driver' | 'cluster' | 'key' | 'source'>, ctx: ToolContext): BackupPrep {
-  const repo = ensureRepoConfig(o.driver, o.cluster, o.key, ctx.now(), ctx.signal);
+function startPrep(o: Pick<BasebackupOptions, 'repos' | 'cluster' | 'key' | 'source'>, ctx: ToolContext): BackupPrep {
+  const repos = o.repos.map((r) => ensureRepoConfig(r.driver, o.cluster, o.key, ctx.now(), ctx.signal));
   const session = o.source.kind === 'local' ? openSession(ctx) : undefined;
   // Each is reported where it is awaited.
-  repo.catch(() => {});
+  for (const repo of repos) repo.catch(() => {});
   session?.catch(() => {});
   let taken = false;
   return {
     env: ctx.env,
-    repo,
+    repos,
     take() {
       if (!session) throw new Error('no session in stream mode');
       taken = true;
@@ -116,7 +126,12 @@ function backupContext(o: Pick<BasebackupOptions, 'source'>, toolCtx: ToolContex
 }
 
 export interface BasebackupResult {
+  /** The manifest of the first repository that holds the backup. */
   manifest: BackupManifest;
+  /** Every repository that holds it whole, with its manifest. */
+  stored: { url: string; manifest: BackupManifest }[];
+  /** The repositories that do not, and why (the run then fails, naming them). */
+  failed: { url: string; error: unknown }[];
 }
 
 /** The parent of a diff (newest full) or incr (newest of any type) of the same system. */
@@ -130,20 +145,56 @@ function pickParent(catalog: BackupManifest[], type: BackupType, systemId: strin
 /** The ids this run took, so a failed run can take its objects back (see basebackup). */
 const taken = new Set<string>();
 
-async function freeId(driver: StorageDriver, cluster: string, start: Date, type: BackupType, signal: AbortSignal): Promise<string> {
+/** The first id from `start` on that no repository still going uses: one id for the backup in every repository. */
+async function freeId(targets: StoreTarget[], cluster: string, start: Date, type: BackupType, log: ToolContext['log']): Promise<string> {
   // Two backups in one second, or debris of an interrupted one: take the next second.
   for (let i = 0; ; i++) {
     const id = backupId(new Date(start.getTime() + i * 1000), type);
     let used = false;
-    for await (const _ of driver.list(backupPrefix(cluster, id), signal)) {
-      used = true;
-      break;
-    }
+    await eachTarget(targets, log, async (t) => {
+      for await (const _ of t.driver.list(backupPrefix(cluster, id), t.signal)) {
+        used = true;
+        break;
+      }
+    });
     if (!used) {
       taken.add(id);
       return id;
     }
   }
+}
+
+/**
+ * The parent every repository's backup is based on. Each repository has its
+ * own chain, and one read of the source makes one decision per file; that is
+ * sound only when every repository's parent is the same backup (as after
+ * runs that went to all of them). Otherwise every repository gets a full
+ * backup, the weakest common choice, and the log says why.
+ */
+function commonParent(targets: StoreTarget[], catalogs: Map<StoreTarget, BackupManifest[]>, type: BackupType, systemId: string | undefined, ctx: ToolContext): BackupType {
+  const live = liveTargets(targets);
+  if (type === 'full') return type;
+  const parents = live.map((t) => pickParent(catalogs.get(t)!, type, systemId));
+  if (parents.every((p) => p === undefined)) {
+    ctx.log.warn(systemId === undefined ? `no backup to base a ${type} backup on: taking a full backup` : `no backup of system ${systemId} to base a ${type} backup on: taking a full backup`);
+    return 'full';
+  }
+  const first = parents[0];
+  if (parents.some((p) => p === undefined || first === undefined || !sameBackup(first, p))) {
+    const names = live.map((t, i) => `"${t.driver.url}": ${parents[i]?.id ?? 'none'}`).join(', ');
+    ctx.log.warn(`the repositories' parents for a ${type} backup differ (${names}): taking a full backup in every repository, so that each chain stays whole; --repo-only backs up one repository`);
+    return 'full';
+  }
+  live.forEach((t, i) => (t.parent = parents[i]));
+  return type;
+}
+
+/** Whether two repositories' manifests describe the same backup, file by file (what a decision against the parent reads). */
+function sameBackup(a: BackupManifest, b: BackupManifest): boolean {
+  if (a.id !== b.id || a.systemId !== b.systemId || a.start.lsn !== b.start.lsn || a.start.time !== b.start.time || a.files.length !== b.files.length) return false;
+  const shape = (f: ManifestFile) => JSON.stringify([f.path, f.size, f.sha256, f.mtime, f.ino, f.pages?.layers.map((l) => [l.size, l.fileSize, l.fileSha256])]);
+  const bs = new Map(b.files.map((f) => [f.path, shape(f)]));
+  return a.files.every((f) => bs.get(f.path) === shape(f));
 }
 
 async function waitForWal(driver: StorageDriver, cluster: string, systemId: string, wal: string, timeoutMs: number, ctx: ToolContext): Promise<void> {
@@ -181,20 +232,33 @@ async function waitForWal(driver: StorageDriver, cluster: string, systemId: stri
 export async function basebackup(o: BasebackupOptions, toolCtx: ToolContext): Promise<BasebackupResult> {
   const ctx = o.prep ? { ...toolCtx, env: o.prep.env } : backupContext(o, toolCtx);
   taken.clear();
-  try {
-    return await runBackup(o, ctx);
-  } catch (err) {
-    for (const id of taken) {
-      try {
-        if ((await o.driver.stat(manifestKey(o.cluster, id))) !== undefined) continue;
-        const keys: string[] = [];
-        for await (const obj of o.driver.list(backupPrefix(o.cluster, id))) keys.push(obj.key);
-        for (const key of keys) await o.driver.remove(key);
-        if (keys.length > 0) ctx.log.info(`removed the ${keys.length} object(s) backup ${id} had stored`);
-      } catch {
-        /* expire removes them after --debris-grace */
+  const takeBack = async (drivers: StorageDriver[]) => {
+    for (const driver of drivers) {
+      for (const id of taken) {
+        try {
+          if ((await driver.stat(manifestKey(o.cluster, id))) !== undefined) continue;
+          const keys: string[] = [];
+          for await (const obj of driver.list(backupPrefix(o.cluster, id))) keys.push(obj.key);
+          for (const key of keys) await driver.remove(key);
+          if (keys.length > 0) ctx.log.info(`removed the ${keys.length} object(s) backup ${id} had stored in "${driver.url}"`);
+        } catch {
+          /* expire removes them after --debris-grace */
+        }
       }
     }
+  };
+  // Only where this run holds the lease: in a repository whose lease another
+  // run holds, objects under our id may be that run's (the id was free only
+  // where we looked).
+  const ours = o.repos.filter((x) => x.failed === undefined);
+  try {
+    const r = await runBackup(o, ctx);
+    // A repository that dropped out holds no manifest of this backup, only
+    // objects: they go now, or stay as debris for the next run or expire.
+    await takeBack(ours.filter((x) => r.failed.some((f) => f.url === x.driver.url)).map((x) => x.driver));
+    return r;
+  } catch (err) {
+    await takeBack(ours.map((x) => x.driver));
     throw err;
   }
 }
@@ -208,7 +272,7 @@ export async function basebackup(o: BasebackupOptions, toolCtx: ToolContext): Pr
  */
 function fileLimiter(o: BasebackupOptions): (size: number) => <T>(job: () => Promise<T>) => Promise<T> {
   const big = createLimiter(Math.max(8, o.jobs * 4));
-  const small = createLimiter(Math.max(o.driver.features.requests, o.jobs * 4));
+  const small = createLimiter(Math.max(...o.repos.map((r) => r.driver.features.requests), o.jobs * 4));
   return (size) => (size <= SMALL_FILE ? small : big);
 }
 
@@ -217,14 +281,22 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
   // In local mode the server is asked what it is while the repository is
   // read: on a far-away store each step below is a round trip.
   const prep = o.prep ?? startPrep(o, ctx);
-  let spec: EncodeSpec;
-  const catalog: BackupManifest[] = [];
+  const compress = parseCompress(o.compress);
+  const targets: StoreTarget[] = o.repos.map((r, index) => ({
+    index, driver: r.driver, spec: { compress }, parent: undefined, signal: r.signal ?? ctx.signal, ...(r.failed !== undefined ? { failed: r.failed } : {}),
+  }));
+  const catalogs = new Map<StoreTarget, BackupManifest[]>();
   try {
-    // Objects are encrypted with the cluster's data key (or, in a cluster made before data keys, the operator's key).
-    const dataKey = (await prep.repo).dataKey;
-    spec = { compress: parseCompress(o.compress), ...(dataKey ? { key: dataKey } : {}) };
-    await sweepLeftovers(o.driver, o.cluster, 'backups/', ctx);
-    for await (const m of eachBackupManifest(o.driver, o.cluster, { signal: ctx.signal })) catalog.push(m);
+    await eachTarget(targets, ctx.log, async (t) => {
+      // Objects are encrypted with each repository's own data key (or, in a
+      // cluster made before data keys, the operator's key).
+      const dataKey = (await prep.repos[t.index]!).dataKey;
+      t.spec = { compress, ...(dataKey ? { key: dataKey } : {}) };
+      await sweepLeftovers(t.driver, o.cluster, 'backups/', { ...ctx, signal: t.signal });
+      const catalog: BackupManifest[] = [];
+      for await (const m of eachBackupManifest(t.driver, o.cluster, { signal: t.signal })) catalog.push(m);
+      catalogs.set(t, catalog);
+    });
   } catch (err) {
     // The repository's error is the one reported; the session is closed.
     prep.abandon();
@@ -233,22 +305,19 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
   const slots = createSlots(Math.max(2, o.jobs * 2));
   const progress = createProgress(ctx, 'backup');
 
-  let type = o.type;
   const startedAt = ctx.now();
 
   if (o.source.kind === 'local') {
-    return await backupLocal(o, o.source, await prep.take(), ctx, { spec, catalog, slots, progress, t0, startedAt, type });
+    return await backupLocal(o, o.source, await prep.take(), ctx, { targets, catalogs, slots, progress, t0, startedAt, type: o.type });
   }
   // Stream: the system id arrives with global/pg_control at the end of the
   // tar, so pick the parent by cluster and check the system at the end.
-  let parent = pickParent(catalog, type, undefined);
-  if (type !== 'full' && !parent) {
-    ctx.log.warn(`no backup to base a ${type} backup on: taking a full backup`);
-    type = 'full';
-  }
-  const id = await freeId(o.driver, o.cluster, startedAt, type, ctx.signal);
+  const type = commonParent(targets, catalogs, o.type, undefined, ctx);
+  const id = await freeId(targets, o.cluster, startedAt, type, ctx.log);
+  const live = liveTargets(targets);
+  const parent = live[0]!.parent;
   const store = createBackupStore({
-    driver: o.driver, cluster: o.cluster, id, spec, slots, parent, checksumDelta: o.checksumDelta,
+    targets: live, cluster: o.cluster, id, slots, checksumDelta: o.checksumDelta,
     pageCheckLsn: undefined, log: ctx.log, signal: ctx.signal, onBytes: progress.add,
   });
   let label: string | undefined;
@@ -257,7 +326,7 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
   let systemId: string | undefined;
   let pgMajor = '';
   const limitFor = fileLimiter(o);
-  const pending: Promise<ManifestFile>[] = [];
+  const pending: Promise<void>[] = [];
   const smallText = async (body: AsyncIterable<Buffer>) => {
     const parts: Buffer[] = [];
     for await (const c of body) parts.push(Buffer.from(c));
@@ -336,15 +405,15 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
   const stopLsn = parseLsn(ranges[ranges.length - 1]!['End-LSN']);
   const segSize = segmentSizeFrom(bl.startLsn, bl.startWal, 16 * 1024 * 1024);
   return await finish(o, ctx, {
-    id, type, parent, store, spec, t0, progress, systemId, pgMajor, pgVersionNum: Number(pgMajor) * 10000,
+    id, type, parent, store, targets, t0, progress, systemId, pgMajor, pgVersionNum: Number(pgMajor) * 10000,
     segSize, label, spcmap, tablespaces: [], startLsn: bl.startLsn, startTime: bl.startTime, stopLsn, timeline: bl.timeline,
     checkpointLsn: bl.checkpointLsn, dataChecksums: false, source: 'stream',
   });
 }
 
 interface Shared {
-  spec: EncodeSpec;
-  catalog: BackupManifest[];
+  targets: StoreTarget[];
+  catalogs: Map<StoreTarget, BackupManifest[]>;
   slots: ReturnType<typeof createSlots>;
   progress: ReturnType<typeof createProgress>;
   t0: number;
@@ -428,20 +497,21 @@ async function backupLocal(
     const systemId = info.sys;
     const segSize = Number(info.seg);
     const dataChecksums = info.ck === 'on';
-    let type = sh.type;
-    const parent = pickParent(sh.catalog, type, systemId);
-    if (type !== 'full' && !parent) {
-      ctx.log.warn(`no backup of system ${systemId} to base a ${type} backup on: taking a full backup`);
-      type = 'full';
-    }
-    // Three looks at the repository at once (each a round trip on an object store).
-    const [others, registered, id] = await Promise.all([
-      listSystems(o.driver, o.cluster, ctx.signal),
-      ensureSystemRegistered(o.driver, o.cluster, { systemId, firstSeen: ctx.now().toISOString(), registeredBy: `cairn-basebackup ${CAIRN_VERSION}`, walSegmentSize: segSize, pgVersion: String(pgVersionNum) }, { force: true, signal: ctx.signal }),
-      freeId(o.driver, o.cluster, sh.startedAt, type, ctx.signal),
+    const type = commonParent(sh.targets, sh.catalogs, sh.type, systemId, ctx);
+    const parent = liveTargets(sh.targets)[0]!.parent;
+    // Three looks at each repository at once (each a round trip on an object store).
+    const [, id] = await Promise.all([
+      eachTarget(sh.targets, ctx.log, async (t) => {
+        const [others, registered] = await Promise.all([
+          listSystems(t.driver, o.cluster, t.signal),
+          ensureSystemRegistered(t.driver, o.cluster, { systemId, firstSeen: ctx.now().toISOString(), registeredBy: `cairn-basebackup ${CAIRN_VERSION}`, walSegmentSize: segSize, pgVersion: String(pgVersionNum) }, { force: true, signal: t.signal }),
+        ]);
+        const besides = others.filter((x) => x !== systemId);
+        if (registered === 'registered' && besides.length > 0) ctx.log.warn(`registered system ${systemId} in cluster "${o.cluster}" of "${t.driver.url}" beside ${besides.join(', ')}`);
+      }),
+      freeId(sh.targets, o.cluster, sh.startedAt, type, ctx.log),
     ]);
-    const besides = others.filter((x) => x !== systemId);
-    if (registered === 'registered' && besides.length > 0) ctx.log.warn(`registered system ${systemId} in cluster "${o.cluster}" beside ${besides.join(', ')}`);
+    const live = liveTargets(sh.targets);
     const [start] = await q<{ lsn: string }>('select pg_backup_start($1, $2)::text lsn', [o.label || `cairn ${id}`, src.fastCheckpoint]);
     started = true;
     const startLsn = parseLsn(start!.lsn);
@@ -463,14 +533,16 @@ async function backupLocal(
     const walk = await walkPgData(pgdata);
     sh.progress.total(walk.totalSize);
     const entry = walk.files.some((f) => f.size >= BIG_FILE) ? findWorkerEntry(import.meta.url) : undefined;
-    workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, env: ctx.env, cluster: o.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: o.compress }) : undefined;
+    // The workers write each big file to every repository (EncodeJob.targets).
+    const repoUrls = o.repos.map((r) => r.driver.url);
+    workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: repoUrls[0]!, repoUrls, env: ctx.env, cluster: o.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: o.compress }) : undefined;
+    // Small files in few objects (docs in @cairn/core/backup/bundle), each repository its own.
+    for (const t of live) t.bundler = createBundler({ driver: t.driver, cluster: o.cluster, id, signal: t.signal });
     const store = createBackupStore({
-      driver: o.driver, cluster: o.cluster, id, spec: sh.spec, slots: sh.slots, parent, checksumDelta,
+      targets: live, cluster: o.cluster, id, slots: sh.slots, checksumDelta,
       pageCheckLsn: dataChecksums ? startLsn : undefined, log: ctx.log, signal: ctx.signal, onBytes: sh.progress.add,
       ...(workers ? { workers } : {}),
       ...(pages ? { pages } : {}),
-      // Small files in few objects (docs in @cairn/core/backup/bundle).
-      bundler: createBundler({ driver: o.driver, cluster: o.cluster, id, signal: ctx.signal }),
     });
     for (const d of walk.dirs) store.addDir(d);
     const limitFor = fileLimiter(o);
@@ -487,8 +559,12 @@ async function backupLocal(
     const control = walk.files.find((f) => f.path === 'global/pg_control');
     await Promise.all(walk.files.filter((f) => f !== control).map(one));
     if (control) await one(control);
-    const config = await storeConfigFiles({ driver: o.driver, cluster: o.cluster, id, spec: sh.spec, log: ctx.log, signal: ctx.signal },
-      configFilesToStore([src.pgdata, pgdata, info.dir], await serverConfigPaths(q, ctx)));
+    const configFiles = configFilesToStore([src.pgdata, pgdata, info.dir], await serverConfigPaths(q, ctx));
+    // A few small files: each repository reads and stores its own copy.
+    const config = new Map<StoreTarget, ManifestConfigFile[]>();
+    await eachTarget(store.live(), ctx.log, async (t) => {
+      config.set(t, await storeConfigFiles({ driver: t.driver, cluster: o.cluster, id, spec: t.spec, log: ctx.log, signal: t.signal }, configFiles));
+    });
     // The last bundle is written with the files, not after the stop.
     await store.finishBundles();
     ctx.log.debug(`files copied after ${Date.now() - sh.t0} ms`);
@@ -501,7 +577,7 @@ async function backupLocal(
     ctx.log.debug(`backup stopped at ${stop!.lsn} after ${Date.now() - sh.t0} ms`);
     const bl = parseBackupLabel(stop!.labelfile);
     return await finish(o, ctx, {
-      id, type, parent, store, spec: sh.spec, t0: sh.t0, progress: sh.progress, systemId, pgMajor: String(Math.floor(pgVersionNum / 10000)), pgVersionNum,
+      id, type, parent, store, targets: sh.targets, t0: sh.t0, progress: sh.progress, systemId, pgMajor: String(Math.floor(pgVersionNum / 10000)), pgVersionNum,
       ...(info.su ? { superuser: info.su } : {}),
       segSize, label: stop!.labelfile, spcmap: stop!.spcmapfile === '' ? null : stop!.spcmapfile, tablespaces: walk.tablespaces,
       startLsn, startTime: bl.startTime, stopLsn: parseLsn(stop!.lsn), timeline: bl.timeline, checkpointLsn: bl.checkpointLsn, dataChecksums, source: 'local',
@@ -520,7 +596,8 @@ interface Finish {
   type: BackupType;
   parent: BackupManifest | undefined;
   store: BackupStore;
-  spec: EncodeSpec;
+  /** Every repository, those that dropped out included (they are reported). */
+  targets: StoreTarget[];
   t0: number;
   progress: ReturnType<typeof createProgress>;
   systemId: string;
@@ -528,8 +605,8 @@ interface Finish {
   pgVersionNum: number;
   /** The role with oid 10 (local backups). */
   superuser?: string;
-  /** Configuration files from outside PGDATA (local backups). */
-  config?: ManifestConfigFile[];
+  /** Configuration files from outside PGDATA, per repository (local backups). */
+  config?: Map<StoreTarget, ManifestConfigFile[]>;
   segSize: number;
   label: string;
   spcmap: string | null;
@@ -546,23 +623,41 @@ interface Finish {
 async function finish(o: BasebackupOptions, ctx: ToolContext, f: Finish): Promise<BasebackupResult> {
   const stopTime = ctx.now();
   const stopWal = lsnToSegmentName(f.timeline, f.stopLsn, f.segSize, { end: true });
-  await waitForWal(o.driver, o.cluster, f.systemId, stopWal, o.archiveTimeoutMs, ctx);
-  ctx.log.debug(`${stopWal} is in the repository after ${Date.now() - f.t0} ms`);
-  // Files were written atomically but not yet durably: make them durable in
-  // one batch before the manifest that makes the backup exist. Bundled
-  // files are in the bundles.
   const bundles = await f.store.finishBundles();
-  const alone = [...f.store.files().filter((x) => x.ref === f.id && x.bundle === undefined), ...(f.config ?? [])].map((x) => x.key);
-  await o.driver.syncKeys?.([...alone, ...bundles], ctx.signal);
-  const files = f.store.files().slice().sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const stored: BasebackupResult['stored'] = [];
+  // Each repository on its own: its WAL, its manifest; one that fails here
+  // holds no manifest, and the others go on.
+  await eachTarget(f.store.live(), ctx.log, async (t) => {
+    await waitForWal(t.driver, o.cluster, f.systemId, stopWal, o.archiveTimeoutMs, { ...ctx, signal: t.signal });
+    ctx.log.debug(`${stopWal} is in the repository after ${Date.now() - f.t0} ms${f.targets.length > 1 ? ` ("${t.driver.url}")` : ''}`);
+    // Files were written atomically but not yet durably: make them durable in
+    // one batch before the manifest that makes the backup exist. Bundled
+    // files are in the bundles.
+    const config = f.config?.get(t) ?? [];
+    const alone = [...f.store.files(t).filter((x) => x.ref === f.id && x.bundle === undefined), ...config].map((x) => x.key);
+    await t.driver.syncKeys?.([...alone, ...(bundles.get(t) ?? [])], t.signal);
+    const manifest = manifestOf(o, f, t, stopTime, stopWal, config);
+    await createJsonObject(t.driver, manifestKey(o.cluster, f.id), manifest, t.signal);
+    stored.push({ url: t.driver.url, manifest });
+  });
+  f.progress.done();
+  // In the order of the repositories, whatever order they finished in.
+  stored.sort((a, b) => f.targets.findIndex((t) => t.driver.url === a.url) - f.targets.findIndex((t) => t.driver.url === b.url));
+  const failed = f.targets.filter((t) => t.failed !== undefined).map((t) => ({ url: t.driver.url, error: t.failed }));
+  return { manifest: stored[0]!.manifest, stored, failed };
+}
+
+/** The manifest of backup `f` in repository `t`. */
+function manifestOf(o: BasebackupOptions, f: Finish, t: StoreTarget, stopTime: Date, stopWal: string, config: ManifestConfigFile[]): BackupManifest {
+  const files = f.store.files(t).slice().sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const storedFiles = files.filter((x) => x.ref === f.id);
-  const manifest: BackupManifest = {
+  return {
     format: files.some((x) => x.pages !== undefined) ? MANIFEST_FORMAT_PAGES : MANIFEST_FORMAT,
     tool: { name: 'cairn-basebackup', version: CAIRN_VERSION },
     id: f.id,
     type: f.type,
-    parent: f.parent?.id ?? null,
-    references: referencesOf(f.parent),
+    parent: t.parent?.id ?? null,
+    references: referencesOf(t.parent),
     source: f.source,
     cluster: o.cluster,
     systemId: f.systemId,
@@ -582,7 +677,7 @@ async function finish(o: BasebackupOptions, ctx: ToolContext, f: Finish): Promis
     tablespaces: f.tablespaces,
     dirs: f.store.dirs().slice().sort((a, b) => (a.path < b.path ? -1 : 1)),
     files,
-    ...(f.config !== undefined && f.config.length > 0 ? { config: f.config } : {}),
+    ...(config.length > 0 ? { config } : {}),
     totals: {
       size: files.reduce((s, x) => s + x.size, 0),
       storedSize: storedFiles.reduce((s, x) => s + x.storedSize, 0),
@@ -592,9 +687,6 @@ async function finish(o: BasebackupOptions, ctx: ToolContext, f: Finish): Promis
     },
     durationSeconds: (Date.now() - f.t0) / 1000,
   };
-  await createJsonObject(o.driver, manifestKey(o.cluster, f.id), manifest, ctx.signal);
-  f.progress.done();
-  return { manifest };
 }
 
 export function defaultJobs(): number {

@@ -5,8 +5,8 @@ import { CairnError, EXIT } from '@cairn/core/cli/errors';
 import { defineTool } from '@cairn/core/cli/run';
 import { COMPRESS_SETTING } from '@cairn/core/config/settings';
 import { summarize } from '@cairn/core/backup/manifest';
-import { leaseOptionsFor, LOCK_WAIT_SETTING, withLeases } from '@cairn/core/repo/lease';
-import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
+import { acquireLeasesEach, leaseOptionsFor, LOCK_WAIT_SETTING, releaseLeasesEach, type LeaseOutcome } from '@cairn/core/repo/lease';
+import { closeRepositories, loadKey, notEverywhere, openRepositories, pickRepositories, REPO_ONLY_SETTING, repoSettingsFrom } from '@cairn/core/repo/repositories';
 import { basebackup, prepareBackup, defaultJobs, streamInput } from './basebackup.js';
 import { formatBytes } from '@cairn/core/cli/format';
 import { assertReadableFile, assertUsableDirectory } from '@cairn/core/util/user-path';
@@ -17,6 +17,7 @@ export const basebackupTool = defineTool({
   description:
     'take a physical backup into the repository: from PGDATA on this host (--pgdata, pg_backup_start/stop), ' +
     'or from a `pg_basebackup -D - -Ft -X none` stream (--from-tar FILE|-, or --remote to run pg_basebackup). ' +
+    'With several repositories the backup goes to every one from one read of the source; one that fails keeps none of it, the others keep it whole, and the run exits with that repository\'s error naming it (--repo-only picks one). ' +
     'Prints the backup id. Exit: 0 done, 2 usage, 3 configuration/connection, 4 data error, 5 another backup or expire of the cluster holds the lease, 1 the backup\'s WAL never reached the repository.',
   positionals: [],
   settings: [
@@ -32,6 +33,7 @@ export const basebackupTool = defineTool({
     { name: 'checkpoint', type: 'string', description: 'fast (start at once) or spread (wait for the next checkpoint)', default: 'fast', valueHint: 'MODE', choices: ['fast', 'spread'] },
     { name: 'archive-timeout', type: 'integer', description: 'seconds to wait for the backup\'s last WAL segment to reach the repository', default: 120, valueHint: 'SECONDS', min: 1 },
     LOCK_WAIT_SETTING,
+    REPO_ONLY_SETTING,
     { name: 'label', type: 'string', description: 'backup label passed to PostgreSQL', valueHint: 'TEXT' },
   ],
   examples: [
@@ -58,26 +60,37 @@ export const basebackupTool = defineTool({
     // A missing --from-tar file was an unhandled stream error (exit 1, a trace).
     if (fromTar !== undefined && fromTar !== '-') assertReadableFile(resolve(ctx.cwd, fromTar), '--from-tar', { allowFifo: true, mustExist: true });
     if (modes === 0) assertUsableDirectory(resolve(ctx.cwd, pgdata!), '--pgdata');
+    const urls = pickRepositories(repo.repos, s['repo-only']);
     const key = await loadKey(repo, ctx.env, ctx.signal);
-    if (repo.repos.length > 1) ctx.log.warn(`backing up to the first repository "${repo.repos[0]}" only; run once per repository to keep copies in several`);
-    const [driver] = await openRepositories(repo.repos.slice(0, 1), ctx.env);
+    const drivers = await openRepositories(urls, ctx.env);
     try {
       const source =
         modes === 0
           ? { kind: 'local' as const, pgdata: pgdata!, fastCheckpoint: checkpoint === 'fast' }
           : { kind: 'stream' as const, ...streamInput(fromTar, remote, s['pg-bin'], checkpoint === 'fast', ctx) };
-      // The backup lease keeps a second backup (same parent, same id) and expire out.
+      // The backup lease keeps a second backup (same parent, same id) and
+      // expire out: one per repository, and a repository whose lease cannot
+      // be taken drops out (the run then fails, naming it).
       const leaseOpts = leaseOptionsFor('basebackup', s['lock-wait'] * 1000, ctx);
-      const prep = prepareBackup({ driver: driver!, cluster: repo.cluster, key, source }, ctx);
-      let m;
+      const repos = drivers.map((driver) => ({ driver }));
+      const prep = prepareBackup({ repos, cluster: repo.cluster, key, source }, ctx);
+      let r;
+      let leases: LeaseOutcome[] = [];
       try {
-        ({ manifest: m } = await withLeases(driver!, repo.cluster, leaseOpts, (signal) => basebackup({
-          driver: driver!, cluster: repo.cluster, key, keyFile: repo.keyFile, keyCommand: repo.keyCommand, compress, type, checksumDelta: s['checksum-delta'], pageLevel: s['page-level'],
+        leases = await acquireLeasesEach(drivers, repo.cluster, leaseOpts);
+        r = await basebackup({
+          repos: drivers.map((driver, i) => {
+            const l = leases[i]!;
+            return l.ok ? { driver, signal: AbortSignal.any([ctx.signal, l.leases.signal]) } : { driver, failed: l.error };
+          }),
+          cluster: repo.cluster, key, keyFile: repo.keyFile, keyCommand: repo.keyCommand, compress, type, checksumDelta: s['checksum-delta'], pageLevel: s['page-level'],
           jobs, archiveTimeoutMs: s['archive-timeout'] * 1000, source, label: s.label ?? '', prep,
-        }, { ...ctx, signal })));
+        }, ctx);
       } finally {
         prep.abandon();
+        await releaseLeasesEach(leases);
       }
+      const m = r.manifest;
       const secs = m.durationSeconds;
       const t = m.totals;
       ctx.stderr.write(
@@ -87,9 +100,10 @@ export const basebackupTool = defineTool({
           `${t.filesStored} files stored, ${t.filesReferenced} referenced${t.badPages > 0 ? `, ${t.badPages} bad pages` : ''}\n`,
       );
       ctx.stdout.write(s.json ? JSON.stringify(summarize(m)) + '\n' : m.id + '\n');
+      if (r.failed.length > 0) throw notEverywhere(`backup ${m.id}`, r.stored.map((x) => x.url), r.failed);
       return EXIT.OK;
     } finally {
-      await closeRepositories([driver!]);
+      await closeRepositories(drivers);
     }
   },
 });

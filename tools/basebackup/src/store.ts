@@ -1,15 +1,16 @@
 // Storing the files of one backup, from either source (PGDATA or a tar
 // stream): decide per file whether the parent already holds it, encode and
 // store it, and collect the manifest entries. One code path for both sources
-// keeps restore a single code path too.
+// keeps restore a single code path too. Every repository of the run is a
+// target fed from the one read of each file (issue 18 item 1).
 
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { Logger } from '@cairn/core/cli/log';
 import { encodedExtension, type EncodeSpec } from '@cairn/core/codec/index';
-import { encodeFile, encodeWhole, PIECE_SIZE, readFilePieces, rechunk, type Slots } from '@cairn/core/codec/file-codec';
-import type { FileWorkers } from '@cairn/core/backup/file-worker';
+import { encodeFileMany, encodeWholeMany, PIECE_SIZE, readFilePieces, rechunk, type Slots } from '@cairn/core/codec/file-codec';
+import { deserializeError, type EncodeJob, type FileWorkers } from '@cairn/core/backup/file-worker';
 import { BUNDLE_FILE_MAX, type Bundler, type BundleRef } from '@cairn/core/backup/bundle';
 import { backupFileKey, backupPrefix, type BackupManifest, type ManifestDir, type ManifestFile } from '@cairn/core/backup/manifest';
 import { BLCKSZ, createPageCheck, firstBlockOf, isChecksummedRelationFile } from '@cairn/core/pg/page-checksum';
@@ -27,13 +28,53 @@ export interface FileInfo {
   ino?: number;
 }
 
-export interface StoreOptions {
+/**
+ * One repository a backup goes to (issue 18 item 1): its own storage, data
+ * key, parent (its own chain), bundles and manifest entries. Every target is
+ * fed from one read of each file.
+ */
+export interface StoreTarget {
+  /** Its index in the file workers' list of repositories (WorkerSetup.repoUrls). */
+  index: number;
   driver: StorageDriver;
+  /** This repository's encoding: the run's compression, its own data key. */
+  spec: EncodeSpec;
+  /** This repository's parent; the caller made sure every target's parent is the same backup. */
+  parent: BackupManifest | undefined;
+  /** Packs small files into bundles (local mode; @cairn/core/backup/bundle). */
+  bundler?: Bundler;
+  /** Aborts this repository's writes (its lease lost); the run's signal is in it. */
+  signal: AbortSignal;
+  /** Why this repository dropped out of the backup: from then on it gets nothing. */
+  failed?: unknown;
+}
+
+/** The targets still going; throws the first one's failure when none is. */
+export function liveTargets(targets: readonly StoreTarget[]): StoreTarget[] {
+  const live = targets.filter((t) => t.failed === undefined);
+  if (live.length === 0) throw targets[0]?.failed ?? new CairnError('INTERNAL', 'a backup to no repository');
+  return live;
+}
+
+/** Drops `t` from the backup for `err`, said once on the log when there are others. */
+export function dropTarget(targets: readonly StoreTarget[], t: StoreTarget, err: unknown, log: Logger): void {
+  if (t.failed !== undefined) return;
+  // A lost lease (or SIGTERM) says why better than the AbortError it caused.
+  t.failed = (t.signal.aborted && t.signal.reason instanceof CairnError ? t.signal.reason : err) ?? new Error('failed');
+  if (targets.length > 1) log.warn(`repository "${t.driver.url}" drops out of this backup: ${(t.failed as Error)?.message ?? String(t.failed)}`);
+}
+
+/** Runs `job` for each target still going, at once; a failure drops that target only. Throws when none is left. */
+export async function eachTarget(targets: readonly StoreTarget[], log: Logger, job: (t: StoreTarget) => Promise<void>): Promise<void> {
+  await Promise.all(liveTargets(targets).map((t) => job(t).catch((err: unknown) => dropTarget(targets, t, err, log))));
+  liveTargets(targets);
+}
+
+export interface StoreOptions {
+  targets: StoreTarget[];
   cluster: string;
   id: string;
-  spec: EncodeSpec;
   slots: Slots;
-  parent: BackupManifest | undefined;
   /** Compare content (SHA-256) with the parent's, not just size and mtime. */
   checksumDelta: boolean;
   /** Verify data-page checksums with this start LSN (undefined: don't). */
@@ -43,8 +84,6 @@ export interface StoreOptions {
   onBytes?: (n: number) => void;
   /** Worker threads for big files read from PGDATA (local mode). */
   workers?: FileWorkers;
-  /** Packs small files into bundles (local mode; @cairn/core/backup/bundle). */
-  bundler?: Bundler;
   /** Page-level: main forks store the pages changed since the parent began at this LSN (@cairn/core/backup/pages). */
   pages?: { parentStartLsn: bigint };
 }
@@ -56,52 +95,118 @@ export const BIG_FILE = 32 * 1024 * 1024;
 export type OpenFile = () => AsyncIterable<Buffer>;
 
 export interface BackupStore {
-  /** Decides reference or store for one file, and stores it. */
-  addFile(info: FileInfo, open: OpenFile, opts?: { once?: boolean; source?: string }): Promise<ManifestFile>;
+  /** Decides reference or store for one file, and stores it in every repository still going. */
+  addFile(info: FileInfo, open: OpenFile, opts?: { once?: boolean; source?: string }): Promise<void>;
   addDir(dir: ManifestDir): void;
-  files(): ManifestFile[];
+  /** The manifest entries of `t`'s backup. */
+  files(t: StoreTarget): ManifestFile[];
   dirs(): ManifestDir[];
-  /** Stored bytes so far. */
+  /** Stored bytes so far (the first repository still going). */
   storedSize(): number;
-  /** Writes the last bundle and waits for all of them: the bundle keys (none without a bundler). */
-  finishBundles(): Promise<string[]>;
+  /** Writes the last bundles and waits for all of them: per target, the bundle keys (none without a bundler). */
+  finishBundles(): Promise<Map<StoreTarget, string[]>>;
+  /** The targets still going; throws the first failure when none is. */
+  live(): StoreTarget[];
+  /** Drops `t` from the backup for `err` (said once, on the log). */
+  fail(t: StoreTarget, err: unknown): void;
+}
+
+/** Where one repository put a file's stored bytes. */
+interface Put {
+  storedSize: number;
+  bundle?: BundleRef;
+}
+
+/** What the file is, and where each repository put it. */
+interface Stored {
+  size: number;
+  sha256: string;
+  puts: Map<StoreTarget, Put>;
 }
 
 export function createBackupStore(o: StoreOptions): BackupStore {
-  const ext = encodedExtension(o.spec);
-  const parentFiles = new Map((o.parent?.files ?? []).map((f) => [f.path, f]));
+  const first = o.targets[0];
+  if (first === undefined) throw new CairnError('INTERNAL', 'a backup to no repository');
+  const ext = encodedExtension(first.spec);
+  // Decisions (reference, store whole, page-level) are made once, against
+  // the first repository's parent: the caller checked that every target's
+  // parent is the same backup, so each decides the same.
+  const parentFiles = new Map(o.targets.map((t) => [t, new Map((t.parent?.files ?? []).map((f) => [f.path, f]))]));
+  const decidingParent = parentFiles.get(first)!;
   // A file whose mtime is not clearly before the parent began may have
   // changed in the same second after the parent copied it: always copy it.
-  const parentStart = o.parent ? Date.parse(o.parent.start.time) / 1000 : 0;
-  const files: ManifestFile[] = [];
+  const parentStart = first.parent ? Date.parse(first.parent.start.time) / 1000 : 0;
+  const files = new Map<StoreTarget, ManifestFile[]>(o.targets.map((t) => [t, []]));
+  const stored = new Map<StoreTarget, number>(o.targets.map((t) => [t, 0]));
   const dirs: ManifestDir[] = [];
-  let stored = 0;
 
-  const reference = (info: FileInfo, p: ManifestFile): ManifestFile => {
-    const f: ManifestFile = { path: info.path, size: info.size, mode: info.mode, mtime: info.mtime, sha256: p.sha256, ref: p.ref, key: p.key, storedSize: p.storedSize };
-    if (p.bundle) f.bundle = p.bundle;
-    if (p.badPages) f.badPages = p.badPages;
-    if (info.ino !== undefined) f.ino = info.ino;
-    if (p.pages) f.pages = p.pages;
-    files.push(f);
-    return f;
+  const fail = (t: StoreTarget, err: unknown) => dropTarget(o.targets, t, err, o.log);
+  const live = () => liveTargets(o.targets);
+  const eachLive = (job: (t: StoreTarget) => Promise<void>) => eachTarget(o.targets, o.log, job);
+  const settle = (targets: StoreTarget[], outcomes: readonly ({ ok: true; value: number } | { ok: false; error: unknown })[]): Map<StoreTarget, Put> => {
+    const puts = new Map<StoreTarget, Put>();
+    targets.forEach((t, i) => {
+      const r = outcomes[i]!;
+      if (r.ok) puts.set(t, { storedSize: r.value });
+      else fail(t, r.error);
+    });
+    live();
+    return puts;
   };
 
-  async function* prepend(first: Buffer[], rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-    yield* first;
+  const reference = (info: FileInfo): void => {
+    for (const t of live()) {
+      const p = parentFiles.get(t)!.get(info.path)!;
+      const f: ManifestFile = { path: info.path, size: info.size, mode: info.mode, mtime: info.mtime, sha256: p.sha256, ref: p.ref, key: p.key, storedSize: p.storedSize };
+      if (p.bundle) f.bundle = p.bundle;
+      if (p.badPages) f.badPages = p.badPages;
+      if (info.ino !== undefined) f.ino = info.ino;
+      if (p.pages) f.pages = p.pages;
+      files.get(t)!.push(f);
+    }
+  };
+
+  async function* prepend(head: Buffer[], rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    yield* head;
     yield* rest;
   }
   const memberPrefix = backupPrefix(o.cluster, o.id);
-  /** Encodes a buffer and stores it, in a bundle when small enough (not `alone`). */
-  const storeBuffer = async (key: string, buf: Buffer, mtime: number, alone = false): Promise<{ size: number; sha256: string; storedSize: number; bundle?: BundleRef }> => {
-    const e = await encodeWhole(buf, o.spec);
-    const result = { size: e.size, sha256: e.sha256, storedSize: e.stored.length };
-    if (o.bundler && !alone && buf.length <= BUNDLE_FILE_MAX) {
-      const bundle = await o.bundler.add(key.slice(memberPrefix.length), e.stored, mtime);
-      if (bundle) return { ...result, bundle };
-    }
-    await o.driver.write(key, e.stored, { signal: o.signal, durable: false });
-    return result;
+  /** Encodes a buffer (once; encrypted per repository) and stores it in each, in a bundle when small enough (not `alone`). */
+  const storeBuffer = async (key: string, buf: Buffer, mtime: number, alone = false): Promise<Stored> => {
+    const targets = live();
+    const e = await encodeWholeMany(buf, targets.map((t) => t.spec));
+    const puts = new Map<StoreTarget, Put>();
+    await eachLive(async (t) => {
+      const bytes = e.stored[targets.indexOf(t)]!;
+      if (t.bundler && !alone && buf.length <= BUNDLE_FILE_MAX) {
+        const bundle = await t.bundler.add(key.slice(memberPrefix.length), bytes, mtime);
+        if (bundle) {
+          puts.set(t, { storedSize: bytes.length, bundle });
+          return;
+        }
+      }
+      await t.driver.write(key, bytes, { signal: t.signal, durable: false });
+      puts.set(t, { storedSize: bytes.length });
+    });
+    return { size: e.size, sha256: e.sha256, puts };
+  };
+
+  /** Streams pieces to every repository still going: read and compressed once, backpressure to the slowest. */
+  const storeStream = async (key: string, pieces: AsyncIterable<Buffer>, inspect?: (p: Buffer, off: number) => void): Promise<Stored> => {
+    const targets = live();
+    const r = await encodeFileMany(pieces, targets.map((t) => t.spec), o.slots, targets.map((t) => (body: Readable) => t.driver.write(key, body, { signal: t.signal, durable: false })), {
+      signal: o.signal,
+      ...(inspect ? { inspect } : {}),
+    });
+    return { size: r.size, sha256: r.sha256, puts: settle(targets, r.stored) };
+  };
+
+  /** A big file in a worker thread, written to every repository still going. */
+  const storeInWorker = async (job: Omit<EncodeJob, 'targets'>) => {
+    const targets = live();
+    const r = await o.workers!.encode({ ...job, targets: targets.map((t) => t.index) });
+    const puts = settle(targets, r.stored.map((x) => (x.ok ? x : { ok: false as const, error: deserializeError(x.error) })));
+    return { r, puts };
   };
 
   /**
@@ -110,25 +215,30 @@ export function createBackupStore(o: StoreOptions): BackupStore {
    * back for the streaming path.
    */
   const storeSmall = async (key: string, pieces: AsyncGenerator<Buffer>, inspect: ((p: Buffer, off: number) => void) | undefined, mtime: number, alone: boolean) => {
-    const first = await pieces.next();
-    const buf = first.done ? Buffer.alloc(0) : first.value;
-    const second = first.done ? first : await pieces.next();
+    const one = await pieces.next();
+    const buf = one.done ? Buffer.alloc(0) : one.value;
+    const second = one.done ? one : await pieces.next();
     if (!second.done) return { leftover: [buf, second.value] };
     inspect?.(buf, 0);
     return { result: await storeBuffer(key, buf, mtime, alone) };
   };
 
-  /** The manifest entry of a file this backup stored; bad pages are reported here. */
-  const storedEntry = (info: FileInfo, key: string, r: { size: number; sha256: string; storedSize: number; bundle?: BundleRef }, bad: number[]): ManifestFile => {
+  /** The manifest entries of a file this backup stored, one per repository that holds it; bad pages are reported here. */
+  const storedEntries = (info: FileInfo, key: string, r: Stored, bad: number[], extra?: (t: StoreTarget, f: ManifestFile, put: Put) => void): void => {
     if (bad.length > 0) {
       o.log.warn(`page checksum failures in "${info.path}": block${bad.length > 1 ? 's' : ''} ${bad.slice(0, 10).join(', ')}${bad.length > 10 ? ', …' : ''}`);
     }
-    stored += r.storedSize;
-    const f: ManifestFile = { path: info.path, size: r.size, mode: info.mode, mtime: info.mtime, sha256: r.sha256, ref: o.id, key, storedSize: r.storedSize };
-    if (r.bundle) f.bundle = r.bundle;
-    if (bad.length > 0) f.badPages = bad;
-    if (info.ino !== undefined) f.ino = info.ino;
-    return f;
+    for (const t of live()) {
+      const put = r.puts.get(t);
+      if (put === undefined) continue;
+      stored.set(t, stored.get(t)! + put.storedSize);
+      const f: ManifestFile = { path: info.path, size: r.size, mode: info.mode, mtime: info.mtime, sha256: r.sha256, ref: o.id, key, storedSize: put.storedSize };
+      if (put.bundle) f.bundle = put.bundle;
+      if (bad.length > 0) f.badPages = bad;
+      if (info.ino !== undefined) f.ino = info.ino;
+      extra?.(t, f, put);
+      files.get(t)!.push(f);
+    }
   };
 
   /**
@@ -147,69 +257,87 @@ export function createBackupStore(o: StoreOptions): BackupStore {
   /**
    * A main fork stored page-level: the pages changed since the parent began
    * as one layer over the parent's chain; nothing when none changed.
-   * Undefined when the file must be stored whole after all.
+   * False when the file must be stored whole after all.
    */
-  const storePaged = async (info: FileInfo, p: ManifestFile, source: string, parentStartLsn: bigint): Promise<ManifestFile | undefined> => {
+  const storePaged = async (info: FileInfo, p: ManifestFile, source: string, parentStartLsn: bigint): Promise<boolean> => {
     const key = backupFileKey(o.cluster, o.id, info.path, ext);
     const firstBlock = firstBlockOf(info.path);
     const parentBlocks = p.size / BLCKSZ;
     let r: ChangedPages;
+    let puts = new Map<StoreTarget, Put>();
     // Page-level needs data checksums (pageLevelBlocker), so pageCheckLsn is this backup's start.
     const startLsn = o.pageCheckLsn ?? 0n;
     try {
       if (o.workers && info.size >= BIG_FILE) {
-        const w = await o.workers.encode({
+        const w = await storeInWorker({
           kind: 'encode', path: source, key, size: info.size,
           pages: { parentStartLsn: parentStartLsn.toString(), startLsn: startLsn.toString(), parentBlocks, firstBlock },
         });
-        if (w.pages === undefined) return undefined;
-        r = w.pages;
+        if (w.r.pages === undefined) return false;
+        r = w.r.pages;
+        puts = w.puts;
         o.onBytes?.(r.fileSize);
       } else {
         r = await storeChangedPages(readFilePieces(source, info.size), {
           firstBlock, parentStartLsn, startLsn, parentBlocks, pieceSize: PIECE_SIZE,
           inspect: (piece) => o.onBytes?.(piece.length),
         }, {
-          small: (buf) => storeBuffer(key, buf, info.mtime),
-          stream: (pieces) => encodeFile(pieces, o.spec, o.slots, (body: Readable) => o.driver.write(key, body, { signal: o.signal, durable: false }), { signal: o.signal }),
+          small: async (buf) => {
+            const s = await storeBuffer(key, buf, info.mtime);
+            puts = s.puts;
+            return { size: s.size, sha256: s.sha256, storedSize: 0 };
+          },
+          stream: async (pieces) => {
+            const s = await storeStream(key, pieces);
+            puts = s.puts;
+            return { size: s.size, sha256: s.sha256, storedSize: 0 };
+          },
         });
       }
     } catch (err) {
-      if (err instanceof NotWholePages) return undefined;
+      if (err instanceof NotWholePages) return false;
       throw err;
     }
     const bad = r.badPages;
     if (r.layer === undefined) {
-      if (r.fileSize === p.size && r.fileSha256 === p.sha256) return reference({ ...info, size: r.fileSize }, p);
+      if (r.fileSize === p.size && r.fileSha256 === p.sha256) {
+        reference({ ...info, size: r.fileSize });
+        return true;
+      }
       // No page changed, yet the bytes differ from the parent's: the rule's
       // premise does not hold for this file. Stored whole, never guessed.
       if (r.fileSize >= p.size) {
         o.log.debug(`"${info.path}": no page changed since the parent but its content did; stored whole`);
-        return undefined;
+        return false;
       }
       // Only cut short (VACUUM truncated it): a layer without pages.
-      r.layer = await storeBuffer(key, Buffer.alloc(0), info.mtime);
+      const empty = await storeBuffer(key, Buffer.alloc(0), info.mtime);
+      puts = empty.puts;
+      r.layer = { size: empty.size, sha256: empty.sha256, storedSize: 0 };
     }
     const l = r.layer;
-    const layer: PageLayer = {
-      ref: o.id, key, storedSize: l.storedSize, ...(l.bundle ? { bundle: l.bundle } : {}), size: l.size, sha256: l.sha256,
-      blocks: encodeBlocks(r.blocks), fileSize: r.fileSize, fileSha256: r.fileSha256, mtime: info.mtime,
-    };
-    const f = storedEntry({ ...info, size: r.fileSize }, key, { size: r.fileSize, sha256: r.fileSha256, storedSize: l.storedSize, ...(l.bundle ? { bundle: l.bundle } : {}) }, bad);
-    f.pages = { base: p.pages?.base ?? pieceOf(p), layers: [...(p.pages?.layers ?? []), layer] };
-    files.push(f);
-    return f;
+    storedEntries({ ...info, size: r.fileSize }, key, { size: r.fileSize, sha256: r.fileSha256, puts }, bad, (t, f, put) => {
+      const tp = parentFiles.get(t)!.get(info.path)!;
+      const layer: PageLayer = {
+        ref: o.id, key, storedSize: put.storedSize, ...(put.bundle ? { bundle: put.bundle } : {}), size: l.size, sha256: l.sha256,
+        blocks: encodeBlocks(r.blocks), fileSize: r.fileSize, fileSha256: r.fileSha256, mtime: info.mtime,
+      };
+      f.pages = { base: tp.pages?.base ?? pieceOf(tp), layers: [...(tp.pages?.layers ?? []), layer] };
+    });
+    return true;
   };
 
   /** `once`: the caller may remove the object again (stream mode), so it is stored alone. */
-  const store = async (info: FileInfo, open: OpenFile, source?: string, once = false): Promise<ManifestFile> => {
+  const store = async (info: FileInfo, open: OpenFile, source?: string, once = false): Promise<Stored> => {
     const key = backupFileKey(o.cluster, o.id, info.path, ext);
     const checkLsn = isChecksummedRelationFile(info.path) ? o.pageCheckLsn : undefined;
     if (o.workers && source !== undefined && info.size >= BIG_FILE) {
       const pageCheck = checkLsn !== undefined ? { firstBlock: firstBlockOf(info.path), startLsn: checkLsn.toString() } : undefined;
-      const r = await o.workers.encode({ kind: 'encode', path: source, key, size: info.size, ...(pageCheck ? { pageCheck } : {}) });
-      o.onBytes?.(r.size);
-      return storedEntry(info, key, r, r.badPages);
+      const w = await storeInWorker({ kind: 'encode', path: source, key, size: info.size, ...(pageCheck ? { pageCheck } : {}) });
+      o.onBytes?.(w.r.size);
+      const r = { size: w.r.size, sha256: w.r.sha256, puts: w.puts };
+      storedEntries(info, key, r, w.r.badPages);
+      return r;
     }
     const check = checkLsn !== undefined ? createPageCheck(firstBlockOf(info.path), checkLsn) : undefined;
     const counted = async function* (src: AsyncIterable<Buffer>) {
@@ -220,42 +348,45 @@ export function createBackupStore(o: StoreOptions): BackupStore {
     };
     const pieces = rechunk(counted(open()), undefined, info.size);
     const small = info.size <= PIECE_SIZE ? await storeSmall(key, pieces, check?.inspect, info.mtime, once) : { leftover: [] };
-    const r = small.result ?? await encodeFile(prepend(small.leftover ?? [], pieces), o.spec, o.slots, (body: Readable) => o.driver.write(key, body, { signal: o.signal, durable: false }), {
-      signal: o.signal,
-      ...(check ? { inspect: check.inspect } : {}),
-    });
-    return storedEntry(info, key, r, check?.bad ?? []);
+    const r = small.result ?? await storeStream(key, prepend(small.leftover ?? [], pieces), check?.inspect);
+    storedEntries(info, key, r, check?.bad ?? []);
+    return r;
   };
 
   return {
     async addFile(info, open, opts = {}) {
-      const p = parentFiles.get(info.path);
+      const p = decidingParent.get(info.path);
       // Page-level: a main fork is read whole every time and its pages
       // decide, never its mtime; one the rule cannot cover is stored whole.
       if (o.pages && opts.source !== undefined && isMainForkFile(info.path)) {
-        const paged = p && pageLevelOver(info, p) ? await storePaged(info, p, opts.source, o.pages.parentStartLsn) : undefined;
-        if (paged) return paged;
-        const f = await store(info, open, opts.source);
-        files.push(f);
-        return f;
+        if (p && pageLevelOver(info, p) && (await storePaged(info, p, opts.source, o.pages.parentStartLsn))) return;
+        await store(info, open, opts.source);
+        return;
       }
       const unchanged = p !== undefined && p.size === info.size && Math.floor(p.mtime) === Math.floor(info.mtime) && info.mtime < parentStart - 1;
       if (p && unchanged && !o.checksumDelta) {
         o.onBytes?.(info.size);
-        return reference(info, p);
+        reference(info);
+        return;
       }
       if (p && o.checksumDelta && p.size === info.size) {
         if (opts.once) {
-          // A stream can be read only once: store it, and drop the copy when
-          // the content turns out to be the parent's.
-          const f = await store(info, open, undefined, true);
-          if (f.sha256 === p.sha256) {
-            await o.driver.remove(f.key, o.signal);
-            stored -= f.storedSize;
-            return reference(info, p);
+          // A stream can be read only once: store it, and drop the copies
+          // when the content turns out to be the parent's.
+          const r = await store(info, open, undefined, true);
+          if (r.sha256 === p.sha256) {
+            for (const [t, put] of r.puts) {
+              const list = files.get(t)!;
+              const at = list.findIndex((f) => f.path === info.path && f.ref === o.id);
+              if (at >= 0) list.splice(at, 1);
+              stored.set(t, stored.get(t)! - put.storedSize);
+            }
+            await eachLive(async (t) => {
+              if (r.puts.has(t)) await t.driver.remove(backupFileKey(o.cluster, o.id, info.path, ext), t.signal);
+            });
+            reference(info);
           }
-          files.push(f);
-          return f;
+          return;
         }
         const h = createHash('sha256');
         let n = 0;
@@ -265,20 +396,27 @@ export function createBackupStore(o: StoreOptions): BackupStore {
         }
         if (n === p.size && h.digest('hex') === p.sha256) {
           o.onBytes?.(info.size);
-          return reference({ ...info, size: n }, p);
+          reference({ ...info, size: n });
+          return;
         }
       }
-      const f = await store(info, open, opts.source);
-      files.push(f);
-      return f;
+      await store(info, open, opts.source);
     },
     addDir(dir) {
       dirs.push(dir);
     },
-    files: () => files,
+    files: (t) => files.get(t)!,
     dirs: () => dirs,
-    storedSize: () => stored,
-    finishBundles: async () => (o.bundler ? o.bundler.finish() : []),
+    storedSize: () => stored.get(live()[0]!)!,
+    async finishBundles() {
+      const out = new Map<StoreTarget, string[]>();
+      await eachLive(async (t) => {
+        out.set(t, t.bundler ? await t.bundler.finish() : []);
+      });
+      return out;
+    },
+    live,
+    fail,
   };
 }
 

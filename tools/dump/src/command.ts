@@ -10,8 +10,8 @@ import { defineTool } from '@cairn/core/cli/run';
 import { COMPRESS_SETTING } from '@cairn/core/config/settings';
 import { summarizeDump, type DumpManifest } from '@cairn/core/dump/manifest';
 import { PG_BIN_SETTING } from '@cairn/core/pg/binaries';
-import { leaseOptionsFor, LOCK_WAIT_SETTING, withLeases } from '@cairn/core/repo/lease';
-import { closeRepositories, loadKey, openRepositories, repoSettingsFrom } from '@cairn/core/repo/repositories';
+import { acquireLeasesEach, leaseOptionsFor, LOCK_WAIT_SETTING, releaseLeasesEach } from '@cairn/core/repo/lease';
+import { closeRepositories, loadKey, notEverywhere, openRepositories, pickRepositories, REPO_ONLY_SETTING, repoSettingsFrom } from '@cairn/core/repo/repositories';
 import { dump } from './dump.js';
 import { assertUsableDirectory } from '@cairn/core/util/user-path';
 
@@ -25,6 +25,7 @@ export const dumpTool = defineTool({
   description:
     'take logical dumps (pg_dump custom format, compressed and checksummed by cairn) of --dbname NAME… or --all ' +
     '(every connectable database plus roles and tablespaces) into the repository. Prints one DATABASE/ID line per dump. ' +
+    'With several repositories each dump goes to every one from one run of pg_dump; one that fails keeps none, the others keep it whole, and the run exits with that repository\'s error naming it (--repo-only picks one). ' +
     'Exit: 0 done, 2 usage, 3 configuration/connection or pg_dump failed, 4 data error, 5 another dump or expire of the cluster holds the lease.',
   positionals: [],
   settings: [
@@ -38,6 +39,7 @@ export const dumpTool = defineTool({
     { name: 'tmp-dir', type: 'string', description: 'where --jobs writes pg_dump\'s directory before it is stored (default: $TMPDIR or /tmp)', valueHint: 'DIR' },
     PG_BIN_SETTING,
     LOCK_WAIT_SETTING,
+    REPO_ONLY_SETTING,
   ],
   examples: [
     'cairn-dump --dbname app --repo /backup',
@@ -57,16 +59,23 @@ export const dumpTool = defineTool({
     }
     const tmpDir = resolve(ctx.cwd, s['tmp-dir'] ?? ctx.env['TMPDIR'] ?? tmpdir());
     if (jobs > 1) assertUsableDirectory(tmpDir, '--tmp-dir', { writable: true });
+    const urls = pickRepositories(repo.repos, s['repo-only']);
     const key = await loadKey(repo, ctx.env, ctx.signal);
-    if (repo.repos.length > 1) ctx.log.warn(`dumping to the first repository "${repo.repos[0]}" only; run once per repository to keep copies in several`);
-    const [driver] = await openRepositories(repo.repos.slice(0, 1), ctx.env);
+    const drivers = await openRepositories(urls, ctx.env);
     const json = s.json;
     try {
       // The dump lease keeps a second run (same ids) and expire (which would
-      // take our manifest-less objects for debris) out.
+      // take our manifest-less objects for debris) out: one per repository,
+      // and one whose lease cannot be taken drops out (the run then fails,
+      // naming it).
       const leaseOpts = leaseOptionsFor('dump', s['lock-wait'] * 1000, ctx);
-      const { manifests } = await withLeases(driver!, repo.cluster, leaseOpts, (signal) => dump({
-        driver: driver!, cluster: repo.cluster, key, compress, databases: all ? 'all' : names, jobs, filters,
+      const leases = await acquireLeasesEach(drivers, repo.cluster, leaseOpts);
+      const { manifests, failed, stored } = await dump({
+        repos: drivers.map((driver, i) => {
+          const l = leases[i]!;
+          return l.ok ? { driver, signal: AbortSignal.any([ctx.signal, l.leases.signal]) } : { driver, failed: l.error };
+        }),
+        cluster: repo.cluster, key, compress, databases: all ? 'all' : names, jobs, filters,
         pgBin: s['pg-bin'], tmpDir,
         onDump: (m) => {
           ctx.stderr.write(
@@ -76,11 +85,12 @@ export const dumpTool = defineTool({
           // Each id as soon as its dump exists: a later database failing leaves these valid.
           if (!json) ctx.stdout.write(dumpName(m) + '\n');
         },
-      }, { ...ctx, signal }));
+      }, ctx).finally(() => releaseLeasesEach(leases));
       if (json) ctx.stdout.write(JSON.stringify(manifests.map(summarizeDump)) + '\n');
+      if (failed.length > 0) throw notEverywhere(`dump ${manifests.map(dumpName).join(', ')}`, stored, failed);
       return EXIT.OK;
     } finally {
-      await closeRepositories([driver!]);
+      await closeRepositories(drivers);
     }
   },
 });

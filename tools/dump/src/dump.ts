@@ -27,7 +27,9 @@ import {
   type DumpManifest,
   type DumpObject,
 } from '@cairn/core/dump/manifest';
-import { writeDumpObject } from '@cairn/core/dump/objects';
+import { writeDumpObject, type WrittenObject } from '@cairn/core/dump/objects';
+import { fanOut } from '@cairn/core/util/fan-out';
+import type { Readable } from 'node:stream';
 import { findPgProgram, type PgBinary } from '@cairn/core/pg/binaries';
 import { describeExit, isProgramFailure, programErrorLine, runProgram, startProgram, type ProgramExit } from '@cairn/core/util/program';
 import { connectPg, readServerInfo, type ServerInfo } from '@cairn/core/pg/connect';
@@ -43,8 +45,17 @@ export interface DumpFilters {
   excludeTables: string[];
 }
 
-export interface DumpOptions {
+/** A repository the dumps go to; `failed` when it is out before the start (its lease could not be taken). */
+export interface DumpRepo {
   driver: StorageDriver;
+  /** Aborts when this repository's lease is lost (the run's signal is in it). */
+  signal?: AbortSignal;
+  failed?: unknown;
+}
+
+export interface DumpOptions {
+  /** Every repository the dumps go to, from one run of pg_dump each (issue 18 item 1). */
+  repos: DumpRepo[];
   cluster: string;
   key: EncryptionKey | undefined;
   compress: string;
@@ -56,19 +67,39 @@ export interface DumpOptions {
   pgBin: string | undefined;
   /** Where --jobs puts pg_dump's directory (needs about the database's size). */
   tmpDir: string;
-  /** Called as each dump's manifest lands, so a later failure still reports the finished ones. */
+  /** Called as each dump's manifest lands (in the first repository that holds it), so a later failure still reports the finished ones. */
   onDump?: (m: DumpManifest) => void;
 }
 
 export interface DumpResult {
+  /** Of the first repository that holds each dump. */
   manifests: DumpManifest[];
+  /** The repositories that dropped out, and why (the run then fails, naming them). */
+  failed: { url: string; error: unknown }[];
+  /** The repositories that hold every dump of the run. */
+  stored: string[];
+}
+
+/** One repository of the run: its own data key and signal; `failed` once it dropped out. */
+interface Target {
+  driver: StorageDriver;
+  spec: EncodeSpec;
+  signal: AbortSignal;
+  failed?: unknown;
+  /**
+   * This run holds the repository's lease: what it stored there may be taken
+   * back. Where another run holds it, objects under our id may be that run's.
+   */
+  leased: boolean;
 }
 
 /** A run's context: what every database's dump shares. */
 interface Run {
   o: DumpOptions;
   ctx: ToolContext;
-  spec: EncodeSpec;
+  targets: Target[];
+  /** The encoding's extension (the same in every repository: one compression, encrypted or not). */
+  ext: string;
   id: string;
   server: ServerInfo;
   pgDump: PgBinary;
@@ -79,20 +110,59 @@ function pgEnv(env: NodeJS.ProcessEnv, database: string | undefined): NodeJS.Pro
   return { ...env, PGAPPNAME: 'cairn-dump', ...(database !== undefined ? { PGDATABASE: database } : {}) };
 }
 
-/** The first second from `start` on whose id no dump of `dirs` uses (debris of an interrupted run included). */
-async function freeId(driver: StorageDriver, cluster: string, dirs: string[], start: Date, signal: AbortSignal): Promise<string> {
+/** The targets still going; throws the first one's failure when none is. */
+function liveTargets(targets: readonly Target[]): Target[] {
+  const live = targets.filter((t) => t.failed === undefined);
+  if (live.length === 0) throw targets[0]!.failed;
+  return live;
+}
+
+/** Runs `job` for each repository still going, at once; one that fails drops out (said on the log), the others go on. */
+async function eachTarget(targets: readonly Target[], ctx: ToolContext, job: (t: Target) => Promise<void>): Promise<void> {
+  await Promise.all(liveTargets(targets).map((t) => job(t).catch((err: unknown) => drop(targets, t, err, ctx))));
+  liveTargets(targets);
+}
+
+function drop(targets: readonly Target[], t: Target, err: unknown, ctx: ToolContext): void {
+  if (t.failed !== undefined) return;
+  t.failed = whyStopped(t.signal, err) ?? new Error('failed');
+  if (targets.length > 1) ctx.log.warn(`repository "${t.driver.url}" drops out of this dump: ${(t.failed as Error)?.message ?? String(t.failed)}`);
+}
+
+/** The first second from `start` on whose id no dump of `dirs` uses in any repository (debris of an interrupted run included). */
+async function freeId(targets: Target[], cluster: string, dirs: string[], start: Date, ctx: ToolContext): Promise<string> {
   for (let i = 0; ; i++) {
     const id = dumpId(new Date(start.getTime() + i * 1000));
     let used = false;
-    for (const dir of dirs) {
-      for await (const _ of driver.list(dumpPrefix(cluster, dir, id), signal)) {
-        used = true;
-        break;
+    await eachTarget(targets, ctx, async (t) => {
+      for (const dir of dirs) {
+        for await (const _ of t.driver.list(dumpPrefix(cluster, dir, id), t.signal)) {
+          used = true;
+          break;
+        }
+        if (used) break;
       }
-      if (used) break;
-    }
+    });
     if (!used) return id;
   }
+}
+
+/**
+ * Streams `source` once into `key` in every repository still going, each
+ * encoded under its own key, at the pace of the slowest; one that fails
+ * drops out. Per repository, what it stored.
+ */
+async function writeEverywhere(run: Run, key: string, source: AsyncIterable<Buffer>): Promise<Map<Target, WrittenObject>> {
+  const targets = liveTargets(run.targets);
+  const outcomes = await fanOut(source, targets.map((t) => (body: Readable) => writeDumpObject(t.driver, key, body, t.spec, t.signal)));
+  const out = new Map<Target, WrittenObject>();
+  targets.forEach((t, i) => {
+    const r = outcomes[i]!;
+    if (r.ok) out.set(t, r.value);
+    else drop(run.targets, t, r.error, run.ctx);
+  });
+  liveTargets(run.targets);
+  return out;
 }
 
 /** An abort (SIGTERM, a lost lease) says why it stopped better than the AbortError it caused. */
@@ -111,7 +181,7 @@ function filterArgs(f: DumpFilters): string[] {
   return [...f.schemas.map((s) => `--schema=${s}`), ...f.tables.map((t) => `--table=${t}`), ...f.excludeTables.map((t) => `--exclude-table=${t}`)];
 }
 
-/** Streams a program's stdout into one object; removes it again unless the program exits 0. */
+/** Streams a program's stdout into one object in every repository; removes them again unless the program exits 0. */
 async function storeProgramOutput(
   run: Run,
   what: string,
@@ -120,19 +190,19 @@ async function storeProgramOutput(
   env: NodeJS.ProcessEnv,
   key: string,
   name: string,
-): Promise<DumpObject> {
-  const { o, ctx } = run;
+): Promise<Map<Target, DumpObject>> {
+  const { ctx } = run;
   const p = startProgram(program.path, args, { env, stdout: 'pipe', signal: ctx.signal });
   try {
     // The stream errors unless pg_dump exits 0: one killed half-way also
     // closes its pipe, and what it wrote must not pass for a whole dump.
-    const w = await writeDumpObject(o.driver, key, p.stdout(), run.spec, ctx.signal);
+    const written = await writeEverywhere(run, key, p.stdout());
     logWarnings(ctx, (await p.exited).stderr);
-    return { name, key, size: w.size, sha256: w.sha256, storedSize: w.storedSize };
+    return new Map([...written].map(([t, w]) => [t, { name, key, size: w.size, sha256: w.sha256, storedSize: w.storedSize }]));
   } catch (err) {
     p.kill();
     const e = await p.exited;
-    await o.driver.remove(key).catch(() => {});
+    await Promise.allSettled(run.targets.filter((t) => t.leased).map((t) => t.driver.remove(key)));
     throw whyStopped(ctx.signal, isProgramFailure(err) ? pgDumpFailed(what, program.path.split('/').pop()!, e) : err);
   }
 }
@@ -141,7 +211,7 @@ function logWarnings(ctx: ToolContext, stderr: string): void {
   for (const line of stderr.split('\n')) if (line.trim() !== '') ctx.log.info(line.trim());
 }
 
-function manifestFor(run: Run, database: string | null, dir: string, dumpFormat: DumpFormat, version: string, objects: DumpObject[], start: Date, stop: Date): DumpManifest {
+function manifestFor(run: Run, t: Target, database: string | null, dir: string, dumpFormat: DumpFormat, version: string, objects: DumpObject[], start: Date, stop: Date): DumpManifest {
   const { o } = run;
   return {
     format: DUMP_MANIFEST_FORMAT,
@@ -155,7 +225,7 @@ function manifestFor(run: Run, database: string | null, dir: string, dumpFormat:
     pgMajor: run.server.major,
     pgDumpVersion: version,
     filters: dumpFormat === 'globals' ? { schemas: [], tables: [], excludeTables: [] } : o.filters,
-    compress: formatCompress(run.spec.compress),
+    compress: formatCompress(t.spec.compress),
     encrypted: o.key !== undefined,
     start: { time: start.toISOString() },
     stop: { time: stop.toISOString() },
@@ -168,18 +238,28 @@ function manifestFor(run: Run, database: string | null, dir: string, dumpFormat:
   };
 }
 
-/** Writes the manifest, which makes the dump exist; if that fails, its objects go (they would be debris). */
-async function commit(run: Run, m: DumpManifest): Promise<DumpManifest> {
-  const key = dumpManifestKey(run.o.cluster, m.dir, m.id);
-  try {
-    await run.o.driver.write(key, Buffer.from(JSON.stringify(m, null, 2) + '\n'), { ifAbsent: true, signal: run.ctx.signal });
-  } catch (err) {
-    // A write whose answer was lost may have landed (an S3 PUT): a manifest
-    // that exists keeps its objects; only without one are they debris.
-    const landed = await run.o.driver.stat(key).then((st) => st !== undefined, () => true);
-    if (!landed) await Promise.allSettled(m.objects.map((x) => run.o.driver.remove(x.key)));
-    throw err;
-  }
+/**
+ * Writes the manifest in every repository still going, which makes the dump
+ * exist there; where that fails, its objects go (they would be debris) and
+ * the repository drops out. The first repository's manifest.
+ */
+async function commit(run: Run, manifestOf: (t: Target) => DumpManifest): Promise<DumpManifest> {
+  const done = new Map<Target, DumpManifest>();
+  await eachTarget(run.targets, run.ctx, async (t) => {
+    const m = manifestOf(t);
+    const key = dumpManifestKey(run.o.cluster, m.dir, m.id);
+    try {
+      await t.driver.write(key, Buffer.from(JSON.stringify(m, null, 2) + '\n'), { ifAbsent: true, signal: t.signal });
+    } catch (err) {
+      // A write whose answer was lost may have landed (an S3 PUT): a manifest
+      // that exists keeps its objects; only without one are they debris.
+      const landed = await t.driver.stat(key).then((st) => st !== undefined, () => true);
+      if (!landed) await Promise.allSettled(m.objects.map((x) => t.driver.remove(x.key)));
+      throw err;
+    }
+    done.set(t, m);
+  });
+  const m = done.get(liveTargets(run.targets)[0]!)!;
   run.o.onDump?.(m);
   return m;
 }
@@ -190,11 +270,12 @@ async function dumpCustom(run: Run, database: string): Promise<DumpManifest> {
   const start = ctx.now();
   const dir = databaseDir(database);
   const name = dumpObjectName('custom');
-  const key = dumpObjectKey(o.cluster, dir, run.id, 'custom', name, encodedExtension(run.spec));
+  const key = dumpObjectKey(o.cluster, dir, run.id, 'custom', name, run.ext);
   // -Z 0: cairn compresses (zstd by default, faster and smaller than pg_dump's gzip).
   const args = ['--format=custom', '--compress=0', '--no-password', ...filterArgs(o.filters)];
-  const obj = await storeProgramOutput(run, `database ${JSON.stringify(database)}`, run.pgDump, args, pgEnv(ctx.env, database), key, name);
-  return await commit(run, manifestFor(run, database, dir, 'custom', run.pgDump.version, [obj], start, ctx.now()));
+  const objs = await storeProgramOutput(run, `database ${JSON.stringify(database)}`, run.pgDump, args, pgEnv(ctx.env, database), key, name);
+  const stop = ctx.now();
+  return await commit(run, (t) => manifestFor(run, t, database, dir, 'custom', run.pgDump.version, [objs.get(t)!], start, stop));
 }
 
 /** One database with pg_dump -Fd -j N into a local directory, then each file as an object. */
@@ -213,18 +294,19 @@ async function dumpDirectory(run: Run, database: string): Promise<DumpManifest> 
     if (e.code !== 0) throw pgDumpFailed(`database ${JSON.stringify(database)}`, 'pg_dump', e);
     logWarnings(ctx, e.stderr);
     const files = (await readdir(out)).sort();
-    const ext = encodedExtension(run.spec);
     const limit = createLimiter(Math.min(o.jobs, 8));
-    const objects = await Promise.all(files.map((file) => limit(async (): Promise<DumpObject> => {
+    // Each file read once, into every repository.
+    const objects = await Promise.all(files.map((file) => limit(async () => {
       const name = dumpObjectName('directory', file);
-      const key = dumpObjectKey(o.cluster, dir, run.id, 'directory', name, ext);
+      const key = dumpObjectKey(o.cluster, dir, run.id, 'directory', name, run.ext);
       written.push(key);
-      const w = await writeDumpObject(o.driver, key, createReadStream(join(out, file), { highWaterMark: 1024 * 1024 }), run.spec, ctx.signal);
-      return { name, key, ...w };
+      const w = await writeEverywhere(run, key, createReadStream(join(out, file), { highWaterMark: 1024 * 1024 }));
+      return (t: Target): DumpObject => ({ name, key, ...w.get(t)! });
     })));
-    return await commit(run, manifestFor(run, database, dir, 'directory', run.pgDump.version, objects, start, ctx.now()));
+    const stop = ctx.now();
+    return await commit(run, (t) => manifestFor(run, t, database, dir, 'directory', run.pgDump.version, objects.map((x) => x(t)), start, stop));
   } catch (err) {
-    await Promise.allSettled(written.map((k) => o.driver.remove(k)));
+    await Promise.allSettled(run.targets.filter((t) => t.leased).flatMap((t) => written.map((k) => t.driver.remove(k))));
     throw whyStopped(ctx.signal, err);
   } finally {
     // pg_dump's directory holds table data: never leave it behind.
@@ -237,21 +319,27 @@ async function dumpGlobals(run: Run, pgDumpall: PgBinary, maintenanceDb: string)
   const { o, ctx } = run;
   const start = ctx.now();
   const name = dumpObjectName('globals');
-  const key = dumpObjectKey(o.cluster, GLOBALS_DIR, run.id, 'globals', name, encodedExtension(run.spec));
+  const key = dumpObjectKey(o.cluster, GLOBALS_DIR, run.id, 'globals', name, run.ext);
   const args = ['--globals-only', '--no-password', `--database=${maintenanceDb}`];
-  const obj = await storeProgramOutput(run, 'the globals (roles, tablespaces)', pgDumpall, args, pgEnv(ctx.env, undefined), key, name);
-  return await commit(run, manifestFor(run, null, GLOBALS_DIR, 'globals', pgDumpall.version, [obj], start, ctx.now()));
+  const objs = await storeProgramOutput(run, 'the globals (roles, tablespaces)', pgDumpall, args, pgEnv(ctx.env, undefined), key, name);
+  const stop = ctx.now();
+  return await commit(run, (t) => manifestFor(run, t, null, GLOBALS_DIR, 'globals', pgDumpall.version, [objs.get(t)!], start, stop));
 }
 
 export async function dump(o: DumpOptions, toolCtx: ToolContext): Promise<DumpResult> {
   // node-postgres and pg_dump reach the server libpq would (docs/gotchas.md §Real hosts).
   const ctx: ToolContext = { ...toolCtx, env: libpqEnv(toolCtx.env) };
-  // Objects are encrypted with the cluster's data key (or, in a cluster made before data keys, the operator's key).
-  const dataKey = (await ensureRepoConfig(o.driver, o.cluster, o.key, ctx.now(), ctx.signal)).dataKey;
-  const spec: EncodeSpec = { compress: parseCompress(o.compress), ...(dataKey ? { key: dataKey } : {}) };
-  // What a killed dump left: pg_dump's local directory (table data) and temp objects.
+  const compress = parseCompress(o.compress);
+  const targets: Target[] = o.repos.map((r) => ({ driver: r.driver, spec: { compress }, signal: r.signal ?? ctx.signal, leased: r.failed === undefined, ...(r.failed !== undefined ? { failed: r.failed } : {}) }));
+  await eachTarget(targets, ctx, async (t) => {
+    // Objects are encrypted with each repository's own data key (or, in a
+    // cluster made before data keys, the operator's key).
+    const dataKey = (await ensureRepoConfig(t.driver, o.cluster, o.key, ctx.now(), t.signal)).dataKey;
+    t.spec = { compress, ...(dataKey ? { key: dataKey } : {}) };
+    await sweepLeftovers(t.driver, o.cluster, 'dumps/', { ...ctx, signal: t.signal });
+  });
+  // What a killed dump left: pg_dump's local directory (table data).
   for (const dir of await removeDeadWorkDirs(o.tmpDir, 'cairn-dump')) ctx.log.info(`removed "${dir}", left by a cairn-dump that was killed`);
-  await sweepLeftovers(o.driver, o.cluster, 'dumps/', ctx);
   // --all connects to PGDATABASE (else postgres) to list the databases; a
   // named database is connected to itself, which proves it exists.
   const maintenanceDb = o.databases === 'all' ? ctx.env['PGDATABASE'] || 'postgres' : o.databases[0]!;
@@ -280,8 +368,8 @@ export async function dump(o: DumpOptions, toolCtx: ToolContext): Promise<DumpRe
   const pgDump = await findPgProgram('pg_dump', major, { pgBin: o.pgBin, env: ctx.env });
   const pgDumpall = o.databases === 'all' ? await findPgProgram('pg_dumpall', major, { pgBin: o.pgBin, env: ctx.env }) : undefined;
   const dirs = [...databases.map(databaseDir), ...(pgDumpall ? [GLOBALS_DIR] : [])];
-  const id = await freeId(o.driver, o.cluster, dirs, ctx.now(), ctx.signal);
-  const run: Run = { o, ctx, spec, id, server, pgDump };
+  const id = await freeId(targets, o.cluster, dirs, ctx.now(), ctx);
+  const run: Run = { o, ctx, targets, ext: encodedExtension(liveTargets(targets)[0]!.spec), id, server, pgDump };
   ctx.log.info(`dump ${id} of ${databases.length} database(s) with ${pgDump.version} (server ${server.versionNum}, system ${server.systemId})`);
 
   const manifests: DumpManifest[] = [];
@@ -289,5 +377,18 @@ export async function dump(o: DumpOptions, toolCtx: ToolContext): Promise<DumpRe
   for (const database of databases) {
     manifests.push(o.jobs > 1 ? await dumpDirectory(run, database) : await dumpCustom(run, database));
   }
-  return { manifests };
+  const failed = targets.filter((t) => t.failed !== undefined).map((t) => ({ url: t.driver.url, error: t.failed }));
+  // A repository that dropped out keeps no manifest of this run's later
+  // dumps, only objects: they go now, or stay as debris for expire.
+  for (const t of targets.filter((x) => x.failed !== undefined && x.leased)) {
+    for (const dir of dirs) {
+      try {
+        if ((await t.driver.stat(dumpManifestKey(o.cluster, dir, id))) !== undefined) continue;
+        for await (const obj of t.driver.list(dumpPrefix(o.cluster, dir, id))) await t.driver.remove(obj.key);
+      } catch {
+        /* expire removes them after --debris-grace */
+      }
+    }
+  }
+  return { manifests, failed, stored: liveTargets(targets).map((t) => t.driver.url) };
 }

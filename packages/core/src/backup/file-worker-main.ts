@@ -2,7 +2,6 @@
 // time from the main thread and does the whole file.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { CairnError } from '../cli/errors.js';
 import { dataKeyResolver } from '../repo/data-key.js';
 import { loadKey } from '../repo/repositories.js';
 import { parseCompress, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
@@ -10,64 +9,104 @@ import { nativeZstd } from '../codec/zstd-native.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { openStorage } from '../storage/open.js';
 import type { Readable } from 'node:stream';
-import { createPiecePool, createSlots, encodeFile, encodeWhole, PIECE_SIZE, readFilePieces } from '../codec/file-codec.js';
+import { createPiecePool, createSlots, encodeFileMany, encodeWholeMany, PIECE_SIZE, readFilePieces } from '../codec/file-codec.js';
+import type { Outcome } from '../util/fan-out.js';
 import { createPageCheck } from '../pg/page-checksum.js';
 import { NotWholePages, storeChangedPages } from './pages.js';
 import { restoreFileHere } from './restore-file.js';
-import type { DecodeJob, EncodeJob, EncodeResult, HashJob, PagesJob, WorkerSetup } from './file-worker.js';
+import { serializeError, type DecodeJob, type EncodeJob, type EncodeResult, type HashJob, type PagesJob, type WorkerOutcome, type WorkerSetup } from './file-worker.js';
 import { hashLocalFile, restorePaged } from './restore-pages.js';
 
 export function runFileWorker(): void {
   const setup = workerData as WorkerSetup;
-  let driverP: Promise<StorageDriver> | undefined;
-  let keyP: Promise<EncryptionKey | undefined> | undefined;
-  const driver = () => (driverP ??= openStorage(setup.repoUrl, { env: setup.env }));
-  const key = () => (keyP ??= (async () => {
-    const operator = await loadKey(setup, setup.env);
-    // The cluster's data key (repo/data-key.ts), as the main thread uses.
-    return operator === undefined ? undefined : dataKeyResolver(setup.cluster, operator)(await driver());
-  })());
+  const urls = setup.repoUrls ?? [setup.repoUrl];
+  const drivers = new Map<number, Promise<StorageDriver>>();
+  const keys = new Map<number, Promise<EncryptionKey | undefined>>();
+  let operatorP: Promise<EncryptionKey | undefined> | undefined;
+  const driverAt = (i: number) => {
+    let d = drivers.get(i);
+    if (d === undefined) drivers.set(i, (d = openStorage(urls[i]!, { env: setup.env })));
+    return d;
+  };
+  // Each repository's own data key (repo/data-key.ts), as the main thread uses.
+  const keyAt = (i: number) => {
+    let k = keys.get(i);
+    if (k === undefined) {
+      keys.set(i, (k = (async () => {
+        const operator = await (operatorP ??= loadKey(setup, setup.env));
+        return operator === undefined ? undefined : dataKeyResolver(setup.cluster, operator)(await driverAt(i));
+      })()));
+    }
+    return k;
+  };
+  const driver = () => driverAt(0);
+  const key = () => keyAt(0);
   // Pieces in flight for this worker's one file: enough to keep the
   // threadpool busy compressing while this thread hashes.
   const slots = createSlots(3);
   const pool = createPiecePool(6);
 
   const encode = async (job: EncodeJob): Promise<EncodeResult> => {
-    const d = await driver();
-    const k = await key();
-    const spec: EncodeSpec = { compress: parseCompress(setup.compress), ...(k ? { key: k } : {}) };
+    const targets = job.targets ?? [0];
+    // A repository whose driver or key does not open fails alone.
+    const opened = await Promise.all(targets.map(async (i) => {
+      try {
+        const [d, k] = await Promise.all([driverAt(i), keyAt(i)]);
+        return { ok: true as const, d, spec: { compress: parseCompress(setup.compress), ...(k ? { key: k } : {}) } as EncodeSpec };
+      } catch (error) {
+        return { ok: false as const, error };
+      }
+    }));
+    const live = opened.flatMap((o) => (o.ok ? [o] : []));
+    const spread = (stored: Outcome<number>[]): WorkerOutcome[] => {
+      let n = 0;
+      return opened.map((o) => {
+        const r: Outcome<number> = o.ok ? stored[n++]! : { ok: false, error: o.error };
+        return r.ok ? r : { ok: false, error: serializeError(r.error) };
+      });
+    };
+    if (live.length === 0) return { size: 0, sha256: '', storedSize: 0, badPages: [], stored: spread([]) };
+    const specs = live.map((o) => o.spec);
     const check = job.pageCheck ? createPageCheck(job.pageCheck.firstBlock, BigInt(job.pageCheck.startLsn)) : undefined;
     // zstd through zstd-napi on this thread where it is installed: this
     // thread owns the file, and it compresses a 1 GiB relation segment in
     // 1.3 s of CPU against node:zlib's 1.5-2.0 s on the threadpool (and 3%
     // smaller; codec/zstd-native.ts).
-    const z = spec.compress.alg === 'zstd' ? nativeZstd() : undefined;
-    const compressHere = z ? (piece: Buffer) => z.encodeFrame(piece, spec.compress.level) : undefined;
-    const write = (body: Readable | Buffer) => d.write(job.key, body, { durable: false });
+    const compress = specs[0]!.compress;
+    const z = compress.alg === 'zstd' ? nativeZstd() : undefined;
+    const compressHere = z ? (piece: Buffer) => z.encodeFrame(piece, compress.level) : undefined;
+    const writes = live.map((o) => (body: Readable | Buffer) => o.d.write(job.key, body, { durable: false }));
     if (job.pages) {
+      let stored: Outcome<number>[] = [];
       try {
         const pages = await storeChangedPages(readFilePieces(job.path, job.size, pool), {
           firstBlock: job.pages.firstBlock, parentStartLsn: BigInt(job.pages.parentStartLsn), startLsn: BigInt(job.pages.startLsn), parentBlocks: job.pages.parentBlocks, pieceSize: PIECE_SIZE,
         }, {
           async small(buf) {
-            const e = await encodeWhole(buf, spec);
-            await write(e.stored);
-            return { size: e.size, sha256: e.sha256, storedSize: e.stored.length };
+            const e = await encodeWholeMany(buf, specs);
+            stored = await Promise.all(writes.map((w, i) => w(e.stored[i]!).then((): Outcome<number> => ({ ok: true, value: e.stored[i]!.length }), (error: unknown): Outcome<number> => ({ ok: false, error }))));
+            return { size: e.size, sha256: e.sha256, storedSize: e.stored[0]!.length };
           },
-          stream: (pieces) => encodeFile(pieces, spec, slots, write, compressHere ? { compressHere } : {}),
+          async stream(pieces) {
+            const r = await encodeFileMany(pieces, specs, slots, writes, compressHere ? { compressHere } : {});
+            stored = r.stored;
+            return { size: r.size, sha256: r.sha256, storedSize: 0 };
+          },
         });
-        return { size: pages.fileSize, sha256: pages.fileSha256, storedSize: pages.layer?.storedSize ?? 0, badPages: pages.badPages, pages };
+        // No layer (no page changed): nothing written anywhere.
+        if (pages.layer === undefined) stored = live.map(() => ({ ok: true, value: 0 }));
+        return { size: pages.fileSize, sha256: pages.fileSha256, storedSize: 0, badPages: pages.badPages, pages, stored: spread(stored) };
       } catch (err) {
         if (!(err instanceof NotWholePages)) throw err;
-        return { size: 0, sha256: '', storedSize: 0, badPages: [] };
+        return { size: 0, sha256: '', storedSize: 0, badPages: [], stored: spread(live.map(() => ({ ok: true, value: 0 }))) };
       }
     }
-    const r = await encodeFile(readFilePieces(job.path, job.size, pool), spec, slots, write, {
+    const r = await encodeFileMany(readFilePieces(job.path, job.size, pool), specs, slots, writes, {
       pool,
       ...(check ? { inspect: check.inspect } : {}),
       ...(compressHere ? { compressHere } : {}),
     });
-    return { ...r, badPages: check?.bad ?? [] };
+    return { size: r.size, sha256: r.sha256, storedSize: 0, badPages: check?.bad ?? [], stored: spread(r.stored) };
   };
 
   // The worker owns the file: decoded, hashed and written on this thread.
@@ -88,11 +127,7 @@ export function runFileWorker(): void {
     work.then(
       (result) => parentPort!.postMessage({ id: m.id, result }),
       (err: unknown) => {
-        const e = err as Error & { code?: string; hint?: string };
-        parentPort!.postMessage({
-          id: m.id,
-          error: err instanceof CairnError ? { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } : { message: e.message, ...(typeof e.code === 'string' ? { errno: e.code } : {}) },
-        });
+        parentPort!.postMessage({ id: m.id, error: serializeError(err) });
       },
     );
   });

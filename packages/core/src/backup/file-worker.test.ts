@@ -41,3 +41,33 @@ test('each job goes at once to the worker with the fewest bytes queued', async (
     await workers.close();
   }
 });
+
+test('an encode job reads the file once into every repository; one that fails is reported, the others keep it', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { readFileSync, statSync } = await import('node:fs');
+  const real = join(dir, 'real-worker.mjs');
+  writeFileSync(real, `import { runFileWorker } from ${JSON.stringify(new URL('./file-worker-main.js', import.meta.url).href)};\nrunFileWorker();\n`);
+  const good = mkdtempSync(join(dir, 'good-'));
+  const blocker = join(dir, 'not-a-dir');
+  writeFileSync(blocker, 'a regular file');
+  const bad = join(blocker, 'repo');
+  const source = join(dir, 'relation');
+  const data = Buffer.alloc(9 * 1024 * 1024 + 123, 'pgbench filler ');
+  writeFileSync(source, data);
+  const workers = createFileWorkers(pathToFileURL(real), 1, { repoUrl: good, repoUrls: [good, bad], env: {}, cluster: 'main', keyFile: undefined, compress: 'zstd:1' });
+  try {
+    const key = 'main/backups/20261206-210000F/data/base/5/16384.zst';
+    const r = await workers.encode({ kind: 'encode', path: source, key, size: data.length, targets: [0, 1] });
+    assert.equal(r.size, data.length);
+    assert.equal(r.stored.length, 2);
+    const [ok, failed] = [r.stored[0]!, r.stored[1]!];
+    assert.ok(ok.ok, `the good repository stored it: ${JSON.stringify(ok)}`);
+    assert.equal(ok.value, statSync(join(good, key)).size);
+    assert.equal(failed.ok, false, 'the repository under a regular file failed');
+    const z = spawnSync('zstd', ['-d', '-c', '-q'], { input: readFileSync(join(good, key)), maxBuffer: 64 << 20 });
+    assert.equal(z.status, 0);
+    assert.ok(z.stdout.equals(data), 'zstd -d gives the file back');
+  } finally {
+    await workers.close();
+  }
+});

@@ -26,6 +26,12 @@ export interface EncodeJob {
    * against startLsn (this backup's start) in the same pass. Decimal LSNs.
    */
   pages?: { parentStartLsn: string; startLsn: string; parentBlocks: number; firstBlock: number };
+  /**
+   * The repositories to write `key` to, as indexes into WorkerSetup.repoUrls
+   * (default: the first): the file is read and compressed once for all of
+   * them (issue 18 item 1), and one that fails does not fail the others.
+   */
+  targets?: number[];
 }
 
 export interface EncodeResult {
@@ -35,6 +41,28 @@ export interface EncodeResult {
   badPages: number[];
   /** Page-level jobs: what was stored; undefined when the file must be stored whole (not whole pages). */
   pages?: ChangedPages;
+  /** Per entry of EncodeJob.targets: the stored size there, or why that repository failed. */
+  stored: WorkerOutcome[];
+}
+
+/** One repository's end of an encode job; an error as a CairnError's parts, to cross the thread. */
+export type WorkerOutcome = { ok: true; value: number } | { ok: false; error: SerializedError };
+
+export interface SerializedError {
+  code?: string;
+  message: string;
+  hint?: string;
+  errno?: string;
+}
+
+export function serializeError(err: unknown): SerializedError {
+  const e = err as Error & { code?: string; hint?: string };
+  return err instanceof CairnError ? { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } : { message: e?.message ?? String(err), ...(typeof e?.code === 'string' ? { errno: e.code } : {}) };
+}
+
+export function deserializeError(e: SerializedError): Error {
+  if (e.code) return new CairnError(e.code as ErrorCode, e.message, e.hint === undefined ? {} : { hint: e.hint });
+  return Object.assign(new Error(e.message), e.errno ? { code: e.errno } : {});
 }
 
 export interface DecodeJob extends FileToRestore {
@@ -60,6 +88,8 @@ export interface HashJob {
 
 export interface WorkerSetup {
   repoUrl: string;
+  /** Every repository encode jobs may write to (EncodeJob.targets); default [repoUrl]. */
+  repoUrls?: string[];
   /** The tool context's environment (the S3 region); a thread does not read process.env (docs/style.md). */
   env: Record<string, string | undefined>;
   /** The key source: a thread loads the operator's key itself and opens `cluster`'s data key with it. */
@@ -73,7 +103,7 @@ export interface WorkerSetup {
 interface Reply {
   id: number;
   result?: unknown;
-  error?: { code?: string; message: string; hint?: string; errno?: string };
+  error?: SerializedError;
 }
 
 export interface FileWorkers {
@@ -105,9 +135,7 @@ export function createFileWorkers(entry: URL, count: number, setup: WorkerSetup)
       if (!p) return;
       p.slot.queued -= p.size;
       if (m.error) {
-        const e = m.error;
-        if (e.code) p.reject(new CairnError(e.code as ErrorCode, e.message, e.hint === undefined ? {} : { hint: e.hint }));
-        else p.reject(Object.assign(new Error(e.message), e.errno ? { code: e.errno } : {}));
+        p.reject(deserializeError(m.error));
       } else {
         p.resolve(m.result);
       }

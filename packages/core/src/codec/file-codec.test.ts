@@ -5,7 +5,7 @@ import { Readable, Writable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { test } from 'node:test';
 import { encryptionKeyFromBytes, parseCompress, sha256Hex, type EncodeSpec } from './index.js';
-import { createSlots, decodeFileInto, decodeFileStages, encodeFile, rechunk, PIECE_SIZE } from './file-codec.js';
+import { createSlots, decodeFileInto, decodeFileStages, decodeWhole, encodeFile, encodeFileMany, encodeWholeMany, rechunk, PIECE_SIZE } from './file-codec.js';
 
 async function* chunks(buf: Buffer, size: number): AsyncGenerator<Buffer> {
   for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
@@ -104,4 +104,66 @@ test('small files: encodeWhole stores what decodeWhole (and zstd -d) read back; 
   const e = await encodeWhole(data, { compress: parseCompress('zstd:1') });
   const z = spawnSync('zstd', ['-d', '-c', '-q'], { input: e.stored });
   assert.ok(z.stdout.equals(data));
+});
+
+test('encodeFileMany: one read, each sink under its own key; a failing sink drops out, the others finish', async () => {
+  const keys = [encryptionKeyFromBytes(randomBytes(32)), encryptionKeyFromBytes(randomBytes(32)), encryptionKeyFromBytes(randomBytes(32))];
+  const specs = keys.map((key) => ({ compress: parseCompress('zstd:1'), key }));
+  let reads = 0;
+  async function* once(): AsyncGenerator<Buffer> {
+    reads++;
+    yield* rechunk(chunks(compressible, 100_000));
+  }
+  const stored: Buffer[] = [Buffer.alloc(0), Buffer.alloc(0), Buffer.alloc(0)];
+  const r = await encodeFileMany(once(), specs, createSlots(4), [
+    async (body) => {
+      stored[0] = await buffer(body);
+    },
+    async (body) => {
+      let n = 0;
+      for await (const c of body) if ((n += (c as Buffer).length) > 1000) throw new Error('repository down');
+    },
+    async (body) => {
+      stored[2] = await buffer(body);
+    },
+  ]);
+  assert.equal(reads, 1);
+  assert.equal(r.sha256, sha256Hex(compressible));
+  assert.equal(r.stored[1]!.ok, false);
+  for (const i of [0, 2]) {
+    const o = r.stored[i]!;
+    assert.ok(o.ok);
+    assert.equal(o.value, stored[i]!.length);
+    assert.ok((await decode(stored[i]!, '.zst.enc', keys[i], r.sha256, r.size)).equals(compressible), `sink ${i} decodes under its own key`);
+  }
+  assert.ok(!stored[0]!.equals(stored[2]!), 'different keys, different bytes');
+  await assert.rejects(decode(stored[0]!, '.zst.enc', keys[2], r.sha256, r.size), 'not under another key');
+});
+
+test('encodeWholeMany: compressed once, encrypted per key', async () => {
+  const buf = Buffer.from('a small file of a cluster '.repeat(100));
+  const keys = [encryptionKeyFromBytes(randomBytes(32)), undefined];
+  const e = await encodeWholeMany(buf, keys.map((key) => ({ compress: parseCompress('zstd:1'), ...(key ? { key } : {}) })));
+  assert.equal(e.stored.length, 2);
+  assert.ok((await decodeWhole(e.stored[0]!, 'x.zst.enc', keys[0], { sha256: e.sha256, size: e.size, label: '"x"' })).equals(buf));
+  assert.ok((await decodeWhole(e.stored[1]!, 'x.zst', undefined, { sha256: e.sha256, size: e.size, label: '"x"' })).equals(buf));
+});
+
+test('a write that fails on a file of many pieces rejects, stops reading and frees its slots', async () => {
+  let read = 0;
+  async function* many(): AsyncGenerator<Buffer> {
+    for (let i = 0; i < 20; i++) {
+      read++;
+      yield Buffer.alloc(PIECE_SIZE, i);
+    }
+  }
+  const slots = createSlots(2);
+  const failing = async (body: Readable) => {
+    for await (const _ of body) throw new Error('write failed');
+  };
+  const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('hung')), 10_000).unref());
+  await assert.rejects(Promise.race([encodeFile(many(), { compress: parseCompress('zstd:1') }, slots, failing), timeout]), /write failed/);
+  assert.ok(read < 20, `stopped reading (${read} of 20 pieces read)`);
+  // Every slot is free again: two can be taken at once.
+  await Promise.race([Promise.all([slots.acquire(), slots.acquire()]), timeout]);
 });

@@ -17,6 +17,7 @@ import { CairnError } from '../cli/errors.js';
 import { createCountStage, createDecompressStages, createEncryptStage, decryptStages, storedEncoding, zstdParams, type EncodeSpec, type EncryptionKey } from './index.js';
 import { checksumMismatch as mismatch, corruptDataFrom } from './errors.js';
 import { createZstdFrameSplitter } from './zstd-frames.js';
+import { fanOut, type Outcome } from '../util/fan-out.js';
 
 /** Input bytes per frame. */
 export const PIECE_SIZE = 4 * 1024 * 1024;
@@ -93,15 +94,22 @@ function compressWhole(buf: Buffer, spec: EncodeSpec): Promise<Buffer> | Buffer 
  * kB, and per-file stream machinery dominated their cost).
  */
 export async function encodeWhole(buf: Buffer, spec: EncodeSpec): Promise<{ stored: Buffer; size: number; sha256: string }> {
+  const e = await encodeWholeMany(buf, [spec]);
+  return { stored: e.stored[0]!, size: e.size, sha256: e.sha256 };
+}
+
+/** encodeWhole for several specs that differ only in their keys: hashed and compressed once, encrypted for each. */
+export async function encodeWholeMany(buf: Buffer, specs: readonly EncodeSpec[]): Promise<{ stored: Buffer[]; size: number; sha256: string }> {
   const sha256 = createHash('sha256').update(buf).digest('hex');
-  let stored = await compressWhole(buf, spec);
-  if (spec.key !== undefined) {
+  const compressed = await compressWhole(buf, sameCompression(specs));
+  const stored = await Promise.all(specs.map(async (spec) => {
+    if (spec.key === undefined) return compressed;
     const parts: Buffer[] = [];
     const enc = createEncryptStage(spec.key);
     enc.on('data', (c: Buffer) => parts.push(c));
-    await pipeline(Readable.from(stored.length > 0 ? [stored] : []), enc, new Writable({ write(_c, _e, cb) { cb(); } }));
-    stored = Buffer.concat(parts);
-  }
+    await pipeline(Readable.from(compressed.length > 0 ? [compressed] : []), enc, new Writable({ write(_c, _e, cb) { cb(); } }));
+    return Buffer.concat(parts);
+  }));
   return { stored, size: buf.length, sha256 };
 }
 
@@ -179,14 +187,38 @@ export async function encodeFile(
   spec: EncodeSpec,
   slots: Slots,
   write: (body: Readable) => Promise<void>,
-  opts: {
-    inspect?: (piece: Buffer, offset: number) => void;
-    signal?: AbortSignal;
-    pool?: PiecePool;
-    /** Compresses a piece on this thread instead of the threadpool (a worker that owns the file: codec/zstd-native.ts). */
-    compressHere?: (piece: Buffer) => Buffer;
-  } = {},
+  opts: EncodeFileOptions = {},
 ): Promise<EncodedFile> {
+  const r = await encodeFileMany(pieces, [spec], slots, [write], opts);
+  const one = r.stored[0]!;
+  if (!one.ok) throw one.error;
+  return { size: r.size, sha256: r.sha256, storedSize: one.value };
+}
+
+export interface EncodeFileOptions {
+  inspect?: (piece: Buffer, offset: number) => void;
+  signal?: AbortSignal;
+  pool?: PiecePool;
+  /** Compresses a piece on this thread instead of the threadpool (a worker that owns the file: codec/zstd-native.ts). */
+  compressHere?: (piece: Buffer) => Buffer;
+}
+
+/**
+ * encodeFile to several sinks at once (the repositories of a backup, issue
+ * 18 item 1): the file is read, hashed and compressed once, then each sink
+ * gets it encrypted under its own spec's key (the compression of `specs`
+ * must be the same). A sink that fails drops out and the others go on: the
+ * stored size or the error of each, in order. Throws only when the input
+ * fails (every sink then fails with it).
+ */
+export async function encodeFileMany(
+  pieces: AsyncIterable<Buffer>,
+  specs: readonly EncodeSpec[],
+  slots: Slots,
+  writes: readonly ((body: Readable) => Promise<void>)[],
+  opts: EncodeFileOptions = {},
+): Promise<{ size: number; sha256: string; stored: Outcome<number>[] }> {
+  const spec = sameCompression(specs);
   const hash = createHash('sha256');
   let size = 0;
   // Compressed pieces in file order; each holds a slot until written out.
@@ -194,6 +226,17 @@ export async function encodeFile(
   let wake: (() => void) | undefined;
   let inputDone = false;
   let inputError: unknown;
+  // Once no sink takes more (every write failed), reading stops: without
+  // this the reader waited for a slot that nobody would free, for ever.
+  let stopReading!: () => void;
+  const stopped = new Promise<false>((r) => (stopReading = () => r(false)));
+  const acquire = async (): Promise<boolean> => {
+    const a = slots.acquire();
+    if (await Promise.race([a.then(() => true), stopped])) return true;
+    // Given up: the slot, once it comes, goes back.
+    a.then(() => slots.release(), () => {});
+    return false;
+  };
 
   const feed = (async () => {
     try {
@@ -202,7 +245,7 @@ export async function encodeFile(
         opts.inspect?.(piece, size);
         hash.update(piece);
         size += piece.length;
-        await slots.acquire();
+        if (!(await acquire())) break;
         const p = opts.compressHere ? Promise.resolve(opts.compressHere(piece)) : compressPiece(piece, spec);
         p.catch(() => {}); // observed by the reader below
         // Compressed, the piece is free again (uncompressed, it is the output).
@@ -210,9 +253,8 @@ export async function encodeFile(
         queue.push(p);
         wake?.();
       }
-      if (size === 0) {
+      if (size === 0 && (await acquire())) {
         // An empty file is still one frame, so `zstd -d` of the object works.
-        await slots.acquire();
         const empty = Buffer.alloc(0);
         const p = opts.compressHere ? Promise.resolve(opts.compressHere(empty)) : compressPiece(empty, spec);
         p.catch(() => {});
@@ -244,19 +286,24 @@ export async function encodeFile(
     if (inputError !== undefined) throw inputError;
   }
 
-  const count = createCountStage();
-  const stages: Transform[] = [];
-  if (spec.key !== undefined) stages.push(createEncryptStage(spec.key));
-  const source = Readable.from(ordered(), { objectMode: false });
-  try {
+  // Each sink: [encrypt under its key] → count → its write.
+  const sinks = specs.map((s, i) => async (body: Readable): Promise<number> => {
+    const count = createCountStage();
+    const stages: Transform[] = s.key !== undefined ? [createEncryptStage(s.key)] : [];
     await Promise.all([
-      pipeline([source, ...stages, count.stage], opts.signal ? { signal: opts.signal } : {}).catch((err) => {
+      pipeline([body, ...stages, count.stage], opts.signal ? { signal: opts.signal } : {}).catch((err) => {
         count.stage.destroy(err as Error);
         throw err;
       }),
-      write(count.stage),
+      writes[i]!(count.stage),
     ]);
+    return count.bytes();
+  });
+  let stored: Outcome<number>[];
+  try {
+    stored = await fanOut(ordered(), sinks);
   } finally {
+    stopReading();
     await feed;
     // Pieces compressed but never written (a failed write): give their slots back.
     while (queue.length > 0) {
@@ -265,7 +312,17 @@ export async function encodeFile(
     }
   }
   if (inputError !== undefined) throw inputError;
-  return { size, sha256: hash.digest('hex'), storedSize: count.bytes() };
+  return { size, sha256: hash.digest('hex'), stored };
+}
+
+/** The one compression of `specs` (encodeFileMany, encodeWholeMany): they differ only in their keys. */
+function sameCompression(specs: readonly EncodeSpec[]): EncodeSpec {
+  const first = specs[0];
+  if (first === undefined) throw new CairnError('INTERNAL', 'nothing to encode for');
+  for (const s of specs) {
+    if (s.compress.alg !== first.compress.alg || s.compress.level !== first.compress.level) throw new CairnError('INTERNAL', 'one file encoded with two compressions');
+  }
+  return { compress: first.compress };
 }
 
 /**

@@ -11,7 +11,7 @@ export const KNOWN_CONFIG_KEYS: readonly string[] = [
   'keep-daily', 'keep-diff', 'keep-dumps', 'keep-dumps-daily', 'keep-dumps-monthly', 'keep-dumps-weekly',
   'keep-dumps-within', 'keep-dumps-yearly', 'keep-full', 'keep-monthly', 'keep-weekly', 'keep-within', 'keep-yearly',
   'label', 'lease-lifetime', 'listen', 'lock-wait', 'log-level', 'page-level', 'pg-bin', 'pgdata', 'plan', 'prefetch', 'prefetch-concurrency',
-  'push-ahead', 'register-system', 'remote', 'repo', 'restore-command', 'retries', 'run-as', 'schema',
+  'push-ahead', 'register-system', 'remote', 'repo', 'repo-only', 'restore-command', 'retries', 'run-as', 'schema',
   'scratch-dir', 'set', 'spool-dir', 'system-id', 'table', 'tablespace-map', 'target', 'target-action',
   'target-exclusive', 'target-lsn', 'target-name', 'target-time', 'target-timeline', 'target-xid', 'textfile',
   'timeout', 'tmp-dir', 'type', 'wal-gap-grace',

@@ -298,6 +298,30 @@ function encode(rec: LeaseRecord): Buffer {
   return Buffer.from(JSON.stringify(rec, null, 2) + '\n');
 }
 
+/** A lease set on one of several repositories (acquireLeasesEach). */
+export type LeaseOutcome = { ok: true; leases: HeldLeases } | { ok: false; error: unknown };
+
+/**
+ * Takes the leases of `opts.tool` on each repository at once, for a run that
+ * writes to all of them (issue 18 item 1): one that cannot be taken (held,
+ * or the repository down) fails that repository only. Throws the first
+ * failure when none could be taken.
+ */
+export async function acquireLeasesEach(drivers: readonly StorageDriver[], cluster: string, opts: LeaseOptions): Promise<LeaseOutcome[]> {
+  const out = await Promise.all(drivers.map((d) => acquireLeases(d, cluster, opts).then(
+    (leases): LeaseOutcome => ({ ok: true, leases }),
+    (error: unknown): LeaseOutcome => ({ ok: false, error }),
+  )));
+  const firstFailure = out.find((x) => !x.ok);
+  if (out.every((x) => !x.ok)) throw (firstFailure as { error: unknown }).error;
+  return out;
+}
+
+/** Releases what acquireLeasesEach took. */
+export async function releaseLeasesEach(held: readonly LeaseOutcome[]): Promise<void> {
+  await Promise.allSettled(held.map((x) => (x.ok ? x.leases.release() : undefined)));
+}
+
 /**
  * Runs `work` holding the leases of `opts.tool` on `driver`. `work` gets a
  * signal that aborts when the caller's does or when a lease is lost; the

@@ -4,7 +4,7 @@ import { statSync } from 'node:fs';
 import { CairnError } from '../cli/errors.js';
 import type { Logger } from '../cli/log.js';
 import { loadEncryptionKey, type EncryptionKey } from '../codec/index.js';
-import type { Settings } from '../config/settings.js';
+import type { SettingDef, Settings } from '../config/settings.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { openStorage, parseRepoUrl } from '../storage/open.js';
 import { assertClusterName } from './layout.js';
@@ -95,6 +95,48 @@ export async function loadKey(src: KeySource, env: NodeJS.ProcessEnv, signal?: A
 export function keySourceArgs(src: KeySource, resolvePath: (p: string) => string = (p) => p): string[] {
   if (src.keyCommand !== undefined) return ['--encryption-key-command', src.keyCommand];
   return src.keyFile === undefined ? [] : ['--encryption-key-file', resolvePath(src.keyFile)];
+}
+
+/**
+ * `--repo-only URL|N`: the one configured repository a run that writes to
+ * every repository (basebackup, dump) is limited to, named by its URL as
+ * configured or by its position (1 = the first); all of them without it.
+ */
+export function pickRepositories(repos: string[], only: string | undefined): string[] {
+  if (only === undefined || only === '') return repos;
+  const n = /^[0-9]+$/.test(only) ? Number(only) : undefined;
+  if (n !== undefined) {
+    if (n >= 1 && n <= repos.length) return [repos[n - 1]!];
+  } else {
+    const plain = (u: string) => u.replace(/^file:\/\//, '').replace(/\/+$/, '');
+    const hit = repos.find((r) => r === only || plain(r) === plain(only));
+    if (hit !== undefined) return [hit];
+  }
+  throw new CairnError('USAGE', `--repo-only "${only}" is none of the ${repos.length} configured repositories`, {
+    hint: `give one of the --repo URLs as configured, or its position 1-${repos.length}`,
+  });
+}
+
+/** `--repo-only`, the setting of the tools that write to every repository. */
+export const REPO_ONLY_SETTING = {
+  name: 'repo-only',
+  type: 'string',
+  description: 'write to this one of the configured repositories only: its URL as configured, or its position (1 = the first); default: every repository, from one read',
+  valueHint: 'URL|N',
+} as const satisfies SettingDef;
+
+/**
+ * The error of a run that wrote to some repositories and failed in others:
+ * names each that failed and why, with the status of the first failure
+ * (a CairnError's; otherwise 3, storage).
+ */
+export function notEverywhere(what: string, stored: readonly string[], failed: readonly { url: string; error: unknown }[]): CairnError {
+  const first = failed[0]?.error;
+  const why = failed.map((f) => `"${f.url}" (${(f.error as Error)?.message ?? String(f.error)})`).join('; ');
+  return new CairnError(first instanceof CairnError ? first.code : 'STORAGE_UNAVAILABLE', `${what} is not in repository ${why}`, {
+    hint: `${stored.length > 0 ? `it is whole in ${stored.map((u) => `"${u}"`).join(', ')}; ` : ''}fix the repository and run again, or with --repo-only for it alone`,
+    cause: first,
+  });
 }
 
 /** Opens each URL; `env` is the tool context's environment (AWS_REGION). */
