@@ -921,11 +921,11 @@ async function main() {
   say(`results written to ${file}`);
 }
 
-// BENCH_ONLY=wal|backup|dump|verify|drill|remote runs one part alone
+// BENCH_ONLY=wal|backup|dump|verify|drill|remote|files runs one part alone
 // (default: all, this WAL part first); the others are backup.mjs, dump.mjs,
-// verify.mjs, drill.mjs and remote.mjs, each in its own process.
+// verify.mjs, drill.mjs, remote.mjs and files.mjs, each in its own process.
 const only = env.BENCH_ONLY || 'all';
-const PARTS = ['wal', 'backup', 'dump', 'verify', 'drill', 'remote'];
+const PARTS = ['wal', 'backup', 'dump', 'verify', 'drill', 'remote', 'files'];
 if (only !== 'all' && !PARTS.includes(only)) throw new Error(`BENCH_ONLY=${only}: use ${PARTS.join(', ')} (or leave it unset for all)`);
 (only === 'all' || only === 'wal' ? main() : Promise.resolve()).catch((err) => {
   process.stderr.write(`bench failed: ${err?.stack ?? err}\n`);
