@@ -10,7 +10,9 @@
 // (linear time: the same figure at every size). No PostgreSQL, no root.
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -30,14 +32,19 @@ const opt = {
   outDir: process.env.BENCH_OUT || join(ROOT, 'bench-results'),
 };
 
-/** The product's streamed manifest writer, when this build has one. */
+/** The product's streamed manifest writer (cairn.backup/3), when this build has one: its bytes go to a file. */
 async function manifestWriter() {
+  let m;
   try {
-    const m = await import('@cairn/core/backup/manifest-stream');
-    return m.writeManifestFile;
+    m = await import('@cairn/core/backup/manifest-stream');
   } catch {
     return undefined;
   }
+  return async (path, header, files) => {
+    const { format: _f, ...head } = header;
+    mkdirSync(dirname(path), { recursive: true });
+    await pipeline(Readable.from(m.manifestLines({ ...head, fileCount: header.totals.filesStored + header.totals.filesReferenced }, files)), createWriteStream(path));
+  };
 }
 
 async function main() {
@@ -45,7 +52,8 @@ async function main() {
   const res = { date: date.toISOString(), kind: 'files', options: opt, commit: gitCommit(), runs: [], problems };
   const base = mkdtempSync(join(process.env.BENCH_TMPDIR || tmpdir(), 'cairn-files-'));
   const write = await manifestWriter();
-  say(`temp dir ${base}; manifest written ${write ? 'by the streamed writer' : 'as cairn.backup/2 (one JSON document)'}`);
+  say(`temp dir ${base}; manifest written ${write ? 'as cairn.backup/3 by the streamed writer' : 'as cairn.backup/2 (one JSON document)'}`);
+  res.manifestFormat = write ? 'cairn.backup/3' : 'cairn.backup/2';
   try {
     for (const n of opt.sizes) {
       const dir = join(base, `repo-${n}`);
@@ -80,7 +88,7 @@ function report(res) {
     if (r.failed) rows.push([r.planner, String(r.files), 'failed', '', '', 'NOT MET']);
     else rows.push([r.planner, String(r.files), round(r.seconds, 2).toString(), round((r.seconds * 1e6) / r.files, 2).toString(), round(r.maxRssMB, 0).toString(), r.maxRssMB <= TARGET_MB ? 'MET' : 'NOT MET']);
   }
-  const lines = [`files simulation (issue 19), commit ${res.commit ?? '?'}`, table(rows)];
+  const lines = [`files simulation (issue 19), commit ${res.commit ?? '?'}, manifests ${res.manifestFormat}`, table(rows)];
   if (res.problems.length) lines.push('', 'problems:', ...res.problems.map((p) => `- ${p}`));
   return lines.join('\n');
 }

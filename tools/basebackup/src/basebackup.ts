@@ -19,17 +19,16 @@ import {
   backupId,
   backupPrefix,
   manifestKey,
-  MANIFEST_FORMAT,
-  MANIFEST_FORMAT_PAGES,
+  MANIFEST_FORMAT_STREAM,
   type BackupManifest,
   type BackupType,
   type ManifestConfigFile,
   type ManifestFile,
 } from '@cairn/core/backup/manifest';
+import { writeManifest } from '@cairn/core/backup/manifest-stream';
 import { readTarEntries } from '@cairn/core/backup/tar-reader';
 import { eachBackupManifest } from '@cairn/core/repo/catalog';
 import { sweepLeftovers } from '@cairn/core/repo/debris';
-import { createJsonObject } from '@cairn/core/repo/json-object';
 import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
 import { ensureSystemRegistered, listSystems } from '@cairn/core/repo/systems';
 import { findWal } from '@cairn/core/repo/wal-archive';
@@ -557,7 +556,7 @@ async function finish(o: BasebackupOptions, ctx: ToolContext, f: Finish): Promis
   const files = f.store.files().slice().sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const storedFiles = files.filter((x) => x.ref === f.id);
   const manifest: BackupManifest = {
-    format: files.some((x) => x.pages !== undefined) ? MANIFEST_FORMAT_PAGES : MANIFEST_FORMAT,
+    format: MANIFEST_FORMAT_STREAM,
     tool: { name: 'cairn-basebackup', version: CAIRN_VERSION },
     id: f.id,
     type: f.type,
@@ -592,7 +591,7 @@ async function finish(o: BasebackupOptions, ctx: ToolContext, f: Finish): Promis
     },
     durationSeconds: (Date.now() - f.t0) / 1000,
   };
-  await createJsonObject(o.driver, manifestKey(o.cluster, f.id), manifest, ctx.signal);
+  await writeManifest(o.driver, manifest, ctx.signal);
   f.progress.done();
   return { manifest };
 }

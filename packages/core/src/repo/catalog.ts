@@ -6,7 +6,8 @@
 import { Writable } from 'node:stream';
 import { CairnError } from '../cli/errors.js';
 import type { EncryptionKey } from '../codec/index.js';
-import { listBackupIds, manifestKey, readManifest, summarize, type BackupManifest, type BackupSummary } from '../backup/manifest.js';
+import { listBackupIds, manifestKey, readManifest, type BackupManifest, type BackupSummary } from '../backup/manifest.js';
+import { readManifestSummary } from '../backup/manifest-stream.js';
 import { dumpManifestKey, listDumps, readDumpManifest, summarizeDump, type DumpManifest, type DumpRef, type DumpSummary } from '../dump/manifest.js';
 import type { ObjectInfo, StorageDriver } from '../storage/driver.js';
 import { isSegmentName, timelineOf } from '../wal/file-name.js';
@@ -217,10 +218,19 @@ export async function* eachDumpManifest(driver: StorageDriver, cluster: string, 
   }
 }
 
-/** Every backup's summary, oldest first. */
+/**
+ * Every backup's summary, oldest first. A streamed manifest gives its
+ * summary from its first line (its file records are not read: a damaged
+ * record shows when a tool walks them, before it acts on them); an older one
+ * is read whole.
+ */
 export async function readBackupSummaries(driver: StorageDriver, cluster: string, o: ReadManifestsOptions = {}): Promise<BackupSummary[]> {
+  const ids = await listBackupIds(driver, cluster, o.signal);
   const out: BackupSummary[] = [];
-  for await (const m of eachBackupManifest(driver, cluster, o)) out.push(summarize(m));
+  for (const { item: id, value } of readAhead(ids, MANIFEST_READ_AHEAD, (id) => readManifestSummary(driver, cluster, id, o.signal))) {
+    const s = await tolerating(o, { kind: 'backup', id, key: manifestKey(cluster, id) }, () => value);
+    if (s) out.push(s);
+  }
   return out;
 }
 
