@@ -61,8 +61,8 @@ async function main() {
       await generateRepo(dir, n, write);
       say(`${n} files: repository generated in ${round((performance.now() - t0) / 1000, 1)} s`);
       for (const p of opt.planners) {
-        // --max-old-space-size high enough that a planner fails by its size, not by V8's default heap limit.
-        const r = spawnSync(NODE, ['--max-old-space-size=8192', join(HERE, 'files-sim.mjs'), p, dir, String(n)], { encoding: 'utf8', timeout: opt.timeoutS * 1000, maxBuffer: 1 << 24 });
+        // Node's default heap settings, as the tools run.
+        const r = spawnSync(NODE, [join(HERE, 'files-sim.mjs'), p, dir, String(n)], { encoding: 'utf8', timeout: opt.timeoutS * 1000, maxBuffer: 1 << 24 });
         const line = r.stdout.trim().split('\n').pop();
         if (r.status !== 0 || !line) {
           const why = (r.stderr || r.error?.message || '').trim().split('\n').filter(Boolean).slice(-3).join(' / ');

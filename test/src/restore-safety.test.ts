@@ -18,7 +18,7 @@ import { createCluster, type Cluster } from '@cairn/testkit/pg-cluster';
 import { runAsMe } from '@cairn/testkit/run-as';
 import { chownToPgUser, makeTempDir } from '@cairn/testkit/tmp';
 import { makeRepo, type RepoFixture } from './repo-fixture.js';
-import { takeBackup, walPushCommand } from './pitr-harness.js';
+import { parseStoredManifest, takeBackup, walPushCommand } from './pitr-harness.js';
 import { runCairn, type ToolRun } from './tools.js';
 import type { BackupManifest as Manifest, ManifestFile as Entry } from '@cairn/core/backup/manifest';
 
@@ -50,7 +50,7 @@ async function storedBytes(repoDir: string, f: Entry): Promise<Buffer> {
 
 async function withManifest(edit: (m: Manifest) => void, body: () => Promise<void>): Promise<void> {
   const s = state();
-  const m = JSON.parse(s.original) as Manifest;
+  const m = parseStoredManifest(s.original) as unknown as Manifest;
   edit(m);
   await writeFile(manifestPath(s), JSON.stringify(m, null, 2) + '\n');
   try {
@@ -148,7 +148,7 @@ describe('restore safety: crafted manifests and destructive flags (fs repository
   it('refuses an object key outside the backup\'s prefix (the object is there and its checksum matches)', async () => {
     const s = state();
     const pgdata = await makeTempDir('safety-key-pgdata');
-    const orig = entry(JSON.parse(s.original) as Manifest, 'PG_VERSION');
+    const orig = entry(parseStoredManifest(s.original) as unknown as Manifest, 'PG_VERSION');
     const stray = `main/stray/PG_VERSION${orig.key.slice(orig.key.lastIndexOf('PG_VERSION') + 'PG_VERSION'.length)}`;
     await mkdir(join(s.repo.url, 'main', 'stray'), { recursive: true });
     await writeFile(join(s.repo.url, stray), await storedBytes(s.repo.url, orig));
@@ -243,7 +243,7 @@ describe('restore safety: crafted manifests and destructive flags (fs repository
       assert.match(r.lines[0]!, /^cairn-restore: error: object "main\/backups\/\d{8}-\d{6}F\/(data|bundles)\/.+" not found in repository /, what);
       assert.equal(existsSync(join(dst, 'global', 'pg_control')), false, `${what}: no pg_control, so the directory cannot be started`);
     };
-    const victim = entry(JSON.parse(s.original) as Manifest, 'PG_VERSION');
+    const victim = entry(parseStoredManifest(s.original) as unknown as Manifest, 'PG_VERSION');
     // A small file is a member of a bundle: the bundle goes.
     const objPath = join(s.repo.url, victim.bundle?.key ?? victim.key);
     await rename(objPath, `${objPath}.aside`);

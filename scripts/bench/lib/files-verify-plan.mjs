@@ -9,29 +9,41 @@ import { createSpanReader, isBundled } from '@cairn/core/backup/bundle';
 import { readManifest } from '@cairn/core/backup/manifest';
 import { assertManifestRestorable } from '@cairn/core/backup/manifest-rules';
 import { SMALL_FILE } from '@cairn/core/codec/file-codec';
-import { eachBackupManifest } from '@cairn/core/repo/catalog';
-import { screenManifest } from '@cairn/core/verify/manifest-rules';
+import { eachOpenedManifest } from '@cairn/core/repo/catalog';
+import { screenManifestStream } from '@cairn/core/verify/manifest-rules';
 import { forEachLimit } from '@cairn/core/util/limit';
 
-/** verify --all up to the reads: screened manifests, objects once each, small and big apart. */
+/**
+ * verify --all up to the reads, as tools/verify/src/verify.ts does it: each
+ * manifest opened as a stream, its records screened by the manifest rules as
+ * they pass, gathered in batches of VERIFY_BATCH and split into small and
+ * big (the reads left out).
+ */
 export async function planVerifyObjects(driver, cluster, signal) {
   const problems = [];
-  const seen = new Map();
+  const walked = new Set();
   let small = 0;
   let big = 0;
-  for await (const raw of eachBackupManifest(driver, cluster, { signal })) {
-    const m = screenManifest(raw, cluster, problems);
-    const todo = [];
-    for (const f of [...m.files.flatMap(objectEntries), ...(m.config ?? [])]) {
-      if (!seen.has(f.key)) {
-        seen.set(f.key, f.sha256);
-        todo.push(f);
-      }
-    }
+  const plan = (todo) => {
     const spans = createSpanReader(driver, todo.filter(isBundled), signal);
     const alone = todo.filter((f) => !isBundled(f));
     small += [...alone.filter((f) => f.size <= SMALL_FILE), ...spans.order].length;
     big += alone.filter((f) => f.size > SMALL_FILE).length;
+  };
+  for await (const m of eachOpenedManifest(driver, cluster, { signal })) {
+    const id = m.head.id;
+    const screen = screenManifestStream(m, cluster, problems, signal);
+    let batch = [...screen.config];
+    for await (const f of screen.files()) {
+      for (const o of objectEntries(f)) if (o.ref === id || !walked.has(o.ref)) batch.push(o);
+      if (batch.length >= 4096) {
+        plan(batch);
+        batch = [];
+      }
+    }
+    plan(batch);
+    screen.end();
+    walked.add(id);
   }
   // The listing verify compares against (debris, foreign objects).
   let listed = 0;

@@ -31,6 +31,7 @@ import {
   manifestInvalid,
   manifestKey,
   MANIFEST_FORMAT_STREAM,
+  summarize,
   type BackupManifest,
   type BackupSummary,
   type ManifestFile,
@@ -309,8 +310,7 @@ async function* streamRecords(driver: StorageDriver, key: string, header: Stream
 export async function readManifestSummary(driver: StorageDriver, cluster: string, id: string, signal?: AbortSignal): Promise<BackupSummary | undefined> {
   const opened = await openManifest(driver, cluster, id, signal);
   if (opened === undefined) return undefined;
-  const { dirs: _d, backupLabel: _b, tablespaceMap: _t, config: _c, ...summary } = opened.head;
-  return summary;
+  return summarize(opened.head);
 }
 
 /** Backup `id`'s manifest whole (every record in memory): for callers not yet streamed. Any format. */

@@ -214,8 +214,9 @@ export interface BackupManifest {
 /** A manifest's summary for catalogs and plans (no file list). */
 export type BackupSummary = Omit<BackupManifest, 'files' | 'dirs' | 'backupLabel' | 'tablespaceMap' | 'config'>;
 
-export function summarize(m: BackupManifest): BackupSummary {
-  const { files: _f, dirs: _d, backupLabel: _b, tablespaceMap: _t, config: _c, ...rest } = m;
+export function summarize(m: Omit<BackupManifest, 'files'>): BackupSummary {
+  // A whole manifest has its files too: left out with the rest.
+  const { files: _f, dirs: _d, backupLabel: _b, tablespaceMap: _t, config: _c, ...rest } = m as BackupManifest;
   return rest;
 }
 
