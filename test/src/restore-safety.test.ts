@@ -100,6 +100,28 @@ describe('restore safety: crafted manifests and destructive flags (fs repository
     st = { repo, src, backup, original: await readFile(join(repo.url, 'main', 'backups', backup, 'manifest.json'), 'utf8') };
   });
 
+  it('refuses a streamed manifest cut short (its end line gone) before writing anything, and verify reports it (issue 19)', async () => {
+    const s = state();
+    const pgdata = await makeTempDir('safety-cut-pgdata');
+    const lines = s.original.split('\n');
+    assert.ok(lines[0]!.includes('"format":"cairn.backup/3"') && lines.at(-2)!.startsWith('{"end":'), 'basebackup wrote a streamed manifest');
+    // Half the records and no end line: each line that is left is whole and valid.
+    const cut = lines.slice(0, Math.ceil(lines.length / 2)).join('\n') + '\n';
+    await writeFile(manifestPath(s), cut);
+    try {
+      const r = await restoreAsRoot(pgdata);
+      // Not "unsafe": damaged (exit 4 all the same), found by the pass that precedes any write.
+      assert.equal(r.code, 4, r.stderr);
+      assert.equal(r.lines.length, 1, r.stderr);
+      assert.match(r.lines[0]!, /^cairn-restore: error: backup manifest "main\/backups\/\d{8}-\d{6}F\/manifest.json" in repository ".*" is invalid: it ends after \d+ of \d+ file records without its end line \(truncated\); /);
+      assert.deepEqual(await readdir(pgdata), [], '--pgdata is untouched');
+      const problems = await verifyProblems();
+      assert.ok(problems.some((l) => l.includes('(truncated)')), problems.join('\n'));
+    } finally {
+      await writeFile(manifestPath(s), s.original);
+    }
+  });
+
   it('refuses a file entry "../x" before writing anything, also as root into a root-only directory', async () => {
     const rootOnly = await makeTempDir('safety-rootonly', { owner: 'me' });
     const pgdata = join(rootOnly, 'pgdata');

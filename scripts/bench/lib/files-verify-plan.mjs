@@ -6,12 +6,12 @@
 
 import { objectEntries } from '@cairn/core/backup/pages';
 import { createSpanReader, isBundled } from '@cairn/core/backup/bundle';
-import { readManifest } from '@cairn/core/backup/manifest';
-import { assertManifestRestorable } from '@cairn/core/backup/manifest-rules';
+import { openManifest } from '@cairn/core/backup/manifest-stream';
+import { createManifestChecker, refuseUnsafe } from '@cairn/core/backup/manifest-rules';
 import { SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { eachOpenedManifest } from '@cairn/core/repo/catalog';
 import { screenManifestStream } from '@cairn/core/verify/manifest-rules';
-import { forEachLimit } from '@cairn/core/util/limit';
+import { createLimiter } from '@cairn/core/util/limit';
 
 /**
  * verify --all up to the reads, as tools/verify/src/verify.ts does it: each
@@ -51,21 +51,49 @@ export async function planVerifyObjects(driver, cluster, signal) {
   return { small, big, listed, problems: problems.length };
 }
 
-/** restore's path from manifest to per-file jobs, each job a no-op. */
+/**
+ * restore's path from manifest to per-file jobs, as tools/restore/src/restore.ts
+ * takes it, each job a no-op: a first pass checking every record (the
+ * manifest rules) and noting pg_control, the big files and the parent
+ * directories, then a second pass in batches of RESTORE_BATCH, each batch's
+ * bundled files through a span reader, the jobs through the store's limiter.
+ */
 export async function scheduleRestoreStub(driver, cluster, id, signal) {
-  const manifest = await readManifest(driver, cluster, id, signal);
-  assertManifestRestorable(manifest, cluster, id);
-  const made = new Set();
-  for (const f of manifest.files) {
+  const opened = await openManifest(driver, cluster, id, signal);
+  const where = id;
+  const checker = createManifestChecker(opened.head, cluster);
+  const big = [];
+  const parents = new Set();
+  for await (const f of opened.files(signal)) {
+    checker.file(f);
+    if (f.size > SMALL_FILE && (!isBundled(f) || f.pages)) big.push(f);
     const slash = f.path.lastIndexOf('/');
-    if (slash > 0) made.add(f.path.slice(0, slash));
+    if (slash > 0) parents.add(f.path.slice(0, slash));
   }
-  const spans = createSpanReader(driver, manifest.files.filter((f) => isBundled(f) && !f.pages), signal);
+  refuseUnsafe(checker.findings, where);
+  const many = createLimiter(driver.features.requests);
   let jobs = 0;
   let bytes = 0;
-  await forEachLimit(manifest.files, driver.features.requests, async (f) => {
+  const run = (files) => Promise.all(files.map((f) => many(async () => {
     jobs++;
     bytes += f.size;
-  }, signal);
-  return { jobs, bytes, spans: spans.order.length };
+  })));
+  await run(big);
+  const again = createManifestChecker(opened.head, cluster);
+  let batch = [];
+  let spansOrdered = 0;
+  const flush = async () => {
+    const spans = createSpanReader(driver, batch.filter((f) => isBundled(f) && !f.pages), signal);
+    spansOrdered += spans.order.length;
+    await run([...batch.filter((f) => !isBundled(f) || f.pages), ...spans.order]);
+    batch = [];
+  };
+  for await (const f of opened.files(signal)) {
+    again.file(f);
+    if (f.size > SMALL_FILE && (!isBundled(f) || f.pages)) continue;
+    batch.push(f);
+    if (batch.length >= 4096) await flush();
+  }
+  await flush();
+  return { jobs, bytes, spans: spansOrdered, parents: parents.size };
 }

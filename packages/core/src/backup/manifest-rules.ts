@@ -304,7 +304,14 @@ export function checkManifestRules(m: BackupManifest, cluster: string): Manifest
  * it unsafe to restore; returns the mode findings (restored masked).
  */
 export function assertManifestRestorable(m: BackupManifest, cluster: string, where: string): ManifestFinding[] {
-  const findings = checkManifestRules(m, cluster);
+  return refuseUnsafe(checkManifestRules(m, cluster), where);
+}
+
+/**
+ * Throws FORMAT_INVALID (exit 4) naming the first of `findings` that makes
+ * the manifest at `where` unsafe to restore; returns the mode findings.
+ */
+export function refuseUnsafe(findings: ManifestFinding[], where: string): ManifestFinding[] {
   const refused = findings.filter((f) => f.kind === 'refuse');
   if (refused.length > 0) {
     const more = refused.length > 1 ? ` (and ${refused.length - 1} more)` : '';
