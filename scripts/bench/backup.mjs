@@ -34,6 +34,8 @@ const opt = {
   randomMB: int('BENCH_RANDOM_MB', 0),
   skipPgbr: flag('BENCH_SKIP_PGBACKREST'),
   skipIncr: flag('BENCH_SKIP_INCR'),
+  // Issue 19: a data set of this many small tables (about 4 files each), after the others (0: none).
+  tables: int('BENCH_TABLES', 0),
   // pgBackRest's block incremental (2.45 beta: bundle + block), as issue 17 compares; BENCH_PGBR_BLOCK=0 for its defaults.
   pgbrBlock: env.BENCH_PGBR_BLOCK !== '0',
   verify: !flag('BENCH_SKIP_VERIFY'),
@@ -137,6 +139,8 @@ class Bench {
       min_wal_size: '256MB',
       checkpoint_timeout: '30min',
       autovacuum: 'off', // nothing changes the files between contenders
+      // The many-tables check reads every table in one statement: a lock on each and on its index (issue 19).
+      ...(opt.tables > 0 ? { max_locks_per_transaction: String(Math.max(64, Math.ceil((opt.tables * 3) / 100))) } : {}),
       log_min_messages: 'warning',
       log_checkpoints: 'off',
     });
@@ -293,6 +297,22 @@ const PGBENCH_CHECK = "select count(*) || '/' || sum(abalance) from pgbench_acco
 const RND_CHECK = "select count(*) || '/' || sum(hashtext(t || b::text)::bigint) from rnd";
 // 64 hex chars (compresses about 2:1) and 64 random bytes (does not compress) per row.
 const RND_ROW = "md5(random()::text) || md5(random()::text), uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())";
+
+// Issue 19: the table list and a checksum of every table's rows, in one value.
+const TABLES_CHECK = "select count(*) || '/' || md5(string_agg(c.relname || ':' || (xpath('/row/h/text()', query_to_xml(format('select md5(string_agg(x::text, '','' order by x::text)) as h from %I x', c.relname), false, true, '')))[1]::text, ',' order by c.relname)) from pg_class c where c.relkind = 'r' and c.relname like 'tt\\_%'";
+
+/** `n` small tables (20 rows, a primary key), vacuumed (visibility and free space maps): about 4 files each. */
+async function loadTables(b, n) {
+  say(`${n} tables`);
+  const t0 = performance.now();
+  // Batches of 500: one transaction locks every table it creates (max_locks_per_transaction).
+  for (let off = 0; off < n; off += 500) {
+    const to = Math.min(n, off + 500);
+    await b.srv.psql(`do $$ begin for i in ${off + 1}..${to} loop execute format('create table tt_%s (id int primary key, v text); insert into tt_%s select g, md5(g::text) from generate_series(1, 20) g', i, i); end loop; end $$`);
+  }
+  await b.srv.psql('vacuum');
+  return round((performance.now() - t0) / 1000, 0);
+}
 
 async function loadPgbench(b, scale) {
   say(`pgbench -i -s ${scale}`);
@@ -573,6 +593,11 @@ async function main() {
         update: pgbenchUpdate, updateLabel: 'pgbench -n -c 2 -j 2 -t 1000 (2,000 TPC-B transactions)',
       });
       res.datasets.push({ ...d, updateLabel: '2,000 pgbench TPC-B transactions', loadSeconds, summary: summarizeDataset(d) });
+    }
+    if (opt.tables > 0) {
+      const loadS = await loadTables(b, opt.tables);
+      const d = await benchDataset(b, { name: `tables-${opt.tables}`, label: `${opt.tables} small tables`, check: TABLES_CHECK, runs: opt.runs, incr: false, verify: true });
+      res.datasets.push({ ...d, loadSeconds: loadS, summary: summarizeDataset(d) });
     }
     if (!opt.skipRandom) {
       const target = opt.randomMB > 0 ? opt.randomMB * 1e6 : pgbenchBytes;

@@ -11,6 +11,7 @@ import { createCluster } from '@cairn/testkit/pg-cluster';
 import { makeTempDir } from '@cairn/testkit/tmp';
 import { commandLine, runCairn } from './tools.js';
 import { makeRepo } from './repo-fixture.js';
+import { parseStoredManifest } from './pitr-harness.js';
 
 after(runCleanups);
 
@@ -73,6 +74,6 @@ test('basebackup: truncated stream, no source, bad type, wrong PGDATA, unreachab
   const ok = await runCairn('basebackup', ['--from-tar', tarPath], { env });
   assert.equal(ok.code, 0, ok.stderr);
   const id = ok.stdout.trim();
-  const manifest = JSON.parse(await readFile(join(repo.url, 'main/backups', id, 'manifest.json'), 'utf8')) as { source: string };
+  const manifest = parseStoredManifest(await readFile(join(repo.url, 'main/backups', id, 'manifest.json'), 'utf8')) as unknown as { source: string };
   assert.equal(manifest.source, 'stream');
 });

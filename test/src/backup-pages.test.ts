@@ -12,7 +12,7 @@ import { createCluster } from '@cairn/testkit/pg-cluster';
 import { makeTempDir } from '@cairn/testkit/tmp';
 import { commandLine, runCairn } from './tools.js';
 import { makeRepo } from './repo-fixture.js';
-import { assertAmcheck } from './pitr-harness.js';
+import { assertAmcheck, parseStoredManifest } from './pitr-harness.js';
 
 after(runCleanups);
 
@@ -50,7 +50,7 @@ test('a damaged data page is reported and the backup completes; a tablespace res
   assert.equal(r.code, 0, r.stderr);
   const summary = { id: r.stdout.trim() };
   assert.ok(r.lines.some((l) => l.includes(`page checksum failures in "${nearPath}"`) && l.includes('block 2')), r.stderr);
-  const manifest = JSON.parse(await readFile(join(repo.url, 'main/backups', summary.id, 'manifest.json'), 'utf8')) as {
+  const manifest = parseStoredManifest(await readFile(join(repo.url, 'main/backups', summary.id, 'manifest.json'), 'utf8')) as unknown as {
     totals: { badPages: number };
     files: { path: string; badPages?: number[] }[];
     tablespaces: { oid: string; location: string }[];

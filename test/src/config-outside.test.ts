@@ -18,7 +18,7 @@ import { createCluster } from '@cairn/testkit/pg-cluster';
 import { chownToPgUser, makeTempDir } from '@cairn/testkit/tmp';
 import type { DrillResult } from '@cairn/core/drill/result-format';
 import { makeRepo } from './repo-fixture.js';
-import { switchAndWaitArchived, takeBackup, walPushCommand } from './pitr-harness.js';
+import { parseStoredManifest, switchAndWaitArchived, takeBackup, walPushCommand } from './pitr-harness.js';
 import { runCairn } from './tools.js';
 
 after(runCleanups);
@@ -50,7 +50,7 @@ describe('configuration outside the data directory', { timeout: 400_000 }, () =>
     await switchAndWaitArchived(src);
 
     // The manifest lists them, each at its place relative to postgresql.conf's directory.
-    const manifest = JSON.parse((await repo.objects(`main/backups/${id}/manifest.json`)).get(`main/backups/${id}/manifest.json`)!.toString('utf8')) as { config?: StoredConfig[] };
+    const manifest = parseStoredManifest((await repo.objects(`main/backups/${id}/manifest.json`)).get(`main/backups/${id}/manifest.json`)!.toString('utf8')) as { config?: StoredConfig[] };
     const stored = (manifest.config ?? []).map((c) => `${c.setting} ${c.path} ${c.source}`).sort();
     assert.deepEqual(stored, [
       `config_file postgresql.conf ${join(etc, 'postgresql.conf')}`,

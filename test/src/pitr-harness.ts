@@ -186,7 +186,22 @@ export async function readStoredManifest(repo: RepoFixture, id: string): Promise
   const objects = await repo.objects(key);
   const body = objects.get(key);
   assert.ok(body, `manifest "${key}" is stored`);
-  return JSON.parse(body.toString('utf8')) as StoredManifest;
+  return parseStoredManifest(body.toString('utf8')) as unknown as StoredManifest;
+}
+
+/**
+ * A stored manifest's text as one object: cairn.backup/3 is JSON Lines (a
+ * header, a record per file, an end line: core backup/manifest-stream.ts),
+ * older ones one JSON document.
+ */
+export function parseStoredManifest(text: string): Record<string, unknown> {
+  const lines = text.split('\n');
+  if (!lines[0]!.includes('"format":"cairn.backup/3"')) return JSON.parse(text) as Record<string, unknown>;
+  const { fileCount, ...head } = JSON.parse(lines[0]!) as Record<string, unknown>;
+  const files = lines.slice(1, -2).map((l) => JSON.parse(l) as unknown);
+  assert.equal(files.length, fileCount, 'the manifest holds as many records as its header says');
+  assert.ok(lines.at(-2)!.startsWith('{"end":'), 'the manifest ends with its end line');
+  return { ...head, files };
 }
 
 /** Segment number of a WAL file name within its timeline (16 MB segments). */

@@ -18,7 +18,7 @@ import { createCluster, type Cluster } from '@cairn/testkit/pg-cluster';
 import { runAsMe } from '@cairn/testkit/run-as';
 import { chownToPgUser, makeTempDir } from '@cairn/testkit/tmp';
 import { makeRepo, type RepoFixture } from './repo-fixture.js';
-import { takeBackup, walPushCommand } from './pitr-harness.js';
+import { parseStoredManifest, takeBackup, walPushCommand } from './pitr-harness.js';
 import { runCairn, type ToolRun } from './tools.js';
 import type { BackupManifest as Manifest, ManifestFile as Entry } from '@cairn/core/backup/manifest';
 
@@ -50,7 +50,7 @@ async function storedBytes(repoDir: string, f: Entry): Promise<Buffer> {
 
 async function withManifest(edit: (m: Manifest) => void, body: () => Promise<void>): Promise<void> {
   const s = state();
-  const m = JSON.parse(s.original) as Manifest;
+  const m = parseStoredManifest(s.original) as unknown as Manifest;
   edit(m);
   await writeFile(manifestPath(s), JSON.stringify(m, null, 2) + '\n');
   try {
@@ -98,6 +98,28 @@ describe('restore safety: crafted manifests and destructive flags (fs repository
     const backup = await takeBackup(src, repo, 'full');
     await src.stop();
     st = { repo, src, backup, original: await readFile(join(repo.url, 'main', 'backups', backup, 'manifest.json'), 'utf8') };
+  });
+
+  it('refuses a streamed manifest cut short (its end line gone) before writing anything, and verify reports it (issue 19)', async () => {
+    const s = state();
+    const pgdata = await makeTempDir('safety-cut-pgdata');
+    const lines = s.original.split('\n');
+    assert.ok(lines[0]!.includes('"format":"cairn.backup/3"') && lines.at(-2)!.startsWith('{"end":'), 'basebackup wrote a streamed manifest');
+    // Half the records and no end line: each line that is left is whole and valid.
+    const cut = lines.slice(0, Math.ceil(lines.length / 2)).join('\n') + '\n';
+    await writeFile(manifestPath(s), cut);
+    try {
+      const r = await restoreAsRoot(pgdata);
+      // Not "unsafe": damaged (exit 4 all the same), found by the pass that precedes any write.
+      assert.equal(r.code, 4, r.stderr);
+      assert.equal(r.lines.length, 1, r.stderr);
+      assert.match(r.lines[0]!, /^cairn-restore: error: backup manifest "main\/backups\/\d{8}-\d{6}F\/manifest.json" in repository ".*" is invalid: it ends after \d+ of \d+ file records without its end line \(truncated\); /);
+      assert.deepEqual(await readdir(pgdata), [], '--pgdata is untouched');
+      const problems = await verifyProblems();
+      assert.ok(problems.some((l) => l.includes('(truncated)')), problems.join('\n'));
+    } finally {
+      await writeFile(manifestPath(s), s.original);
+    }
   });
 
   it('refuses a file entry "../x" before writing anything, also as root into a root-only directory', async () => {
@@ -148,7 +170,7 @@ describe('restore safety: crafted manifests and destructive flags (fs repository
   it('refuses an object key outside the backup\'s prefix (the object is there and its checksum matches)', async () => {
     const s = state();
     const pgdata = await makeTempDir('safety-key-pgdata');
-    const orig = entry(JSON.parse(s.original) as Manifest, 'PG_VERSION');
+    const orig = entry(parseStoredManifest(s.original) as unknown as Manifest, 'PG_VERSION');
     const stray = `main/stray/PG_VERSION${orig.key.slice(orig.key.lastIndexOf('PG_VERSION') + 'PG_VERSION'.length)}`;
     await mkdir(join(s.repo.url, 'main', 'stray'), { recursive: true });
     await writeFile(join(s.repo.url, stray), await storedBytes(s.repo.url, orig));
@@ -243,7 +265,7 @@ describe('restore safety: crafted manifests and destructive flags (fs repository
       assert.match(r.lines[0]!, /^cairn-restore: error: object "main\/backups\/\d{8}-\d{6}F\/(data|bundles)\/.+" not found in repository /, what);
       assert.equal(existsSync(join(dst, 'global', 'pg_control')), false, `${what}: no pg_control, so the directory cannot be started`);
     };
-    const victim = entry(JSON.parse(s.original) as Manifest, 'PG_VERSION');
+    const victim = entry(parseStoredManifest(s.original) as unknown as Manifest, 'PG_VERSION');
     // A small file is a member of a bundle: the bundle goes.
     const objPath = join(s.repo.url, victim.bundle?.key ?? victim.key);
     await rename(objPath, `${objPath}.aside`);

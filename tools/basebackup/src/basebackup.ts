@@ -19,17 +19,16 @@ import {
   backupId,
   backupPrefix,
   manifestKey,
-  MANIFEST_FORMAT,
-  MANIFEST_FORMAT_PAGES,
+  MANIFEST_FORMAT_STREAM,
   type BackupManifest,
   type BackupType,
   type ManifestConfigFile,
   type ManifestFile,
 } from '@cairn/core/backup/manifest';
+import { writeManifest } from '@cairn/core/backup/manifest-stream';
 import { readTarEntries } from '@cairn/core/backup/tar-reader';
 import { eachBackupManifest } from '@cairn/core/repo/catalog';
 import { sweepLeftovers } from '@cairn/core/repo/debris';
-import { createJsonObject } from '@cairn/core/repo/json-object';
 import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
 import { ensureSystemRegistered, listSystems } from '@cairn/core/repo/systems';
 import { findWal } from '@cairn/core/repo/wal-archive';
@@ -637,7 +636,7 @@ async function finish(o: BasebackupOptions, ctx: ToolContext, f: Finish): Promis
     const alone = [...f.store.files(t).filter((x) => x.ref === f.id && x.bundle === undefined), ...config].map((x) => x.key);
     await t.driver.syncKeys?.([...alone, ...(bundles.get(t) ?? [])], t.signal);
     const manifest = manifestOf(o, f, t, stopTime, stopWal, config);
-    await createJsonObject(t.driver, manifestKey(o.cluster, f.id), manifest, t.signal);
+    await writeManifest(t.driver, manifest, t.signal);
     stored.push({ url: t.driver.url, manifest });
   });
   f.progress.done();
@@ -652,7 +651,7 @@ function manifestOf(o: BasebackupOptions, f: Finish, t: StoreTarget, stopTime: D
   const files = f.store.files(t).slice().sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const storedFiles = files.filter((x) => x.ref === f.id);
   return {
-    format: files.some((x) => x.pages !== undefined) ? MANIFEST_FORMAT_PAGES : MANIFEST_FORMAT,
+    format: MANIFEST_FORMAT_STREAM,
     tool: { name: 'cairn-basebackup', version: CAIRN_VERSION },
     id: f.id,
     type: f.type,

@@ -16,7 +16,8 @@ import { CairnError } from '@cairn/core/cli/errors';
 import { createDecryptStage, createEncryptStage, decodeStagesFor, storedEncoding, type EncryptionKey } from '@cairn/core/codec/index';
 import { checksumMismatch, decodeFileStages, decodeWhole } from '@cairn/core/codec/file-codec';
 import { objectEntries } from '@cairn/core/backup/pages';
-import { backupPrefix, checkManifestAt, listBackupIds, manifestKey, readManifest, type BackupManifest, type ManifestFile } from '@cairn/core/backup/manifest';
+import { backupPrefix, listBackupIds, readManifest, manifestKey, type BackupManifest, type ManifestFile } from '@cairn/core/backup/manifest';
+import { openManifestBytes } from '@cairn/core/backup/manifest-stream';
 import { checkManifestRules } from '@cairn/core/backup/manifest-rules';
 import { checkDumpManifestAt, dumpManifestKey, dumpPrefix, listDumps, type DumpManifest } from '@cairn/core/dump/manifest';
 import { listWalArchive, type WalListing } from '@cairn/core/repo/catalog';
@@ -26,7 +27,7 @@ import { openCluster, readRepoConfig, type OpenedRepoConfig, type RepoConfig } f
 import { storeWal, type StoredWal } from '@cairn/core/repo/wal-archive';
 import { drillResultsPrefix } from '@cairn/core/drill/result-format';
 import { verifyResultsPrefix } from '@cairn/core/verify/result-format';
-import { WriteConflictError, type StorageDriver } from '@cairn/core/storage/driver';
+import { ObjectNotFoundError, WriteConflictError, type StorageDriver } from '@cairn/core/storage/driver';
 import { COPY_LEASE_LIFETIME_MS, holdReaderLease, waitForRunningExpire, type HeldReaderLease } from '@cairn/core/repo/reader-lease';
 import { forEachLimit } from '@cairn/core/util/limit';
 import { quote } from '@cairn/core/wal/quote';
@@ -502,11 +503,16 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
     }
     const mKey = manifestKey(cluster, id);
     const where = `${quote(mKey)} in repository ${quote(from.url)}`;
-    const read = await readJsonBytes<unknown>(from, mKey, signal);
-    if (read === undefined) continue; // expired since it was listed
+    const bytes = await readObjectBytes(from, mKey, signal);
+    if (bytes === undefined) continue; // expired since it was listed
     let m: BackupManifest;
     try {
-      m = checkManifestAt(read.value, id, where);
+      // Any format (a streamed cairn.backup/3 or an older document), checked
+      // record by record and whole; the records held while its objects copy.
+      const opened = await openManifestBytes(bytes, id, where);
+      const files: ManifestFile[] = [];
+      for await (const f of opened.files(signal)) files.push(f);
+      m = { ...opened.head, files };
       const unsafe = checkManifestRules(m, cluster).find((f) => f.kind === 'refuse');
       if (unsafe) throw new CairnError('FORMAT_INVALID', `${where}: ${unsafe.message}`);
     } catch (err) {
@@ -528,7 +534,7 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
       );
       continue;
     }
-    await copyGroup(backupItems(m), { key: mKey, storedSize: read.bytes.length, check: { kind: 'read', bytes: read.bytes } }, backupPrefix(cluster, id));
+    await copyGroup(backupItems(m), { key: mKey, storedSize: bytes.length, check: { kind: 'read', bytes } }, backupPrefix(cluster, id));
     dstBackups.add(id);
     result.backups.copied.push(id);
   }
@@ -568,6 +574,16 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
 
   result.seconds = (Date.now() - t0) / 1000;
   return result;
+}
+
+/** An object's bytes, or undefined when it is not there. */
+async function readObjectBytes(driver: StorageDriver, key: string, signal: AbortSignal): Promise<Buffer | undefined> {
+  try {
+    return await buffer(await driver.read(key, signal));
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) return undefined;
+    throw err;
+  }
 }
 
 async function hasAny(driver: StorageDriver, prefix: string, signal: AbortSignal): Promise<boolean> {

@@ -27,7 +27,7 @@ import { judgeCheck, type CheckStatement } from '@cairn/core/drill/check-sql';
 import { dataAgeSeconds, judgeRecoveryTarget } from '@cairn/core/drill/judge';
 import { connectScratch } from '@cairn/core/drill/scratch-client';
 import { drillRole } from '@cairn/core/drill/role';
-import { readManifest } from '@cairn/core/backup/manifest';
+import { readManifestSummary } from '@cairn/core/backup/manifest-stream';
 import { DrillFailure, freePort, Scratch, waitForPromotion, type OsUser } from './scratch-server.js';
 
 export type DrillSource =
@@ -194,7 +194,8 @@ export async function drill(o: DrillOptions, ctx: ToolContext): Promise<DrillOut
         if (plan.target.kind !== 'latest') plan.recoverySettings['recovery_target_action'] = 'promote';
         for (const w of plan.warnings) ctx.log.warn(w);
       }
-      const superuser = plan ? (await readManifest(resultDriver, o.cluster, plan.backup.id, ctx.signal))?.superuser : undefined;
+      // Its summary is enough (one line of a streamed manifest, issue 19).
+      const superuser = plan ? (await readManifestSummary(resultDriver, o.cluster, plan.backup.id, ctx.signal))?.superuser : undefined;
       const role = drillRole({ flag: o.dbUser, env: ctx.env, superuser, osUser: o.runAs?.name ?? (await currentUserName()) });
       dbUser = role.name;
       ctx.log.info(`the checks connect as role ${quote(dbUser)} (from ${role.from})`);

@@ -26,8 +26,9 @@ import { readRange } from '@cairn/core/storage/driver';
 import { createFileWorkers } from '@cairn/core/backup/file-worker';
 import { findWorkerEntry } from '@cairn/core/util/worker-entry';
 import { backupChain, missingParentError, readChainLinks } from '@cairn/core/backup/chain';
-import { manifestKey, readManifest, type ManifestFile } from '@cairn/core/backup/manifest';
-import { assertManifestRestorable, backupGroupAccess, restoredDirMode, restoredFileMode } from '@cairn/core/backup/manifest-rules';
+import { manifestKey, type ManifestFile } from '@cairn/core/backup/manifest';
+import { openManifest, readManifestSummary } from '@cairn/core/backup/manifest-stream';
+import { backupGroupAccess, createManifestChecker, refuseUnsafe, restoredDirMode, restoredFileMode } from '@cairn/core/backup/manifest-rules';
 import type { RestorePlan } from '@cairn/core/restore/plan-format';
 import type { StorageDriver } from '@cairn/core/storage/driver';
 import { createLimiter } from '@cairn/core/util/limit';
@@ -64,6 +65,10 @@ export interface RestoreOptions {
 
 /** Files restored from another repository that each get their own warning line. */
 const HEAL_WARNINGS = 10;
+/** File records restored per batch (issue 19): what restore holds of the manifest's small files. */
+const RESTORE_BATCH = 4096;
+
+type BundledFile = ManifestFile & { bundle: NonNullable<ManifestFile['bundle']> };
 
 /** Files from this size on are restored in a worker thread. */
 const BIG_FILE = 32 * 1024 * 1024;
@@ -120,21 +125,40 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   // Objects decrypt with the cluster's data key (or, in a cluster made
   // before data keys, the operator's key); a wrong key is told here.
   o = { ...o, key: (await openCluster(o.driver, plan.cluster, o.key, ctx.signal))?.dataKey ?? o.key };
-  const manifest = await readManifest(o.driver, plan.cluster, plan.backup.id, ctx.signal);
-  if (!manifest) {
+  // The manifest is walked as a stream (issue 19): a first pass checks every
+  // record before anything is written, a second restores them in batches.
+  const opened = await openManifest(o.driver, plan.cluster, plan.backup.id, ctx.signal);
+  if (!opened) {
     throw new CairnError('NOT_FOUND', `backup "${plan.backup.id}" is not in repository "${o.driver.url}" cluster "${plan.cluster}"`, {
       hint: 'make a new plan with cairn-restore-plan; cairn-info lists the backups',
     });
   }
   // Its chain, and every backup whose objects it references, must be there
   // before anything is written.
-  const read = (id: string) => readManifest(o.driver, plan.cluster, id, ctx.signal);
+  const manifest = opened.head;
+  const read = (id: string) => readManifestSummary(o.driver, plan.cluster, id, ctx.signal);
   const chain = new Set(backupChain(await readChainLinks(manifest, read), manifest.id));
   for (const ref of manifest.references) if (!chain.has(ref) && !(await read(ref))) throw missingParentError(manifest.id, ref);
   // Manifests are input (issue 11): one that could write outside the data
   // directory or the tablespace locations it describes, or read objects
   // outside its chain, is refused before anything is written.
-  const modeFindings = assertManifestRestorable(manifest, plan.cluster, `${quote(manifestKey(plan.cluster, manifest.id))} in repository ${quote(o.driver.url)}`);
+  // The first pass: the rules record by record, and what the restore needs
+  // to know ahead (pg_control, the big files that go first, the parents).
+  const where = `${quote(manifestKey(plan.cluster, manifest.id))} in repository ${quote(o.driver.url)}`;
+  const checker = createManifestChecker(manifest, plan.cluster);
+  let control: ManifestFile | undefined;
+  const big: ManifestFile[] = [];
+  const parents = new Set<string>();
+  let fileCount = 0;
+  for await (const f of opened.files(ctx.signal)) {
+    checker.file(f);
+    fileCount++;
+    if (f.path === CONTROL) control = f;
+    else if (f.size > SMALL_FILE && (!isBundled(f) || f.pages)) big.push(f);
+    const slash = f.path.lastIndexOf('/');
+    if (slash > 0) parents.add(f.path.slice(0, slash));
+  }
+  const modeFindings = refuseUnsafe(checker.findings, where);
   if (modeFindings.length > 0) {
     ctx.log.warn(`backup ${manifest.id}: ${modeFindings[0]!.message}${modeFindings.length > 1 ? ` (and ${modeFindings.length - 1} more such entries)` : ''}`);
   }
@@ -209,13 +233,15 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     for (const name of existing) if (name !== RESTORE_MARKER) await rm(join(pgdata, name), { recursive: true, force: true });
   }
 
-  const result: RestoreResult = { backup: manifest.id, pgdata, files: manifest.files.length, filesFetched: 0, filesKept: 0, bytesWritten: 0, bytesKept: 0, removed: 0, healed: 0, seconds: 0 };
+  const result: RestoreResult = { backup: manifest.id, pgdata, files: fileCount, filesFetched: 0, filesKept: 0, bytesWritten: 0, bytesKept: 0, removed: 0, healed: 0, seconds: 0 };
 
   // --delta: remove what the backup does not have (pg_wal's old segments
   // included). Links are removed, never followed, except a tablespace link
   // the backup describes that already points where this restore puts it.
   if (o.delta && existing.length > 0) {
-    const wantFiles = new Set(manifest.files.map((f) => f.path));
+    // One path per file: --delta still holds the backup's paths (a sweep in path order would not).
+    const wantFiles = new Set<string>();
+    for await (const f of opened.files(ctx.signal)) wantFiles.add(f.path);
     const wantDirs = new Set(manifest.dirs.map((d) => d.path));
     const sweep = async (abs: string, rel: string): Promise<void> => {
       for (const name of await readdir(abs)) {
@@ -269,15 +295,17 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     await give(p);
   }
   // Parents the manifest does not list (a damaged one): made the same way.
-  for (const f of manifest.files) {
-    const { root, rel } = place(f.path);
+  for (const dir of parents) {
+    // Placed as a file in it would be: a tablespace's files go to its location.
+    const { root, rel } = place(`${dir}/x`);
     const slash = rel.lastIndexOf('/');
     if (slash > 0) await ensureRealDir(root, rel.slice(0, slash), parentMode, made);
   }
 
-  // Bundled files are read a span of neighbours at a time (backup/bundle.ts).
-  // Page-level files read their layers themselves (backup/restore-pages.ts).
-  const spans = createSpanReader(o.driver, manifest.files.filter((f): f is ManifestFile & { bundle: NonNullable<ManifestFile['bundle']> } => isBundled(f) && !f.pages), ctx.signal);
+  // Bundled files are read a span of neighbours at a time (backup/bundle.ts),
+  // a batch of records at a time. Page-level files read their layers
+  // themselves (backup/restore-pages.ts).
+  let spans = createSpanReader<BundledFile>(o.driver, [], ctx.signal);
   const writeOne = async (f: ManifestFile): Promise<void> => {
     const path = target(f.path);
     const mode = restoredFileMode(f.mode, groupAccess);
@@ -304,7 +332,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
         // Big files hashed in the worker threads, beside the rest.
         const local = workers && f.size >= BIG_FILE ? ((await workers.hash({ kind: 'hash', path, size: f.size })) ?? { sha256: '', size: -1 }) : await sha256OfFile(path);
         if (local.sha256 === f.sha256) {
-          if (isBundled(f)) spans.skip(f);
+          if (isBundled(f) && !f.pages) spans.skip(f);
           await chmod(path, mode);
           await utimes(path, f.mtime, f.mtime);
           result.filesKept++;
@@ -321,6 +349,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     result.bytesWritten += f.size;
     written.push(path);
   };
+  /** Files written and not yet fsynced; emptied as they are (a batch at a time when `sync -f` is missing). */
   const written: string[] = [];
 
   /**
@@ -377,20 +406,43 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   const many = createLimiter(o.driver.features.requests);
   // Big files each in a worker thread: their SHA-256 runs there, beside the
   // small files on this thread (see @cairn/core/backup/file-worker).
-  const entry = manifest.files.some((f) => f.size >= BIG_FILE) ? findWorkerEntry(import.meta.url) : undefined;
+  const entry = big.some((f) => f.size >= BIG_FILE) ? findWorkerEntry(import.meta.url) : undefined;
   const workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, env: ctx.env, cluster: o.plan.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: 'none' }) : undefined;
   try {
-    const control = manifest.files.find((f) => f.path === CONTROL);
     const abort = new AbortController();
-    const rest = manifest.files.filter((f) => f !== control && (!isBundled(f) || f.pages));
-    // Big files first: they set the length of the restore; bundled ones
-    // (all small) after them, span by span.
-    rest.sort((a, b) => b.size - a.size);
-    const ordered = [...rest, ...spans.order.filter((f) => f !== control)];
-    await Promise.all(ordered.map((f) => (f.size <= SMALL_FILE ? many : limit)(() => (abort.signal.aborted ? Promise.resolve() : writeOne(f).catch((err) => {
+    const run = (files: readonly ManifestFile[]) => Promise.all(files.map((f) => (f.size <= SMALL_FILE ? many : limit)(() => (abort.signal.aborted ? Promise.resolve() : writeOne(f).catch((err) => {
       abort.abort();
       throw err;
     })))));
+    // Big files first: they set the length of the restore (they are few
+    // whatever the file count: each is over SMALL_FILE bytes). The small ones
+    // go beside them.
+    big.sort((a, b) => b.size - a.size);
+    const bigDone = run(big);
+    bigDone.catch(() => {}); // awaited below, after the small ones
+    // The small ones, a batch of records at a time, each batch's
+    // bundled files span by span; the records are checked again on the way
+    // (the same rules: a manifest that differs now is refused).
+    const again = createManifestChecker(manifest, plan.cluster);
+    let batch: ManifestFile[] = [];
+    const flush = async () => {
+      const bundled = batch.filter((f): f is BundledFile => isBundled(f) && !f.pages);
+      spans = createSpanReader(o.driver, bundled, ctx.signal);
+      await run([...batch.filter((f) => !isBundled(f) || f.pages), ...spans.order]);
+      batch = [];
+      // Without syncfs, what was written is fsynced batch by batch rather than held.
+      if (!canSyncfs) await syncFiles(written.splice(0), limit);
+    };
+    const canSyncfs = await syncfsWorks(pgdata);
+    for await (const f of opened.files(ctx.signal)) {
+      again.file(f);
+      if (again.findings.length > 0) refuseUnsafe(again.findings, where);
+      if (f.path === CONTROL || (f.size > SMALL_FILE && (!isBundled(f) || f.pages))) continue;
+      batch.push(f);
+      if (batch.length >= RESTORE_BATCH) await flush();
+    }
+    await flush();
+    await bigDone;
 
     // Recovery configuration.
     const tsMap = manifest.tablespaceMap === null ? null : manifest.tablespaces.map((t) => `${t.oid} ${tsLocation.get(t.oid)!}`).join('\n') + '\n';
@@ -427,6 +479,8 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
 
     // Last: pg_control makes the directory startable.
     if (control) {
+      // Its own span reader: a bundled pg_control is read alone.
+      spans = createSpanReader(o.driver, isBundled(control) && !control.pages ? [control] : [], ctx.signal);
       await writeOne({ ...control });
       await syncFiles(written.splice(0), limit);
       await fsyncDir(join(pgdata, 'global'));
@@ -440,6 +494,12 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   } finally {
     await workers?.close();
   }
+}
+
+/** Whether `sync -f` (syncfs(2), coreutils) works here: then written files need not be remembered for fsync. */
+async function syncfsWorks(dir: string): Promise<boolean> {
+  const { spawnSync } = await import('node:child_process');
+  return spawnSync('sync', ['-f', dir], { stdio: 'ignore' }).status === 0;
 }
 
 /**

@@ -12,10 +12,11 @@ import { createSpanReader, isBundled, type SpanReader } from '@cairn/core/backup
 import { objectEntries } from '@cairn/core/backup/pages';
 import { decodeFileInto, decodeFileStages, decodeWhole, PIECE_SIZE, SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { readChainLinks, walkChain } from '@cairn/core/backup/chain';
-import { backupsPrefix, listBackupIds, summarize, type BackupManifest, type BackupSummary, type ManifestFile } from '@cairn/core/backup/manifest';
+import { backupsPrefix, listBackupIds, manifestKey, summarize, type BackupSummary, type ManifestFile } from '@cairn/core/backup/manifest';
+import type { OpenedManifest } from '@cairn/core/backup/manifest-stream';
 import { listDumps, resolveDumpRef, type DumpRef } from '@cairn/core/dump/manifest';
 import { describeRepoDebris, listRepoDebris } from '@cairn/core/repo/debris';
-import { eachBackupManifest, eachDumpManifest, listWalArchive, readHistoryText, type ReadManifestsOptions, type WalListing } from '@cairn/core/repo/catalog';
+import { eachOpenedManifest, eachDumpManifest, listWalArchive, readHistoryText, type ReadManifestsOptions, type WalListing } from '@cairn/core/repo/catalog';
 import { openCluster } from '@cairn/core/repo/repo-config';
 import { readSystem } from '@cairn/core/repo/systems';
 import type { StoredWal } from '@cairn/core/repo/wal-archive';
@@ -28,7 +29,7 @@ import { utcStamp } from '@cairn/core/util/time-id';
 import { quote } from '@cairn/core/wal/quote';
 import { DEFAULT_SEGMENT_SIZE, isValidSegmentSize, segmentName } from '@cairn/core/wal/segment';
 import { backupWalRange, checkWalContinuity } from '@cairn/core/verify/wal-continuity';
-import { screenManifest } from '@cairn/core/verify/manifest-rules';
+import { screenManifestStream } from '@cairn/core/verify/manifest-rules';
 import { VERIFY_RESULT_FORMAT, verifyResultKey, type VerifyProblem, type VerifyResult } from '@cairn/core/verify/result-format';
 import { discard, findingOf } from './read-check.js';
 import { dumpName, verifyDump } from './verify-dumps.js';
@@ -71,6 +72,9 @@ export interface Counters {
 export function verifyRunId(start: Date): string {
   return utcStamp(start);
 }
+
+/** File records verified per batch: what verify holds of a backup's file list. */
+const VERIFY_BATCH = 4096;
 
 /** Frames decoded at once per large object; jobs × this × 4 MiB bounds memory. */
 const FRAME_WINDOW = 2;
@@ -168,62 +172,78 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
       });
     }
     const manifests = new Map<string, BackupSummary>();
-    const readOne = async (id: string): Promise<BackupManifest | undefined> => {
-      for await (const m of eachBackupManifest(driver, cluster, { ...readOpts, ids: [id] })) return m;
+    const readOne = async (id: string): Promise<OpenedManifest | undefined> => {
+      for await (const m of eachOpenedManifest(driver, cluster, { ...readOpts, ids: [id] })) return m;
       return undefined;
     };
 
-    // Each stored object is read once however many backups reference it.
-    const seen = new Map<string, string>();
-    const verifyBackupFiles = async (m: BackupManifest) => {
-      m = screenManifest(m, cluster, problems);
-      const todo: ManifestFile[] = [];
-      // The configuration kept from outside PGDATA is read back like the data.
-      // A page-level file is its base and layers, each an object (backup/pages.ts).
-      for (const f of [...m.files.flatMap(objectEntries), ...(m.config ?? [])]) {
-        const prev = seen.get(f.key);
-        if (prev === undefined) {
-          seen.set(f.key, f.sha256);
-          todo.push(f);
-        } else if (prev !== f.sha256) {
-          problems.push({ kind: 'manifest-invalid', subject: m.id, key: f.key, message: `backup ${quote(m.id)} records "${f.path}" in object ${quote(f.key)} with another sha256 than an older manifest does`, hint: 'the manifests disagree: restore this backup only after checking it, and take a new full backup' });
-        }
-      }
+    // Each stored object is read once however many backups reference it:
+    // an entry whose object an older backup stored (ref) is left to that
+    // backup when its manifest was walked whole in this run (oldest first),
+    // and read here otherwise (its manifest gone or damaged). State is a set
+    // of backup ids and one batch of records, never a file list (issue 19).
+    const walked = new Set<string>();
+    const verifyBackupFiles = async (m: OpenedManifest) => {
+      const id = m.head.id;
+      const screen = screenManifestStream(m, cluster, problems, signal);
       backups++;
-      ctx.log.info(`backup ${m.id}: verifying ${todo.length} objects`);
-      // Small objects are one request each: as many in flight as the store
-      // takes (tens for an object store), beside --jobs big ones.
-      // Bundled files a span of neighbours at a time (backup/bundle.ts).
-      const spans = createSpanReader(driver, todo.filter(isBundled), signal);
-      const alone = todo.filter((f) => !isBundled(f));
-      const small = [...alone.filter((f) => f.size <= SMALL_FILE), ...spans.order];
-      const big = alone.filter((f) => f.size > SMALL_FILE);
-      const one = async (f: ManifestFile) => {
-        const label = `"${f.path}" (${quote(f.key)})`;
-        try {
-          const r = await verifyBackupObject(driver, f, key, label, signal, spans);
-          n.objects++;
-          n.bytes += r.bytes;
-          n.storedBytes += r.storedBytes;
-        } catch (err) {
-          const finding = findingOf(err);
-          if (finding === undefined) throw err;
-          problems.push(backupObjectProblem(finding, m.id, f, err as Error));
-        }
+      ctx.log.info(`backup ${id}: verifying ${m.fileCount} files`);
+      const verifyBatch = async (todo: ManifestFile[]) => {
+        // Small objects are one request each: as many in flight as the store
+        // takes (tens for an object store), beside --jobs big ones.
+        // Bundled files a span of neighbours at a time (backup/bundle.ts).
+        const spans = createSpanReader(driver, todo.filter(isBundled), signal);
+        const alone = todo.filter((f) => !isBundled(f));
+        const small = [...alone.filter((f) => f.size <= SMALL_FILE), ...spans.order];
+        const big = alone.filter((f) => f.size > SMALL_FILE);
+        const one = async (f: ManifestFile) => {
+          const label = `"${f.path}" (${quote(f.key)})`;
+          try {
+            const r = await verifyBackupObject(driver, f, key, label, signal, spans);
+            n.objects++;
+            n.bytes += r.bytes;
+            n.storedBytes += r.storedBytes;
+          } catch (err) {
+            const finding = findingOf(err);
+            if (finding === undefined) throw err;
+            problems.push(backupObjectProblem(finding, id, f, err as Error));
+          }
+        };
+        // Both pools finish (or fail) before the first error is thrown.
+        const runs = await Promise.allSettled([
+          forEachLimit(small, Math.max(opts.jobs, driver.features.requests), one, signal),
+          forEachLimit(big, opts.jobs, one, signal),
+        ]);
+        for (const r of runs) if (r.status === 'rejected') throw r.reason;
       };
-      // Both pools finish (or fail) before the first error is thrown.
-      const runs = await Promise.allSettled([
-        forEachLimit(small, Math.max(opts.jobs, driver.features.requests), one, signal),
-        forEachLimit(big, opts.jobs, one, signal),
-      ]);
-      for (const r of runs) if (r.status === 'rejected') throw r.reason;
+      // The configuration kept from outside PGDATA is read back like the data.
+      let batch: ManifestFile[] = [...screen.config];
+      try {
+        for await (const f of screen.files()) {
+          // A page-level file is its base and layers, each an object (backup/pages.ts).
+          for (const o of objectEntries(f)) if (o.ref === id || !walked.has(o.ref)) batch.push(o);
+          if (batch.length >= VERIFY_BATCH) {
+            await verifyBatch(batch);
+            batch = [];
+          }
+        }
+      } catch (err) {
+        // A manifest that turns out damaged part-way (truncated, altered) is a problem found.
+        if (!isCairnError(err, 'FORMAT_INVALID')) throw err;
+        problems.push({ kind: 'manifest-invalid', subject: id, key: manifestKey(cluster, id), message: (err as CairnError).message, hint: 'this backup cannot be restored: take a new full backup, and restore from another one meanwhile' });
+        await verifyBatch(batch);
+        screen.end();
+        return;
+      }
+      await verifyBatch(batch);
+      walked.add(id);
+      screen.end();
     };
 
     if (scope.kind === 'all') {
-      for await (const m of eachBackupManifest(driver, cluster, { ...readOpts, ids })) {
-        const id = m.id;
-        const s = summarize(m);
-        manifests.set(id, s);
+      for await (const m of eachOpenedManifest(driver, cluster, { ...readOpts, ids })) {
+        const s = summarize(m.head);
+        manifests.set(s.id, s);
         summaries.push(s);
         await verifyBackupFiles(m);
       }
@@ -233,13 +253,13 @@ async function verifyOnce(opts: VerifyOptions, ctx: VerifyContext): Promise<Veri
     } else {
       const m = await readOne(scope.id);
       if (m !== undefined) {
-        const s = summarize(m);
+        const s = summarize(m.head);
         summaries.push(s);
-        walScope = { systemId: m.systemId, backup: s };
+        walScope = { systemId: s.systemId, backup: s };
         // The chain's manifests: each must exist and read.
         const links = await readChainLinks(s, async (p) => {
           const pm = ids.includes(p) ? await readOne(p) : undefined;
-          return pm && summarize(pm);
+          return pm && summarize(pm.head);
         });
         for (const [id, l] of links) manifests.set(id, l);
         checkChain(s, manifests, ids, problems);

@@ -9,6 +9,7 @@ import { quote } from '../wal/quote.js';
 import { BLCKSZ } from '../pg/page-checksum.js';
 import { countBlocks, decodeBlocks } from './pages.js';
 import { isBackupId, type BackupManifest, type ConfigFileSetting, type ManifestFile } from './manifest.js';
+import { comparePaths } from './manifest-stream.js';
 
 export interface ManifestFinding {
   /**
@@ -150,13 +151,28 @@ function octal(mode: number): string {
   return `0${mode.toString(8).padStart(3, '0')}`;
 }
 
+/** A manifest's rules checked one file record at a time (a streamed manifest, issue 19). */
+export interface ManifestChecker {
+  /** Every finding so far: those of the head at once, each record's as it is checked. */
+  readonly findings: ManifestFinding[];
+  /**
+   * Checks the next file record; records come in comparePaths order
+   * (backup/manifest-stream.ts), so a repeated path or one below a file is
+   * found with one path of state. True when the record names objects of its
+   * chain only (verify and restore may read them).
+   */
+  file(f: ManifestFile): boolean;
+}
+
 /**
- * Every finding in `m`, read from cluster `cluster`. An empty list: restore
- * writes only inside the data directory and the tablespace locations the
- * backup describes, reads only objects of its own chain, and gives each file
- * and directory the mode PostgreSQL would.
+ * The rules of a manifest whose head is `m`, read from cluster `cluster`,
+ * for its file records one by one: bounded state (the head's directories
+ * and tablespaces, the last path), whatever the number of files. No finding
+ * at the end of the records: restore writes only inside the data directory
+ * and the tablespace locations the backup describes, reads only objects of
+ * its own chain, and gives each file and directory the mode PostgreSQL would.
  */
-export function checkManifestRules(m: BackupManifest, cluster: string): ManifestFinding[] {
+export function createManifestChecker(m: Omit<BackupManifest, 'files'>, cluster: string): ManifestChecker {
   const out: ManifestFinding[] = [];
   const refuse = (message: string) => out.push({ kind: 'refuse', message });
 
@@ -179,17 +195,15 @@ export function checkManifestRules(m: BackupManifest, cluster: string): Manifest
   const chain = backupChainIds(m);
 
   const groupAccess = backupGroupAccess(m);
-  const files = new Set<string>();
-  const seen = new Set<string>();
-  const checkEntry = (what: 'file' | 'directory', p: unknown, mode: unknown): boolean => {
+  const dirs = new Set<string>();
+  const checkEntry = (what: 'file' | 'directory', p: unknown, mode: unknown, twice: (path: string) => boolean): boolean => {
     const why = pathProblem(p);
     if (why !== undefined) {
       refuse(`${what} entry ${quote(String(p))} ${why}`);
       return false;
     }
     const path = p as string;
-    if (seen.has(path)) refuse(`${what} entry ${quote(path)} is listed twice`);
-    seen.add(path);
+    if (twice(path)) refuse(`${what} entry ${quote(path)} is listed twice`);
     const link = TABLESPACE_LINK_RE.exec(path);
     const inTs = TABLESPACE_ENTRY_RE.exec(path);
     if (link && tablespaces.has(link[1]!) && what === 'file') refuse(`file entry ${quote(path)} is where tablespace ${quote(link[1]!)} is linked`);
@@ -208,19 +222,13 @@ export function checkManifestRules(m: BackupManifest, cluster: string): Manifest
     return true;
   };
 
-  for (const d of m.dirs) checkEntry('directory', d?.path, d?.mode);
-  for (const f of m.files) {
-    if (!checkEntry('file', f?.path, f?.mode)) continue;
-    files.add(f.path);
-    const ref = String(f.ref);
-    if (!namesChainObject(f, cluster, chain)) {
-      refuse(`file entry ${quote(f.path)} names object ${quote(String(f.bundle?.key ?? f.key))}, outside the prefix of backup ${quote(ref)}${chain.has(ref) ? '' : ', which is not in its chain'}`);
-    }
-    if (f.pages !== undefined) {
-      const why = pageChainProblem(f, cluster, chain);
-      if (why !== undefined) refuse(`file entry ${quote(f.path)}: ${why}`);
-    }
+  for (const d of m.dirs) {
+    if (checkEntry('directory', d?.path, d?.mode, (p) => dirs.has(p))) dirs.add(d.path);
   }
+  /** Every proper ancestor of a directory entry: a file there would have a directory below it. */
+  const dirAncestors = new Set<string>();
+  for (const d of dirs) for (let i = d.indexOf('/'); i > 0; i = d.indexOf('/', i + 1)) dirAncestors.add(d.slice(0, i));
+
   // Configuration files: written below --config-dir only, from this backup's config/ objects.
   if (m.config !== undefined) {
     if (!Array.isArray(m.config)) refuse('the configuration file list is not a list');
@@ -246,16 +254,49 @@ export function checkManifestRules(m: BackupManifest, cluster: string): Manifest
     }
   }
 
-  // Nothing may live below a file: its parent would have to be a directory.
-  for (const p of seen) {
-    for (let i = p.indexOf('/'); i > 0; i = p.indexOf('/', i + 1)) {
-      if (files.has(p.slice(0, i))) {
-        refuse(`entry ${quote(p)} lies below file entry ${quote(p.slice(0, i))}`);
-        break;
+  let last: string | undefined;
+  // The file the next paths may lie below: in path order, every path below
+  // a file follows it at once, so the last file nothing was found below.
+  let anchor: string | undefined;
+  return {
+    findings: out,
+    file(f: ManifestFile): boolean {
+      if (!checkEntry('file', f?.path, f?.mode, (p) => p === last || dirs.has(p))) return false;
+      last = f.path;
+      // Nothing may live below a file: its parent would have to be a directory.
+      if (anchor !== undefined && f.path.startsWith(`${anchor}/`)) refuse(`entry ${quote(f.path)} lies below file entry ${quote(anchor)}`);
+      else anchor = f.path;
+      if (dirAncestors.has(f.path)) {
+        const below = [...dirs].find((d) => d.startsWith(`${f.path}/`))!;
+        refuse(`entry ${quote(below)} lies below file entry ${quote(f.path)}`);
       }
-    }
-  }
-  return out;
+      const ref = String(f.ref);
+      let readable = true;
+      if (!namesChainObject(f, cluster, chain)) {
+        refuse(`file entry ${quote(f.path)} names object ${quote(String(f.bundle?.key ?? f.key))}, outside the prefix of backup ${quote(ref)}${chain.has(ref) ? '' : ', which is not in its chain'}`);
+        readable = false;
+      }
+      if (f.pages !== undefined) {
+        const why = pageChainProblem(f, cluster, chain);
+        if (why !== undefined) {
+          refuse(`file entry ${quote(f.path)}: ${why}`);
+          readable = false;
+        }
+      }
+      return readable;
+    },
+  };
+}
+
+/**
+ * Every finding in `m` (held whole), read from cluster `cluster`: the
+ * records checked in path order (an older manifest's list sorted first).
+ */
+export function checkManifestRules(m: BackupManifest, cluster: string): ManifestFinding[] {
+  const check = createManifestChecker(m, cluster);
+  const files = [...m.files].sort((a, b) => comparePaths(String(a?.path), String(b?.path)));
+  for (const f of files) check.file(f);
+  return check.findings;
 }
 
 /**
@@ -263,7 +304,14 @@ export function checkManifestRules(m: BackupManifest, cluster: string): Manifest
  * it unsafe to restore; returns the mode findings (restored masked).
  */
 export function assertManifestRestorable(m: BackupManifest, cluster: string, where: string): ManifestFinding[] {
-  const findings = checkManifestRules(m, cluster);
+  return refuseUnsafe(checkManifestRules(m, cluster), where);
+}
+
+/**
+ * Throws FORMAT_INVALID (exit 4) naming the first of `findings` that makes
+ * the manifest at `where` unsafe to restore; returns the mode findings.
+ */
+export function refuseUnsafe(findings: ManifestFinding[], where: string): ManifestFinding[] {
   const refused = findings.filter((f) => f.kind === 'refuse');
   if (refused.length > 0) {
     const more = refused.length > 1 ? ` (and ${refused.length - 1} more)` : '';

@@ -37,6 +37,6 @@ test('page layers need format cairn.backup/2, so a cairn that predates them refu
   assert.doesNotThrow(() => checkManifest({ ...base, format: MANIFEST_FORMAT, files: [whole] }, 'm'));
   assert.doesNotThrow(() => checkManifest({ ...base, format: MANIFEST_FORMAT_PAGES, files: [whole, { ...paged, path: 'base/1/16385' }] }, 'm'));
   assert.throws(() => checkManifest({ ...base, format: MANIFEST_FORMAT, files: [paged] }, 'm'), /has page layers, which cairn.backup\/1 does not have/);
-  assert.throws(() => checkManifest({ ...base, format: 'cairn.backup/3', files: [] }, 'm'), /format "cairn.backup\/3", expected cairn.backup\/1 or cairn.backup\/2/);
+  assert.throws(() => checkManifest({ ...base, format: 'cairn.backup/4', files: [] }, 'm'), /format "cairn.backup\/4", expected cairn.backup\/1, cairn.backup\/2, cairn.backup\/3/);
   assert.throws(() => checkManifest({ ...base, format: MANIFEST_FORMAT_PAGES, files: [{ ...paged, pages: { base: whole, layers: [] } }] }, 'm'), /bad page layers/);
 });

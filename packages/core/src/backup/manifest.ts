@@ -12,7 +12,7 @@ import type { BundleRef } from './bundle.js';
 import type { PageChain } from './pages.js';
 import { CairnError } from '../cli/errors.js';
 import type { StorageDriver } from '../storage/driver.js';
-import { readJsonObject } from '../repo/json-object.js';
+import { readWholeManifest } from './manifest-stream.js';
 import { utcStamp } from '../util/time-id.js';
 import { quote } from '../wal/quote.js';
 
@@ -23,6 +23,13 @@ export const MANIFEST_FORMAT = 'cairn.backup/1';
  * than restore a layer as if it were the whole file.
  */
 export const MANIFEST_FORMAT_PAGES = 'cairn.backup/2';
+/**
+ * A streamed manifest (backup/manifest-stream.ts, issue 19): a header line,
+ * one line per file, an end line; page-level entries allowed. Older cairns
+ * cannot read it (they read the object as one JSON document and fail).
+ */
+export const MANIFEST_FORMAT_STREAM = 'cairn.backup/3';
+const FORMATS: readonly string[] = [MANIFEST_FORMAT, MANIFEST_FORMAT_PAGES, MANIFEST_FORMAT_STREAM];
 
 export type BackupType = 'full' | 'diff' | 'incr';
 
@@ -149,7 +156,7 @@ export interface WalPosition {
 }
 
 export interface BackupManifest {
-  format: typeof MANIFEST_FORMAT | typeof MANIFEST_FORMAT_PAGES;
+  format: typeof MANIFEST_FORMAT | typeof MANIFEST_FORMAT_PAGES | typeof MANIFEST_FORMAT_STREAM;
   tool: { name: string; version: string };
   id: string;
   type: BackupType;
@@ -207,53 +214,60 @@ export interface BackupManifest {
 /** A manifest's summary for catalogs and plans (no file list). */
 export type BackupSummary = Omit<BackupManifest, 'files' | 'dirs' | 'backupLabel' | 'tablespaceMap' | 'config'>;
 
-export function summarize(m: BackupManifest): BackupSummary {
-  const { files: _f, dirs: _d, backupLabel: _b, tablespaceMap: _t, config: _c, ...rest } = m;
+export function summarize(m: Omit<BackupManifest, 'files'>): BackupSummary {
+  // A whole manifest has its files too: left out with the rest.
+  const { files: _f, dirs: _d, backupLabel: _b, tablespaceMap: _t, config: _c, ...rest } = m as BackupManifest;
   return rest;
 }
 
-function invalid(what: string, where: string): CairnError {
+export function manifestInvalid(what: string, where: string): CairnError {
   return new CairnError('FORMAT_INVALID', `backup manifest ${where} is invalid: ${what}`, {
     hint: 'the repository is damaged or written by a newer cairn; run cairn-verify and use another backup',
   });
 }
 
-/** Checks the shape that restore relies on; throws FORMAT_INVALID naming the problem. */
-export function checkManifest(m: unknown, where: string): BackupManifest {
-  if (typeof m !== 'object' || m === null) throw invalid('not an object', where);
+/** Checks everything but the file records (a streamed manifest's header); throws FORMAT_INVALID naming the problem. */
+export function checkManifestHead(m: unknown, where: string): Omit<BackupManifest, 'files'> {
+  if (typeof m !== 'object' || m === null) throw manifestInvalid('not an object', where);
   const o = m as Partial<BackupManifest>;
-  if (o.format !== MANIFEST_FORMAT && o.format !== MANIFEST_FORMAT_PAGES) throw invalid(`format ${quote(String(o.format))}, expected ${MANIFEST_FORMAT} or ${MANIFEST_FORMAT_PAGES}`, where);
-  if (typeof o.id !== 'string' || !isBackupId(o.id)) throw invalid('bad id', where);
-  if (o.type !== 'full' && o.type !== 'diff' && o.type !== 'incr') throw invalid('bad type', where);
-  if (o.type !== 'full' && (typeof o.parent !== 'string' || !isBackupId(o.parent))) throw invalid('a diff/incr backup without parent', where);
-  if (!Array.isArray(o.files) || !Array.isArray(o.dirs) || !Array.isArray(o.references)) throw invalid('missing file list', where);
-  if (typeof o.systemId !== 'string' || typeof o.timeline !== 'number' || !o.start || !o.stop) throw invalid('missing WAL positions', where);
-  for (const f of o.files) {
-    if (typeof f.path !== 'string' || typeof f.key !== 'string' || typeof f.sha256 !== 'string' || typeof f.size !== 'number') {
-      throw invalid(`bad file entry ${quote(String(f?.path))}`, where);
-    }
-    if (f.bundle !== undefined && (typeof f.bundle !== 'object' || f.bundle === null || typeof f.bundle.key !== 'string' || !Number.isSafeInteger(f.bundle.offset) || f.bundle.offset < 0 || !Number.isSafeInteger(f.storedSize) || f.storedSize < 0)) {
-      throw invalid(`bad bundle of file entry ${quote(f.path)}`, where);
-    }
-    if (f.pages !== undefined && o.format === MANIFEST_FORMAT) throw invalid(`file entry ${quote(f.path)} has page layers, which ${MANIFEST_FORMAT} does not have`, where);
-    if (f.pages !== undefined && (typeof f.pages !== 'object' || f.pages === null || typeof f.pages.base !== 'object' || f.pages.base === null || !Array.isArray(f.pages.layers) || f.pages.layers.length === 0)) {
-      throw invalid(`bad page layers of file entry ${quote(f.path)}`, where);
-    }
+  if (!FORMATS.includes(o.format as string)) throw manifestInvalid(`format ${quote(String(o.format))}, expected ${FORMATS.join(', ')}`, where);
+  if (typeof o.id !== 'string' || !isBackupId(o.id)) throw manifestInvalid('bad id', where);
+  if (o.type !== 'full' && o.type !== 'diff' && o.type !== 'incr') throw manifestInvalid('bad type', where);
+  if (o.type !== 'full' && (typeof o.parent !== 'string' || !isBackupId(o.parent))) throw manifestInvalid('a diff/incr backup without parent', where);
+  if (!Array.isArray(o.dirs) || !Array.isArray(o.references)) throw manifestInvalid('missing file list', where);
+  if (typeof o.systemId !== 'string' || typeof o.timeline !== 'number' || !o.start || !o.stop) throw manifestInvalid('missing WAL positions', where);
+  return o as Omit<BackupManifest, 'files'>;
+}
+
+/** Checks one file record of a manifest of format `format`; throws FORMAT_INVALID naming it. */
+export function checkFileEntry(f: ManifestFile, format: BackupManifest['format'], where: string): void {
+  if (typeof f !== 'object' || f === null || typeof f.path !== 'string' || typeof f.key !== 'string' || typeof f.sha256 !== 'string' || typeof f.size !== 'number') {
+    throw manifestInvalid(`bad file entry ${quote(String(f?.path))}`, where);
   }
+  if (f.bundle !== undefined && (typeof f.bundle !== 'object' || f.bundle === null || typeof f.bundle.key !== 'string' || !Number.isSafeInteger(f.bundle.offset) || f.bundle.offset < 0 || !Number.isSafeInteger(f.storedSize) || f.storedSize < 0)) {
+    throw manifestInvalid(`bad bundle of file entry ${quote(f.path)}`, where);
+  }
+  if (f.pages !== undefined && format === MANIFEST_FORMAT) throw manifestInvalid(`file entry ${quote(f.path)} has page layers, which ${MANIFEST_FORMAT} does not have`, where);
+  if (f.pages !== undefined && (typeof f.pages !== 'object' || f.pages === null || typeof f.pages.base !== 'object' || f.pages.base === null || !Array.isArray(f.pages.layers) || f.pages.layers.length === 0)) {
+    throw manifestInvalid(`bad page layers of file entry ${quote(f.path)}`, where);
+  }
+}
+
+/** Checks the shape that restore relies on (a manifest read whole); throws FORMAT_INVALID naming the problem. */
+export function checkManifest(m: unknown, where: string): BackupManifest {
+  const o = checkManifestHead(m, where) as Partial<BackupManifest>;
+  if (!Array.isArray(o.files)) throw manifestInvalid('missing file list', where);
+  for (const f of o.files) checkFileEntry(f, o.format!, where);
   return o as BackupManifest;
 }
 
+/**
+ * Backup `id`'s manifest with every file record in memory (any format):
+ * for callers that need it whole. Walking a backup's files reads them as a
+ * stream instead (openManifest in backup/manifest-stream.ts).
+ */
 export async function readManifest(driver: StorageDriver, cluster: string, id: string, signal?: AbortSignal): Promise<BackupManifest | undefined> {
-  const key = manifestKey(cluster, id);
-  const m = await readJsonObject<unknown>(driver, key, signal);
-  return m === undefined ? undefined : checkManifestAt(m, id, `"${key}" in repository "${driver.url}"`);
-}
-
-/** checkManifest, and the manifest is the one of backup `id` (not another's stored under its name). */
-export function checkManifestAt(m: unknown, id: string, where: string): BackupManifest {
-  const checked = checkManifest(m, where);
-  if (checked.id !== id) throw invalid(`it names backup ${quote(checked.id)}, not ${quote(id)}`, where);
-  return checked;
+  return readWholeManifest(driver, cluster, id, signal);
 }
 
 /**

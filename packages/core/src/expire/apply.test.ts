@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { CairnError } from '../cli/errors.js';
 import { MemoryDriver } from '../storage/memory.js';
 import { applyExpire } from './apply.js';
-import type { ExpireStep } from './plan.js';
+import { createObjectGrouper, type ExpireStep } from './plan.js';
 
 /** A store under Object Lock: objects whose key matches `locked` cannot be deleted yet (AccessDenied → STORAGE_DENIED). */
 function lockedDriver(d: MemoryDriver, locked: RegExp): MemoryDriver {
@@ -45,4 +45,34 @@ test('any other error still stops expire', async () => {
   await d.write('main/backups/A/manifest.json', Buffer.from('x'));
   const broken = new Proxy(d, { get: (t, p) => (p === 'remove' ? async () => { throw new CairnError('STORAGE_UNAVAILABLE', 'down'); } : Reflect.get(t, p)) });
   await assert.rejects(applyExpire(broken, [{ kind: 'backup', name: 'A', keys: ['main/backups/A/manifest.json'], bytes: 1 }]), /down/);
+});
+
+test('a backup planned from counts (issue 19) goes manifest first, then everything listed under its prefix; the same plan as from keys', async () => {
+  const d = new MemoryDriver();
+  const A = '20261121-020000F';
+  const B = '20261122-020000F';
+  const keys = [`main/backups/${A}/data/base/1/1.zst`, `main/backups/${A}/data/base/1/2.zst`, `main/backups/${A}/manifest.json`, `main/backups/${B}/data/base/1/1.zst`, `main/backups/${B}/manifest.json`];
+  for (const k of keys) await d.write(k, Buffer.from('x'));
+  const grouper = createObjectGrouper('main', false);
+  const withKeys = createObjectGrouper('main', true);
+  for await (const o of d.list('main/backups/')) {
+    grouper.add(o);
+    withKeys.add(o);
+  }
+  const a = grouper.result().get(`backups/${A}/`)!;
+  assert.deepEqual({ ...a, newest: 0 }, { prefix: `backups/${A}/`, objects: 3, bytes: 3, newest: 0, manifestKey: `main/backups/${A}/manifest.json` });
+  assert.deepEqual(withKeys.result().get(`backups/${A}/`)!.keys, keys.slice(0, 3));
+  // Its deletions, in order: a store whose remove is watched.
+  const removed: string[] = [];
+  const watched = new Proxy(d, { get: (t, p) => (p === 'remove' ? async (k: string, s?: AbortSignal) => { removed.push(k); return t.remove(k, s); } : Reflect.get(t, p)) });
+  const done = await applyExpire(watched, [{ kind: 'backup', name: A, keys: [a.manifestKey!], prefix: `main/${a.prefix}`, bytes: 3 }]);
+  assert.deepEqual(removed, [keys[2], keys[0], keys[1]]);
+  assert.equal(done.keysRemoved, 3);
+  const left: string[] = [];
+  for await (const o of d.list('main/')) left.push(o.key);
+  assert.deepEqual(left, keys.slice(3), 'the other backup stays whole');
+  // A manifest the storage keeps: nothing listed is deleted after it.
+  const locked = await applyExpire(lockedDriver(d, /manifest/), [{ kind: 'backup', name: B, keys: [`main/backups/${B}/manifest.json`], prefix: `main/backups/${B}/`, bytes: 2 }]);
+  assert.equal(locked.keysRemoved, 0);
+  assert.equal(locked.kept.length, 1);
 });

@@ -8,8 +8,8 @@ import { readHistories, readRepoCatalog } from '../repo/catalog.js';
 import { listRepoDebris } from '../repo/debris.js';
 import { listReaderLeases } from '../repo/reader-lease.js';
 import { isCairnError } from '../cli/errors.js';
-import type { ObjectInfo, StorageDriver } from '../storage/driver.js';
-import type { ExpireCatalog, ExpireStep, ExpireWal } from './plan.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { createObjectGrouper, type ExpireCatalog, type ExpireStep, type ExpireWal } from './plan.js';
 
 /**
  * Reads the catalog of one cluster for planExpire: backup and dump
@@ -25,13 +25,15 @@ export async function readExpireCatalog(driver: StorageDriver, cluster: string, 
   for (const [systemId, listing] of cat.wal) {
     wal.set(systemId, { files: listing.all, histories: await readHistories(driver, listing, key, signal) });
   }
-  const objects: ObjectInfo[] = [];
+  // Counted per backup or dump, not held: a backup of a million files is a
+  // few numbers here (issue 19); applyExpire lists what it deletes.
+  const grouper = createObjectGrouper(cluster, false);
   for (const p of [backupsPrefix(cluster), dumpsPrefix(cluster)]) {
-    for await (const obj of driver.list(p, signal)) objects.push(obj);
+    for await (const obj of driver.list(p, signal)) grouper.add(obj);
   }
   const leftovers = await listRepoDebris(driver, cluster, signal);
   const readers = await listReaderLeases(driver, cluster, signal);
-  return { cluster, repo: driver.url, backups: cat.backups, dumps: cat.dumps, wal, objects, leftovers, readers: readers.leases, unreadableReaders: readers.unreadable };
+  return { cluster, repo: driver.url, backups: cat.backups, dumps: cat.dumps, wal, objects: [], objectGroups: grouper.result(), leftovers, readers: readers.leases, unreadableReaders: readers.unreadable };
 }
 
 export interface ApplyProgress {
@@ -44,6 +46,17 @@ export interface ApplyProgress {
    * rest of their step is kept too (issue 18 item 5).
    */
   kept: { step: ExpireStep['kind']; name: string; key: string; reason: string }[];
+}
+
+/**
+ * A step's keys, then (a step with a prefix) every object listed under its
+ * prefix, read as they are deleted: each store's listing reads ahead of
+ * what is removed behind it.
+ */
+async function* stepKeys(driver: StorageDriver, step: ExpireStep, signal?: AbortSignal): AsyncGenerator<string> {
+  yield* step.keys;
+  if (step.prefix === undefined) return;
+  for await (const obj of driver.list(step.prefix, signal)) yield obj.key;
 }
 
 /**
@@ -60,7 +73,7 @@ export async function applyExpire(driver: StorageDriver, steps: readonly ExpireS
   const done: ApplyProgress = { stepsDone: 0, keysRemoved: 0, bytesFreed: 0, kept: [] };
   for (const step of steps) {
     let whole = true;
-    for (const key of step.keys) {
+    for await (const key of stepKeys(driver, step, signal)) {
       signal?.throwIfAborted();
       try {
         if (step.kind === 'leftover') await driver.removeDebris?.(key, signal);

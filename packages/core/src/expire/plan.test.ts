@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseDuration } from '../util/duration.js';
 import { backup, catalogOf, dump, hist, readerLease, seg, SYS, SYS2, type CatalogSpec } from './test-catalog.js';
-import { EXPIRE_PLAN_FORMAT, periodOf, planExpire, type ExpirePolicy } from './plan.js';
+import { createObjectGrouper, EXPIRE_PLAN_FORMAT, periodOf, planExpire, type ExpirePolicy } from './plan.js';
 
 const NOW = new Date('2026-11-21T12:00:00Z');
 const GRACE = parseDuration('6h');
@@ -485,5 +485,43 @@ describe('planExpire: reader leases (issue 12)', () => {
     assert.deepEqual(r.plan.readers.map((x) => [x.id, x.key, x.live, x.action]), [['notes.txt', 'main/readers/notes.txt', false, 'keep']]);
     assert.match(r.plan.readers[0]!.reason, /^not a reader lease cairn can read \(not a reader lease name\): protects nothing/);
     assert.ok(r.steps.every((s) => s.keys.every((k) => !k.includes('/readers/'))));
+  });
+});
+
+describe('planExpire from counts (issue 19)', () => {
+  test('objects counted per backup, dump and debris give the same plan as the objects themselves; steps name the prefix instead of the keys', () => {
+    const old = new Date('2026-01-01T00:00:00Z');
+    const spec: CatalogSpec = {
+      backups: chains,
+      dumps: [dump('app', '20261101-010000', '2026-11-01T01:10:00Z'), dump('app', '20261120-010000', '2026-11-20T01:10:00Z')],
+      wal: [{ ranges: [[1, 2, 20]] }],
+      // Debris: an interrupted backup long ago, and one still being written (young).
+      objects: [
+        { key: 'main/backups/20261005-010000F/data/base/1/1.zst', size: 7, mtime: old },
+        { key: 'main/backups/20261121-115900F/data/base/1/1.zst', size: 7, mtime: new Date(NOW.getTime() - 60_000) },
+      ],
+    };
+    const policy: ExpirePolicy = { keepFull: 1, keepDumps: 1, debrisGrace: GRACE };
+    const byKeys = planExpire(catalogOf(spec), policy, NOW);
+    const catalog = catalogOf(spec);
+    const grouper = createObjectGrouper(catalog.cluster, false);
+    for (const o of catalog.objects) grouper.add(o);
+    const byCounts = planExpire({ ...catalog, objects: [], objectGroups: grouper.result() }, policy, NOW);
+    assert.deepEqual(byCounts.plan, byKeys.plan);
+    assert.deepEqual(removedBackups(byCounts), ['20261101-010000F', '20261102-010000I', '20261103-010000I']);
+    assert.equal(byCounts.plan.debris.length, 1, 'the young one stays');
+    // Same steps in the same order; each group's manifest still first, the rest listed when applied.
+    assert.deepEqual(byCounts.steps.map((s) => [s.kind, s.name, s.bytes]), byKeys.steps.map((s) => [s.kind, s.name, s.bytes]));
+    for (const [i, s] of byCounts.steps.entries()) {
+      const k = byKeys.steps[i]!;
+      if (s.kind === 'wal' || (s.prefix === undefined && k.keys.length === 0)) {
+        // WAL steps name their keys either way; a group with no object listed has none to list.
+        assert.deepEqual(s, k);
+        continue;
+      }
+      assert.ok(s.prefix !== undefined && k.keys.every((key) => key.startsWith(s.prefix!)), `${s.name}: every key under ${s.prefix}`);
+      assert.deepEqual(s.keys, k.keys.filter((key) => key.endsWith('/manifest.json')), `${s.name}: the manifest first, by name`);
+      assert.equal(k.keys[0]!.endsWith('/manifest.json'), s.keys.length === 1);
+    }
   });
 });

@@ -3,7 +3,8 @@
 // §4.6): a backup goes only with everything that depends on it, and WAL only
 // below the oldest kept backup that can read it; what a live reader lease (a
 // restore or drill in progress, issue 12) needs stays whatever the policy.
-// applyExpire deletes exactly the keys listed here and decides nothing.
+// applyExpire deletes exactly the keys listed here (and, for a backup or dump
+// planned from counts, the objects under its prefix: issue 19) and decides nothing.
 
 import { chainDepth, indexChains } from '../backup/chain.js';
 import { isBackupId, type BackupSummary } from '../backup/manifest.js';
@@ -56,8 +57,15 @@ export interface ExpireCatalog {
   dumps: readonly DumpSummary[];
   /** By system id. */
   wal: ReadonlyMap<string, ExpireWal>;
-  /** Every object under <cluster>/backups/ and <cluster>/dumps/, manifests included. */
+  /** Every object under <cluster>/backups/ and <cluster>/dumps/, manifests included (left empty when objectGroups is given). */
   objects: readonly ObjectInfo[];
+  /**
+   * The same objects counted per backup or dump (createObjectGrouper without
+   * keys): what the I/O half gives, so a million objects are a few numbers
+   * (issue 19). Steps of these groups then name a prefix that applyExpire
+   * lists, rather than every key.
+   */
+  objectGroups?: ReadonlyMap<string, ExpireObjectGroup>;
   /** Leftovers of unfinished writes under <cluster>/ (temp files and empty directories on fs; intents of WAL pushes). */
   leftovers?: readonly RepoDebris[];
   /** Reader leases of the cluster (restores and drills in progress), live or lapsed. */
@@ -179,6 +187,12 @@ export interface ExpireStep {
   /** The backup id, dump dir/id, system/timeline, debris prefix, reader lease id or leftover path. */
   name: string;
   keys: string[];
+  /**
+   * After `keys`: every object listed under this prefix when the step is
+   * applied (the objects of a backup or dump planned from objectGroups; the
+   * manifest is in `keys`, so it still goes first).
+   */
+  prefix?: string;
   bytes: number;
 }
 
@@ -249,16 +263,16 @@ export function planExpire(catalog: ExpireCatalog, policy: ExpirePolicy, now: Da
   const goingBackups = backups.filter((b) => b.action === 'remove').sort((a, b) => depth(b.id) - depth(a.id) || (a.id < b.id ? 1 : -1));
   for (const b of goingBackups) {
     const g = groups.get(`backups/${b.id}/`);
-    steps.push({ kind: 'backup', name: b.id, keys: g ? manifestFirst(g) : [], bytes: b.bytes });
+    steps.push({ kind: 'backup', name: b.id, ...(g ? groupKeys(catalog.cluster, g) : { keys: [] }), bytes: b.bytes });
   }
   for (const d of dumps.filter((x) => x.action === 'remove')) {
     const g = groups.get(`dumps/${d.dir}/${d.id}/`);
-    steps.push({ kind: 'dump', name: `${d.dir}/${d.id}`, keys: g ? manifestFirst(g) : [], bytes: d.bytes });
+    steps.push({ kind: 'dump', name: `${d.dir}/${d.id}`, ...(g ? groupKeys(catalog.cluster, g) : { keys: [] }), bytes: d.bytes });
   }
   for (const w of wal.steps) steps.push(w);
   for (const d of debris) {
     const g = groups.get(d.prefix)!;
-    steps.push({ kind: 'debris', name: d.prefix, keys: g.objects.map((o) => o.key), bytes: d.bytes });
+    steps.push({ kind: 'debris', name: d.prefix, ...groupKeys(catalog.cluster, g), bytes: d.bytes });
   }
   for (const r of readers.filter((x) => x.action === 'remove')) steps.push({ kind: 'lease', name: r.id, keys: [r.key], bytes: 0 });
   for (const l of leftovers) {
@@ -300,58 +314,85 @@ export function planExpire(catalog: ExpireCatalog, policy: ExpirePolicy, now: Da
 
 // ---- objects of backups and dumps -----------------------------------------
 
-interface ObjectGroup {
+/** The objects of one backup or dump (or of an abandoned one: debris). */
+export interface ExpireObjectGroup {
   /** backups/<id>/ or dumps/<dir>/<id>/, relative to the cluster. */
   prefix: string;
-  objects: ObjectInfo[];
+  objects: number;
+  bytes: number;
+  /** The newest object's mtime, ms. */
+  newest: number;
   /** Its manifest.json, when it has one. */
   manifestKey: string | undefined;
+  /** Every key in listing order, when the grouper keeps them. */
+  keys?: string[];
+}
+
+/**
+ * Sorts listed objects under backups/ and dumps/ into groups by the backup
+ * or dump they belong to; `keepKeys` false keeps counts only (bounded).
+ */
+export function createObjectGrouper(cluster: string, keepKeys: boolean): { add(o: ObjectInfo): void; result(): Map<string, ExpireObjectGroup> } {
+  const root = `${cluster}/`;
+  const groups = new Map<string, ExpireObjectGroup>();
+  return {
+    add(o: ObjectInfo): void {
+      if (!o.key.startsWith(root)) return;
+      const parts = o.key.slice(root.length).split('/');
+      let prefix: string;
+      let rest: string[];
+      // Only names cairn writes: anything else under backups/ or dumps/ is
+      // not ours to judge.
+      if (parts[0] === 'backups' && parts.length >= 3 && isBackupId(parts[1]!)) {
+        prefix = `backups/${parts[1]}/`;
+        rest = parts.slice(2);
+      } else if (parts[0] === 'dumps' && parts.length >= 4 && isDumpId(parts[2]!)) {
+        prefix = `dumps/${parts[1]}/${parts[2]}/`;
+        rest = parts.slice(3);
+      } else {
+        return;
+      }
+      let g = groups.get(prefix);
+      if (!g) groups.set(prefix, (g = { prefix, objects: 0, bytes: 0, newest: -Infinity, manifestKey: undefined, ...(keepKeys ? { keys: [] } : {}) }));
+      g.objects++;
+      g.bytes += o.size;
+      g.newest = Math.max(g.newest, o.mtime.getTime());
+      g.keys?.push(o.key);
+      if (rest.length === 1 && rest[0] === 'manifest.json') g.manifestKey = o.key;
+    },
+    result: () => groups,
+  };
 }
 
 /** The objects under backups/ and dumps/ by the backup or dump they belong to. */
-function groupObjects(catalog: ExpireCatalog): Map<string, ObjectGroup> {
-  const root = `${catalog.cluster}/`;
-  const groups = new Map<string, ObjectGroup>();
-  for (const o of catalog.objects) {
-    if (!o.key.startsWith(root)) continue;
-    const parts = o.key.slice(root.length).split('/');
-    let prefix: string;
-    let rest: string[];
-    // Only names cairn writes: anything else under backups/ or dumps/ is
-    // not ours to judge.
-    if (parts[0] === 'backups' && parts.length >= 3 && isBackupId(parts[1]!)) {
-      prefix = `backups/${parts[1]}/`;
-      rest = parts.slice(2);
-    } else if (parts[0] === 'dumps' && parts.length >= 4 && isDumpId(parts[2]!)) {
-      prefix = `dumps/${parts[1]}/${parts[2]}/`;
-      rest = parts.slice(3);
-    } else {
-      continue;
-    }
-    let g = groups.get(prefix);
-    if (!g) groups.set(prefix, (g = { prefix, objects: [], manifestKey: undefined }));
-    g.objects.push(o);
-    if (rest.length === 1 && rest[0] === 'manifest.json') g.manifestKey = o.key;
-  }
-  return groups;
+function groupObjects(catalog: ExpireCatalog): ReadonlyMap<string, ExpireObjectGroup> {
+  if (catalog.objectGroups) return catalog.objectGroups;
+  const grouper = createObjectGrouper(catalog.cluster, true);
+  for (const o of catalog.objects) grouper.add(o);
+  return grouper.result();
 }
 
-/** The manifest first: deleting it first makes the backup or dump stop existing at once. */
-function manifestFirst(g: ObjectGroup): string[] {
-  const rest = g.objects.filter((o) => o.key !== g.manifestKey).map((o) => o.key);
-  return g.manifestKey === undefined ? rest : [g.manifestKey, ...rest];
+/**
+ * What deleting a group takes: the manifest first (deleting it first makes
+ * the backup or dump stop existing at once), then the rest, named or, for a
+ * group counted without its keys, listed under its prefix when applied.
+ */
+function groupKeys(cluster: string, g: ExpireObjectGroup): Pick<ExpireStep, 'keys' | 'prefix'> {
+  const manifest = g.manifestKey === undefined ? [] : [g.manifestKey];
+  if (g.keys === undefined) return { keys: manifest, prefix: `${cluster}/${g.prefix}` };
+  return { keys: [...manifest, ...g.keys.filter((k) => k !== g.manifestKey)] };
 }
 
-function sizeOf(g: ObjectGroup | undefined): { objects: number; bytes: number } {
-  return { objects: g?.objects.length ?? 0, bytes: g?.objects.reduce((n, o) => n + o.size, 0) ?? 0 };
+function sizeOf(g: ExpireObjectGroup | undefined): { objects: number; bytes: number } {
+  return { objects: g?.objects ?? 0, bytes: g?.bytes ?? 0 };
 }
 
-function planDebris(groups: Map<string, ObjectGroup>, policy: ExpirePolicy, now: Date): ExpirePlanDebris[] {
+function planDebris(groups: ReadonlyMap<string, ExpireObjectGroup>, policy: ExpirePolicy, now: Date): ExpirePlanDebris[] {
   const before = policy.debrisGrace.before(now).getTime();
   const out: ExpirePlanDebris[] = [];
   for (const g of groups.values()) {
     if (g.manifestKey !== undefined) continue;
-    const newest = Math.max(...g.objects.map((o) => o.mtime.getTime()));
+    const newest = g.newest;
     // A backup or dump still being written has young objects: the grace
     // period keeps expire from pulling them from under it.
     if (newest > before) continue;
@@ -453,7 +494,7 @@ function planBackups(
   catalog: ExpireCatalog,
   policy: ExpirePolicy,
   now: Date,
-  groups: Map<string, ObjectGroup>,
+  groups: ReadonlyMap<string, ExpireObjectGroup>,
   live: readonly ReaderLease[],
 ): { backups: ExpirePlanBackup[]; keptForReaders: Set<string> } {
   const all = [...catalog.backups].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -564,7 +605,7 @@ function planDumps(
   catalog: ExpireCatalog,
   policy: ExpirePolicy,
   now: Date,
-  groups: Map<string, ObjectGroup>,
+  groups: ReadonlyMap<string, ExpireObjectGroup>,
   live: readonly ReaderLease[],
 ): { dumps: ExpirePlanDump[]; keptForReaders: Set<string> } {
   const keep = new Reasons();

@@ -6,7 +6,8 @@
 import { Writable } from 'node:stream';
 import { CairnError } from '../cli/errors.js';
 import type { EncryptionKey } from '../codec/index.js';
-import { listBackupIds, manifestKey, readManifest, summarize, type BackupManifest, type BackupSummary } from '../backup/manifest.js';
+import { listBackupIds, manifestKey, readManifest, type BackupManifest, type BackupSummary } from '../backup/manifest.js';
+import { openManifest, readManifestSummary, type OpenedManifest } from '../backup/manifest-stream.js';
 import { dumpManifestKey, listDumps, readDumpManifest, summarizeDump, type DumpManifest, type DumpRef, type DumpSummary } from '../dump/manifest.js';
 import type { ObjectInfo, StorageDriver } from '../storage/driver.js';
 import { isSegmentName, timelineOf } from '../wal/file-name.js';
@@ -194,17 +195,32 @@ function* readAhead<I, T>(items: readonly I[], ahead: number, read: (item: I) =>
   }
 }
 
+/** Each backup that exists (or each of `ids`), oldest first, read by `read` at most `ahead` before it is taken. */
+async function* eachBackup<T>(driver: StorageDriver, cluster: string, o: ReadManifestsOptions & { ids?: readonly string[] }, ahead: number, read: (id: string) => Promise<T | undefined>): AsyncGenerator<T> {
+  const ids = o.ids ?? (await listBackupIds(driver, cluster, o.signal));
+  for (const { item: id, value } of readAhead(ids, ahead, read)) {
+    const m = await tolerating(o, { kind: 'backup', id, key: manifestKey(cluster, id) }, () => value);
+    if (m) yield m;
+  }
+}
+
 /**
  * The one loop over backup manifests: each backup that exists (or each of
  * `ids`), oldest first, a few read ahead (MANIFEST_READ_AHEAD) so a caller
  * that keeps only a summary never holds every file list.
  */
-export async function* eachBackupManifest(driver: StorageDriver, cluster: string, o: ReadManifestsOptions & { ids?: readonly string[] } = {}): AsyncGenerator<BackupManifest> {
-  const ids = o.ids ?? (await listBackupIds(driver, cluster, o.signal));
-  for (const { item: id, value } of readAhead(ids, MANIFEST_READ_AHEAD, (id) => readManifest(driver, cluster, id, o.signal))) {
-    const m = await tolerating(o, { kind: 'backup', id, key: manifestKey(cluster, id) }, () => value);
-    if (m) yield m;
-  }
+export function eachBackupManifest(driver: StorageDriver, cluster: string, o: ReadManifestsOptions & { ids?: readonly string[] } = {}): AsyncGenerator<BackupManifest> {
+  return eachBackup(driver, cluster, o, MANIFEST_READ_AHEAD, (id) => readManifest(driver, cluster, id, o.signal));
+}
+
+/**
+ * The same loop, each manifest opened rather than read (backup/manifest-stream.ts):
+ * its head at once, its file records as a stream, so a walk over every
+ * backup's files holds one record at a time. One ahead: an older manifest
+ * opened is one read whole.
+ */
+export function eachOpenedManifest(driver: StorageDriver, cluster: string, o: ReadManifestsOptions & { ids?: readonly string[] } = {}): AsyncGenerator<OpenedManifest> {
+  return eachBackup(driver, cluster, o, 1, (id) => openManifest(driver, cluster, id, o.signal));
 }
 
 /** The same loop over dump manifests: each dump that exists (or each of `refs`), oldest first. */
@@ -217,10 +233,15 @@ export async function* eachDumpManifest(driver: StorageDriver, cluster: string, 
   }
 }
 
-/** Every backup's summary, oldest first. */
+/**
+ * Every backup's summary, oldest first. A streamed manifest gives its
+ * summary from its first line (its file records are not read: a damaged
+ * record shows when a tool walks them, before it acts on them); an older one
+ * is read whole.
+ */
 export async function readBackupSummaries(driver: StorageDriver, cluster: string, o: ReadManifestsOptions = {}): Promise<BackupSummary[]> {
   const out: BackupSummary[] = [];
-  for await (const m of eachBackupManifest(driver, cluster, o)) out.push(summarize(m));
+  for await (const s of eachBackup(driver, cluster, o, MANIFEST_READ_AHEAD, (id) => readManifestSummary(driver, cluster, id, o.signal))) out.push(s);
   return out;
 }
 
