@@ -23,6 +23,7 @@ import {
   cairnOk,
   captureUnderLock,
   NOW_UTC_SQL,
+  parseStoredManifest,
   restoreAndStart,
   scalar,
   sleep,
@@ -103,8 +104,8 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
     await cluster.stop();
     await cairnOk('verify', [], src.env);
     st = { src, dst, proxy, cluster, full, incr, dump, time };
-    const m = JSON.parse((await src.objects(`main/backups/${incr}/manifest.json`)).get(`main/backups/${incr}/manifest.json`)!.toString()) as { format: string };
-    assert.equal(m.format, 'cairn.backup/2', 'the incr backup is page-level (its chain reaches into the full one)');
+    const m = parseStoredManifest((await src.objects(`main/backups/${incr}/manifest.json`)).get(`main/backups/${incr}/manifest.json`)!.toString()) as { files: { pages?: unknown }[] };
+    assert.ok(m.files.some((f) => f.pages !== undefined), 'the incr backup is page-level (its chain reaches into the full one)');
   });
 
   it('--dry-run lists what it would copy and writes nothing', async () => {
@@ -153,7 +154,7 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
   it('killed (-9) midway, a second copy meanwhile refused by the lease; a rerun completes, a third copies nothing', async () => {
     const s = state();
     // A far-away store: each request waits, so the kill lands midway.
-    s.proxy.delay(150);
+    s.proxy.delay(400);
     const child = spawnAsPg(binPath('copy'), copyArgs(), { env: copyEnv() });
     let stderr = '';
     child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
@@ -214,12 +215,12 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
     const evil = await makeTempDir('copy-evil');
     await cp(s.src.url, evil, { recursive: true });
     const incrKey = join(evil, `main/backups/${s.incr}/manifest.json`);
-    const incr = JSON.parse(await readFile(incrKey, 'utf8')) as { files: { key: string; ref: string; bundle?: { key: string }; pages?: unknown }[] };
+    const incr = parseStoredManifest(await readFile(incrKey, 'utf8')) as { files: { key: string; ref: string; bundle?: { key: string }; pages?: unknown }[] };
     const own = incr.files.find((f) => f.ref === s.incr && f.pages === undefined);
     assert.ok(own, 'the incr stores a file of its own');
     if (own.bundle) own.bundle.key = 'main/systems/planted.json';
     else own.key = 'main/systems/planted.json';
-    await writeFile(incrKey, JSON.stringify(incr));
+    await writeFile(incrKey, JSON.stringify({ ...incr, format: 'cairn.backup/2' })); // one document, as older cairns wrote
     const [dir, id] = s.dump.split('/') as [string, string];
     const dumpKey = join(evil, `main/dumps/${dir}/${id}/manifest.json`);
     const dump = JSON.parse(await readFile(dumpKey, 'utf8')) as { objects: { key: string }[] };
@@ -248,15 +249,15 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
     // The target keeps the full backup as if written there on its own: one
     // object the incr references differs; the incr is taken away again.
     type Entry = { key: string; ref: string; sha256: string; bundle?: { key: string; offset: number } };
-    const incr = JSON.parse(await readFile(join(dst.url, `main/backups/${s.incr}/manifest.json`), 'utf8')) as { files: Entry[] };
+    const incr = parseStoredManifest(await readFile(join(dst.url, `main/backups/${s.incr}/manifest.json`), 'utf8')) as { files: Entry[] };
     const borrowed = incr.files.find((f) => f.ref === s.full);
     assert.ok(borrowed, 'the incr references a file of the full backup');
     await rm(join(dst.url, `main/backups/${s.incr}`), { recursive: true });
     const fullKey = join(dst.url, `main/backups/${s.full}/manifest.json`);
-    const full = JSON.parse(await readFile(fullKey, 'utf8')) as { files: Entry[] };
+    const full = parseStoredManifest(await readFile(fullKey, 'utf8')) as { files: Entry[] };
     const same = (e: Entry) => e.key === borrowed.key && e.bundle?.key === borrowed.bundle?.key && e.bundle?.offset === borrowed.bundle?.offset;
     full.files.find(same)!.sha256 = '0'.repeat(64);
-    await writeFile(fullKey, JSON.stringify(full));
+    await writeFile(fullKey, JSON.stringify({ ...full, format: 'cairn.backup/2' }));
     const r = await runCairn('copy', ['--from', s.src.url, '--to', dst.url], { env });
     assert.equal(r.code, 4, r.stderr);
     assert.match(r.stderr, new RegExp(`backup "${s.incr}" not copied: it references object .* of backup "${s.full}", which repository .* holds with other content`));
@@ -299,7 +300,7 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
     const broken = await makeTempDir('copy-broken');
     await cp(s.src.url, broken, { recursive: true });
     type Entry = { path: string; key: string; ref: string; size: number; storedSize: number; bundle?: unknown; pages?: unknown };
-    const full = JSON.parse(await readFile(join(broken, `main/backups/${s.full}/manifest.json`), 'utf8')) as { files: Entry[] };
+    const full = parseStoredManifest(await readFile(join(broken, `main/backups/${s.full}/manifest.json`), 'utf8')) as { files: Entry[] };
     const big = full.files.filter((f) => f.ref === s.full && f.bundle === undefined && f.pages === undefined).sort((x, y) => y.size - x.size)[0]!;
     const obj = await readFile(join(broken, big.key));
     for (let i = (obj.length >> 1); i < (obj.length >> 1) + 16; i++) obj[i] = obj[i]! ^ 0x5a;

@@ -28,6 +28,7 @@ import {
   cairnOk,
   captureUnderLock,
   NOW_UTC_SQL,
+  parseStoredManifest,
   readStoredManifest,
   scalar,
   sleep,
@@ -243,10 +244,11 @@ describe('self-healing reads: restore and PITR from the second repository', { ti
     const bundled = manifest.files.filter((f) => f.bundle && f.path.startsWith('base/') && f.size > 8192).sort((x, y) => y.size - x.size)[0]!;
     // The second repository's manifest of this backup now says other bytes.
     const key = `main/backups/${backup}/manifest.json`;
-    const theirs = JSON.parse((await b.objects(key)).get(key)!.toString('utf8')) as StoredManifest;
+    const theirs = parseStoredManifest((await b.objects(key)).get(key)!.toString('utf8')) as unknown as StoredManifest;
     const entry = theirs.files.find((f) => f.path === bundled.path)!;
     entry.sha256 = entry.sha256.replace(/^./, (c) => (c === '0' ? '1' : '0'));
-    await b.tamper(key, Buffer.from(JSON.stringify(theirs)));
+    // Written back as one document (cairn.backup/2, which still reads).
+    await b.tamper(key, Buffer.from(JSON.stringify({ ...theirs, format: 'cairn.backup/2' })));
     const cluster = await createCluster({ name: 'heal-refused', initdb: false, env, conf: { archive_mode: 'off' } });
     const r = await runCairn('restore', ['--pgdata', cluster.pgdata, '--plan', planFile], { env, timeoutMs: 300_000 });
     assert.equal(r.code, 4, r.stderr);

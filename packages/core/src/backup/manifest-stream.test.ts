@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { buffer } from 'node:stream/consumers';
 import { MemoryDriver } from '../storage/memory.js';
 import { manifestKey, MANIFEST_FORMAT, MANIFEST_FORMAT_PAGES, MANIFEST_FORMAT_STREAM, readManifest, type BackupManifest, type ManifestFile } from './manifest.js';
-import { comparePaths, manifestLines, openManifest, readManifestSummary, writeManifest } from './manifest-stream.js';
+import { comparePaths, manifestLines, openManifest, openManifestBytes, readManifestSummary, writeManifest } from './manifest-stream.js';
 import { readBackupSummaries } from '../repo/catalog.js';
 
 const ID = '20261121-020000F';
@@ -135,4 +135,24 @@ test('older manifests (cairn.backup/1 and /2, one JSON document) still read, who
   await d.write(manifestKey('main', ID), Buffer.from('{"format":'));
   await assert.rejects(readManifest(d, 'main', ID), { code: 'FORMAT_INVALID', message: /not valid JSON/ });
   assert.equal(await openManifest(d, 'main', '20261121-030000F'), undefined);
+});
+
+test('a manifest stored under another backup\'s name is refused, in every format; bytes read once check the same way', async () => {
+  const other = '20261122-020000F';
+  for (const format of [MANIFEST_FORMAT_STREAM, MANIFEST_FORMAT_PAGES] as const) {
+    const d = new MemoryDriver();
+    const m = manifest(FILES, format);
+    if (format === MANIFEST_FORMAT_STREAM) await writeManifest(d, m);
+    else await d.write(manifestKey('main', ID), Buffer.from(JSON.stringify(m, null, 2) + '\n'));
+    const bytes = await buffer(await d.read(manifestKey('main', ID)));
+    // As if copied under the other backup's name.
+    await d.write(manifestKey('main', other), bytes);
+    await assert.rejects(openManifest(d, 'main', other), /names backup "20261121-020000F", not "20261122-020000F"/);
+    await assert.rejects(readManifest(d, 'main', other), /names backup/);
+    await assert.rejects(openManifestBytes(bytes, other, 'x'), /names backup/);
+    const opened = await openManifestBytes(bytes, ID, 'x');
+    const files: ManifestFile[] = [];
+    for await (const f of opened.files()) files.push(f);
+    assert.deepEqual(files.map((f) => f.path).sort(comparePaths), FILES.map((f) => f.path).sort(comparePaths));
+  }
 });
