@@ -153,7 +153,7 @@ describe('cairn-copy: file repository to an empty S3 one', { timeout: 900_000 },
   it('killed (-9) midway, a second copy meanwhile refused by the lease; a rerun completes, a third copies nothing', async () => {
     const s = state();
     // A far-away store: each request waits, so the kill lands midway.
-    s.proxy.delay(150);
+    s.proxy.delay(400);
     const child = spawnAsPg(binPath('copy'), copyArgs(), { env: copyEnv() });
     let stderr = '';
     child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
