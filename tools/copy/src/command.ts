@@ -43,7 +43,7 @@ export const copyTool = defineTool({
     parseRepoUrl(fromUrl, { env: {} });
     parseRepoUrl(toUrl, { env: {} });
     if (fromUrl === toUrl) throw new CairnError('USAGE', '--from and --to name the same repository', { hint: 'give two different repositories' });
-    const cluster = String(s.cluster ?? 'main');
+    const cluster = s.cluster;
     assertClusterName(cluster);
     const key = await loadKey(keySourceFrom(s, ctx.log), ctx.env, ctx.signal);
     const dryRun = s['dry-run'];
