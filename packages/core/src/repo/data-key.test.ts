@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import { decodeToBuffer, encodeBuffer, encryptionKeyFromBytes, keyCheck, type EncryptionKey } from '../codec/index.js';
 import { CairnError } from '../cli/errors.js';
 import { MemoryDriver } from '../storage/memory.js';
+import { WriteConflictError } from '../storage/driver.js';
 import { rejectsWith } from '../testing/errors.js';
 import { createDataKey, listDataKeyVersions, openDataKey, rekeyDataKey } from './data-key.js';
 import { dataKeyKey, repoConfigKey } from './layout.js';
@@ -130,4 +131,35 @@ test('a superseded wrap the storage will not delete (Object Lock) is reported as
   assert.match(r.kept[0]!.reason, /retention/);
   await rejectsWith(openCluster(d, 'main', k1), 'KEY_MISMATCH');
   assert.equal((await openDataKey(d, 'main', k2))!.version, 2);
+});
+
+/**
+ * A store that does not honour "only if absent" (as s3rver ignores
+ * If-None-Match): it looks, lets other writers in, then writes over
+ * whatever landed meanwhile; its probe rewrites and reports "not atomic".
+ */
+class IgnoresIfAbsent extends MemoryDriver {
+  override readonly features = { atomicIfAbsent: false, requests: 8 };
+  override async write(key: string, body: Parameters<MemoryDriver['write']>[1], opts: Parameters<MemoryDriver['write']>[2] = {}): Promise<void> {
+    if (opts.ifAbsent && (await this.stat(key)) !== undefined) throw new WriteConflictError(key, this.url);
+    await new Promise((r) => setTimeout(r, 30));
+    return super.write(key, body, { ...opts, ifAbsent: false });
+  }
+  async probeConditionalWrite(key: string, body: Buffer): Promise<boolean> {
+    await super.write(key, body);
+    return false;
+  }
+}
+
+test('first writers racing on a store that ignores "only if absent" all end with the one data key that stands', async () => {
+  const d = new IgnoresIfAbsent();
+  const now = new Date('2026-11-21T02:00:00Z');
+  // Three first writers, the third arriving once the first key is stored.
+  const runs = [ensureRepoConfig(d, 'main', k1, now, undefined, 300), ensureRepoConfig(d, 'main', k1, now, undefined, 300)];
+  await new Promise((r) => setTimeout(r, 40));
+  runs.push(ensureRepoConfig(d, 'main', k1, now, undefined, 300));
+  const opened = await Promise.all(runs);
+  const stands = await openCluster(d, 'main', k1);
+  assert.ok(stands?.dataKey);
+  assert.deepEqual(opened.map((o) => o.dataKey!.id), [stands.dataKey.id, stands.dataKey.id, stands.dataKey.id], 'every writer encrypts under the key the cluster keeps');
 });

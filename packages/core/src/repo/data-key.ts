@@ -25,6 +25,7 @@ import {
 } from '../codec/index.js';
 import { WriteConflictError, type StorageDriver } from '../storage/driver.js';
 import { CAIRN_VERSION } from '../version.js';
+import { sleep } from '../util/limit.js';
 import { readJsonObject } from './json-object.js';
 import { dataKeyKey, dataKeysPrefix, parseDataKeyKey } from './layout.js';
 
@@ -119,18 +120,38 @@ export async function openDataKey(driver: StorageDriver, cluster: string, operat
 }
 
 /**
- * Makes a new cluster's data key (version 1) wrapped by the operator key,
- * write-once. Two first writers racing both end with the stored one: the
- * loser reads the winner's back (and repo.json, created after, holds its
- * check, so a storage that ignores the condition is caught there).
+ * How long first writers of a cluster on a store that may not honour "only
+ * if absent" let a racing writer's data key land before they read back the
+ * one that stands (as a lease is confirmed: repo/lease.ts).
  */
-export async function createDataKey(driver: StorageDriver, cluster: string, operator: EncryptionKey, now: Date, signal?: AbortSignal): Promise<ClusterDataKey> {
+export const DATA_KEY_SETTLE_MS = 1000;
+
+/**
+ * Makes a new cluster's data key (version 1) wrapped by the operator key,
+ * write-once, or takes the one a first writer racing this one stored. Every
+ * first writer ends with the key that stands: the loser of an atomic create
+ * reads the winner's back. On a store that may ignore the condition (s3rver
+ * and some older S3-compatible servers ignore If-None-Match), a racing
+ * writer's key can land over ours after we looked, and a writer that found
+ * one may see it replaced: every first writer then waits DATA_KEY_SETTLE_MS
+ * before it reads back the key that stands, so all of them name the same one
+ * in repo.json and encrypt under it (seen under load: wal-push and its
+ * push-ahead worker creating a cluster at once, one key object left paired
+ * with the other writer's repo.json, and the cluster no longer opened). A
+ * store that refuses the probe's second conditional write is atomic: no wait.
+ */
+export async function createDataKey(driver: StorageDriver, cluster: string, operator: EncryptionKey, now: Date, signal?: AbortSignal, settleMs = DATA_KEY_SETTLE_MS): Promise<ClusterDataKey> {
   const obj = wrapObject(randomEncryptionKey(), operator, cluster, 1, now);
+  const key = dataKeyKey(cluster, 1);
+  const body = Buffer.from(JSON.stringify(obj, null, 2) + '\n');
+  let wrote = true;
   try {
-    await driver.write(dataKeyKey(cluster, 1), Buffer.from(JSON.stringify(obj, null, 2) + '\n'), { ifAbsent: true, ...(signal ? { signal } : {}) });
+    await driver.write(key, body, { ifAbsent: true, ...(signal ? { signal } : {}) });
   } catch (err) {
     if (!(err instanceof WriteConflictError)) throw err;
+    wrote = false;
   }
+  if (!driver.features.atomicIfAbsent && !(wrote && (await driver.probeConditionalWrite?.(key, body, signal)))) await sleep(settleMs, signal);
   const opened = await openDataKey(driver, cluster, operator, signal);
   if (opened === undefined) throw damaged(driver, dataKeyKey(cluster, 1), 'is not there after it was written');
   return opened;

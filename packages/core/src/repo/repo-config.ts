@@ -108,6 +108,8 @@ export async function ensureRepoConfig(
   key: EncryptionKey | undefined,
   now: Date,
   signal?: AbortSignal,
+  /** How long racing first writers settle on a store that may not be atomic (createDataKey); for tests. */
+  settleMs?: number,
 ): Promise<OpenedRepoConfig> {
   const clusterKeyP = lookUpClusterKey(driver, cluster, key, signal);
   let cfg = await readRepoConfig(driver, cluster, signal);
@@ -127,7 +129,9 @@ export async function ensureRepoConfig(
   if (cfg === undefined) {
     // A new encrypted cluster gets a data key first (a first writer that
     // died between the two left the data key: it is used, not replaced).
-    if (key !== undefined && dataKey === key) dataKey = (await createDataKey(driver, cluster, key, now, signal)).key;
+    // Also when a data key object is there already: another first writer may
+    // be storing its own this moment (createDataKey settles which stands).
+    if (key !== undefined) dataKey = (await createDataKey(driver, cluster, key, now, signal, settleMs)).key;
     const fresh: RepoConfig = {
       format: dataKey === undefined ? REPO_FORMAT_DIRECT : REPO_FORMAT,
       cipher: dataKey === undefined ? 'none' : CIPHER,
