@@ -8,11 +8,11 @@
 // `cp -r` of the same repository (no checks: the disk's own rate here), and
 // peak RSS. The copy must end with no problems and the same keys as the source.
 
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Server } from './lib/cluster.mjs';
-import { aptInstall, checkBuiltAndPostgres, finishBench, gitCommit, hostVersions, int, problem, problems, ROOT, runGuarded, say, TIME, toolBin } from './lib/common.mjs';
+import { aptInstall, checkBuiltAndPostgres, finishBench, gitCommit, hostVersions, int, problem, problems, ROOT, runGuarded, say, TIME, timedWithRss, toolBin } from './lib/common.mjs';
 import { installCleanupHooks, makeDir, PG_BIN, removeDir, run, shellQuote, syncDisks, tempBase } from './lib/proc.mjs';
 import { mb, median, reportTail, round, table } from './lib/stats.mjs';
 
@@ -27,15 +27,6 @@ const opt = {
   timeoutS: int('BENCH_TIMEOUT_S', 1800),
   outDir: process.env.BENCH_OUT || join(ROOT, 'bench-results'),
 };
-
-let seq = 0;
-/** Runs a command as the pg user under /usr/bin/time: wall seconds, peak RSS (MB), CPU seconds, stdout. */
-async function timed(cmd, args, env) {
-  const out = join(makeDir('time'), `t${++seq}`);
-  const r = await run(TIME, ['-o', out, '-f', '%M %U %S', cmd, ...args], { asPg: true, env, allowFail: true, timeoutMs: opt.timeoutS * 1000 });
-  const [kb, u, s] = readFileSync(out, 'utf8').trim().split('\n').pop().split(' ').map(Number);
-  return { code: r.code, seconds: round(r.ms / 1000, 2), rssMB: round(kb / 1024, 1), cpuS: round(u + s, 2), stdout: r.stdout, stderr: r.stderr };
-}
 
 /** Relative paths of the files under `dir` (locks and reader leases left out: they are no data). */
 function files(dir, rel = '', out = []) {
@@ -78,7 +69,7 @@ async function main() {
     for (let i = 0; i < opt.runs; i++) {
       const dst = join(makeDir(`repo-copy-dst${i}`), 'r');
       syncDisks();
-      const r = await timed(COPY, ['--from', repo, '--to', dst, '--json', '--jobs', String(opt.jobs)], {});
+      const r = await timedWithRss(COPY, ['--from', repo, '--to', dst, '--json', '--jobs', String(opt.jobs)], {}, opt.timeoutS);
       if (r.code !== 0) {
         problem(`cairn-copy exited ${r.code}: ${r.stderr.trimEnd().split('\n').slice(-5).join('\n')}`);
         continue;

@@ -7,11 +7,11 @@
 // caches: MB/s of plaintext verified (decoded and hashed) and of stored bytes
 // read, peak RSS. Both runs must find no problems.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Server } from './lib/cluster.mjs';
-import { aptInstall, checkBuiltAndPostgres, gitCommit, hostVersions, int, problem, problems, ROOT, say, TIME, toolBin, finishBench, runGuarded } from './lib/common.mjs';
+import { aptInstall, checkBuiltAndPostgres, gitCommit, hostVersions, int, problem, problems, ROOT, say, TIME, timedWithRss, toolBin, finishBench, runGuarded } from './lib/common.mjs';
 import { installCleanupHooks, makeDir, PG_BIN, run, shellQuote, syncDisks, tempBase } from './lib/proc.mjs';
 import { mb, median, reportTail, round, table } from './lib/stats.mjs';
 
@@ -27,18 +27,9 @@ const opt = {
   outDir: process.env.BENCH_OUT || join(ROOT, 'bench-results'),
 };
 
-let seq = 0;
-/** Runs a command as the pg user under /usr/bin/time: wall seconds, peak RSS (MB), CPU seconds, stdout. */
-async function timed(cmd, args, env) {
-  const out = join(makeDir('time'), `t${++seq}`);
-  const r = await run(TIME, ['-o', out, '-f', '%M %U %S', cmd, ...args], { asPg: true, env, allowFail: true, timeoutMs: opt.timeoutS * 1000 });
-  const [kb, u, s] = readFileSync(out, 'utf8').trim().split('\n').pop().split(' ').map(Number);
-  return { code: r.code, seconds: round(r.ms / 1000, 2), rssMB: round(kb / 1024, 1), cpuS: round(u + s, 2), stdout: r.stdout, stderr: r.stderr };
-}
-
 /** One cairn-verify run: its timing and what its JSON result says it checked. */
 async function verifyRun(args, env) {
-  const r = await timed(VERIFY, ['--json', '--jobs', String(opt.jobs), ...args], env);
+  const r = await timedWithRss(VERIFY, ['--json', '--jobs', String(opt.jobs), ...args], env, opt.timeoutS);
   let result;
   try {
     result = JSON.parse(r.stdout);

@@ -3,12 +3,12 @@
 // prerequisites (apt-get when root) and the versions a result records.
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { cleanupSync, PG_BIN, run } from './proc.mjs';
+import { cleanupSync, makeDir, PG_BIN, run } from './proc.mjs';
 import { round } from './stats.mjs';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -117,6 +117,15 @@ export function finishBench(name, res, date, outDir, report) {
 }
 
 /** Runs a tool as the pg user and times it; throws with its last lines of output unless it exits 0. */
+let timedSeq = 0;
+/** Runs a command as the pg user under /usr/bin/time: its exit code, wall seconds, peak RSS (MB), CPU seconds, stdout and stderr. */
+export async function timedWithRss(cmd, args, env, timeoutS) {
+  const out = join(makeDir('time'), `t${++timedSeq}`);
+  const r = await run(TIME, ['-o', out, '-f', '%M %U %S', cmd, ...args], { asPg: true, env, allowFail: true, timeoutMs: timeoutS * 1000 });
+  const [kb, u, s] = readFileSync(out, 'utf8').trim().split('\n').pop().split(' ').map(Number);
+  return { code: r.code, seconds: round(r.ms / 1000, 2), rssMB: round(kb / 1024, 1), cpuS: round(u + s, 2), stdout: r.stdout, stderr: r.stderr };
+}
+
 export async function timedRun(cmd, args, env, timeoutS) {
   const t0 = performance.now();
   const r = await run(cmd, args, { asPg: true, env, allowFail: true, timeoutMs: timeoutS * 1000 });

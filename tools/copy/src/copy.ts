@@ -8,12 +8,11 @@
 // missing; what the target has already (same key, same size) is skipped, so
 // a rerun after a kill finishes the job.
 
-import { createHash } from 'node:crypto';
 import { PassThrough, Readable, Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { buffer } from 'node:stream/consumers';
 import { CairnError } from '@cairn/core/cli/errors';
-import { createDecryptStage, createEncryptStage, decodeStagesFor, storedEncoding, type EncryptionKey } from '@cairn/core/codec/index';
+import { createDecryptStage, createEncryptStage, createHashStage, decodeStagesFor, storedEncoding, type EncryptionKey } from '@cairn/core/codec/index';
 import { checksumMismatch, decodeFileStages, decodeWhole } from '@cairn/core/codec/file-codec';
 import { objectEntries } from '@cairn/core/backup/pages';
 import { backupPrefix, listBackupIds, readManifest, manifestKey, type BackupManifest, type ManifestFile } from '@cairn/core/backup/manifest';
@@ -21,13 +20,13 @@ import { openManifestBytes } from '@cairn/core/backup/manifest-stream';
 import { checkManifestRules } from '@cairn/core/backup/manifest-rules';
 import { checkDumpManifestAt, dumpManifestKey, dumpPrefix, listDumps, type DumpManifest } from '@cairn/core/dump/manifest';
 import { listWalArchive, type WalListing } from '@cairn/core/repo/catalog';
-import { readJsonBytes } from '@cairn/core/repo/json-object';
+import { readJsonBytes, readObjectBytes } from '@cairn/core/repo/json-object';
 import { dataKeysPrefix, repoConfigKey, systemsPrefix } from '@cairn/core/repo/layout';
 import { openCluster, readRepoConfig, type OpenedRepoConfig, type RepoConfig } from '@cairn/core/repo/repo-config';
 import { storeWal, type StoredWal } from '@cairn/core/repo/wal-archive';
 import { drillResultsPrefix } from '@cairn/core/drill/result-format';
 import { verifyResultsPrefix } from '@cairn/core/verify/result-format';
-import { ObjectNotFoundError, WriteConflictError, type StorageDriver } from '@cairn/core/storage/driver';
+import { WriteConflictError, type StorageDriver } from '@cairn/core/storage/driver';
 import { COPY_LEASE_LIFETIME_MS, holdReaderLease, waitForRunningExpire, type HeldReaderLease } from '@cairn/core/repo/reader-lease';
 import { forEachLimit } from '@cairn/core/util/limit';
 import { quote } from '@cairn/core/wal/quote';
@@ -140,19 +139,17 @@ async function listSizes(driver: StorageDriver, prefix: string, signal: AbortSig
  */
 function createCheckingTap(storedKey: string, key: EncryptionKey | undefined, expect: { sha256: string; size: number; label: string }, onChecked: (bytes: number) => void, backupFile = false): Transform {
   const input = new PassThrough();
-  const hash = createHash('sha256');
-  let size = 0;
+  const hash = createHashStage();
+  // The plaintext is only measured: dropped once hashed.
   const sink = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      hash.update(chunk);
-      size += chunk.length;
+    write(_chunk: Buffer, _e, cb) {
       cb();
     },
   });
   // Backup files are zstd frames of 4 MiB pieces, each decoded on its own
   // (as restore and verify do); WAL and dump objects are one stream.
   const stages = backupFile ? decodeFileStages(storedKey, key, expect.label) : decodeStagesFor(storedKey, key, expect.label);
-  const decoded = pipeline([input, ...stages, sink]);
+  const decoded = pipeline([input, ...stages, hash.stage, sink]);
   decoded.catch(() => {}); // awaited in flush; a failure before then ends the tap there too
   let failed: unknown;
   decoded.catch((err: unknown) => {
@@ -168,7 +165,8 @@ function createCheckingTap(storedKey: string, key: EncryptionKey | undefined, ex
     flush(cb: TransformCallback) {
       input.end();
       decoded.then(() => {
-        const got = hash.digest('hex');
+        const got = hash.digest();
+        const size = hash.bytes();
         // WAL keys carry the SHA-256 but no size (expect.size < 0).
         if (got !== expect.sha256 || (expect.size >= 0 && size !== expect.size)) cb(checksumMismatch(expect, got, size));
         else {
@@ -574,16 +572,6 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
 
   result.seconds = (Date.now() - t0) / 1000;
   return result;
-}
-
-/** An object's bytes, or undefined when it is not there. */
-async function readObjectBytes(driver: StorageDriver, key: string, signal: AbortSignal): Promise<Buffer | undefined> {
-  try {
-    return await buffer(await driver.read(key, signal));
-  } catch (err) {
-    if (err instanceof ObjectNotFoundError) return undefined;
-    throw err;
-  }
 }
 
 async function hasAny(driver: StorageDriver, prefix: string, signal: AbortSignal): Promise<boolean> {

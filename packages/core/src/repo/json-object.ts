@@ -11,19 +11,24 @@ export async function readJsonObject<T>(driver: StorageDriver, key: string, sign
 
 /** readJsonObject, with the bytes it parsed (cairn-copy writes exactly what it checked). */
 export async function readJsonBytes<T>(driver: StorageDriver, key: string, signal?: AbortSignal): Promise<{ value: T; bytes: Buffer } | undefined> {
-  let body: Buffer;
-  try {
-    body = await buffer(await driver.read(key, signal));
-  } catch (err) {
-    if (err instanceof ObjectNotFoundError) return undefined;
-    throw err;
-  }
+  const body = await readObjectBytes(driver, key, signal);
+  if (body === undefined) return undefined;
   try {
     return { value: JSON.parse(body.toString('utf8')) as T, bytes: body };
   } catch {
     throw new CairnError('FORMAT_INVALID', `"${key}" in repository "${driver.url}" is not valid JSON`, {
       hint: 'the repository is damaged; restore the file from a copy or ask for help before changing anything',
     });
+  }
+}
+
+/** An object's bytes, or undefined when it is not there. */
+export async function readObjectBytes(driver: StorageDriver, key: string, signal?: AbortSignal): Promise<Buffer | undefined> {
+  try {
+    return await buffer(await driver.read(key, signal));
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) return undefined;
+    throw err;
   }
 }
 
