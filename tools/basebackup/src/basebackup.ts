@@ -25,9 +25,11 @@ import {
   type ManifestConfigFile,
   type ManifestFile,
 } from '@cairn/core/backup/manifest';
-import { writeManifest } from '@cairn/core/backup/manifest-stream';
+import { comparePaths, writeManifestRecords, type ManifestHead, type OpenedManifest } from '@cairn/core/backup/manifest-stream';
+import type { Hole } from '@cairn/core/backup/manifest-spool';
+import { createRecords, parentLookup, type Records } from './records.js';
 import { readTarEntries } from '@cairn/core/backup/tar-reader';
-import { eachBackupManifest } from '@cairn/core/repo/catalog';
+import { eachOpenedManifest } from '@cairn/core/repo/catalog';
 import { sweepLeftovers } from '@cairn/core/repo/debris';
 import { ensureRepoConfig } from '@cairn/core/repo/repo-config';
 import { ensureSystemRegistered, listSystems } from '@cairn/core/repo/systems';
@@ -39,11 +41,11 @@ import { formatLsn, parseLsn } from '@cairn/core/wal/lsn';
 import { lsnToSegmentName } from '@cairn/core/wal/segment';
 import { CAIRN_VERSION } from '@cairn/core/version';
 import { parseBackupLabel, segmentSizeFrom } from './label.js';
-import { walkPgData } from './pgdata-walk.js';
+import { streamPgData, type WalkedFile } from './pgdata-walk.js';
 import { createProgress } from '@cairn/core/cli/progress';
 import { connectPg } from '@cairn/core/pg/connect';
 import { libpqEnv } from '@cairn/core/pg/server-address';
-import { BIG_FILE, createBackupStore, eachTarget, liveTargets, referencesOf, type BackupStore, type FileInfo, type StoreTarget } from './store.js';
+import { BIG_FILE, createBackupStore, eachTarget, liveTargets, referencesOf, type BackupStore, type FileInfo, type ParentRecords, type StoreTarget } from './store.js';
 import { configFilesToStore, includedFiles, storeConfigFiles, type ServerConfigPaths } from './config-files.js';
 
 /** A repository the backup goes to; `failed` when it is out before the start (its lease could not be taken). */
@@ -125,18 +127,20 @@ function backupContext(o: Pick<BasebackupOptions, 'source'>, toolCtx: ToolContex
 }
 
 export interface BasebackupResult {
-  /** The manifest of the first repository that holds the backup. */
-  manifest: BackupManifest;
-  /** Every repository that holds it whole, with its manifest. */
-  stored: { url: string; manifest: BackupManifest }[];
+  /** The manifest's head in the first repository that holds the backup. */
+  manifest: ManifestHead;
+  /** Bytes of the files it references in its parents (not stored by it), there. */
+  referencedSize: number;
+  /** Every repository that holds it whole, with its manifest's head. */
+  stored: { url: string; manifest: ManifestHead; referencedSize: number }[];
   /** The repositories that do not, and why (the run then fails, naming them). */
   failed: { url: string; error: unknown }[];
 }
 
 /** The parent of a diff (newest full) or incr (newest of any type) of the same system. */
-function pickParent(catalog: BackupManifest[], type: BackupType, systemId: string | undefined): BackupManifest | undefined {
-  const mine = catalog.filter((b) => systemId === undefined || b.systemId === systemId);
-  if (type === 'diff') return mine.filter((b) => b.type === 'full').at(-1);
+function pickParent(catalog: OpenedManifest[], type: BackupType, systemId: string | undefined): OpenedManifest | undefined {
+  const mine = catalog.filter((b) => systemId === undefined || b.head.systemId === systemId);
+  if (type === 'diff') return mine.filter((b) => b.head.type === 'full').at(-1);
   if (type === 'incr') return mine.at(-1);
   return undefined;
 }
@@ -170,7 +174,7 @@ async function freeId(targets: StoreTarget[], cluster: string, start: Date, type
  * runs that went to all of them). Otherwise every repository gets a full
  * backup, the weakest common choice, and the log says why.
  */
-function commonParent(targets: StoreTarget[], catalogs: Map<StoreTarget, BackupManifest[]>, type: BackupType, systemId: string | undefined, ctx: ToolContext): BackupType {
+async function commonParent(targets: StoreTarget[], catalogs: Map<StoreTarget, OpenedManifest[]>, type: BackupType, systemId: string | undefined, ctx: ToolContext): Promise<BackupType> {
   const live = liveTargets(targets);
   if (type === 'full') return type;
   const parents = live.map((t) => pickParent(catalogs.get(t)!, type, systemId));
@@ -179,21 +183,36 @@ function commonParent(targets: StoreTarget[], catalogs: Map<StoreTarget, BackupM
     return 'full';
   }
   const first = parents[0];
-  if (parents.some((p) => p === undefined || first === undefined || !sameBackup(first, p))) {
-    const names = live.map((t, i) => `"${t.driver.url}": ${parents[i]?.id ?? 'none'}`).join(', ');
+  let same = parents.every((p) => p !== undefined && first !== undefined && p.head.id === first.head.id);
+  for (const p of parents.slice(1)) if (same) same = await sameBackup(first!, p!, ctx.signal);
+  if (!same) {
+    const names = live.map((t, i) => `"${t.driver.url}": ${parents[i]?.head.id ?? 'none'}`).join(', ');
     ctx.log.warn(`the repositories' parents for a ${type} backup differ (${names}): taking a full backup in every repository, so that each chain stays whole; --repo-only backs up one repository`);
     return 'full';
   }
-  live.forEach((t, i) => (t.parent = parents[i]));
+  live.forEach((t, i) => {
+    t.parent = parents[i]!.head;
+    t.parentManifest = parents[i]!;
+  });
   return type;
 }
 
-/** Whether two repositories' manifests describe the same backup, file by file (what a decision against the parent reads). */
-function sameBackup(a: BackupManifest, b: BackupManifest): boolean {
-  if (a.id !== b.id || a.systemId !== b.systemId || a.start.lsn !== b.start.lsn || a.start.time !== b.start.time || a.files.length !== b.files.length) return false;
+/** Whether two repositories' manifests describe the same backup, file by file (what a decision against the parent reads); both read as streams. */
+async function sameBackup(a: OpenedManifest, b: OpenedManifest, signal: AbortSignal): Promise<boolean> {
+  const ha = a.head;
+  const hb = b.head;
+  if (ha.id !== hb.id || ha.systemId !== hb.systemId || ha.start.lsn !== hb.start.lsn || ha.start.time !== hb.start.time || a.fileCount !== b.fileCount) return false;
   const shape = (f: ManifestFile) => JSON.stringify([f.path, f.size, f.sha256, f.mtime, f.ino, f.pages?.layers.map((l) => [l.size, l.fileSize, l.fileSha256])]);
-  const bs = new Map(b.files.map((f) => [f.path, shape(f)]));
-  return a.files.every((f) => bs.get(f.path) === shape(f));
+  const ib = b.files(signal)[Symbol.asyncIterator]();
+  try {
+    for await (const fa of a.files(signal)) {
+      const fb = await ib.next();
+      if (fb.done || shape(fa) !== shape(fb.value)) return false;
+    }
+    return (await ib.next()).done === true;
+  } finally {
+    await ib.return?.(undefined);
+  }
 }
 
 async function waitForWal(driver: StorageDriver, cluster: string, systemId: string, wal: string, timeoutMs: number, ctx: ToolContext): Promise<void> {
@@ -284,7 +303,8 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
   const targets: StoreTarget[] = o.repos.map((r, index) => ({
     index, driver: r.driver, spec: { compress }, parent: undefined, signal: r.signal ?? ctx.signal, ...(r.failed !== undefined ? { failed: r.failed } : {}),
   }));
-  const catalogs = new Map<StoreTarget, BackupManifest[]>();
+  // Each backup's head only; its records are read when it is the parent (issue 19).
+  const catalogs = new Map<StoreTarget, OpenedManifest[]>();
   try {
     await eachTarget(targets, ctx.log, async (t) => {
       // Objects are encrypted with each repository's own data key (or, in a
@@ -292,8 +312,8 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
       const dataKey = (await prep.repos[t.index]!).dataKey;
       t.spec = { compress, ...(dataKey ? { key: dataKey } : {}) };
       await sweepLeftovers(t.driver, o.cluster, 'backups/', { ...ctx, signal: t.signal });
-      const catalog: BackupManifest[] = [];
-      for await (const m of eachBackupManifest(t.driver, o.cluster, { signal: t.signal })) catalog.push(m);
+      const catalog: OpenedManifest[] = [];
+      for await (const m of eachOpenedManifest(t.driver, o.cluster, { signal: t.signal })) catalog.push(m);
       catalogs.set(t, catalog);
     });
   } catch (err) {
@@ -311,7 +331,7 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
   }
   // Stream: the system id arrives with global/pg_control at the end of the
   // tar, so pick the parent by cluster and check the system at the end.
-  const type = commonParent(targets, catalogs, o.type, undefined, ctx);
+  const type = await commonParent(targets, catalogs, o.type, undefined, ctx);
   const id = await freeId(targets, o.cluster, startedAt, type, ctx.log);
   const live = liveTargets(targets);
   const parent = live[0]!.parent;
@@ -326,6 +346,13 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
   let pgMajor = '';
   const limitFor = fileLimiter(o);
   const pending: Promise<void>[] = [];
+  // In tar order: the parents' records in maps, the entries gathered and sorted at the end.
+  const parents = parentLookup(live, false, ctx.signal);
+  const entries = new Map<StoreTarget, ManifestFile[]>(live.map((t) => [t, []]));
+  const add = async (info: FileInfo, open: () => AsyncIterable<Buffer>) => {
+    const made = await store.addFile(info, open, { once: true, parents: await parents.at(info.path) });
+    for (const [t, f] of made) entries.get(t)!.push(f);
+  };
   const smallText = async (body: AsyncIterable<Buffer>) => {
     const parts: Buffer[] = [];
     for await (const c of body) parts.push(Buffer.from(c));
@@ -357,7 +384,7 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
         const bytes = await smallText(entry.body());
         if (h.path === 'PG_VERSION') pgMajor = bytes.toString('utf8').trim();
         else if (bytes.length >= 8) systemId = bytes.readBigUInt64LE(0).toString();
-        pending.push(limitFor(bytes.length)(() => store.addFile(info, async function* () { yield bytes; }, { once: true })));
+        pending.push(limitFor(bytes.length)(() => add(info, async function* () { yield bytes; })));
         continue;
       }
       // The tar yields each body once, in order: hand it over and wait until it
@@ -372,7 +399,7 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
           consumed();
         }
       };
-      const p = limitFor(info.size)(() => store.addFile(info, once, { once: true }));
+      const p = limitFor(info.size)(() => add(info, once));
       p.catch(() => consumed());
       pending.push(p);
       await Promise.race([read, p]);
@@ -397,14 +424,22 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
     throw new CairnError('FORMAT_INVALID', 'the tar stream has no backup_manifest with WAL ranges', { hint: 'run pg_basebackup without --no-manifest (PostgreSQL 13 or later)' });
   }
   if (systemId === undefined) throw new CairnError('FORMAT_INVALID', 'the tar stream has no global/pg_control', { hint: 'the stream is not a complete pg_basebackup base.tar' });
+  await parents.finish();
   if (parent && parent.systemId !== systemId) {
     throw new CairnError('SYSTEM_MISMATCH', `backup ${parent.id} is of system ${parent.systemId}, this server is ${systemId}`, { hint: 'take a full backup after initdb or pg_upgrade' });
   }
   const bl = parseBackupLabel(label);
   const stopLsn = parseLsn(ranges[ranges.length - 1]!['End-LSN']);
   const segSize = segmentSizeFrom(bl.startLsn, bl.startWal, 16 * 1024 * 1024);
+  const records = new Map<StoreTarget, Records>();
+  for (const [t, list] of entries) {
+    const r = createRecords(id);
+    for (const f of list.sort((a, b) => comparePaths(a.path, b.path))) r.add(f);
+    records.set(t, r);
+  }
+  entries.clear();
   return await finish(o, ctx, {
-    id, type, parent, store, targets, t0, progress, systemId, pgMajor, pgVersionNum: Number(pgMajor) * 10000,
+    id, type, parent, store, records, targets, t0, progress, systemId, pgMajor, pgVersionNum: Number(pgMajor) * 10000,
     segSize, label, spcmap, tablespaces: [], startLsn: bl.startLsn, startTime: bl.startTime, stopLsn, timeline: bl.timeline,
     checkpointLsn: bl.checkpointLsn, dataChecksums: false, source: 'stream',
   });
@@ -412,7 +447,7 @@ async function runBackup(o: BasebackupOptions, ctx: ToolContext): Promise<Baseba
 
 interface Shared {
   targets: StoreTarget[];
-  catalogs: Map<StoreTarget, BackupManifest[]>;
+  catalogs: Map<StoreTarget, OpenedManifest[]>;
   slots: ReturnType<typeof createSlots>;
   progress: ReturnType<typeof createProgress>;
   t0: number;
@@ -435,6 +470,24 @@ async function serverConfigPaths(q: <T>(sql: string, params?: unknown[]) => Prom
   } catch (err) {
     ctx.log.warn(`the server did not say where its configuration files are (${(err as Error).message}): files outside the data directory are not in this backup; grant pg_read_all_settings to the backup role`);
     return { config_file: '', hba_file: '', ident_file: '', includes: [] };
+  }
+}
+
+/**
+ * Files in flight at once, in walk order: the work and the records waiting
+ * for the oldest to finish are bounded by this, not by the file count
+ * (issue 19). Wide enough that the small-file limiter never starves behind
+ * one big file.
+ */
+const FILE_WINDOW = 4096;
+
+/** What the progress line counts toward: the databases' size (the walk is streamed, so it is not summed first); 0 (no percentage) when the role may not ask. */
+async function clusterSize(q: <T>(sql: string, params?: unknown[]) => Promise<T[]>): Promise<number> {
+  try {
+    const [r] = await q<{ n: string | null }>('select sum(pg_database_size(oid))::text n from pg_database where datallowconn');
+    return Number(r?.n ?? 0);
+  } catch {
+    return 0;
   }
 }
 
@@ -496,7 +549,7 @@ async function backupLocal(
     const systemId = info.sys;
     const segSize = Number(info.seg);
     const dataChecksums = info.ck === 'on';
-    const type = commonParent(sh.targets, sh.catalogs, sh.type, systemId, ctx);
+    const type = await commonParent(sh.targets, sh.catalogs, sh.type, systemId, ctx);
     const parent = liveTargets(sh.targets)[0]!.parent;
     // Three looks at each repository at once (each a round trip on an object store).
     const [, id] = await Promise.all([
@@ -529,35 +582,78 @@ async function backupLocal(
       ctx.log.warn(`parent ${parent.id} started after this backup by the clock (${parent.start.time}): the clock went back, so files are compared by content, not mtime`);
       checksumDelta = true;
     }
-    const walk = await walkPgData(pgdata);
-    sh.progress.total(walk.totalSize);
-    const entry = walk.files.some((f) => f.size >= BIG_FILE) ? findWorkerEntry(import.meta.url) : undefined;
-    // The workers write each big file to every repository (EncodeJob.targets).
+    // Streamed (issue 19): each file is met, stored and recorded in walk
+    // order through a bounded window; nothing per file outlives it but its
+    // record in the spool.
+    const walk = streamPgData(pgdata);
+    sh.progress.total(await clusterSize(q));
+    const entry = findWorkerEntry(import.meta.url);
+    // The workers write each big file to every repository (EncodeJob.targets); started at the first big file.
     const repoUrls = o.repos.map((r) => r.driver.url);
-    workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: repoUrls[0]!, repoUrls, env: ctx.env, cluster: o.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: o.compress }) : undefined;
+    let spawned: FileWorkers | undefined;
+    const lazy: FileWorkers | undefined = entry
+      ? {
+          encode: (job) => (spawned ??= createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: repoUrls[0]!, repoUrls, env: ctx.env, cluster: o.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: o.compress })).encode(job),
+          decode: (job) => spawned!.decode(job),
+          pages: (job) => spawned!.pages(job),
+          hash: (job) => spawned!.hash(job),
+          close: async () => spawned?.close(),
+        }
+      : undefined;
+    workers = lazy;
     // Small files in few objects (docs in @cairn/core/backup/bundle), each repository its own.
     for (const t of live) t.bundler = createBundler({ driver: t.driver, cluster: o.cluster, id, signal: t.signal });
     const store = createBackupStore({
       targets: live, cluster: o.cluster, id, slots: sh.slots, checksumDelta,
       pageCheckLsn: dataChecksums ? startLsn : undefined, log: ctx.log, signal: ctx.signal, onBytes: sh.progress.add,
-      ...(workers ? { workers } : {}),
+      ...(lazy ? { workers: lazy } : {}),
       ...(pages ? { pages } : {}),
     });
-    for (const d of walk.dirs) store.addDir(d);
+    const records = new Map<StoreTarget, Records>(live.map((t) => [t, createRecords(id)]));
+    const parents = parentLookup(live, true, ctx.signal);
     const limitFor = fileLimiter(o);
-    const one = (f: FileInfo) => limitFor(f.size)(async () => {
+    const one = (f: WalkedFile, ps: ParentRecords) => limitFor(f.info.size)(async () => {
       try {
-        return await store.addFile(f, () => readFilePieces(walk.source.get(f.path)!, f.size), { source: walk.source.get(f.path)! });
+        return await store.addFile(f.info, () => readFilePieces(f.source, f.info.size), { source: f.source, parents: ps });
       } catch (err) {
         // Dropped while we copied (DROP TABLE, a finished temp file): replay restores the truth.
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
         throw err;
       }
     });
-    // pg_control last, as pg_basebackup sends it: the newest copy.
-    const control = walk.files.find((f) => f.path === 'global/pg_control');
-    await Promise.all(walk.files.filter((f) => f !== control).map(one));
-    if (control) await one(control);
+    // pg_control last, as pg_basebackup sends it: the newest copy; its
+    // record keeps its place in the order (a hole in each spool).
+    let control: { f: WalkedFile; ps: ParentRecords; holes?: Map<StoreTarget, Hole> } | undefined;
+    const window: Promise<Map<StoreTarget, ManifestFile> | 'control' | undefined>[] = [];
+    const emit = async () => {
+      const made = await window.shift()!;
+      if (made === 'control') control!.holes = new Map([...records].map(([t, r]) => [t, r.hole()]));
+      else if (made) for (const [t, f] of made) records.get(t)?.add(f);
+    };
+    try {
+      for await (const f of walk.files) {
+        const ps = await parents.at(f.info.path);
+        if (f.info.path === 'global/pg_control') {
+          control = { f, ps };
+          window.push(Promise.resolve('control'));
+          continue;
+        }
+        const p = one(f, ps);
+        p.catch(() => {}); // met in order by emit()
+        window.push(p);
+        while (window.length >= FILE_WINDOW) await emit();
+      }
+      while (window.length > 0) await emit();
+    } catch (err) {
+      await Promise.allSettled(window);
+      throw err;
+    }
+    for (const d of walk.dirs) store.addDir(d);
+    await parents.finish();
+    if (control) {
+      const made = await one(control.f, control.ps);
+      for (const [t, f] of made ?? []) records.get(t)?.fill(control.holes!.get(t)!, f);
+    }
     const configFiles = configFilesToStore([src.pgdata, pgdata, info.dir], await serverConfigPaths(q, ctx));
     // A few small files: each repository reads and stores its own copy.
     const config = new Map<StoreTarget, ManifestConfigFile[]>();
@@ -578,7 +674,7 @@ async function backupLocal(
     return await finish(o, ctx, {
       id, type, parent, store, targets: sh.targets, t0: sh.t0, progress: sh.progress, systemId, pgMajor: String(Math.floor(pgVersionNum / 10000)), pgVersionNum,
       ...(info.su ? { superuser: info.su } : {}),
-      segSize, label: stop!.labelfile, spcmap: stop!.spcmapfile === '' ? null : stop!.spcmapfile, tablespaces: walk.tablespaces,
+      segSize, label: stop!.labelfile, spcmap: stop!.spcmapfile === '' ? null : stop!.spcmapfile, tablespaces: walk.tablespaces, records,
       startLsn, startTime: bl.startTime, stopLsn: parseLsn(stop!.lsn), timeline: bl.timeline, checkpointLsn: bl.checkpointLsn, dataChecksums, source: 'local',
       config,
     });
@@ -593,8 +689,10 @@ async function backupLocal(
 interface Finish {
   id: string;
   type: BackupType;
-  parent: BackupManifest | undefined;
+  parent: ManifestHead | undefined;
   store: BackupStore;
+  /** Each repository's records and totals. */
+  records: Map<StoreTarget, Records>;
   /** Every repository, those that dropped out included (they are reported). */
   targets: StoreTarget[];
   t0: number;
@@ -633,23 +731,22 @@ async function finish(o: BasebackupOptions, ctx: ToolContext, f: Finish): Promis
     // one batch before the manifest that makes the backup exist. Bundled
     // files are in the bundles.
     const config = f.config?.get(t) ?? [];
-    const alone = [...f.store.files(t).filter((x) => x.ref === f.id && x.bundle === undefined), ...config].map((x) => x.key);
-    await t.driver.syncKeys?.([...alone, ...(bundles.get(t) ?? [])], t.signal);
+    const records = f.records.get(t)!;
+    await t.driver.syncKeys?.([...records.alone, ...config.map((x) => x.key), ...(bundles.get(t) ?? [])], t.signal);
     const manifest = manifestOf(o, f, t, stopTime, stopWal, config);
-    await writeManifest(t.driver, manifest, t.signal);
-    stored.push({ url: t.driver.url, manifest });
+    await writeManifestRecords(t.driver, manifest, records.spool.count, records.spool.records(), t.signal);
+    stored.push({ url: t.driver.url, manifest, referencedSize: records.size - records.storedFilesSize });
   });
   f.progress.done();
   // In the order of the repositories, whatever order they finished in.
   stored.sort((a, b) => f.targets.findIndex((t) => t.driver.url === a.url) - f.targets.findIndex((t) => t.driver.url === b.url));
   const failed = f.targets.filter((t) => t.failed !== undefined).map((t) => ({ url: t.driver.url, error: t.failed }));
-  return { manifest: stored[0]!.manifest, stored, failed };
+  return { manifest: stored[0]!.manifest, referencedSize: stored[0]!.referencedSize, stored, failed };
 }
 
-/** The manifest of backup `f` in repository `t`. */
-function manifestOf(o: BasebackupOptions, f: Finish, t: StoreTarget, stopTime: Date, stopWal: string, config: ManifestConfigFile[]): BackupManifest {
-  const files = f.store.files(t).slice().sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  const storedFiles = files.filter((x) => x.ref === f.id);
+/** The head of backup `f`'s manifest in repository `t` (its records are in f.records). */
+function manifestOf(o: BasebackupOptions, f: Finish, t: StoreTarget, stopTime: Date, stopWal: string, config: ManifestConfigFile[]): ManifestHead {
+  const r = f.records.get(t)!;
   return {
     format: MANIFEST_FORMAT_STREAM,
     tool: { name: 'cairn-basebackup', version: CAIRN_VERSION },
@@ -675,14 +772,13 @@ function manifestOf(o: BasebackupOptions, f: Finish, t: StoreTarget, stopTime: D
     tablespaceMap: f.spcmap,
     tablespaces: f.tablespaces,
     dirs: f.store.dirs().slice().sort((a, b) => (a.path < b.path ? -1 : 1)),
-    files,
     ...(config.length > 0 ? { config } : {}),
     totals: {
-      size: files.reduce((s, x) => s + x.size, 0),
-      storedSize: storedFiles.reduce((s, x) => s + x.storedSize, 0),
-      filesStored: storedFiles.length,
-      filesReferenced: files.length - storedFiles.length,
-      badPages: files.reduce((s, x) => s + (x.ref === f.id ? (x.badPages?.length ?? 0) : 0), 0),
+      size: r.size,
+      storedSize: r.storedSize,
+      filesStored: r.filesStored,
+      filesReferenced: r.filesReferenced,
+      badPages: r.badPages,
     },
     durationSeconds: (Date.now() - f.t0) / 1000,
   };

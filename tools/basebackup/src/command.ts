@@ -96,7 +96,7 @@ export const basebackupTool = defineTool({
       ctx.stderr.write(
         `cairn-basebackup: ${m.id} (${m.type}${m.parent ? ` of ${m.parent}` : ''}): ${formatBytes(t.size)} in ${secs.toFixed(1)} s ` +
           `(${formatBytes(t.size / Math.max(secs, 0.001))}/s), stored ${formatBytes(t.storedSize)}` +
-          `${t.storedSize > 0 ? ` (${((t.size - referencedSize(m)) / t.storedSize).toFixed(1)}x)` : ''}, ` +
+          `${t.storedSize > 0 ? ` (${((t.size - r.referencedSize) / t.storedSize).toFixed(1)}x)` : ''}, ` +
           `${t.filesStored} files stored, ${t.filesReferenced} referenced${t.badPages > 0 ? `, ${t.badPages} bad pages` : ''}\n`,
       );
       ctx.stdout.write(s.json ? JSON.stringify(summarize(m)) + '\n' : m.id + '\n');
@@ -107,7 +107,3 @@ export const basebackupTool = defineTool({
     }
   },
 });
-
-function referencedSize(m: { id: string; files: { ref: string; size: number }[] }): number {
-  return m.files.filter((f) => f.ref !== m.id).reduce((s, f) => s + f.size, 0);
-}

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseBackupLabel, segmentSizeFrom } from './label.js';
-import { walkPgData } from './pgdata-walk.js';
+import { streamPgData, walkPgData } from './pgdata-walk.js';
+import { comparePaths } from '@cairn/core/backup/manifest-stream';
 
 test('the walk leaves out what PostgreSQL says to leave out, and follows tablespaces', async () => {
   const root = await mkdtemp(join(tmpdir(), 'walk-'));
@@ -52,4 +53,21 @@ test('backup_label: positions, time and timeline', () => {
   assert.equal(segmentSizeFrom(0x9000028n, '000000020000000000000009', 0), 16 * 1024 * 1024);
   assert.equal(segmentSizeFrom(0x9000028n, '000000020000000000000002', 0), 64 * 1024 * 1024);
   assert.throws(() => parseBackupLabel('LABEL: x\n'), { code: 'FORMAT_INVALID' });
+});
+
+test('the streamed walk yields files in the manifest order (comparePaths), whatever the names', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'walk-order-'));
+  try {
+    const names = ['a/x', 'a.b', 'a-b/y', 'ab', 'a/b/c', 'a/b.c', 'a0/z', 'B', 'base/1/1259', 'base/1/1259.1', 'base/1/1259_fsm', 'base/10/1', 'base/1x'];
+    for (const p of names) {
+      await mkdir(join(root, p, '..'), { recursive: true });
+      await writeFile(join(root, p), p);
+    }
+    const seen: string[] = [];
+    for await (const f of streamPgData(root).files) seen.push(f.info.path);
+    assert.deepEqual(seen, [...names].sort(comparePaths));
+    assert.equal(new Set(seen).size, names.length);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
 });

@@ -43,6 +43,25 @@ export interface WalkResult {
   totalSize: number;
 }
 
+/** A file of the walk and where it is. */
+export interface WalkedFile {
+  info: FileInfo;
+  /** Its absolute path. */
+  source: string;
+}
+
+/**
+ * A streamed walk (issue 19): `files` yields each file once, in
+ * comparePaths order (each directory read in name order, depth first), as
+ * it is met; `dirs` and `tablespaces` (few) fill as the walk goes and are
+ * whole once `files` has ended. Nothing per file is kept.
+ */
+export interface PgDataWalk {
+  files: AsyncGenerator<WalkedFile>;
+  dirs: { path: string; mode: number }[];
+  tablespaces: ManifestTablespace[];
+}
+
 export function skipFile(rel: string, name: string, topLevel: boolean): boolean {
   if (topLevel && SKIP_FILES.has(name)) return true;
   if (name.startsWith('pg_internal.init')) return true;
@@ -53,10 +72,22 @@ export function skipFile(rel: string, name: string, topLevel: boolean): boolean 
   return false;
 }
 
+/** The whole walk in memory (tests, and callers that need it whole). */
 export async function walkPgData(pgdata: string): Promise<WalkResult> {
-  const out: WalkResult = { files: [], dirs: [], tablespaces: [], source: new Map(), totalSize: 0 };
+  const w = streamPgData(pgdata);
+  const out: WalkResult = { files: [], dirs: w.dirs, tablespaces: w.tablespaces, source: new Map(), totalSize: 0 };
+  for await (const f of w.files) {
+    out.files.push(f.info);
+    out.source.set(f.info.path, f.source);
+    out.totalSize += f.info.size;
+  }
+  return out;
+}
 
-  const visit = async (abs: string, rel: string): Promise<void> => {
+export function streamPgData(pgdata: string): PgDataWalk {
+  const out: PgDataWalk = { files: undefined as unknown as AsyncGenerator<WalkedFile>, dirs: [], tablespaces: [] };
+
+  const visit = async function* (abs: string, rel: string): AsyncGenerator<WalkedFile> {
     let names: string[];
     try {
       names = await readdir(abs);
@@ -65,6 +96,7 @@ export async function walkPgData(pgdata: string): Promise<WalkResult> {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
+    // Name order, depth first: comparePaths order (the manifest's).
     names.sort();
     for (const name of names) {
       const childAbs = join(abs, name);
@@ -81,14 +113,14 @@ export async function walkPgData(pgdata: string): Promise<WalkResult> {
           const location = await readlink(childAbs);
           out.tablespaces.push({ oid: name, location });
           out.dirs.push({ path: childRel, mode: (await stat(childAbs)).mode & 0o7777 });
-          await visit(childAbs, childRel);
+          yield* visit(childAbs, childRel);
           continue;
         }
         // pg_wal (or another dir) moved elsewhere with a link: copy it as a directory.
         const target = await stat(childAbs).catch(() => undefined);
         if (target?.isDirectory()) {
           out.dirs.push({ path: childRel, mode: target.mode & 0o7777 });
-          if (!(rel === '' && EMPTY_DIRS.has(name))) await visit(childAbs, childRel);
+          if (!(rel === '' && EMPTY_DIRS.has(name))) yield* visit(childAbs, childRel);
           else if (name === 'pg_wal') out.dirs.push({ path: 'pg_wal/archive_status', mode: 0o700 });
         }
         continue;
@@ -100,16 +132,14 @@ export async function walkPgData(pgdata: string): Promise<WalkResult> {
           if (name === 'pg_wal') out.dirs.push({ path: 'pg_wal/archive_status', mode: 0o700 });
           continue;
         }
-        await visit(childAbs, childRel);
+        yield* visit(childAbs, childRel);
         continue;
       }
       if (!st.isFile()) continue; // sockets, fifos: nothing PostgreSQL needs back
       if (skipFile(childRel, name, rel === '')) continue;
-      out.files.push({ path: childRel, size: st.size, mode: st.mode & 0o7777, mtime: Math.floor(st.mtimeMs) / 1000, ino: st.ino });
-      out.source.set(childRel, childAbs);
-      out.totalSize += st.size;
+      yield { info: { path: childRel, size: st.size, mode: st.mode & 0o7777, mtime: Math.floor(st.mtimeMs) / 1000, ino: st.ino }, source: childAbs };
     }
   };
-  await visit(pgdata, '');
+  out.files = visit(pgdata, '');
   return out;
 }

@@ -12,7 +12,8 @@ import { encodedExtension, type EncodeSpec } from '@cairn/core/codec/index';
 import { encodeFileMany, encodeWholeMany, PIECE_SIZE, readFilePieces, rechunk, type Slots } from '@cairn/core/codec/file-codec';
 import { deserializeError, type EncodeJob, type FileWorkers } from '@cairn/core/backup/file-worker';
 import { BUNDLE_FILE_MAX, type Bundler, type BundleRef } from '@cairn/core/backup/bundle';
-import { backupFileKey, backupPrefix, type BackupManifest, type ManifestDir, type ManifestFile } from '@cairn/core/backup/manifest';
+import { backupFileKey, backupPrefix, type ManifestDir, type ManifestFile } from '@cairn/core/backup/manifest';
+import type { ManifestHead, OpenedManifest } from '@cairn/core/backup/manifest-stream';
 import { BLCKSZ, createPageCheck, firstBlockOf, isChecksummedRelationFile } from '@cairn/core/pg/page-checksum';
 import { encodeBlocks, isMainForkFile, MAX_LAYERS, NotWholePages, pieceOf, storeChangedPages, type ChangedPages, type PageLayer } from '@cairn/core/backup/pages';
 import type { StorageDriver } from '@cairn/core/storage/driver';
@@ -40,7 +41,9 @@ export interface StoreTarget {
   /** This repository's encoding: the run's compression, its own data key. */
   spec: EncodeSpec;
   /** This repository's parent; the caller made sure every target's parent is the same backup. */
-  parent: BackupManifest | undefined;
+  parent: ManifestHead | undefined;
+  /** The parent's manifest, its records read as a stream (issue 19). */
+  parentManifest?: OpenedManifest;
   /** Packs small files into bundles (local mode; @cairn/core/backup/bundle). */
   bundler?: Bundler;
   /** Aborts this repository's writes (its lease lost); the run's signal is in it. */
@@ -94,12 +97,18 @@ export const BIG_FILE = 32 * 1024 * 1024;
 /** The bytes of a file, in order; may be called twice (checksum delta reads before storing). */
 export type OpenFile = () => AsyncIterable<Buffer>;
 
+/** Each target's parent record of one file (none: not in that parent). */
+export type ParentRecords = ReadonlyMap<StoreTarget, ManifestFile>;
+
 export interface BackupStore {
-  /** Decides reference or store for one file, and stores it in every repository still going. */
-  addFile(info: FileInfo, open: OpenFile, opts?: { once?: boolean; source?: string }): Promise<void>;
+  /**
+   * Decides reference or store for one file against its parent records, and
+   * stores it in every repository still going: the file's manifest entry in
+   * each repository that holds it. The caller keeps the entries (the store
+   * keeps none: issue 19).
+   */
+  addFile(info: FileInfo, open: OpenFile, opts?: { once?: boolean; source?: string; parents?: ParentRecords }): Promise<Map<StoreTarget, ManifestFile>>;
   addDir(dir: ManifestDir): void;
-  /** The manifest entries of `t`'s backup. */
-  files(t: StoreTarget): ManifestFile[];
   dirs(): ManifestDir[];
   /** Stored bytes so far (the first repository still going). */
   storedSize(): number;
@@ -131,12 +140,13 @@ export function createBackupStore(o: StoreOptions): BackupStore {
   // Decisions (reference, store whole, page-level) are made once, against
   // the first repository's parent: the caller checked that every target's
   // parent is the same backup, so each decides the same.
-  const parentFiles = new Map(o.targets.map((t) => [t, new Map((t.parent?.files ?? []).map((f) => [f.path, f]))]));
-  const decidingParent = parentFiles.get(first)!;
   // A file whose mtime is not clearly before the parent began may have
   // changed in the same second after the parent copied it: always copy it.
   const parentStart = first.parent ? Date.parse(first.parent.start.time) / 1000 : 0;
-  const files = new Map<StoreTarget, ManifestFile[]>(o.targets.map((t) => [t, []]));
+  // The entries of the files being added, by path, until addFile hands them over.
+  const made = new Map<string, Map<StoreTarget, ManifestFile>>();
+  const keep = (t: StoreTarget, f: ManifestFile) => made.get(f.path)!.set(t, f);
+  const noParents: ParentRecords = new Map();
   const stored = new Map<StoreTarget, number>(o.targets.map((t) => [t, 0]));
   const dirs: ManifestDir[] = [];
 
@@ -154,15 +164,15 @@ export function createBackupStore(o: StoreOptions): BackupStore {
     return puts;
   };
 
-  const reference = (info: FileInfo): void => {
+  const reference = (info: FileInfo, parents: ParentRecords): void => {
     for (const t of live()) {
-      const p = parentFiles.get(t)!.get(info.path)!;
+      const p = parents.get(t)!;
       const f: ManifestFile = { path: info.path, size: info.size, mode: info.mode, mtime: info.mtime, sha256: p.sha256, ref: p.ref, key: p.key, storedSize: p.storedSize };
       if (p.bundle) f.bundle = p.bundle;
       if (p.badPages) f.badPages = p.badPages;
       if (info.ino !== undefined) f.ino = info.ino;
       if (p.pages) f.pages = p.pages;
-      files.get(t)!.push(f);
+      keep(t, f);
     }
   };
 
@@ -237,7 +247,7 @@ export function createBackupStore(o: StoreOptions): BackupStore {
       if (bad.length > 0) f.badPages = bad;
       if (info.ino !== undefined) f.ino = info.ino;
       extra?.(t, f, put);
-      files.get(t)!.push(f);
+      keep(t, f);
     }
   };
 
@@ -259,7 +269,7 @@ export function createBackupStore(o: StoreOptions): BackupStore {
    * as one layer over the parent's chain; nothing when none changed.
    * False when the file must be stored whole after all.
    */
-  const storePaged = async (info: FileInfo, p: ManifestFile, source: string, parentStartLsn: bigint): Promise<boolean> => {
+  const storePaged = async (info: FileInfo, p: ManifestFile, parents: ParentRecords, source: string, parentStartLsn: bigint): Promise<boolean> => {
     const key = backupFileKey(o.cluster, o.id, info.path, ext);
     const firstBlock = firstBlockOf(info.path);
     const parentBlocks = p.size / BLCKSZ;
@@ -301,7 +311,7 @@ export function createBackupStore(o: StoreOptions): BackupStore {
     const bad = r.badPages;
     if (r.layer === undefined) {
       if (r.fileSize === p.size && r.fileSha256 === p.sha256) {
-        reference({ ...info, size: r.fileSize });
+        reference({ ...info, size: r.fileSize }, parents);
         return true;
       }
       // No page changed, yet the bytes differ from the parent's: the rule's
@@ -317,7 +327,7 @@ export function createBackupStore(o: StoreOptions): BackupStore {
     }
     const l = r.layer;
     storedEntries({ ...info, size: r.fileSize }, key, { size: r.fileSize, sha256: r.fileSha256, puts }, bad, (t, f, put) => {
-      const tp = parentFiles.get(t)!.get(info.path)!;
+      const tp = parents.get(t)!;
       const layer: PageLayer = {
         ref: o.id, key, storedSize: put.storedSize, ...(put.bundle ? { bundle: put.bundle } : {}), size: l.size, sha256: l.sha256,
         blocks: encodeBlocks(r.blocks), fileSize: r.fileSize, fileSha256: r.fileSha256, mtime: info.mtime,
@@ -353,59 +363,67 @@ export function createBackupStore(o: StoreOptions): BackupStore {
     return r;
   };
 
+  const decide = async (info: FileInfo, open: OpenFile, opts: { once?: boolean; source?: string }, parents: ParentRecords): Promise<void> => {
+    const p = parents.get(first);
+    // Page-level: a main fork is read whole every time and its pages
+    // decide, never its mtime; one the rule cannot cover is stored whole.
+    if (o.pages && opts.source !== undefined && isMainForkFile(info.path)) {
+      if (p && pageLevelOver(info, p) && (await storePaged(info, p, parents, opts.source, o.pages.parentStartLsn))) return;
+      await store(info, open, opts.source);
+      return;
+    }
+    const unchanged = p !== undefined && p.size === info.size && Math.floor(p.mtime) === Math.floor(info.mtime) && info.mtime < parentStart - 1;
+    if (p && unchanged && !o.checksumDelta) {
+      o.onBytes?.(info.size);
+      reference(info, parents);
+      return;
+    }
+    if (p && o.checksumDelta && p.size === info.size) {
+      if (opts.once) {
+        // A stream can be read only once: store it, and drop the copies
+        // when the content turns out to be the parent's (the reference
+        // replaces the entries made).
+        const r = await store(info, open, undefined, true);
+        if (r.sha256 === p.sha256) {
+          for (const [t, put] of r.puts) stored.set(t, stored.get(t)! - put.storedSize);
+          await eachLive(async (t) => {
+            if (r.puts.has(t)) await t.driver.remove(backupFileKey(o.cluster, o.id, info.path, ext), t.signal);
+          });
+          reference(info, parents);
+        }
+        return;
+      }
+      const h = createHash('sha256');
+      let n = 0;
+      for await (const c of open()) {
+        h.update(c);
+        n += c.length;
+      }
+      if (n === p.size && h.digest('hex') === p.sha256) {
+        o.onBytes?.(info.size);
+        reference({ ...info, size: n }, parents);
+        return;
+      }
+    }
+    await store(info, open, opts.source);
+  };
+
   return {
     async addFile(info, open, opts = {}) {
-      const p = decidingParent.get(info.path);
-      // Page-level: a main fork is read whole every time and its pages
-      // decide, never its mtime; one the rule cannot cover is stored whole.
-      if (o.pages && opts.source !== undefined && isMainForkFile(info.path)) {
-        if (p && pageLevelOver(info, p) && (await storePaged(info, p, opts.source, o.pages.parentStartLsn))) return;
-        await store(info, open, opts.source);
-        return;
+      const entries = new Map<StoreTarget, ManifestFile>();
+      made.set(info.path, entries);
+      try {
+        await decide(info, open, opts, opts.parents ?? noParents);
+      } finally {
+        made.delete(info.path);
       }
-      const unchanged = p !== undefined && p.size === info.size && Math.floor(p.mtime) === Math.floor(info.mtime) && info.mtime < parentStart - 1;
-      if (p && unchanged && !o.checksumDelta) {
-        o.onBytes?.(info.size);
-        reference(info);
-        return;
-      }
-      if (p && o.checksumDelta && p.size === info.size) {
-        if (opts.once) {
-          // A stream can be read only once: store it, and drop the copies
-          // when the content turns out to be the parent's.
-          const r = await store(info, open, undefined, true);
-          if (r.sha256 === p.sha256) {
-            for (const [t, put] of r.puts) {
-              const list = files.get(t)!;
-              const at = list.findIndex((f) => f.path === info.path && f.ref === o.id);
-              if (at >= 0) list.splice(at, 1);
-              stored.set(t, stored.get(t)! - put.storedSize);
-            }
-            await eachLive(async (t) => {
-              if (r.puts.has(t)) await t.driver.remove(backupFileKey(o.cluster, o.id, info.path, ext), t.signal);
-            });
-            reference(info);
-          }
-          return;
-        }
-        const h = createHash('sha256');
-        let n = 0;
-        for await (const c of open()) {
-          h.update(c);
-          n += c.length;
-        }
-        if (n === p.size && h.digest('hex') === p.sha256) {
-          o.onBytes?.(info.size);
-          reference({ ...info, size: n });
-          return;
-        }
-      }
-      await store(info, open, opts.source);
+      // Only the repositories still going hold the file.
+      for (const t of entries.keys()) if (t.failed !== undefined) entries.delete(t);
+      return entries;
     },
     addDir(dir) {
       dirs.push(dir);
     },
-    files: (t) => files.get(t)!,
     dirs: () => dirs,
     storedSize: () => stored.get(live()[0]!)!,
     async finishBundles() {
@@ -421,7 +439,7 @@ export function createBackupStore(o: StoreOptions): BackupStore {
 }
 
 /** The chain of backups a new one references: the parent's references plus the parent. */
-export function referencesOf(parent: BackupManifest | undefined): string[] {
+export function referencesOf(parent: ManifestHead | undefined): string[] {
   return parent ? [...parent.references, parent.id] : [];
 }
 

@@ -344,3 +344,14 @@ export async function readWholeManifest(driver: StorageDriver, cluster: string, 
 export async function writeManifest(driver: StorageDriver, m: ManifestHead & { files: readonly ManifestFile[] }, signal?: AbortSignal): Promise<void> {
   await driver.write(manifestKey(m.cluster, m.id), manifestStreamOf(m), { ifAbsent: true, ...(signal ? { signal } : {}) });
 }
+
+/**
+ * writeManifest from records that are already in comparePaths order and
+ * counted (a backup's spool, issue 19): never a list of them in memory. Out
+ * of order or miscounted, the write fails and no manifest appears.
+ */
+export async function writeManifestRecords(driver: StorageDriver, head: ManifestHead, fileCount: number, files: Iterable<ManifestFile> | AsyncIterable<ManifestFile>, signal?: AbortSignal): Promise<void> {
+  const { format: _f, ...h } = head;
+  const body = Readable.from(manifestLines({ ...h, fileCount }, files), { objectMode: false });
+  await driver.write(manifestKey(head.cluster, head.id), body, { ifAbsent: true, ...(signal ? { signal } : {}) });
+}

@@ -101,7 +101,7 @@ export function isMainForkFile(path: string): boolean {
 }
 
 /** Why a backup with `parent` cannot be page-level, or undefined when it can. */
-export function pageLevelBlocker(parent: BackupManifest | undefined, cur: { systemId: string; timeline: number; startLsn: bigint; dataChecksums: boolean; source: 'local' | 'stream' }): string | undefined {
+export function pageLevelBlocker(parent: Omit<BackupManifest, 'files'> | undefined, cur: { systemId: string; timeline: number; startLsn: bigint; dataChecksums: boolean; source: 'local' | 'stream' }): string | undefined {
   if (parent === undefined) return 'no parent';
   if (cur.source !== 'local') return 'a stream backup reads each file once, in tar order';
   if (!cur.dataChecksums) return 'the cluster has no data checksums (initdb -k), so a page can change without its LSN moving';
