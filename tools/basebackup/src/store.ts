@@ -91,6 +91,9 @@ export interface StoreOptions {
   pages?: { parentStartLsn: bigint };
 }
 
+/** SHA-256 of no bytes. */
+const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
 /** Files from this size on go to a worker thread when there are workers. */
 export const BIG_FILE = 32 * 1024 * 1024;
 
@@ -368,6 +371,11 @@ export function createBackupStore(o: StoreOptions): BackupStore {
     // Page-level: a main fork is read whole every time and its pages
     // decide, never its mtime; one the rule cannot cover is stored whole.
     if (o.pages && opts.source !== undefined && isMainForkFile(info.path)) {
+      // Empty then and now (a table never written, most TOAST tables): nothing to read or store.
+      if (p && info.size === 0 && p.size === 0 && p.pages === undefined && p.sha256 === EMPTY_SHA256) {
+        reference(info, parents);
+        return;
+      }
       if (p && pageLevelOver(info, p) && (await storePaged(info, p, parents, opts.source, o.pages.parentStartLsn))) return;
       await store(info, open, opts.source);
       return;

@@ -251,7 +251,10 @@ export async function* selectChangedPages(
   const lo = Number(o.parentStartLsn & 0xffff_ffffn);
   const sHi = Number(o.startLsn >> 32n);
   const sLo = Number(o.startLsn & 0xffff_ffffn);
-  let out = Buffer.allocUnsafe(o.pieceSize);
+  // Grown as pages come, up to one piece: most relation files are a page
+  // or two, and a piece allocated per file (4 MiB) for each of 20,000 small
+  // tables kept the collector busy for most of an incremental (issue 19).
+  let out = Buffer.alloc(0);
   let used = 0;
   let offset = 0;
   for await (const piece of pieces) {
@@ -263,14 +266,20 @@ export async function* selectChangedPages(
       const c = classifyPage(piece, at, o.firstBlock + rel, hi, lo, sHi, sLo);
       if ((c & PAGE_BAD) !== 0) sel.bad.push(o.firstBlock + rel);
       if (c === 0 && rel < o.parentBlocks) continue;
+      if (used === out.length) {
+        // Whole pieces go out as they fill; a partial one grows.
+        if (used === o.pieceSize) {
+          yield out;
+          out = Buffer.alloc(0);
+          used = 0;
+        }
+        const grown = Buffer.allocUnsafe(Math.min(o.pieceSize, Math.max(2 * out.length, whole - at)));
+        out.copy(grown, 0, 0, used);
+        out = grown;
+      }
       piece.copy(out, used, at, at + BLCKSZ);
       used += BLCKSZ;
       sel.blocks.push(rel);
-      if (used === out.length) {
-        yield out;
-        out = Buffer.allocUnsafe(o.pieceSize);
-        used = 0;
-      }
     }
     offset += piece.length;
   }
