@@ -27,9 +27,7 @@ import {
   type DumpManifest,
   type DumpObject,
 } from '@cairn/core/dump/manifest';
-import { writeDumpObject, type WrittenObject } from '@cairn/core/dump/objects';
-import { fanOut } from '@cairn/core/util/fan-out';
-import type { Readable } from 'node:stream';
+import { writeDumpObjectMany, type WrittenObject } from '@cairn/core/dump/objects';
 import { findPgProgram, type PgBinary } from '@cairn/core/pg/binaries';
 import { describeExit, isProgramFailure, programErrorLine, runProgram, startProgram, type ProgramExit } from '@cairn/core/util/program';
 import { connectPg, readServerInfo, type ServerInfo } from '@cairn/core/pg/connect';
@@ -148,13 +146,13 @@ async function freeId(targets: Target[], cluster: string, dirs: string[], start:
 }
 
 /**
- * Streams `source` once into `key` in every repository still going, each
- * encoded under its own key, at the pace of the slowest; one that fails
- * drops out. Per repository, what it stored.
+ * Streams `source` once into `key` in every repository still going,
+ * compressed once and encrypted under each one's own key, at the pace of
+ * the slowest; one that fails drops out. Per repository, what it stored.
  */
 async function writeEverywhere(run: Run, key: string, source: AsyncIterable<Buffer>): Promise<Map<Target, WrittenObject>> {
   const targets = liveTargets(run.targets);
-  const outcomes = await fanOut(source, targets.map((t) => (body: Readable) => writeDumpObject(t.driver, key, body, t.spec, t.signal)));
+  const outcomes = await writeDumpObjectMany(key, source, targets, run.ctx.signal);
   const out = new Map<Target, WrittenObject>();
   targets.forEach((t, i) => {
     const r = outcomes[i]!;

@@ -316,7 +316,7 @@ export async function encodeFileMany(
 }
 
 /** The one compression of `specs` (encodeFileMany, encodeWholeMany): they differ only in their keys. */
-function sameCompression(specs: readonly EncodeSpec[]): EncodeSpec {
+export function sameCompression(specs: readonly EncodeSpec[]): EncodeSpec {
   const first = specs[0];
   if (first === undefined) throw new CairnError('INTERNAL', 'nothing to encode for');
   for (const s of specs) {

@@ -5,10 +5,16 @@ import { describe, it } from 'node:test';
 import { encodedExtension, encryptionKeyFromBytes, parseCompress, type EncodeSpec } from '../codec/index.js';
 import { rejectsWith, testData } from '../codec/test-helpers.js';
 import { MemoryDriver } from '../storage/memory.js';
-import { createVerifyStage, dumpReadStages, objectExtension, readDumpObject, writeDumpObject } from './objects.js';
+import { createVerifyStage, dumpReadStages, objectExtension, readDumpObject, writeDumpObject, writeDumpObjectMany } from './objects.js';
 import type { DumpObject } from './manifest.js';
 
 const signal = new AbortController().signal;
+
+async function storedBytes(d: MemoryDriver, key: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of await d.read(key)) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
 
 /** Feeds `data` in `chunk`-sized pieces through the stage; what came out before it ended or failed. */
 async function through(stage: ReturnType<typeof createVerifyStage>, data: Buffer, chunk: number): Promise<{ out: Buffer; err?: unknown }> {
@@ -68,6 +74,50 @@ describe('dump objects', () => {
     const source = new Readable({ read() { this.destroy(new Error('pg_dump pipe broke')); } });
     await assert.rejects(writeDumpObject(driver, 'k/dump.pgdump', source, specs[0]![1], signal), /pg_dump pipe broke/);
     assert.equal(await driver.stat('k/dump.pgdump'), undefined);
+  });
+
+  it('into several repositories: compressed once, each encrypted under its own key, each reads back; one that fails is only its own loss', async () => {
+    const a = new MemoryDriver('a');
+    const b = new MemoryDriver('b');
+    const broken = new MemoryDriver('broken');
+    // As the driver contract says: a failed write destroys its stream body.
+    broken.write = async (_key, body) => {
+      if (body instanceof Readable) body.destroy(new Error('disk full'));
+      throw new Error('disk full');
+    };
+    const keyA = encryptionKeyFromBytes(Buffer.alloc(32, 1));
+    const keyB = encryptionKeyFromBytes(Buffer.alloc(32, 2));
+    const compress = parseCompress('zstd:1');
+    const data = testData(5 * 1024 * 1024 + 3);
+    const key = 'main/dumps/app/20261121-020000L/dump.pgdump.zst.enc';
+    const targets = [{ driver: a, spec: { compress, key: keyA } }, { driver: broken, spec: { compress, key: keyA } }, { driver: b, spec: { compress, key: keyB } }].map((t) => ({ ...t, signal }));
+    const out = await writeDumpObjectMany(key, Readable.from([data.subarray(0, 7), data.subarray(7)]), targets, signal);
+    assert.equal(out[1]!.ok, false);
+    for (const [i, driver, k] of [[0, a, keyA], [2, b, keyB]] as const) {
+      const r = out[i]!;
+      assert.ok(r.ok);
+      assert.equal(r.value.size, data.length);
+      assert.equal(r.value.storedSize, (await driver.stat(key))!.size);
+      const obj: DumpObject = { name: 'dump.pgdump', key, ...r.value };
+      const parts: Buffer[] = [];
+      await pipeline([await readDumpObject(driver, obj, signal), ...dumpReadStages(obj, k, 'test object'), new Writable({ write(c: Buffer, _e, cb) { parts.push(c); cb(); } })]);
+      assert.ok(Buffer.concat(parts).equals(data));
+      // Under the other repository's key it does not decode.
+      const other = k === keyA ? keyB : keyA;
+      await assert.rejects(pipeline([await readDumpObject(driver, obj, signal), ...dumpReadStages(obj, other, 'test object'), new Writable({ write(_c, _e, cb) { cb(); } })]));
+    }
+    // The two encryptions of one compressed stream differ (own keys, own nonces).
+    assert.ok(!(await storedBytes(a, key)).equals(await storedBytes(b, key)));
+  });
+
+  it('into several repositories, a failing source fails every one and leaves nothing', async () => {
+    const a = new MemoryDriver('a');
+    const b = new MemoryDriver('b');
+    const source = new Readable({ read() { this.destroy(new Error('pg_dump pipe broke')); } });
+    const targets = [a, b].map((driver) => ({ driver, spec: specs[0]![1], signal }));
+    await assert.rejects(writeDumpObjectMany('k/dump.pgdump.zst', source, targets, signal), /pg_dump pipe broke/);
+    assert.equal(await a.stat('k/dump.pgdump.zst'), undefined);
+    assert.equal(await b.stat('k/dump.pgdump.zst'), undefined);
   });
 
   it('passes every byte in order when the checksum matches, holding back only until the end', async () => {

@@ -4,12 +4,14 @@
 // so a consumer (pg_restore in one transaction) never sees the end of a dump
 // that fails its checksum and never commits it.
 
-import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { CairnError } from '../cli/errors.js';
 import { checksumMismatch } from '../codec/errors.js';
-import { createCountStage, createHashStage, decodeStagesForExtension, encodeStages, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
+import { createCompressStage, createCountStage, createEncryptStage, createHashStage, decodeStagesForExtension, type EncodeSpec, type EncryptionKey } from '../codec/index.js';
+import { sameCompression } from '../codec/file-codec.js';
+import { fanOut, type Outcome } from '../util/fan-out.js';
 import { ObjectNotFoundError, type StorageDriver } from '../storage/driver.js';
 import type { DumpObject } from './manifest.js';
 
@@ -28,17 +30,44 @@ export interface WrittenObject {
  * storage failure rejects and leaves nothing under `key`.
  */
 export async function writeDumpObject(driver: StorageDriver, key: string, source: Readable, spec: EncodeSpec, signal: AbortSignal): Promise<WrittenObject> {
+  const [r] = await writeDumpObjectMany(key, source, [{ driver, spec, signal }], signal);
+  if (!r!.ok) throw r!.error;
+  return r!.value;
+}
+
+/**
+ * writeDumpObject into several repositories from one read of `source`,
+ * hashed and compressed once (the specs differ only in their keys), then
+ * encrypted under each repository's own key (issue 18: the CPU of a dump to
+ * two repositories was two compressions). The source moves at the pace of
+ * the slowest repository still going; one that fails is reported in its
+ * outcome and the others go on. A failing source fails them all (thrown).
+ */
+export async function writeDumpObjectMany(
+  key: string,
+  source: AsyncIterable<Buffer>,
+  targets: readonly { driver: StorageDriver; spec: EncodeSpec; signal: AbortSignal }[],
+  signal: AbortSignal,
+): Promise<Outcome<WrittenObject>[]> {
   const hash = createHashStage();
-  const count = createCountStage();
-  const body = new PassThrough();
-  const encode = encodeStages(spec);
-  const results = await Promise.allSettled([
-    pipeline([source, coalesce(PIECE_BYTES), hash.stage, ...encode, count.stage, body], { signal }),
-    driver.write(key, body, { signal }),
-  ]);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-  return { size: hash.bytes(), sha256: hash.digest(), storedSize: count.bytes() };
+  const compress = createCompressStage(sameCompression(targets.map((t) => t.spec)).compress);
+  const compressed = new PassThrough({ highWaterMark: PIECE_BYTES });
+  const input = source instanceof Readable ? source : Readable.from(source, { objectMode: false });
+  const encoding = pipeline([input, coalesce(PIECE_BYTES), hash.stage, ...(compress ? [compress] : []), compressed], { signal });
+  encoding.catch(() => {}); // its error reaches the sinks through `compressed`, and is thrown below
+  const outcomes = await fanOut(compressed, targets.map((t) => async (body: Readable) => {
+    const count = createCountStage();
+    const out = new PassThrough();
+    const results = await Promise.allSettled([
+      pipeline([body, ...(t.spec.key !== undefined ? [createEncryptStage(t.spec.key)] : []), count.stage, out], { signal: t.signal }),
+      t.driver.write(key, out, { signal: t.signal }),
+    ]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return count.bytes();
+  }));
+  await encoding;
+  return outcomes.map((r) => (r.ok ? { ok: true as const, value: { size: hash.bytes(), sha256: hash.digest(), storedSize: r.value } } : r));
 }
 
 /** Pieces handed to the codecs: a pipe delivers 64 KiB reads, each a trip through the zlib threadpool. */
