@@ -27,7 +27,7 @@ import { createFileWorkers } from '@cairn/core/backup/file-worker';
 import { findWorkerEntry } from '@cairn/core/util/worker-entry';
 import { backupChain, missingParentError, readChainLinks } from '@cairn/core/backup/chain';
 import { manifestKey, type ManifestFile } from '@cairn/core/backup/manifest';
-import { openManifest, readManifestSummary } from '@cairn/core/backup/manifest-stream';
+import { comparePaths, openManifest, readManifestSummary } from '@cairn/core/backup/manifest-stream';
 import { backupGroupAccess, createManifestChecker, refuseUnsafe, restoredDirMode, restoredFileMode } from '@cairn/core/backup/manifest-rules';
 import type { RestorePlan } from '@cairn/core/restore/plan-format';
 import type { StorageDriver } from '@cairn/core/storage/driver';
@@ -241,12 +241,20 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   // included). Links are removed, never followed, except a tablespace link
   // the backup describes that already points where this restore puts it.
   if (o.delta && existing.length > 0) {
-    // One path per file: --delta still holds the backup's paths (a sweep in path order would not).
-    const wantFiles = new Set<string>();
-    for await (const f of opened.files(ctx.signal)) wantFiles.add(f.path);
+    // The backup's paths are not held (issue 19): the sweep visits each
+    // directory's names sorted, depth first, which is the manifest's order
+    // (comparePaths), so one pass over its records beside it tells which
+    // files the backup has. A name visited out of that order would only be
+    // removed and fetched again, never kept wrongly.
+    const records = opened.files(ctx.signal)[Symbol.asyncIterator]();
+    let record = await records.next();
+    const inBackup = async (path: string): Promise<boolean> => {
+      while (!record.done && comparePaths(record.value.path, path) < 0) record = await records.next();
+      return !record.done && record.value.path === path;
+    };
     const wantDirs = new Set(manifest.dirs.map((d) => d.path));
     const sweep = async (abs: string, rel: string): Promise<void> => {
-      for (const name of await readdir(abs)) {
+      for (const name of (await readdir(abs)).sort()) {
         const childRel = rel === '' ? name : `${rel}/${name}`;
         if (childRel === RESTORE_MARKER) continue;
         const childAbs = join(abs, name);
@@ -261,14 +269,18 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
         } else if (st.isDirectory() && wantDirs.has(childRel)) {
           await sweep(childAbs, childRel);
           continue;
-        } else if (st.isFile() && wantFiles.has(childRel)) {
+        } else if (st.isFile() && (await inBackup(childRel))) {
           continue;
         }
         await rm(childAbs, { recursive: true, force: true });
         result.removed++;
       }
     };
-    await sweep(pgdata, '');
+    try {
+      await sweep(pgdata, '');
+    } finally {
+      await records.return?.(undefined);
+    }
   }
 
   // Directories, each component checked with lstat (ensureRealDir), modes
