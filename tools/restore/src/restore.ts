@@ -27,7 +27,7 @@ import { createFileWorkers } from '@cairn/core/backup/file-worker';
 import { findWorkerEntry } from '@cairn/core/util/worker-entry';
 import { backupChain, missingParentError, readChainLinks } from '@cairn/core/backup/chain';
 import { manifestKey, type ManifestFile } from '@cairn/core/backup/manifest';
-import { openManifest, readManifestSummary } from '@cairn/core/backup/manifest-stream';
+import { comparePaths, openManifest, readManifestSummary } from '@cairn/core/backup/manifest-stream';
 import { backupGroupAccess, createManifestChecker, refuseUnsafe, restoredDirMode, restoredFileMode } from '@cairn/core/backup/manifest-rules';
 import type { RestorePlan } from '@cairn/core/restore/plan-format';
 import type { StorageDriver } from '@cairn/core/storage/driver';
@@ -72,6 +72,8 @@ type BundledFile = ManifestFile & { bundle: NonNullable<ManifestFile['bundle']> 
 
 /** Files from this size on are restored in a worker thread. */
 const BIG_FILE = 32 * 1024 * 1024;
+/** Files bigger than SMALL_FILE and smaller than BIG_FILE restored at once (each streams through this thread). */
+const MEDIUM_JOBS = 2;
 
 export interface RestoreResult {
   backup: string;
@@ -239,12 +241,20 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   // included). Links are removed, never followed, except a tablespace link
   // the backup describes that already points where this restore puts it.
   if (o.delta && existing.length > 0) {
-    // One path per file: --delta still holds the backup's paths (a sweep in path order would not).
-    const wantFiles = new Set<string>();
-    for await (const f of opened.files(ctx.signal)) wantFiles.add(f.path);
+    // The backup's paths are not held (issue 19): the sweep visits each
+    // directory's names sorted, depth first, which is the manifest's order
+    // (comparePaths), so one pass over its records beside it tells which
+    // files the backup has. A name visited out of that order would only be
+    // removed and fetched again, never kept wrongly.
+    const records = opened.files(ctx.signal)[Symbol.asyncIterator]();
+    let record = await records.next();
+    const inBackup = async (path: string): Promise<boolean> => {
+      while (!record.done && comparePaths(record.value.path, path) < 0) record = await records.next();
+      return !record.done && record.value.path === path;
+    };
     const wantDirs = new Set(manifest.dirs.map((d) => d.path));
     const sweep = async (abs: string, rel: string): Promise<void> => {
-      for (const name of await readdir(abs)) {
+      for (const name of (await readdir(abs)).sort()) {
         const childRel = rel === '' ? name : `${rel}/${name}`;
         if (childRel === RESTORE_MARKER) continue;
         const childAbs = join(abs, name);
@@ -259,14 +269,18 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
         } else if (st.isDirectory() && wantDirs.has(childRel)) {
           await sweep(childAbs, childRel);
           continue;
-        } else if (st.isFile() && wantFiles.has(childRel)) {
+        } else if (st.isFile() && (await inBackup(childRel))) {
           continue;
         }
         await rm(childAbs, { recursive: true, force: true });
         result.removed++;
       }
     };
-    await sweep(pgdata, '');
+    try {
+      await sweep(pgdata, '');
+    } finally {
+      await records.return?.(undefined);
+    }
   }
 
   // Directories, each component checked with lstat (ensureRealDir), modes
@@ -399,18 +413,25 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     }, write);
 
   // Many small files wait on I/O: the store's requests in flight (tens for
-  // an object store, whose every GET is a round trip). Bigger ones hold up
-  // to two decoded 4 MiB pieces each (and big ones are in the workers): 8 at
-  // once keeps memory flat.
+  // an object store, whose every GET is a round trip). Files between
+  // SMALL_FILE and BIG_FILE hold two decoded 4 MiB pieces each, and more in
+  // their streams' buffers: MEDIUM_JOBS of them at once (issue 19: 8 at once
+  // took 110 MB at the start of a restore, and the heap kept it). Big ones
+  // wait on the workers, which queue them: 8 at once.
   const limit = createLimiter(8);
+  const medium = createLimiter(MEDIUM_JOBS);
   const many = createLimiter(o.driver.features.requests);
   // Big files each in a worker thread: their SHA-256 runs there, beside the
   // small files on this thread (see @cairn/core/backup/file-worker).
-  const entry = big.some((f) => f.size >= BIG_FILE) ? findWorkerEntry(import.meta.url) : undefined;
-  const workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: o.driver.url, env: ctx.env, cluster: o.plan.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: 'none' }) : undefined;
+  // No more threads than such files (issue 19): each is an isolate of its
+  // own, tens of MB, and a cluster of many small tables has one or two.
+  const bigCount = big.filter((f) => f.size >= BIG_FILE).length;
+  const entry = bigCount > 0 ? findWorkerEntry(import.meta.url) : undefined;
+  const workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism(), bigCount)), { repoUrl: o.driver.url, env: ctx.env, cluster: o.plan.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: 'none' }) : undefined;
   try {
     const abort = new AbortController();
-    const run = (files: readonly ManifestFile[]) => Promise.all(files.map((f) => (f.size <= SMALL_FILE ? many : limit)(() => (abort.signal.aborted ? Promise.resolve() : writeOne(f).catch((err) => {
+    const limiterOf = (f: ManifestFile) => (f.size <= SMALL_FILE ? many : workers && f.size >= BIG_FILE ? limit : medium);
+    const run = (files: readonly ManifestFile[]) => Promise.all(files.map((f) => limiterOf(f)(() => (abort.signal.aborted ? Promise.resolve() : writeOne(f).catch((err) => {
       abort.abort();
       throw err;
     })))));
@@ -418,6 +439,10 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     // whatever the file count: each is over SMALL_FILE bytes). The small ones
     // go beside them.
     big.sort((a, b) => b.size - a.size);
+    // Whether syncfs works, asked beside the files, not in their way: `sync
+    // -f` flushes the whole file system (seconds on a busy one), and it was
+    // a spawnSync that stopped the event loop meanwhile.
+    const syncfsWorks = syncFileSystems([pgdata], ctx.env, ctx.signal);
     const bigDone = run(big);
     bigDone.catch(() => {}); // awaited below, after the small ones
     // The small ones, a batch of records at a time, each batch's
@@ -430,10 +455,12 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
       spans = createSpanReader(o.driver, bundled, ctx.signal);
       await run([...batch.filter((f) => !isBundled(f) || f.pages), ...spans.order]);
       batch = [];
-      // Without syncfs, what was written is fsynced batch by batch rather than held.
-      if (!canSyncfs) await syncFiles(written.splice(0), limit);
+      // Without syncfs, what was written is fsynced batch by batch; with it,
+      // one syncfs at the end covers it: either way no path is held for the
+      // whole run (issue 19: 120,000 paths).
+      if (!(await syncfsWorks)) await syncFiles(written.splice(0), limit);
+      else written.length = 0;
     };
-    const canSyncfs = await syncfsWorks(pgdata);
     for await (const f of opened.files(ctx.signal)) {
       again.file(f);
       if (again.findings.length > 0) refuseUnsafe(again.findings, where);
@@ -475,7 +502,7 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     }
     // Durable before pg_control: fsync in parallel batches (concurrent fsyncs
     // share journal commits) rather than one in line per file.
-    await syncAll([pgdata, ...tsLocation.values()], written.splice(0), limit);
+    await syncAll([pgdata, ...tsLocation.values()], written.splice(0), limit, ctx, await syncfsWorks);
 
     // Last: pg_control makes the directory startable.
     if (control) {
@@ -496,23 +523,28 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   }
 }
 
-/** Whether `sync -f` (syncfs(2), coreutils) works here: then written files need not be remembered for fsync. */
-async function syncfsWorks(dir: string): Promise<boolean> {
-  const { spawnSync } = await import('node:child_process');
-  return spawnSync('sync', ['-f', dir], { stdio: 'ignore' }).status === 0;
+/**
+ * `sync -f` (syncfs(2), coreutils) on the file systems of `roots`: whether it
+ * worked (then written files need not be remembered for fsync).
+ */
+async function syncFileSystems(roots: string[], env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<boolean> {
+  const { startProgram } = await import('@cairn/core/util/program');
+  const exit = await startProgram('sync', ['-f', ...roots], { env, signal }).exited;
+  return exit.code === 0;
 }
 
 /**
  * Everything written so far durable before pg_control: one syncfs(2) per
  * file system (`sync -f`, coreutils) instead of a thousand fsyncs; per-file
- * fsync when that is unavailable.
+ * fsync when that is unavailable: `files`, or, when the restore did not keep
+ * them (`forgotten`: syncfs worked when it began), every file under `roots`.
  */
-async function syncAll(roots: string[], files: string[], limit: <T>(job: () => Promise<T>) => Promise<T>): Promise<void> {
-  const { spawnSync } = await import('node:child_process');
-  const r = spawnSync('sync', ['-f', ...roots], { stdio: 'ignore' });
-  if (r.status === 0) return;
+async function syncAll(roots: string[], files: string[], limit: <T>(job: () => Promise<T>) => Promise<T>, ctx: Pick<ToolContext, 'env' | 'signal'>, forgotten: boolean): Promise<void> {
+  if (await syncFileSystems(roots, ctx.env, ctx.signal)) return;
   await syncFiles(files, limit);
-  for (const root of roots) await syncTree(root).catch(() => {});
+  const each = forgotten ? (paths: string[]) => syncFiles(paths, limit) : undefined;
+  // An fsync that fails fails the restore; a directory's, as before, does not.
+  for (const root of roots) await (each ? syncTree(root, each) : syncTree(root).catch(() => {}));
 }
 
 async function syncFiles(paths: string[], limit: <T>(job: () => Promise<T>) => Promise<T>): Promise<void> {
@@ -530,10 +562,14 @@ async function syncFiles(paths: string[], limit: <T>(job: () => Promise<T>) => P
   );
 }
 
-/** fsync every directory (files were flushed as they closed), so renames and creations are durable. */
-async function syncTree(dir: string): Promise<void> {
+/**
+ * fsync every directory (files were flushed as they closed), so renames and
+ * creations are durable; with `files`, each directory's regular files first.
+ */
+async function syncTree(dir: string, files?: (paths: string[]) => Promise<void>): Promise<void> {
   const entries = await readdir(dir, { withFileTypes: true });
-  for (const e of entries) if (e.isDirectory()) await syncTree(join(dir, e.name));
+  if (files) await files(entries.filter((e) => e.isFile()).map((e) => join(dir, e.name)));
+  for (const e of entries) if (e.isDirectory()) await syncTree(join(dir, e.name), files);
   await fsyncDir(dir).catch(() => {});
 }
 
