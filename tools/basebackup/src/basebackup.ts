@@ -586,17 +586,19 @@ async function backupLocal(
     // order through a bounded window; nothing per file outlives it but its
     // record in the spool.
     const walk = streamPgData(pgdata);
-    sh.progress.total(await clusterSize(q));
+    // Asked beside the copy (the server stats every file of every database for it).
+    void clusterSize(q).then((n) => sh.progress.total(n));
     const entry = findWorkerEntry(import.meta.url);
     // The workers write each big file to every repository (EncodeJob.targets); started at the first big file.
     const repoUrls = o.repos.map((r) => r.driver.url);
     let spawned: FileWorkers | undefined;
+    const workersAt = (at: URL) => (spawned ??= createFileWorkers(at, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: repoUrls[0]!, repoUrls, env: ctx.env, cluster: o.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: o.compress }));
     const lazy: FileWorkers | undefined = entry
       ? {
-          encode: (job) => (spawned ??= createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: repoUrls[0]!, repoUrls, env: ctx.env, cluster: o.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: o.compress })).encode(job),
-          decode: (job) => spawned!.decode(job),
-          pages: (job) => spawned!.pages(job),
-          hash: (job) => spawned!.hash(job),
+          encode: (job) => workersAt(entry).encode(job),
+          decode: (job) => workersAt(entry).decode(job),
+          pages: (job) => workersAt(entry).pages(job),
+          hash: (job) => workersAt(entry).hash(job),
           close: async () => spawned?.close(),
         }
       : undefined;

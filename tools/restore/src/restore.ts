@@ -278,6 +278,10 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
     };
     try {
       await sweep(pgdata, '');
+      // To the end line: this is a second read of the manifest, and what it
+      // said is trusted (a file kept) only once it checks out whole, as the
+      // first pass did; altered since, the restore stops here.
+      while (!record.done) record = await records.next();
     } finally {
       await records.return?.(undefined);
     }
