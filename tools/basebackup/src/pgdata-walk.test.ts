@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseBackupLabel, segmentSizeFrom } from './label.js';
-import { streamPgData, walkPgData } from './pgdata-walk.js';
+import { streamPgData } from './pgdata-walk.js';
 import { comparePaths } from '@cairn/core/backup/manifest-stream';
 
 test('the walk leaves out what PostgreSQL says to leave out, and follows tablespaces', async () => {
@@ -27,7 +27,9 @@ test('the walk leaves out what PostgreSQL says to leave out, and follows tablesp
     await writeFile(join(ts, 'PG_15_202209061/5/16500'), 'ts');
     await mkdir(join(pg, 'pg_tblspc'));
     await symlink(ts, join(pg, 'pg_tblspc/16499'));
-    const w = await walkPgData(pg);
+    const walk = streamPgData(pg);
+    const w = { files: [] as { path: string }[], dirs: walk.dirs, tablespaces: walk.tablespaces };
+    for await (const f of walk.files) w.files.push(f.info);
     assert.deepEqual(w.files.map((f) => f.path).sort(), [
       'PG_VERSION', 'base/1/1259', 'base/5/16401', 'global/pg_control', 'log/postgresql.log', 'pg_stat/pgstat.stat',
       'pg_tblspc/16499/PG_15_202209061/5/16500', 'postgresql.auto.conf',

@@ -34,15 +34,6 @@ const SKIP_FILES = new Set([
 /** Temporary relations (t<backendId>_<relfilenode>[_fork][.seg]) vanish with their session. */
 const TEMP_REL_RE = /^t\d+_\d+(_[a-z]+)?(\.\d+)?$/;
 
-export interface WalkResult {
-  files: FileInfo[];
-  dirs: { path: string; mode: number }[];
-  tablespaces: ManifestTablespace[];
-  /** Absolute path of each file, by manifest path. */
-  source: Map<string, string>;
-  totalSize: number;
-}
-
 /** A file of the walk and where it is. */
 export interface WalkedFile {
   info: FileInfo;
@@ -72,20 +63,8 @@ export function skipFile(rel: string, name: string, topLevel: boolean): boolean 
   return false;
 }
 
-/** The whole walk in memory (tests, and callers that need it whole). */
-export async function walkPgData(pgdata: string): Promise<WalkResult> {
-  const w = streamPgData(pgdata);
-  const out: WalkResult = { files: [], dirs: w.dirs, tablespaces: w.tablespaces, source: new Map(), totalSize: 0 };
-  for await (const f of w.files) {
-    out.files.push(f.info);
-    out.source.set(f.info.path, f.source);
-    out.totalSize += f.info.size;
-  }
-  return out;
-}
-
 export function streamPgData(pgdata: string): PgDataWalk {
-  const out: PgDataWalk = { files: undefined as unknown as AsyncGenerator<WalkedFile>, dirs: [], tablespaces: [] };
+  const out: Omit<PgDataWalk, 'files'> = { dirs: [], tablespaces: [] };
 
   const visit = async function* (abs: string, rel: string): AsyncGenerator<WalkedFile> {
     let names: string[];
@@ -140,6 +119,5 @@ export function streamPgData(pgdata: string): PgDataWalk {
       yield { info: { path: childRel, size: st.size, mode: st.mode & 0o7777, mtime: Math.floor(st.mtimeMs) / 1000, ino: st.ino }, source: childAbs };
     }
   };
-  out.files = visit(pgdata, '');
-  return out;
+  return { ...out, files: visit(pgdata, '') };
 }
