@@ -113,8 +113,6 @@ export interface BackupStore {
   addFile(info: FileInfo, open: OpenFile, opts?: { once?: boolean; source?: string; parents?: ParentRecords }): Promise<Map<StoreTarget, ManifestFile>>;
   addDir(dir: ManifestDir): void;
   dirs(): ManifestDir[];
-  /** Stored bytes so far (the first repository still going). */
-  storedSize(): number;
   /** Writes the last bundles and waits for all of them: per target, the bundle keys (none without a bundler). */
   finishBundles(): Promise<Map<StoreTarget, string[]>>;
   /** The targets still going; throws the first failure when none is. */
@@ -150,7 +148,6 @@ export function createBackupStore(o: StoreOptions): BackupStore {
   const made = new Map<string, Map<StoreTarget, ManifestFile>>();
   const keep = (t: StoreTarget, f: ManifestFile) => made.get(f.path)!.set(t, f);
   const noParents: ParentRecords = new Map();
-  const stored = new Map<StoreTarget, number>(o.targets.map((t) => [t, 0]));
   const dirs: ManifestDir[] = [];
 
   const fail = (t: StoreTarget, err: unknown) => dropTarget(o.targets, t, err, o.log);
@@ -244,7 +241,6 @@ export function createBackupStore(o: StoreOptions): BackupStore {
     for (const t of live()) {
       const put = r.puts.get(t);
       if (put === undefined) continue;
-      stored.set(t, stored.get(t)! + put.storedSize);
       const f: ManifestFile = { path: info.path, size: r.size, mode: info.mode, mtime: info.mtime, sha256: r.sha256, ref: o.id, key, storedSize: put.storedSize };
       if (put.bundle) f.bundle = put.bundle;
       if (bad.length > 0) f.badPages = bad;
@@ -393,7 +389,6 @@ export function createBackupStore(o: StoreOptions): BackupStore {
         // replaces the entries made).
         const r = await store(info, open, undefined, true);
         if (r.sha256 === p.sha256) {
-          for (const [t, put] of r.puts) stored.set(t, stored.get(t)! - put.storedSize);
           await eachLive(async (t) => {
             if (r.puts.has(t)) await t.driver.remove(backupFileKey(o.cluster, o.id, info.path, ext), t.signal);
           });
@@ -433,7 +428,6 @@ export function createBackupStore(o: StoreOptions): BackupStore {
       dirs.push(dir);
     },
     dirs: () => dirs,
-    storedSize: () => stored.get(live()[0]!)!,
     async finishBundles() {
       const out = new Map<StoreTarget, string[]>();
       await eachLive(async (t) => {
