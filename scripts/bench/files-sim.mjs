@@ -7,7 +7,7 @@
 // backup meet a million objects too, and every read of one returns the same
 // stored object (STORED_FILE, whose SHA-256 the manifest records), so the
 // restore decodes and checks real data. Prints one JSON line:
-// { planner, files, seconds, maxRssMB, detail }.
+// { planner, files, seconds, cpuSeconds, maxRssMB, detail }.
 
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -144,7 +144,11 @@ const PLANNERS = {
 const run = PLANNERS[planner];
 if (!run) throw new Error(`unknown planner ${planner}: ${Object.keys(PLANNERS).join(', ')}`);
 const t0 = performance.now();
+const u0 = process.resourceUsage();
 const detail = await run();
 const seconds = (performance.now() - t0) / 1000;
 // maxRSS is in KiB (getrusage).
-process.stdout.write(JSON.stringify({ planner, files: n, seconds, maxRssMB: process.resourceUsage().maxRSS / 1024, detail }) + '\n');
+// CPU time of the run (user + system, all threads): on a shared machine, linear where the wall time is not.
+const u = process.resourceUsage();
+const cpuSeconds = (u.userCPUTime + u.systemCPUTime - u0.userCPUTime - u0.systemCPUTime) / 1e6;
+process.stdout.write(JSON.stringify({ planner, files: n, seconds, cpuSeconds, maxRssMB: u.maxRSS / 1024, detail }) + '\n');

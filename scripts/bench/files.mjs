@@ -9,13 +9,14 @@
 // child runs with the Node flags and environment of its tool's wrapper
 // (tools/<tool>/bin/cairn-<tool>). Prints time and peak RSS
 // per planner and size beside the 300 MB target, and time per million files
-// (linear time: the same figure at every size). No PostgreSQL, no root.
+// (linear time: the same figure at every size), wall and CPU (user + system:
+// on a shared machine the wall time follows the load). No PostgreSQL, no root.
 
 import { spawnSync } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -69,6 +70,8 @@ function wrapperSettings(tool) {
 
 async function main() {
   const date = new Date();
+  // The machine may be shared: the 1-minute load average is printed beside the times.
+  const loadStart = loadavg()[0];
   const res = { date: date.toISOString(), kind: 'files', options: opt, commit: gitCommit(), runs: [], problems };
   const base = mkdtempSync(join(process.env.BENCH_TMPDIR || tmpdir(), 'cairn-files-'));
   const write = await manifestWriter();
@@ -94,7 +97,7 @@ async function main() {
         const run = JSON.parse(line);
         run.node = w;
         res.runs.push(run);
-        say(`${p} at ${n} files: ${round(run.seconds, 2)} s, peak RSS ${round(run.maxRssMB, 0)} MB`);
+        say(`${p} at ${n} files: ${round(run.seconds, 2)} s (CPU ${round(run.cpuSeconds, 2)} s), peak RSS ${round(run.maxRssMB, 0)} MB`);
       }
       rmSync(dir, { recursive: true, force: true });
       rmSync(`${dir}.plan.json`, { force: true });
@@ -102,16 +105,18 @@ async function main() {
   } finally {
     rmSync(base, { recursive: true, force: true });
   }
+  res.loadAvg = [loadStart, loadavg()[0]];
   finishBench('files', res, date, opt.outDir, report);
 }
 
 function report(res) {
-  const rows = [['planner', 'files', 'time s', 's per 1M files', 'peak RSS MB', `≤ ${TARGET_MB} MB`]];
+  const rows = [['planner', 'files', 'time s', 's per 1M files', 'CPU s', 'CPU s per 1M files', 'peak RSS MB', `≤ ${TARGET_MB} MB`]];
+  const per1M = (s, files) => round((s * 1e6) / files, 2).toString();
   for (const r of res.runs) {
-    if (r.failed) rows.push([r.planner, String(r.files), 'failed', '', '', 'NOT MET']);
-    else rows.push([r.planner, String(r.files), round(r.seconds, 2).toString(), round((r.seconds * 1e6) / r.files, 2).toString(), round(r.maxRssMB, 0).toString(), r.maxRssMB <= TARGET_MB ? 'MET' : 'NOT MET']);
+    if (r.failed) rows.push([r.planner, String(r.files), 'failed', '', '', '', '', 'NOT MET']);
+    else rows.push([r.planner, String(r.files), round(r.seconds, 2).toString(), per1M(r.seconds, r.files), round(r.cpuSeconds, 2).toString(), per1M(r.cpuSeconds, r.files), round(r.maxRssMB, 0).toString(), r.maxRssMB <= TARGET_MB ? 'MET' : 'NOT MET']);
   }
-  const lines = [`files simulation (issue 19), commit ${res.commit ?? '?'}, manifests ${res.manifestFormat}`, table(rows)];
+  const lines = [`files simulation (issue 19), commit ${res.commit ?? '?'}, manifests ${res.manifestFormat}, load average ${res.loadAvg?.map((l) => round(l, 1)).join(' / ') ?? '?'} (start / end)`, table(rows)];
   if (res.problems.length) lines.push('', 'problems:', ...res.problems.map((p) => `- ${p}`));
   return lines.join('\n');
 }
