@@ -4,12 +4,17 @@
 // file repository with a generated manifest; the N data objects the manifest
 // names are not on disk but appear in every listing (a synthetic listing
 // merged into the file driver's, in key order), so planners that list the
-// backup meet a million objects too. Prints one JSON line:
-// { planner, files, seconds, maxRssMB, detail }.
+// backup meet a million objects too, and every read of one returns the same
+// stored object (STORED_FILE, whose SHA-256 the manifest records), so the
+// restore decodes and checks real data. Prints one JSON line:
+// { planner, files, seconds, cpuSeconds, maxRssMB, detail }.
 
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { Readable } from 'node:stream';
 import { FsDriver } from '@cairn/core/storage/fs';
-import { DATA_KEY, SIM } from './lib/files-gen.mjs';
+import { DATA_KEY, SIM, STORED_FILE } from './lib/files-gen.mjs';
 
 const [planner, repoDir, nText] = process.argv.slice(2);
 const n = Number(nText);
@@ -27,8 +32,12 @@ function simulatedDriver(dir, count) {
       if (key.startsWith(prefix)) yield { key, size: SIM.storedSize, mtime };
     }
   }
+  const isData = (key) => key.startsWith(dataPrefix);
   return new Proxy(fs, {
     get(target, prop, recv) {
+      // The data objects' content: the one stored object every file of the backup has.
+      if (prop === 'readSmall') return async (key, signal) => (isData(key) ? STORED_FILE : target.readSmall(key, signal));
+      if (prop === 'read') return async (key, signal) => (isData(key) ? Readable.from([STORED_FILE]) : target.read(key, signal));
       if (prop !== 'list') {
         const v = Reflect.get(target, prop, recv);
         return typeof v === 'function' ? v.bind(target) : v;
@@ -51,11 +60,53 @@ function simulatedDriver(dir, count) {
 const signal = new AbortController().signal;
 const driver = simulatedDriver(repoDir, n);
 const now = new Date(SIM.now);
+/** restore-plan's plan, which the restore runs take as cairn-restore --plan FILE does. */
+const PLAN_FILE = `${repoDir}.plan.json`;
+
+async function makePlan() {
+  const { planFromRepository } = await import('@cairn/core/restore/load-plan');
+  return await planFromRepository(driver, { cluster: SIM.cluster, key: undefined, target: { kind: 'immediate', timeline: 'current', action: 'promote', inclusive: true }, now, signal });
+}
+
+/**
+ * cairn-restore's restore() (tools/restore/src/restore.ts) itself, on the
+ * plan restore-plan wrote, into a fresh directory; the data files' writes
+ * stubbed (lib/files-stub-writer.mjs). With `delta`, the directory first
+ * holds PG_VERSION and a file the backup lacks, so the --delta sweep walks
+ * the manifest beside it and every file is looked for (lstat) before it is fetched.
+ */
+async function realRestore(delta) {
+  const { parsePlan } = await import('@cairn/core/restore/parse-plan');
+  const plan = existsSync(PLAN_FILE) ? parsePlan(readFileSync(PLAN_FILE, 'utf8'), PLAN_FILE) : await makePlan();
+  const pgdata = `${repoDir}.pgdata`;
+  rmSync(pgdata, { recursive: true, force: true });
+  if (delta) {
+    mkdirSync(join(pgdata, 'base', '16384'), { recursive: true, mode: 0o700 });
+    writeFileSync(join(pgdata, 'PG_VERSION'), '15\n');
+    writeFileSync(join(pgdata, 'base', '16384', '999'), 'not in the backup');
+  }
+  const { stubWritesBelow } = await import('./lib/files-stub-writer.mjs');
+  const written = stubWritesBelow(join(pgdata, 'base') + '/');
+  const { restore } = await import('@cairn/restore/restore');
+  const quiet = { info() {}, warn() {}, debug() {}, error() {} };
+  try {
+    const r = await restore(
+      { plan, driver, key: undefined, pgdata, delta, force: false, tablespaceMap: new Map(), jobs: 2, restoreCommand: 'false', keyFile: undefined, configDir: undefined },
+      { tool: 'restore', env: process.env, signal, log: quiet, now: () => new Date() },
+    );
+    if (r.filesFetched !== n || written.files !== n) throw new Error(`restore fetched ${r.filesFetched} files and wrote ${written.files} of ${n}`);
+    return { fetched: r.filesFetched, removed: r.removed, stubbedBytes: written.bytes, maxOpen: written.maxOpen, planFromFile: existsSync(PLAN_FILE) };
+  } finally {
+    rmSync(pgdata, { recursive: true, force: true });
+  }
+}
+
 const PLANNERS = {
-  // cairn-restore-plan's work: the catalog of one repository, then the pure planner.
+  // cairn-restore-plan's work: the catalog of one repository, then the pure
+  // planner; the plan is left for the restore runs.
   async 'restore-plan'() {
-    const { planFromRepository } = await import('@cairn/core/restore/load-plan');
-    const plan = await planFromRepository(driver, { cluster: SIM.cluster, key: undefined, target: { kind: 'immediate', timeline: 'current', action: 'promote', inclusive: true }, now, signal });
+    const plan = await makePlan();
+    writeFileSync(PLAN_FILE, JSON.stringify(plan));
     return { backup: plan.backup.id };
   },
   // cairn-verify's planning: each manifest screened by the manifest rules, its
@@ -80,17 +131,24 @@ const PLANNERS = {
     const r = await readInfoReport(driver, SIM.cluster, undefined, now, signal);
     return { backups: r.backups?.length };
   },
-  // cairn-restore's file scheduler with a writer that writes nothing.
+  // cairn-restore's own restore(): its file scheduler, the data files' writes stubbed.
   async 'restore-scheduler'() {
-    const { scheduleRestoreStub } = await import('./lib/files-verify-plan.mjs');
-    return await scheduleRestoreStub(driver, SIM.cluster, SIM.id, signal);
+    return await realRestore(false);
+  },
+  // The same with --delta over a data directory (the sweep beside the manifest).
+  async 'restore-delta'() {
+    return await realRestore(true);
   },
 };
 
 const run = PLANNERS[planner];
 if (!run) throw new Error(`unknown planner ${planner}: ${Object.keys(PLANNERS).join(', ')}`);
 const t0 = performance.now();
+const u0 = process.resourceUsage();
 const detail = await run();
 const seconds = (performance.now() - t0) / 1000;
 // maxRSS is in KiB (getrusage).
-process.stdout.write(JSON.stringify({ planner, files: n, seconds, maxRssMB: process.resourceUsage().maxRSS / 1024, detail }) + '\n');
+// CPU time of the run (user + system, all threads): on a shared machine, linear where the wall time is not.
+const u = process.resourceUsage();
+const cpuSeconds = (u.userCPUTime + u.systemCPUTime - u0.userCPUTime - u0.systemCPUTime) / 1e6;
+process.stdout.write(JSON.stringify({ planner, files: n, seconds, cpuSeconds, maxRssMB: u.maxRSS / 1024, detail }) + '\n');

@@ -7,13 +7,30 @@ import { createHash } from 'node:crypto';
 import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { finished } from 'node:stream/promises';
+import { zstdCompressSync } from 'node:zlib';
+
+/**
+ * What every relation file of the simulation holds: one 8 KiB heap page (a
+ * header, then the same row again and again), and its stored object, a zstd
+ * frame as basebackup writes it. The data objects are not on disk: the sim's
+ * driver serves STORED_FILE for every one of them, so the restore scheduler
+ * decodes and checks real objects (files-sim.mjs).
+ */
+export const FILE_DATA = (() => {
+  const b = Buffer.alloc(8192);
+  b.writeUInt16LE(24 + 4 * 64, 12);
+  for (let off = 8192 - 128; off >= 24 + 4 * 64; off -= 128) b.write(`row at ${off} of a simulated relation `.padEnd(128, '.'), off);
+  return b;
+})();
+export const STORED_FILE = zstdCompressSync(FILE_DATA);
+const FILE_SHA256 = createHash('sha256').update(FILE_DATA).digest('hex');
 
 export const SIM = {
   cluster: 'main',
   id: '20261201-020000F',
   systemId: '7312345678901234567',
   mtime: 1764554400,
-  storedSize: 812,
+  storedSize: STORED_FILE.length,
   now: '2026-12-02T00:00:00Z',
 };
 
@@ -51,14 +68,14 @@ export function simHeader(n) {
     tablespaceMap: null,
     tablespaces: [],
     dirs: [{ path: 'base', mode: 0o700 }, { path: 'base/16384', mode: 0o700 }, { path: 'global', mode: 0o700 }],
-    totals: { size: 8192 * n, storedSize: SIM.storedSize * n, filesStored: n, filesReferenced: 0, badPages: 0 },
+    totals: { size: FILE_DATA.length * n, storedSize: SIM.storedSize * n, filesStored: n, filesReferenced: 0, badPages: 0 },
     durationSeconds: 600,
   };
 }
 
 /** File entry i of the manifest. */
 export function simFile(i) {
-  return { path: FILE_PATH(i), size: 8192, mode: 0o600, mtime: SIM.mtime, sha256: sha(i), ref: SIM.id, key: DATA_KEY(i), storedSize: SIM.storedSize };
+  return { path: FILE_PATH(i), size: FILE_DATA.length, mode: 0o600, mtime: SIM.mtime, sha256: FILE_SHA256, ref: SIM.id, key: DATA_KEY(i), storedSize: SIM.storedSize };
 }
 
 async function writeLines(path, lines) {

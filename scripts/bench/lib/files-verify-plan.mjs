@@ -1,99 +1,72 @@
-// The two planners of the files simulation that are not a function of their
-// own in the tools yet: verify's planning (tools/verify/src/verify.ts, the
-// part before any object is read) and restore's file scheduler
-// (tools/restore/src/restore.ts) with a writer that writes nothing. They
-// call the same core functions in the same way, so they hold what the tools hold.
+// verify's planning for the files simulation (issue 19): the one planner of
+// the simulation that is not a function of its own in the tools. It mirrors
+// the part of verifyOnce (tools/verify/src/verify.ts) that runs with
+// `--all` before any object is read, calling the same core functions the
+// same way, so it holds what verify holds:
+// - the ids (listBackupIds), each manifest opened as a stream
+//   (eachOpenedManifest with those ids) and screened as it passes
+//   (screenManifestStream);
+// - verifyBackupFiles: the configuration first, then each record's objects
+//   (objectEntries) unless an older backup walked whole in this run stored
+//   them (`walked`), gathered VERIFY_BATCH at a time;
+// - verifyBatch: each batch's bundled files through a span reader
+//   (createSpanReader), split into small (≤ SMALL_FILE, and the spans) and big;
+//   the reads (verifyBackupObject through forEachLimit) are left out;
+// - describeDebris: the listing of the backups' prefix, objects counted by
+//   backup id when the id has no manifest.
+// The WAL check (verifyWal) is left out. Check it against verifyOnce when
+// verify.ts changes.
 
 import { objectEntries } from '@cairn/core/backup/pages';
 import { createSpanReader, isBundled } from '@cairn/core/backup/bundle';
-import { openManifest } from '@cairn/core/backup/manifest-stream';
-import { createManifestChecker, refuseUnsafe } from '@cairn/core/backup/manifest-rules';
+import { backupsPrefix, listBackupIds } from '@cairn/core/backup/manifest';
 import { SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { eachOpenedManifest } from '@cairn/core/repo/catalog';
 import { screenManifestStream } from '@cairn/core/verify/manifest-rules';
-import { createLimiter } from '@cairn/core/util/limit';
 
-/**
- * verify --all up to the reads, as tools/verify/src/verify.ts does it: each
- * manifest opened as a stream, its records screened by the manifest rules as
- * they pass, gathered in batches of VERIFY_BATCH and split into small and
- * big (the reads left out).
- */
+/** verify.ts's VERIFY_BATCH. */
+const VERIFY_BATCH = 4096;
+
+/** verify --all up to the reads (see the top of this file). */
 export async function planVerifyObjects(driver, cluster, signal) {
   const problems = [];
+  const ids = await listBackupIds(driver, cluster, signal);
   const walked = new Set();
   let small = 0;
   let big = 0;
+  // verifyBatch, without the reads.
   const plan = (todo) => {
     const spans = createSpanReader(driver, todo.filter(isBundled), signal);
     const alone = todo.filter((f) => !isBundled(f));
     small += [...alone.filter((f) => f.size <= SMALL_FILE), ...spans.order].length;
     big += alone.filter((f) => f.size > SMALL_FILE).length;
   };
-  for await (const m of eachOpenedManifest(driver, cluster, { signal })) {
+  // verifyBackupFiles, for each manifest as scope 'all' takes them.
+  for await (const m of eachOpenedManifest(driver, cluster, { signal, ids })) {
     const id = m.head.id;
     const screen = screenManifestStream(m, cluster, problems, signal);
     let batch = [...screen.config];
     for await (const f of screen.files()) {
       for (const o of objectEntries(f)) if (o.ref === id || !walked.has(o.ref)) batch.push(o);
-      if (batch.length >= 4096) {
+      if (batch.length >= VERIFY_BATCH) {
         plan(batch);
         batch = [];
       }
     }
     plan(batch);
-    screen.end();
     walked.add(id);
+    screen.end();
   }
-  // The listing verify compares against (debris, foreign objects).
+  // describeDebris: every object under the backups' prefix listed.
+  const prefix = backupsPrefix(cluster);
+  const withManifest = new Set(ids);
+  const debris = new Map();
   let listed = 0;
-  for await (const _ of driver.list(`${cluster}/backups/`, signal)) listed++;
-  return { small, big, listed, problems: problems.length };
-}
-
-/**
- * restore's path from manifest to per-file jobs, as tools/restore/src/restore.ts
- * takes it, each job a no-op: a first pass checking every record (the
- * manifest rules) and noting pg_control, the big files and the parent
- * directories, then a second pass in batches of RESTORE_BATCH, each batch's
- * bundled files through a span reader, the jobs through the store's limiter.
- */
-export async function scheduleRestoreStub(driver, cluster, id, signal) {
-  const opened = await openManifest(driver, cluster, id, signal);
-  const where = id;
-  const checker = createManifestChecker(opened.head, cluster);
-  const big = [];
-  const parents = new Set();
-  for await (const f of opened.files(signal)) {
-    checker.file(f);
-    if (f.size > SMALL_FILE && (!isBundled(f) || f.pages)) big.push(f);
-    const slash = f.path.lastIndexOf('/');
-    if (slash > 0) parents.add(f.path.slice(0, slash));
+  for await (const o of driver.list(prefix, signal)) {
+    listed++;
+    const rest = o.key.slice(prefix.length);
+    const id = rest.slice(0, rest.indexOf('/'));
+    if (id !== '' && !withManifest.has(id)) debris.set(id, (debris.get(id) ?? 0) + 1);
   }
-  refuseUnsafe(checker.findings, where);
-  const many = createLimiter(driver.features.requests);
-  let jobs = 0;
-  let bytes = 0;
-  const run = (files) => Promise.all(files.map((f) => many(async () => {
-    jobs++;
-    bytes += f.size;
-  })));
-  await run(big);
-  const again = createManifestChecker(opened.head, cluster);
-  let batch = [];
-  let spansOrdered = 0;
-  const flush = async () => {
-    const spans = createSpanReader(driver, batch.filter((f) => isBundled(f) && !f.pages), signal);
-    spansOrdered += spans.order.length;
-    await run([...batch.filter((f) => !isBundled(f) || f.pages), ...spans.order]);
-    batch = [];
-  };
-  for await (const f of opened.files(signal)) {
-    again.file(f);
-    if (f.size > SMALL_FILE && (!isBundled(f) || f.pages)) continue;
-    batch.push(f);
-    if (batch.length >= 4096) await flush();
-  }
-  await flush();
-  return { jobs, bytes, spans: spansOrdered, parents: parents.size };
+  return { small, big, listed, debris: debris.size, problems: problems.length };
 }
