@@ -3,7 +3,7 @@
 // API") and basebackup.c leave out, with tablespaces followed through
 // pg_tblspc/ and recorded under pg_tblspc/<oid>/.
 
-import { lstat, readdir, readlink, stat } from 'node:fs/promises';
+import { lstatSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ManifestTablespace } from '@cairn/core/backup/manifest';
 import type { FileInfo } from './store.js';
@@ -63,13 +63,24 @@ export function skipFile(rel: string, name: string, topLevel: boolean): boolean 
   return false;
 }
 
+function statOrUndefined(path: string) {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
 export function streamPgData(pgdata: string): PgDataWalk {
   const out: Omit<PgDataWalk, 'files'> = { dirs: [], tablespaces: [] };
 
   const visit = async function* (abs: string, rel: string): AsyncGenerator<WalkedFile> {
+    // Synchronous calls: a walk is one lstat after another, and each trip
+    // through the threadpool cost ~5x the call itself (121k files: 5 s of
+    // CPU and 10 s of wall time against 1 s and 2 s).
     let names: string[];
     try {
-      names = await readdir(abs);
+      names = readdirSync(abs);
     } catch (err) {
       // A directory dropped while we walk (DROP DATABASE): WAL replay recreates what matters.
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
@@ -82,21 +93,21 @@ export function streamPgData(pgdata: string): PgDataWalk {
       const childRel = rel === '' ? name : `${rel}/${name}`;
       let st;
       try {
-        st = await lstat(childAbs);
+        st = lstatSync(childAbs);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
         throw err;
       }
       if (st.isSymbolicLink()) {
         if (rel === 'pg_tblspc') {
-          const location = await readlink(childAbs);
+          const location = readlinkSync(childAbs);
           out.tablespaces.push({ oid: name, location });
-          out.dirs.push({ path: childRel, mode: (await stat(childAbs)).mode & 0o7777 });
+          out.dirs.push({ path: childRel, mode: statSync(childAbs).mode & 0o7777 });
           yield* visit(childAbs, childRel);
           continue;
         }
         // pg_wal (or another dir) moved elsewhere with a link: copy it as a directory.
-        const target = await stat(childAbs).catch(() => undefined);
+        const target = statOrUndefined(childAbs);
         if (target?.isDirectory()) {
           out.dirs.push({ path: childRel, mode: target.mode & 0o7777 });
           if (!(rel === '' && EMPTY_DIRS.has(name))) yield* visit(childAbs, childRel);
