@@ -13,7 +13,7 @@ import { parseCompress, type EncryptionKey } from '@cairn/core/codec/index';
 import { createSlots, readFilePieces, SMALL_FILE } from '@cairn/core/codec/file-codec';
 import { createBundler } from '@cairn/core/backup/bundle';
 import { pageLevelBlocker } from '@cairn/core/backup/pages';
-import { createFileWorkers, type FileWorkers } from '@cairn/core/backup/file-worker';
+import { createFileWorkers, SMALL_BATCH_FILES, type FileWorkers } from '@cairn/core/backup/file-worker';
 import { findWorkerEntry } from '@cairn/core/util/worker-entry';
 import {
   backupId,
@@ -286,11 +286,11 @@ export async function basebackup(o: BasebackupOptions, toolCtx: ToolContext): Pr
  * and wait on I/O, not CPU; the pieces in flight (slots) bound memory and
  * CPU. Small files, each one request to the store, go as many at once as the
  * store takes (features.requests: tens for an object store, where each PUT
- * is a round trip).
+ * is a round trip), and at least `smallAtOnce` (the worker threads' batches).
  */
-function fileLimiter(o: BasebackupOptions): (size: number) => <T>(job: () => Promise<T>) => Promise<T> {
+function fileLimiter(o: BasebackupOptions, smallAtOnce = 0): (size: number) => <T>(job: () => Promise<T>) => Promise<T> {
   const big = createLimiter(Math.max(8, o.jobs * 4));
-  const small = createLimiter(Math.max(...o.repos.map((r) => r.driver.features.requests), o.jobs * 4));
+  const small = createLimiter(Math.max(...o.repos.map((r) => r.driver.features.requests), o.jobs * 4, smallAtOnce));
   return (size) => (size <= SMALL_FILE ? small : big);
 }
 
@@ -589,31 +589,24 @@ async function backupLocal(
     // Asked beside the copy (the server stats every file of every database for it).
     void clusterSize(q).then((n) => sh.progress.total(n));
     const entry = findWorkerEntry(import.meta.url);
-    // The workers write each big file to every repository (EncodeJob.targets); started at the first big file.
+    // The workers write each big file to every repository (EncodeJob.targets),
+    // and encode the small ones for this thread to bundle; each starts at its
+    // first job (createFileWorkers).
     const repoUrls = o.repos.map((r) => r.driver.url);
-    let spawned: FileWorkers | undefined;
-    const workersAt = (at: URL) => (spawned ??= createFileWorkers(at, Math.max(1, Math.min(o.jobs, availableParallelism())), { repoUrl: repoUrls[0]!, repoUrls, env: ctx.env, cluster: o.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: o.compress }));
-    const lazy: FileWorkers | undefined = entry
-      ? {
-          encode: (job) => workersAt(entry).encode(job),
-          decode: (job) => workersAt(entry).decode(job),
-          pages: (job) => workersAt(entry).pages(job),
-          hash: (job) => workersAt(entry).hash(job),
-          close: async () => spawned?.close(),
-        }
-      : undefined;
-    workers = lazy;
+    const workerCount = Math.max(1, Math.min(o.jobs, availableParallelism()));
+    workers = entry ? createFileWorkers(entry, workerCount, { repoUrl: repoUrls[0]!, repoUrls, env: ctx.env, cluster: o.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: o.compress }) : undefined;
     // Small files in few objects (docs in @cairn/core/backup/bundle), each repository its own.
     for (const t of live) t.bundler = createBundler({ driver: t.driver, cluster: o.cluster, id, signal: t.signal });
     const store = createBackupStore({
       targets: live, cluster: o.cluster, id, slots: sh.slots, checksumDelta,
       pageCheckLsn: dataChecksums ? startLsn : undefined, log: ctx.log, signal: ctx.signal, onBytes: sh.progress.add,
-      ...(lazy ? { workers: lazy } : {}),
+      ...(workers ? { workers } : {}),
       ...(pages ? { pages } : {}),
     });
     const records = new Map<StoreTarget, Records>(live.map((t) => [t, createRecords(id)]));
     const parents = parentLookup(live, true, ctx.signal);
-    const limitFor = fileLimiter(o);
+    // Small files go to a worker in batches (FileWorkers.small): two in flight.
+    const limitFor = fileLimiter(o, workers ? 2 * SMALL_BATCH_FILES : 0);
     const one = (f: WalkedFile, ps: ParentRecords) => limitFor(f.info.size)(async () => {
       try {
         return await store.addFile(f.info, () => readFilePieces(f.source, f.info.size), { source: f.source, parents: ps });

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import { CairnError } from '@cairn/core/cli/errors';
 import type { Logger } from '@cairn/core/cli/log';
 import { encodedExtension, type EncodeSpec } from '@cairn/core/codec/index';
-import { encodeFileMany, encodeWholeMany, PIECE_SIZE, readFilePieces, rechunk, type Slots } from '@cairn/core/codec/file-codec';
+import { encodeFileMany, encodeWholeMany, PIECE_SIZE, readFilePieces, rechunk, SMALL_FILE, type Slots } from '@cairn/core/codec/file-codec';
 import { deserializeError, type EncodeJob, type FileWorkers } from '@cairn/core/backup/file-worker';
 import { BUNDLE_FILE_MAX, type Bundler, type BundleRef } from '@cairn/core/backup/bundle';
 import { backupFileKey, backupPrefix, type ManifestDir, type ManifestFile } from '@cairn/core/backup/manifest';
@@ -181,14 +181,17 @@ export function createBackupStore(o: StoreOptions): BackupStore {
     yield* rest;
   }
   const memberPrefix = backupPrefix(o.cluster, o.id);
-  /** Encodes a buffer (once; encrypted per repository) and stores it in each, in a bundle when small enough (not `alone`). */
-  const storeBuffer = async (key: string, buf: Buffer, mtime: number, alone = false): Promise<Stored> => {
-    const targets = live();
-    const e = await encodeWholeMany(buf, targets.map((t) => t.spec));
+  /**
+   * Stores each target's encoded bytes of a whole file (`stored`, in the
+   * order of `targets`; undefined: that target has none), in a bundle when
+   * small enough (not `alone`).
+   */
+  const place = async (key: string, targets: StoreTarget[], stored: readonly (Buffer | undefined)[], size: number, mtime: number, alone: boolean): Promise<Map<StoreTarget, Put>> => {
     const puts = new Map<StoreTarget, Put>();
     await eachLive(async (t) => {
-      const bytes = e.stored[targets.indexOf(t)]!;
-      if (t.bundler && !alone && buf.length <= BUNDLE_FILE_MAX) {
+      const bytes = stored[targets.indexOf(t)];
+      if (bytes === undefined) return;
+      if (t.bundler && !alone && size <= BUNDLE_FILE_MAX) {
         const bundle = await t.bundler.add(key.slice(memberPrefix.length), bytes, mtime);
         if (bundle) {
           puts.set(t, { storedSize: bytes.length, bundle });
@@ -198,7 +201,35 @@ export function createBackupStore(o: StoreOptions): BackupStore {
       await t.driver.write(key, bytes, { signal: t.signal, durable: false });
       puts.set(t, { storedSize: bytes.length });
     });
-    return { size: e.size, sha256: e.sha256, puts };
+    return puts;
+  };
+
+  /** Encodes a buffer (once; encrypted per repository) and stores it in each, in a bundle when small enough (not `alone`). */
+  const storeBuffer = async (key: string, buf: Buffer, mtime: number, alone = false): Promise<Stored> => {
+    const targets = live();
+    const e = await encodeWholeMany(buf, targets.map((t) => t.spec));
+    return { size: e.size, sha256: e.sha256, puts: await place(key, targets, e.stored, buf.length, mtime, alone) };
+  };
+
+  /**
+   * A small file read, checked and encoded in a worker (FileWorkers.small),
+   * stored from here; undefined when it has grown past one piece since the
+   * walk.
+   */
+  const storeSmallInWorker = async (key: string, info: FileInfo, source: string, checkLsn: bigint | undefined): Promise<{ r: Stored; bad: number[] } | undefined> => {
+    const targets = live();
+    const w = await o.workers!.small({
+      kind: 'small', path: source, size: info.size, targets: targets.map((t) => t.index),
+      ...(checkLsn !== undefined ? { pageCheck: { firstBlock: firstBlockOf(info.path), startLsn: checkLsn.toString() } } : {}),
+    });
+    if (w.grown) return undefined;
+    o.onBytes?.(w.size);
+    w.stored.forEach((s, i) => {
+      if (!s.ok) fail(targets[i]!, deserializeError(s.error));
+    });
+    live();
+    const puts = await place(key, targets, w.stored.map((s) => (s.ok ? s.bytes : undefined)), w.size, info.mtime, false);
+    return { r: { size: w.size, sha256: w.sha256, puts }, bad: w.badPages };
   };
 
   /** Streams pieces to every repository still going: read and compressed once, backpressure to the slowest. */
@@ -347,6 +378,13 @@ export function createBackupStore(o: StoreOptions): BackupStore {
       const r = { size: w.r.size, sha256: w.r.sha256, puts: w.puts };
       storedEntries(info, key, r, w.r.badPages);
       return r;
+    }
+    if (o.workers && source !== undefined && !once && info.size <= SMALL_FILE) {
+      const w = await storeSmallInWorker(key, info, source, checkLsn);
+      if (w) {
+        storedEntries(info, key, w.r, w.bad);
+        return w.r;
+      }
     }
     const check = checkLsn !== undefined ? createPageCheck(firstBlockOf(info.path), checkLsn) : undefined;
     const counted = async function* (src: AsyncIterable<Buffer>) {

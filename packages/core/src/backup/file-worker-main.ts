@@ -8,13 +8,14 @@ import { parseCompress, type EncodeSpec, type EncryptionKey } from '../codec/ind
 import { nativeZstd } from '../codec/zstd-native.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { openStorage } from '../storage/open.js';
+import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { createPiecePool, createSlots, encodeFileMany, encodeWholeMany, PIECE_SIZE, readFilePieces } from '../codec/file-codec.js';
 import type { Outcome } from '../util/fan-out.js';
 import { createPageCheck } from '../pg/page-checksum.js';
 import { NotWholePages, storeChangedPages } from './pages.js';
 import { restoreFileHere } from './restore-file.js';
-import { serializeError, type DecodeJob, type EncodeJob, type EncodeResult, type HashJob, type PagesJob, type WorkerOutcome, type WorkerSetup } from './file-worker.js';
+import { serializeError, type BatchFile, type BatchJob, type BatchReply, type DecodeJob, type EncodeJob, type EncodeResult, type HashJob, type PagesJob, type SmallJob, type WorkerOutcome, type WorkerSetup } from './file-worker.js';
 import { hashLocalFile, restorePaged } from './restore-pages.js';
 
 export function runFileWorker(): void {
@@ -46,10 +47,9 @@ export function runFileWorker(): void {
   const slots = createSlots(3);
   const pool = createPiecePool(6);
 
-  const encode = async (job: EncodeJob): Promise<EncodeResult> => {
-    const targets = job.targets ?? [0];
-    // A repository whose driver or key does not open fails alone.
-    const opened = await Promise.all(targets.map(async (i) => {
+  // A repository whose driver or key does not open fails alone.
+  const openTargets = (targets: number[]) =>
+    Promise.all(targets.map(async (i) => {
       try {
         const [d, k] = await Promise.all([driverAt(i), keyAt(i)]);
         return { ok: true as const, d, spec: { compress: parseCompress(setup.compress), ...(k ? { key: k } : {}) } as EncodeSpec };
@@ -57,6 +57,9 @@ export function runFileWorker(): void {
         return { ok: false as const, error };
       }
     }));
+
+  const encode = async (job: EncodeJob): Promise<EncodeResult> => {
+    const opened = await openTargets(job.targets ?? [0]);
     const live = opened.flatMap((o) => (o.ok ? [o] : []));
     const spread = (stored: Outcome<number>[]): WorkerOutcome[] => {
       let n = 0;
@@ -109,23 +112,65 @@ export function runFileWorker(): void {
     return { size: r.size, sha256: r.sha256, storedSize: 0, badPages: check?.bad ?? [], stored: spread(r.stored) };
   };
 
+  /** One small file of a batch: its stored bytes per target are appended to `out`, and found there by offset. */
+  const small = async (job: SmallJob, out: { parts: Buffer[]; total: number }): Promise<BatchFile> => {
+    let buf: Buffer;
+    try {
+      buf = readFileSync(job.path);
+    } catch (err) {
+      return { error: serializeError(err) };
+    }
+    // Grown past one piece since the walk: the main thread streams it.
+    if (buf.length > PIECE_SIZE) return { grown: true };
+    const opened = await openTargets(job.targets);
+    const specs = opened.flatMap((o) => (o.ok ? [o.spec] : []));
+    const check = job.pageCheck ? createPageCheck(job.pageCheck.firstBlock, BigInt(job.pageCheck.startLsn)) : undefined;
+    check?.inspect(buf, 0);
+    const e = specs.length > 0 ? await encodeWholeMany(buf, specs) : { stored: [], size: buf.length, sha256: '' };
+    let n = 0;
+    const stored = opened.map((o) => {
+      if (!o.ok) return { ok: false as const, error: serializeError(o.error) };
+      const bytes = e.stored[n++]!;
+      out.parts.push(bytes);
+      out.total += bytes.length;
+      return { ok: true as const, off: out.total - bytes.length, len: bytes.length };
+    });
+    return { grown: false, size: e.size, sha256: e.sha256, badPages: check?.bad ?? [], stored };
+  };
+
+  /** A batch of small files, one after the other; their bytes cross back in one buffer, given away (not copied). */
+  const batch = async (job: BatchJob): Promise<BatchReply> => {
+    const out = { parts: [] as Buffer[], total: 0 };
+    const files: BatchFile[] = [];
+    for (const j of job.jobs) files.push(await small(j, out));
+    const buf = new ArrayBuffer(out.total);
+    const view = new Uint8Array(buf);
+    let at = 0;
+    for (const p of out.parts) {
+      view.set(p, at);
+      at += p.length;
+    }
+    return { files, buf };
+  };
+
   // The worker owns the file: decoded, hashed and written on this thread.
   const decode = async (job: DecodeJob): Promise<void> => restoreFileHere(await driver(), await key(), job);
 
   // Jobs arrive as soon as they are assigned (file-worker.ts) and run one
   // after the other: this thread's pieces and staging buffers serve one file.
   let tail: Promise<unknown> = Promise.resolve();
-  parentPort!.on('message', (m: { id: number; job: EncodeJob | DecodeJob | PagesJob | HashJob }) => {
+  parentPort!.on('message', (m: { id: number; job: EncodeJob | DecodeJob | PagesJob | HashJob | BatchJob }) => {
     const job = m.job;
     const work = (async (): Promise<unknown> => {
       await tail;
+      if (job.kind === 'batch') return batch(job);
       if (job.kind === 'pages') return restorePaged(await driver(), await key(), job.file, job.target, job.delta);
       if (job.kind === 'hash') return hashLocalFile(job.path);
       return job.kind === 'encode' ? encode(job) : decode(job);
     })();
     tail = work.catch(() => {});
     work.then(
-      (result) => parentPort!.postMessage({ id: m.id, result }),
+      (result) => parentPort!.postMessage({ id: m.id, result }, job.kind === 'batch' ? [(result as BatchReply).buf] : []),
       (err: unknown) => {
         parentPort!.postMessage({ id: m.id, error: serializeError(err) });
       },

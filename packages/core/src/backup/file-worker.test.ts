@@ -24,12 +24,14 @@ parentPort.on('message', (m) => {
 
 const job = (n: number, size: number): DecodeJob => ({ kind: 'decode', key: `k${n}`, path: `/nowhere/${n}`, sha256: '', size, mode: 0o600, mtime: 0, label: `"${n}"` });
 
+const MiB = 1024 * 1024;
+
 test('each job goes at once to the worker with the fewest bytes queued', async () => {
   const workers = createFileWorkers(pathToFileURL(entry), 2, { repoUrl: 'memory://x', env: {}, cluster: 'main', keyFile: undefined, compress: 'none' });
   try {
     // decode() resolves to what the worker answered: here its thread id.
-    // 100 → A; 60 → B; 50 → B (60 < 100); 10 → A (100 < 110).
-    const sizes = [100, 60, 50, 10];
+    // 100 → A; 60 → B (a big file is ahead on A: B starts); 50 → B (60 < 100); 10 → A (100 < 110).
+    const sizes = [100 * MiB, 60 * MiB, 50 * MiB, 10 * MiB];
     const ids = (await Promise.all(sizes.map((size, n) => workers.decode(job(n, size))))) as unknown as number[];
     const [a, b] = ids;
     assert.notEqual(a, b, `the first two jobs ran on two workers: ${ids.join(', ')}`);
@@ -37,6 +39,68 @@ test('each job goes at once to the worker with the fewest bytes queued', async (
     // Finished jobs no longer count: with nothing queued, empty files spread over both.
     const again = (await Promise.all([0, 1, 2, 3].map((n) => workers.decode(job(n, 0))))) as unknown as number[];
     assert.equal(new Set(again).size, 2, `empty files spread: ${again.join(', ')}`);
+  } finally {
+    await workers.close();
+  }
+});
+
+test('a second worker starts only when a big file is ahead on the first', async () => {
+  const workers = createFileWorkers(pathToFileURL(entry), 2, { repoUrl: 'memory://x', env: {}, cluster: 'main', keyFile: undefined, compress: 'none' });
+  try {
+    // Jobs of a few KiB queue on the one worker started: none is busy with a big file.
+    const small = (await Promise.all([0, 1, 2, 3, 4, 5].map((n) => workers.decode(job(n, 8192))))) as unknown as number[];
+    assert.equal(new Set(small).size, 1, `one worker for small jobs: ${small.join(', ')}`);
+    const [big, after] = (await Promise.all([workers.decode(job(6, 64 * MiB)), workers.decode(job(7, 8192))])) as unknown as number[];
+    assert.notEqual(big, after, 'with a big file ahead, the next job starts the second worker');
+  } finally {
+    await workers.close();
+  }
+});
+
+test('small files are encoded in batches and handed back; a vanished file fails alone, a grown one comes back to be streamed', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { createHash } = await import('node:crypto');
+  const real = join(dir, 'real-worker-small.mjs');
+  writeFileSync(real, `import { runFileWorker } from ${JSON.stringify(new URL('./file-worker-main.js', import.meta.url).href)};\nrunFileWorker();\n`);
+  const repo = mkdtempSync(join(dir, 'small-'));
+  const workers = createFileWorkers(pathToFileURL(real), 2, { repoUrl: repo, env: {}, cluster: 'main', keyFile: undefined, compress: 'zstd:1' });
+  try {
+    // More than one batch (SMALL_BATCH_FILES) of files, each different.
+    const files = Array.from({ length: 70 }, (_, n) => {
+      const path = join(dir, `small-${n}`);
+      const data = Buffer.alloc(n * 100, `file ${n} `);
+      writeFileSync(path, data);
+      return { path, data };
+    });
+    const grown = join(dir, 'grown');
+    writeFileSync(grown, Buffer.alloc(4 * MiB + 1, 'g'));
+    const gone = join(dir, 'never-there');
+    const all = await Promise.allSettled([
+      ...files.map((f) => workers.small({ kind: 'small', path: f.path, size: f.data.length, targets: [0] })),
+      workers.small({ kind: 'small', path: grown, size: 8192, targets: [0] }),
+      workers.small({ kind: 'small', path: gone, size: 8192, targets: [0] }),
+    ]);
+    files.forEach((f, n) => {
+      const r = all[n]!;
+      assert.equal(r.status, 'fulfilled', `file ${n}`);
+      const v = (r as PromiseFulfilledResult<Awaited<ReturnType<typeof workers.small>>>).value;
+      assert.equal(v.grown, false);
+      if (v.grown) return;
+      assert.equal(v.size, f.data.length);
+      assert.equal(v.sha256, createHash('sha256').update(f.data).digest('hex'));
+      assert.deepEqual(v.badPages, []);
+      const s = v.stored[0]!;
+      assert.ok(s.ok);
+      const z = spawnSync('zstd', ['-d', '-c', '-q'], { input: s.bytes });
+      assert.equal(z.status, 0, `file ${n} is one zstd frame`);
+      assert.ok(z.stdout.equals(f.data), `zstd -d gives file ${n} back`);
+    });
+    const g = all[files.length]!;
+    assert.equal(g.status, 'fulfilled');
+    assert.equal((g as PromiseFulfilledResult<{ grown: boolean }>).value.grown, true, 'a file grown past one piece comes back to be streamed');
+    const v = all[files.length + 1]!;
+    assert.equal(v.status, 'rejected');
+    assert.equal(((v as PromiseRejectedResult).reason as NodeJS.ErrnoException).code, 'ENOENT', 'a vanished file fails with ENOENT (basebackup skips it)');
   } finally {
     await workers.close();
   }
