@@ -6,6 +6,7 @@
 // record that is known only later (pg_control, copied last).
 
 import zlib from 'node:zlib';
+import { nativeZstd } from '../codec/zstd-native.js';
 import type { ManifestFile } from './manifest.js';
 
 /** Lines gathered before a block is compressed. */
@@ -41,8 +42,12 @@ export function createManifestSpool(): ManifestSpool {
   let count = 0;
   const seal = (s: Segment) => {
     if (s.lines.length === 0) return;
-    // A copy: the sync call's output may be a view of a larger chunk.
-    s.blocks.push(Buffer.from(zlib.zstdCompressSync(Buffer.from(s.lines.join('')), { params: { [zlib.constants.ZSTD_c_compressionLevel]: 3 } })));
+    // Level 1, through zstd-napi's reused context where it loads (a spool
+    // lives for one run: speed over size). A copy: node:zlib's output may be
+    // a view of a larger chunk.
+    const text = Buffer.from(s.lines.join(''));
+    const z = nativeZstd();
+    s.blocks.push(z ? z.encodeFrame(text, 1) : Buffer.from(zlib.zstdCompressSync(text, { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 } })));
     s.lines = [];
     s.bytes = 0;
   };
