@@ -101,7 +101,67 @@ function swapAfter(driver: StorageDriver, key: string, after: number, other: Buf
   }) as StorageDriver & { reads: number };
 }
 
+const INCR = '20261122-020000I';
+
+/**
+ * An incr of the full backup in `driver`: files whose index is even borrowed
+ * from the full (its records as they are, ref the full), the others stored
+ * again by the incr.
+ */
+async function addIncr(driver: MemoryDriver, full: ManifestFile[]): Promise<void> {
+  const files: ManifestFile[] = [];
+  for (const [i, f] of full.entries()) {
+    if (i % 2 === 0) {
+      files.push(f);
+      continue;
+    }
+    const data = Buffer.from(`changed ${f.path} `.repeat(30));
+    const r = await encodeWhole(data, spec);
+    const key = backupFileKey('main', INCR, f.path, ext);
+    await driver.write(key, r.stored);
+    files.push({ ...f, size: r.size, sha256: r.sha256, ref: INCR, key, storedSize: r.stored.length, bundle: undefined } as ManifestFile);
+  }
+  for (const f of files) if (f.bundle === undefined) delete f.bundle;
+  const h = { ...head(files.length), id: INCR, type: 'incr', parent: ID, references: [ID] } as unknown as ManifestHead;
+  await writeManifestRecords(driver, h, files.length, files);
+}
+
+/** The records of backup `id`'s manifest in `driver`. */
+async function recordsOf(driver: StorageDriver, id: string): Promise<ManifestFile[]> {
+  const lines = (await buffer(await driver.read(manifestKey('main', id)))).toString('utf8').trim().split('\n');
+  return lines.slice(1, -1).map((l) => JSON.parse(l) as ManifestFile);
+}
+
 describe('copyRepository with a streamed manifest', () => {
+  test('an incr copied onto the target\'s copy of its full (an earlier run): what it borrows matches, merged by path', async () => {
+    const { driver } = await makeSource(120, { bundleTarget: 8 * 1024 });
+    const to = new MemoryDriver();
+    assert.deepEqual((await copy(driver, to)).backups.copied, [ID]);
+    await addIncr(driver, await recordsOf(driver, ID));
+    const r = await copy(driver, to);
+    assert.deepEqual(r.problems, []);
+    assert.deepEqual(r.backups.copied, [INCR]);
+    assert.deepEqual(r.backups.present, [ID]);
+  });
+
+  test('an incr is not copied onto a target whose own copy of its full records another object (streamed manifests)', async () => {
+    const { driver } = await makeSource(120, { bundleTarget: 8 * 1024 });
+    const full = await recordsOf(driver, ID);
+    await addIncr(driver, full);
+    // The target's full: the same backup written there on its own, one record borrowed by the incr differs.
+    const to = new MemoryDriver();
+    assert.deepEqual((await copy(driver, to)).backups.copied, [ID, INCR]);
+    await to.remove(manifestKey('main', INCR));
+    for await (const o of to.list(`main/backups/${INCR}/`)) await to.remove(o.key);
+    await to.remove(manifestKey('main', ID));
+    const theirs = full.map((f, i) => (i === 60 ? { ...f, sha256: '0'.repeat(64) } : f));
+    await writeManifestRecords(to, head(theirs.length), theirs.length, theirs);
+    const r = await copy(driver, to);
+    assert.equal(r.problems.length, 1, r.problems.join('\n'));
+    assert.match(r.problems[0]!, new RegExp(`backup "${INCR}" not copied: it references object .* of backup "${ID}", which repository .* holds with other content`));
+    for await (const o of to.list(`main/backups/${INCR}/`)) assert.fail(`${o.key} written`);
+  });
+
   test('objects and bundles copied, each checked; the manifest written as read', async () => {
     const { driver } = await makeSource(300, { bundleTarget: 8 * 1024 });
     const to = new MemoryDriver();
