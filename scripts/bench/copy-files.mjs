@@ -9,7 +9,10 @@
 // file repository: seconds, peak RSS, and µs per file (time linear in the
 // file count) beside the 300 MB target. BENCH_COPY_BIN names another
 // cairn-copy to compare (a build of an older commit); BENCH_COPY_FILES_KEEP=1
-// keeps the generated repositories for the next run (1 KiB of disk a file).
+// keeps the generated repositories for the next run (1 KiB of disk a file);
+// BENCH_COPY_FILES_ORDER=spread packs the bundles in a tar stream's order
+// rather than path order (each bundle's members all over the manifest: the
+// copy gathers its bundles over several passes).
 // Prints a table and one JSON line; exits 1 when a copy is over the target.
 
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
@@ -33,6 +36,7 @@ const bin = process.env.BENCH_COPY_BIN || toolBin('cairn-copy');
 const base = process.env.BENCH_COPY_FILES_DIR || join(process.env.BENCH_TMPDIR || tmpdir(), 'cairn-copy-files');
 const keep = process.env.BENCH_COPY_FILES_KEEP === '1';
 const TARGET_MB = 300;
+const order = process.env.BENCH_COPY_FILES_ORDER === 'spread' ? 'spread' : 'path';
 const signal = new AbortController().signal;
 const spec = { compress: parseCompress('zstd:1') };
 const ext = encodedExtension(spec);
@@ -50,7 +54,7 @@ function head(n) {
 }
 
 /** Writes the repository of `n` files under `dir` (once: kept for the next run). */
-async function generate(dir, n) {
+async function generate(dir, n, spread) {
   if (existsSync(join(dir, 'main', 'backups', ID, 'manifest.json'))) return;
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
@@ -58,8 +62,13 @@ async function generate(dir, n) {
   await ensureRepoConfig(driver, 'main', undefined, new Date('2026-12-01T00:00:00Z'));
   const bundler = createBundler({ driver, cluster: 'main', id: ID, signal });
   const page = Buffer.alloc(8192);
-  async function* files() {
-    for (let i = 0; i < n; i++) {
+  // spread: files packed in the order of a tar stream that visits 64 directories in turn, so each
+  // bundle's members lie all over the manifest (the records are then held here to be sorted).
+  const at = (k) => (spread ? (k % 64) * Math.ceil(n / 64) + Math.floor(k / 64) : k);
+  async function* packed() {
+    for (let k = 0; k < (spread ? 64 * Math.ceil(n / 64) : n); k++) {
+      const i = at(k);
+      if (i >= n) continue;
       // A page that compresses as heap pages do (a little), different per file.
       page.fill(0);
       page.write(`relation ${i} `.repeat(40), 24);
@@ -74,7 +83,11 @@ async function generate(dir, n) {
     }
     await bundler.finish();
   }
-  await writeManifestRecords(driver, head(n), n, files(), signal);
+  if (!spread) return await writeManifestRecords(driver, head(n), n, packed(), signal);
+  const held = [];
+  for await (const f of packed()) held.push(f);
+  held.sort((a, b) => (a.path < b.path ? -1 : 1)); // same-length numeric names: path order
+  await writeManifestRecords(driver, head(n), n, held, signal);
 }
 
 function timed(args) {
@@ -86,9 +99,9 @@ function timed(args) {
 
 const rows = [];
 for (const n of sizes) {
-  const src = join(base, `src-${n}`);
+  const src = join(base, `src-${order}-${n}`);
   const t0 = Date.now();
-  await generate(src, n);
+  await generate(src, n, order === 'spread');
   const genS = (Date.now() - t0) / 1000;
   const dst = join(base, 'dst');
   rmSync(dst, { recursive: true, force: true });
@@ -101,9 +114,9 @@ for (const n of sizes) {
   rows.push({ files: n, seconds: r.seconds, maxRssMB: r.rssMB, usPerFile: Math.round((r.seconds * 1e6) / n), generatedS: genS });
   process.stderr.write(`${n} files: ${r.seconds} s, peak RSS ${r.rssMB} MB\n`);
 }
-process.stdout.write(`cairn-copy of one full backup (${bin.startsWith(ROOT) ? 'this build' : bin})\n`);
+process.stdout.write(`cairn-copy of one full backup, bundles packed in ${order} order (${bin.startsWith(ROOT) ? 'this build' : bin})\n`);
 process.stdout.write(`| files | seconds | peak RSS MB (target ${TARGET_MB}) | µs/file |\n|---|---|---|---|\n`);
 for (const r of rows) process.stdout.write(`| ${r.files} | ${r.seconds} | ${r.maxRssMB}${r.maxRssMB > TARGET_MB ? ' OVER' : ''} | ${r.usPerFile} |\n`);
-process.stdout.write(JSON.stringify({ kind: 'copy-files', bin, rows }) + '\n');
+process.stdout.write(JSON.stringify({ kind: 'copy-files', bin, order, rows }) + '\n');
 rmSync(join(base, 'time.txt'), { force: true });
 if (rows.some((r) => r.maxRssMB > TARGET_MB)) process.exitCode = 1;
