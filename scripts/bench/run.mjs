@@ -921,12 +921,12 @@ async function main() {
   say(`results written to ${file}`);
 }
 
-// BENCH_ONLY=wal|backup|dump|verify|drill|remote|fanout|copy|files runs one
+// BENCH_ONLY=wal|backup|dump|verify|drill|remote|fanout|copy|copy-files|files runs one
 // part alone (default: all, this WAL part first); the others are backup.mjs,
-// dump.mjs, verify.mjs, drill.mjs, remote.mjs, fanout.mjs, copy.mjs and
-// files.mjs, each in its own process.
+// dump.mjs, verify.mjs, drill.mjs, remote.mjs, fanout.mjs, copy.mjs,
+// copy-files.mjs and files.mjs, each in its own process.
 const only = env.BENCH_ONLY || 'all';
-const PARTS = ['wal', 'backup', 'dump', 'verify', 'drill', 'remote', 'fanout', 'copy', 'files'];
+const PARTS = ['wal', 'backup', 'dump', 'verify', 'drill', 'remote', 'fanout', 'copy', 'copy-files', 'files'];
 if (only !== 'all' && !PARTS.includes(only)) throw new Error(`BENCH_ONLY=${only}: use ${PARTS.join(', ')} (or leave it unset for all)`);
 (only === 'all' || only === 'wal' ? main() : Promise.resolve()).catch((err) => {
   process.stderr.write(`bench failed: ${err?.stack ?? err}\n`);

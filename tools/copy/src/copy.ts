@@ -11,13 +11,15 @@
 import { PassThrough, Readable, Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { buffer } from 'node:stream/consumers';
+import { createHash } from 'node:crypto';
 import { CairnError } from '@cairn/core/cli/errors';
 import { createDecryptStage, createEncryptStage, createHashStage, decodeStagesFor, storedEncoding, type EncryptionKey } from '@cairn/core/codec/index';
 import { checksumMismatch, decodeFileStages, decodeWhole } from '@cairn/core/codec/file-codec';
 import { objectEntries } from '@cairn/core/backup/pages';
-import { backupPrefix, listBackupIds, readManifest, manifestKey, type BackupManifest, type ManifestFile } from '@cairn/core/backup/manifest';
-import { openManifestBytes } from '@cairn/core/backup/manifest-stream';
-import { checkManifestRules } from '@cairn/core/backup/manifest-rules';
+import { backupPrefix, listBackupIds, manifestKey, type ManifestFile } from '@cairn/core/backup/manifest';
+import { createRecordCursor, openManifest, openManifestFrom, recordsInPathOrder, type ManifestHead, type OpenedManifest, type RecordCursor } from '@cairn/core/backup/manifest-stream';
+import { createManifestChecker } from '@cairn/core/backup/manifest-rules';
+import { bundlePrefix } from '@cairn/core/backup/bundle';
 import { checkDumpManifestAt, dumpManifestKey, dumpPrefix, listDumps, type DumpManifest } from '@cairn/core/dump/manifest';
 import { listWalArchive, type WalListing } from '@cairn/core/repo/catalog';
 import { readJsonBytes, readObjectBytes } from '@cairn/core/repo/json-object';
@@ -26,7 +28,7 @@ import { openCluster, readRepoConfig, type OpenedRepoConfig, type RepoConfig } f
 import { storeWal, type StoredWal } from '@cairn/core/repo/wal-archive';
 import { drillResultsPrefix } from '@cairn/core/drill/result-format';
 import { verifyResultsPrefix } from '@cairn/core/verify/result-format';
-import { WriteConflictError, type StorageDriver } from '@cairn/core/storage/driver';
+import { ObjectNotFoundError, readRange, WriteConflictError, type StorageDriver } from '@cairn/core/storage/driver';
 import { COPY_LEASE_LIFETIME_MS, holdReaderLease, waitForRunningExpire, type HeldReaderLease } from '@cairn/core/repo/reader-lease';
 import { forEachLimit } from '@cairn/core/util/limit';
 import { quote } from '@cairn/core/wal/quote';
@@ -90,11 +92,19 @@ interface Item {
   /**
    * How the bytes are checked. 'plain': stored size only (manifests, JSON
    * records: nothing records a hash of them). 'read': these bytes, read and
-   * checked already (a manifest: what was checked is what is written).
-   * 'object': decoded plaintext
+   * checked already (a dump's manifest: what was checked is what is written).
+   * 'manifest': a backup's manifest read again as a stream, its bytes
+   * hashed on the way and the write failed unless they are those the
+   * passes over its records read. 'object': decoded plaintext
    * SHA-256 and size. 'bundle': each member's span decoded and checked.
    */
-  check: { kind: 'plain' } | { kind: 'read'; bytes: Buffer } | { kind: 'object'; sha256: string; size: number; backupFile?: boolean } | { kind: 'bundle'; members: BundleMember[] };
+  check: { kind: 'plain' } | { kind: 'read'; bytes: Buffer } | { kind: 'object'; sha256: string; size: number; backupFile?: boolean } | { kind: 'bundle'; members: BundleMember[] } | { kind: 'manifest'; read: ManifestRead };
+}
+
+/** What one whole read of a manifest object gave: its SHA-256 and length. */
+interface ManifestRead {
+  sha256: string;
+  bytes: number;
 }
 
 interface BundleMember {
@@ -353,8 +363,8 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
     createCheckingTap(storedKey, written, expect, checked, backupFile),
   ];
 
-  const copyOne = async (item: Item, present: Map<string, number>): Promise<'copied' | 'present'> => {
-    const have = present.get(item.key);
+  const copyOne = async (item: Item, present: Presence): Promise<'copied' | 'present'> => {
+    const have = await present(item.key);
     if (have !== undefined) {
       // A record (a system, a verify or drill result) the target has under
       // the same name is its own: each repository keeps its own.
@@ -381,7 +391,10 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
       counted.n = body.length;
       ctx.onBytes?.(body.length);
     } else {
-      const stages = item.check.kind === 'object' ? stagesFor(item.key, { sha256: item.check.sha256, size: item.check.size, label }, item.check.backupFile === true) : [];
+      const stages =
+        item.check.kind === 'object' ? stagesFor(item.key, { sha256: item.check.sha256, size: item.check.size, label }, item.check.backupFile === true)
+        : item.check.kind === 'manifest' ? [createManifestTap(item.check.read, label)]
+        : [];
       body = sourceStream(from, item.key, stages, counted, ctx.onBytes, signal);
     }
     try {
@@ -400,17 +413,9 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
 
   /** Copies `items`, makes them durable, then writes `last` (a manifest). */
   const copyGroup = async (items: Item[], last: Item | undefined, prefix: string): Promise<void> => {
-    const present = await listSizes(to, prefix, signal);
-    if (items.some((i) => i.storedSize < 0)) {
-      const source = await listSizes(from, prefix, signal);
-      for (const i of items) {
-        if (i.storedSize >= 0) continue;
-        const size = source.get(i.key);
-        if (size === undefined) throw new CairnError('OBJECT_MISSING', `object ${quote(i.key)} not found in repository ${quote(from.url)}`, { hint: 'the source repository is damaged: run cairn-verify there' });
-        i.storedSize = size;
-      }
-    }
-    ctx.onPlanned?.(items.reduce((a, i) => a + (present.has(i.key) ? 0 : i.storedSize), 0));
+    const listed = await listSizes(to, prefix, signal);
+    const present: Presence = (k) => listed.get(k);
+    ctx.onPlanned?.(items.reduce((a, i) => a + (listed.has(i.key) ? 0 : i.storedSize), 0));
     const written: string[] = [];
     await forEachLimit(items, opts.jobs, async (item) => {
       if ((await copyOne(item, present)) === 'copied') written.push(item.key);
@@ -488,12 +493,16 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
 
   // 4. Backups, oldest first: a backup's parents are older, so by the time
   // its manifest is written every object its chain names is in the target.
-  // Each manifest is read once, checked as restore checks it (the objects it
-  // names are its own or its chain's, every path stays inside the data
-  // directory) and those very bytes are written: a source that is damaged
-  // or hostile cannot make the copy write outside a backup's own prefix.
+  // A manifest is never held (issue 19): a first pass over its records
+  // checks it as restore does (the objects it names are its own or its
+  // chain's, every path stays inside the data directory, its end line) and
+  // that what it borrows from older backups is what the target holds; a
+  // second pass copies its own objects as the records come, `jobs` at once;
+  // a third read copies the manifest, its bytes hashed on the way and the
+  // write failed unless they are the bytes the passes checked. A source
+  // that is damaged or hostile cannot make the copy write outside a
+  // backup's own prefix, nor a manifest other than the one checked.
   const dstBackups = new Set(await listBackupIds(to, cluster, signal));
-  const targetChains = new Map<string, Map<string, string> | undefined>();
   for (const id of await listBackupIds(from, cluster, signal)) {
     if (dstBackups.has(id)) {
       result.backups.present.push(id);
@@ -501,38 +510,59 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
     }
     const mKey = manifestKey(cluster, id);
     const where = `${quote(mKey)} in repository ${quote(from.url)}`;
-    const bytes = await readObjectBytes(from, mKey, signal);
-    if (bytes === undefined) continue; // expired since it was listed
-    let m: BackupManifest;
+    const reads = hashedReads(from, mKey);
+    let opened: OpenedManifest | undefined;
+    let plan: BackupPlan;
     try {
-      // Any format (a streamed cairn.backup/3 or an older document), checked
-      // record by record and whole; the records held while its objects copy.
-      const opened = await openManifestBytes(bytes, id, where);
-      const files: ManifestFile[] = [];
-      for await (const f of opened.files(signal)) files.push(f);
-      m = { ...opened.head, files };
-      const unsafe = checkManifestRules(m, cluster).find((f) => f.kind === 'refuse');
-      if (unsafe) throw new CairnError('FORMAT_INVALID', `${where}: ${unsafe.message}`);
+      opened = await openManifestFrom(reads.open, id, where, signal);
+      if (opened === undefined) continue; // expired since it was listed
+      // Backups this run copied hold the source's very bytes (and with --dry-run are not there yet).
+      plan = await planBackupCopy(opened, { from, to, cluster, where, copied: new Set(result.backups.copied), present: dstBackups, signal });
     } catch (err) {
       if (!(err instanceof CairnError) || err.code !== 'FORMAT_INVALID') throw err;
       result.problems.push(`backup ${quote(id)} not copied: ${err.message}; run cairn-verify on the source`);
       continue;
     }
-    const missing = m.references.filter((r) => !dstBackups.has(r));
-    if (missing.length > 0) {
-      result.problems.push(`backup ${quote(id)} not copied: its chain needs ${missing.map(quote).join(', ')}, which the target lacks`);
+    if (plan.missing.length > 0) {
+      result.problems.push(`backup ${quote(id)} not copied: its chain needs ${plan.missing.map(quote).join(', ')}, which the target lacks`);
       continue;
     }
-    // Backups this run copied hold the source's very bytes (and with --dry-run are not there yet).
-    const differs = await chainDifference(m, to, cluster, new Set(result.backups.copied), targetChains, signal);
-    if (differs !== undefined) {
+    if (plan.differs !== undefined) {
       result.problems.push(
-        `backup ${quote(id)} not copied: it references ${differs}, which repository ${quote(to.url)} holds with other content ` +
+        `backup ${quote(id)} not copied: it references ${plan.differs}, which repository ${quote(to.url)} holds with other content ` +
           '(each repository stored its own copy of that backup); take a new full backup there, or copy into an empty repository',
       );
       continue;
     }
-    await copyGroup(backupItems(m), { key: mKey, storedSize: bytes.length, check: { kind: 'read', bytes } }, backupPrefix(cluster, id));
+    const checkedRead = reads.last();
+    if (checkedRead === undefined) throw new CairnError('INTERNAL', `${where}: a pass over its records ended without reading it whole`);
+    ctx.onPlanned?.(plan.storedBytes);
+    // A first copy finds the prefix empty and asks nothing; a rerun asks the
+    // target about each object (a listing of it would be one entry per file).
+    const prefix = backupPrefix(cluster, id);
+    const fresh = !(await hasAny(to, prefix, signal));
+    const present: Presence = fresh ? () => undefined : async (k) => (await to.stat(k, signal))?.size;
+    const unsynced: string[] = [];
+    const copyObject = async (x: OwnObject): Promise<void> => {
+      if ('late' in x) {
+        if (!dryRun) await checkMember(from, x.late, x.bundle, key, signal).then(checked);
+        return;
+      }
+      if ((await copyOne(x, present)) !== 'copied' || dryRun) return;
+      unsynced.push(x.key);
+      if (unsynced.length >= SYNC_BATCH) await to.syncKeys?.(unsynced.splice(0), signal);
+    };
+    // Bundles whose members are spread wider than a pass holds wait for another pass.
+    const done = new Set<string>();
+    for (let pass = 0; ; pass++) {
+      const deferred = new Set<string>();
+      await forEachLimit(ownObjects(opened, { id, cluster, where, bundleSizes: plan.bundleSizes, singles: pass === 0, done, deferred, signal }), opts.jobs, copyObject, signal);
+      const again = reads.last();
+      if (again?.sha256 !== checkedRead.sha256 || again.bytes !== checkedRead.bytes) throw manifestChanged(where);
+      if (deferred.size === 0) break;
+    }
+    if (!dryRun && unsynced.length > 0) await to.syncKeys?.(unsynced.splice(0), signal);
+    await copyOne({ key: mKey, storedSize: checkedRead.bytes, check: { kind: 'manifest', read: checkedRead } }, () => undefined);
     dstBackups.add(id);
     result.backups.copied.push(id);
   }
@@ -563,9 +593,9 @@ export async function copyRepository(opts: CopyOptions, ctx: CopyContext): Promi
 
   // 6. Verify and drill results: one object per run, never rewritten.
   for (const prefix of [verifyResultsPrefix(cluster), drillResultsPrefix(cluster)]) {
-    const present = await listSizes(to, prefix, signal);
+    const listed = await listSizes(to, prefix, signal);
     for (const item of await plainItems(prefix, /^\d{8}-\d{6}(?:-\d+)?\.json$/)) {
-      if ((await copyOne(item, present)) === 'copied') result.results.copied++;
+      if ((await copyOne(item, (k) => listed.get(k))) === 'copied') result.results.copied++;
       else result.results.present++;
     }
   }
@@ -589,67 +619,256 @@ function objectFacts(e: ManifestFile): string {
   return `${e.sha256}:${e.size}:${e.storedSize}`;
 }
 
+/** Keys written and not yet made durable, at most: a batch of syncs each time. */
+const SYNC_BATCH = 1024;
+/** Bundles whose members a pass gathers at once, and members held in all (then a bundle waits for the next pass). */
+const OPEN_BUNDLES_MAX = 8;
+const MEMBERS_HELD_MAX = 100_000;
+const TAR_BLOCK = 512;
+
+/** Whether the target has `key` (its size), or undefined. */
+type Presence = (key: string) => number | undefined | Promise<number | undefined>;
+
 /**
- * The first object of an older backup that `m` references and the target's
- * copy of that backup does not hold as the source's does (another key, offset
- * in a bundle, size or SHA-256), described for people; undefined when every
- * reference reads the same bytes in the target. A backup the target holds
- * already may have been written there on its own (basebackup to each
- * repository): its objects then lie elsewhere, and an incr copied over it
- * would not restore. `cache` keeps each target manifest's object index.
+ * Reads of one manifest object, each hashed whole on the way: after a pass
+ * over its records ends, last() is what that pass read, to be compared with
+ * what the pass before read (the object must not change in between).
  */
-async function chainDifference(
-  m: BackupManifest,
-  to: StorageDriver,
-  cluster: string,
-  copied: ReadonlySet<string>,
-  cache: Map<string, Map<string, string> | undefined>,
-  signal: AbortSignal,
-): Promise<string | undefined> {
-  for (const f of [...m.files, ...(m.config ?? [])]) {
-    for (const e of objectEntries(f)) {
-      if (e.ref === m.id || copied.has(e.ref)) continue;
-      if (!cache.has(e.ref)) {
-        const theirs = await readManifest(to, cluster, e.ref, signal).catch(() => undefined);
-        const index = theirs && new Map<string, string>();
-        for (const g of theirs ? [...theirs.files, ...(theirs.config ?? [])] : []) for (const x of objectEntries(g)) if (x.ref === theirs!.id) index!.set(objectId(x), objectFacts(x));
-        cache.set(e.ref, index);
+function hashedReads(from: StorageDriver, key: string): { open: (signal?: AbortSignal) => Promise<Readable | undefined>; last: () => ManifestRead | undefined } {
+  let last: ManifestRead | undefined;
+  return {
+    last: () => last,
+    async open(signal) {
+      let body: Readable;
+      try {
+        body = await from.read(key, signal);
+      } catch (err) {
+        if (err instanceof ObjectNotFoundError) return undefined;
+        throw err;
       }
-      const index = cache.get(e.ref);
-      if (index?.get(objectId(e)) !== objectFacts(e)) return `object ${quote(objectId(e))} of backup ${quote(e.ref)}`;
-    }
-  }
-  return undefined;
+      return Readable.from((async function* () {
+        const hash = createHash('sha256');
+        let bytes = 0;
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          hash.update(chunk);
+          bytes += chunk.length;
+          yield chunk;
+        }
+        last = { sha256: hash.digest('hex'), bytes };
+      })(), { objectMode: false });
+    },
+  };
+}
+
+function manifestChanged(where: string): CairnError {
+  return new CairnError('FORMAT_INVALID', `backup manifest ${where} changed while it was being copied`, {
+    hint: 'nothing was written under its name; run cairn-verify on the source, then cairn-copy again',
+  });
+}
+
+/** A pass-through stage that fails at its end unless the bytes that went through hash and count as `read` did. */
+function createManifestTap(read: ManifestRead, label: string): Transform {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  return new Transform({
+    transform(chunk: Buffer, _e, cb: TransformCallback) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      cb(null, chunk);
+    },
+    flush(cb: TransformCallback) {
+      cb(hash.digest('hex') === read.sha256 && bytes === read.bytes ? null : manifestChanged(label));
+    },
+  });
 }
 
 /**
- * The objects backup `m` stored itself (its own files and page layers; those
- * its entries reference in parent backups are the parents'): standalone
- * objects, checked by decoding, and bundles, checked member by member.
+ * The manifest rules (as restore keeps them) for records given one at a
+ * time: throws FORMAT_INVALID at the first that makes the manifest unsafe,
+ * the head's own at once. Mode findings are verify's to report: not kept.
  */
-function backupItems(m: BackupManifest): Item[] {
-  const singles = new Map<string, Item>();
-  const bundles = new Map<string, BundleMember[]>();
-  for (const f of [...m.files, ...(m.config ?? [])]) {
-    for (const e of objectEntries(f)) {
-      if (e.ref !== m.id) continue;
-      if (e.bundle) {
-        const members = bundles.get(e.bundle.key) ?? [];
-        members.push({ name: e.key, offset: e.bundle.offset, storedSize: e.storedSize, sha256: e.sha256, size: e.size });
-        bundles.set(e.bundle.key, members);
-      } else if (!singles.has(e.key)) {
-        singles.set(e.key, { key: e.key, storedSize: e.storedSize, check: { kind: 'object', sha256: e.sha256, size: e.size, backupFile: true } });
+function createRulesCheck(head: ManifestHead, cluster: string, where: string): (f: ManifestFile) => void {
+  const check = createManifestChecker(head, cluster);
+  const refuse = () => {
+    const unsafe = check.findings.find((f) => f.kind === 'refuse');
+    if (unsafe) throw new CairnError('FORMAT_INVALID', `${where}: ${unsafe.message}`);
+    check.findings.length = 0;
+  };
+  refuse();
+  return (f) => {
+    check.file(f);
+    refuse();
+  };
+}
+
+/** What the first pass over a backup's manifest found. */
+interface BackupPlan {
+  /** Backups its chain names that the target lacks. */
+  missing: string[];
+  /** The first object it borrows that the target's copy of that backup holds otherwise, described for people. */
+  differs: string | undefined;
+  /** Stored bytes of its own objects (its bundles whole). */
+  storedBytes: number;
+  /** Sizes of its bundles in the source (the manifest does not record them: tar headers and padding). */
+  bundleSizes: Map<string, number>;
+}
+
+/**
+ * The first pass over backup `opened`'s records: checked as restore checks
+ * them, and each object it borrows from an older backup compared with the
+ * target's copy of that backup, whose manifest is read beside it by path (a
+ * backup borrows a file's objects from its parent's record of that path).
+ * Throws FORMAT_INVALID when the manifest is unsafe or damaged. A backup the
+ * target holds already may have been written there on its own (basebackup
+ * to each repository): its objects then lie elsewhere, and an incr copied
+ * over it would not restore.
+ */
+async function planBackupCopy(
+  opened: OpenedManifest,
+  o: { from: StorageDriver; to: StorageDriver; cluster: string; where: string; copied: ReadonlySet<string>; present: ReadonlySet<string>; signal: AbortSignal },
+): Promise<BackupPlan> {
+  const { head } = opened;
+  const id = head.id;
+  const checkRecord = createRulesCheck(head, o.cluster, o.where);
+  const missing = head.references.filter((r) => !o.present.has(r));
+  const theirs = new Map<string, { cursor: RecordCursor | undefined; firstUse?: string }>();
+  let differs: string | undefined;
+  let storedBytes = 0;
+  let bundled = false;
+  try {
+    if (missing.length === 0) {
+      for (const r of head.references) {
+        if (r === id || o.copied.has(r) || theirs.has(r)) continue;
+        const m = await openManifest(o.to, o.cluster, r, o.signal).catch(() => undefined);
+        theirs.set(r, { cursor: m && createRecordCursor(recordsInPathOrder(m, o.signal)) });
       }
     }
+    const borrowed = async (f: ManifestFile, e: ManifestFile): Promise<string | undefined> => {
+      const what = `object ${quote(objectId(e))} of backup ${quote(e.ref)}`;
+      const t = theirs.get(e.ref);
+      if (t?.cursor === undefined) return what;
+      t.firstUse ??= what;
+      const rec = await t.cursor.at(f.path).catch(() => undefined);
+      const same = rec !== undefined && objectEntries(rec).some((x) => x.ref === e.ref && objectId(x) === objectId(e) && objectFacts(x) === objectFacts(e));
+      return same ? undefined : what;
+    };
+    for (const c of head.config ?? []) storedBytes += c.storedSize;
+    for await (const f of recordsInPathOrder(opened, o.signal)) {
+      checkRecord(f);
+      for (const e of objectEntries(f)) {
+        if (e.ref === id) {
+          if (e.bundle) bundled = true;
+          else storedBytes += e.storedSize;
+        } else if (missing.length === 0 && differs === undefined && !o.copied.has(e.ref)) {
+          differs = await borrowed(f, e);
+        }
+      }
+    }
+    // A target manifest is trusted once read to its end.
+    for (const t of theirs.values()) {
+      if (differs !== undefined || t.cursor === undefined || t.firstUse === undefined) continue;
+      await t.cursor.finish().catch(() => {
+        differs = t.firstUse;
+      });
+    }
+  } finally {
+    for (const t of theirs.values()) await t.cursor?.close().catch(() => {});
   }
-  const out = [...singles.values()];
-  for (const [bkey, members] of bundles) {
-    members.sort((a, b) => a.offset - b.offset);
-    // The manifest does not record a bundle's own size (tar headers and
-    // padding): copyGroup takes it from the source's listing.
-    out.push({ key: bkey, storedSize: -1, check: { kind: 'bundle', members } });
+  const bundleSizes = bundled ? await listSizes(o.from, bundlePrefix(o.cluster, id), o.signal) : new Map<string, number>();
+  for (const size of bundleSizes.values()) storedBytes += size;
+  return { missing, differs, storedBytes, bundleSizes };
+}
+
+/** A bundle member listed after its bundle was gathered whole and copied: checked in the source on its own. */
+interface LateMember {
+  late: BundleMember;
+  bundle: string;
+}
+
+type OwnObject = Item | LateMember;
+
+/**
+ * The objects backup `opened` stored itself (its own files, page layers and
+ * configuration files; those its entries borrow are the parents'), as its
+ * records come: standalone objects at once, checked by decoding as they
+ * copy; bundles once their members are gathered, checked member by member.
+ * A bundle is whole when its members tile it (a tar member is a header
+ * block, the bytes and their padding; two zero blocks end it), or at the end
+ * of the pass. Members of bundles being gathered are all that is held: at
+ * most OPEN_BUNDLES_MAX bundles and MEMBERS_HELD_MAX members; a bundle that
+ * does not fit (a tar stream's backup has them in tar order, not path order)
+ * goes into `deferred` for another pass. `done`: bundles already given.
+ */
+async function* ownObjects(
+  opened: OpenedManifest,
+  o: { id: string; cluster: string; where: string; bundleSizes: ReadonlyMap<string, number>; singles: boolean; done: Set<string>; deferred: Set<string>; signal: AbortSignal },
+): AsyncGenerator<OwnObject> {
+  const { id, done, deferred } = o;
+  // This read is checked as the first was: a record is acted on only if it keeps the rules.
+  const checkRecord = createRulesCheck(opened.head, o.cluster, o.where);
+  const doneBefore = new Set(done);
+  const open = new Map<string, { members: BundleMember[]; covered: number; size: number }>();
+  let held = 0;
+  const whole = (key: string): Item => {
+    const g = open.get(key)!;
+    open.delete(key);
+    held -= g.members.length;
+    done.add(key);
+    g.members.sort((a, b) => a.offset - b.offset);
+    return { key, storedSize: g.size, check: { kind: 'bundle', members: g.members } };
+  };
+  const entries = async function* (): AsyncGenerator<ManifestFile> {
+    if (o.singles) for (const c of opened.head.config ?? []) yield c;
+    for await (const f of recordsInPathOrder(opened, o.signal)) {
+      checkRecord(f);
+      yield f;
+    }
+  };
+  for await (const f of entries()) {
+    for (const e of objectEntries(f)) {
+      if (e.ref !== id) continue;
+      if (!e.bundle) {
+        if (o.singles) yield { key: e.key, storedSize: e.storedSize, check: { kind: 'object', sha256: e.sha256, size: e.size, backupFile: true } };
+        continue;
+      }
+      const bkey = e.bundle.key;
+      const member: BundleMember = { name: e.key, offset: e.bundle.offset, storedSize: e.storedSize, sha256: e.sha256, size: e.size };
+      if (doneBefore.has(bkey) || deferred.has(bkey)) continue;
+      if (done.has(bkey)) {
+        yield { late: member, bundle: bkey };
+        continue;
+      }
+      let g = open.get(bkey);
+      if (g === undefined) {
+        if (open.size >= OPEN_BUNDLES_MAX || held >= MEMBERS_HELD_MAX) {
+          deferred.add(bkey);
+          continue;
+        }
+        const size = o.bundleSizes.get(bkey);
+        if (size === undefined) throw new CairnError('OBJECT_MISSING', `object ${quote(bkey)} not found in repository`, { hint: 'the source repository is damaged: run cairn-verify there' });
+        g = { members: [], covered: 2 * TAR_BLOCK, size };
+        open.set(bkey, g);
+      } else if (held >= MEMBERS_HELD_MAX && open.keys().next().value !== bkey) {
+        // Too many held: the oldest bundle keeps gathering, this one waits for another pass.
+        held -= g.members.length;
+        open.delete(bkey);
+        deferred.add(bkey);
+        continue;
+      }
+      g.members.push(member);
+      held++;
+      g.covered += TAR_BLOCK + member.storedSize + ((TAR_BLOCK - (member.storedSize % TAR_BLOCK)) % TAR_BLOCK);
+      if (g.covered >= g.size) yield whole(bkey);
+    }
   }
-  return out;
+  for (const bkey of [...open.keys()]) yield whole(bkey);
+}
+
+/** Checks one bundle member in the source: its span decoded, its SHA-256 and size. Returns its plaintext size. */
+async function checkMember(from: StorageDriver, mb: BundleMember, bundle: string, key: EncryptionKey | undefined, signal: AbortSignal): Promise<number> {
+  const span = await readRange(from, bundle, mb.offset, mb.storedSize, signal);
+  await decodeWhole(span, mb.name, key, { sha256: mb.sha256, size: mb.size, label: `${quote(mb.name)} in bundle ${quote(bundle)} in repository ${quote(from.url)}` });
+  return mb.size;
 }
 
 /**

@@ -220,8 +220,13 @@ export async function openManifestBytes(bytes: Buffer, id: string, where: string
   return (await openManifestFrom(async () => Readable.from([bytes], { objectMode: false }), id, where))!;
 }
 
-/** The manifest `open` reads, which must be backup `id`'s (not another's stored under its name). */
-async function openManifestFrom(open: (signal?: AbortSignal) => Promise<Readable | undefined>, id: string, where: string, signal?: AbortSignal): Promise<OpenedManifest | undefined> {
+/**
+ * The manifest `open` reads, which must be backup `id`'s (not another's
+ * stored under its name). `open` is called once for the head (an older
+ * manifest: read whole there) and once per files() pass: cairn-copy hashes
+ * each read to know that every pass read the same bytes.
+ */
+export async function openManifestFrom(open: (signal?: AbortSignal) => Promise<Readable | undefined>, id: string, where: string, signal?: AbortSignal): Promise<OpenedManifest | undefined> {
   const body = await open(signal);
   if (body === undefined) return undefined;
   const [first, rest] = await peekFirstLine(body, where);
@@ -354,4 +359,49 @@ export async function writeManifestRecords(driver: StorageDriver, head: Manifest
   const { format: _f, ...h } = head;
   const body = Readable.from(manifestLines({ ...h, fileCount }, files), { objectMode: false });
   await driver.write(manifestKey(head.cluster, head.id), body, { ifAbsent: true, ...(signal ? { signal } : {}) });
+}
+
+/**
+ * The records of `opened` in comparePaths order: a streamed manifest's as
+ * they come (one record held); an older manifest's, held whole already,
+ * sorted here. Walks that go beside another manifest or a directory tree
+ * (a merge by path) read records through this.
+ */
+export async function* recordsInPathOrder(opened: OpenedManifest, signal?: AbortSignal): AsyncGenerator<ManifestFile> {
+  if (opened.head.format === MANIFEST_FORMAT_STREAM) {
+    yield* opened.files(signal);
+    return;
+  }
+  const held: ManifestFile[] = [];
+  for await (const f of opened.files(signal)) held.push(f);
+  yield* held.sort((a, b) => comparePaths(String(a?.path), String(b?.path)));
+}
+
+/** One pass over records in comparePaths order, asked for by path in that order too. */
+export interface RecordCursor {
+  /** The record of `path`, or undefined; paths asked in ascending comparePaths order, one call at a time. */
+  at(path: string): Promise<ManifestFile | undefined>;
+  /** Reads what is left, so a streamed manifest's end line is checked: throws FORMAT_INVALID when it does not check out. */
+  finish(): Promise<void>;
+  /** Stops reading (the object's read is closed) without checking the rest. */
+  close(): Promise<void>;
+}
+
+export function createRecordCursor(records: AsyncIterable<ManifestFile>): RecordCursor {
+  const it = records[Symbol.asyncIterator]();
+  let cur: IteratorResult<ManifestFile> | undefined;
+  return {
+    async at(path) {
+      cur ??= await it.next();
+      while (!cur.done && comparePaths(cur.value.path, path) < 0) cur = await it.next();
+      return !cur.done && cur.value.path === path ? cur.value : undefined;
+    },
+    async finish() {
+      cur ??= await it.next();
+      while (!cur.done) cur = await it.next();
+    },
+    async close() {
+      await it.return?.();
+    },
+  };
 }

@@ -36,14 +36,25 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** Runs `fn` over `items` with at most `n` at once; the first error stops the rest and is thrown. */
-export async function forEachLimit<T>(items: Iterable<T>, n: number, fn: (item: T) => Promise<void>, signal: AbortSignal): Promise<void> {
-  const it = items[Symbol.iterator]();
+/**
+ * Runs `fn` over `items` with at most `n` at once; the first error stops the
+ * rest and is thrown. An async iterable is pulled as workers free up, so a
+ * stream of items (a manifest's records) is never held whole; on error it is
+ * closed (its return() called).
+ */
+export async function forEachLimit<T>(items: Iterable<T> | AsyncIterable<T>, n: number, fn: (item: T) => Promise<void>, signal: AbortSignal): Promise<void> {
+  const it: Iterator<T> | AsyncIterator<T> = Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : items[Symbol.iterator]();
   let failed: { err: unknown } | undefined;
   const worker = async () => {
     while (failed === undefined) {
       signal.throwIfAborted();
-      const next = it.next();
+      let next: IteratorResult<T>;
+      try {
+        next = await it.next();
+      } catch (err) {
+        failed ??= { err };
+        return;
+      }
       if (next.done) return;
       try {
         await fn(next.value);
@@ -53,5 +64,8 @@ export async function forEachLimit<T>(items: Iterable<T>, n: number, fn: (item: 
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, n) }, worker));
-  if (failed !== undefined) throw failed.err;
+  if (failed !== undefined) {
+    await Promise.resolve(it.return?.()).catch(() => {});
+    throw failed.err;
+  }
 }
