@@ -45,7 +45,7 @@ import { streamPgData, type WalkedFile } from './pgdata-walk.js';
 import { createProgress } from '@cairn/core/cli/progress';
 import { connectPg } from '@cairn/core/pg/connect';
 import { libpqEnv } from '@cairn/core/pg/server-address';
-import { BIG_FILE, createBackupStore, eachTarget, liveTargets, referencesOf, type BackupStore, type FileInfo, type ParentRecords, type StoreTarget } from './store.js';
+import { createBackupStore, eachTarget, liveTargets, referencesOf, type BackupStore, type FileInfo, type ParentRecords, type StoreTarget } from './store.js';
 import { configFilesToStore, includedFiles, storeConfigFiles, type ServerConfigPaths } from './config-files.js';
 
 /** A repository the backup goes to; `failed` when it is out before the start (its lease could not be taken). */

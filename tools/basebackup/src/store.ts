@@ -94,7 +94,7 @@ export interface StoreOptions {
 /** SHA-256 of no bytes. */
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
-/** Files from this size on go to a worker thread when there are workers. */
+/** Page-level main forks from this size on are stored by a worker thread (other files: any bigger than SMALL_FILE). */
 export const BIG_FILE = 32 * 1024 * 1024;
 
 /** The bytes of a file, in order; may be called twice (checksum delta reads before storing). */
@@ -371,7 +371,11 @@ export function createBackupStore(o: StoreOptions): BackupStore {
   const store = async (info: FileInfo, open: OpenFile, source?: string, once = false): Promise<Stored> => {
     const key = backupFileKey(o.cluster, o.id, info.path, ext);
     const checkLsn = isChecksummedRelationFile(info.path) ? o.pageCheckLsn : undefined;
-    if (o.workers && source !== undefined && info.size >= BIG_FILE) {
+    // Every file bigger than a small one is read, hashed and stored by a
+    // worker, from its own reused pieces: on this thread, eight catalog
+    // files of a few MB at once churned ~100 MB of buffers that waited for
+    // the collector (issue 19).
+    if (o.workers && source !== undefined && info.size > SMALL_FILE) {
       const pageCheck = checkLsn !== undefined ? { firstBlock: firstBlockOf(info.path), startLsn: checkLsn.toString() } : undefined;
       const w = await storeInWorker({ kind: 'encode', path: source, key, size: info.size, ...(pageCheck ? { pageCheck } : {}) });
       o.onBytes?.(w.r.size);

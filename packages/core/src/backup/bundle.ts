@@ -25,8 +25,13 @@ import { backupPrefix } from './manifest.js';
 export const BUNDLE_FILE_MAX = 1024 * 1024;
 /** A bundle is written once it holds this much. */
 export const BUNDLE_TARGET = 16 * 1024 * 1024;
-/** Bundles being written at once, beside the one filling: bounds memory (about 3 × BUNDLE_TARGET). */
-const PENDING_MAX = 2;
+/**
+ * Bundles being written at once, beside the one filling: bounds memory
+ * (about 2 × BUNDLE_TARGET). One: with small files encoded on a worker,
+ * bundles fill fast, and a third 18 MiB buffer took the 20,000-table
+ * backup to 302 MB (issue 19).
+ */
+const PENDING_MAX = 1;
 
 const BLOCK = 512;
 
@@ -112,6 +117,10 @@ export function createBundler(o: { driver: StorageDriver; cluster: string; id: s
   const capacity = target + 2 * BUNDLE_FILE_MAX + 4 * BLOCK;
   let n = 0;
   let buf: Buffer | undefined;
+  // A written bundle's buffer, filled again by the next one. Dropped, each
+  // 18 MiB buffer waited for a full collection to be freed (it lives too
+  // long to die young), and several such waited at once (issue 19).
+  let spare: Buffer | undefined;
   let size = 0;
   let key = '';
   const written: string[] = [];
@@ -127,12 +136,15 @@ export function createBundler(o: { driver: StorageDriver; cluster: string; id: s
     // End of archive: two zero blocks.
     buf.fill(0, size, size + 2 * BLOCK);
     const body = buf.subarray(0, size + 2 * BLOCK);
+    const whole = buf;
     const k = key;
     buf = undefined;
     size = 0;
     const p: Promise<void> = o.driver.write(k, body, { signal: o.signal, durable: false }).then(
       () => {
         written.push(k);
+        // Written: the driver is done with the bytes.
+        spare = whole;
       },
       (err: unknown) => {
         if (!failed.yes) Object.assign(failed, { yes: true, err });
@@ -155,7 +167,8 @@ export function createBundler(o: { driver: StorageDriver; cluster: string; id: s
       // From here on synchronous: no other add() runs in between.
       if (size > 0 && size + need + 2 * BLOCK > capacity) flush();
       if (buf === undefined) {
-        buf = Buffer.allocUnsafe(capacity);
+        buf = spare ?? Buffer.allocUnsafe(capacity);
+        spare = undefined;
         key = bundleKey(o.cluster, o.id, ++n);
       }
       const offset = size + BLOCK;

@@ -117,8 +117,12 @@ export interface BatchReply {
 /** Files per batch, and bytes: a message carries much more than its cost, and a batch is still a small part of a worker's queue. */
 export const SMALL_BATCH_FILES = 64;
 const BATCH_BYTES = 2 * 1024 * 1024;
-/** Bytes queued on a worker beyond two batches of small files (BATCH_BYTES): a big file is ahead. */
-const BUSY = 8 * 1024 * 1024;
+/**
+ * Bytes queued on a worker from which another one starts: a big file is
+ * ahead, or many files of a few MB (a 60 MB file only delays the small
+ * files behind it by a tenth of a second; each worker costs ~30 MB).
+ */
+const BUSY = 64 * 1024 * 1024;
 
 export interface DecodeJob extends FileToRestore {
   kind: 'decode';
@@ -180,7 +184,7 @@ export function createFileWorkers(entry: URL, count: number, setup: WorkerSetup)
   // idled 0.6 s between two files of a 1.6 GB restore here.
   //
   // A worker starts at its first job (each is an isolate: ~30-40 MB), and
-  // another only when every one started has a big file ahead: a cluster of
+  // another only when every one started has BUSY bytes queued: a cluster of
   // small files starts one, which keeps pace with the main thread (issue
   // 19: 33 MB less at 20,000 tables); big files start the others.
   const workers: { w: Worker; queued: number }[] = [];
@@ -215,7 +219,7 @@ export function createFileWorkers(entry: URL, count: number, setup: WorkerSetup)
     if (failure) throw new CairnError('INTERNAL', `a file worker failed: ${failure.message}`);
     const least = workers.reduce<{ w: Worker; queued: number } | undefined>((a, b) => (a === undefined || b.queued < a.queued ? b : a), undefined);
     // Another worker when every one started has a big file ahead (not just
-    // batches of small files).
+    // batches of small files or a few MB).
     const slot = least === undefined || (least.queued >= BUSY && workers.length < Math.max(1, count)) ? start() : least;
     // A job counts at least 1 byte, so empty files spread too.
     const size = Math.max(1, job.size);
