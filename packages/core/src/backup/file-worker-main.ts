@@ -51,8 +51,22 @@ export function runFileWorker(): void {
   const openTargets = (targets: number[]) =>
     Promise.all(targets.map(async (i) => {
       try {
-        const [d, k] = await Promise.all([driverAt(i), keyAt(i)]);
-        return { ok: true as const, d, spec: { compress: parseCompress(setup.compress), ...(k ? { key: k } : {}) } as EncodeSpec };
+        const [d, spec] = await Promise.all([driverAt(i), specAt(i)]);
+        return { ok: true as const, d, spec };
+      } catch (error) {
+        return { ok: false as const, error };
+      }
+    }));
+  // The encoding only: small files are stored by the main thread, so their
+  // worker opens no storage (an S3 client) unless a data key must be read.
+  const specAt = async (i: number): Promise<EncodeSpec> => {
+    const k = await keyAt(i);
+    return { compress: parseCompress(setup.compress), ...(k ? { key: k } : {}) };
+  };
+  const openSpecs = (targets: number[]) =>
+    Promise.all(targets.map(async (i) => {
+      try {
+        return { ok: true as const, spec: await specAt(i) };
       } catch (error) {
         return { ok: false as const, error };
       }
@@ -122,7 +136,7 @@ export function runFileWorker(): void {
     }
     // Grown past one piece since the walk: the main thread streams it.
     if (buf.length > PIECE_SIZE) return { grown: true };
-    const opened = await openTargets(job.targets);
+    const opened = await openSpecs(job.targets);
     const specs = opened.flatMap((o) => (o.ok ? [o.spec] : []));
     const check = job.pageCheck ? createPageCheck(job.pageCheck.firstBlock, BigInt(job.pageCheck.startLsn)) : undefined;
     check?.inspect(buf, 0);
