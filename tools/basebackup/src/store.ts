@@ -216,12 +216,9 @@ export function createBackupStore(o: StoreOptions): BackupStore {
    * stored from here; undefined when it has grown past one piece since the
    * walk.
    */
-  const storeSmallInWorker = async (key: string, info: FileInfo, source: string, checkLsn: bigint | undefined): Promise<{ r: Stored; bad: number[] } | undefined> => {
+  const storeSmallInWorker = async (key: string, info: FileInfo, source: string, pageCheck: EncodeJob['pageCheck']): Promise<{ r: Stored; bad: number[] } | undefined> => {
     const targets = live();
-    const w = await o.workers!.small({
-      kind: 'small', path: source, size: info.size, targets: targets.map((t) => t.index),
-      ...(checkLsn !== undefined ? { pageCheck: { firstBlock: firstBlockOf(info.path), startLsn: checkLsn.toString() } } : {}),
-    });
+    const w = await o.workers!.small({ kind: 'small', path: source, size: info.size, targets: targets.map((t) => t.index), ...(pageCheck ? { pageCheck } : {}) });
     if (w.grown) return undefined;
     o.onBytes?.(w.size);
     w.stored.forEach((s, i) => {
@@ -375,19 +372,21 @@ export function createBackupStore(o: StoreOptions): BackupStore {
     // worker, from its own reused pieces: on this thread, eight catalog
     // files of a few MB at once churned ~100 MB of buffers that waited for
     // the collector (issue 19).
-    if (o.workers && source !== undefined && info.size > SMALL_FILE) {
+    if (o.workers && source !== undefined) {
       const pageCheck = checkLsn !== undefined ? { firstBlock: firstBlockOf(info.path), startLsn: checkLsn.toString() } : undefined;
-      const w = await storeInWorker({ kind: 'encode', path: source, key, size: info.size, ...(pageCheck ? { pageCheck } : {}) });
-      o.onBytes?.(w.r.size);
-      const r = { size: w.r.size, sha256: w.r.sha256, puts: w.puts };
-      storedEntries(info, key, r, w.r.badPages);
-      return r;
-    }
-    if (o.workers && source !== undefined && !once && info.size <= SMALL_FILE) {
-      const w = await storeSmallInWorker(key, info, source, checkLsn);
-      if (w) {
-        storedEntries(info, key, w.r, w.bad);
-        return w.r;
+      if (info.size > SMALL_FILE) {
+        const w = await storeInWorker({ kind: 'encode', path: source, key, size: info.size, ...(pageCheck ? { pageCheck } : {}) });
+        o.onBytes?.(w.r.size);
+        const r = { size: w.r.size, sha256: w.r.sha256, puts: w.puts };
+        storedEntries(info, key, r, w.r.badPages);
+        return r;
+      }
+      if (!once) {
+        const w = await storeSmallInWorker(key, info, source, pageCheck);
+        if (w) {
+          storedEntries(info, key, w.r, w.bad);
+          return w.r;
+        }
       }
     }
     const check = checkLsn !== undefined ? createPageCheck(firstBlockOf(info.path), checkLsn) : undefined;

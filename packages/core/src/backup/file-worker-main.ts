@@ -47,30 +47,26 @@ export function runFileWorker(): void {
   const slots = createSlots(3);
   const pool = createPiecePool(6);
 
-  // A repository whose driver or key does not open fails alone.
-  const openTargets = (targets: number[]) =>
-    Promise.all(targets.map(async (i) => {
-      try {
-        const [d, spec] = await Promise.all([driverAt(i), specAt(i)]);
-        return { ok: true as const, d, spec };
-      } catch (error) {
-        return { ok: false as const, error };
-      }
-    }));
-  // The encoding only: small files are stored by the main thread, so their
-  // worker opens no storage (an S3 client) unless a data key must be read.
   const specAt = async (i: number): Promise<EncodeSpec> => {
     const k = await keyAt(i);
     return { compress: parseCompress(setup.compress), ...(k ? { key: k } : {}) };
   };
-  const openSpecs = (targets: number[]) =>
+  // A repository whose driver or key does not open fails alone.
+  const eachTarget = <T extends object>(targets: number[], open: (i: number) => Promise<T>) =>
     Promise.all(targets.map(async (i) => {
       try {
-        return { ok: true as const, spec: await specAt(i) };
+        return { ok: true as const, ...(await open(i)) };
       } catch (error) {
         return { ok: false as const, error };
       }
     }));
+  const openTargets = (targets: number[]) => eachTarget(targets, async (i) => {
+    const [d, spec] = await Promise.all([driverAt(i), specAt(i)]);
+    return { d, spec };
+  });
+  // The encoding only: small files are stored by the main thread, so their
+  // worker opens no storage (an S3 client) unless a data key must be read.
+  const openSpecs = (targets: number[]) => eachTarget(targets, async (i) => ({ spec: await specAt(i) }));
 
   const encode = async (job: EncodeJob): Promise<EncodeResult> => {
     const opened = await openTargets(job.targets ?? [0]);
