@@ -96,8 +96,8 @@ export function frameDecoder(label: string): (frame: Buffer) => Buffer {
  * (and decrypted) as a stream. Other encodings go through restoreFile.
  */
 export async function restoreFileHere(driver: StorageDriver, key: EncryptionKey | undefined, f: FileToRestore, signal?: AbortSignal): Promise<void> {
-  const stages = zstdFrameStages(f.key, key, f.label);
-  if (stages === undefined) return restoreFile(driver, key, f, 2, signal);
+  const frames = zstdFrameStages(f.key, key, f.label);
+  if (frames === undefined) return restoreFile(driver, key, f, 2, signal);
   const source = await driver.read(f.key, signal);
   const hash = createHash('sha256');
   let size = 0;
@@ -111,6 +111,7 @@ export async function restoreFileHere(driver: StorageDriver, key: EncryptionKey 
       write(frame: Buffer, _enc, cb) {
         try {
           const piece = decode(frame);
+          frames.splitter.release(frame);
           hash.update(piece);
           size += piece.length;
           // More than the manifest says: damaged, and not worth writing on.
@@ -123,7 +124,7 @@ export async function restoreFileHere(driver: StorageDriver, key: EncryptionKey 
         }
       },
     });
-    await pipeline([source, ...stages, sink], signal ? { signal } : {});
+    await pipeline([source, ...frames.stages, sink], signal ? { signal } : {});
     await out.finish();
     out = undefined;
     const got = hash.digest('hex');

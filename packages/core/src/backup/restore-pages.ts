@@ -100,8 +100,15 @@ async function* plaintextOf(driver: StorageDriver, key: EncryptionKey | undefine
   const frames = zstdFrameStages(p.key, key, what);
   // Object mode: each zstd frame stays one chunk.
   const out = new PassThrough({ objectMode: true, highWaterMark: 2 });
-  pipeline([source, ...(frames ?? decodeFileStages(p.key, key, what, 2)), out]).catch((err: unknown) => out.destroy(err as Error));
-  const decode = frames ? frameDecoder(what) : (b: Buffer) => b;
+  pipeline([source, ...(frames?.stages ?? decodeFileStages(p.key, key, what, 2)), out]).catch((err: unknown) => out.destroy(err as Error));
+  const toPiece = frames ? frameDecoder(what) : undefined;
+  const decode = toPiece && frames
+    ? (frame: Buffer) => {
+        const piece = toPiece(frame);
+        frames.splitter.release(frame);
+        return piece;
+      }
+    : (b: Buffer) => b;
   try {
     for await (const chunk of out as AsyncIterable<Buffer>) yield decode(chunk);
   } finally {

@@ -16,7 +16,7 @@ import zlib from 'node:zlib';
 import { CairnError } from '../cli/errors.js';
 import { createCountStage, createDecompressStages, createEncryptStage, decryptStages, storedEncoding, zstdParams, type EncodeSpec, type EncryptionKey } from './index.js';
 import { checksumMismatch as mismatch, corruptDataFrom } from './errors.js';
-import { createZstdFrameSplitter } from './zstd-frames.js';
+import { createZstdFrameSplitter, type FrameSplitter } from './zstd-frames.js';
 import { nativeZstd } from './zstd-native.js';
 import { fanOut, type Outcome } from '../util/fan-out.js';
 
@@ -440,10 +440,11 @@ export function decodeFileStages(storedKey: string, key: EncryptionKey | undefin
  * (decrypted first when it is encrypted), for a caller that decodes each
  * frame itself with decodeZstdFrameSync. Undefined for any other encoding.
  */
-export function zstdFrameStages(storedKey: string, key: EncryptionKey | undefined, label: string): Transform[] | undefined {
+export function zstdFrameStages(storedKey: string, key: EncryptionKey | undefined, label: string): { stages: Transform[]; splitter: FrameSplitter } | undefined {
   const enc = storedEncoding(storedKey);
   if (enc.alg !== 'zstd') return undefined;
-  return [...decryptStages(enc, key, label), createZstdFrameSplitter(label)];
+  const splitter = createZstdFrameSplitter(label);
+  return { stages: [...decryptStages(enc, key, label), splitter], splitter };
 }
 
 /** The error for plaintext that is not what the manifest says (codec/errors.ts words it). */

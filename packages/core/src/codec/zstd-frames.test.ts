@@ -34,6 +34,43 @@ test('split: one Buffer per frame, skippable frames dropped, in chunks of any si
   assert.deepEqual(await run(createZstdFrameSplitter('"f"'), Buffer.alloc(0), 1), []);
 });
 
+test('split: a frame handed back is filled again for a later one; one not handed back is never touched', async () => {
+  // The biggest frame first, so the later ones fit in its buffer.
+  const pairs = [testData(200_000, 'a'), testData(150_000, 'b'), testData(180_000, 'c'), testData(120_000, 'd')]
+    .map((d) => ({ d, f: zlib.zstdCompressSync(d, { params: { [zlib.constants.ZSTD_c_compressionLevel]: -5 } }) }))
+    .sort((x, y) => y.f.length - x.f.length);
+  const data = pairs.map((p) => p.d);
+  const frames = pairs.map((p) => p.f);
+  const bytes = Buffer.concat(frames);
+  const splitter = createZstdFrameSplitter('"f"');
+  const seen: { frame: Buffer; copy: Buffer }[] = [];
+  const chunks = [];
+  for (let i = 0; i < bytes.length; i += 4096) chunks.push(bytes.subarray(i, i + 4096));
+  await pipeline([Readable.from(chunks), splitter, new Writable({
+    objectMode: true,
+    write(f: Buffer, _e, cb) {
+      seen.push({ frame: f, copy: Buffer.from(f) });
+      // The first frame is kept; every later one is handed back once read.
+      if (seen.length > 1) splitter.release(f);
+      cb();
+    },
+  })]);
+  assert.equal(seen.length, 4);
+  seen.forEach((s, i) => assert.ok(s.copy.equals(frames[i]!), `frame ${i}`));
+  // Frame 1 was handed back, so frames 2 and 3 (no bigger) were assembled in its buffer.
+  assert.ok(seen[2]!.frame.buffer === seen[1]!.frame.buffer, 'frame 2 in frame 1\'s buffer');
+  assert.ok(seen[3]!.frame.buffer === seen[1]!.frame.buffer, 'frame 3 in frame 1\'s buffer');
+  // The kept frame still holds its own bytes.
+  assert.ok(seen[0]!.frame.buffer !== seen[1]!.frame.buffer, 'the kept frame has a buffer of its own');
+  assert.ok(seen[0]!.frame.equals(frames[0]!));
+  assert.ok(zlib.zstdDecompressSync(seen[0]!.frame).equals(data[0]!));
+  // Handing back a frame that is a view of an input chunk (it did not span chunks) changes nothing.
+  const whole = createZstdFrameSplitter('"f"');
+  const out = await run(whole, frames[0]!, frames[0]!.length);
+  whole.release(out[0]!);
+  assert.ok(out[0]!.equals(frames[0]!));
+});
+
 test('split: refuses truncation, garbage, a reserved block type and a frame over 64 MiB', async () => {
   const a = frame(testData(300_000, 'a'));
   const split = (bytes: Buffer, re: RegExp) => rejectsWith(run(createZstdFrameSplitter('"f"'), bytes, 65536), 'FORMAT_INVALID', re);
