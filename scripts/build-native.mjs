@@ -13,7 +13,7 @@
 // OUT-DIR (default: the tool's bin/) is for tests.
 // CC picks the compiler (default cc); CC=false forces the link to the wrapper.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -58,4 +58,17 @@ if (how) {
   rmSync(out, { force: true });
   symlinkSync(`${exe}.sh`, out);
   console.error(`build-native: no working C compiler (${cc}: ${last.trim().split('\n').slice(-1)[0] ?? ''}): ${exe} is a link to ${exe}.sh, the same fast path in bash`);
+}
+
+// npm links a workspace's bin into node_modules/.bin only when the file is
+// there at install time, and on a fresh clone the build makes it after npm
+// install: make the link npm would have made (npm keeps it on later installs).
+if (!process.argv[3] && existsSync(join(root, 'node_modules', '.bin'))) {
+  const link = join(root, 'node_modules', '.bin', exe);
+  let present = true;
+  try { lstatSync(link); } catch { present = false; }
+  if (!present) {
+    symlinkSync(`../@cairn/${tool}/bin/${exe}`, link);
+    console.error(`build-native: linked node_modules/.bin/${exe}`);
+  }
 }

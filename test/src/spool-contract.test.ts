@@ -444,6 +444,8 @@ const pushCases: PushCase[] = [
   { what: 'another CAIRN_* variable', served: false, call: (s) => ({ env: { ...s.env, CAIRN_CLUSTER: 'other' } }) },
   { what: 'the variables left out of the context set', served: true, call: (s) => ({ env: { ...s.env, CAIRN_WRAPPED: '1', CAIRN_PUSH_AHEAD_JOB: '{}', CAIRN_PREFETCH_JOB: '{}' } }) },
   { what: 'the config file edited', served: false, prepare: (s) => writeFile(s.config, '[global]\ncluster = c2\n') },
+  { what: 'the config path now a directory (the wrappers refuse it, Node reads it as absent)', served: false, prepare: async (s) => { await unlink(s.config); await mkdir(s.config); } },
+  { what: 'the record emptied (used up by an earlier call)', served: false, prepare: (s) => writeFile(s.rec, '') },
   { what: 'the WAL file grown since the record', served: false, prepare: (s) => writeFile(s.walPath, 'more', { flag: 'a' }) },
   {
     what: 'the WAL file replaced by the same bytes (another inode)',
