@@ -151,6 +151,20 @@ for (const w of WRAPPERS) test(`wal-push (${w.name}): the wrapper confirms a rec
   assert.ok(await exists(rec));
 });
 
+for (const w of WRAPPERS) test(`wal-push (${w.name}): control bytes, UTF-8 and CR in arguments, CAIRN_* values and the config file match Node's context (a config with a NUL byte is compared up to it, as bash's read does)`, async () => {
+  const { pgdata, walPath } = await dataDir();
+  const config = join(pgdata, 'odd.conf');
+  const env = { CAIRN_NODE: '/bin/false', CAIRN_Z: 'v\u0001\u007f\n', CAIRN_A: '\u00e9\u00e8', CAIRN_CONFIG: config };
+  const args = ['--cluster=a\u0001b\u007fc\r\u00e9', '--repo', '/dev/null/cairn-repo', `pg_wal/${SEG}`, SEG];
+  for (const body of [Buffer.from('a\u0001b\u007fc\r\n\u00e9\\x'), Buffer.from('[global]\nrepo = /r\n\u0000after the NUL')]) {
+    await writeFile(config, body);
+    const rec = await recordFor(plan(args, args.slice(-2), pgdata, env), walPath);
+    const r = runWrapper(w.push, args, pgdata, env);
+    assert.equal(r.code, 0, `${JSON.stringify(body.toString('latin1'))}: ${r.stderr}`);
+    assert.ok(await usedUp(rec));
+  }
+});
+
 for (const w of WRAPPERS) test(`wal-push (${w.name}): the wrapper refuses records and directories that are not private`, async () => {
   const PUSH_BIN = w.push;
   const { pgdata, walPath } = await dataDir();
