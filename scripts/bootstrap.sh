@@ -34,6 +34,9 @@ command -v zstd >/dev/null || need_apt="$need_apt zstd"
 # zstd-napi (optional; restore decodes 3x faster with it) builds with node-gyp
 # when npm installs it: without a compiler cairn falls back to node:zlib.
 if ! { command -v g++ && command -v make && command -v python3; } >/dev/null && [ "$(id -u)" = 0 ]; then need_apt="$need_apt g++ make python3"; fi
+# The wal-push and wal-get fast path is a C program (scripts/build-native.mjs,
+# linked statically): cc and libc6-dev; without them the bash wrappers do it.
+if ! command -v cc >/dev/null && [ "$(id -u)" = 0 ]; then need_apt="$need_apt gcc libc6-dev"; fi
 # A test lints the wal-push and wal-get bash wrappers with shellcheck
 # (a development tool: not a reason to stop a bootstrap that is not root).
 if ! command -v shellcheck >/dev/null && { [ -n "$need_apt" ] || [ "$(id -u)" = 0 ]; }; then need_apt="$need_apt shellcheck"; fi

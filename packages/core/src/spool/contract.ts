@@ -1,10 +1,12 @@
-// The spool contract: every value the bash fast paths of
-// tools/wal-push/bin/cairn-wal-push and tools/wal-get/bin/cairn-wal-get share
+// The spool contract: every value the fast paths (the C program
+// packages/core/native/spool-fast.c and its fallback, the bash wrappers
+// tools/wal-push/bin/cairn-wal-push.sh and tools/wal-get/bin/cairn-wal-get.sh) share
 // with the Node side (spool-dir.ts, push-spool.ts, get-spool.ts, the workers,
 // wal-get's exit statuses). This file is their one source: Node imports the
 // constants, and scripts/gen-spool-contract.mjs writes them (from the built
 // dist/spool/contract.js) as plain bash assignments into a marked block of
-// both scripts, which use only those variables (docs/design.md §4 rule 12).
+// both scripts, which use only those variables, and as #defines into
+// packages/core/native/spool-contract.h (docs/design.md §4 rule 12).
 // Change a value here, build, run the generator: test/src/spool-contract.test.ts
 // fails while a script's block is stale or a value appears there literally.
 
@@ -46,11 +48,18 @@ export const PUSH_AHEAD_JOB_ENV = 'CAIRN_PUSH_AHEAD_JOB';
 /** The prefetch worker's job (JSON), in its environment only. */
 export const PREFETCH_JOB_ENV = 'CAIRN_PREFETCH_JOB';
 /**
+ * Set by the compiled fast path (packages/core/native/spool-fast.c) when it
+ * has waited the whole poll budget for a claim or a fetch in progress and
+ * hands the call to the bash wrapper: the wrapper then does not wait a second
+ * time, and unsets it before starting Node.
+ */
+export const SPOOL_WAITED_ENV = 'CAIRN_SPOOL_WAITED';
+/**
  * CAIRN_* variables left out of the context: they are not settings of the
  * call but set by a wrapper or for a worker, so a call with them must key the
  * same directory as one without.
  */
-export const NOT_CONTEXT_ENV: readonly string[] = [WRAPPED_ENV, PUSH_AHEAD_JOB_ENV, PREFETCH_JOB_ENV];
+export const NOT_CONTEXT_ENV: readonly string[] = [WRAPPED_ENV, PUSH_AHEAD_JOB_ENV, PREFETCH_JOB_ENV, SPOOL_WAITED_ENV];
 /** The variables a worker's job may travel in (worker.ts): only ones left out of the context. */
 export type WorkerJobEnv = typeof PUSH_AHEAD_JOB_ENV | typeof PREFETCH_JOB_ENV;
 
@@ -129,6 +138,7 @@ export function bashContract(): [string, string][] {
     ['sp_not_context_env', ` ${NOT_CONTEXT_ENV.join(' ')} `],
     ['sp_wrapped_env', WRAPPED_ENV],
     ['sp_wrapped_value', WRAPPED_VALUE],
+    ['sp_waited_env', SPOOL_WAITED_ENV],
     ['sp_stat_format', CHECK_STAT_FORMAT],
     ['sp_record_suffix', RECORD_SUFFIX],
     ['sp_claim_suffix', CLAIM_SUFFIX],
@@ -142,5 +152,22 @@ export function bashContract(): [string, string][] {
     ['sp_exit_not_found', String(WAL_GET_EXIT.NOT_FOUND)],
     ['sp_exit_wrapped_not_found', String(WAL_GET_EXIT.WRAPPED_NOT_FOUND)],
     ['sp_exit_failed', String(WAL_GET_EXIT.FAILED)],
+  ];
+}
+
+/**
+ * The C header's values (packages/core/native/spool-contract.h): the bash
+ * variables, plus what C needs as numbers or lists rather than bash text.
+ * A value that is a whole number is written as a number, every other one as
+ * a string literal.
+ */
+export function nativeContract(): [string, string | number | readonly string[]][] {
+  const numeric = /^(sp_.*_polls|sp_exit_.*)$/;
+  return [
+    ...bashContract()
+      .filter(([n]) => n !== 'sp_poll_s' && n !== 'sp_not_context_env')
+      .map(([n, v]): [string, string | number] => [n, numeric.test(n) ? Number(v) : v]),
+    ['sp_poll_ms', POLL_MS],
+    ['sp_not_context_env', NOT_CONTEXT_ENV],
   ];
 }
