@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { encryptionKeyFromBytes, parseCompress, type EncodeSpec } from '../codec/index.js';
 import { MemoryDriver } from '../storage/memory.js';
+import { FsDriver } from '../storage/fs.js';
+import type { StorageDriver } from '../storage/driver.js';
 import { createSlots, encodeFile, PIECE_SIZE, rechunk } from '../codec/file-codec.js';
 import { restoreFile, restoreFileHere, type FileToRestore } from './restore-file.js';
 
@@ -22,8 +24,8 @@ const data = Buffer.alloc(PIECE_SIZE * 3 + 54321, 'relation page ');
 randomBytes(100_000).copy(data, PIECE_SIZE + 17);
 
 /** Stores `data` as the backup would under `key` and returns what a restore job needs. */
-async function store(d: MemoryDriver, key: string, spec: EncodeSpec, name: string): Promise<FileToRestore> {
-  const r = await encodeFile(rechunk(once(data)), spec, createSlots(4), async (body) => d.write(key, body));
+async function store(d: StorageDriver, key: string, spec: EncodeSpec, name: string, bytes: Buffer = data): Promise<FileToRestore> {
+  const r = await encodeFile(rechunk(once(bytes)), spec, createSlots(4), async (body) => d.write(key, body));
   return { key, path: join(dir, name), sha256: r.sha256, size: r.size, mode: 0o600, mtime: 1_700_000_000, label: `"${name}"` };
 }
 
@@ -53,8 +55,12 @@ test('restoreFileHere and restoreFile write the same bytes', async () => {
   assert.ok(readFileSync(f.path).equals(readFileSync(g.path)));
 });
 
-test('restoreFileHere: damage is an error and leaves no file behind', async () => {
-  const d = new MemoryDriver();
+let repos = 0;
+/** A file repository in the temp dir: its driver reads objects into restoreFileHere's own buffers (openReader). */
+const fsDriver = () => new FsDriver(mkdtempSync(join(dir, `repo${++repos}-`)));
+
+for (const [kind, driver] of [['memory: streamed', () => new MemoryDriver()], ['fs: read into reused buffers', fsDriver]] as const) test(`restoreFileHere: damage is an error and leaves no file behind (${kind})`, async () => {
+  const d: StorageDriver = driver();
   const f = await store(d, 'bad.zst', { compress: parseCompress('zstd:1') }, 'bad');
   const stored = await buffer(await d.read('bad.zst'));
 
@@ -88,4 +94,31 @@ test('restoreFileHere: an encrypted object without the key is refused before any
   const f = await store(d, 'enc.zst.enc', { compress: parseCompress('zstd:1'), key }, 'enc-nokey');
   await assert.rejects(restoreFileHere(d, undefined, f), { code: 'KEY_INVALID' });
   assert.equal(existsSync(f.path), false);
+});
+
+test('restoreFileHere from a file repository: frames within a read and frames across reads, file after file in the same buffers, and a second file at once streamed', async () => {
+  const d = fsDriver();
+  assert.ok(d.openReader, 'the fs driver reads into the caller\'s buffers');
+  // Incompressible pieces: frames of ~4 MiB, each spanning several 1 MiB reads;
+  // compressible ones: many frames inside one read.
+  const noise = randomBytes(PIECE_SIZE * 2 + 777);
+  const files = [
+    await store(d, 'a.zst', { compress: parseCompress('zstd:1') }, 'fs-a'),
+    await store(d, 'b.zst', { compress: parseCompress('zstd:1') }, 'fs-b', noise),
+    await store(d, 'c.zst', { compress: parseCompress('zstd:1') }, 'fs-c', Buffer.concat([noise.subarray(0, PIECE_SIZE), data])),
+  ];
+  const want = [data, noise, Buffer.concat([noise.subarray(0, PIECE_SIZE), data])];
+  for (const f of files) await restoreFileHere(d, undefined, f);
+  files.forEach((f, i) => assert.ok(readFileSync(f.path).equals(want[i]!), f.label));
+  // Two at once on one thread: the second cannot have the buffers and streams.
+  const again = files.map((f) => ({ ...f, path: `${f.path}-again` }));
+  await Promise.all(again.map((f) => restoreFileHere(d, undefined, f)));
+  again.forEach((f, i) => assert.ok(readFileSync(f.path).equals(want[i]!), f.label));
+  // A damaged one between good ones leaves the buffers fit for the next.
+  const stored = readFileSync(join(d.root, 'b.zst'));
+  await d.write('bad-b.zst', stored.subarray(0, stored.length - PIECE_SIZE));
+  await assert.rejects(restoreFileHere(d, undefined, { ...files[1]!, key: 'bad-b.zst', path: join(dir, 'fs-bad') }), { code: 'FORMAT_INVALID' });
+  assert.equal(existsSync(join(dir, 'fs-bad')), false);
+  await restoreFileHere(d, undefined, { ...files[2]!, path: join(dir, 'fs-c-after') });
+  assert.ok(readFileSync(join(dir, 'fs-c-after')).equals(want[2]!));
 });

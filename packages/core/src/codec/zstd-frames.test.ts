@@ -7,7 +7,8 @@ import { Readable, Writable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { rejectsWith, testData } from './test-helpers.js';
-import { createZstdFrameCheck, createZstdFrameSplitter } from './zstd-frames.js';
+import { randomBytes } from 'node:crypto';
+import { createFramePool, createZstdFrameCheck, createZstdFrameSplitter, createZstdFrameWalker } from './zstd-frames.js';
 
 const frame = (data: Buffer) => zlib.zstdCompressSync(data, { params: { [zlib.constants.ZSTD_c_checksumFlag]: 1 } });
 const skippable = (n: number) => Buffer.concat([Buffer.from([0x5a, 0x2a, 0x4d, 0x18]), Buffer.from(Uint32Array.of(n).buffer), Buffer.alloc(n, 7)]);
@@ -69,6 +70,43 @@ test('split: a frame handed back is filled again for a later one; one not handed
   const out = await run(whole, frames[0]!, frames[0]!.length);
   whole.release(out[0]!);
   assert.ok(out[0]!.equals(frames[0]!));
+});
+
+test('walk: no chunk is held once feed returns, so the next bytes may be read into the same memory; buffers grow and pass from walker to walker', () => {
+  const a = frame(testData(300_000, 'a'));
+  const big = frame(randomBytes(3 * 1024 * 1024)); // does not compress: a 3 MiB frame, bigger than a first buffer
+  const b = frame(testData(1000, 'b'));
+  const bytes = Buffer.concat([a, skippable(70_000), big, b, skippable(3)]);
+  const pool = createFramePool();
+  for (const size of [1000, 65536, 1024 * 1024]) {
+    const mem = Buffer.alloc(size);
+    const got: Buffer[] = [];
+    const walker = createZstdFrameWalker('"f"', (f) => {
+      got.push(Buffer.from(f));
+      walker.release(f);
+    }, { pool });
+    for (let i = 0; i < bytes.length; i += size) {
+      const n = bytes.copy(mem, 0, i, i + size);
+      walker.feed(mem.subarray(0, n));
+      mem.fill(0xee); // the next read would land here
+    }
+    walker.end();
+    assert.deepEqual(got.map((f) => f.length), [a.length, big.length, b.length], `reads of ${size}`);
+    assert.ok(Buffer.concat(got).equals(Buffer.concat([a, big, b])), `reads of ${size}`);
+  }
+  // The buffers made for spanning frames went back to the pool, the biggest 4 MiB (grown from 1 MiB).
+  assert.ok(pool.spare.length >= 1 && pool.spare.length <= 4);
+  assert.equal(Math.max(...pool.spare.map((s) => s.length)), 4 * 1024 * 1024);
+  // A hint sizes the first buffer: no growing.
+  const hinted = createFramePool();
+  const w = createZstdFrameWalker('"f"', (f) => w.release(f), { pool: hinted, frameHint: 5 * 1024 * 1024 });
+  for (let i = 0; i < big.length; i += 65536) w.feed(big.subarray(i, i + 65536));
+  w.end();
+  assert.deepEqual(hinted.spare.map((s) => s.length), [5 * 1024 * 1024]);
+  // Ends inside a frame: refused, however the walk was fed.
+  const cut = createZstdFrameWalker('"f"', () => {});
+  cut.feed(a.subarray(0, 1000));
+  assert.throws(() => cut.end(), /truncated/);
 });
 
 test('split: refuses truncation, garbage, a reserved block type and a frame over 64 MiB', async () => {

@@ -199,21 +199,14 @@ export function createZstdFrameCheck(label: string): Transform {
 }
 
 /**
- * A Transform: bytes in, one Buffer per complete zstd frame out (objectMode
- * readable side), still compressed. Skippable frames are dropped; empty input
- * gives no frame. Fails (FORMAT_INVALID, naming `label`) on anything that is
- * not a sequence of whole frames, or a frame over 64 MiB.
- *
- * A frame that spans input chunks is copied into one buffer. A consumer that
- * is done with a frame may hand it back with `release(frame)`: its buffer is
- * then filled again for a later frame instead of a fresh one. A fresh buffer
- * of a few MiB costs the kernel a page fault per 4 KiB (the tools fix glibc's
- * mmap threshold, so each comes straight from mmap): on incompressible data,
- * whose frames are ~4 MiB, a 1 GiB file's frames took 9 s of a restore's
- * worker thread here, against well under 1 s refilled.
+ * Buffers for frames that span input chunks, handed back by the consumer and
+ * filled again. One pool may serve one walker after another (a thread that
+ * restores file after file), never two walkers at once.
  */
-export interface FrameSplitter extends Transform {
-  release(frame: Buffer): void;
+export interface FramePool {
+  spare: Buffer[];
+  /** Buffers the pool made, by their memory: only those are taken back. */
+  mine: WeakSet<ArrayBufferLike>;
 }
 
 /** Buffers kept for reuse (frames in flight between the splitter and its consumer are few). */
@@ -223,30 +216,68 @@ const FRAMES_AHEAD = 2;
 /** Buffers for frames are made in multiples of this. */
 const SPARE_ROUND = 1024 * 1024;
 
-export function createZstdFrameSplitter(label: string): FrameSplitter {
+export function createFramePool(): FramePool {
+  return { spare: [], mine: new WeakSet() };
+}
+
+/**
+ * The frame walker without a stream around it: `feed` calls `onFrame` for
+ * each complete zstd frame, in order, before it returns; skippable frames are
+ * dropped; `end` throws unless the input ended between frames.
+ *
+ * A frame that lies whole in the chunk is handed over as a view of it (valid
+ * as long as the chunk's bytes are). A frame that spans chunks is copied, as
+ * it arrives, into a buffer of the pool's, so the walker holds no reference
+ * to a chunk once `feed` returns: the caller may read the next bytes into the
+ * same memory. A consumer done with a frame hands it back with `release`; a
+ * fresh buffer of a few MiB costs the kernel a page fault per 4 KiB (the
+ * tools fix glibc's mmap threshold, so each comes straight from mmap): on
+ * incompressible data, whose frames are ~4 MiB, a 1 GiB file's frames took
+ * 9 s of a restore's worker thread here, against well under 1 s refilled.
+ *
+ * `frameHint` is the size a spanning frame's buffer starts at (rounded up to
+ * 1 MiB; it grows when a frame is bigger): a backup file's frames are at
+ * most a piece's compressed size, so a restore passes that and each buffer
+ * is made once. Only the pages a frame fills become resident.
+ */
+export interface FrameWalker {
+  feed(chunk: Buffer): void;
+  end(): void;
+  release(frame: Buffer): void;
+}
+
+export function createZstdFrameWalker(label: string, onFrame: (frame: Buffer) => void, opts: { pool?: FramePool; frameHint?: number } = {}): FrameWalker {
   const corrupt = (why: string) => corruptData('zstd', label, why);
-  // The frame in progress: whole parts from earlier chunks, and where it starts in this one.
-  let parts: Buffer[] = [];
+  const pool = opts.pool ?? createFramePool();
+  const hint = opts.frameHint ?? 0;
+  const round = (n: number) => Math.ceil(n / SPARE_ROUND) * SPARE_ROUND;
+  /** The spanning frame being gathered (undefined: none), and its length so far. */
+  let acc: Buffer | undefined;
   let frameLen = 0;
   let start = 0;
   let chunk: Buffer = Buffer.alloc(0);
-  let stream: FrameSplitter;
-  /** Buffers this splitter made, by their memory: only those are taken back. */
-  const mine = new WeakMap<ArrayBufferLike, Buffer>();
-  const spare: Buffer[] = [];
-  const assemble = (tail: Buffer): Buffer => {
-    const i = spare.findIndex((b) => b.length >= frameLen);
-    let into: Buffer;
-    if (i >= 0) into = spare.splice(i, 1)[0]!;
-    else {
-      // Rounded up, so the next frame of about the same size fits too.
-      into = Buffer.allocUnsafeSlow(Math.ceil(frameLen / SPARE_ROUND) * SPARE_ROUND);
-      mine.set(into.buffer, into);
+  const fresh = (n: number): Buffer => {
+    const b = Buffer.allocUnsafeSlow(n);
+    pool.mine.add(b.buffer);
+    return b;
+  };
+  /** Appends bytes of a frame that spans chunks to its buffer, growing it when it is too small. */
+  const gather = (bytes: Buffer) => {
+    const need = frameLen + bytes.length;
+    if (need > MAX_FRAME) throw corrupt('a frame larger than 64 MiB');
+    if (acc === undefined) {
+      // The biggest spare: the frame's size is not known until it ends.
+      let best = -1;
+      for (let i = 0; i < pool.spare.length; i++) if (best < 0 || pool.spare[i]!.length > pool.spare[best]!.length) best = i;
+      acc = best >= 0 ? pool.spare.splice(best, 1)[0]! : fresh(Math.min(MAX_FRAME, round(Math.max(need, hint))));
     }
-    let at = 0;
-    for (const p of parts) at += p.copy(into, at);
-    tail.copy(into, at);
-    return into.subarray(0, frameLen);
+    if (acc.length < need) {
+      const bigger = fresh(Math.min(MAX_FRAME, round(Math.max(need, acc.length * 2))));
+      acc.copy(bigger, 0, 0, frameLen);
+      acc = bigger; // the smaller one is left to the collector
+    }
+    bytes.copy(acc, frameLen);
+    frameLen = need;
   };
   const parser = new FrameParser(
     {
@@ -254,16 +285,61 @@ export function createZstdFrameSplitter(label: string): FrameSplitter {
       block() {},
       frameEnd(kind, end) {
         const tail = chunk.subarray(start, end);
-        frameLen += tail.length;
-        if (frameLen > MAX_FRAME) throw corrupt('a frame larger than 64 MiB');
-        if (kind === 'zstd') stream.push(parts.length === 0 ? tail : assemble(tail));
-        parts = [];
-        frameLen = 0;
         start = end;
+        if (acc === undefined) {
+          if (tail.length > MAX_FRAME) throw corrupt('a frame larger than 64 MiB');
+          if (kind === 'zstd') onFrame(tail);
+          return;
+        }
+        gather(tail);
+        const whole = acc.subarray(0, frameLen);
+        const buf = acc;
+        acc = undefined;
+        frameLen = 0;
+        if (kind === 'zstd') onFrame(whole);
+        else walker.release(buf);
       },
     },
     corrupt,
   );
+  const walker: FrameWalker = {
+    feed(c) {
+      chunk = c;
+      start = 0;
+      try {
+        parser.feed(c);
+        if (start < c.length) gather(c.subarray(start));
+      } finally {
+        chunk = Buffer.alloc(0);
+      }
+    },
+    end() {
+      if (!parser.atBoundary || acc !== undefined) throw corrupt('truncated: the data ends inside a frame');
+    },
+    release(frame) {
+      if (!pool.mine.has(frame.buffer) || frame.buffer === acc?.buffer) return;
+      const whole = Buffer.from(frame.buffer, 0, frame.buffer.byteLength);
+      if (pool.spare.length < SPARE_FRAMES && !pool.spare.some((b) => b.buffer === frame.buffer)) pool.spare.push(whole);
+    },
+  };
+  return walker;
+}
+
+/**
+ * A Transform around the frame walker: bytes in, one Buffer per complete
+ * zstd frame out (objectMode readable side), still compressed. Skippable
+ * frames are dropped; empty input gives no frame. Fails (FORMAT_INVALID,
+ * naming `label`) on anything that is not a sequence of whole frames, or a
+ * frame over 64 MiB. A consumer that is done with a frame may hand it back
+ * with `release(frame)` (see createZstdFrameWalker).
+ */
+export interface FrameSplitter extends Transform {
+  release(frame: Buffer): void;
+}
+
+export function createZstdFrameSplitter(label: string): FrameSplitter {
+  let stream: FrameSplitter;
+  const walker = createZstdFrameWalker(label, (frame) => stream.push(frame));
   stream = Object.assign(
     new Transform({
       readableObjectMode: true,
@@ -273,30 +349,22 @@ export function createZstdFrameSplitter(label: string): FrameSplitter {
       readableHighWaterMark: FRAMES_AHEAD,
       transform(c: Buffer, _enc, cb: TransformCallback) {
         try {
-          chunk = c;
-          start = 0;
-          parser.feed(c);
-          if (start < c.length) {
-            parts.push(c.subarray(start));
-            frameLen += c.length - start;
-            if (frameLen > MAX_FRAME) throw corrupt('a frame larger than 64 MiB');
-          }
+          walker.feed(c);
           cb();
         } catch (err) {
           cb(err as Error);
         }
       },
       flush(cb: TransformCallback) {
-        if (parser.atBoundary && frameLen === 0) cb();
-        else cb(corrupt('truncated: the data ends inside a frame'));
+        try {
+          walker.end();
+          cb();
+        } catch (err) {
+          cb(err as Error);
+        }
       },
     }),
-    {
-      release(frame: Buffer) {
-        const whole = mine.get(frame.buffer);
-        if (whole !== undefined && spare.length < SPARE_FRAMES && !spare.includes(whole)) spare.push(whole);
-      },
-    },
+    { release: (frame: Buffer) => walker.release(frame) },
   );
   return stream;
 }

@@ -71,6 +71,14 @@ export interface RemoveOptions {
   durable?: boolean;
 }
 
+/** An object opened by StorageDriver.openReader. */
+export interface ObjectReader {
+  /** Reads the next bytes into `into` (as many as fit and are left); 0 at the end. Wait for one read before the next. */
+  read(into: Buffer): Promise<number>;
+  /** Closes the object; reads after it fail. */
+  close(): Promise<void>;
+}
+
 export interface StorageDriver {
   /** The repository URL with no credentials, for messages. */
   readonly url: string;
@@ -123,6 +131,15 @@ export interface StorageDriver {
    * never a short Buffer. Optional: readRange() below falls back to read().
    */
   readRange?(key: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer>;
+
+  /**
+   * The object opened for reading into the caller's own memory, from its
+   * first byte to its last: a restore reads gigabytes through two buffers
+   * used again and again, where a stream makes a fresh 1 MiB Buffer per read
+   * that lingers until V8 collects it (64 MB per thread of a restore here,
+   * all resident). Same errors as read(). Optional: callers fall back to read().
+   */
+  openReader?(key: string, signal?: AbortSignal): Promise<ObjectReader>;
 
   /**
    * Whether the store refuses a write with `If-None-Match: *` to `key`, which

@@ -19,6 +19,7 @@ import {
   type DebrisInfo,
   type DriverFeatures,
   type ObjectInfo,
+  type ObjectReader,
   type RemoveOptions,
   type StorageDriver,
   type WriteOptions,
@@ -107,7 +108,28 @@ export class FsDriver implements StorageDriver {
     }
   }
 
-  async read(key: string, signal?: AbortSignal): Promise<Readable> {
+  async openReader(key: string, signal?: AbortSignal): Promise<ObjectReader> {
+    const fh = await this.openForRead(key, signal);
+    let pos = 0;
+    let closed = false;
+    return {
+      read: async (into) => {
+        signal?.throwIfAborted();
+        if (closed) throw new CairnError('INTERNAL', `read of "${key}" after it was closed`);
+        const { bytesRead } = await this.io(() => fh.read(into, 0, into.length, pos), `read "${key}"`);
+        pos += bytesRead;
+        return bytesRead;
+      },
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        await fh.close().catch(() => {});
+      },
+    };
+  }
+
+  /** `key` opened for reading, checked to be a file (ObjectNotFoundError when it is not there). */
+  private async openForRead(key: string, signal?: AbortSignal): Promise<fsp.FileHandle> {
     const path = this.pathOf(key);
     signal?.throwIfAborted();
     let fh: fsp.FileHandle;
@@ -126,6 +148,11 @@ export class FsDriver implements StorageDriver {
       if (err instanceof ObjectNotFoundError) throw err;
       throw this.fail(err, `read "${key}"`);
     }
+    return fh;
+  }
+
+  async read(key: string, signal?: AbortSignal): Promise<Readable> {
+    const fh = await this.openForRead(key, signal);
     // 1 MiB reads: with the default 64 KiB every piece is a trip through the
     // decompressor on the thread pool, and a 16 MiB segment took ~200 ms.
     const source = fh.createReadStream({ highWaterMark: 1024 * 1024 }); // closes fh on end, error or destroy
