@@ -3,7 +3,21 @@
 // stops it (one timeout and abort policy) and words how it failed.
 
 import { Writable, type Readable } from 'node:stream';
-import { execa, ExecaError } from 'execa';
+import { createRequire } from 'node:module';
+import type { ExecaError } from 'execa';
+
+type Execa = typeof import('execa');
+let execaModule: Execa | undefined;
+/**
+ * execa, loaded when the first program starts: its import is ~120 ms of CPU
+ * (a graph of 150 modules), and it was in every tool's start-up through the
+ * codec (key-command.ts), although most runs of most tools start no program
+ * (every archive_command call of cairn-wal-push, every restore_command call of
+ * cairn-wal-get). require() of an ES module is synchronous in Node 24.
+ */
+function execaNow(): Execa {
+  return (execaModule ??= createRequire(import.meta.url)('execa') as Execa);
+}
 
 /** After SIGTERM (abort, timeout, kill()), how long a program has before SIGKILL. */
 export const KILL_GRACE_MS = 5_000;
@@ -70,7 +84,7 @@ export function startProgram(path: string, args: string[], o: ProgramOptions): P
     : [path, args];
   const input = typeof o.stdin === 'object' ? o.stdin.input : undefined;
   const stdoutMode = o.stdout ?? 'ignore';
-  const child = execa(file, argv, {
+  const child = execaNow().execa(file, argv, {
     env: o.env,
     extendEnv: false,
     ...(o.cwd ? { cwd: o.cwd } : {}),
@@ -136,7 +150,8 @@ export function startProgram(path: string, args: string[], o: ProgramOptions): P
 
 /** Whether `err` is the error `stdout()` raised because its program failed (its `exited` says how). */
 export function isProgramFailure(err: unknown): boolean {
-  return err instanceof ExecaError;
+  // No program started, no such error.
+  return execaModule !== undefined && err instanceof execaModule.ExecaError;
 }
 
 /** Runs a program to its end: its status and the tails of what it printed. */
