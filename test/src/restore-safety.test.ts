@@ -208,6 +208,18 @@ describe('restore safety: crafted manifests and destructive flags (fs repository
     });
   });
 
+  it('without sync(1) on PATH (no syncfs), each file is fsynced on its own and the restore is whole', async () => {
+    const pgdata = await makeTempDir('safety-nosync');
+    // What the harness (setpriv) and the wrapper run, and nothing else: `sync -f` is not found.
+    const bin = await makeTempDir('safety-nosync-bin');
+    for (const p of ['setpriv', 'readlink', 'nproc']) await symlink(`/usr/bin/${p}`, join(bin, p));
+    const r = await runCairn('restore', restoreArgs(pgdata), { env: { ...state().repo.env, PATH: bin }, timeoutMs: 300_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(existsSync(join(pgdata, 'global', 'pg_control')), true);
+    assert.equal(existsSync(join(pgdata, 'cairn-restore.in-progress')), false);
+    assert.equal((await readFile(join(pgdata, 'PG_VERSION'), 'utf8')).trim(), (await readFile(join(state().src.pgdata, 'PG_VERSION'), 'utf8')).trim());
+  });
+
   it('--force and --delta refuse a directory without PG_VERSION (a typo in --pgdata) and leave it alone', async () => {
     for (const flag of ['--force', '--delta']) {
       const dir = await makeTempDir('safety-typo');
