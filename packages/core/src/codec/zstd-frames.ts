@@ -215,6 +215,7 @@ const SPARE_FRAMES = 4;
 const FRAMES_AHEAD = 2;
 /** Buffers for frames are made in multiples of this. */
 const SPARE_ROUND = 1024 * 1024;
+const NO_BYTES = Buffer.alloc(0);
 
 export function createFramePool(): FramePool {
   return { spare: [], mine: new WeakSet() };
@@ -255,7 +256,7 @@ export function createZstdFrameWalker(label: string, onFrame: (frame: Buffer) =>
   let acc: Buffer | undefined;
   let frameLen = 0;
   let start = 0;
-  let chunk: Buffer = Buffer.alloc(0);
+  let chunk: Buffer = NO_BYTES;
   const fresh = (n: number): Buffer => {
     const b = Buffer.allocUnsafeSlow(n);
     pool.mine.add(b.buffer);
@@ -310,7 +311,7 @@ export function createZstdFrameWalker(label: string, onFrame: (frame: Buffer) =>
         parser.feed(c);
         if (start < c.length) gather(c.subarray(start));
       } finally {
-        chunk = Buffer.alloc(0);
+        chunk = NO_BYTES; // the caller's memory is not held
       }
     },
     end() {
