@@ -86,6 +86,29 @@ export function frameDecoder(label: string, into?: Buffer): (frame: Buffer) => B
 }
 
 /**
+ * The sink of a decoded file, hashed and counted on the way: write() throws
+ * as soon as the file is longer than the manifest says (damaged, and not
+ * worth writing on); check() after the last piece throws unless size and
+ * SHA-256 are the manifest's.
+ */
+function checkedFile(f: FileToRestore, out: FileSink): { write(piece: Buffer): Promise<void> | undefined; check(): void } {
+  const hash = createHash('sha256');
+  let size = 0;
+  return {
+    write(piece) {
+      hash.update(piece);
+      size += piece.length;
+      if (size > f.size) throw checksumMismatch(f, hash.digest('hex'), size);
+      return out.write(piece);
+    },
+    check() {
+      const got = hash.digest('hex');
+      if (got !== f.sha256 || size !== f.size) throw checksumMismatch(f, got, size);
+    },
+  };
+}
+
+/**
  * restoreFile for a thread that owns the file (a file worker): each zstd
  * frame is decoded, hashed and written with synchronous calls on this
  * thread, so a piece's bytes stay on one CPU from the decompressor to the
@@ -94,7 +117,8 @@ export function frameDecoder(label: string, into?: Buffer): (frame: Buffer) => B
  * a 2-core VM, most of it in the kernel's copy of bytes another CPU had just
  * written. The file goes around the page cache where it can (util/
  * direct-write.ts): the restore syncs everything before pg_control anyway,
- * and PostgreSQL reads each page once. Only the stored object is still read
+ * and PostgreSQL reads each page once. The stored object is read into this
+ * thread's own buffers where the driver allows it (restoreFromReader), else
  * (and decrypted) as a stream. Other encodings go through restoreFile.
  */
 export async function restoreFileHere(driver: StorageDriver, key: EncryptionKey | undefined, f: FileToRestore, signal?: AbortSignal): Promise<void> {
@@ -118,23 +142,17 @@ export async function restoreFileHere(driver: StorageDriver, key: EncryptionKey 
   const frames = zstdFrameStages(f.key, key, f.label);
   if (frames === undefined) return restoreFile(driver, key, f, 2, signal);
   const source = await driver.read(f.key, signal);
-  const hash = createHash('sha256');
-  let size = 0;
   const decode = frameDecoder(f.label);
   let out: FileSink | undefined;
   try {
     out = openFileSink(f.path, RESTORE_WRITE_FLAGS, f.mode, true);
-    const file = out;
+    const file = checkedFile(f, out);
     const sink = new Writable({
       objectMode: true,
       write(frame: Buffer, _enc, cb) {
         try {
           const piece = decode(frame);
           frames.splitter.release(frame);
-          hash.update(piece);
-          size += piece.length;
-          // More than the manifest says: damaged, and not worth writing on.
-          if (size > f.size) throw checksumMismatch(f, hash.digest('hex'), size);
           const wait = file.write(piece);
           if (wait) wait.then(() => cb(), cb);
           else cb();
@@ -146,8 +164,7 @@ export async function restoreFileHere(driver: StorageDriver, key: EncryptionKey 
     await pipeline([source, ...frames.stages, sink], signal ? { signal } : {});
     await out.finish();
     out = undefined;
-    const got = hash.digest('hex');
-    if (got !== f.sha256 || size !== f.size) throw checksumMismatch(f, got, size);
+    file.check();
   } catch (err) {
     await out?.close();
     source.destroy();
@@ -183,8 +200,6 @@ let here: HereMemory | undefined;
  * of 64 MB, all resident (random data set, 1.5 GB: peak RSS 323 MB).
  */
 async function restoreFromReader(mem: HereMemory, reader: ObjectReader, f: FileToRestore, signal?: AbortSignal): Promise<void> {
-  const hash = createHash('sha256');
-  let size = 0;
   const decode = frameDecoder(f.label, mem.decoded);
   const frames: Buffer[] = [];
   const walker = createZstdFrameWalker(f.label, (frame) => frames.push(frame), { pool: mem.pool, frameHint: FRAME_HINT });
@@ -192,6 +207,7 @@ async function restoreFromReader(mem: HereMemory, reader: ObjectReader, f: FileT
   let next: Promise<number> | undefined;
   try {
     out = openFileSink(f.path, RESTORE_WRITE_FLAGS, f.mode, true);
+    const file = checkedFile(f, out);
     let cur = 0;
     next = reader.read(mem.reads[0]);
     for (;;) {
@@ -205,11 +221,7 @@ async function restoreFromReader(mem: HereMemory, reader: ObjectReader, f: FileT
       for (const frame of frames) {
         const piece = decode(frame);
         walker.release(frame);
-        hash.update(piece);
-        size += piece.length;
-        // More than the manifest says: damaged, and not worth writing on.
-        if (size > f.size) throw checksumMismatch(f, hash.digest('hex'), size);
-        const wait = out.write(piece);
+        const wait = file.write(piece);
         if (wait) await wait;
       }
       frames.length = 0;
@@ -217,8 +229,7 @@ async function restoreFromReader(mem: HereMemory, reader: ObjectReader, f: FileT
     walker.end();
     await out.finish();
     out = undefined;
-    const got = hash.digest('hex');
-    if (got !== f.sha256 || size !== f.size) throw checksumMismatch(f, got, size);
+    file.check();
   } catch (err) {
     await next?.catch(() => {});
     await out?.close();
