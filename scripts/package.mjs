@@ -22,6 +22,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isStaticElf } from './elf.mjs';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const args = new Set(process.argv.slice(2));
@@ -70,18 +71,6 @@ if (!args.has('--no-build')) {
 //    official postgres images (Debian and Alpine) and k8s init-container
 //    copies whatever their libc; a checkout without a C compiler has links to
 //    the bash wrappers instead, which a release does not ship.
-/** Whether path is an ELF executable without a program interpreter (statically linked). */
-function isStaticElf(path) {
-  let b;
-  try { b = readFileSync(path); } catch { return false; }
-  if (b.length < 64 || b.readUInt32BE(0) !== 0x7f454c46 || b[4] !== 2 || b[5] !== 1) return false; // ELF64, little-endian
-  const phoff = Number(b.readBigUInt64LE(0x20));
-  const phentsize = b.readUInt16LE(0x36);
-  const phnum = b.readUInt16LE(0x38);
-  if (phnum === 0 || phoff + phentsize * phnum > b.length) return false;
-  for (let i = 0; i < phnum; i++) if (b.readUInt32LE(phoff + i * phentsize) === 3) return false; // PT_INTERP
-  return true;
-}
 for (const tool of ['wal-push', 'wal-get']) {
   const exe = join(root, 'tools', tool, 'bin', `cairn-${tool}`);
   if (!isStaticElf(exe)) {
