@@ -8,7 +8,7 @@
 // nothing is written through a symbolic link (target-dir.ts).
 
 import { openCluster } from '@cairn/core/repo/repo-config';
-import { spawn } from 'node:child_process';
+import { startProgram } from '@cairn/core/util/program';
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, writeSync, type Stats } from 'node:fs';
 import { chmod, chown, lstat, mkdir, open, readdir, readFile, readlink, rm, stat, symlink, utimes } from 'node:fs/promises';
@@ -548,17 +548,8 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
  * worked (then written files need not be remembered for fsync).
  */
 async function syncFileSystems(roots: string[], env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<boolean> {
-  // node:child_process, not util/program: its execa is ~100 ms of this
-  // thread's CPU to load, and the first call comes just as the files start
-  // (it held back the small files), for a program whose exit status is all
-  // we ask of it.
-  signal.throwIfAborted();
-  return new Promise((resolve, reject) => {
-    const child = spawn('sync', ['-f', ...roots], { env, stdio: 'ignore', signal });
-    // Not there (ENOENT) or refused: false, and the files are fsynced one by one.
-    child.once('error', () => (signal.aborted ? reject(signal.reason) : resolve(false)));
-    child.once('exit', (code) => resolve(code === 0));
-  });
+  const exit = await startProgram('sync', ['-f', ...roots], { env, signal }).exited;
+  return exit.code === 0;
 }
 
 /**
