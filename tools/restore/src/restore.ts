@@ -24,7 +24,7 @@ import { restorePaged } from '@cairn/core/backup/restore-pages';
 import { createSpanReader, isBundled } from '@cairn/core/backup/bundle';
 import { otherCopies, restoreFromOtherCopy, type BackupPart, type FileCopy } from '@cairn/core/backup/other-copies';
 import { readRange } from '@cairn/core/storage/driver';
-import { createFileWorkers } from '@cairn/core/backup/file-worker';
+import { createFileWorkers, type FileWorkers } from '@cairn/core/backup/file-worker';
 import { findWorkerEntry } from '@cairn/core/util/worker-entry';
 import { backupChain, missingParentError, readChainLinks } from '@cairn/core/backup/chain';
 import { manifestKey, type ManifestFile } from '@cairn/core/backup/manifest';
@@ -136,6 +136,16 @@ async function sha256OfFile(path: string): Promise<{ sha256: string; size: numbe
 }
 
 export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<RestoreResult> {
+  // File workers started before the manifest is walked: closed whatever happens.
+  const early: { workers?: FileWorkers } = {};
+  try {
+    return await restoreWith(o, ctx, early);
+  } finally {
+    await early.workers?.close();
+  }
+}
+
+async function restoreWith(o: RestoreOptions, ctx: ToolContext, early: { workers?: FileWorkers }): Promise<RestoreResult> {
   const t0 = Date.now();
   const plan = o.plan;
   // Copies in the other repositories decrypt with their own data keys.
@@ -154,6 +164,15 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   // Its chain, and every backup whose objects it references, must be there
   // before anything is written.
   const manifest = opened.head;
+  // Big files each in a worker thread (see @cairn/core/backup/file-worker).
+  // The first one is started now, while the manifest is walked and the
+  // directories made, when the backup is big enough to hold a big file:
+  // started with the first big file, it took 0.25 s to boot beside the busy
+  // main thread, the 1 GiB segment that sets the restore's length waiting.
+  const entry = findWorkerEntry(import.meta.url);
+  const workerCount = Math.max(1, Math.min(o.jobs, availableParallelism()));
+  const startWorkers = () => createFileWorkers(entry!, workerCount, { repoUrl: o.driver.url, env: ctx.env, cluster: o.plan.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: 'none' });
+  if (entry && manifest.totals.size >= BIG_FILE) (early.workers = startWorkers()).warm(1);
   const read = (id: string) => readManifestSummary(o.driver, plan.cluster, id, ctx.signal);
   const chain = new Set(backupChain(await readChainLinks(manifest, read), manifest.id));
   for (const ref of manifest.references) if (!chain.has(ref) && !(await read(ref))) throw missingParentError(manifest.id, ref);
@@ -442,12 +461,16 @@ export async function restore(o: RestoreOptions, ctx: ToolContext): Promise<Rest
   const medium = createLimiter(MEDIUM_JOBS);
   const many = createLimiter(o.driver.features.requests);
   // Big files each in a worker thread: their SHA-256 runs there, beside the
-  // small files on this thread (see @cairn/core/backup/file-worker).
-  // No more threads than such files (issue 19): each is an isolate of its
-  // own, tens of MB, and a cluster of many small tables has one or two.
+  // small files on this thread. No more threads than such files (issue 19):
+  // each is an isolate of its own, tens of MB, and a cluster of many small
+  // tables has one or two; another worker starts only when every one started
+  // has a big file queued (file-worker.ts).
   const bigCount = big.filter((f) => f.size >= BIG_FILE).length;
-  const entry = bigCount > 0 ? findWorkerEntry(import.meta.url) : undefined;
-  const workers = entry ? createFileWorkers(entry, Math.max(1, Math.min(o.jobs, availableParallelism(), bigCount)), { repoUrl: o.driver.url, env: ctx.env, cluster: o.plan.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: 'none' }) : undefined;
+  if (bigCount === 0 && early.workers) {
+    await early.workers.close();
+    delete early.workers;
+  }
+  const workers = bigCount > 0 && entry ? (early.workers ??= startWorkers()) : undefined;
   try {
     const abort = new AbortController();
     const limiterOf = (f: ManifestFile) => (f.size <= SMALL_FILE ? many : workers && f.size >= BIG_FILE ? limit : medium);

@@ -172,6 +172,12 @@ export interface FileWorkers {
   hash(job: HashJob): Promise<{ size: number; sha256: string } | undefined>;
   /** A backup's small file, batched with others to one worker (SmallJob). */
   small(job: SmallJob): Promise<SmallResult>;
+  /**
+   * Starts workers now, up to `n` (and the count), so they are booted by the
+   * time the first jobs come: a thread takes 0.1 s to start here, 0.25 s
+   * beside a busy main thread.
+   */
+  warm(n: number): void;
   close(): Promise<void>;
 }
 
@@ -271,6 +277,9 @@ export function createFileWorkers(entry: URL, count: number, setup: WorkerSetup)
     decode: (job) => run<void>(job),
     pages: (job) => run<{ written: number; kept: boolean }>(job),
     hash: (job) => run<{ size: number; sha256: string } | undefined>(job),
+    warm(n) {
+      while (workers.length < Math.min(n, Math.max(1, count))) start();
+    },
     async close() {
       await Promise.allSettled(workers.map((s) => s.w.terminate()));
     },
