@@ -9,11 +9,24 @@ import { openFileSink } from './direct-write.js';
 const FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
 const MiB = 1024 * 1024;
 
-/** Writes `data` in `chunk`-byte calls, waiting where the sink asks to. */
-async function writeAll(path: string, data: Buffer, chunk: number, direct: boolean): Promise<boolean> {
+/**
+ * Writes `data` in `chunk`-byte calls, waiting where the sink asks to;
+ * `inPlace`: into the sink's room() wherever it has room for the chunk, as
+ * a decoder does.
+ */
+async function writeAll(path: string, data: Buffer, chunk: number, direct: boolean, inPlace = false): Promise<boolean> {
   const sink = openFileSink(path, FLAGS, 0o600, direct);
   const wasDirect = sink.direct;
-  for (let off = 0; off < data.length; off += chunk) await sink.write(data.subarray(off, Math.min(data.length, off + chunk)));
+  for (let off = 0; off < data.length; off += chunk) {
+    const part = data.subarray(off, Math.min(data.length, off + chunk));
+    const room = inPlace ? sink.room() : undefined;
+    if (room !== undefined && part.length <= room.length) {
+      part.copy(room);
+      await sink.commit(part.length);
+    } else {
+      await sink.write(part);
+    }
+  }
   await sink.finish();
   return wasDirect;
 }
@@ -35,10 +48,13 @@ for (const [where, dir] of [['a disk file system', tmpdir()], ['tmpfs', '/dev/sh
       const data = randomBytes(13 * MiB + 5);
       for (const size of SIZES) {
         for (const chunk of [1000, 4 * MiB, 5 * MiB + 3]) {
-          const p = join(root, `f-${size}-${chunk}`);
-          await writeAll(p, data.subarray(0, size), chunk, true);
-          assert.equal(statSync(p).size, size, `size ${size} in chunks of ${chunk}`);
-          assert.ok(readFileSync(p).equals(data.subarray(0, size)), `bytes of ${size} in chunks of ${chunk}`);
+          for (const inPlace of [false, true]) {
+            const p = join(root, `f-${size}-${chunk}-${inPlace}`);
+            await writeAll(p, data.subarray(0, size), chunk, true, inPlace);
+            const how = `${size} in chunks of ${chunk}${inPlace ? ', into room()' : ''}`;
+            assert.equal(statSync(p).size, size, `size ${how}`);
+            assert.ok(readFileSync(p).equals(data.subarray(0, size)), `bytes ${how}`);
+          }
         }
       }
       // The same file again (O_TRUNC), shorter: nothing of the longer one stays.

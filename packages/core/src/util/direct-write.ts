@@ -57,6 +57,14 @@ let stagesInUse = false;
 export interface FileSink {
   /** Appends bytes (any length); when it returns a promise, wait for it before the next call. */
   write(bytes: Buffer): Promise<void> | undefined;
+  /**
+   * The staging buffer the next bytes go to, to be filled in place (a
+   * decoder writing straight into it saves the copy write() makes): an
+   * empty stage of a direct file; undefined when there is none (use write()).
+   */
+  room(): Buffer | undefined;
+  /** Appends the first `len` bytes of room() as write() would have (after room() and nothing else). */
+  commit(len: number): Promise<void> | undefined;
   /** Writes what is staged, waits for every write, sets the exact size and closes. */
   finish(): Promise<void>;
   /** Closes without finishing (the caller removes the file); waits for writes in flight. */
@@ -200,6 +208,14 @@ export function openFileSink(path: string, flags: number, mode: number, direct: 
         return undefined;
       };
       return fill();
+    },
+    room() {
+      return isDirect && staged === 0 && failed === undefined ? bufs![cur] : undefined;
+    },
+    commit(len) {
+      if (!isDirect || staged !== 0 || len > STAGE_SIZE) throw new Error('FileSink.commit without room()');
+      staged = len;
+      return staged === STAGE_SIZE ? flushStage() : undefined;
     },
     async finish() {
       try {
