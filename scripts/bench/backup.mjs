@@ -398,6 +398,22 @@ async function benchDataset(b, ds) {
       syncDisks();
     }
   };
+  // The floor under any restore here: the same bytes written durably by dd
+  // (O_DIRECT, then fsync), no reading, decoding or checking at all.
+  const floor = [];
+  const floorRun = async () => {
+    const bytes = restore.cairn.at(-1)?.restoredBytes ?? restore.pgbr.at(-1)?.restoredBytes;
+    if (!bytes) return;
+    const dest = makeDir(`floor-${ds.name}`);
+    await b.quiesce();
+    try {
+      const r = await timed('dd', ['if=/dev/zero', `of=${join(dest, 'floor')}`, 'bs=4M', `count=${Math.ceil(bytes / (4 * 1024 * 1024))}`, 'oflag=direct', 'conv=fsync', 'status=none']);
+      if (r.code === 0) floor.push(r.seconds);
+    } finally {
+      removeDir(dest);
+      syncDisks();
+    }
+  };
   const restorers = ['cairn', ...(opt.skipPgbr ? [] : ['pgbr'])].filter((k) => lastFull[k]);
   for (let i = 0; i < ds.runs; i++) {
     const order = i % 2 === 0 ? restorers : [...restorers].reverse();
@@ -406,8 +422,11 @@ async function benchDataset(b, ds) {
       const r = await doRestore(k, lastFull[k], 'full', last && opt.verify && ds.verify ? out.expected : undefined);
       if (r) restore[k].push(r);
     }
+    await floorRun();
   }
+  if (floor.length) say(`  write floor (dd, same bytes, O_DIRECT + fsync): ${floor.join(' / ')} s`);
   out.restore = restore;
+  out.restoreFloor = floor;
 
   if (ds.incr && !opt.skipIncr) {
     say(`  ${ds.updateLabel}`);
@@ -481,7 +500,7 @@ function summarizeDataset(d) {
   for (const [k, rs] of Object.entries(d.restore)) {
     if (!rs.length) continue;
     const secs = medianOf(rs, (r) => r.seconds);
-    s.restore[k] = { seconds: round(secs, 2), runs: rs.map((r) => r.seconds), mbps: round(d.dataBytes / 1e6 / secs, 0), cpuS: round(medianOf(rs, (r) => r.cpuS), 1), rssMB: round(Math.max(...rs.map((r) => r.rssMB ?? 0)), 0) || undefined, verified: rs.at(-1).verified };
+    s.restore[k] = { seconds: round(secs, 2), runs: rs.map((r) => r.seconds), mbps: round(d.dataBytes / 1e6 / secs, 0), cpuS: round(medianOf(rs, (r) => r.cpuS), 1), rssMB: round(Math.max(...rs.map((r) => r.rssMB ?? 0)), 0) || undefined, verified: rs.at(-1).verified, restoredBytes: rs.at(-1).restoredBytes };
   }
   return s;
 }
@@ -521,6 +540,11 @@ function report(res) {
       if (s.restore.cairn && s.restore.pgbr) {
         const ratio = round(s.restore.cairn.seconds / s.restore.pgbr.seconds, 2);
         L.push(`  target (issue 16): restore ≤ ${TIME_TARGET}× pgBackRest's time: ${s.restore.cairn.seconds} vs ${s.restore.pgbr.seconds} s = ${ratio}× → ${ratio <= TIME_TARGET ? 'MET' : 'NOT MET'}`);
+        if (d.restoreFloor?.length) {
+          const fl = round(median(d.restoreFloor), 2);
+          const goal = round(s.restore.pgbr.seconds * TIME_TARGET, 2);
+          L.push(`  floor: the same ${mb(d.summary.restore.cairn.restoredBytes ?? 0)} MB written durably by dd (O_DIRECT + fsync, nothing read or checked) took ${fl} s here (median of ${d.restoreFloor.length}); the target is ${goal} s = ${round(goal / fl, 2)}× that floor, cairn took ${round(s.restore.cairn.seconds / fl, 2)}× it, pgBackRest ${round(s.restore.pgbr.seconds / fl, 2)}×`);
+        }
       }
     }
     if (d.incr && Object.keys(d.incr).length) {
