@@ -208,6 +208,20 @@ describe('restore safety: crafted manifests and destructive flags (fs repository
     });
   });
 
+  it('restores a backup whose manifest header has no totals or odd ones (they are not checked input; restore only reads them to start a worker early)', async () => {
+    for (const totals of [undefined, { size: 'a lot' }]) {
+      const pgdata = await makeTempDir('safety-totals');
+      await withManifest((m) => {
+        if (totals === undefined) delete (m as Partial<Manifest>).totals;
+        else (m as unknown as { totals: unknown }).totals = totals;
+      }, async () => {
+        const r = await runCairn('restore', restoreArgs(pgdata), { env: state().repo.env, timeoutMs: 300_000 });
+        assert.equal(r.code, 0, `totals ${JSON.stringify(totals)}: ${r.stderr}`);
+        assert.equal(existsSync(join(pgdata, 'global', 'pg_control')), true);
+      });
+    }
+  });
+
   it('without sync(1) on PATH (no syncfs), each file is fsynced on its own and the restore is whole', async () => {
     const pgdata = await makeTempDir('safety-nosync');
     // What the harness (setpriv) and the wrapper run, and nothing else: `sync -f` is not found.

@@ -172,7 +172,9 @@ async function restoreWith(o: RestoreOptions, ctx: ToolContext, early: { workers
   const entry = findWorkerEntry(import.meta.url);
   const workerCount = Math.max(1, Math.min(o.jobs, availableParallelism()));
   const startWorkers = () => createFileWorkers(entry!, workerCount, { repoUrl: o.driver.url, env: ctx.env, cluster: o.plan.cluster, keyFile: o.keyFile, keyCommand: o.keyCommand, compress: 'none' });
-  if (entry && manifest.totals.size >= BIG_FILE) (early.workers = startWorkers()).warm(1);
+  // (The header's totals are not checked input: a manifest without them only starts no worker early.)
+  const total: unknown = (manifest.totals as Partial<typeof manifest.totals> | undefined)?.size;
+  if (entry && typeof total === 'number' && total >= BIG_FILE) (early.workers = startWorkers()).warm(1);
   const read = (id: string) => readManifestSummary(o.driver, plan.cluster, id, ctx.signal);
   const chain = new Set(backupChain(await readChainLinks(manifest, read), manifest.id));
   for (const ref of manifest.references) if (!chain.has(ref) && !(await read(ref))) throw missingParentError(manifest.id, ref);
