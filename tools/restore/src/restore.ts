@@ -472,100 +472,97 @@ async function restoreWith(o: RestoreOptions, ctx: ToolContext, early: { workers
     await early.workers.close();
     delete early.workers;
   }
+  // Closed by restore() on every path, with an early one.
   const workers = bigCount > 0 && entry ? (early.workers ??= startWorkers()) : undefined;
-  try {
-    const abort = new AbortController();
-    const limiterOf = (f: ManifestFile) => (f.size <= SMALL_FILE ? many : workers && f.size >= BIG_FILE ? limit : medium);
-    const run = (files: readonly ManifestFile[]) => Promise.all(files.map((f) => limiterOf(f)(() => (abort.signal.aborted ? Promise.resolve() : writeOne(f).catch((err) => {
-      abort.abort();
-      throw err;
-    })))));
-    // Big files first: they set the length of the restore (they are few
-    // whatever the file count: each is over SMALL_FILE bytes). The small ones
-    // go beside them.
-    big.sort((a, b) => b.size - a.size);
-    // Whether syncfs works, asked beside the files, not in their way: `sync
-    // -f` flushes the whole file system (seconds on a busy one), and it was
-    // a spawnSync that stopped the event loop meanwhile.
-    const syncfsWorks = syncFileSystems([pgdata], ctx.env, ctx.signal);
-    const bigDone = run(big);
-    bigDone.catch(() => {}); // awaited below, after the small ones
-    // The small ones, a batch of records at a time, each batch's
-    // bundled files span by span; the records are checked again on the way
-    // (the same rules: a manifest that differs now is refused).
-    const again = createManifestChecker(manifest, plan.cluster);
-    let batch: ManifestFile[] = [];
-    const flush = async () => {
-      const bundled = batch.filter((f): f is BundledFile => isBundled(f) && !f.pages);
-      spans = createSpanReader(o.driver, bundled, ctx.signal);
-      await run([...batch.filter((f) => !isBundled(f) || f.pages), ...spans.order]);
-      batch = [];
-      // Without syncfs, what was written is fsynced batch by batch; with it,
-      // one syncfs at the end covers it: either way no path is held for the
-      // whole run (issue 19: 120,000 paths).
-      if (!(await syncfsWorks)) await syncFiles(written.splice(0), limit);
-      else written.length = 0;
-    };
-    for await (const f of opened.files(ctx.signal)) {
-      again.file(f);
-      if (again.findings.length > 0) refuseUnsafe(again.findings, where);
-      if (f.path === CONTROL || (f.size > SMALL_FILE && (!isBundled(f) || f.pages))) continue;
-      batch.push(f);
-      if (batch.length >= RESTORE_BATCH) await flush();
-    }
-    await flush();
-    await bigDone;
-
-    // Recovery configuration.
-    const tsMap = manifest.tablespaceMap === null ? null : manifest.tablespaces.map((t) => `${t.oid} ${tsLocation.get(t.oid)!}`).join('\n') + '\n';
-    writeFileNoFollow(join(pgdata, 'backup_label'), manifest.backupLabel);
-    await give(join(pgdata, 'backup_label'));
-    if (tsMap !== null) {
-      writeFileNoFollow(join(pgdata, 'tablespace_map'), tsMap);
-      await give(join(pgdata, 'tablespace_map'));
-    }
-    writeFileNoFollow(join(pgdata, 'recovery.signal'), '');
-    await give(join(pgdata, 'recovery.signal'));
-    const auto = join(pgdata, 'postgresql.auto.conf');
-    const lines = [`# recovery settings added by cairn-restore at ${ctx.now().toISOString()} (backup ${manifest.id})`, `restore_command = ${confString(o.restoreCommand)}`];
-    for (const [k, v] of Object.entries(plan.recoverySettings)) lines.push(`${k} = ${confString(v)}`);
-    // Recovery settings left in the backup (a cluster restored earlier keeps
-    // them after promotion) would add a second target, which PostgreSQL
-    // refuses ("multiple recovery targets specified"): comment them out.
-    const old = existsSync(auto) ? await readFile(auto, 'utf8') : '';
-    const kept = old
-      .split('\n')
-      .map((l) => (RECOVERY_SETTING_RE.test(l) ? `# ${l}  # disabled by cairn-restore` : l))
-      .join('\n');
-    writeFileNoFollow(auto, (kept === '' || kept.endsWith('\n') ? kept : kept + '\n') + lines.join('\n') + '\n');
-    await give(auto);
-    if (o.configDir === undefined) reportUnwrittenConfig(config, ctx.log);
-    else if (config.length > 0) {
-      const paths = await writeConfigFiles({ driver: o.driver, key: o.key, configDir: o.configDir, owner, signal: ctx.signal, heal: (err, c, read) => heal(err, c, read, 'config') }, config);
-      await syncFiles(paths, limit);
-      ctx.log.info(`wrote ${paths.length} configuration file${paths.length > 1 ? 's' : ''} into ${quote(resolve(o.configDir))}: ${config.map((c) => c.path).join(', ')}`);
-    }
-    // Durable before pg_control: fsync in parallel batches (concurrent fsyncs
-    // share journal commits) rather than one in line per file.
-    await syncAll([pgdata, ...tsLocation.values()], written.splice(0), limit, ctx, await syncfsWorks);
-
-    // Last: pg_control makes the directory startable.
-    if (control) {
-      // Its own span reader: a bundled pg_control is read alone.
-      spans = createSpanReader(o.driver, isBundled(control) && !control.pages ? [control] : [], ctx.signal);
-      await writeOne({ ...control });
-      await syncFiles(written.splice(0), limit);
-      await fsyncDir(join(pgdata, 'global'));
-    }
-    await rm(join(pgdata, RESTORE_MARKER), { force: true });
-    await fsyncDir(pgdata);
-    if (healed.files > HEAL_WARNINGS) ctx.log.warn(`${healed.files} files of backup ${manifest.id} were restored from other repositories than ${quote(o.driver.url)} (${healed.files - HEAL_WARNINGS} not listed above); run cairn-verify on ${quote(o.driver.url)}`);
-    result.healed = healed.files;
-    result.seconds = (Date.now() - t0) / 1000;
-    return result;
-  } finally {
-    await workers?.close();
+  const abort = new AbortController();
+  const limiterOf = (f: ManifestFile) => (f.size <= SMALL_FILE ? many : workers && f.size >= BIG_FILE ? limit : medium);
+  const run = (files: readonly ManifestFile[]) => Promise.all(files.map((f) => limiterOf(f)(() => (abort.signal.aborted ? Promise.resolve() : writeOne(f).catch((err) => {
+    abort.abort();
+    throw err;
+  })))));
+  // Big files first: they set the length of the restore (they are few
+  // whatever the file count: each is over SMALL_FILE bytes). The small ones
+  // go beside them.
+  big.sort((a, b) => b.size - a.size);
+  // Whether syncfs works, asked beside the files, not in their way: `sync
+  // -f` flushes the whole file system (seconds on a busy one), and it was
+  // a spawnSync that stopped the event loop meanwhile.
+  const syncfsWorks = syncFileSystems([pgdata], ctx.env, ctx.signal);
+  const bigDone = run(big);
+  bigDone.catch(() => {}); // awaited below, after the small ones
+  // The small ones, a batch of records at a time, each batch's
+  // bundled files span by span; the records are checked again on the way
+  // (the same rules: a manifest that differs now is refused).
+  const again = createManifestChecker(manifest, plan.cluster);
+  let batch: ManifestFile[] = [];
+  const flush = async () => {
+    const bundled = batch.filter((f): f is BundledFile => isBundled(f) && !f.pages);
+    spans = createSpanReader(o.driver, bundled, ctx.signal);
+    await run([...batch.filter((f) => !isBundled(f) || f.pages), ...spans.order]);
+    batch = [];
+    // Without syncfs, what was written is fsynced batch by batch; with it,
+    // one syncfs at the end covers it: either way no path is held for the
+    // whole run (issue 19: 120,000 paths).
+    if (!(await syncfsWorks)) await syncFiles(written.splice(0), limit);
+    else written.length = 0;
+  };
+  for await (const f of opened.files(ctx.signal)) {
+    again.file(f);
+    if (again.findings.length > 0) refuseUnsafe(again.findings, where);
+    if (f.path === CONTROL || (f.size > SMALL_FILE && (!isBundled(f) || f.pages))) continue;
+    batch.push(f);
+    if (batch.length >= RESTORE_BATCH) await flush();
   }
+  await flush();
+  await bigDone;
+
+  // Recovery configuration.
+  const tsMap = manifest.tablespaceMap === null ? null : manifest.tablespaces.map((t) => `${t.oid} ${tsLocation.get(t.oid)!}`).join('\n') + '\n';
+  writeFileNoFollow(join(pgdata, 'backup_label'), manifest.backupLabel);
+  await give(join(pgdata, 'backup_label'));
+  if (tsMap !== null) {
+    writeFileNoFollow(join(pgdata, 'tablespace_map'), tsMap);
+    await give(join(pgdata, 'tablespace_map'));
+  }
+  writeFileNoFollow(join(pgdata, 'recovery.signal'), '');
+  await give(join(pgdata, 'recovery.signal'));
+  const auto = join(pgdata, 'postgresql.auto.conf');
+  const lines = [`# recovery settings added by cairn-restore at ${ctx.now().toISOString()} (backup ${manifest.id})`, `restore_command = ${confString(o.restoreCommand)}`];
+  for (const [k, v] of Object.entries(plan.recoverySettings)) lines.push(`${k} = ${confString(v)}`);
+  // Recovery settings left in the backup (a cluster restored earlier keeps
+  // them after promotion) would add a second target, which PostgreSQL
+  // refuses ("multiple recovery targets specified"): comment them out.
+  const old = existsSync(auto) ? await readFile(auto, 'utf8') : '';
+  const kept = old
+    .split('\n')
+    .map((l) => (RECOVERY_SETTING_RE.test(l) ? `# ${l}  # disabled by cairn-restore` : l))
+    .join('\n');
+  writeFileNoFollow(auto, (kept === '' || kept.endsWith('\n') ? kept : kept + '\n') + lines.join('\n') + '\n');
+  await give(auto);
+  if (o.configDir === undefined) reportUnwrittenConfig(config, ctx.log);
+  else if (config.length > 0) {
+    const paths = await writeConfigFiles({ driver: o.driver, key: o.key, configDir: o.configDir, owner, signal: ctx.signal, heal: (err, c, read) => heal(err, c, read, 'config') }, config);
+    await syncFiles(paths, limit);
+    ctx.log.info(`wrote ${paths.length} configuration file${paths.length > 1 ? 's' : ''} into ${quote(resolve(o.configDir))}: ${config.map((c) => c.path).join(', ')}`);
+  }
+  // Durable before pg_control: fsync in parallel batches (concurrent fsyncs
+  // share journal commits) rather than one in line per file.
+  await syncAll([pgdata, ...tsLocation.values()], written.splice(0), limit, ctx, await syncfsWorks);
+
+  // Last: pg_control makes the directory startable.
+  if (control) {
+    // Its own span reader: a bundled pg_control is read alone.
+    spans = createSpanReader(o.driver, isBundled(control) && !control.pages ? [control] : [], ctx.signal);
+    await writeOne({ ...control });
+    await syncFiles(written.splice(0), limit);
+    await fsyncDir(join(pgdata, 'global'));
+  }
+  await rm(join(pgdata, RESTORE_MARKER), { force: true });
+  await fsyncDir(pgdata);
+  if (healed.files > HEAL_WARNINGS) ctx.log.warn(`${healed.files} files of backup ${manifest.id} were restored from other repositories than ${quote(o.driver.url)} (${healed.files - HEAL_WARNINGS} not listed above); run cairn-verify on ${quote(o.driver.url)}`);
+  result.healed = healed.files;
+  result.seconds = (Date.now() - t0) / 1000;
+  return result;
 }
 
 /**

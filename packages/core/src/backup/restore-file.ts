@@ -77,17 +77,18 @@ export async function restoreFile(driver: StorageDriver, key: EncryptionKey | un
  */
 export function frameDecoder(label: string): (frame: Buffer) => Buffer {
   const decode = frameDecoderInto(label);
-  const into = nativeZstd() === undefined ? undefined : Buffer.allocUnsafe(PIECE_SIZE);
+  // node:zlib (no zstd-napi) decodes into buffers of its own.
+  const into = nativeZstd() === undefined ? Buffer.alloc(0) : Buffer.allocUnsafe(PIECE_SIZE);
   return (frame) => decode(frame, into);
 }
 
 /** frameDecoder with the buffer given per frame: a piece is decoded into `into` where it fits, else into a new Buffer. */
-function frameDecoderInto(label: string): (frame: Buffer, into: Buffer | undefined) => Buffer {
+function frameDecoderInto(label: string): (frame: Buffer, into: Buffer) => Buffer {
   const native = nativeZstd();
   if (native === undefined) return (frame) => decodeZstdFrameSync(frame, label);
   return (frame, into) => {
-    const n = into === undefined ? undefined : native.decodeFrameInto(frame, into);
-    return n === undefined ? decodeZstdFrameSync(frame, label) : into!.subarray(0, n);
+    const n = native.decodeFrameInto(frame, into);
+    return n === undefined ? decodeZstdFrameSync(frame, label) : into.subarray(0, n);
   };
 }
 
