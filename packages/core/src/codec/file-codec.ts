@@ -19,6 +19,10 @@ import { checksumMismatch as mismatch, corruptDataFrom } from './errors.js';
 import { createZstdFrameSplitter, type FrameSplitter } from './zstd-frames.js';
 import { nativeZstd } from './zstd-native.js';
 import { fanOut, type Outcome } from '../util/fan-out.js';
+import { garbageMeter } from '../util/garbage.js';
+
+// This thread's compressed pieces: fresh Buffers, dropped once written (util/garbage.ts).
+const noteCompressed = garbageMeter();
 
 /** Input bytes per frame. */
 export const PIECE_SIZE = 4 * 1024 * 1024;
@@ -256,7 +260,12 @@ export async function encodeFileMany(
         const p = opts.compressHere ? Promise.resolve(opts.compressHere(piece)) : compressPiece(piece, spec);
         p.catch(() => {}); // observed by the reader below
         // Compressed, the piece is free again (uncompressed, it is the output).
-        if (opts.pool && spec.compress.alg !== 'none') p.then(() => opts.pool!.give(piece), () => {});
+        if (spec.compress.alg !== 'none') {
+          p.then((c) => {
+            opts.pool?.give(piece);
+            noteCompressed(c.length);
+          }, () => {});
+        }
         queue.push(p);
         wake?.();
       }
