@@ -5,9 +5,9 @@
 // slowly and scavenges are rare; V8 collects for the memory outside its heap
 // only once that has grown by 64 MiB since the last collection. Each thread
 // (the main one and every file worker) so held up to 64 MiB of dead pieces,
-// all resident: issue 16's random data set peaked at 271-286 MB of the 300
+// all resident: issue 16's random data set peaked at 273-277 MB of the 300
 // MB it allows. A minor collection after every 16 MiB of such Buffers frees
-// them (peak 185-198 MB, same time); one costs ~0.15 ms.
+// them (peak 203-208 MB, no slower); one costs ~0.15 ms.
 //
 // The collector comes from V8's own extension, enabled at run time the way
 // test runners do it (jest's leak detector): no command-line flag, and where
