@@ -99,7 +99,6 @@ if ! startdockerd "$storage"; then
   say "dockerd would not start with $storage storage ($(tail -n 1 "$work/dockerd.log" | cut -c1-200)); vfs instead"
   # Its directories stay (it may leave mounts there) until the cleanup.
   rm -f "$work/dockerd.pid"
-  storage=vfs
   startdockerd vfs || { tail -n 20 "$work/dockerd.log" >&2; fail "dockerd did not start"; }
 fi
 
