@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, rm, stat as fsStat, chmod, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +17,7 @@ import { MemoryDriver, clearMemoryStores } from '@cairn/core/storage/memory';
 import { openStorage } from '@cairn/core/storage/open';
 import { runCleanups } from './cleanup.js';
 import { DEFAULT_TEST_BUCKET, s3TestEnv, startS3Server, type S3Server } from './s3-server.js';
-import { collect, describeStorageConformance, failingStream, readAll } from './storage-conformance.js';
+import { collect, describeStorageConformance, failingStream, randomStream, readAll } from './storage-conformance.js';
 
 Object.assign(process.env, s3TestEnv());
 after(() => runCleanups());
@@ -70,6 +71,19 @@ describe('fs driver specifics', () => {
     await rename(join(root, 't/crashed'), join(root, 't/.tmp.crashed.999.abcdef'));
     assert.deepEqual((await collect(d.list('t/'))).map((o) => o.key), ['t/keep']);
     await assert.rejects(d.write('t/.tmp.x', Buffer.from('x')), /invalid storage key/);
+  });
+
+  it('writes back a big non-durable stream early: byte-exact, and a body failing meanwhile leaves nothing', async () => {
+    // 40 MiB passes WRITEBACK_STEP (32 MiB): a background fdatasync is in
+    // flight while the rest is written, and when the body then fails.
+    const root = join(dir, 'writeback');
+    const d = new FsDriver(root);
+    const { stream, digest } = randomStream(40 * 1024 * 1024);
+    await d.write('w/big', stream, { durable: false });
+    await d.syncKeys(['w/big']);
+    assert.equal(createHash('sha256').update(await readAll(await d.read('w/big'))).digest('hex'), digest());
+    await assert.rejects(d.write('w/failed', failingStream(40 * 1024 * 1024), { durable: false }), /body failed on purpose/);
+    assert.deepEqual(await readdir(join(root, 'w')), ['big']);
   });
 
   it('treats a missing root as an empty repository', async () => {
