@@ -26,13 +26,14 @@ test('each file comes back hashed, with its head and one zstd frame that records
   const enc = createSegmentEncoder(entry, 2, 1)!;
   try {
     const dir = await dirP;
-    const files = await Promise.all([0, 1, 8191, SEGMENT_HEAD_BYTES + 1, 16 * MiB, 16 * MiB, 3 * MiB, 16 * MiB].map(async (size, i) => {
+    const files = await Promise.all([0, 1, 8191, SEGMENT_HEAD_BYTES + 1, 16 * MiB, 16 * MiB, 3 * MiB, 16 * MiB, 16 * MiB + 8192, 3 * MiB, 32 * MiB].map(async (size, i) => {
       const data = content(size);
       const path = join(dir, `f${i}`);
       await writeFile(path, data);
       return { path, data };
     }));
-    // All at once: more files than threads queue, and none gets another's bytes.
+    // All at once: more files than threads queue, and none gets another's bytes;
+    // those over 16 MiB are streamed, the others compressed whole, by the same threads.
     const got = await Promise.all(files.map(async (f) => {
       const e = await enc.encode(f.path, f.data.length);
       const frame = Buffer.from(e.frame); // the lent buffer goes back below

@@ -6,7 +6,7 @@
 // per segment and kept 1.4 of 2 cores busy (SHA-256 10 ms on the main thread,
 // which then idled waiting for zstd; Buffer.concat of the output, and a fresh
 // 2-3 MB output per segment that the VM faults in page by page and V8
-// collects late). Here each thread reads the file 1 MiB at a time into one
+// collects late). Here each thread reads the file 1 MiB at a time into a
 // buffer of its own, hashing each piece as it comes in, then compresses the
 // whole file in one zstd-napi call into an output buffer the main thread
 // lends it and takes back once the frame is stored: both cores busy and
@@ -14,6 +14,7 @@
 // zstd then reads the input where it lies instead of copying it into its
 // 512 KiB window and taking the slower external-dictionary path at each wrap
 // (19 ms against 23 per segment; 16 MiB held per thread instead of 1 MiB).
+// Files bigger than a default segment are still streamed (WHOLE_LIMIT).
 //
 // The frame is what codec/compress.ts writes for a buffer of known size: one
 // zstd frame with its content size and XXH64 (zstdParams). Without zstd-napi
@@ -159,37 +160,51 @@ export function createSegmentEncoder(entry: URL, threads: number, level: number)
 
 /** Bytes read and hashed at a time: hashed while they are still in the core's cache. */
 const PIECE = 1024 * 1024;
+/**
+ * Files up to this size (a default WAL segment) are compressed whole, from a
+ * buffer the thread keeps; bigger ones (--wal-segsize up to 64 MiB takes this
+ * path, see the archiver's IN_MEMORY_LIMIT) are streamed into zstd piece by
+ * piece, so the memory held stays that of a 16 MiB segment.
+ */
+const WHOLE_LIMIT = 16 * 1024 * 1024;
 
 /** The body of an encoder thread: one job at a time, synchronously (the thread owns its buffers). */
 export function runSegmentEncoderThread(): void {
   const { level } = workerData as Setup;
   const z = nativeZstd();
-  /** The whole file (a WAL segment: 16 MiB by default), kept for the next job. */
+  /** Whole files up to WHOLE_LIMIT, kept for the next job. */
   let whole = Buffer.allocUnsafe(0);
+  const piece = Buffer.allocUnsafe(PIECE);
   parentPort!.on('message', (job: Job) => {
     try {
       if (!z) throw new Error('zstd-napi is not loaded on this thread');
       const hash = createHash('sha256');
-      if (whole.length < job.size) whole = Buffer.allocUnsafe(job.size);
-      const data = whole.subarray(0, job.size);
+      const out = new Uint8Array(job.out);
+      const head = new Uint8Array(Math.min(SEGMENT_HEAD_BYTES, job.size));
+      const inWhole = job.size <= WHOLE_LIMIT;
+      if (inWhole && whole.length < job.size) whole = Buffer.allocUnsafe(WHOLE_LIMIT);
+      const frame = inWhole ? undefined : z.frameWriter(job.size, level, out);
       const fd = openSync(job.path, 'r');
       try {
         for (let off = 0; off < job.size; ) {
           const want = Math.min(PIECE, job.size - off);
+          // Straight into place in the whole buffer, or into the piece to stream.
+          const into = inWhole ? whole.subarray(off, off + want) : piece.subarray(0, want);
           let got = 0;
           while (got < want) {
-            const n = readSync(fd, data, off + got, want - got, off + got);
+            const n = readSync(fd, into, got, want - got, off + got);
             if (n === 0) throw Object.assign(new Error(`file shrank while being read (${off + got} of ${job.size} bytes)`), { code: 'ESHRUNK' });
             got += n;
           }
-          hash.update(data.subarray(off, off + want));
+          if (off < head.length) head.set(into.subarray(0, head.length - off), off);
+          hash.update(into);
+          frame?.push(into);
           off += want;
         }
       } finally {
         closeSync(fd);
       }
-      const head = new Uint8Array(data.subarray(0, Math.min(SEGMENT_HEAD_BYTES, job.size)));
-      const length = z.encodeInto(data, level, new Uint8Array(job.out));
+      const length = frame ? frame.end() : z.encodeInto(whole.subarray(0, job.size), level, out);
       parentPort!.postMessage({ id: job.id, sha256: hash.digest('hex'), head, length } satisfies Reply, [head.buffer]);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;

@@ -65,6 +65,23 @@ test('encodeFrame writes one frame that node:zlib and the stock decoder read, wi
   assert.ok(zlib.zstdDecompressSync(a).equals(Buffer.alloc(100_000, 1)));
 });
 
+test('frameWriter streams pieces into one frame with its size and XXH64, in the buffer given', (t) => {
+  const z = nativeZstd();
+  if (!z) return t.skip('zstd-napi is not installed');
+  const plain = Buffer.concat([randomBytes(MiB + 7), Buffer.alloc(3 * MiB, 9)]);
+  const dst = Buffer.alloc(z.bound(plain.length));
+  for (const cut of [1000, MiB, 3 * MiB + 1]) {
+    const w = z.frameWriter(plain.length, 1, dst);
+    for (let off = 0; off < plain.length; off += cut) w.push(plain.subarray(off, off + cut));
+    const n = w.end();
+    assert.ok(zlib.zstdDecompressSync(dst.subarray(0, n)).equals(plain), `pieces of ${cut}`);
+    assert.ok((dst[4]! & 0x04) !== 0, 'XXH64 flag');
+  }
+  // An empty file is one empty frame.
+  const w = z.frameWriter(0, 1, dst);
+  assert.equal(zlib.zstdDecompressSync(dst.subarray(0, w.end())).length, 0);
+});
+
 test('encodeInto writes one frame with its size and XXH64 into the buffer given', (t) => {
   const z = nativeZstd();
   if (!z) return t.skip('zstd-napi is not installed');
