@@ -96,14 +96,16 @@ async function drain(spool: PushSpool, job: PushWorkerJob, archive: (f: ReadyFil
   const inFlight = new Set<string>();
   let idle = 0;
   let scan: Promise<void> | undefined;
-  let scans = 0;
+  let firstScan = true;
+  const lanes = Math.max(1, job.concurrency);
   const refill = () =>
     (scan ??= (async () => {
       // The first scan takes only what the lanes start at once: its checks
       // (a few file system calls per file) come before the first claim, and
       // PostgreSQL's next call, which finds its file unclaimed, starts Node
       // to archive it itself (a drain's first scan of 32 took ~30 ms).
-      const take = scans++ === 0 ? Math.min(job.batch, Math.max(1, job.concurrency)) : job.batch;
+      const take = firstScan ? Math.min(job.batch, lanes) : job.batch;
+      firstScan = false;
       // Only an empty queue is refilled, so what the scan finds is new unless it is in flight.
       const fresh = (await spool.readyFiles(job.walDir, take + inFlight.size)).filter((f) => !inFlight.has(f.name.name));
       queue.push(...fresh);
@@ -128,5 +130,5 @@ async function drain(spool: PushSpool, job: PushWorkerJob, archive: (f: ReadyFil
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, job.concurrency) }, lane));
+  await Promise.all(Array.from({ length: lanes }, lane));
 }

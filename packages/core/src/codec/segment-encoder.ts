@@ -172,9 +172,8 @@ const WHOLE_LIMIT = 16 * 1024 * 1024;
 export function runSegmentEncoderThread(): void {
   const { level } = workerData as Setup;
   const z = nativeZstd();
-  /** Whole files up to WHOLE_LIMIT, kept for the next job. */
-  let whole = Buffer.allocUnsafe(0);
-  const piece = Buffer.allocUnsafe(PIECE);
+  /** Whole files up to WHOLE_LIMIT, or the piece being streamed of a bigger one; kept for the next job. */
+  let buf: Buffer | undefined;
   parentPort!.on('message', (job: Job) => {
     try {
       if (!z) throw new Error('zstd-napi is not loaded on this thread');
@@ -182,14 +181,15 @@ export function runSegmentEncoderThread(): void {
       const out = new Uint8Array(job.out);
       const head = new Uint8Array(Math.min(SEGMENT_HEAD_BYTES, job.size));
       const inWhole = job.size <= WHOLE_LIMIT;
-      if (inWhole && whole.length < job.size) whole = Buffer.allocUnsafe(WHOLE_LIMIT);
+      buf ??= Buffer.allocUnsafe(WHOLE_LIMIT);
       const frame = inWhole ? undefined : z.frameWriter(job.size, level, out);
       const fd = openSync(job.path, 'r');
       try {
         for (let off = 0; off < job.size; ) {
           const want = Math.min(PIECE, job.size - off);
-          // Straight into place in the whole buffer, or into the piece to stream.
-          const into = inWhole ? whole.subarray(off, off + want) : piece.subarray(0, want);
+          // Straight into place in the whole file, or into the buffer's start to stream.
+          const at = inWhole ? off : 0;
+          const into = buf.subarray(at, at + want);
           let got = 0;
           while (got < want) {
             const n = readSync(fd, into, got, want - got, off + got);
@@ -204,7 +204,7 @@ export function runSegmentEncoderThread(): void {
       } finally {
         closeSync(fd);
       }
-      const length = frame ? frame.end() : z.encodeInto(whole.subarray(0, job.size), level, out);
+      const length = frame ? frame.end() : z.encodeInto(buf.subarray(0, job.size), level, out);
       parentPort!.postMessage({ id: job.id, sha256: hash.digest('hex'), head, length } satisfies Reply, [head.buffer]);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;

@@ -89,6 +89,10 @@ function load(): NativeZstd | null {
       cctxLevel = level;
     }
   };
+  const encodeInto = (src: Uint8Array, level: number, dst: Uint8Array): number => {
+    setLevel(level);
+    return cctx.compress2(dst, src);
+  };
   return {
     decodeFrameInto(frame, dst) {
       // Frames compressed in one call through node:zlib do not record their
@@ -105,8 +109,7 @@ function load(): NativeZstd | null {
     encodeFrame(piece, level) {
       const bound = b.compressBound(piece.length);
       if (out === undefined || out.length < bound) out = Buffer.allocUnsafe(bound);
-      setLevel(level);
-      return Buffer.from(out.subarray(0, cctx.compress2(out, piece)));
+      return Buffer.from(out.subarray(0, encodeInto(piece, level, out)));
     },
     frameWriter(size, level, dst) {
       setLevel(level);
@@ -130,10 +133,7 @@ function load(): NativeZstd | null {
         },
       };
     },
-    encodeInto(src, level, dst) {
-      setLevel(level);
-      return cctx.compress2(dst, src);
-    },
+    encodeInto,
     bound: (size) => b.compressBound(size),
   };
 }

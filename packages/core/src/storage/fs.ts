@@ -193,20 +193,20 @@ export class FsDriver implements StorageDriver {
     let fhOpen = true;
     let tempExists = true;
     try {
-      const writeback = opts.durable === false ? this.writeback(fh, key) : undefined;
       if (Buffer.isBuffer(body)) {
         await this.writeAll(fh, body, key);
       } else {
         // Errors from the body (the caller's stream) pass through unchanged;
         // only our own syscalls are mapped to storage errors.
         const source = signal ? addAbortSignal(signal, body) : body;
+        const writeback = opts.durable === false ? this.writeback(fh, key) : undefined;
         for await (const chunk of source) {
           const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
           await this.writeAll(fh, buf, key);
           writeback?.wrote(buf.length);
         }
+        await writeback?.settle();
       }
-      await writeback?.settle();
       signal?.throwIfAborted();
       if (opts.durable !== false) await this.io(() => fh.sync(), `write "${key}"`);
       fhOpen = false;
