@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm, stat as fsStat, chmod, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,6 +84,24 @@ describe('fs driver specifics', () => {
     assert.equal(createHash('sha256').update(await readAll(await d.read('w/big'))).digest('hex'), digest());
     await assert.rejects(d.write('w/failed', failingStream(40 * 1024 * 1024), { durable: false }), /body failed on purpose/);
     assert.deepEqual(await readdir(join(root, 'w')), ['big']);
+  });
+
+  it('writes a big durable buffer around the page cache byte-exact, ifAbsent or not, leaving no temp file', async () => {
+    // From DIRECT_WRITE_MIN (128 KiB) Buffer bodies go through O_DIRECT
+    // (util/direct-write.ts): sizes around its 4 KiB padding and its stages.
+    const root = join(dir, 'direct');
+    const d = new FsDriver(root);
+    const data = randomBytes(2 * 1024 * 1024 + 4097);
+    const sizes = [128 * 1024 - 1, 128 * 1024, 128 * 1024 + 1, 512 * 1024 + 4095, data.length];
+    await Promise.all(sizes.map((n, i) => d.write(`d/${n}`, data.subarray(0, n), i % 2 === 0 ? { ifAbsent: true } : {})));
+    for (const n of sizes) {
+      assert.ok((await readAll(await d.read(`d/${n}`))).equals(data.subarray(0, n)), `${n} bytes`);
+      assert.equal((await fsStat(join(root, 'd', String(n)))).mode & 0o777, 0o600);
+    }
+    // An overwrite with a shorter body keeps nothing of the longer one.
+    await d.write(`d/${data.length}`, data.subarray(0, 300_000));
+    assert.ok((await readAll(await d.read(`d/${data.length}`))).equals(data.subarray(0, 300_000)));
+    assert.deepEqual((await readdir(join(root, 'd'))).filter((n) => n.startsWith('.tmp.')), []);
   });
 
   it('treats a missing root as an empty repository', async () => {

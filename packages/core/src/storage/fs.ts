@@ -9,6 +9,7 @@ import { basename, dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { Readable, addAbortSignal } from 'node:stream';
 import { CairnError } from '../cli/errors.js';
 import { hostTag, isWriterGone } from '../util/debris.js';
+import { writeWholeDirect } from '../util/direct-write.js';
 import { createLimiter } from '../util/limit.js';
 import {
   ObjectNotFoundError,
@@ -48,6 +49,14 @@ const SYNC_WRITE_LIMIT = 1024 * 1024;
  * instead of beside it.
  */
 const WRITEBACK_STEP = 32 * 1024 * 1024;
+/**
+ * Durable Buffer writes from this size go around the page cache
+ * (util/direct-write.ts writeWholeDirect): the fsync that follows writes
+ * them out anyway, and the copy into fresh page-cache pages cost more CPU
+ * than compressing a WAL segment's worth of them. Smaller ones are not
+ * worth a device round trip of their own.
+ */
+const DIRECT_WRITE_MIN = 128 * 1024;
 
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
@@ -194,7 +203,12 @@ export class FsDriver implements StorageDriver {
     let tempExists = true;
     try {
       if (Buffer.isBuffer(body)) {
-        await this.writeAll(fh, body, key);
+        const tryDirect = opts.durable !== false && body.length >= DIRECT_WRITE_MIN;
+        if (!tryDirect || !(await this.io(() => writeWholeDirect(temp, body), `write "${key}"`))) {
+          await this.writeAll(fh, body, key);
+          // Whatever a refused direct attempt left past the end.
+          if (tryDirect) await this.io(() => fh.truncate(body.length), `write "${key}"`);
+        }
       } else {
         // Errors from the body (the caller's stream) pass through unchanged;
         // only our own syscalls are mapped to storage errors.

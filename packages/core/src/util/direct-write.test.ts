@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { constants, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { constants, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { openFileSink } from './direct-write.js';
+import { openFileSink, writeWholeDirect } from './direct-write.js';
 
 const FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
 const MiB = 1024 * 1024;
@@ -118,6 +118,50 @@ test('a write error is reported, not swallowed', async () => {
       await s.write(randomBytes(4 * MiB));
       await s.finish();
     });
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('writeWholeDirect writes exactly the buffer at every size, with more writers than stages at once', async (t) => {
+  for (const dir of [tmpdir(), '/dev/shm']) {
+    let root: string;
+    try {
+      root = mkdtempSync(join(dir, 'cairn-direct-'));
+    } catch {
+      continue;
+    }
+    try {
+      const data = randomBytes(3 * MiB + 7);
+      // Around the 4 KiB alignment and the 512 KiB stage; ten at once share four stages.
+      const sizes = [0, 1, 4095, 4096, 4097, 512 * 1024 - 1, 512 * 1024, 512 * 1024 + 1, 2 * MiB + 4095, 3 * MiB + 7];
+      const results = await Promise.all(
+        sizes.map(async (size) => {
+          const p = join(root, `w-${size}`);
+          // The file exists and is empty, as the fs driver's temp file is; it was bigger once here.
+          writeFileSync(p, randomBytes(size + 9000), { mode: 0o600 });
+          writeFileSync(p, '');
+          return { p, size, direct: await writeWholeDirect(p, data.subarray(0, size)) };
+        }),
+      );
+      for (const { p, size, direct } of results) {
+        if (!direct) {
+          t.diagnostic(`${dir}: O_DIRECT refused here for ${size} bytes; the fs driver then writes through the page cache`);
+          continue;
+        }
+        assert.equal(statSync(p).size, size, `size ${size} on ${dir}`);
+        assert.ok(readFileSync(p).equals(data.subarray(0, size)), `bytes ${size} on ${dir}`);
+      }
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  }
+});
+
+test('writeWholeDirect reports an error that is not about alignment', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'cairn-direct-'));
+  try {
+    await assert.rejects(writeWholeDirect(join(root, 'missing'), randomBytes(MiB)), { code: 'ENOENT' });
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -238,3 +238,89 @@ export function openFileSink(path: string, flags: number, mode: number, direct: 
     },
   };
 }
+
+// ---- whole buffers ----------------------------------------------------------
+//
+// A durable object given as one buffer (a compressed WAL segment, ~2 MB) is
+// copied into the page cache only to be written out by the fsync right
+// after. On this VM that copy is the expensive part: the kernel hands out
+// pages the host must first back, and a 2 MB write(2) took ~4.6 ms of system
+// time, a tenth of the CPU a push-ahead drain spends per segment. Staged
+// through a few hot aligned buffers and written with O_DIRECT, the copy is
+// a memcpy into memory already faulted in.
+
+/** Bytes per direct write of a whole buffer, and how many such stages there are (shared by every file in flight). */
+const WHOLE_STAGE = 512 * 1024;
+const WHOLE_STAGES = 4;
+
+let wholeStages: Buffer[] | undefined;
+let wholeFailed = false;
+const wholeWaiting: ((b: Buffer) => void)[] = [];
+
+function wholePool(): Buffer[] | undefined {
+  if (wholeStages === undefined && !wholeFailed) {
+    try {
+      const mem = new WebAssembly.Memory({ initial: (WHOLE_STAGES * WHOLE_STAGE) / 65536, maximum: (WHOLE_STAGES * WHOLE_STAGE) / 65536 }).buffer;
+      wholeStages = Array.from({ length: WHOLE_STAGES }, (_, i) => Buffer.from(mem, i * WHOLE_STAGE, WHOLE_STAGE));
+    } catch {
+      wholeFailed = true;
+    }
+  }
+  return wholeStages;
+}
+
+function takeStage(pool: Buffer[]): Promise<Buffer> | Buffer {
+  return pool.pop() ?? new Promise<Buffer>((resolve) => wholeWaiting.push(resolve));
+}
+
+function giveStage(pool: Buffer[], b: Buffer): void {
+  const next = wholeWaiting.shift();
+  if (next) next(b);
+  else pool.push(b);
+}
+
+/**
+ * Writes `body` from offset 0 into the existing, empty file `path` with
+ * O_DIRECT and cuts it to body.length (the last block goes out padded). It
+ * does not sync: the caller's fsync follows. Returns false when O_DIRECT
+ * cannot be used here (no aligned memory, the file system or the device
+ * refuses it): the caller then writes the whole body through the page cache
+ * from offset 0 and truncates to its length, over whatever this left.
+ */
+export async function writeWholeDirect(path: string, body: Buffer): Promise<boolean> {
+  const pool = constants.O_DIRECT !== undefined ? wholePool() : undefined;
+  if (pool === undefined) return false;
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_WRONLY | constants.O_DIRECT | constants.O_NOFOLLOW);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
+    throw err;
+  }
+  try {
+    for (let at = 0; at < body.length; ) {
+      const stage = await takeStage(pool);
+      try {
+        const n = body.copy(stage, 0, at, Math.min(body.length, at + WHOLE_STAGE));
+        const padded = Math.ceil(n / ALIGN) * ALIGN;
+        if (padded > n) stage.fill(0, n, padded);
+        for (let off = 0; off < padded; ) {
+          const wrote = await writeAt(fd, stage.subarray(off), padded - off, at + off);
+          // A short write leaves the next one unaligned: the page cache it is.
+          if (wrote % ALIGN !== 0) return false;
+          off += wrote;
+        }
+        at += n;
+      } finally {
+        giveStage(pool, stage);
+      }
+    }
+    if (body.length % ALIGN !== 0) ftruncateSync(fd, body.length);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
+    throw err;
+  } finally {
+    closeSync(fd);
+  }
+}
