@@ -280,16 +280,19 @@ function giveStage(pool: Buffer[], b: Buffer): void {
 }
 
 /**
- * Writes `body` from offset 0 into the existing, empty file `path` with
- * O_DIRECT and cuts it to body.length (the last block goes out padded). It
- * does not sync: the caller's fsync follows. Returns false when O_DIRECT
- * cannot be used here (no aligned memory, the file system or the device
- * refuses it): the caller then writes the whole body through the page cache
- * from offset 0 and truncates to its length, over whatever this left.
+ * Writes `body` from offset 0 into the existing, empty file `path`: its
+ * whole 4 KiB blocks with O_DIRECT, the bytes past the last whole block
+ * through the page cache (padding them and cutting the file back made
+ * ftruncate read that block back from the device first). It does not sync:
+ * the caller's fsync follows. Returns false when O_DIRECT cannot be used
+ * here (no aligned memory, the file system or the device refuses it): the
+ * caller then writes the whole body through the page cache from offset 0,
+ * over whatever this left.
  */
 export async function writeWholeDirect(path: string, body: Buffer): Promise<boolean> {
   const pool = constants.O_DIRECT !== undefined ? wholePool() : undefined;
   if (pool === undefined) return false;
+  const whole = body.length - (body.length % ALIGN);
   let fd: number;
   try {
     fd = openSync(path, constants.O_WRONLY | constants.O_DIRECT | constants.O_NOFOLLOW);
@@ -298,14 +301,12 @@ export async function writeWholeDirect(path: string, body: Buffer): Promise<bool
     throw err;
   }
   try {
-    for (let at = 0; at < body.length; ) {
+    for (let at = 0; at < whole; ) {
       const stage = await takeStage(pool);
       try {
-        const n = body.copy(stage, 0, at, Math.min(body.length, at + WHOLE_STAGE));
-        const padded = Math.ceil(n / ALIGN) * ALIGN;
-        if (padded > n) stage.fill(0, n, padded);
-        for (let off = 0; off < padded; ) {
-          const wrote = await writeAt(fd, stage.subarray(off), padded - off, at + off);
+        const n = body.copy(stage, 0, at, Math.min(whole, at + WHOLE_STAGE));
+        for (let off = 0; off < n; ) {
+          const wrote = await writeAt(fd, stage.subarray(off), n - off, at + off);
           // A short write leaves the next one unaligned: the page cache it is.
           if (wrote % ALIGN !== 0) return false;
           off += wrote;
@@ -315,12 +316,19 @@ export async function writeWholeDirect(path: string, body: Buffer): Promise<bool
         giveStage(pool, stage);
       }
     }
-    if (body.length % ALIGN !== 0) ftruncateSync(fd, body.length);
-    return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
     throw err;
   } finally {
     closeSync(fd);
   }
+  if (whole < body.length) {
+    const tail = openSync(path, constants.O_WRONLY | constants.O_NOFOLLOW);
+    try {
+      for (let off = whole; off < body.length; ) off += writeSync(tail, body, off, body.length - off, off);
+    } finally {
+      closeSync(tail);
+    }
+  }
+  return true;
 }
