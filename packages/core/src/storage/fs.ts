@@ -61,6 +61,14 @@ const DIRECT_WRITE_MIN = 128 * 1024;
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
 
+/** An entry of a directory being listed; `st` when it was stat'ed already. */
+interface WalkItem {
+  name: string;
+  dir: boolean;
+  sortKey: string;
+  st?: { isFile(): boolean; size: number; mtime: Date };
+}
+
 /** Errnos a retry may cure: descriptor exhaustion, NFS hiccups. */
 const TRANSIENT_ERRNOS = new Set(['EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY', 'EINTR', 'ETIMEDOUT', 'ESTALE']);
 
@@ -342,7 +350,7 @@ export class FsDriver implements StorageDriver {
     // directories pruned; the next such write makes them again unsynced too.
     const durable = opts.durable !== false;
     if (durable) await this.io(() => fsyncDir(dir), `remove "${key}"`);
-    await this.pruneEmptyDirs(dir, durable);
+    if (opts.keepDirs !== true) await this.pruneEmptyDirs(dir, durable);
   }
 
   async close(): Promise<void> {}
@@ -502,10 +510,30 @@ export class FsDriver implements StorageDriver {
   }
 
   private async *walk(dirKey: string, namePrefix: string, signal?: AbortSignal): AsyncGenerator<ObjectInfo> {
-    const entries = await this.readDir(dirKey, `list "${dirKey}${namePrefix}"`, signal);
-    const items: { name: string; dir: boolean; sortKey: string }[] = [];
+    const items = namePrefix === '' ? await this.walkItems(dirKey, signal) : await this.prefixItems(dirKey, namePrefix, signal);
+    items.sort((a, b) => compareKeys(a.sortKey, b.sortKey));
+    for (const item of items) {
+      signal?.throwIfAborted();
+      const key = dirKey + item.name;
+      if (item.dir) {
+        yield* this.walk(key + '/', '', signal);
+        continue;
+      }
+      try {
+        const st = item.st ?? (await fsp.stat(join(this.root, key)));
+        if (st.isFile()) yield { key, size: st.size, mtime: st.mtime };
+      } catch (err) {
+        if (isMissing(err)) continue; // removed while we listed
+        throw this.fail(err, `list "${dirKey}${namePrefix}"`);
+      }
+    }
+  }
+
+  /** Every file and directory in dirKey, for a walk. */
+  private async walkItems(dirKey: string, signal?: AbortSignal): Promise<WalkItem[]> {
+    const entries = await this.readDir(dirKey, `list "${dirKey}"`, signal);
+    const items: WalkItem[] = [];
     for (const e of entries) {
-      if (!e.name.startsWith(namePrefix)) continue;
       let isDir = e.isDirectory();
       let isFile = e.isFile();
       if (e.isSymbolicLink()) {
@@ -519,22 +547,40 @@ export class FsDriver implements StorageDriver {
       if (isDir) items.push({ name: e.name, dir: true, sortKey: e.name + '/' });
       else if (isFile) items.push({ name: e.name, dir: false, sortKey: e.name });
     }
-    items.sort((a, b) => compareKeys(a.sortKey, b.sortKey));
-    for (const item of items) {
-      signal?.throwIfAborted();
-      const key = dirKey + item.name;
-      if (item.dir) {
-        yield* this.walk(key + '/', '', signal);
-        continue;
-      }
+    return items;
+  }
+
+  /**
+   * The entries of dirKey whose names start with namePrefix. Names only,
+   * then a stat of each match (which a file needs for its size anyway): a
+   * WAL push lists its segment's prefix in a directory of up to 256
+   * segments several times, and typed entries for all of them were most of
+   * that cost.
+   */
+  private async prefixItems(dirKey: string, namePrefix: string, signal?: AbortSignal): Promise<WalkItem[]> {
+    signal?.throwIfAborted();
+    let names: string[];
+    try {
+      names = await fsp.readdir(join(this.root, dirKey));
+    } catch (err) {
+      if (isMissing(err)) return [];
+      throw this.fail(err, `list "${dirKey}${namePrefix}"`);
+    }
+    const items: WalkItem[] = [];
+    for (const name of names) {
+      if (!name.startsWith(namePrefix)) continue;
+      // Followed, as walkItems follows symbolic links.
+      let st: Awaited<ReturnType<typeof fsp.stat>>;
       try {
-        const st = await fsp.stat(join(this.root, key));
-        if (st.isFile()) yield { key, size: st.size, mtime: st.mtime };
+        st = await fsp.stat(join(this.root, dirKey, name));
       } catch (err) {
-        if (isMissing(err)) continue; // removed while we listed
+        if (isMissing(err)) continue; // removed while we listed (or a dangling link)
         throw this.fail(err, `list "${dirKey}${namePrefix}"`);
       }
+      if (st.isDirectory()) items.push({ name, dir: true, sortKey: name + '/' });
+      else if (st.isFile() && !name.startsWith(TEMP_PREFIX)) items.push({ name, dir: false, sortKey: name, st });
     }
+    return items;
   }
 
   /** The entries of a directory under the root; none when it does not exist. */
