@@ -38,7 +38,7 @@ async function fixture(name: string) {
 }
 
 describe('repository debris (fs)', () => {
-  it('WAL pushes leave nothing behind: their intents go, and so do the directories that held them', async () => {
+  it('WAL pushes leave nothing behind: their intents go; the directory that held them stays, empty, and is no leftover', async () => {
     const dir = join(root, 'pushes');
     const driver = new FsDriver(dir);
     const sha = 'ab'.repeat(32);
@@ -47,7 +47,11 @@ describe('repository debris (fs)', () => {
       assert.equal(await storeWal(driver, { cluster: 'main', systemId: '7312345678901234567', walName, sha256: sha, ext: '.zst', body: () => Buffer.from('x') }), 'stored');
     }
     assert.deepEqual(await listRepoDebris(driver, 'main'), []);
-    assert.deepEqual(await readdir(join(dir, 'main')), ['wal']);
+    assert.deepEqual((await readdir(join(dir, 'main'))).sort(), ['locks', 'wal']);
+    assert.deepEqual(await readdir(join(dir, 'main', 'locks', 'wal', '7312345678901234567')), []);
+    // Any other empty directory there still is one.
+    await mkdir(join(dir, 'main', 'locks', 'other'));
+    assert.deepEqual((await listRepoDebris(driver, 'main')).map((d) => d.path), ['main/locks/other/']);
   });
   it('lists temp files with their writer and empty directories, children first', async () => {
     const { driver, dead, live, other } = await fixture('list');

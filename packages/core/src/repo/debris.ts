@@ -21,8 +21,15 @@ export interface RepoDebris extends DebrisInfo {
 /** Every leftover under `<cluster>/<sub>`: the driver's (fs only), then intents (every store). */
 export async function listRepoDebris(driver: StorageDriver, cluster: string, signal?: AbortSignal, sub = ''): Promise<RepoDebris[]> {
   const out: RepoDebris[] = [];
-  if (driver.listDebris !== undefined) for await (const d of driver.listDebris(`${cluster}/${sub}`, signal)) out.push(d);
   const intents = walIntentsRoot(cluster);
+  if (driver.listDebris !== undefined) {
+    for await (const d of driver.listDebris(`${cluster}/${sub}`, signal)) {
+      // The intents' directories (and those holding them) are kept empty on
+      // purpose (wal-archive.ts INTENT_REMOVE): not a leftover.
+      if (d.path.endsWith('/') && (intents.startsWith(d.path) || d.path.startsWith(intents))) continue;
+      out.push(d);
+    }
+  }
   if (intents.startsWith(`${cluster}/${sub}`)) {
     for await (const obj of driver.list(intents, signal)) {
       if (isWalIntentKey(cluster, obj.key)) out.push({ path: obj.key, size: obj.size, mtime: obj.mtime, intent: true });

@@ -84,8 +84,14 @@ interface Intent {
   mtime: number;
 }
 
-/** Intents are written and removed without fsyncs: one lost or back after a crash is as good as a stale one. */
-const NOT_DURABLE = { durable: false } as const;
+/**
+ * Intents are written and removed without fsyncs: one lost or back after a
+ * crash is as good as a stale one. Their directory stays (on a file
+ * repository): the next segment's push writes there at once, and making and
+ * removing it for each one cost more than the intent itself (debris.ts does
+ * not count it as a leftover).
+ */
+const INTENT_REMOVE = { durable: false, keepDirs: true } as const;
 
 /** The first looks come quickly (a racing push of 16 MiB takes tens of ms), later ones once a second. */
 function defaultPause(round: number, signal?: AbortSignal): Promise<void> {
@@ -156,7 +162,7 @@ export async function storeWal(driver: StorageDriver, args: StoreWalArgs): Promi
   };
   const withdraw = async () => {
     raised = false;
-    await driver.remove(mine, signal, NOT_DURABLE);
+    await driver.remove(mine, signal, INTENT_REMOVE);
   };
   const listIntents = async (): Promise<Intent[]> => {
     const out: Intent[] = [];
@@ -229,7 +235,7 @@ export async function storeWal(driver: StorageDriver, args: StoreWalArgs): Promi
       await pause(round, signal);
     }
   } finally {
-    if (raised) await driver.remove(mine, signal, NOT_DURABLE).catch(() => {});
+    if (raised) await driver.remove(mine, signal, INTENT_REMOVE).catch(() => {});
   }
 }
 

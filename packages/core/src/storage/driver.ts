@@ -69,6 +69,11 @@ export interface WriteOptions {
 export interface RemoveOptions {
   /** false: no fsyncs (fs). Default true. */
   durable?: boolean;
+  /**
+   * true: directories the remove leaves empty stay (fs), for a prefix that is
+   * written again at once (a WAL push's intent, every segment). Default false.
+   */
+  keepDirs?: boolean;
 }
 
 /** An object opened by StorageDriver.openReader. */
