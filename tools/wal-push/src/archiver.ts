@@ -4,7 +4,6 @@
 
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CairnError, toCairnError } from '@cairn/core/cli/errors';
@@ -28,6 +27,7 @@ import type { StorageDriver } from '@cairn/core/storage/driver';
 import { checkSegmentHeader, readWalPageHeader, type WalFileName } from '@cairn/core/wal/index';
 import { createLimiter } from '@cairn/core/util/limit';
 import type { EncodedSegment, SegmentEncoder } from '@cairn/core/codec/segment-encoder';
+import { encodeWidth } from './encoder.js';
 import { ReadPool, type PooledRead } from './read-pool.js';
 
 
@@ -272,11 +272,6 @@ export function createArchiver(drivers: StorageDriver[], key: EncryptionKey | un
       return { outcome, sha256, bytesIn: st.size, bytesOut };
     },
   };
-}
-
-/** Files read, hashed and compressed at once: never wider than the cores. */
-export function encodeWidth(concurrency: number): number {
-  return Math.max(1, Math.min(concurrency, availableParallelism()));
 }
 
 /**

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile, utimes } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, readFile, rm, stat, writeFile, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileIdentity, PushSpool } from './push-spool.js';
@@ -53,6 +53,35 @@ test('records confirm only the unchanged file, once; claims and .ready order', a
 
     assert.equal(await spool.lockWorker(), true);
     assert.equal(await spool.lockWorker(), false);
+    await spool.unlockWorker();
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('the worker claims by linking its lock; a dead worker\'s claims are replaced, never written into', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'push-spool-'));
+  try {
+    const spool = new PushSpool(root);
+    const a = '000000010000000000000005';
+    const b = '000000010000000000000006';
+    // A dead worker's lock, and two claims linked to it.
+    await writeFile(join(root, '.push-ahead.lock'), '4194305', { mode: 0o600 });
+    await link(join(root, '.push-ahead.lock'), join(root, `${a}.claim`));
+    await link(join(root, '.push-ahead.lock'), join(root, `${b}.claim`));
+    assert.equal(await spool.claimant(a), undefined, 'a dead claimant');
+    assert.equal(await spool.lockWorker(), true, 'the dead lock is taken over');
+    await spool.claim(a, true);
+    assert.equal(await spool.claimant(a), process.pid);
+    assert.equal((await stat(join(root, `${a}.claim`))).ino, (await stat(join(root, '.push-ahead.lock'))).ino, 'the claim is the lock, linked');
+    assert.equal(await readFile(join(root, `${b}.claim`), 'utf8'), '4194305', 'the other stale claim is untouched');
+    assert.equal(await spool.claimant(b), undefined);
+    // PostgreSQL's own call writes a claim of its own.
+    await spool.claim(b);
+    assert.notEqual((await stat(join(root, `${b}.claim`))).ino, (await stat(join(root, '.push-ahead.lock'))).ino);
+    assert.equal(await spool.claimant(b), process.pid);
+    await spool.unclaim(a);
+    assert.equal(await readFile(join(root, '.push-ahead.lock'), 'utf8'), String(process.pid), 'unclaiming leaves the lock');
     await spool.unlockWorker();
   } finally {
     await rm(root, { recursive: true, force: true });

@@ -9,7 +9,7 @@
 // repository set); .ready files are never touched (PostgreSQL owns
 // archive_status/).
 
-import { readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CLAIM_SUFFIX, RECORD_SUFFIX } from '@cairn/core/spool/contract';
 import { pidFileHolder, releasePidFile, takePidFile } from '@cairn/core/spool/pid-lock';
@@ -79,8 +79,31 @@ export class PushSpool {
     return pidFileHolder(this.claimPath(walName));
   }
 
-  async claim(walName: string): Promise<void> {
-    await writeFile(this.claimPath(walName), String(process.pid), { mode: 0o600 });
+  /**
+   * Claims `walName` for this process. The push-ahead worker, which holds
+   * the worker lock (`viaLock`), claims by hard-linking it: the same bytes
+   * (its pid, as the wrappers read them) without a new inode per file, and
+   * on ext4 without a journal each new inode costs a scan past every inode
+   * freed in the last seconds (about 2% of a drain's CPU here for the
+   * claims). A claim already there is removed first, never written into: a
+   * dead worker's claims are links to its old lock, and bytes written
+   * through one would show up in all of them.
+   */
+  async claim(walName: string, viaLock = false): Promise<void> {
+    const path = this.claimPath(walName);
+    await unlink(path).catch(() => {});
+    if (viaLock) {
+      try {
+        await link(this.path(WORKER_LOCK), path);
+        return;
+      } catch {
+        // No hard links on this file system (or a racing claim): a file of its own.
+      }
+    }
+    // EEXIST: another process claimed it this instant; both archiving it is harmless (storeWal).
+    await writeFile(path, String(process.pid), { flag: 'wx', mode: 0o600 }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
   }
 
   async unclaim(walName: string): Promise<void> {

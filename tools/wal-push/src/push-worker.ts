@@ -10,9 +10,8 @@ import { isPrivate } from '@cairn/core/spool/spool-dir';
 import { spawnWorker } from '@cairn/core/spool/worker';
 import { closeRepositories, loadKey, openRepositories } from '@cairn/core/repo/repositories';
 import { sleep } from '@cairn/core/util/limit';
-import { findWorkerEntry } from '@cairn/core/util/worker-entry';
 import type { SegmentEncoder } from '@cairn/core/codec/segment-encoder';
-import { collectGarbage, createArchiver, encodeWidth, type ArchiverOptions } from './archiver.js';
+import { collectGarbage, createArchiver, type ArchiverOptions } from './archiver.js';
 import { PushSpool, type ReadyFile } from './push-spool.js';
 
 export interface PushWorkerJob extends ArchiverOptions {
@@ -39,32 +38,28 @@ export async function startPushWorker(job: PushWorkerJob, env: NodeJS.ProcessEnv
   spawnWorker('push-worker-main.js', import.meta.url, { envName: PUSH_AHEAD_JOB_ENV, value: job }, env, ['--expose-gc']);
 }
 
-/** The worker's body. Failures are left for PostgreSQL's own call to report. */
-/** `env`: the worker process's environment, given by its entry (push-worker-main.ts). */
-export async function runPushWorker(job: PushWorkerJob, env: NodeJS.ProcessEnv): Promise<void> {
+/**
+ * The worker's body. Failures are left for PostgreSQL's own call to report.
+ * `env`: the worker process's environment, given by its entry
+ * (push-worker-main.ts), which also starts `encoder` (encoder.ts); the
+ * worker closes it when done, whether it ran or not.
+ */
+export async function runPushWorker(job: PushWorkerJob, env: NodeJS.ProcessEnv, encoder?: SegmentEncoder): Promise<void> {
   const spool = new PushSpool(job.spoolDir);
-  // The parent checked it; a worker checks again before trusting it.
-  if (!(await isPrivate(job.spoolDir))) return;
-  if (!(await spool.lockWorker())) return;
-  const drivers = await openRepositories(job.repos, env).catch(() => undefined);
-  let encoder: SegmentEncoder | undefined;
+  let locked = false;
+  let drivers: Awaited<ReturnType<typeof openRepositories>> | undefined;
   try {
+    // The parent checked it; a worker checks again before trusting it.
+    if (!(await isPrivate(job.spoolDir))) return;
+    if (!(locked = await spool.lockWorker())) return;
+    drivers = await openRepositories(job.repos, env).catch(() => undefined);
     if (!drivers) return;
     const key = await loadKey(job, env);
     const signal = new AbortController().signal;
-    // Segments are read, hashed and compressed on threads, one per core
-    // (codec/segment-encoder.ts); without zstd-napi, as PostgreSQL's own call does.
-    // Imported here, not at the top: PostgreSQL's own call loads this module
-    // (startPushWorker) and must not pay for the encoder's.
-    const entry = job.compress.alg === 'zstd' ? findWorkerEntry(import.meta.url, 'encode-thread.js') : undefined;
-    if (entry) {
-      const { createSegmentEncoder } = await import('@cairn/core/codec/segment-encoder');
-      encoder = createSegmentEncoder(entry, encodeWidth(job.concurrency), job.compress.level);
-    }
     const archiver = createArchiver(drivers, key, job, { log: silentLogger, signal, now: () => new Date(), ...(encoder ? { encoder } : {}) });
     await drain(spool, job, async (f) => {
       if ((await spool.claimant(f.name.name)) !== undefined) return;
-      await spool.claim(f.name.name);
+      await spool.claim(f.name.name, true);
       try {
         await archiver.archive(f.path, f.name);
         await spool.record(f.name.name, f.path);
@@ -78,7 +73,7 @@ export async function runPushWorker(job: PushWorkerJob, env: NodeJS.ProcessEnv):
   } finally {
     await encoder?.close();
     if (drivers) await closeRepositories(drivers);
-    await spool.unlockWorker();
+    if (locked) await spool.unlockWorker();
   }
 }
 
