@@ -2,7 +2,9 @@
 // rest of the worker loads (push-worker-main.ts): kept apart from archiver.ts
 // so that starting them loads almost nothing.
 
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import type { CompressSpec } from '@cairn/core/codec/index';
 import type { SegmentEncoder } from '@cairn/core/codec/segment-encoder';
 import { findWorkerEntry } from '@cairn/core/util/worker-entry';
@@ -22,5 +24,17 @@ export async function startEncoder(compress: CompressSpec, concurrency: number, 
   const entry = compress.alg === 'zstd' ? findWorkerEntry(fromUrl, 'encode-thread.js') : undefined;
   if (!entry) return undefined;
   const { createSegmentEncoder } = await import('@cairn/core/codec/segment-encoder');
-  return createSegmentEncoder(entry, encodeWidth(concurrency), compress.level);
+  return createSegmentEncoder(entry, encodeWidth(concurrency), compress.level, mapFileAddon(fromUrl));
+}
+
+/**
+ * bin/map-file.node (scripts/build-native.mjs), from dist/ or from a
+ * bundle's entry or chunks/; undefined where it was not built.
+ */
+export function mapFileAddon(fromUrl: string): string | undefined {
+  for (const rel of ['../bin/map-file.node', '../../bin/map-file.node']) {
+    const u = new URL(rel, fromUrl);
+    if (existsSync(u)) return fileURLToPath(u);
+  }
+  return undefined;
 }

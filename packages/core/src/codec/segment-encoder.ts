@@ -22,6 +22,7 @@
 
 import { closeSync, openSync, readSync } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { parentPort, Worker, workerData } from 'node:worker_threads';
 import { CairnError } from '../cli/errors.js';
 import { nativeZstd } from './zstd-native.js';
@@ -53,6 +54,14 @@ export interface SegmentEncoder {
 
 interface Setup {
   level: number;
+  /** The map-file addon (native/map-file.c): whole files are mapped instead of read. */
+  mapper?: string;
+}
+
+/** native/map-file.c's exports. */
+interface Mapper {
+  map(path: string, size: number): ArrayBuffer;
+  unmap(buffer: ArrayBuffer): void;
 }
 
 interface Job {
@@ -75,9 +84,11 @@ interface Reply {
 /**
  * `threads` encoder threads started from `entry` (a module that calls
  * runSegmentEncoderThread), compressing at zstd `level`; undefined when
- * zstd-napi cannot be loaded here.
+ * zstd-napi cannot be loaded here. `mapper`: the path of the map-file addon,
+ * when there is one: files up to a default segment's size are then mapped
+ * rather than read (a thread that cannot load it reads them).
  */
-export function createSegmentEncoder(entry: URL, threads: number, level: number): SegmentEncoder | undefined {
+export function createSegmentEncoder(entry: URL, threads: number, level: number, mapper?: string): SegmentEncoder | undefined {
   const z = nativeZstd();
   if (!z) return undefined;
   const all: Worker[] = [];
@@ -99,7 +110,7 @@ export function createSegmentEncoder(entry: URL, threads: number, level: number)
     }
   };
   for (let i = 0; i < Math.max(1, threads); i++) {
-    const w = new Worker(entry, { workerData: { level } satisfies Setup });
+    const w = new Worker(entry, { workerData: { level, ...(mapper ? { mapper } : {}) } satisfies Setup });
     w.on('message', (r: Reply) => {
       const settle = pending.get(r.id);
       pending.delete(r.id);
@@ -168,10 +179,22 @@ const PIECE = 1024 * 1024;
  */
 const WHOLE_LIMIT = 16 * 1024 * 1024;
 
+/** The addon at `path`, or undefined when it cannot be loaded here (another libc, another Node). */
+function loadMapper(path: string | undefined): Mapper | undefined {
+  if (path === undefined) return undefined;
+  try {
+    const m = createRequire(import.meta.url)(path) as Partial<Mapper>;
+    return typeof m.map === 'function' && typeof m.unmap === 'function' ? (m as Mapper) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The body of an encoder thread: one job at a time, synchronously (the thread owns its buffers). */
 export function runSegmentEncoderThread(): void {
-  const { level } = workerData as Setup;
+  const { level, mapper: mapperPath } = workerData as Setup;
   const z = nativeZstd();
+  let mapper = loadMapper(mapperPath);
   /** Whole files up to WHOLE_LIMIT, or the piece being streamed of a bigger one; kept for the next job. */
   let buf: Buffer | undefined;
   parentPort!.on('message', (job: Job) => {
@@ -181,30 +204,54 @@ export function runSegmentEncoderThread(): void {
       const out = new Uint8Array(job.out);
       const head = new Uint8Array(Math.min(SEGMENT_HEAD_BYTES, job.size));
       const inWhole = job.size <= WHOLE_LIMIT;
-      buf ??= Buffer.allocUnsafe(WHOLE_LIMIT);
-      const frame = inWhole ? undefined : z.frameWriter(job.size, level, out);
-      const fd = openSync(job.path, 'r');
-      try {
-        for (let off = 0; off < job.size; ) {
-          const want = Math.min(PIECE, job.size - off);
-          // Straight into place in the whole file, or into the buffer's start to stream.
-          const at = inWhole ? off : 0;
-          const into = buf.subarray(at, at + want);
-          let got = 0;
-          while (got < want) {
-            const n = readSync(fd, into, got, want - got, off + got);
-            if (n === 0) throw Object.assign(new Error(`file shrank while being read (${off + got} of ${job.size} bytes)`), { code: 'ESHRUNK' });
-            got += n;
-          }
-          if (off < head.length) head.set(into.subarray(0, head.length - off), off);
-          hash.update(into);
-          frame?.push(into);
-          off += want;
+      let length: number | undefined;
+      if (inWhole && mapper !== undefined) {
+        // The page cache's pages in place: hashed and compressed without a copy.
+        let mapped: ArrayBuffer | undefined;
+        try {
+          mapped = mapper.map(job.path, job.size);
+        } catch (err) {
+          // Mapping is not possible here (no mmap on this file system, …): read from now on.
+          if ((err as NodeJS.ErrnoException).code !== 'ERR_MAP_UNAVAILABLE') throw err;
+          mapper = undefined;
         }
-      } finally {
-        closeSync(fd);
+        if (mapped !== undefined) {
+          try {
+            const data = Buffer.from(mapped);
+            head.set(data.subarray(0, head.length));
+            hash.update(data);
+            length = z.encodeInto(data, level, out);
+          } finally {
+            mapper!.unmap(mapped);
+          }
+        }
       }
-      const length = frame ? frame.end() : z.encodeInto(buf.subarray(0, job.size), level, out);
+      if (length === undefined) {
+        buf ??= Buffer.allocUnsafe(WHOLE_LIMIT);
+        const frame = inWhole ? undefined : z.frameWriter(job.size, level, out);
+        const fd = openSync(job.path, 'r');
+        try {
+          for (let off = 0; off < job.size; ) {
+            const want = Math.min(PIECE, job.size - off);
+            // Straight into place in the whole file, or into the buffer's start to stream.
+            const at = inWhole ? off : 0;
+            const into = buf.subarray(at, at + want);
+            let got = 0;
+            while (got < want) {
+              const n = readSync(fd, into, got, want - got, off + got);
+              if (n === 0) throw Object.assign(new Error(`file shrank while being read (${off + got} of ${job.size} bytes)`), { code: 'ESHRUNK' });
+              got += n;
+            }
+            if (off < head.length) head.set(into.subarray(0, head.length - off), off);
+            hash.update(into);
+            frame?.push(into);
+            off += want;
+          }
+        } finally {
+          closeSync(fd);
+        }
+        length = frame ? frame.end() : z.encodeInto(buf.subarray(0, job.size), level, out);
+      }
       parentPort!.postMessage({ id: job.id, sha256: hash.digest('hex'), head, length } satisfies Reply, [head.buffer]);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
