@@ -11,13 +11,13 @@
 // O_DIRECT wants the memory, the file offset and the length aligned to the
 // device's logical block (512 B or 4 KiB). Node gives no aligned allocation,
 // but a WebAssembly.Memory is page-aligned: bytes are staged there and
-// written in whole 4 MiB blocks; the last block is written padded to 4 KiB
-// and the file truncated to its size. Where the file system refuses O_DIRECT
+// written in whole 4 MiB blocks; of the last one, its whole 4 KiB blocks go
+// the same way and the bytes after them through the page cache. Where the file system refuses O_DIRECT
 // (tmpfs, some FUSE and network file systems) or a write is refused for its
 // alignment (EINVAL), the file is written through the page cache instead,
 // from the same position: the bytes are the same either way.
 
-import { closeSync, constants, ftruncateSync, openSync, write as fsWrite, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, ftruncateSync, openSync, write as fsWrite, writeSync } from 'node:fs';
 
 const ALIGN = 4096;
 /** Bytes staged per write(2). */
@@ -219,11 +219,30 @@ export function openFileSink(path: string, flags: number, mode: number, direct: 
     },
     async finish() {
       try {
-        if (isDirect && staged > 0) flushStage();
+        // The last stage's whole 4 KiB blocks go straight to the device, the
+        // bytes after them through the page cache: padded and cut back with
+        // ftruncate, ext4 read that last block back from the device first.
+        let tail: { buf: Buffer; from: number; len: number; at: number } | undefined;
+        if (isDirect && staged > 0) {
+          const len = staged % ALIGN;
+          if (len > 0) tail = { buf: bufs![cur]!, from: staged - len, len, at: pos + staged - len };
+          staged -= len;
+          if (staged > 0) flushStage();
+        }
         await settle();
         if (!isDirect && staged > 0) writeBuffered(bufs![cur]!, 0, 0);
-        // The last stage went out padded to 4 KiB: cut the file back to its size.
-        if (bufs !== undefined && fd !== undefined) ftruncateSync(fd, pos);
+        if (tail !== undefined) {
+          const keep = flags & ~(constants.O_CREAT | constants.O_TRUNC | constants.O_EXCL);
+          const t = openSync(path, keep, mode);
+          try {
+            for (let o = 0; o < tail.len; ) o += writeSync(t, tail.buf, tail.from + o, tail.len - o, tail.at + o);
+          } finally {
+            closeSync(t);
+          }
+          pos = tail.at + tail.len;
+        }
+        // A stage written padded after a refused direct write may have left bytes past the end.
+        if (bufs !== undefined && fd !== undefined && fstatSync(fd).size !== pos) ftruncateSync(fd, pos);
         closeSync(fd!);
         fd = undefined;
       } finally {
