@@ -27,7 +27,7 @@ const env = process.env;
 const opt = {
   scale: Math.max(1, int('BENCH_SCALE', 100)),
   rssScale: int('BENCH_RSS_SCALE', 10),
-  runs: Math.max(1, int('BENCH_BACKUP_RUNS', 3)),
+  runs: Math.max(1, int('BENCH_BACKUP_RUNS', 5)),
   level: int('BENCH_COMPRESS_LEVEL', 1),
   jobs: Math.max(1, int('BENCH_JOBS', 2)),
   skipRandom: flag('BENCH_SKIP_RANDOM'),

@@ -49,7 +49,7 @@ const opt = {
   segments: int('BENCH_SEGMENTS', 200),
   scale: int('BENCH_SCALE', 20),
   runs: Math.max(1, int('BENCH_RUNS', 10)),
-  drainRuns: Math.max(1, int('BENCH_DRAIN_RUNS', 3)),
+  drainRuns: Math.max(1, int('BENCH_DRAIN_RUNS', 5)),
   recoveryRuns: Math.max(1, int('BENCH_RECOVERY_RUNS', 3)),
   level: int('BENCH_COMPRESS_LEVEL', 1),
   extraLevel: env.BENCH_EXTRA_LEVEL === undefined ? 3 : int('BENCH_EXTRA_LEVEL', 0),
