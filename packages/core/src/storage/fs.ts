@@ -212,11 +212,7 @@ export class FsDriver implements StorageDriver {
     try {
       if (Buffer.isBuffer(body)) {
         const tryDirect = opts.durable !== false && body.length >= DIRECT_WRITE_MIN;
-        if (!tryDirect || !(await this.io(() => writeWholeDirect(temp, body), `write "${key}"`))) {
-          await this.writeAll(fh, body, key);
-          // Whatever a refused direct attempt left past the end.
-          if (tryDirect) await this.io(() => fh.truncate(body.length), `write "${key}"`);
-        }
+        if (!tryDirect || !(await this.io(() => writeWholeDirect(temp, fh.fd, body), `write "${key}"`))) await this.writeAll(fh, body, key);
       } else {
         // Errors from the body (the caller's stream) pass through unchanged;
         // only our own syscalls are mapped to storage errors.

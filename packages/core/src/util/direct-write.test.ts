@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { constants, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -141,7 +141,13 @@ test('writeWholeDirect writes exactly the buffer at every size, with more writer
           // The file exists and is empty, as the fs driver's temp file is; it was bigger once here.
           writeFileSync(p, randomBytes(size + 9000), { mode: 0o600 });
           writeFileSync(p, '');
-          return { p, size, direct: await writeWholeDirect(p, data.subarray(0, size)) };
+          // Held open without O_DIRECT, as the fs driver holds its temp file.
+          const fd = openSync(p, 'r+');
+          try {
+            return { p, size, direct: await writeWholeDirect(p, fd, data.subarray(0, size)) };
+          } finally {
+            closeSync(fd);
+          }
         }),
       );
       for (const { p, size, direct } of results) {
@@ -161,7 +167,7 @@ test('writeWholeDirect writes exactly the buffer at every size, with more writer
 test('writeWholeDirect reports an error that is not about alignment', async () => {
   const root = mkdtempSync(join(tmpdir(), 'cairn-direct-'));
   try {
-    await assert.rejects(writeWholeDirect(join(root, 'missing'), randomBytes(MiB)), { code: 'ENOENT' });
+    await assert.rejects(writeWholeDirect(join(root, 'missing'), -1, randomBytes(MiB)), { code: 'ENOENT' });
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

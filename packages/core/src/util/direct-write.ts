@@ -17,7 +17,7 @@
 // alignment (EINVAL), the file is written through the page cache instead,
 // from the same position: the bytes are the same either way.
 
-import { closeSync, constants, fstatSync, ftruncateSync, openSync, write as fsWrite, writeSync } from 'node:fs';
+import { closeSync, constants, openSync, write as fsWrite, writeSync } from 'node:fs';
 
 const ALIGN = 4096;
 /** Bytes staged per write(2). */
@@ -34,19 +34,25 @@ const BUFFERED_WRITE = 1024 * 1024;
 // The compiler's libs here (ES2023, no DOM) do not describe WebAssembly; Node has it.
 declare const WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => { buffer: ArrayBuffer } };
 
+/** `count` page-aligned buffers of `size` bytes; undefined when there is no address space for them (ulimit -v). */
+function pageAligned(count: number, size: number): Buffer[] | undefined {
+  try {
+    const pages = (count * size) / 65536;
+    const mem = new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer;
+    return Array.from({ length: count }, (_, i) => Buffer.from(mem, i * size, size));
+  } catch {
+    return undefined; // the page cache it is
+  }
+}
+
 let stages: Buffer[] | undefined;
 let stagesFailed = false;
 
 /** This thread's page-aligned staging buffers; undefined when they cannot be had. */
 function alignedStages(): Buffer[] | undefined {
   if (stages === undefined && !stagesFailed) {
-    try {
-      const pages = (STAGES * STAGE_SIZE) / 65536;
-      const mem = new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer;
-      stages = Array.from({ length: STAGES }, (_, i) => Buffer.from(mem, i * STAGE_SIZE, STAGE_SIZE));
-    } catch {
-      stagesFailed = true; // no address space for it (ulimit -v): the page cache it is
-    }
+    stages = pageAligned(STAGES, STAGE_SIZE);
+    stagesFailed = stages === undefined;
   }
   return stages;
 }
@@ -122,12 +128,11 @@ export function openFileSink(path: string, flags: number, mode: number, direct: 
 
   /** Writes stage `i` (`len` bytes, at `at`) straight to the device; on EINVAL, through the page cache instead. */
   const writeStage = async (i: number, len: number, at: number): Promise<void> => {
+    // Whole 4 KiB blocks: full stages, and of the last one only its whole blocks (finish).
     const buf = bufs![i]!;
-    const padded = Math.ceil(len / ALIGN) * ALIGN;
-    if (padded > len) buf.fill(0, len, padded);
     let off = 0;
     try {
-      while (off < padded) off += await writeAt(fd!, buf.subarray(off), padded - off, at + off);
+      while (off < len) off += await writeAt(fd!, buf.subarray(off), len - off, at + off);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
       // The device wants more alignment than 4 KiB, or a short write left
@@ -232,17 +237,10 @@ export function openFileSink(path: string, flags: number, mode: number, direct: 
         await settle();
         if (!isDirect && staged > 0) writeBuffered(bufs![cur]!, 0, 0);
         if (tail !== undefined) {
-          const keep = flags & ~(constants.O_CREAT | constants.O_TRUNC | constants.O_EXCL);
-          const t = openSync(path, keep, mode);
-          try {
-            for (let o = 0; o < tail.len; ) o += writeSync(t, tail.buf, tail.from + o, tail.len - o, tail.at + o);
-          } finally {
-            closeSync(t);
-          }
+          if (isDirect) await switchToBuffered();
+          for (let o = 0; o < tail.len; ) o += writeSync(fd!, tail.buf, tail.from + o, tail.len - o, tail.at + o);
           pos = tail.at + tail.len;
         }
-        // A stage written padded after a refused direct write may have left bytes past the end.
-        if (bufs !== undefined && fd !== undefined && fstatSync(fd).size !== pos) ftruncateSync(fd, pos);
         closeSync(fd!);
         fd = undefined;
       } finally {
@@ -278,12 +276,8 @@ const wholeWaiting: ((b: Buffer) => void)[] = [];
 
 function wholePool(): Buffer[] | undefined {
   if (wholeStages === undefined && !wholeFailed) {
-    try {
-      const mem = new WebAssembly.Memory({ initial: (WHOLE_STAGES * WHOLE_STAGE) / 65536, maximum: (WHOLE_STAGES * WHOLE_STAGE) / 65536 }).buffer;
-      wholeStages = Array.from({ length: WHOLE_STAGES }, (_, i) => Buffer.from(mem, i * WHOLE_STAGE, WHOLE_STAGE));
-    } catch {
-      wholeFailed = true;
-    }
+    wholeStages = pageAligned(WHOLE_STAGES, WHOLE_STAGE);
+    wholeFailed = wholeStages === undefined;
   }
   return wholeStages;
 }
@@ -299,22 +293,23 @@ function giveStage(pool: Buffer[], b: Buffer): void {
 }
 
 /**
- * Writes `body` from offset 0 into the existing, empty file `path`: its
- * whole 4 KiB blocks with O_DIRECT, the bytes past the last whole block
- * through the page cache (padding them and cutting the file back made
- * ftruncate read that block back from the device first). It does not sync:
- * the caller's fsync follows. Returns false when O_DIRECT cannot be used
- * here (no aligned memory, the file system or the device refuses it): the
- * caller then writes the whole body through the page cache from offset 0,
- * over whatever this left.
+ * Writes `body` from offset 0 into the existing, empty file `path`, which
+ * the caller holds open without O_DIRECT as `fd`: its whole 4 KiB blocks
+ * with O_DIRECT, the bytes past the last whole block through `fd` (padding
+ * them and cutting the file back made ftruncate read that block back from
+ * the device first). It does not sync: the caller's fsync follows. Returns
+ * false when O_DIRECT cannot be used here (no aligned memory, the file
+ * system or the device refuses it), having written nothing past
+ * body.length: the caller then writes the whole body through `fd` from
+ * offset 0.
  */
-export async function writeWholeDirect(path: string, body: Buffer): Promise<boolean> {
+export async function writeWholeDirect(path: string, fd: number, body: Buffer): Promise<boolean> {
   const pool = constants.O_DIRECT !== undefined ? wholePool() : undefined;
   if (pool === undefined) return false;
   const whole = body.length - (body.length % ALIGN);
-  let fd: number;
+  let direct: number;
   try {
-    fd = openSync(path, constants.O_WRONLY | constants.O_DIRECT | constants.O_NOFOLLOW);
+    direct = openSync(path, constants.O_WRONLY | constants.O_DIRECT | constants.O_NOFOLLOW);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
     throw err;
@@ -325,7 +320,7 @@ export async function writeWholeDirect(path: string, body: Buffer): Promise<bool
       try {
         const n = body.copy(stage, 0, at, Math.min(whole, at + WHOLE_STAGE));
         for (let off = 0; off < n; ) {
-          const wrote = await writeAt(fd, stage.subarray(off), n - off, at + off);
+          const wrote = await writeAt(direct, stage.subarray(off), n - off, at + off);
           // A short write leaves the next one unaligned: the page cache it is.
           if (wrote % ALIGN !== 0) return false;
           off += wrote;
@@ -339,15 +334,8 @@ export async function writeWholeDirect(path: string, body: Buffer): Promise<bool
     if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
     throw err;
   } finally {
-    closeSync(fd);
+    closeSync(direct);
   }
-  if (whole < body.length) {
-    const tail = openSync(path, constants.O_WRONLY | constants.O_NOFOLLOW);
-    try {
-      for (let off = whole; off < body.length; ) off += writeSync(tail, body, off, body.length - off, off);
-    } finally {
-      closeSync(tail);
-    }
-  }
+  for (let off = whole; off < body.length; ) off += writeSync(fd, body, off, body.length - off, off);
   return true;
 }
