@@ -2,7 +2,6 @@
 // rest of the worker loads (push-worker-main.ts): kept apart from archiver.ts
 // so that starting them loads almost nothing.
 
-import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { CompressSpec } from '@cairn/core/codec/index';
@@ -32,9 +31,6 @@ export async function startEncoder(compress: CompressSpec, concurrency: number, 
  * bundle's entry or chunks/; undefined where it was not built.
  */
 export function mapFileAddon(fromUrl: string): string | undefined {
-  for (const rel of ['../bin/map-file.node', '../../bin/map-file.node']) {
-    const u = new URL(rel, fromUrl);
-    if (existsSync(u)) return fileURLToPath(u);
-  }
-  return undefined;
+  const u = findWorkerEntry(fromUrl, '../bin/map-file.node');
+  return u && fileURLToPath(u);
 }

@@ -85,25 +85,25 @@ export class PushSpool {
    * (its pid, as the wrappers read them) without a new inode per file, and
    * on ext4 without a journal each new inode costs a scan past every inode
    * freed in the last seconds (about 2% of a drain's CPU here for the
-   * claims). A claim already there is removed first, never written into: a
+   * claims). A claim already there is replaced (removed, made anew), never written into: a
    * dead worker's claims are links to its old lock, and bytes written
    * through one would show up in all of them.
    */
   async claim(walName: string, viaLock = false): Promise<void> {
     const path = this.claimPath(walName);
-    await unlink(path).catch(() => {});
-    if (viaLock) {
-      try {
-        await link(this.path(WORKER_LOCK), path);
-        return;
-      } catch {
-        // No hard links on this file system (or a racing claim): a file of its own.
-      }
+    const own = () => writeFile(path, String(process.pid), { flag: 'wx', mode: 0o600 });
+    // No hard links on this file system: a file of its own.
+    const make = () => (viaLock ? link(this.path(WORKER_LOCK), path).catch(own) : own());
+    try {
+      await make();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      await unlink(path).catch(() => {});
+      // EEXIST again: another process claimed it this instant; both archiving it is harmless (storeWal).
+      await make().catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EEXIST') throw e;
+      });
     }
-    // EEXIST: another process claimed it this instant; both archiving it is harmless (storeWal).
-    await writeFile(path, String(process.pid), { flag: 'wx', mode: 0o600 }).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EEXIST') throw err;
-    });
   }
 
   async unclaim(walName: string): Promise<void> {
