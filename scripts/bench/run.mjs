@@ -640,16 +640,28 @@ async function benchDrain(ctx) {
     say(`2. draining ${ctx.ready.length} .ready segments, round ${round + 1} of ${rounds}: ${list.map((c) => c.key).join(', ')}`);
     for (const c of list) (all[c.key] ??= []).push(await drainOne(ctx, c));
   }
+  const out = mediansOf(all, (r) => r.segments);
+  for (const [key, runs] of Object.entries(all)) if (out[key].runs) out[key].failedCount = runs.reduce((n, r) => n + (r.failedCount ?? 0), 0);
+  return out;
+}
+
+/**
+ * Each contender's rounds as one result: its first successful run with the
+ * median time, segments/s from that median (`files`: how many the run
+ * counted) and every round's time; a contender that never finished keeps
+ * its first run.
+ */
+function mediansOf(all, files) {
   const out = {};
   for (const [key, runs] of Object.entries(all)) {
     const ok = runs.filter((r) => r.seconds !== undefined);
-    const first = runs[0];
+    const first = ok[0] ?? runs[0];
     if (ok.length === 0) {
       out[key] = first;
       continue;
     }
     const seconds = round(median(ok.map((r) => r.seconds)), 2);
-    out[key] = { ...first, seconds, segPerSec: round(first.segments / seconds, 1), runs: runs.map((r) => r.seconds ?? null), failedCount: runs.reduce((n, r) => n + (r.failedCount ?? 0), 0) };
+    out[key] = { ...first, seconds, segPerSec: round(files(first) / seconds, 1), runs: runs.map((r) => r.seconds ?? null) };
   }
   return out;
 }
@@ -732,17 +744,7 @@ async function benchRecovery(ctx) {
     say(`3. recovery from a base backup through ${ctx.ready.length}+ archived segments, round ${round + 1} of ${opt.recoveryRuns}: ${order.map((c) => c.key).join(', ')}`);
     for (const c of order) (all[c.key] ??= []).push(await recoverOne(ctx, c));
   }
-  const out = {};
-  for (const [key, runs] of Object.entries(all)) {
-    const ok = runs.filter((r) => r.seconds !== undefined);
-    const first = ok[0] ?? runs[0];
-    if (ok.length === 0) {
-      out[key] = first;
-      continue;
-    }
-    const seconds = round(median(ok.map((r) => r.seconds)), 2);
-    out[key] = { ...first, seconds, segPerSec: round(first.restoredFiles / seconds, 1), runs: runs.map((r) => r.seconds ?? null) };
-  }
+  const out = mediansOf(all, (r) => r.restoredFiles);
   const checks = new Set(Object.values(all).flat().filter((r) => r.check).map((r) => r.check));
   if (checks.size > 1) problem(`recovery: contenders recovered different data (history rows/sum of balances): ${[...checks].join(' vs ')}`);
   return out;
